@@ -1,0 +1,1 @@
+//! Exact mode: status and body bytes equal.

@@ -1,0 +1,1 @@
+//! JSON mode: structural comparison with ignore/only/tolerance/unordered arrays.

@@ -1,0 +1,254 @@
+//! The runtime configuration: typed, validated, immutable, shared as an `Arc`.
+//!
+//! `proxy.toml` → [`file`] (serde structs, `deny_unknown_fields`) → [`validate`]
+//! (collects every issue with its line and column) → [`Config`]. The hot path
+//! never parses a string: durations, URIs, header names, pointers and regexes
+//! are all built here. Priority: route value > built-in default.
+
+pub mod file;
+pub mod validate;
+
+use crate::pointer::Pointer;
+use http::{HeaderName, HeaderValue, Method, Uri};
+use regex::Regex;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use validate::{Error, Issue};
+
+/// Loads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Read {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut config = parse(&text)?;
+    config.source = Some(path.to_path_buf());
+    Ok(config)
+}
+
+/// Parses and validates config text.
+pub fn parse(text: &str) -> Result<Config, Error> {
+    validate::validate(text)
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Listen,
+    pub admin: Admin,
+    pub store: Store,
+    pub routes: Vec<Route>,
+    /// The file this config came from, when it came from one (for reloads).
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    pub tls: Option<TlsFiles>,
+    /// A client must finish sending its request headers within this time.
+    pub header_read_timeout: Duration,
+    /// How long a graceful stop waits for in-flight requests.
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub addr: SocketAddr,
+    /// Name of the environment variable holding the bearer token.
+    pub token_env: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub path: PathBuf,
+    /// Cap on each stored body; larger request bodies are not mirrored.
+    pub max_body_bytes: usize,
+    pub redact_headers: Vec<HeaderName>,
+    pub redact_json: Vec<Pointer>,
+    pub retention: Duration,
+    /// Bounded queue between the request path and the writer thread.
+    pub queue_capacity: usize,
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub path_prefix: String,
+    /// `None` matches every method.
+    pub methods: Option<Vec<Method>>,
+    /// Matched against the request's host without port, case-insensitively.
+    pub host: Option<String>,
+    pub incumbent: Upstream,
+    pub candidate: Option<Upstream>,
+    pub segment: Option<Segment>,
+    pub sticky: Option<Source>,
+    pub mirror: Mirror,
+    pub compare: Compare,
+    pub rollout: Rollout,
+    pub guard: Guard,
+    pub safety: Safety,
+}
+
+/// An upstream base URL (`http://host:port/base`) with its timeouts.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Scheme and authority, e.g. `http://127.0.0.1:9001`.
+    pub uri: Uri,
+    /// Path prefix prepended to the request path ("" when none).
+    pub base_path: String,
+    pub connect_timeout: Duration,
+    /// Time allowed for the upstream's response headers.
+    pub timeout: Duration,
+    /// Speak HTTP/2 with prior knowledge to a plain `http://` upstream.
+    pub http2: bool,
+}
+
+impl Upstream {
+    pub fn is_https(&self) -> bool {
+        self.uri.scheme_str() == Some("https")
+    }
+}
+
+/// Where a value (segment or sticky key) is read from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Header(HeaderName),
+    Query(String),
+    /// A pointer into a JSON request body.
+    Json(Pointer),
+    /// A regex on the path; the first capture group (or the whole match).
+    Path(Regex),
+}
+
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub source: Source,
+    /// The known values; others are stored as they are but labelled `other`.
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    /// The kill switch's initial state (`mirror = on|off`).
+    pub enabled: bool,
+    pub methods: Vec<Method>,
+    pub timeout: Duration,
+    pub max_in_flight: usize,
+    pub strip_headers: Vec<HeaderName>,
+    pub set_headers: Vec<(HeaderName, HeaderValue)>,
+    pub rewrite_json: Vec<(Pointer, serde_json::Value)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Compare {
+    Exact,
+    Json(JsonCompare),
+    Text(TextCompare),
+    Judge(JudgeCompare),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JsonCompare {
+    pub ignore: Vec<Pointer>,
+    /// Empty means everything is compared.
+    pub only: Vec<Pointer>,
+    /// Relative tolerance for numbers (0.05 = 5 %).
+    pub tolerance: f64,
+    pub abs_tolerance: f64,
+    pub unordered_arrays: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TextCompare {
+    pub field: Option<Pointer>,
+    pub threshold: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct JudgeCompare {
+    pub url: Uri,
+    pub timeout: Duration,
+    pub max_in_flight: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rollout {
+    /// Weight in percent for segments not listed in `segments`.
+    pub default: f64,
+    pub segments: BTreeMap<String, f64>,
+    pub salt: String,
+    pub fallback: bool,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub source: Source,
+    pub values: Vec<String>,
+    pub serve: Side,
+}
+
+/// Which upstream serves (or is mirrored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    Incumbent,
+    Candidate,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Incumbent => "incumbent",
+            Side::Candidate => "candidate",
+        }
+    }
+
+    pub fn other(self) -> Side {
+        match self {
+            Side::Incumbent => Side::Candidate,
+            Side::Candidate => Side::Incumbent,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Guard {
+    pub window: Window,
+    pub min_samples: u64,
+    pub min_agreement: f64,
+    pub max_candidate_error_rate: f64,
+    /// Candidate p99 / incumbent p99; `None` disables the check.
+    pub max_latency_ratio: Option<f64>,
+    pub on_breach: OnBreach,
+    pub auto_promote: bool,
+    pub steps: Vec<f64>,
+    pub hold: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Window {
+    Count(usize),
+    Time(Duration),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnBreach {
+    StepBack,
+    Shadow,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Safety {
+    pub deny: Vec<Regex>,
+}

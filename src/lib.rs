@@ -1,0 +1,22 @@
+//! Understudy: a shadow-mode traffic-mirroring reverse proxy.
+//!
+//! The life of an exchange:
+//!
+//! 1. `proxy::server` accepts a connection (optionally TLS) and hands each
+//!    request to `proxy::handle`, which takes one snapshot of the runtime config.
+//! 2. `route` matches the request to a route in file order, or answers 404.
+//! 3. `segment` reads the segment and sticky key; `rollout` decides who serves.
+//! 4. `proxy::body` buffers the request body up to `store.max_body_bytes`
+//!    (larger bodies stream to the incumbent and are not mirrored).
+//! 5. `mirror` sends a copy to the other side on a spawned task, bounded by
+//!    `max_in_flight` and `timeout`; it never delays the client.
+//! 6. `proxy::forward` calls the serving upstream; failures map to 502/504.
+//! 7. The response streams back through a tee that keeps a capped copy.
+//! 8. When both sides are in, `compare` gives a verdict, `store::redact`
+//!    scrubs the row and `store` queues it for the SQLite writer thread.
+
+pub mod compare;
+pub mod config;
+pub mod metrics;
+pub mod pointer;
+pub mod store;

@@ -1,0 +1,190 @@
+//! Prometheus metrics on a registry of our own (tests run many proxies in one process).
+//!
+//! Call sites use the intention-named `record_*` methods so labels stay
+//! consistent; every label value comes from an enum's `as_str()` or from the
+//! bounded segment mapping (`segment::label`).
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+use std::time::Duration;
+
+/// Typed handles; cheap to clone (each is an `Arc` inside).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub upstream_duration: HistogramVec,
+    pub comparisons: IntCounterVec,
+    pub agreement_ratio: GaugeVec,
+    pub mirror_skipped: IntCounterVec,
+    pub canary_weight: GaugeVec,
+    pub guard_trips: IntCounterVec,
+    pub fallbacks: IntCounterVec,
+    pub safety_events: IntCounterVec,
+    pub store_queue_depth: IntGauge,
+    pub store_rows_written: IntCounter,
+    pub store_rows_dropped: IntCounter,
+    pub config_reloads: IntCounterVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("understudy".into()), None).expect("valid prefix");
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let requests = counter(
+            "requests_total",
+            "Client requests by route, segment, who served and status class.",
+            &["route", "segment", "served_by", "status_class"],
+        );
+        let comparisons = counter(
+            "comparisons_total",
+            "Comparisons by verdict.",
+            &["route", "segment", "verdict"],
+        );
+        let mirror_skipped = counter(
+            "mirror_skipped_total",
+            "Requests not mirrored, by reason.",
+            &["route", "reason"],
+        );
+        let guard_trips = counter(
+            "guard_trips_total",
+            "Guard breaches that rolled a segment back.",
+            &["route", "segment", "reason"],
+        );
+        let fallbacks = counter(
+            "fallbacks_total",
+            "Serving-candidate failures answered by the incumbent instead.",
+            &["route", "segment"],
+        );
+        let safety_events = counter(
+            "safety_events_total",
+            "Candidate bodies that hit a safety deny pattern.",
+            &["route", "segment"],
+        );
+        let config_reloads = counter(
+            "config_reloads_total",
+            "Config reloads by result.",
+            &["result"],
+        );
+        let agreement_ratio = gauge(
+            "agreement_ratio",
+            "Share of matches among decided comparisons over the sliding window.",
+            &["route", "segment"],
+        );
+        let canary_weight = gauge(
+            "canary_weight",
+            "Current candidate weight in percent.",
+            &["route", "segment"],
+        );
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "upstream_duration_seconds",
+                "Upstream latency to the end of the body.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["route", "target"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(upstream_duration.clone()))
+            .expect("unique metric");
+        let store_queue_depth =
+            IntGauge::new("store_queue_depth", "Rows waiting for the writer.").expect("valid");
+        let store_rows_written =
+            IntCounter::new("store_rows_written_total", "Rows written to SQLite.").expect("valid");
+        let store_rows_dropped = IntCounter::new(
+            "store_rows_dropped_total",
+            "Rows dropped because the queue was full.",
+        )
+        .expect("valid");
+        for m in [&store_rows_written, &store_rows_dropped] {
+            registry
+                .register(Box::new(m.clone()))
+                .expect("unique metric");
+        }
+        registry
+            .register(Box::new(store_queue_depth.clone()))
+            .expect("unique metric");
+        Metrics {
+            registry,
+            requests,
+            upstream_duration,
+            comparisons,
+            agreement_ratio,
+            mirror_skipped,
+            canary_weight,
+            guard_trips,
+            fallbacks,
+            safety_events,
+            store_queue_depth,
+            store_rows_written,
+            store_rows_dropped,
+            config_reloads,
+        }
+    }
+
+    pub fn record_request(&self, route: &str, segment: &str, served_by: &str, status: u16) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.requests
+            .with_label_values(&[route, segment, served_by, class])
+            .inc();
+    }
+
+    pub fn record_upstream(&self, route: &str, target: &str, took: Duration) {
+        self.upstream_duration
+            .with_label_values(&[route, target])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn record_mirror_skip(&self, route: &str, reason: &str) {
+        self.mirror_skipped
+            .with_label_values(&[route, reason])
+            .inc();
+    }
+
+    pub fn record_verdict(&self, route: &str, segment: &str, verdict: &str) {
+        self.comparisons
+            .with_label_values(&[route, segment, verdict])
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        let families = self.registry.gather();
+        if TextEncoder::new().encode(&families, &mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

@@ -1,0 +1,1 @@
+//! Header and JSON-pointer redaction, applied before a row is queued.

@@ -1,0 +1,84 @@
+//! The SQLite schema, its migrations (keyed by `PRAGMA user_version`) and pragmas.
+//!
+//! Migrations only ever append: a released step is never edited.
+
+use rusqlite::Connection;
+
+/// Pragmas for every connection that writes: WAL, so readers never block the
+/// writer and a crash never corrupts the file; NORMAL sync is durable in WAL.
+pub const PRAGMAS: &str = "PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+PRAGMA busy_timeout = 5000;
+PRAGMA foreign_keys = ON;";
+
+/// Each entry moves the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the exchange log, rollout history and feedback.
+    "CREATE TABLE exchanges (
+        id TEXT PRIMARY KEY,
+        ts INTEGER NOT NULL,             -- unix ms at the request's start
+        route TEXT NOT NULL,
+        segment TEXT NOT NULL,           -- raw value, 'default' when absent
+        served_by TEXT NOT NULL,         -- incumbent | candidate
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        query TEXT,
+        request_headers TEXT,            -- JSON object, redacted
+        request_body BLOB,               -- capped, redacted
+        verdict TEXT NOT NULL,           -- match | mismatch | candidate_error | incumbent_error | skipped
+        diff TEXT NOT NULL DEFAULT '[]', -- JSON array of differing pointers
+        score REAL,                      -- similarity (text, judge modes)
+        skip_reason TEXT,                -- why the verdict is skipped
+        incumbent_status INTEGER,
+        incumbent_ms REAL,
+        incumbent_body BLOB,
+        incumbent_error TEXT,
+        candidate_status INTEGER,
+        candidate_ms REAL,
+        candidate_body BLOB,
+        candidate_error TEXT,
+        fallback INTEGER NOT NULL DEFAULT 0,   -- candidate served, failed, incumbent answered
+        safety TEXT                      -- the deny pattern the candidate's body hit
+    );
+    CREATE INDEX exchanges_route_segment_ts ON exchanges (route, segment, ts);
+    CREATE INDEX exchanges_ts ON exchanges (ts);
+
+    CREATE TABLE rollout_events (
+        version INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts INTEGER NOT NULL,
+        route TEXT NOT NULL,
+        segment TEXT NOT NULL,
+        from_weight REAL,
+        to_weight REAL,
+        actor TEXT NOT NULL,             -- cli | api | config | guard
+        reason TEXT NOT NULL DEFAULT '',
+        mirror TEXT                      -- kill-switch change: 'on' | 'off'
+    );
+    CREATE INDEX rollout_events_route ON rollout_events (route, segment, version);
+    CREATE TRIGGER rollout_events_no_update BEFORE UPDATE ON rollout_events
+        BEGIN SELECT RAISE(ABORT, 'rollout_events is append-only'); END;
+    CREATE TRIGGER rollout_events_no_delete BEFORE DELETE ON rollout_events
+        BEGIN SELECT RAISE(ABORT, 'rollout_events is append-only'); END;
+
+    CREATE TABLE feedback (
+        exchange_id TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        rating INTEGER NOT NULL,
+        comment TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX feedback_exchange ON feedback (exchange_id);",
+];
+
+/// Applies pragmas and every pending migration, each in its own transaction.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(PRAGMAS)?;
+    let current: usize =
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! The writer thread: batches rows into one transaction each, off the hot path.
