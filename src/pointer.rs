@@ -100,11 +100,9 @@ impl Pointer {
                 map.clear();
             }
             (Value::Array(items), Token::Key(k)) => {
-                if let Ok(i) = k.parse::<usize>() {
-                    if i < items.len() {
-                        items[i] = Value::Null;
-                        removed += 1;
-                    }
+                if let Some(item) = k.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                    *item = Value::Null;
+                    removed += 1;
                 }
             }
             (Value::Array(items), Token::Any) => {
