@@ -15,8 +15,19 @@
 //! 8. When both sides are in, `compare` gives a verdict, `store::redact`
 //!    scrubs the row and `store` queues it for the SQLite writer thread.
 
+pub mod admin;
+pub mod app;
 pub mod compare;
 pub mod config;
+pub mod exchange;
 pub mod metrics;
+pub mod mirror;
 pub mod pointer;
+pub mod proxy;
+pub mod rollout;
+pub mod route;
+pub mod segment;
+pub mod settle;
+pub mod shutdown;
 pub mod store;
+pub mod tls;

@@ -1,0 +1,68 @@
+//! The admin listener: metrics, health and (later) the rollout API.
+//!
+//! A small `(method, path)` match; it shares nothing with the proxy listener
+//! but the `Proxy` state.
+
+use crate::proxy::Proxy;
+use crate::proxy::body::ProxyBody;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Serves the admin API until `stop` resolves.
+pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Admin accept failed");
+                    continue;
+                }
+            },
+            () = &mut stop => return,
+        };
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, std::convert::Infallible>(route(&proxy, req).await) }
+            });
+            let builder = auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(error = %e, "Admin connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn route(proxy: &Proxy, req: Request<Incoming>) -> Response<ProxyBody> {
+    let (parts, body) = req.into_parts();
+    match (&parts.method, parts.uri.path()) {
+        (&Method::GET, "/metrics") => {
+            proxy.metrics.store_queue_depth.get();
+            respond(StatusCode::OK, "text/plain; version=0.0.4", proxy.metrics.encode())
+        }
+        (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n"),
+        (&Method::GET, "/readyz") => respond(StatusCode::OK, "text/plain", "ready\n"),
+        _ => {
+            let _drained = body.collect().await;
+            respond(StatusCode::NOT_FOUND, "text/plain", format!("no admin endpoint {}\n", parts.uri.path()))
+        }
+    }
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::bytes(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    resp
+}

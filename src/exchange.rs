@@ -1,0 +1,77 @@
+//! `Exchange`: what we know about one client request from its start to its row.
+
+use crate::config::Route;
+use crate::segment::{self, JsonBody};
+use bytes::Bytes;
+use http::HeaderMap;
+use http::request::Parts;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Per-request context, built once at the start and then only read.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub id: String,
+    pub ts_ms: i64,
+    pub started: Instant,
+    pub segment: String,
+    pub sticky: Option<String>,
+    pub method: http::Method,
+    pub path: String,
+    pub query: Option<String>,
+    /// The client's headers as received (before forwarding changes), for the log.
+    pub headers: HeaderMap,
+    /// The request body when it was buffered (within the cap).
+    pub body: Option<Bytes>,
+}
+
+impl Exchange {
+    pub fn begin(route: &Route, parts: &Parts, body: Option<&Bytes>) -> Exchange {
+        let mut json = JsonBody::new(body.map_or(&[][..], |b| &b[..]));
+        let segment = segment::of(route.segment.as_ref(), parts, &mut json);
+        let sticky = route
+            .sticky
+            .as_ref()
+            .and_then(|s| segment::extract(s, parts, &mut json));
+        let ts_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        Exchange {
+            id: new_id(ts_ms),
+            ts_ms,
+            started: Instant::now(),
+            segment,
+            sticky,
+            method: parts.method.clone(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().map(str::to_string),
+            headers: parts.headers.clone(),
+            body: body.cloned(),
+        }
+    }
+}
+
+/// A sortable, unique id: unix ms, a per-process random part and a counter
+/// (unique across replicas whose databases are merged by `report`).
+fn new_id(ts_ms: i64) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static PROCESS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let process = *PROCESS.get_or_init(rand::random::<u32>);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) as u32;
+    format!("{ts_ms:012x}{process:08x}{n:08x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_sortable() {
+        let a = new_id(1);
+        let b = new_id(1);
+        let c = new_id(2);
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 28);
+        assert!(a < c && b < c);
+    }
+}

@@ -1,0 +1,170 @@
+//! The only door to the shadow side: decides whether to mirror, builds the copy
+//! and bounds it (`max_in_flight` permits, `timeout`).
+//!
+//! Never awaits anything on the client's path: `prepare` returns at once with a
+//! call to run on the settle task, or a counted [`SkipReason`].
+
+use crate::compare::Observation;
+use crate::config::{Mirror, Side};
+use crate::exchange::Exchange;
+use crate::proxy::RouteRuntime;
+use crate::proxy::body::{self, UpBody};
+use crate::proxy::forward::Client;
+use crate::proxy::headers::MIRROR;
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Request};
+use std::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
+
+/// Why an exchange was not mirrored; `as_str` is the metric label and SQL value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The kill switch is off.
+    Disabled,
+    /// The route has no candidate.
+    NoCandidate,
+    /// The method is not in `mirror.methods`.
+    Method,
+    /// The request body is larger than `store.max_body_bytes`.
+    BodyTooLarge,
+    /// `mirror.max_in_flight` copies are already out.
+    InFlight,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Disabled => "disabled",
+            SkipReason::NoCandidate => "no_candidate",
+            SkipReason::Method => "method",
+            SkipReason::BodyTooLarge => "body_too_large",
+            SkipReason::InFlight => "in_flight",
+        }
+    }
+}
+
+/// A copy ready to go, holding its in-flight permit.
+pub struct ShadowCall {
+    client: Client,
+    request: Request<UpBody>,
+    timeout: std::time::Duration,
+    cap: usize,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Decides whether this exchange is mirrored to `target` and builds the copy.
+pub fn prepare(
+    route: &RouteRuntime,
+    mirror_on: bool,
+    ex: &Exchange,
+    parts: &Parts,
+    target: Side,
+    cap: usize,
+) -> Result<ShadowCall, SkipReason> {
+    let policy = &route.cfg.mirror;
+    if !mirror_on {
+        return Err(SkipReason::Disabled);
+    }
+    let Some(candidate) = route.candidate.as_ref() else {
+        return Err(SkipReason::NoCandidate);
+    };
+    if !policy.methods.contains(&ex.method) {
+        return Err(SkipReason::Method);
+    }
+    let Some(body) = ex.body.as_ref() else {
+        return Err(SkipReason::BodyTooLarge);
+    };
+    let permit = route
+        .mirror_permits
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| SkipReason::InFlight)?;
+    let (client, request) = match target {
+        Side::Candidate => (candidate, candidate_request(policy, parts, body.clone(), candidate)),
+        Side::Incumbent => (&route.incumbent, plain_request(parts, body.clone(), &route.incumbent)),
+    };
+    let mut request = request;
+    request.headers_mut().insert(MIRROR, HeaderValue::from_static("1"));
+    Ok(ShadowCall {
+        client: client.clone(),
+        request,
+        timeout: policy.timeout,
+        cap,
+        _permit: permit,
+    })
+}
+
+impl ShadowCall {
+    /// Sends the copy and reads the answer, all within `mirror.timeout`.
+    pub async fn run(self) -> Observation {
+        let started = Instant::now();
+        let timeout = self.timeout;
+        let call = async {
+            let resp = self
+                .client
+                .send_within(self.request, timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = resp.status().as_u16();
+            let (bytes, truncated) = body::collect_capped(resp.into_body(), self.cap)
+                .await
+                .map_err(|e| format!("body broke off: {e}"))?;
+            Ok::<_, String>(Observation {
+                status: Some(status),
+                body: bytes,
+                truncated,
+                error: None,
+                latency: started.elapsed(),
+            })
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(obs)) => obs,
+            Ok(Err(e)) => Observation::failed(e, started.elapsed()),
+            Err(_) => Observation::failed("timed out", started.elapsed()),
+        }
+    }
+}
+
+/// The request as the candidate gets it: credentials stripped, its own
+/// headers set, JSON fields rewritten.
+pub fn candidate_request(policy: &Mirror, parts: &Parts, body: Bytes, client: &Client) -> Request<UpBody> {
+    let mut headers = parts.headers.clone();
+    for name in &policy.strip_headers {
+        headers.remove(name);
+    }
+    for (name, value) in &policy.set_headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    let body = rewrite_json(policy, body);
+    if !policy.rewrite_json.is_empty() {
+        headers.remove(http::header::CONTENT_LENGTH);
+    }
+    build(parts, headers, body, client)
+}
+
+/// The request unchanged (for the incumbent).
+pub fn plain_request(parts: &Parts, body: Bytes, client: &Client) -> Request<UpBody> {
+    build(parts, parts.headers.clone(), body, client)
+}
+
+fn build(parts: &Parts, headers: HeaderMap, body: Bytes, client: &Client) -> Request<UpBody> {
+    let mut req = Request::new(UpBody::full(body));
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = client.uri_for(parts.uri.path_and_query());
+    *req.headers_mut() = headers;
+    req
+}
+
+fn rewrite_json(policy: &Mirror, body: Bytes) -> Bytes {
+    if policy.rewrite_json.is_empty() {
+        return body;
+    }
+    let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return body;
+    };
+    for (pointer, value) in &policy.rewrite_json {
+        pointer.set(&mut doc, value);
+    }
+    serde_json::to_vec(&doc).map_or(body, Bytes::from)
+}

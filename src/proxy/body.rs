@@ -1,0 +1,226 @@
+//! Body handling: buffer a request under the cap (or stream it on), and tee an
+//! upstream's response to the client while keeping a capped copy for the log.
+//!
+//! The tee never holds data back: each frame is passed on as it arrives. Its
+//! capture goes to the settle task when the body ends, fails or is dropped.
+
+use crate::compare::Observation;
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// A request body after `prepare`.
+pub enum Prepared {
+    /// The whole body, within the cap: shareable by both upstreams.
+    Buffered(Bytes),
+    /// Over the cap: what was read so far, then the rest, for the serving side only.
+    Streaming(UpBody),
+}
+
+/// Reads the request body until it ends or passes `cap` bytes.
+pub async fn prepare(mut body: Incoming, cap: usize) -> Result<Prepared, hyper::Error> {
+    if body.is_end_stream() {
+        return Ok(Prepared::Buffered(Bytes::new()));
+    }
+    let mut chunks: VecDeque<Bytes> = VecDeque::new();
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue; // request trailers are not forwarded
+        };
+        len += data.len();
+        chunks.push_back(data);
+        if len > cap {
+            return Ok(Prepared::Streaming(UpBody::Chained { prefix: chunks, rest: body }));
+        }
+    }
+    Ok(Prepared::Buffered(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop_front().unwrap_or_default(),
+        _ => {
+            let mut all = BytesMut::with_capacity(len);
+            chunks.iter().for_each(|c| all.extend_from_slice(c));
+            all.freeze()
+        }
+    }))
+}
+
+/// A request body on its way to an upstream.
+pub enum UpBody {
+    Full(Option<Bytes>),
+    Chained { prefix: VecDeque<Bytes>, rest: Incoming },
+}
+
+impl UpBody {
+    pub fn full(bytes: Bytes) -> UpBody {
+        UpBody::Full((!bytes.is_empty()).then_some(bytes))
+    }
+}
+
+impl Body for UpBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            UpBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            UpBody::Chained { prefix, rest } => match prefix.pop_front() {
+                Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
+                None => Pin::new(rest).poll_frame(cx),
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpBody::Full(data) => data.is_none(),
+            UpBody::Chained { prefix, rest } => prefix.is_empty() && rest.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpBody::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            UpBody::Chained { prefix, rest } => {
+                let buffered: u64 = prefix.iter().map(|c| c.len() as u64).sum();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.size_hint().lower() + buffered);
+                if let Some(upper) = rest.size_hint().upper() {
+                    hint.set_upper(upper + buffered);
+                }
+                hint
+            }
+        }
+    }
+}
+
+/// Keeps the first `cap` bytes of a body and reports them once.
+pub struct Capture {
+    status: u16,
+    started: Instant,
+    cap: usize,
+    buf: BytesMut,
+    truncated: bool,
+    tx: Option<oneshot::Sender<Observation>>,
+}
+
+impl Capture {
+    pub fn new(status: u16, started: Instant, cap: usize, tx: oneshot::Sender<Observation>) -> Capture {
+        Capture { status, started, cap, buf: BytesMut::new(), truncated: false, tx: Some(tx) }
+    }
+
+    fn keep(&mut self, data: &Bytes) {
+        let room = self.cap.saturating_sub(self.buf.len());
+        if data.len() > room {
+            self.truncated = true;
+        }
+        self.buf.extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    fn finish(&mut self, error: Option<String>) {
+        if let Some(tx) = self.tx.take() {
+            let obs = Observation {
+                status: Some(self.status),
+                body: std::mem::take(&mut self.buf).freeze(),
+                truncated: self.truncated,
+                error,
+                latency: self.started.elapsed(),
+            };
+            // The settle task may be gone (shutdown); nothing to do then.
+            let _ignored = tx.send(obs);
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            // The client went away before the end: what we kept is incomplete.
+            self.truncated = true;
+            self.finish(None);
+        }
+    }
+}
+
+/// The body the client receives.
+pub enum ProxyBody {
+    /// An upstream's body, passed through frame by frame while captured.
+    Tee { inner: Incoming, capture: Capture },
+    /// A body we made (errors, admin answers, buffered bodies).
+    Full(Option<Bytes>),
+}
+
+impl ProxyBody {
+    pub fn text(s: impl Into<String>) -> ProxyBody {
+        ProxyBody::Full(Some(Bytes::from(s.into())))
+    }
+
+    pub fn bytes(b: Bytes) -> ProxyBody {
+        ProxyBody::Full((!b.is_empty()).then_some(b))
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ProxyBody::Tee { inner, capture } => {
+                let polled = Pin::new(inner).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            capture.keep(data);
+                        }
+                    }
+                    Poll::Ready(Some(Err(e))) => capture.finish(Some(format!("body broke off: {e}"))),
+                    Poll::Ready(None) => capture.finish(None),
+                    Poll::Pending => {}
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Full(data) => data.is_none(),
+            // Report the end through poll_frame so the capture is always finished.
+            ProxyBody::Tee { .. } => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            ProxyBody::Tee { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+/// Reads a whole upstream body, keeping at most `cap` bytes (for shadow calls).
+pub async fn collect_capped(mut body: Incoming, cap: usize) -> Result<(Bytes, bool), hyper::Error> {
+    let mut buf = BytesMut::new();
+    let mut truncated = false;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            let room = cap.saturating_sub(buf.len());
+            truncated |= data.len() > room;
+            buf.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+    Ok((buf.freeze(), truncated))
+}

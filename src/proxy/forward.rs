@@ -1,0 +1,121 @@
+//! Upstream clients (pooled, HTTP/1.1 and HTTP/2, `https://` through rustls) and
+//! the one call that sends a request to an upstream within its timeouts.
+
+use super::body::UpBody;
+use super::error::Error;
+use crate::config::Upstream;
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::time::Duration;
+
+/// A pooled client bound to one upstream base URL.
+#[derive(Clone)]
+pub struct Client {
+    inner: HyperClient<HttpsConnector<HttpConnector>, UpBody>,
+    upstream: Upstream,
+    target: &'static str,
+}
+
+impl Client {
+    /// `target` names the side in errors and metrics (`incumbent`, `candidate`).
+    pub fn new(upstream: &Upstream, target: &'static str, tls: &rustls::ClientConfig) -> Client {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(upstream.connect_timeout));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.clone())
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let mut builder = HyperClient::builder(TokioExecutor::new());
+        builder
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(usize::MAX);
+        if upstream.http2 {
+            builder.http2_only(true);
+        }
+        Client { inner: builder.build(https), upstream: upstream.clone(), target }
+    }
+
+    pub fn target(&self) -> &'static str {
+        self.target
+    }
+
+    /// The upstream URL for a client request's path and query.
+    pub fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Uri {
+        let pq = path_and_query.map_or("/", |pq| pq.as_str());
+        let mut parts = self.upstream.uri.clone().into_parts();
+        parts.path_and_query = if self.upstream.base_path.is_empty() {
+            PathAndQuery::try_from(pq).ok()
+        } else {
+            PathAndQuery::try_from(format!("{}{pq}", self.upstream.base_path)).ok()
+        };
+        Uri::from_parts(parts).unwrap_or_else(|_| self.upstream.uri.clone())
+    }
+
+    /// Sends `req` and waits for the response head, within the upstream's timeout.
+    pub async fn send(&self, req: Request<UpBody>) -> Result<Response<Incoming>, Error> {
+        self.send_within(req, self.upstream.timeout).await
+    }
+
+    pub async fn send_within(
+        &self,
+        req: Request<UpBody>,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, Error> {
+        let target = self.target;
+        match tokio::time::timeout(timeout, self.inner.request(req)).await {
+            Err(_elapsed) => Err(Error::UpstreamTimeout { target }),
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) if is_timeout(&e) => Err(Error::UpstreamTimeout { target }),
+            Ok(Err(e)) if e.is_connect() => Err(Error::UpstreamConnect { target }),
+            Ok(Err(e)) if is_parse_error(&e) => Err(Error::UpstreamProtocol { target }),
+            Ok(Err(_)) => Err(Error::UpstreamConnect { target }),
+        }
+    }
+}
+
+fn sources(e: &(dyn std::error::Error + 'static)) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| e.source())
+}
+
+/// A connect timeout surfaces as an io `TimedOut` somewhere in the chain.
+fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
+    sources(e).any(|s| {
+        s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    })
+}
+
+fn is_parse_error(e: &hyper_util::client::legacy::Error) -> bool {
+    sources(e).any(|s| s.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_parse))
+}
+
+/// The rustls client config for `https://` upstreams: the webpki roots plus any
+/// extra PEM CA certificates (for private CAs and tests).
+pub fn tls_client_config(extra_ca_pem: &[Vec<u8>]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for pem in extra_ca_pem {
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
+            if let Err(e) = roots.add(cert) {
+                tracing::warn!(error = %e, "Ignoring an extra CA certificate");
+            }
+        }
+    }
+    rustls::ClientConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}

@@ -1,0 +1,167 @@
+//! The request path, in the order SPEC §1 tells it:
+//! route → body under the cap → exchange (segment, sticky key) → who serves →
+//! shadow copy handed to a settle task → forward → respond through the tee.
+
+use super::body::{self, Capture, Prepared, ProxyBody, UpBody};
+use super::error::Error;
+use super::headers::{self, EXCHANGE_ID, SERVED_BY};
+use super::{Proxy, RouteRuntime};
+use crate::compare::Observation;
+use crate::config::Side;
+use crate::exchange::Exchange;
+use crate::mirror;
+use crate::rollout;
+use crate::segment::{self, JsonBody};
+use crate::settle::Settle;
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Handles one client request. Always answers; errors become short plain-text bodies.
+pub async fn handle(proxy: Arc<Proxy>, req: Request<Incoming>, peer: SocketAddr, tls: bool) -> Response<ProxyBody> {
+    let rt = proxy.runtime();
+    let (mut parts, body) = req.into_parts();
+    let Some(route) = rt.find(&parts).cloned() else {
+        return Error::NoRoute { path: parts.uri.path().to_string() }.to_response();
+    };
+    let cap = rt.config.store.max_body_bytes;
+    let body = match body::prepare(body, cap).await {
+        Ok(b) => b,
+        Err(e) => return Error::BodyRead(e.to_string()).to_response(),
+    };
+    let buffered = match &body {
+        Prepared::Buffered(b) => Some(b.clone()),
+        Prepared::Streaming(_) => None,
+    };
+    let ex = Exchange::begin(&route.cfg, &parts, buffered.as_ref());
+    let served_by = decide(&proxy, &route, &parts, &ex);
+    headers::prepare_request(&mut parts.headers, peer.ip(), tls, &headers::via_value(parts.version));
+
+    let mirror_on = proxy.rollout.route(&route.cfg.name).is_none_or(|s| s.mirror);
+    let shadow = mirror::prepare(&route, mirror_on, &ex, &parts, served_by.other(), cap);
+    if let Err(reason) = &shadow {
+        proxy.metrics.record_mirror_skip(&route.cfg.name, reason.as_str());
+    }
+    let (served_tx, served_rx) = oneshot::channel();
+    let exchange_id = HeaderValue::try_from(ex.id.as_str()).ok();
+    let label = segment::label(route.cfg.segment.as_ref(), &ex.segment).to_string();
+    let started = ex.started;
+    proxy.tasks.spawn(
+        Settle {
+            proxy: proxy.clone(),
+            route: route.clone(),
+            exchange: ex,
+            served_by,
+            shadow,
+            served: served_rx,
+        }
+        .run(),
+    );
+
+    let (answered_by, result, failed_candidate) = forward(&route, served_by, &parts, body, buffered).await;
+    let served_tx = match failed_candidate {
+        None => served_tx,
+        Some(failure) => {
+            // The settle task compares the candidate's failure; the incumbent's
+            // fallback answer only goes to the client.
+            proxy.metrics.fallbacks.with_label_values(&[&route.cfg.name, &label]).inc();
+            let _ignored = served_tx.send(failure);
+            oneshot::channel().0
+        }
+    };
+    let mut resp = match result {
+        Ok(upstream) => {
+            let (mut head, inner) = upstream.into_parts();
+            headers::strip_hop_by_hop(&mut head.headers);
+            let capture = Capture::new(head.status.as_u16(), started, cap, served_tx);
+            Response::from_parts(head, ProxyBody::Tee { inner, capture })
+        }
+        Err(e) => {
+            // The settle task logs the failure; the client gets a short answer.
+            let _ignored = served_tx.send(Observation::failed(e.to_string(), started.elapsed()));
+            e.to_response()
+        }
+    };
+    let h = resp.headers_mut();
+    if let Some(id) = exchange_id {
+        h.insert(EXCHANGE_ID, id);
+    }
+    h.insert(SERVED_BY, HeaderValue::from_static(answered_by.as_str()));
+    proxy
+        .metrics
+        .record_request(&route.cfg.name, &label, answered_by.as_str(), resp.status().as_u16());
+    resp
+}
+
+/// A targeting rule, else the segment's weight against the sticky bucket.
+/// Bodies over the cap always go to the incumbent: a fallback could not replay them.
+fn decide(proxy: &Proxy, route: &RouteRuntime, parts: &Parts, ex: &Exchange) -> Side {
+    let Some(body) = ex.body.as_ref() else {
+        return Side::Incumbent;
+    };
+    if route.candidate.is_none() {
+        return Side::Incumbent;
+    }
+    let rule = if route.cfg.rollout.rules.is_empty() {
+        None
+    } else {
+        rollout::rule_for(&route.cfg, parts, &mut JsonBody::new(body))
+    };
+    proxy
+        .rollout
+        .decide(&route.cfg, &ex.segment, ex.sticky.as_deref(), rule)
+}
+
+type Upstream = Result<Response<Incoming>, Error>;
+
+/// Who answered, their answer, and the serving candidate's failure if it fell back.
+type Forwarded = (Side, Upstream, Option<Observation>);
+
+/// Sends the request to the side that serves it. A failing serving candidate
+/// (transport error or 5xx) falls back to the incumbent when the route allows.
+async fn forward(
+    route: &RouteRuntime,
+    served_by: Side,
+    parts: &Parts,
+    body: Prepared,
+    buffered: Option<Bytes>,
+) -> Forwarded {
+    let candidate = route.candidate.as_ref().filter(|_| served_by == Side::Candidate);
+    let (Some(candidate), Some(bytes)) = (candidate, buffered) else {
+        let up_body = match body {
+            Prepared::Buffered(b) => UpBody::full(b),
+            Prepared::Streaming(s) => s,
+        };
+        let req = with_body(parts, up_body, route.incumbent.uri_for(parts.uri.path_and_query()));
+        return (Side::Incumbent, route.incumbent.send(req).await, None);
+    };
+    let started = std::time::Instant::now();
+    let req = mirror::candidate_request(&route.cfg.mirror, parts, bytes.clone(), candidate);
+    let answer = candidate.send(req).await;
+    let failure = match &answer {
+        Err(e) => Observation::failed(e.to_string(), started.elapsed()),
+        Ok(r) if r.status().is_server_error() => Observation {
+            status: Some(r.status().as_u16()),
+            latency: started.elapsed(),
+            ..Observation::default()
+        },
+        Ok(_) => return (Side::Candidate, answer, None),
+    };
+    if !route.cfg.rollout.fallback {
+        return (Side::Candidate, answer, None);
+    }
+    let req = mirror::plain_request(parts, bytes, &route.incumbent);
+    (Side::Incumbent, route.incumbent.send(req).await, Some(failure))
+}
+
+fn with_body(parts: &Parts, body: UpBody, uri: http::Uri) -> Request<UpBody> {
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri;
+    *req.headers_mut() = parts.headers.clone();
+    req
+}

@@ -1,0 +1,142 @@
+//! The hot path's shared state: the runtime snapshot, the store handle, metrics
+//! and rollout state.
+//!
+//! The client's path never blocks on side work: mirroring, comparison and
+//! logging run on settle tasks, bounded and counted.
+
+pub mod body;
+pub mod error;
+pub mod forward;
+pub mod handle;
+pub mod headers;
+pub mod server;
+
+use crate::config::{Config, Route};
+use crate::metrics::Metrics;
+use crate::rollout::Rollout;
+use crate::store::Store;
+use crate::store::redact::Redactor;
+use forward::Client;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+
+pub use error::Error;
+
+/// One route with its upstream clients and mirror permits, built at load.
+pub struct RouteRuntime {
+    pub cfg: Route,
+    pub incumbent: Client,
+    pub candidate: Option<Client>,
+    pub mirror_permits: Arc<Semaphore>,
+}
+
+/// Everything a request needs from the config, swapped whole on reload.
+pub struct Runtime {
+    pub config: Arc<Config>,
+    pub routes: Vec<Arc<RouteRuntime>>,
+    pub redactor: Redactor,
+}
+
+impl Runtime {
+    pub fn new(config: Arc<Config>) -> Runtime {
+        let tls = forward::tls_client_config(&[]);
+        let routes = config
+            .routes
+            .iter()
+            .map(|r| {
+                Arc::new(RouteRuntime {
+                    cfg: r.clone(),
+                    incumbent: Client::new(&r.incumbent, "incumbent", &tls),
+                    candidate: r.candidate.as_ref().map(|c| Client::new(c, "candidate", &tls)),
+                    mirror_permits: Arc::new(Semaphore::new(r.mirror.max_in_flight)),
+                })
+            })
+            .collect();
+        let redactor = Redactor::new(&config.store.redact_headers, &config.store.redact_json);
+        Runtime { config, routes, redactor }
+    }
+
+    /// The first route, in file order, that takes this request.
+    pub fn find(&self, parts: &http::request::Parts) -> Option<&Arc<RouteRuntime>> {
+        self.routes.iter().find(|r| crate::route::matches(&r.cfg, parts))
+    }
+}
+
+/// The proxy: shared by every connection and request.
+pub struct Proxy {
+    runtime: RwLock<Arc<Runtime>>,
+    pub store: Store,
+    pub metrics: Metrics,
+    pub rollout: Rollout,
+    pub tasks: Arc<Tasks>,
+}
+
+impl Proxy {
+    pub fn new(config: Arc<Config>, store: Store, metrics: Metrics) -> Proxy {
+        let rollout = Rollout::from_config(&config);
+        Proxy {
+            runtime: RwLock::new(Arc::new(Runtime::new(config))),
+            store,
+            metrics,
+            rollout,
+            tasks: Arc::default(),
+        }
+    }
+
+    /// One snapshot per request: a reload never changes a request midway.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        match self.runtime.read() {
+            Ok(rt) => rt.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn swap_runtime(&self, next: Runtime) {
+        let mut guard = match self.runtime.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Arc::new(next);
+    }
+}
+
+/// Counts settle tasks so a graceful stop can wait for their rows.
+#[derive(Default)]
+pub struct Tasks {
+    running: AtomicUsize,
+    idle: Notify,
+}
+
+impl Tasks {
+    /// Spawns `fut`, counted until it ends.
+    pub fn spawn(self: &Arc<Self>, fut: impl Future<Output = ()> + Send + 'static) {
+        self.running.fetch_add(1, Ordering::AcqRel);
+        let tasks = self.clone();
+        tokio::spawn(async move {
+            fut.await;
+            if tasks.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+                tasks.idle.notify_waiters();
+            }
+        });
+    }
+
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Waits until no task runs, or `limit` passes. Returns whether all ended.
+    pub async fn wait_idle(&self, limit: Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.idle.notified();
+                if self.running() == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
+    }
+}

@@ -1,0 +1,109 @@
+//! Rollout state: the live weight per route and segment, the mirror kill switch,
+//! and the decision of who serves an exchange.
+//!
+//! Weights are an immutable snapshot swapped on change, so a request reads them
+//! without waiting for a writer.
+
+pub mod bucket;
+
+use crate::config::{Config, Route, Side};
+use crate::segment;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// Weights of one route.
+#[derive(Debug, Clone, Default)]
+pub struct RouteState {
+    pub default: f64,
+    pub segments: HashMap<String, f64>,
+    pub mirror: bool,
+}
+
+impl RouteState {
+    pub fn weight(&self, segment: &str) -> f64 {
+        self.segments.get(segment).copied().unwrap_or(self.default)
+    }
+}
+
+/// The live rollout state of every route.
+#[derive(Default)]
+pub struct Rollout {
+    state: RwLock<Arc<HashMap<String, RouteState>>>,
+}
+
+impl Rollout {
+    /// The initial state from the config.
+    pub fn from_config(config: &Config) -> Rollout {
+        let state = config
+            .routes
+            .iter()
+            .map(|r| {
+                let rs = RouteState {
+                    default: r.rollout.default,
+                    segments: r.rollout.segments.clone().into_iter().collect(),
+                    mirror: r.mirror.enabled,
+                };
+                (r.name.clone(), rs)
+            })
+            .collect();
+        Rollout { state: RwLock::new(Arc::new(state)) }
+    }
+
+    pub fn snapshot(&self) -> Arc<HashMap<String, RouteState>> {
+        match self.state.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Applies `change` to a copy of the state and swaps it in.
+    pub fn update(&self, change: impl FnOnce(&mut HashMap<String, RouteState>)) {
+        let mut guard = match self.state.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut next = (**guard).clone();
+        change(&mut next);
+        *guard = Arc::new(next);
+    }
+
+    pub fn route(&self, name: &str) -> Option<RouteState> {
+        self.snapshot().get(name).cloned()
+    }
+
+    /// Who serves this exchange: a matching targeting rule, else the sticky
+    /// bucket against the segment's weight (a random bucket without a key).
+    pub fn decide(&self, route: &Route, segment: &str, sticky: Option<&str>, rule: Option<Side>) -> Side {
+        if route.candidate.is_none() {
+            return Side::Incumbent;
+        }
+        if let Some(side) = rule {
+            return side;
+        }
+        let weight = self.snapshot().get(&route.name).map_or(0.0, |s| s.weight(segment));
+        if weight <= 0.0 {
+            return Side::Incumbent;
+        }
+        let b = match sticky {
+            Some(key) => bucket::bucket(&route.name, &route.rollout.salt, key),
+            None => rand::random::<u64>() % bucket::BUCKETS,
+        };
+        if bucket::is_candidate(b, weight) {
+            Side::Candidate
+        } else {
+            Side::Incumbent
+        }
+    }
+}
+
+/// The first targeting rule that matches the request, if any.
+pub fn rule_for(
+    route: &Route,
+    parts: &http::request::Parts,
+    body: &mut segment::JsonBody<'_>,
+) -> Option<Side> {
+    route.rollout.rules.iter().find_map(|rule| {
+        let value = segment::extract(&rule.source, parts, body)?;
+        rule.values.contains(&value).then_some(rule.serve)
+    })
+}
