@@ -1,1 +1,384 @@
-//! JSON mode: structural comparison with ignore/only/tolerance/unordered arrays.
+//! JSON mode: a structural walk over both documents that lists the concrete JSON
+//! pointers where they differ, honouring `ignore`, `only`, number tolerances and
+//! unordered arrays.
+//!
+//! The walk keeps the current path as a stack of borrowed segments and only
+//! renders a pointer string when it records a difference, so an agreeing pair
+//! costs the two parses and one pass without further allocation. It stops after
+//! [`MAX_DIFFS`] differences.
+
+use super::{Outcome, Verdict};
+use crate::config::JsonCompare;
+use crate::pointer::{self, Pointer, Token};
+use serde_json::{Number, Value};
+use std::fmt::Write as _;
+use std::ops::ControlFlow;
+
+/// At most this many differing pointers are kept per comparison.
+pub const MAX_DIFFS: usize = 64;
+
+/// Compares two bodies under `spec`; `noise` pointers are ignored like `spec.ignore`.
+///
+/// An incumbent body that is not JSON falls back to a byte comparison of the
+/// bodies (the status code was already held to its class by the caller). A
+/// candidate body that is not JSON when the incumbent's is: `mismatch` on `""`.
+pub fn compare(
+    spec: &JsonCompare,
+    noise: &[Pointer],
+    incumbent: &[u8],
+    candidate: &[u8],
+) -> Outcome {
+    // Identical bytes parse to identical documents (or are equal as bytes).
+    if incumbent == candidate {
+        return Outcome::new(Verdict::Match);
+    }
+    let Ok(inc) = serde_json::from_slice::<Value>(incumbent) else {
+        return Outcome {
+            note: Some("incumbent body is not JSON; compared as bytes".to_string()),
+            ..Outcome::mismatch(vec![String::new()])
+        };
+    };
+    let Ok(cand) = serde_json::from_slice::<Value>(candidate) else {
+        return Outcome {
+            note: Some("candidate body is not JSON".to_string()),
+            ..Outcome::mismatch(vec![String::new()])
+        };
+    };
+    let walk = Walk {
+        ignore: &spec.ignore,
+        noise,
+        only: &spec.only,
+        tolerance: spec.tolerance,
+        abs_tolerance: spec.abs_tolerance,
+        unordered_arrays: spec.unordered_arrays,
+    };
+    let (diffs, capped) = walk.diffs(&inc, &cand);
+    if diffs.is_empty() {
+        return Outcome::new(Verdict::Match);
+    }
+    let mut outcome = Outcome::mismatch(diffs);
+    if capped {
+        outcome.note = Some(format!(
+            "more than {MAX_DIFFS} differing pointers; list capped"
+        ));
+    }
+    outcome
+}
+
+/// Every pointer where `a` and `b` differ: a plain structural diff with no
+/// ignore, no tolerance and ordered arrays (sorted, at most [`MAX_DIFFS`]).
+///
+/// Used to learn noise from two answers of the incumbent to the same request.
+pub fn differing_pointers(a: &Value, b: &Value) -> Vec<String> {
+    Walk {
+        ignore: &[],
+        noise: &[],
+        only: &[],
+        tolerance: 0.0,
+        abs_tolerance: 0.0,
+        unordered_arrays: false,
+    }
+    .diffs(a, b)
+    .0
+}
+
+/// One step of a concrete path: an object key (borrowed from a document) or an
+/// array index (kept as a number, so no string is built per element).
+#[derive(Debug, Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The comparison rules, borrowed from the config for one walk.
+struct Walk<'s> {
+    ignore: &'s [Pointer],
+    noise: &'s [Pointer],
+    only: &'s [Pointer],
+    tolerance: f64,
+    abs_tolerance: f64,
+    unordered_arrays: bool,
+}
+
+/// Where differences go: collected (up to [`MAX_DIFFS`]), or, for a probe,
+/// only noticed (unordered-array matching wants a yes or no).
+struct Sink {
+    probe: bool,
+    diffs: Vec<String>,
+    capped: bool,
+}
+
+impl Sink {
+    fn probe() -> Sink {
+        Sink {
+            probe: true,
+            diffs: Vec::new(),
+            capped: false,
+        }
+    }
+
+    /// Records a difference at `path`; `Break` when the walk should stop.
+    fn record(&mut self, path: &[Seg<'_>]) -> ControlFlow<()> {
+        if self.probe {
+            return ControlFlow::Break(());
+        }
+        if self.diffs.len() == MAX_DIFFS {
+            self.capped = true;
+            return ControlFlow::Break(());
+        }
+        self.diffs.push(render(path));
+        ControlFlow::Continue(())
+    }
+}
+
+// === impl Walk ===
+
+impl Walk<'_> {
+    /// The sorted, deduplicated differing pointers and whether the list was capped.
+    fn diffs(&self, a: &Value, b: &Value) -> (Vec<String>, bool) {
+        let mut sink = Sink {
+            probe: false,
+            diffs: Vec::new(),
+            capped: false,
+        };
+        let mut path = Vec::with_capacity(16);
+        // Break only means "stop collecting"; what was collected stands.
+        let _stopped = self.node(a, b, &mut path, self.only.is_empty(), &mut sink);
+        let Sink {
+            mut diffs, capped, ..
+        } = sink;
+        diffs.sort_unstable();
+        diffs.dedup();
+        (diffs, capped)
+    }
+
+    /// Whether `path` takes part in the comparison: `None` when it is ignored
+    /// (or noise) or outside every `only` pointer; otherwise whether an `only`
+    /// pointer covers it (then its whole subtree is in, and `only` need not be
+    /// checked again below it).
+    fn scope(&self, path: &[Seg<'_>], covered: bool) -> Option<bool> {
+        if self
+            .ignore
+            .iter()
+            .chain(self.noise)
+            .any(|p| covers(p, path))
+        {
+            return None;
+        }
+        if covered || self.only.iter().any(|p| covers(p, path)) {
+            return Some(true);
+        }
+        self.only.iter().any(|p| touches(p, path)).then_some(false)
+    }
+
+    fn node<'a>(
+        &self,
+        a: &'a Value,
+        b: &'a Value,
+        path: &mut Vec<Seg<'a>>,
+        covered: bool,
+        sink: &mut Sink,
+    ) -> ControlFlow<()> {
+        let Some(covered) = self.scope(path, covered) else {
+            return ControlFlow::Continue(());
+        };
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                for (key, va) in x {
+                    path.push(Seg::Key(key));
+                    let flow = match y.get(key) {
+                        Some(vb) => self.node(va, vb, path, covered, sink),
+                        None => self.missing(path, covered, sink),
+                    };
+                    path.pop();
+                    flow?;
+                }
+                for key in y.keys().filter(|k| !x.contains_key(*k)) {
+                    path.push(Seg::Key(key));
+                    let flow = self.missing(path, covered, sink);
+                    path.pop();
+                    flow?;
+                }
+                ControlFlow::Continue(())
+            }
+            (Value::Array(x), Value::Array(y)) if self.unordered_arrays => {
+                self.unordered(x, y, path, covered, sink)
+            }
+            (Value::Array(x), Value::Array(y)) => {
+                for i in 0..x.len().max(y.len()) {
+                    path.push(Seg::Index(i));
+                    let flow = match (x.get(i), y.get(i)) {
+                        (Some(va), Some(vb)) => self.node(va, vb, path, covered, sink),
+                        _ => self.missing(path, covered, sink),
+                    };
+                    path.pop();
+                    flow?;
+                }
+                ControlFlow::Continue(())
+            }
+            (Value::Number(x), Value::Number(y)) if self.numbers_equal(x, y) => {
+                ControlFlow::Continue(())
+            }
+            // Type differences and different scalars.
+            _ if a != b => sink.record(path),
+            _ => ControlFlow::Continue(()),
+        }
+    }
+
+    /// A value present on one side only, at `path`.
+    fn missing(&self, path: &[Seg<'_>], covered: bool, sink: &mut Sink) -> ControlFlow<()> {
+        match self.scope(path, covered) {
+            Some(_) => sink.record(path),
+            None => ControlFlow::Continue(()),
+        }
+    }
+
+    /// Arrays as multisets: each incumbent element is matched to a distinct
+    /// candidate element equal under the same rules (greedily, trying the same
+    /// index first). Different lengths or any unmatched element is one
+    /// difference at the array's pointer.
+    fn unordered<'a>(
+        &self,
+        x: &'a [Value],
+        y: &'a [Value],
+        path: &mut Vec<Seg<'a>>,
+        covered: bool,
+        sink: &mut Sink,
+    ) -> ControlFlow<()> {
+        if x.len() != y.len() {
+            return sink.record(path);
+        }
+        let mut used = vec![false; y.len()];
+        for (i, va) in x.iter().enumerate() {
+            // Elements are judged at the incumbent's index, so `/items/*/ts` applies.
+            path.push(Seg::Index(i));
+            let mut equal = |j: usize| {
+                !used[j]
+                    && self
+                        .node(va, &y[j], path, covered, &mut Sink::probe())
+                        .is_continue()
+            };
+            let found = if equal(i) {
+                Some(i)
+            } else {
+                (0..y.len()).find(|&j| j != i && equal(j))
+            };
+            path.pop();
+            match found {
+                Some(j) => used[j] = true,
+                None => return sink.record(path),
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Equal when `|a-b| <= abs_tolerance` or `|a-b| <= tolerance * max(|a|,|b|)`.
+    /// `1` and `1.0` are equal.
+    fn numbers_equal(&self, x: &Number, y: &Number) -> bool {
+        if x == y {
+            return true;
+        }
+        // Two different integers stay different without a tolerance, even
+        // above 2^53 where their f64 images could coincide.
+        if self.tolerance == 0.0 && self.abs_tolerance == 0.0 && !x.is_f64() && !y.is_f64() {
+            return false;
+        }
+        let (Some(a), Some(b)) = (x.as_f64(), y.as_f64()) else {
+            return false;
+        };
+        let d = (a - b).abs();
+        d <= self.abs_tolerance || d <= self.tolerance * a.abs().max(b.abs())
+    }
+}
+
+// === path helpers ===
+
+/// The JSON pointer text of a concrete path.
+fn render(path: &[Seg<'_>]) -> String {
+    let mut out = String::with_capacity(path.len() * 8);
+    for seg in path {
+        out.push('/');
+        match seg {
+            Seg::Key(k) => out.push_str(&pointer::escape(k)),
+            Seg::Index(i) => {
+                // Writing to a String cannot fail.
+                let _infallible = write!(out, "{i}");
+            }
+        }
+    }
+    out
+}
+
+/// [`Pointer::covers`] over a path whose indices are numbers.
+fn covers(p: &Pointer, path: &[Seg<'_>]) -> bool {
+    p.tokens().len() <= path.len() && touches(p, path)
+}
+
+/// [`Pointer::touches`] over a path whose indices are numbers.
+fn touches(p: &Pointer, path: &[Seg<'_>]) -> bool {
+    p.tokens().iter().zip(path).all(|(t, s)| match (t, s) {
+        (Token::Any, _) => true,
+        (Token::Key(k), Seg::Key(s)) => k == s,
+        (Token::Key(k), Seg::Index(i)) => is_index(k, *i),
+    })
+}
+
+/// Whether the pointer token `k` is the array index `i` (RFC 6901: digits, no
+/// leading zero).
+fn is_index(k: &str, i: usize) -> bool {
+    !k.is_empty()
+        && k.bytes().all(|b| b.is_ascii_digit())
+        && (k.len() == 1 || !k.starts_with('0'))
+        && k.parse::<usize>() == Ok(i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn render_escapes_keys_and_writes_indices() {
+        let path = [Seg::Key("a/b"), Seg::Index(12), Seg::Key("m~n")];
+        assert_eq!(render(&path), "/a~1b/12/m~0n");
+        assert_eq!(render(&[]), "");
+    }
+
+    #[test]
+    fn index_tokens_are_canonical() {
+        assert!(is_index("0", 0));
+        assert!(is_index("12", 12));
+        assert!(!is_index("012", 12));
+        assert!(!is_index("+1", 1));
+        assert!(!is_index("", 0));
+        let p = Pointer::parse("/items/1/ts").unwrap();
+        assert!(covers(
+            &p,
+            &[Seg::Key("items"), Seg::Index(1), Seg::Key("ts")]
+        ));
+        assert!(!covers(
+            &p,
+            &[Seg::Key("items"), Seg::Index(2), Seg::Key("ts")]
+        ));
+        assert!(touches(&p, &[Seg::Key("items")]));
+    }
+
+    #[test]
+    fn differing_pointers_is_a_plain_diff() {
+        let a = json!({"id": "x1", "score": 0.5, "tags": ["a", "b"], "only_a": 1});
+        let b = json!({"id": "x2", "score": 0.5000001, "tags": ["a"], "only_b": {"k": 1}});
+        assert_eq!(
+            differing_pointers(&a, &b),
+            ["/id", "/only_a", "/only_b", "/score", "/tags/1"]
+        );
+        assert!(differing_pointers(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn big_integers_do_not_merge_through_f64() {
+        let a = json!({"n": 9_007_199_254_740_993_u64});
+        let b = json!({"n": 9_007_199_254_740_992_u64});
+        assert_eq!(differing_pointers(&a, &b), ["/n"]);
+        assert!(differing_pointers(&json!(1), &json!(1.0)).is_empty());
+    }
+}

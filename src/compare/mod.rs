@@ -1,12 +1,19 @@
-//! Decides whether two answers agree: status classes first, then the route's mode.
+//! Decides whether two answers agree: failures and status classes first, then the route's mode.
 //!
-//! Pure: no IO, no tokio. `judge` mode is asynchronous and lives elsewhere; here
-//! it yields `Verdict::Skipped` with a reason until a judge answer is supplied.
+//! Pure: no IO, no tokio, no panics on whatever the upstreams sent. `judge` mode is
+//! asynchronous and lives elsewhere; here it yields `Verdict::Skipped` ("judge pending")
+//! until a judge answer is supplied. [`safety`] scans a candidate body for deny patterns.
 
 pub mod exact;
 pub mod json;
+pub mod safety;
+pub mod text;
+
+#[cfg(test)]
+mod tests;
 
 use crate::config::Compare;
+use crate::pointer::Pointer;
 use bytes::Bytes;
 use std::time::Duration;
 
@@ -95,18 +102,82 @@ impl Outcome {
             note: None,
         }
     }
+
+    /// An outcome with a short explanation (`skipped`, errors, unreadable bodies).
+    pub fn noted(verdict: Verdict, note: impl Into<String>) -> Outcome {
+        Outcome {
+            note: Some(note.into()),
+            ..Outcome::new(verdict)
+        }
+    }
+
+    /// A `mismatch` listing the differing pointers.
+    pub fn mismatch(diffs: Vec<String>) -> Outcome {
+        Outcome {
+            diffs,
+            ..Outcome::new(Verdict::Mismatch)
+        }
+    }
+
+    pub fn is_match(&self) -> bool {
+        self.verdict == Verdict::Match
+    }
 }
 
 /// Compares the incumbent's answer with the candidate's under `mode`.
 ///
-/// Order: an incumbent failure (transport or 5xx) is `incumbent_error`; then a
-/// candidate failure is `candidate_error`; then different status classes are a
-/// `mismatch` on `/status`; then the mode decides on the bodies. A truncated
-/// body on either side is `skipped` (we cannot judge what we did not keep).
-pub fn compare(mode: &Compare, incumbent: &Observation, candidate: &Observation) -> Outcome {
-    todo_compare(mode, incumbent, candidate)
+/// The order is fixed, and the first rule that applies decides:
+///
+/// 1. the incumbent failed (transport error or 5xx) → `incumbent_error`: there is
+///    nothing to hold the candidate to;
+/// 2. the candidate failed (transport error or 5xx) → `candidate_error`, with the
+///    error text (or `status 503`) as note;
+/// 3. the status classes differ (2xx against 4xx, ...) → `mismatch` on `/status`;
+/// 4. either body was truncated → `skipped` ("body truncated"): we cannot judge
+///    what we did not keep;
+/// 5. the mode decides on the bodies: [`exact`], [`json`] (where `noise`, the
+///    pointers learned as noise, are ignored like the configured `ignore`),
+///    [`text`], or `judge` → `skipped` ("judge pending") until the asynchronous
+///    judge answers.
+pub fn compare(
+    mode: &Compare,
+    incumbent: &Observation,
+    candidate: &Observation,
+    noise: &[Pointer],
+) -> Outcome {
+    if incumbent.is_error() {
+        return Outcome::noted(Verdict::IncumbentError, failure_note(incumbent));
+    }
+    if candidate.is_error() {
+        return Outcome::noted(Verdict::CandidateError, failure_note(candidate));
+    }
+    // Neither is an error, so both have a status.
+    let (inc_status, cand_status) = (
+        incumbent.status.unwrap_or_default(),
+        candidate.status.unwrap_or_default(),
+    );
+    if inc_status / 100 != cand_status / 100 {
+        return Outcome::mismatch(vec![STATUS_POINTER.to_string()]);
+    }
+    if incumbent.truncated || candidate.truncated {
+        return Outcome::noted(Verdict::Skipped, "body truncated");
+    }
+    match mode {
+        Compare::Exact => exact::compare(incumbent, candidate),
+        Compare::Json(spec) => json::compare(spec, noise, &incumbent.body, &candidate.body),
+        Compare::Text(spec) => text::compare(spec, &incumbent.body, &candidate.body),
+        Compare::Judge(_) => Outcome::noted(Verdict::Skipped, "judge pending"),
+    }
 }
 
-fn todo_compare(_mode: &Compare, _incumbent: &Observation, _candidate: &Observation) -> Outcome {
-    Outcome::new(Verdict::Skipped)
+/// The diff entry for a status difference.
+pub const STATUS_POINTER: &str = "/status";
+
+/// The error text, or `status 503`, or `no response`.
+fn failure_note(obs: &Observation) -> String {
+    match (&obs.error, obs.status) {
+        (Some(error), _) => error.clone(),
+        (None, Some(status)) => format!("status {status}"),
+        (None, None) => "no response".to_string(),
+    }
 }

@@ -1,0 +1,179 @@
+//! Criterion benchmarks for the comparison engine: exact, json and text modes
+//! over realistic bodies. Throughput counts the bytes of both bodies.
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use std::fmt::Write as _;
+use std::hint::black_box;
+use understudy::compare::{Observation, compare};
+use understudy::config::{Compare, JsonCompare, TextCompare};
+use understudy::pointer::Pointer;
+
+fn ok(body: String) -> Observation {
+    Observation {
+        status: Some(200),
+        body: Bytes::from(body),
+        ..Observation::default()
+    }
+}
+
+/// A lead-score-like answer of about `target` bytes. `variant` changes the
+/// request id and timestamps (ignored) and, when `differ`, the score and
+/// every fourth item's weight (beyond tolerance).
+fn document(target: usize, variant: u32, differ: bool) -> String {
+    let score = if differ { 0.61 } else { 0.87 };
+    let mut out = format!(
+        r#"{{"request_id":"req-{variant:08}","score":{score},"label":"hot","model":"v1","items":["#
+    );
+    let mut i = 0u32;
+    while out.len() + 2 < target {
+        if i > 0 {
+            out.push(',');
+        }
+        let weight = if differ && i.is_multiple_of(4) {
+            9.5
+        } else {
+            1.25 + f64::from(i % 7)
+        };
+        write!(
+            out,
+            r#"{{"id":{i},"name":"feature-{i}","weight":{weight},"ts":{}}}"#,
+            1_700_000_000 + variant * 1000 + i
+        )
+        .expect("writing to a String cannot fail");
+        i += 1;
+    }
+    out.push_str("]}");
+    out
+}
+
+fn sentence_text(target: usize, seed: usize) -> String {
+    const WORDS: [&str; 24] = [
+        "the",
+        "account",
+        "shows",
+        "strong",
+        "intent",
+        "signals",
+        "and",
+        "a",
+        "recent",
+        "pricing",
+        "page",
+        "visit",
+        "suggests",
+        "budget",
+        "approval",
+        "is",
+        "likely",
+        "within",
+        "this",
+        "quarter",
+        "so",
+        "we",
+        "recommend",
+        "outreach",
+    ];
+    let mut out = String::with_capacity(target + 16);
+    let mut k = seed;
+    while out.len() < target {
+        out.push_str(WORDS[k % WORDS.len()]);
+        out.push(if k % 11 == 10 { '.' } else { ' ' });
+        k = k * 7 + 3;
+    }
+    out
+}
+
+fn json_mode() -> Compare {
+    Compare::Json(JsonCompare {
+        ignore: ["/request_id", "/items/*/ts"]
+            .iter()
+            .map(|p| Pointer::parse(p).expect("valid pointer"))
+            .collect(),
+        tolerance: 0.05,
+        ..JsonCompare::default()
+    })
+}
+
+fn bench_exact(c: &mut Criterion) {
+    let mut group = c.benchmark_group("exact");
+    for size in [1024, 16 * 1024] {
+        let a = ok(document(size, 1, false));
+        let b = ok(document(size, 1, false));
+        group.throughput(Throughput::Bytes((a.body.len() + b.body.len()) as u64));
+        group.bench_with_input(BenchmarkId::new("equal", size), &(a, b), |bench, (a, b)| {
+            bench.iter(|| compare(&Compare::Exact, black_box(a), black_box(b), &[]));
+        });
+    }
+    group.finish();
+}
+
+fn bench_json(c: &mut Criterion) {
+    let mode = json_mode();
+    let mut group = c.benchmark_group("json");
+    for size in [200, 1024, 16 * 1024] {
+        let cases = [
+            (
+                "identical",
+                document(size, 1, false),
+                document(size, 1, false),
+            ),
+            ("equal", document(size, 1, false), document(size, 2, false)),
+            (
+                "differing",
+                document(size, 1, false),
+                document(size, 2, true),
+            ),
+        ];
+        for (name, a, b) in cases {
+            let (a, b) = (ok(a), ok(b));
+            let expect_match = name != "differing";
+            assert_eq!(
+                compare(&mode, &a, &b, &[]).is_match(),
+                expect_match,
+                "{name}"
+            );
+            group.throughput(Throughput::Bytes((a.body.len() + b.body.len()) as u64));
+            group.bench_with_input(BenchmarkId::new(name, size), &(a, b), |bench, (a, b)| {
+                bench.iter(|| compare(&mode, black_box(a), black_box(b), &[]));
+            });
+        }
+    }
+    group.finish();
+}
+
+fn bench_text(c: &mut Criterion) {
+    let mode = Compare::Text(TextCompare {
+        field: None,
+        threshold: 0.8,
+    });
+    let mut group = c.benchmark_group("text");
+    let a = ok(sentence_text(1024, 1));
+    let cases = [
+        ("paraphrase", {
+            // Every tenth word changed.
+            let words: Vec<&str> = std::str::from_utf8(&a.body)
+                .expect("ascii text")
+                .split(' ')
+                .collect();
+            let changed: Vec<&str> = words
+                .iter()
+                .enumerate()
+                .map(|(i, w)| if i % 10 == 0 { "different" } else { *w })
+                .collect();
+            changed.join(" ")
+        }),
+        ("unrelated", sentence_text(1024, 5)),
+    ];
+    for (name, b) in cases {
+        let b = ok(b);
+        group.throughput(Throughput::Bytes((a.body.len() + b.body.len()) as u64));
+        group.bench_with_input(BenchmarkId::new(name, 1024), &b, |bench, b| {
+            bench.iter(|| compare(&mode, black_box(&a), black_box(b), &[]));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_exact, bench_json, bench_text);
+criterion_main!(benches);
