@@ -17,13 +17,18 @@
 
 pub mod admin;
 pub mod app;
+pub mod cli;
+
 pub mod compare;
 pub mod config;
+pub mod demo;
 pub mod exchange;
+pub mod loopback;
 pub mod metrics;
 pub mod mirror;
 pub mod pointer;
 pub mod proxy;
+pub mod report;
 pub mod rollout;
 pub mod route;
 pub mod segment;

@@ -1,1 +1,26 @@
-fn main() {}
+//! The `understudy` binary: parse the command line, run it, map the result to an exit code.
+
+use clap::Parser;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = understudy::cli::Cli::parse();
+    let default_level = match cli.command {
+        understudy::cli::Command::Serve { .. } => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match understudy::cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(understudy::cli::exit_code(&e))
+        }
+    }
+}

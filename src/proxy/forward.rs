@@ -85,7 +85,9 @@ impl Client {
     }
 }
 
-fn sources(e: &(dyn std::error::Error + 'static)) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+fn sources<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
     std::iter::successors(Some(e), |e| e.source())
 }
 

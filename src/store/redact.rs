@@ -1,1 +1,11 @@
-//! Header and JSON-pointer redaction, applied before a row is queued.
+//! TEMP stub.
+pub struct Redactor;
+impl Redactor {
+    pub fn new(_h: &[http::HeaderName], _j: &[crate::pointer::Pointer]) -> Redactor {
+        Redactor
+    }
+    pub fn headers_json(&self, _h: &http::HeaderMap) -> String {
+        String::new()
+    }
+    pub fn apply(&self, _r: &mut super::Record) {}
+}
