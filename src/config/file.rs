@@ -1,1 +1,308 @@
 //! The file shape of `proxy.toml`: serde structs, `deny_unknown_fields`, documented defaults.
+//!
+//! Nothing here is interpreted: strings stay strings (wrapped in [`Spanned`] when
+//! a semantic error needs their position) until [`super::validate`] turns them
+//! into the runtime [`super::Config`]. Every struct rejects unknown keys, so a typo
+//! is an error with a line and column, never a silently ignored setting.
+//! The defaults stated on each field are the ones `docs/config.md` documents.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use toml::Spanned;
+
+mod policy;
+
+pub use policy::{
+    CompareFile, GuardFile, ModeFile, OnBreachFile, RolloutFile, RuleFile, ServeFile, WindowFile,
+};
+
+/// A default value: it has no position in the file (span `0..0`).
+fn unspanned<T>(value: T) -> Spanned<T> {
+    Spanned::new(0..0, value)
+}
+
+fn text(value: &str) -> Spanned<String> {
+    unspanned(value.to_string())
+}
+
+fn texts(values: &[&str]) -> Vec<Spanned<String>> {
+    values.iter().map(|v| text(v)).collect()
+}
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `[listen]`: the proxy listener. Default: every key's default.
+    #[serde(default)]
+    pub listen: ListenFile,
+    /// `[admin]`: the admin listener. Default: every key's default.
+    #[serde(default)]
+    pub admin: AdminFile,
+    /// `[store]`: the SQLite log. Default: every key's default.
+    #[serde(default)]
+    pub store: StoreFile,
+    /// `[[routes]]`, matched in file order. Required: at least one.
+    #[serde(default)]
+    pub routes: Vec<RouteFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenFile {
+    /// Socket address (`IP:port`) of the proxy. Default `"127.0.0.1:8080"`.
+    pub addr: Spanned<String>,
+    /// TLS on the listener. Default: none (plain HTTP).
+    pub tls: Option<TlsFile>,
+    /// A client must send its request headers within this. Default `"10s"`.
+    pub header_read_timeout: Spanned<String>,
+    /// How long a graceful stop waits for in-flight requests. Default `"30s"`.
+    pub drain_timeout: Spanned<String>,
+}
+
+impl Default for ListenFile {
+    fn default() -> Self {
+        ListenFile {
+            addr: text("127.0.0.1:8080"),
+            tls: None,
+            header_read_timeout: text("10s"),
+            drain_timeout: text("30s"),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// PEM certificate chain. Required.
+    pub cert: PathBuf,
+    /// PEM private key. Required.
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminFile {
+    /// Socket address of the admin listener. Default `"127.0.0.1:9090"`.
+    pub addr: Spanned<String>,
+    /// Environment variable holding the bearer token. Default `"UNDERSTUDY_ADMIN_TOKEN"`.
+    pub token_env: String,
+}
+
+impl Default for AdminFile {
+    fn default() -> Self {
+        AdminFile {
+            addr: text("127.0.0.1:9090"),
+            token_env: "UNDERSTUDY_ADMIN_TOKEN".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreFile {
+    /// SQLite file. Default `"understudy.db"`.
+    pub path: PathBuf,
+    /// Cap on each stored body; larger request bodies are not mirrored. Default `65536`.
+    pub max_body_bytes: usize,
+    /// Headers replaced by `[redacted]` before a row is written. Default
+    /// `["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"]`.
+    pub redact_headers: Vec<Spanned<String>>,
+    /// JSON pointers (with `*`) removed from stored bodies. Default `[]`.
+    pub redact_json: Vec<Spanned<String>>,
+    /// How long exchanges are kept. Default `"14d"`.
+    pub retention: Spanned<String>,
+    /// Rows waiting for the writer; beyond it rows are dropped and counted. Default `65536`.
+    pub queue_capacity: Spanned<usize>,
+    /// Rows per write transaction. Default `1024`.
+    pub batch_size: Spanned<usize>,
+    /// Longest wait before a partial batch is written. Default `"100ms"`.
+    pub flush_interval: Spanned<String>,
+}
+
+impl Default for StoreFile {
+    fn default() -> Self {
+        StoreFile {
+            path: PathBuf::from("understudy.db"),
+            max_body_bytes: 65536,
+            redact_headers: texts(&[
+                "authorization",
+                "proxy-authorization",
+                "cookie",
+                "set-cookie",
+                "x-api-key",
+            ]),
+            redact_json: Vec::new(),
+            retention: text("14d"),
+            queue_capacity: unspanned(65536),
+            batch_size: unspanned(1024),
+            flush_interval: text("100ms"),
+        }
+    }
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    /// Unique name (letters, digits, `.`, `_`, `-`). Required.
+    pub name: Spanned<String>,
+    /// Requests whose path starts with this are routed here; starts with `/`. Required.
+    pub path_prefix: Spanned<String>,
+    /// Methods this route matches. Default: every method.
+    #[serde(default)]
+    pub methods: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Host (without port) this route matches. Default: any host.
+    #[serde(default)]
+    pub host: Option<Spanned<String>>,
+    /// Base URL of the incumbent (`http` or `https`; a path becomes a prefix). Required.
+    pub incumbent: Spanned<String>,
+    /// Base URL of the candidate. Default: none (nothing is mirrored).
+    #[serde(default)]
+    pub candidate: Option<Spanned<String>>,
+    /// Response-head timeout of the incumbent and of a serving candidate. Default `"30s"`.
+    #[serde(default = "default_route_timeout")]
+    pub timeout: Spanned<String>,
+    /// Connect timeout to either upstream. Default `"2s"`.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Spanned<String>,
+    /// Speak HTTP/2 with prior knowledge (h2c) to `http://` upstreams. Default `false`.
+    #[serde(default)]
+    pub http2: bool,
+    /// Where the request's segment is read from. Default: none (every request is `default`).
+    #[serde(default)]
+    pub segment: Option<Spanned<SegmentFile>>,
+    /// Where the sticky key for canary buckets is read from. Default: none (random bucket).
+    #[serde(default)]
+    pub sticky: Option<Spanned<SourceFile>>,
+    /// `mirror = { ... }`. Default: every key's default.
+    #[serde(default)]
+    pub mirror: MirrorFile,
+    /// `compare = { ... }`. Default: mode `"json"` with every key's default.
+    #[serde(default)]
+    pub compare: CompareFile,
+    /// `rollout = { ... }`. Default: every key's default (shadow only).
+    #[serde(default)]
+    pub rollout: RolloutFile,
+    /// `guard = { ... }`. Default: every key's default.
+    #[serde(default)]
+    pub guard: GuardFile,
+    /// `safety = { ... }`. Default: no deny patterns.
+    #[serde(default)]
+    pub safety: SafetyFile,
+}
+
+fn default_route_timeout() -> Spanned<String> {
+    text("30s")
+}
+
+fn default_connect_timeout() -> Spanned<String> {
+    text("2s")
+}
+
+/// A value source: exactly one of the four keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceFile {
+    /// Request header name. Default: unset.
+    pub header: Option<Spanned<String>>,
+    /// Query parameter name. Default: unset.
+    pub query: Option<Spanned<String>>,
+    /// JSON pointer into the request body. Default: unset.
+    pub json: Option<Spanned<String>>,
+    /// Regex on the path: first capture group, or the whole match. Default: unset.
+    pub path: Option<Spanned<String>>,
+}
+
+impl SourceFile {
+    pub fn source_keys(&self) -> SourceKeys<'_> {
+        source_keys(&self.header, &self.query, &self.json, &self.path)
+    }
+}
+
+/// The four source keys of a table, by name, whether given or not.
+pub type SourceKeys<'a> = [(&'static str, Option<&'a Spanned<String>>); 4];
+
+fn source_keys<'a>(
+    header: &'a Option<Spanned<String>>,
+    query: &'a Option<Spanned<String>>,
+    json: &'a Option<Spanned<String>>,
+    path: &'a Option<Spanned<String>>,
+) -> SourceKeys<'a> {
+    [
+        ("header", header.as_ref()),
+        ("query", query.as_ref()),
+        ("json", json.as_ref()),
+        ("path", path.as_ref()),
+    ]
+}
+
+/// `segment = { <source>, values = [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentFile {
+    /// Request header name. Default: unset.
+    pub header: Option<Spanned<String>>,
+    /// Query parameter name. Default: unset.
+    pub query: Option<Spanned<String>>,
+    /// JSON pointer into the request body. Default: unset.
+    pub json: Option<Spanned<String>>,
+    /// Regex on the path: first capture group, or the whole match. Default: unset.
+    pub path: Option<Spanned<String>>,
+    /// Known values; others are stored as they are but labelled `other`. Default `[]`.
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+impl SegmentFile {
+    pub fn source_keys(&self) -> SourceKeys<'_> {
+        source_keys(&self.header, &self.query, &self.json, &self.path)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MirrorFile {
+    /// Initial state of the mirror kill switch. Default `true`.
+    pub enabled: bool,
+    /// Methods that are mirrored. Default `["GET", "HEAD", "OPTIONS"]`.
+    pub methods: Vec<Spanned<String>>,
+    /// Whole-exchange timeout of a mirrored request. Default `"2s"`.
+    pub timeout: Spanned<String>,
+    /// Mirrored requests in flight per route; beyond it mirrors are skipped. Default `256`.
+    pub max_in_flight: Spanned<usize>,
+    /// Headers removed from the candidate's copy (replaces the default list). Default
+    /// `["authorization", "proxy-authorization", "cookie", "x-api-key"]`.
+    pub strip_headers: Vec<Spanned<String>>,
+    /// Headers set on the candidate's copy, name → value. Default `{}`.
+    pub set_headers: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// JSON body fields set for the candidate, pointer → value. Default `{}`.
+    pub rewrite_json: BTreeMap<Spanned<String>, toml::Value>,
+}
+
+impl Default for MirrorFile {
+    fn default() -> Self {
+        MirrorFile {
+            enabled: true,
+            methods: texts(&["GET", "HEAD", "OPTIONS"]),
+            timeout: text("2s"),
+            max_in_flight: unspanned(256),
+            strip_headers: texts(&[
+                "authorization",
+                "proxy-authorization",
+                "cookie",
+                "x-api-key",
+            ]),
+            set_headers: BTreeMap::new(),
+            rewrite_json: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SafetyFile {
+    /// Regexes on the candidate's body; a hit is a safety event. Default `[]`.
+    pub deny: Vec<Spanned<String>>,
+}

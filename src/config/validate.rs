@@ -1,32 +1,212 @@
 //! File → runtime: checks every field, collecting every issue with its line and column.
+//!
+//! A TOML syntax, type or unknown-key error stops at once ([`Error::Parse`]);
+//! semantic checks never stop early: they all run and the result is either a
+//! complete [`Config`] or every [`Issue`] found ([`Error::Invalid`]), sorted by
+//! position. Byte offsets become `line:col` in exactly one place, [`line_col`].
 
-use super::Config;
+mod policy;
+mod route;
+mod value;
+
+#[cfg(test)]
+mod tests;
+
+use super::file::{AdminFile, ConfigFile, ListenFile, StoreFile};
+use super::{Admin, Config, Listen, Store, TlsFiles};
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::ops::Range;
 use std::path::PathBuf;
 
 /// One semantic problem, located in the file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Issue {
-    /// `routes[lead-score].compare.ignore` style location of the field.
+    /// The route's name (or `#index` when it has none), for route fields.
+    pub route: Option<String>,
+    /// The field inside its table, e.g. `rollout.segments.enterprise` or `listen.addr`.
     pub field: String,
+    /// 1-based line of the offending value.
     pub line: usize,
+    /// 1-based column (in characters) of the offending value.
     pub col: usize,
     pub message: String,
+}
+
+impl fmt::Display for Issue {
+    /// `12:7: routes[lead-score].rollout.segments.enterprise: weight 150 is outside 0..=100`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: ", self.line, self.col)?;
+        if let Some(route) = &self.route {
+            write!(f, "routes[{route}].")?;
+        }
+        write!(f, "{}: {}", self.field, self.message)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read {path}: {message}")]
     Read { path: PathBuf, message: String },
+    /// TOML syntax, a wrong type, a missing required key or an unknown key.
     #[error("{line}:{col}: {message}")]
     Parse {
         line: usize,
         col: usize,
         message: String,
     },
-    #[error("{} problem(s) in the config", .0.len())]
+    /// Every semantic problem, one per line when displayed.
+    #[error("{}", lines(.0))]
     Invalid(Vec<Issue>),
 }
 
-pub fn validate(_text: &str) -> Result<Config, Error> {
-    Err(Error::Invalid(Vec::new()))
+fn lines(issues: &[Issue]) -> String {
+    let lines: Vec<String> = issues.iter().map(Issue::to_string).collect();
+    lines.join("\n")
+}
+
+impl Error {
+    /// Displays the error with `file` in front of each position, compiler style:
+    /// `proxy.toml:12:7: routes[lead-score]...: message`, one issue per line.
+    pub fn located<'a>(&'a self, file: &'a str) -> impl fmt::Display + 'a {
+        Located { error: self, file }
+    }
+}
+
+struct Located<'a> {
+    error: &'a Error,
+    file: &'a str,
+}
+
+impl fmt::Display for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.error {
+            Error::Read { .. } => write!(f, "{}", self.error),
+            Error::Parse { .. } => write!(f, "{}:{}", self.file, self.error),
+            Error::Invalid(issues) => {
+                for (i, issue) in issues.iter().enumerate() {
+                    if i > 0 {
+                        writeln!(f)?;
+                    }
+                    write!(f, "{}:{issue}", self.file)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// 1-based `(line, column)` of a byte offset; the column counts characters.
+/// An offset past the end (or inside a character) is clamped to the nearest
+/// character boundary before it.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = before[line_start..].chars().count() + 1;
+    (line, col)
+}
+
+/// Parses and validates config text into the runtime [`Config`].
+pub fn validate(text: &str) -> Result<Config, Error> {
+    let file: ConfigFile = toml::from_str(text).map_err(|e| parse_error(text, &e))?;
+    let mut checker = Checker::new(text);
+    let config = Config {
+        listen: listen(&mut checker, &file.listen),
+        admin: admin(&mut checker, &file.admin),
+        store: store(&mut checker, &file.store),
+        routes: route::routes(&mut checker, &file.routes),
+        source: None,
+    };
+    checker.finish(config)
+}
+
+fn parse_error(text: &str, e: &toml::de::Error) -> Error {
+    let (line, col) = e.span().map_or((1, 1), |span| line_col(text, span.start));
+    // toml's messages may span lines; a config error is one line.
+    let message = e.message().trim().replace('\n', "; ");
+    Error::Parse { line, col, message }
+}
+
+/// Collects issues while the runtime config is built. The values built next to
+/// a recorded issue are placeholders: `finish` throws them away.
+pub(crate) struct Checker<'a> {
+    text: &'a str,
+    issues: Vec<Issue>,
+    /// The route being checked, prefixed to each issue's field.
+    route: Option<String>,
+}
+
+impl<'a> Checker<'a> {
+    fn new(text: &'a str) -> Self {
+        Checker {
+            text,
+            issues: Vec::new(),
+            route: None,
+        }
+    }
+
+    /// Records an issue at `span` (a default value has span `0..0`: line 1, column 1).
+    pub(crate) fn issue(
+        &mut self,
+        span: Range<usize>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        let (line, col) = line_col(self.text, span.start);
+        self.issues.push(Issue {
+            route: self.route.clone(),
+            field: field.into(),
+            line,
+            col,
+            message: message.into(),
+        });
+    }
+
+    fn finish(mut self, config: Config) -> Result<Config, Error> {
+        if self.issues.is_empty() {
+            return Ok(config);
+        }
+        self.issues.sort_by_key(|i| (i.line, i.col));
+        Err(Error::Invalid(self.issues))
+    }
+}
+
+const LISTEN_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
+const ADMIN_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090));
+
+fn listen(c: &mut Checker<'_>, f: &ListenFile) -> Listen {
+    Listen {
+        addr: c.addr("listen.addr", &f.addr).unwrap_or(LISTEN_ADDR),
+        tls: f.tls.as_ref().map(|tls| TlsFiles {
+            cert: tls.cert.clone(),
+            key: tls.key.clone(),
+        }),
+        header_read_timeout: c.timeout("listen.header_read_timeout", &f.header_read_timeout),
+        drain_timeout: c.duration("listen.drain_timeout", &f.drain_timeout),
+    }
+}
+
+fn admin(c: &mut Checker<'_>, f: &AdminFile) -> Admin {
+    Admin {
+        addr: c.addr("admin.addr", &f.addr).unwrap_or(ADMIN_ADDR),
+        token_env: f.token_env.clone(),
+    }
+}
+
+fn store(c: &mut Checker<'_>, f: &StoreFile) -> Store {
+    Store {
+        path: f.path.clone(),
+        max_body_bytes: f.max_body_bytes,
+        redact_headers: c.header_names("store.redact_headers", &f.redact_headers),
+        redact_json: c.pointers("store.redact_json", &f.redact_json),
+        retention: c.timeout("store.retention", &f.retention),
+        queue_capacity: c.nonzero("store.queue_capacity", &f.queue_capacity),
+        batch_size: c.nonzero("store.batch_size", &f.batch_size),
+        flush_interval: c.timeout("store.flush_interval", &f.flush_interval),
+    }
 }

@@ -1,0 +1,270 @@
+//! Checks a route's decision tables: `compare`, `rollout` and `guard`.
+//! Each key that belongs to another compare mode is an issue, never silently ignored.
+
+use super::Checker;
+use crate::config::file::{
+    CompareFile, GuardFile, ModeFile, OnBreachFile, RolloutFile, ServeFile, WindowFile,
+};
+use crate::config::{
+    Compare, Guard, JsonCompare, JudgeCompare, OnBreach, Rollout, Rule, Segment, Side, TextCompare,
+    Window,
+};
+use std::time::Duration;
+use toml::Spanned;
+
+const TEXT_THRESHOLD: f64 = 0.8;
+const JUDGE_TIMEOUT: Duration = Duration::from_secs(10);
+const JUDGE_MAX_IN_FLIGHT: usize = 16;
+
+pub(super) fn compare(c: &mut Checker<'_>, f: &CompareFile) -> Compare {
+    let mode = *f.mode.get_ref();
+    reject_foreign_keys(c, f, mode);
+    match mode {
+        ModeFile::Exact => Compare::Exact,
+        ModeFile::Json => Compare::Json(json_compare(c, f)),
+        ModeFile::Text => Compare::Text(TextCompare {
+            field: (f.field.as_ref()).and_then(|p| c.pointer("compare.field", p)),
+            threshold: f
+                .threshold
+                .as_ref()
+                .map_or(TEXT_THRESHOLD, |t| c.fraction("compare.threshold", t)),
+        }),
+        ModeFile::Judge => Compare::Judge(judge_compare(c, f)),
+    }
+}
+
+/// Reports each mode-specific key given with another mode, at the key's value.
+fn reject_foreign_keys(c: &mut Checker<'_>, f: &CompareFile, mode: ModeFile) {
+    use ModeFile::{Json, Judge, Text};
+    let keys = [
+        ("ignore", Json, f.ignore.as_ref().map(Spanned::span)),
+        ("only", Json, f.only.as_ref().map(Spanned::span)),
+        ("tolerance", Json, f.tolerance.as_ref().map(Spanned::span)),
+        (
+            "abs_tolerance",
+            Json,
+            f.abs_tolerance.as_ref().map(Spanned::span),
+        ),
+        (
+            "unordered_arrays",
+            Json,
+            f.unordered_arrays.as_ref().map(Spanned::span),
+        ),
+        ("field", Text, f.field.as_ref().map(Spanned::span)),
+        ("threshold", Text, f.threshold.as_ref().map(Spanned::span)),
+        ("url", Judge, f.url.as_ref().map(Spanned::span)),
+        (
+            "judge_timeout",
+            Judge,
+            f.judge_timeout.as_ref().map(Spanned::span),
+        ),
+        (
+            "judge_max_in_flight",
+            Judge,
+            f.judge_max_in_flight.as_ref().map(Spanned::span),
+        ),
+    ];
+    for (key, owner, span) in keys {
+        let Some(span) = span else { continue };
+        if owner != mode {
+            let msg = format!(
+                "`{key}` belongs to mode \"{}\", but mode is \"{}\"",
+                owner.as_str(),
+                mode.as_str()
+            );
+            c.issue(span, format!("compare.{key}"), msg);
+        }
+    }
+}
+
+fn json_compare(c: &mut Checker<'_>, f: &CompareFile) -> JsonCompare {
+    let mut pointers = |field: &str, list: &Option<Spanned<Vec<Spanned<String>>>>| {
+        list.as_ref()
+            .map(|l| c.pointers(field, l.get_ref()))
+            .unwrap_or_default()
+    };
+    let ignore = pointers("compare.ignore", &f.ignore);
+    let only = pointers("compare.only", &f.only);
+    JsonCompare {
+        ignore,
+        only,
+        tolerance: non_negative(c, "compare.tolerance", f.tolerance.as_ref()),
+        abs_tolerance: non_negative(c, "compare.abs_tolerance", f.abs_tolerance.as_ref()),
+        unordered_arrays: f.unordered_arrays.as_ref().is_some_and(|b| *b.get_ref()),
+    }
+}
+
+fn non_negative(c: &mut Checker<'_>, field: &str, x: Option<&Spanned<f64>>) -> f64 {
+    let Some(x) = x else { return 0.0 };
+    let v = *x.get_ref();
+    if !(v >= 0.0 && v.is_finite()) {
+        c.issue(x.span(), field, format!("{v} must be a finite number >= 0"));
+    }
+    v
+}
+
+fn judge_compare(c: &mut Checker<'_>, f: &CompareFile) -> JudgeCompare {
+    let url = match &f.url {
+        Some(url) => c
+            .url("compare.url", url)
+            .and_then(|_| url.get_ref().parse().ok()),
+        None => {
+            let msg = "mode \"judge\" needs `url`, the judge's endpoint";
+            c.issue(f.mode.span(), "compare.mode", msg);
+            None
+        }
+    };
+    JudgeCompare {
+        url: url.unwrap_or_default(),
+        timeout: (f.judge_timeout.as_ref())
+            .map_or(JUDGE_TIMEOUT, |t| c.timeout("compare.judge_timeout", t)),
+        max_in_flight: (f.judge_max_in_flight.as_ref()).map_or(JUDGE_MAX_IN_FLIGHT, |n| {
+            c.nonzero("compare.judge_max_in_flight", n)
+        }),
+    }
+}
+
+/// `has_segment_key` is whether `segment` was written at all (even if it failed
+/// to validate), so a broken segment is not reported twice.
+pub(super) fn rollout(
+    c: &mut Checker<'_>,
+    f: &RolloutFile,
+    has_segment_key: bool,
+    segment: Option<&Segment>,
+    has_candidate: bool,
+) -> Rollout {
+    let mut weights = vec![(f.default.span(), c.weight("rollout.default", &f.default))];
+    let mut segments = std::collections::BTreeMap::new();
+    for (name, w) in &f.segments {
+        let field = format!("rollout.segments.{}", name.get_ref());
+        weights.push((w.span(), c.weight(&field, w)));
+        segments.insert(name.get_ref().clone(), *w.get_ref());
+        if !has_segment_key {
+            c.issue(
+                name.span(),
+                &field,
+                "a per-segment weight needs a `segment` source",
+            );
+        } else if let Some(values) = segment.map(|s| &s.values)
+            && !values.is_empty()
+            && !values.contains(name.get_ref())
+        {
+            let msg = format!(
+                "{:?} is not one of segment.values {values:?}",
+                name.get_ref()
+            );
+            c.issue(name.span(), &field, msg);
+        }
+    }
+    if !has_candidate {
+        for (span, w) in weights.into_iter().filter(|(_, w)| *w > 0.0) {
+            c.issue(
+                span,
+                "rollout",
+                format!("weight {w} needs a `candidate` to serve"),
+            );
+        }
+    }
+    let mut rules = Vec::with_capacity(f.rules.len());
+    for (i, rule) in f.rules.iter().enumerate() {
+        let field = format!("rollout.rules[{i}]");
+        let r = rule.get_ref();
+        let source = c.source(&field, rule.span(), r.source_keys());
+        if r.values.get_ref().is_empty() {
+            c.issue(
+                r.values.span(),
+                format!("{field}.values"),
+                "an empty list matches nothing",
+            );
+        }
+        let serve = match r.serve.get_ref() {
+            ServeFile::Incumbent => Side::Incumbent,
+            ServeFile::Candidate => Side::Candidate,
+        };
+        if serve == Side::Candidate && !has_candidate {
+            let msg = "serve = \"candidate\" needs a `candidate`";
+            c.issue(r.serve.span(), format!("{field}.serve"), msg);
+        }
+        rules.extend(source.map(|source| Rule {
+            source,
+            values: r.values.get_ref().clone(),
+            serve,
+        }));
+    }
+    Rollout {
+        default: *f.default.get_ref(),
+        segments,
+        salt: f.salt.clone(),
+        fallback: f.fallback,
+        rules,
+    }
+}
+
+pub(super) fn guard(c: &mut Checker<'_>, f: &GuardFile) -> Guard {
+    let window = match f.window.get_ref() {
+        WindowFile::Count(n) => match usize::try_from(*n) {
+            Ok(n) if n > 0 => Window::Count(n),
+            _ => {
+                let msg = format!("window count {n} must be greater than zero");
+                c.issue(f.window.span(), "guard.window", msg);
+                Window::Count(1)
+            }
+        },
+        WindowFile::Time(text) => {
+            Window::Time(c.timeout("guard.window", &Spanned::new(f.window.span(), text.clone())))
+        }
+    };
+    let max_latency_ratio = f.max_latency_ratio.as_ref().map(|r| {
+        let v = *r.get_ref();
+        if !(v > 0.0 && v.is_finite()) {
+            c.issue(
+                r.span(),
+                "guard.max_latency_ratio",
+                format!("{v} must be a finite number > 0"),
+            );
+        }
+        v
+    });
+    steps(c, &f.steps);
+    if f.auto_promote && f.steps.get_ref().is_empty() {
+        c.issue(
+            f.steps.span(),
+            "guard.steps",
+            "auto_promote needs at least one step",
+        );
+    }
+    Guard {
+        window,
+        min_samples: f.min_samples,
+        min_agreement: c.fraction("guard.min_agreement", &f.min_agreement),
+        max_candidate_error_rate: c.fraction(
+            "guard.max_candidate_error_rate",
+            &f.max_candidate_error_rate,
+        ),
+        max_latency_ratio,
+        on_breach: match f.on_breach {
+            OnBreachFile::Step => OnBreach::StepBack,
+            OnBreachFile::Shadow => OnBreach::Shadow,
+        },
+        auto_promote: f.auto_promote,
+        steps: f.steps.get_ref().clone(),
+        hold: c.timeout("guard.hold", &f.hold),
+    }
+}
+
+/// Steps must climb strictly within `(0, 100]`.
+fn steps(c: &mut Checker<'_>, steps: &Spanned<Vec<f64>>) {
+    let mut previous = 0.0;
+    for &step in steps.get_ref() {
+        let why = if !(step > 0.0 && step <= 100.0) {
+            format!("step {step} is outside (0, 100]")
+        } else if step <= previous {
+            format!("steps must be strictly increasing: {step} follows {previous}")
+        } else {
+            previous = step;
+            continue;
+        };
+        c.issue(steps.span(), "guard.steps", why);
+        return;
+    }
+}
