@@ -19,4 +19,5 @@ pub mod compare;
 pub mod config;
 pub mod metrics;
 pub mod pointer;
+pub mod report;
 pub mod store;
