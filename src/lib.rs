@@ -18,7 +18,6 @@
 pub mod admin;
 pub mod app;
 pub mod cli;
-
 pub mod compare;
 pub mod config;
 pub mod demo;

@@ -3,12 +3,28 @@
 //! The request path only ever calls [`Store::record`], which never blocks: a
 //! full queue drops the row and counts it (`store_rows_dropped_total`).
 //! [`Store::close`] flushes every queued row; a graceful stop calls it last.
+//!
+//! Reading (reports, `show`) goes through [`read`] on read-only connections;
+//! synchronous admin-side writes (rollout events, feedback) go through
+//! [`events`] on a connection of their own. WAL lets all of them run beside
+//! the writer thread.
 
+pub mod events;
+pub mod read;
 pub mod redact;
 pub mod schema;
 pub mod writer;
 
+#[cfg(test)]
+mod tests;
+
+use crate::metrics::Metrics;
 use bytes::Bytes;
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
 
 /// One exchange as it is written to the `exchanges` table (already redacted).
 #[derive(Debug, Clone, Default)]
@@ -41,18 +57,198 @@ pub struct Record {
     pub safety: Option<String>,
 }
 
-// TEMP stub until the store branch lands.
+/// Errors at the store boundary; each names the database file involved.
 #[derive(Debug, thiserror::Error)]
-#[error("store")]
-pub struct Error;
+pub enum Error {
+    #[error("the directory of the store file {path} does not exist (create it first)")]
+    MissingDir { path: PathBuf },
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: no exchange with id {id:?}")]
+    UnknownExchange { path: PathBuf, id: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps a rusqlite error with the file it happened on.
+    pub(crate) fn sqlite(path: impl Into<PathBuf>) -> impl FnOnce(rusqlite::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Sqlite { path, source }
+    }
+
+    /// Like [`Error::sqlite`], for a bare connection (its file, or `:memory:`).
+    pub(crate) fn on(conn: &Connection) -> impl FnOnce(rusqlite::Error) -> Error {
+        Error::sqlite(conn_path(conn))
+    }
+}
+
+pub(crate) fn conn_path(conn: &Connection) -> PathBuf {
+    PathBuf::from(conn.path().filter(|p| !p.is_empty()).unwrap_or(":memory:"))
+}
+
+/// Opens (creating it if needed) a database file for writing and migrates it.
+/// The parent directory must exist: a typo in `store.path` should be an error,
+/// not a directory tree appearing somewhere.
+pub(crate) fn open_rw(path: &Path) -> Result<Connection> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::MissingDir {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut conn = Connection::open(path).map_err(Error::sqlite(path))?;
+    schema::migrate(&mut conn).map_err(Error::sqlite(path))?;
+    Ok(conn)
+}
+
+/// What travels to the writer thread.
+pub(crate) enum Msg {
+    Row(Box<Record>),
+    /// Commit everything queued before this message, then answer.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// A cheap, cloneable handle on the exchange log.
+///
+/// Every clone feeds the same writer thread. The sender sits behind an
+/// `RwLock` only so that [`Store::close`] can take it away: `record` takes the
+/// read side, which is never contended except for the instant `close` swaps
+/// the sender out.
 #[derive(Clone)]
-pub struct Store;
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    tx: RwLock<Option<SyncSender<Msg>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    metrics: Metrics,
+}
+
 impl Store {
-    pub fn open(_c: &crate::config::Store, _m: crate::metrics::Metrics) -> Result<Store, Error> {
-        Ok(Store)
+    /// Opens or creates the database, migrates it and starts the writer thread.
+    pub fn open(cfg: &crate::config::Store, metrics: Metrics) -> Result<Store> {
+        let conn = open_rw(&cfg.path)?;
+        let (tx, rx) = sync_channel(cfg.queue_capacity);
+        let writer = writer::Writer::new(conn, cfg, metrics.clone());
+        let handle = std::thread::Builder::new()
+            .name("understudy-store".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|source| Error::Io {
+                path: cfg.path.clone(),
+                source,
+            })?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: cfg.path.clone(),
+                tx: RwLock::new(Some(tx)),
+                writer: Mutex::new(Some(handle)),
+                metrics,
+            }),
+        })
     }
-    pub fn record(&self, _r: Record) -> bool {
-        true
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
     }
-    pub async fn close_async(&self) {}
+
+    /// Queues one row. Never blocks: a full queue, or a closed store, drops
+    /// the row, counts it in `store_rows_dropped_total` and returns false.
+    pub fn record(&self, rec: Record) -> bool {
+        let m = &self.inner.metrics;
+        let tx = self.inner.tx.read().unwrap_or_else(|e| e.into_inner());
+        let Some(tx) = tx.as_ref() else {
+            m.store_rows_dropped.inc();
+            return false;
+        };
+        // Count before sending so the writer's decrement can never come first.
+        m.store_queue_depth.inc();
+        match tx.try_send(Msg::Row(Box::new(rec))) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                m.store_queue_depth.dec();
+                m.store_rows_dropped.inc();
+                false
+            }
+        }
+    }
+
+    /// Returns once every row queued before the call is committed (at once
+    /// when the store is closed: closing committed them already).
+    pub async fn flush(&self) {
+        let Some(tx) = self.sender() else { return };
+        let (done, wait) = tokio::sync::oneshot::channel();
+        // The control message must not be lost to a full queue, so it takes the
+        // blocking `send`, on a blocking thread rather than a runtime worker.
+        let sent = tokio::task::spawn_blocking(move || tx.send(Msg::Flush(done)).is_ok()).await;
+        if matches!(sent, Ok(true)) {
+            // An error means the writer is gone, and with it anything to wait for.
+            wait.await.ok();
+        }
+    }
+
+    /// The synchronous form of [`Store::flush`], for non-async callers.
+    pub fn flush_blocking(&self) {
+        let Some(tx) = self.sender() else { return };
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if tx.send(Msg::Flush(done)).is_ok() {
+            wait.blocking_recv().ok();
+        }
+    }
+
+    /// Commits everything queued, stops and joins the writer thread. Later
+    /// `record` calls return false and count as dropped. Blocking: from async
+    /// code use [`Store::close_async`]. Calling it again is harmless.
+    pub fn close(&self) {
+        let mut writer = self.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        // Dropping the last sender ends the writer's loop once it has drained
+        // (and committed) everything still in the queue.
+        drop(
+            self.inner
+                .tx
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+        if let Some(handle) = writer.take()
+            && handle.join().is_err()
+        {
+            tracing::error!(path = %self.inner.path.display(), "Store writer thread panicked");
+        }
+    }
+
+    /// [`Store::close`] on a blocking thread.
+    pub async fn close_async(&self) {
+        let store = self.clone();
+        if tokio::task::spawn_blocking(move || store.close())
+            .await
+            .is_err()
+        {
+            tracing::error!(path = %self.inner.path.display(), "Store close task failed");
+        }
+    }
+
+    fn sender(&self) -> Option<SyncSender<Msg>> {
+        self.inner
+            .tx
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }

@@ -1,11 +1,217 @@
-//! TEMP stub.
-pub struct Redactor;
+//! Header and JSON-pointer redaction, applied before a row is queued.
+//!
+//! A redacted value is replaced by the string `"[redacted]"`, never logged or
+//! written. Bodies that are not JSON, or that no pointer matches, are passed
+//! through untouched (a cheap `Bytes` clone); the caller caps their size.
+
+use super::Record;
+use crate::pointer::{Pointer, Token};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName};
+use serde_json::Value;
+
+/// What a redacted value becomes.
+pub const REDACTED: &str = "[redacted]";
+
+/// Built once from `store.redact_headers` and `store.redact_json`.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    headers: Vec<HeaderName>,
+    pointers: Vec<Pointer>,
+}
+
 impl Redactor {
-    pub fn new(_h: &[http::HeaderName], _j: &[crate::pointer::Pointer]) -> Redactor {
-        Redactor
+    pub fn new(headers: &[HeaderName], pointers: &[Pointer]) -> Redactor {
+        Redactor {
+            headers: headers.to_vec(),
+            pointers: pointers.to_vec(),
+        }
     }
-    pub fn headers_json(&self, _h: &http::HeaderMap) -> String {
-        String::new()
+
+    /// The request headers as a JSON object `{name: value}`; repeated headers
+    /// are joined with `", "`, non-UTF-8 bytes are replaced lossily and the
+    /// values of redacted headers are `"[redacted]"`.
+    pub fn headers_json(&self, headers: &HeaderMap) -> String {
+        let mut out = serde_json::Map::new();
+        for name in headers.keys() {
+            let value = if self.headers.contains(name) {
+                REDACTED.to_string()
+            } else {
+                let mut joined = String::new();
+                for (i, v) in headers.get_all(name).iter().enumerate() {
+                    if i > 0 {
+                        joined.push_str(", ");
+                    }
+                    joined.push_str(&String::from_utf8_lossy(v.as_bytes()));
+                }
+                joined
+            };
+            out.insert(name.as_str().to_string(), Value::String(value));
+        }
+        Value::Object(out).to_string()
     }
-    pub fn apply(&self, _r: &mut super::Record) {}
+
+    /// The body with every value matched by a pointer replaced by
+    /// `"[redacted]"`, re-serialised; unchanged when it is not a JSON object or
+    /// array or when nothing matches.
+    pub fn body(&self, body: &Bytes) -> Bytes {
+        if self.pointers.is_empty() {
+            return body.clone();
+        }
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        if !matches!(first, Some(b'{' | b'[')) {
+            return body.clone();
+        }
+        let Ok(mut doc) = serde_json::from_slice::<Value>(body) else {
+            return body.clone();
+        };
+        let mut hits = 0;
+        for p in &self.pointers {
+            hits += redact_in(&mut doc, p.tokens());
+        }
+        if hits == 0 {
+            return body.clone();
+        }
+        match serde_json::to_vec(&doc) {
+            Ok(v) => Bytes::from(v),
+            // Serialising a Value cannot fail; if it ever did, storing nothing
+            // is the only answer that cannot leak what was meant to be hidden.
+            Err(_) => Bytes::from_static(b"\"[redacted]\""),
+        }
+    }
+
+    /// Redacts the three bodies of a record (its headers come from
+    /// [`Redactor::headers_json`], called by whoever builds the record).
+    pub fn apply(&self, rec: &mut Record) {
+        for body in [
+            &mut rec.request_body,
+            &mut rec.incumbent_body,
+            &mut rec.candidate_body,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *body = self.body(body);
+        }
+    }
+}
+
+/// Replaces every existing match of `tokens` (never creating keys); returns
+/// how many values were replaced.
+fn redact_in(v: &mut Value, tokens: &[Token]) -> usize {
+    let Some((first, rest)) = tokens.split_first() else {
+        *v = Value::String(REDACTED.to_string());
+        return 1;
+    };
+    match (v, first) {
+        (Value::Object(map), Token::Key(k)) => map.get_mut(k).map_or(0, |c| redact_in(c, rest)),
+        (Value::Array(items), Token::Key(k)) => k
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| items.get_mut(i))
+            .map_or(0, |c| redact_in(c, rest)),
+        (Value::Object(map), Token::Any) => map.values_mut().map(|c| redact_in(c, rest)).sum(),
+        (Value::Array(items), Token::Any) => items.iter_mut().map(|c| redact_in(c, rest)).sum(),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use serde_json::json;
+
+    fn redactor(pointers: &[&str]) -> Redactor {
+        let ptrs: Vec<Pointer> = pointers
+            .iter()
+            .map(|p| Pointer::parse(p).unwrap())
+            .collect();
+        Redactor::new(
+            &[
+                HeaderName::from_static("authorization"),
+                HeaderName::from_static("cookie"),
+            ],
+            &ptrs,
+        )
+    }
+
+    #[test]
+    fn headers_are_joined_and_redacted() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer s3cret"));
+        h.append("cookie", HeaderValue::from_static("a=1"));
+        h.append("cookie", HeaderValue::from_static("b=2"));
+        h.append("accept", HeaderValue::from_static("text/html"));
+        h.append("accept", HeaderValue::from_static("application/json"));
+        h.insert("x-bin", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        let out = redactor(&[]).headers_json(&h);
+        assert!(!out.contains("s3cret") && !out.contains("a=1"), "{out}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "authorization": "[redacted]",
+                "cookie": "[redacted]",
+                "accept": "text/html, application/json",
+                "x-bin": "caf\u{fffd}",
+            })
+        );
+    }
+
+    #[test]
+    fn json_fields_are_redacted_with_wildcards() {
+        let r = redactor(&["/email", "/contacts/*/phone", "/missing/deep"]);
+        let body = Bytes::from_static(
+            br#" {"email":"ann@example.com","score":0.9,"contacts":[{"phone":"555-1234"},{"name":"x"}]}"#,
+        );
+        let out = r.body(&body);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v,
+            json!({"email": "[redacted]", "score": 0.9,
+                   "contacts": [{"phone": "[redacted]"}, {"name": "x"}]})
+        );
+        // A pointer that matches nothing creates nothing.
+        assert!(v.get("missing").is_none());
+    }
+
+    #[test]
+    fn unmatched_or_non_json_bodies_are_unchanged() {
+        let r = redactor(&["/email"]);
+        // Same allocation back: no parse, no copy.
+        for raw in [
+            &b"email=ann@example.com"[..],
+            br#"{"score": 1,   "x": 2}"#,
+            br#"{"email": broken"#,
+            b"",
+        ] {
+            let body = Bytes::copy_from_slice(raw);
+            let out = r.body(&body);
+            assert_eq!(out, body);
+            assert_eq!(out.as_ptr(), body.as_ptr());
+        }
+        let none = redactor(&[]);
+        let body = Bytes::from_static(br#"{"email":"a"}"#);
+        assert_eq!(none.body(&body), body);
+    }
+
+    #[test]
+    fn apply_covers_all_three_bodies() {
+        let r = redactor(&["/email"]);
+        let b = Bytes::from_static(br#"{"email":"ann@example.com"}"#);
+        let mut rec = Record {
+            request_body: Some(b.clone()),
+            incumbent_body: Some(b.clone()),
+            candidate_body: Some(b),
+            ..Record::default()
+        };
+        r.apply(&mut rec);
+        for body in [rec.request_body, rec.incumbent_body, rec.candidate_body] {
+            assert_eq!(
+                body.unwrap(),
+                Bytes::from_static(br#"{"email":"[redacted]"}"#)
+            );
+        }
+    }
 }

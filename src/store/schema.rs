@@ -40,7 +40,9 @@ pub const MIGRATIONS: &[&str] = &[
         fallback INTEGER NOT NULL DEFAULT 0,   -- candidate served, failed, incumbent answered
         safety TEXT                      -- the deny pattern the candidate's body hit
     );
-    CREATE INDEX exchanges_route_segment_ts ON exchanges (route, segment, ts);
+    -- Covering for the report: it reads only this index, never the bodies.
+    CREATE INDEX exchanges_route_segment_ts
+        ON exchanges (route, segment, ts, verdict, incumbent_ms, candidate_ms);
     CREATE INDEX exchanges_ts ON exchanges (ts);
 
     CREATE TABLE rollout_events (

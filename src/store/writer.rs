@@ -1,1 +1,232 @@
 //! The writer thread: batches rows into one transaction each, off the hot path.
+//!
+//! It owns the only write connection to `exchanges`. A batch is committed when
+//! it reaches `store.batch_size` rows or is `store.flush_interval` old,
+//! whichever comes first. A failed batch is logged and counted as dropped; it
+//! never panics. Retention runs at start and every ten minutes, in small
+//! chunks so the write lock is never held for long.
+
+use super::{Msg, Record};
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, params};
+use std::borrow::Borrow;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How often expired exchanges are deleted.
+pub const RETENTION_EVERY: Duration = Duration::from_secs(600);
+/// Rows deleted per retention statement; each is its own short transaction.
+const PURGE_CHUNK: i64 = 2000;
+
+const INSERT: &str = "INSERT INTO exchanges (
+    id, ts, route, segment, served_by, method, path, query, request_headers,
+    request_body, verdict, diff, score, skip_reason, incumbent_status,
+    incumbent_ms, incumbent_body, incumbent_error, candidate_status,
+    candidate_ms, candidate_body, candidate_error, fallback, safety
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+    ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)";
+
+const PURGE: &str = "DELETE FROM exchanges WHERE rowid IN
+    (SELECT rowid FROM exchanges WHERE ts < ?1 LIMIT ?2)";
+
+/// Inserts `rows` in one transaction through a cached prepared statement.
+/// This is the writer's whole write path; the benchmark calls it directly.
+pub fn insert_batch<R: Borrow<Record>>(conn: &mut Connection, rows: &[R]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for rec in rows {
+        insert_one(&tx, rec.borrow())?;
+    }
+    tx.commit()
+}
+
+fn insert_one(conn: &Connection, r: &Record) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(INSERT)?;
+    stmt.execute(params![
+        r.id,
+        r.ts_ms,
+        r.route,
+        r.segment,
+        r.served_by,
+        r.method,
+        r.path,
+        r.query,
+        r.request_headers,
+        Body(r.request_body.as_ref()),
+        r.verdict,
+        r.diff,
+        r.score,
+        r.skip_reason,
+        r.incumbent_status,
+        r.incumbent_ms,
+        Body(r.incumbent_body.as_ref()),
+        r.incumbent_error,
+        r.candidate_status,
+        r.candidate_ms,
+        Body(r.candidate_body.as_ref()),
+        r.candidate_error,
+        r.fallback,
+        r.safety,
+    ])?;
+    Ok(())
+}
+
+/// A body column: TEXT when it is valid UTF-8 (readable with the `sqlite3`
+/// shell and `json_extract`), BLOB otherwise. Borrowed, never copied.
+struct Body<'a>(Option<&'a Bytes>);
+
+impl ToSql for Body<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self.0 {
+            None => ValueRef::Null,
+            Some(b) if std::str::from_utf8(b).is_ok() => ValueRef::Text(b),
+            Some(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The state of the writer thread.
+pub(crate) struct Writer {
+    conn: Connection,
+    path: PathBuf,
+    batch_size: usize,
+    flush_interval: Duration,
+    /// Zero keeps exchanges forever.
+    retention: Duration,
+    metrics: Metrics,
+}
+
+impl Writer {
+    pub(crate) fn new(conn: Connection, cfg: &crate::config::Store, metrics: Metrics) -> Writer {
+        Writer {
+            conn,
+            path: cfg.path.clone(),
+            batch_size: cfg.batch_size.max(1),
+            flush_interval: cfg.flush_interval,
+            retention: cfg.retention,
+            metrics,
+        }
+    }
+
+    /// Runs until every sender is gone, then commits what is left and returns.
+    pub(crate) fn run(mut self, rx: Receiver<Msg>) {
+        let mut batch: Vec<Record> = Vec::with_capacity(self.batch_size);
+        let mut batch_started = Instant::now();
+        let mut next_purge = Instant::now();
+        let mut purging = false;
+        loop {
+            let now = Instant::now();
+            if purging || now >= next_purge {
+                purging = self.purge_chunk();
+                if !purging {
+                    next_purge = Instant::now() + RETENTION_EVERY;
+                }
+            }
+            let wait = if purging {
+                // More to delete: only look at the queue between chunks.
+                Duration::ZERO
+            } else if batch.is_empty() {
+                next_purge.saturating_duration_since(now)
+            } else {
+                (batch_started + self.flush_interval)
+                    .min(next_purge)
+                    .saturating_duration_since(now)
+            };
+            match rx.recv_timeout(wait) {
+                Ok(Msg::Row(rec)) => {
+                    self.metrics.store_queue_depth.dec();
+                    if batch.is_empty() {
+                        batch_started = Instant::now();
+                    }
+                    batch.push(*rec);
+                    // The age check matters under a steady trickle, when the
+                    // queue is never empty long enough for a timeout.
+                    if batch.len() >= self.batch_size
+                        || batch_started.elapsed() >= self.flush_interval
+                    {
+                        self.commit(&mut batch);
+                    }
+                }
+                Ok(Msg::Flush(done)) => {
+                    self.commit(&mut batch);
+                    // The caller may have stopped waiting; nothing to do then.
+                    done.send(()).ok();
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if !batch.is_empty() && batch_started.elapsed() >= self.flush_interval {
+                        self.commit(&mut batch);
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.commit(&mut batch);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn commit(&mut self, batch: &mut Vec<Record>) {
+        if batch.is_empty() {
+            return;
+        }
+        let n = batch.len() as u64;
+        match insert_batch(&mut self.conn, batch) {
+            Ok(()) => self.metrics.store_rows_written.inc_by(n),
+            Err(error) => {
+                // One bad row (a duplicate id, say) must not cost the others:
+                // retry each row on its own and drop only those that fail.
+                let mut failed = 0u64;
+                let mut last = None;
+                for rec in batch.iter() {
+                    match insert_one(&self.conn, rec) {
+                        Ok(()) => self.metrics.store_rows_written.inc(),
+                        Err(e) => {
+                            failed += 1;
+                            last = Some(e);
+                        }
+                    }
+                }
+                if failed > 0 {
+                    self.metrics.store_rows_dropped.inc_by(failed);
+                    tracing::error!(
+                        path = %self.path.display(),
+                        rows = failed,
+                        %error,
+                        last_error = ?last,
+                        "Failed to write exchanges; rows dropped"
+                    );
+                }
+            }
+        }
+        batch.clear();
+    }
+
+    /// Deletes one chunk of expired exchanges; true when there may be more.
+    fn purge_chunk(&mut self) -> bool {
+        if self.retention.is_zero() {
+            return false;
+        }
+        let keep = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now_ms().saturating_sub(keep);
+        let deleted = self
+            .conn
+            .prepare_cached(PURGE)
+            .and_then(|mut stmt| stmt.execute(params![cutoff, PURGE_CHUNK]));
+        match deleted {
+            Ok(n) => n as i64 >= PURGE_CHUNK,
+            Err(error) => {
+                tracing::error!(path = %self.path.display(), %error, "Retention delete failed");
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Rollout history and feedback: synchronous writes on an admin-side connection.
+//!
+//! `rollout_events` is append-only (triggers refuse UPDATE and DELETE), so the
+//! current weights are always derived from the history, never stored apart.
+//! These calls run on a connection of their own next to the writer thread;
+//! WAL and the busy timeout let both write to the same file.
+
+use super::writer::now_ms;
+use super::{Error, Result};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::path::Path;
+
+/// One row of `rollout_events`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutEvent {
+    pub version: i64,
+    pub ts_ms: i64,
+    pub route: String,
+    pub segment: String,
+    pub from_weight: Option<f64>,
+    pub to_weight: Option<f64>,
+    /// `cli`, `api`, `config` or `guard`.
+    pub actor: String,
+    pub reason: String,
+    /// A kill-switch change: `on` or `off`.
+    pub mirror: Option<String>,
+}
+
+/// An event to append; the database assigns its version.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewEvent {
+    pub ts_ms: i64,
+    pub route: String,
+    pub segment: String,
+    pub from_weight: Option<f64>,
+    pub to_weight: Option<f64>,
+    pub actor: String,
+    pub reason: String,
+    pub mirror: Option<String>,
+}
+
+/// Opens (creating and migrating) the database for admin-side writes.
+pub fn open(path: &Path) -> Result<Connection> {
+    super::open_rw(path)
+}
+
+/// Appends an event and returns its version.
+pub fn append(conn: &Connection, ev: &NewEvent) -> Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO rollout_events
+            (ts, route, segment, from_weight, to_weight, actor, reason, mirror)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            ev.ts_ms,
+            ev.route,
+            ev.segment,
+            ev.from_weight,
+            ev.to_weight,
+            ev.actor,
+            ev.reason,
+            ev.mirror,
+        ])
+    })
+    .map_err(Error::on(conn))?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The last `limit` events (of one route, or of all), oldest first.
+pub fn list(conn: &Connection, route: Option<&str>, limit: usize) -> Result<Vec<RolloutEvent>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let sql = "SELECT * FROM (
+            SELECT version, ts, route, segment, from_weight, to_weight, actor, reason, mirror
+            FROM rollout_events WHERE ?1 IS NULL OR route = ?1
+            ORDER BY version DESC LIMIT ?2
+        ) ORDER BY version";
+    let mut stmt = conn.prepare_cached(sql).map_err(Error::on(conn))?;
+    let rows = stmt
+        .query_map(params![route, limit], event)
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(Error::on(conn))?;
+    Ok(rows)
+}
+
+fn event(r: &Row<'_>) -> rusqlite::Result<RolloutEvent> {
+    Ok(RolloutEvent {
+        version: r.get(0)?,
+        ts_ms: r.get(1)?,
+        route: r.get(2)?,
+        segment: r.get(3)?,
+        from_weight: r.get(4)?,
+        to_weight: r.get(5)?,
+        actor: r.get(6)?,
+        reason: r.get(7)?,
+        mirror: r.get(8)?,
+    })
+}
+
+/// The current weight of every route and segment that has one: the
+/// `to_weight` of its latest event that set a weight (kill-switch events carry
+/// none and are passed over). Sorted by route, then segment.
+pub fn latest_weights(conn: &Connection) -> Result<Vec<(String, String, f64)>> {
+    let sql = "SELECT e.route, e.segment, e.to_weight FROM rollout_events e
+        JOIN (SELECT MAX(version) AS version FROM rollout_events
+              WHERE to_weight IS NOT NULL GROUP BY route, segment) l
+          ON e.version = l.version
+        ORDER BY e.route, e.segment";
+    let mut stmt = conn.prepare_cached(sql).map_err(Error::on(conn))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(Error::on(conn))?;
+    Ok(rows)
+}
+
+/// Records a rating for an exchange; an unknown exchange id is an error.
+pub fn insert_feedback(
+    conn: &Connection,
+    exchange_id: &str,
+    rating: i64,
+    comment: &str,
+) -> Result<()> {
+    let known = conn
+        .query_row(
+            "SELECT 1 FROM exchanges WHERE id = ?1",
+            [exchange_id],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(Error::on(conn))?;
+    if known.is_none() {
+        return Err(Error::UnknownExchange {
+            path: super::conn_path(conn),
+            id: exchange_id.to_string(),
+        });
+    }
+    conn.execute(
+        "INSERT INTO feedback (exchange_id, ts, rating, comment) VALUES (?1, ?2, ?3, ?4)",
+        params![exchange_id, now_ms(), rating, comment],
+    )
+    .map_err(Error::on(conn))?;
+    Ok(())
+}

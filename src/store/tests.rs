@@ -1,0 +1,408 @@
+//! Store tests on real temporary SQLite files.
+
+use super::events::{self, NewEvent};
+use super::redact::Redactor;
+use super::{Error, Record, Store, read, schema, writer};
+use crate::metrics::Metrics;
+use crate::pointer::Pointer;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn config(path: &Path) -> crate::config::Store {
+    crate::config::Store {
+        path: path.to_path_buf(),
+        max_body_bytes: 65536,
+        redact_headers: Vec::new(),
+        redact_json: Vec::new(),
+        retention: Duration::from_secs(14 * 86400),
+        queue_capacity: 10_000,
+        batch_size: 64,
+        flush_interval: Duration::from_millis(50),
+    }
+}
+
+fn rec(i: usize) -> Record {
+    Record {
+        id: format!("ex-{i:06}"),
+        ts_ms: writer::now_ms(),
+        route: "lead-score".into(),
+        segment: if i.is_multiple_of(2) {
+            "enterprise"
+        } else {
+            "mid-market"
+        }
+        .into(),
+        served_by: "incumbent",
+        method: "POST".into(),
+        path: "/v1/score".into(),
+        request_headers: "{}".into(),
+        request_body: Some(Bytes::from_static(br#"{"lead":1}"#)),
+        verdict: "match",
+        diff: "[]".into(),
+        incumbent_status: Some(200),
+        incumbent_ms: Some(3.0),
+        candidate_status: Some(200),
+        candidate_ms: Some(9.0),
+        ..Record::default()
+    }
+}
+
+fn count(path: &Path) -> i64 {
+    let conn = Connection::open(path).unwrap();
+    conn.query_row("SELECT COUNT(*) FROM exchanges", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn db(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("understudy.db")
+}
+
+#[test]
+fn n_records_are_n_rows_after_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Metrics::new();
+    let store = Store::open(&config(&db(&dir)), metrics.clone()).unwrap();
+    let other = store.clone();
+    for i in 0..500 {
+        assert!(store.record(rec(i)));
+    }
+    store.close();
+    assert_eq!(count(&db(&dir)), 500);
+    assert_eq!(metrics.store_rows_written.get(), 500);
+    assert_eq!(metrics.store_rows_dropped.get(), 0);
+    assert_eq!(metrics.store_queue_depth.get(), 0);
+    // Closing again (from another clone) is harmless.
+    other.close();
+}
+
+#[test]
+fn record_after_close_is_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Metrics::new();
+    let store = Store::open(&config(&db(&dir)), metrics.clone()).unwrap();
+    let other = store.clone();
+    assert!(store.record(rec(1)));
+    store.close();
+    assert!(!store.record(rec(2)));
+    assert!(!other.record(rec(3)));
+    assert_eq!(metrics.store_rows_dropped.get(), 2);
+    assert_eq!(count(&db(&dir)), 1);
+}
+
+#[test]
+fn a_tiny_queue_never_blocks_and_accounts_for_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Metrics::new();
+    let mut cfg = config(&db(&dir));
+    cfg.queue_capacity = 2;
+    cfg.batch_size = 1;
+    let store = Store::open(&cfg, metrics.clone()).unwrap();
+    let start = Instant::now();
+    let accepted = (0..1000).filter(|&i| store.record(rec(i))).count() as u64;
+    // 1000 non-blocking sends take microseconds; one fsync'd batch per row
+    // through a queue of two would take far longer if `record` waited.
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    store.close();
+    let written = metrics.store_rows_written.get();
+    let dropped = metrics.store_rows_dropped.get();
+    assert_eq!(written + dropped, 1000);
+    assert_eq!(written, accepted);
+    assert_eq!(count(&db(&dir)), written as i64);
+    assert_eq!(metrics.store_queue_depth.get(), 0);
+}
+
+#[tokio::test]
+async fn flush_makes_rows_visible_to_another_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&db(&dir));
+    // Neither the size nor the age of the batch would commit it.
+    cfg.batch_size = 1000;
+    cfg.flush_interval = Duration::from_secs(3600);
+    let metrics = Metrics::new();
+    let store = Store::open(&cfg, metrics.clone()).unwrap();
+    for i in 0..3 {
+        assert!(store.record(rec(i)));
+    }
+    let reader = Connection::open(db(&dir)).unwrap();
+    let rows = |c: &Connection| -> i64 {
+        c.query_row("SELECT COUNT(*) FROM exchanges", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(rows(&reader), 0);
+    tokio::time::timeout(Duration::from_secs(5), store.flush())
+        .await
+        .unwrap();
+    assert_eq!(rows(&reader), 3);
+    assert_eq!(metrics.store_rows_written.get(), 3);
+    store.close_async().await;
+    // After close, flush returns at once.
+    tokio::time::timeout(Duration::from_secs(1), store.flush())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn flush_on_a_full_queue_still_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&db(&dir));
+    cfg.queue_capacity = 4;
+    cfg.batch_size = 1000;
+    cfg.flush_interval = Duration::from_secs(3600);
+    let store = Store::open(&cfg, Metrics::new()).unwrap();
+    let accepted = (0..100).filter(|&i| store.record(rec(i))).count();
+    tokio::time::timeout(Duration::from_secs(5), store.flush())
+        .await
+        .unwrap();
+    assert_eq!(count(&db(&dir)), accepted as i64);
+    store.close_async().await;
+}
+
+#[test]
+fn redacted_values_never_reach_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let redactor = Redactor::new(
+        &[HeaderName::from_static("authorization")],
+        &[Pointer::parse("/email").unwrap()],
+    );
+    let store = Store::open(&config(&db(&dir)), Metrics::new()).unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "authorization",
+        HeaderValue::from_static("Bearer sup3r-s3cret-t0ken"),
+    );
+    headers.insert("x-trace", HeaderValue::from_static("visible-trace-7"));
+    let body = Bytes::from_static(br#"{"email":"ann.hidden@example.com","note":"visible-note-9"}"#);
+    let mut r = rec(1);
+    r.request_headers = redactor.headers_json(&headers);
+    r.request_body = Some(body.clone());
+    r.incumbent_body = Some(body.clone());
+    r.candidate_body = Some(body);
+    redactor.apply(&mut r);
+    assert!(store.record(r));
+    store.close();
+
+    let mut bytes = std::fs::read(db(&dir)).unwrap();
+    if let Ok(wal) = std::fs::read(dir.path().join("understudy.db-wal")) {
+        bytes.extend(wal);
+    }
+    let has = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    // The search works: unredacted values are there.
+    assert!(has("visible-trace-7") && has("visible-note-9"));
+    assert!(!has("sup3r-s3cret-t0ken"));
+    assert!(!has("ann.hidden@example.com"));
+    assert!(has("[redacted]"));
+}
+
+#[test]
+fn the_file_is_in_wal_mode_and_migrate_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(&db(&dir)), Metrics::new()).unwrap();
+    store.close();
+    let mut conn = Connection::open(db(&dir)).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    schema::migrate(&mut conn).unwrap();
+    schema::migrate(&mut conn).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, schema::MIGRATIONS.len() as i64);
+    // Reopening through the store migrates nothing twice either.
+    let store = Store::open(&config(&db(&dir)), Metrics::new()).unwrap();
+    store.close();
+}
+
+#[test]
+fn a_missing_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nope").join("understudy.db");
+    let err = Store::open(&config(&path), Metrics::new()).err().unwrap();
+    assert!(matches!(err, Error::MissingDir { .. }), "{err}");
+    assert!(err.to_string().contains("nope"), "{err}");
+}
+
+#[test]
+fn bodies_are_text_when_utf8_and_blob_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(&db(&dir)), Metrics::new()).unwrap();
+    let mut r = rec(1);
+    r.incumbent_body = Some(Bytes::from_static(b"\xff\x00binary"));
+    r.candidate_body = None;
+    r.candidate_error = Some("connect refused".into());
+    r.verdict = "candidate_error";
+    r.fallback = true;
+    r.query = Some("a=1".into());
+    store.record(r);
+    store.close();
+    let conn = Connection::open(db(&dir)).unwrap();
+    let types: (String, String, String) = conn
+        .query_row(
+            "SELECT typeof(request_body), typeof(incumbent_body), typeof(candidate_body)
+             FROM exchanges",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(types, ("text".into(), "blob".into(), "null".into()));
+
+    let row = read::exchange(&[db(&dir)], "ex-000001").unwrap().unwrap();
+    assert_eq!(row.incumbent_body.as_deref(), Some(&b"\xff\x00binary"[..]));
+    assert_eq!(row.request_body.as_deref(), Some(&br#"{"lead":1}"#[..]));
+    assert_eq!(row.candidate_body, None);
+    assert_eq!(row.candidate_error.as_deref(), Some("connect refused"));
+    assert_eq!(row.verdict, "candidate_error");
+    assert_eq!(row.query.as_deref(), Some("a=1"));
+    assert_eq!(row.incumbent_status, Some(200));
+    assert!(row.fallback);
+    assert!(read::exchange(&[db(&dir)], "nope").unwrap().is_none());
+}
+
+#[test]
+fn retention_deletes_expired_exchanges_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut conn = events::open(&db(&dir)).unwrap();
+        let mut rows: Vec<Record> = (0..5000).map(rec).collect();
+        for r in &mut rows[..4500] {
+            r.ts_ms -= 2 * 86_400_000;
+        }
+        writer::insert_batch(&mut conn, &rows).unwrap();
+    }
+    let mut cfg = config(&db(&dir));
+    cfg.retention = Duration::from_secs(86_400);
+    let store = Store::open(&cfg, Metrics::new()).unwrap();
+    // The purge runs in chunks between queue reads, so there is no sync point
+    // to wait on; poll with a bounded patience.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(&db(&dir)) != 500 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    store.close();
+    assert_eq!(count(&db(&dir)), 500);
+}
+
+#[test]
+fn rollout_events_are_append_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = events::open(&db(&dir)).unwrap();
+    let ev = |segment: &str, to: Option<f64>, mirror: Option<&str>| NewEvent {
+        ts_ms: writer::now_ms(),
+        route: "lead-score".into(),
+        segment: segment.into(),
+        from_weight: None,
+        to_weight: to,
+        actor: "cli".into(),
+        reason: "test".into(),
+        mirror: mirror.map(String::from),
+    };
+    let v1 = events::append(&conn, &ev("enterprise", Some(5.0), None)).unwrap();
+    let v2 = events::append(&conn, &ev("enterprise", Some(10.0), None)).unwrap();
+    events::append(&conn, &ev("enterprise", None, Some("off"))).unwrap();
+    events::append(&conn, &ev("mid-market", Some(0.0), None)).unwrap();
+    assert!(v2 > v1);
+    assert_eq!(
+        events::latest_weights(&conn).unwrap(),
+        vec![
+            ("lead-score".into(), "enterprise".into(), 10.0),
+            ("lead-score".into(), "mid-market".into(), 0.0),
+        ]
+    );
+    let last_two = events::list(&conn, Some("lead-score"), 2).unwrap();
+    assert_eq!(last_two.len(), 2);
+    assert_eq!(last_two[0].mirror.as_deref(), Some("off"));
+    assert_eq!(last_two[1].segment, "mid-market");
+    assert!(events::list(&conn, Some("other"), 10).unwrap().is_empty());
+
+    for sql in [
+        "UPDATE rollout_events SET to_weight = 100",
+        "DELETE FROM rollout_events",
+    ] {
+        let err = conn.execute(sql, []).unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
+    assert_eq!(events::list(&conn, None, 100).unwrap().len(), 4);
+}
+
+#[test]
+fn feedback_needs_a_known_exchange() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(&db(&dir)), Metrics::new()).unwrap();
+    store.record(rec(7));
+    store.close();
+    let conn = events::open(&db(&dir)).unwrap();
+    let err = events::insert_feedback(&conn, "ex-999999", 1, "good").unwrap_err();
+    assert!(matches!(err, Error::UnknownExchange { .. }), "{err}");
+    events::insert_feedback(&conn, "ex-000007", -1, "wrong score").unwrap();
+    let n: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM feedback WHERE exchange_id = 'ex-000007' AND rating = -1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn segment_stats_merge_replicas_and_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.db");
+    let b = dir.path().join("b.db");
+    let old = writer::now_ms() - 3_600_000;
+    for (path, offset) in [(&a, 0), (&b, 1000)] {
+        let mut conn = events::open(path).unwrap();
+        let rows: Vec<Record> = (0..10)
+            .map(|i| {
+                let mut r = rec(offset + i);
+                r.verdict = ["match", "mismatch", "candidate_error", "skipped"][i % 4];
+                r.candidate_ms = Some((offset + i) as f64);
+                if i == 9 {
+                    r.ts_ms = old;
+                    r.route = "other".into();
+                }
+                r
+            })
+            .collect();
+        writer::insert_batch(&mut conn, &rows).unwrap();
+    }
+    let all = read::segment_stats(&[a.clone(), b.clone()], None, None).unwrap();
+    let keys: Vec<(&str, &str)> = all
+        .iter()
+        .map(|s| (s.route.as_str(), s.segment.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("lead-score", "enterprise"),
+            ("lead-score", "mid-market"),
+            ("other", "mid-market")
+        ]
+    );
+    // Even i in 0..9 of each file: 0 match, 2 candidate_error, 4 match, 6 candidate_error, 8 match.
+    let ent = &all[0];
+    assert_eq!(ent.samples, 10);
+    assert_eq!((ent.matches, ent.candidate_errors), (6, 4));
+    assert_eq!(ent.candidate_ms.len(), 10);
+    assert!(ent.candidate_ms.windows(2).all(|w| w[0] <= w[1]));
+    // Odd i in 0..9: 1 mismatch, 3 skipped, 5 mismatch, 7 skipped.
+    let mid = &all[1];
+    assert_eq!((mid.samples, mid.mismatches, mid.skipped), (8, 4, 4));
+
+    let recent = read::segment_stats(&[a.clone(), b.clone()], None, Some(old + 1)).unwrap();
+    assert_eq!(recent.len(), 2);
+    let other = read::segment_stats(&[a, b], Some("other"), None).unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].samples, 2);
+
+    let missing = read::segment_stats(&[dir.path().join("missing.db")], None, None);
+    assert!(matches!(missing, Err(Error::Io { .. })));
+}
