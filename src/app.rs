@@ -16,7 +16,10 @@ use tokio::task::JoinHandle;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] crate::store::Error),
     #[error(transparent)]
@@ -43,14 +46,20 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         None => None,
     };
     let bind = |addr: SocketAddr| async move {
-        TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })
     };
     let listener = bind(config.listen.addr).await?;
     let admin_listener = bind(config.admin.addr).await?;
-    let addr = listener.local_addr().map_err(|source| Error::Bind { addr: config.listen.addr, source })?;
-    let admin_addr = admin_listener
-        .local_addr()
-        .map_err(|source| Error::Bind { addr: config.admin.addr, source })?;
+    let addr = listener.local_addr().map_err(|source| Error::Bind {
+        addr: config.listen.addr,
+        source,
+    })?;
+    let admin_addr = admin_listener.local_addr().map_err(|source| Error::Bind {
+        addr: config.admin.addr,
+        source,
+    })?;
     let proxy = Arc::new(Proxy::new(config.clone(), store, metrics));
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -64,9 +73,20 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         config.listen.drain_timeout,
         stopped(stop_rx.clone()),
     ));
-    let admin_task = tokio::spawn(admin::serve(proxy.clone(), admin_listener, stopped(stop_rx)));
+    let admin_task = tokio::spawn(admin::serve(
+        proxy.clone(),
+        admin_listener,
+        stopped(stop_rx),
+    ));
     tracing::info!(%addr, %admin_addr, routes = config.routes.len(), "Understudy listening");
-    Ok(Running { proxy, addr, admin_addr, stop_tx, proxy_task, admin_task })
+    Ok(Running {
+        proxy,
+        addr,
+        admin_addr,
+        stop_tx,
+        proxy_task,
+        admin_task,
+    })
 }
 
 impl Running {
@@ -78,7 +98,10 @@ impl Running {
         }
         let drain = self.proxy.runtime().config.listen.drain_timeout;
         if !self.proxy.tasks.wait_idle(drain).await {
-            tracing::warn!(left = self.proxy.tasks.running(), "Settle tasks still running at stop");
+            tracing::warn!(
+                left = self.proxy.tasks.running(),
+                "Settle tasks still running at stop"
+            );
         }
         self.proxy.store.close_async().await;
         if let Err(e) = self.admin_task.await {

@@ -84,7 +84,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(crate::demo::run(&db, requests, &mut std::io::stdout()))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Report { dbs, config, route, since } => {
+        Command::Report {
+            dbs,
+            config,
+            route,
+            since,
+        } => {
             let dbs = default_dbs(dbs, &config)?;
             let opts = crate::report::ReportOptions { dbs, route, since };
             crate::report::run(&opts, &mut std::io::stdout().lock())?;
@@ -95,18 +100,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Loads a config; its problems are the user's (exit 1), printed one per line.
 pub fn load(path: &Path) -> anyhow::Result<config::Config> {
-    config::load(path).map_err(|e| {
-        let lines = match &e {
-            config::Error::Invalid(issues) => issues
-                .iter()
-                .map(|i| format!("{}:{i}", path.display()))
-                .collect::<Vec<_>>()
-                .join("\n"),
-            config::Error::Parse { .. } => format!("{}:{e}", path.display()),
-            config::Error::Read { .. } => e.to_string(),
-        };
-        UserError(lines).into()
-    })
+    config::load(path)
+        .map_err(|e| UserError(e.located(&path.display().to_string()).to_string()).into())
 }
 
 fn default_dbs(dbs: Vec<PathBuf>, config: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -126,8 +121,8 @@ fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// 1 when the cause is the user's (config, arguments, missing files), else 2.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    let user = err.chain().any(|e| {
-        e.is::<UserError>() || e.is::<config::Error>() || e.is::<crate::report::Error>()
-    });
+    let user = err
+        .chain()
+        .any(|e| e.is::<UserError>() || e.is::<config::Error>() || e.is::<crate::report::Error>());
     if user { 1 } else { 2 }
 }

@@ -81,11 +81,19 @@ pub fn prepare(
         .try_acquire_owned()
         .map_err(|_| SkipReason::InFlight)?;
     let (client, request) = match target {
-        Side::Candidate => (candidate, candidate_request(policy, parts, body.clone(), candidate)),
-        Side::Incumbent => (&route.incumbent, plain_request(parts, body.clone(), &route.incumbent)),
+        Side::Candidate => (
+            candidate,
+            candidate_request(policy, parts, body.clone(), candidate),
+        ),
+        Side::Incumbent => (
+            &route.incumbent,
+            plain_request(parts, body.clone(), &route.incumbent),
+        ),
     };
     let mut request = request;
-    request.headers_mut().insert(MIRROR, HeaderValue::from_static("1"));
+    request
+        .headers_mut()
+        .insert(MIRROR, HeaderValue::from_static("1"));
     Ok(ShadowCall {
         client: client.clone(),
         request,
@@ -128,7 +136,12 @@ impl ShadowCall {
 
 /// The request as the candidate gets it: credentials stripped, its own
 /// headers set, JSON fields rewritten.
-pub fn candidate_request(policy: &Mirror, parts: &Parts, body: Bytes, client: &Client) -> Request<UpBody> {
+pub fn candidate_request(
+    policy: &Mirror,
+    parts: &Parts,
+    body: Bytes,
+    client: &Client,
+) -> Request<UpBody> {
     let mut headers = parts.headers.clone();
     for name in &policy.strip_headers {
         headers.remove(name);

@@ -6,7 +6,10 @@ use http::request::Parts;
 /// Whether `route` takes this request.
 pub fn matches(route: &Route, parts: &Parts) -> bool {
     parts.uri.path().starts_with(route.path_prefix.as_str())
-        && route.methods.as_ref().is_none_or(|m| m.contains(&parts.method))
+        && route
+            .methods
+            .as_ref()
+            .is_none_or(|m| m.contains(&parts.method))
         && route
             .host
             .as_ref()

@@ -40,7 +40,9 @@ pub fn extract(source: &Source, parts: &Parts, body: &mut JsonBody<'_>) -> Optio
         },
         Source::Path(re) => {
             let caps = re.captures(parts.uri.path())?;
-            caps.get(1).or_else(|| caps.get(0)).map(|m| m.as_str().to_string())
+            caps.get(1)
+                .or_else(|| caps.get(0))
+                .map(|m| m.as_str().to_string())
         }
     }
     .filter(|v| !v.is_empty())
@@ -116,15 +118,24 @@ mod tests {
 
     #[test]
     fn extracts_from_each_source() {
-        let p = parts("/v1/t/acme/score?tier=mid%2Dmarket&x=1", Some(("x-tier", "enterprise")));
+        let p = parts(
+            "/v1/t/acme/score?tier=mid%2Dmarket&x=1",
+            Some(("x-tier", "enterprise")),
+        );
         let mut body = JsonBody::new(br#"{"account": {"plan": "smb", "seats": 12}}"#);
         let header = Source::Header("x-tier".parse().unwrap());
         let query = Source::Query("tier".into());
         let json = Source::Json(Pointer::parse("/account/plan").unwrap());
         let seats = Source::Json(Pointer::parse("/account/seats").unwrap());
         let path = Source::Path(regex::Regex::new("^/v1/t/([^/]+)/").unwrap());
-        assert_eq!(extract(&header, &p, &mut body).as_deref(), Some("enterprise"));
-        assert_eq!(extract(&query, &p, &mut body).as_deref(), Some("mid-market"));
+        assert_eq!(
+            extract(&header, &p, &mut body).as_deref(),
+            Some("enterprise")
+        );
+        assert_eq!(
+            extract(&query, &p, &mut body).as_deref(),
+            Some("mid-market")
+        );
         assert_eq!(extract(&json, &p, &mut body).as_deref(), Some("smb"));
         assert_eq!(extract(&seats, &p, &mut body).as_deref(), Some("12"));
         assert_eq!(extract(&path, &p, &mut body).as_deref(), Some("acme"));

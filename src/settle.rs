@@ -25,7 +25,14 @@ pub struct Settle {
 
 impl Settle {
     pub async fn run(self) {
-        let Settle { proxy, route, exchange: ex, served_by, shadow, served } = self;
+        let Settle {
+            proxy,
+            route,
+            exchange: ex,
+            served_by,
+            shadow,
+            served,
+        } = self;
         let (shadow_obs, skip) = match shadow {
             Ok(call) => (Some(call.run().await), None),
             Err(reason) => (None, Some(reason)),
@@ -35,7 +42,8 @@ impl Settle {
             .unwrap_or_else(|_| Observation::failed("answer lost", ex.started.elapsed()));
         let cfg = &route.cfg;
         let label = segment::label(cfg.segment.as_ref(), &ex.segment);
-        let fallback = served_by == Side::Candidate && served_obs.is_error() && cfg.rollout.fallback;
+        let fallback =
+            served_by == Side::Candidate && served_obs.is_error() && cfg.rollout.fallback;
         // (the handler fell back to the incumbent for exactly these answers)
         let (incumbent, candidate) = match (served_by, shadow_obs) {
             (Side::Incumbent, shadow) => (Some(served_obs), shadow),
@@ -62,7 +70,10 @@ impl Settle {
             }
         }
         if safety.is_some() {
-            metrics.safety_events.with_label_values(&[&cfg.name, label]).inc();
+            metrics
+                .safety_events
+                .with_label_values(&[&cfg.name, label])
+                .inc();
         }
         let rt = proxy.runtime();
         let mut rec = Record {
@@ -70,7 +81,11 @@ impl Settle {
             ts_ms: ex.ts_ms,
             route: cfg.name.clone(),
             segment: ex.segment,
-            served_by: if fallback { "incumbent" } else { served_by.as_str() },
+            served_by: if fallback {
+                "incumbent"
+            } else {
+                served_by.as_str()
+            },
             method: ex.method.to_string(),
             path: ex.path,
             query: ex.query,

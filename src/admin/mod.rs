@@ -36,7 +36,10 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, stop: impl Future<O
                 async move { Ok::<_, std::convert::Infallible>(route(&proxy, req).await) }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 tracing::debug!(error = %e, "Admin connection ended with an error");
             }
         });
@@ -48,21 +51,35 @@ async fn route(proxy: &Proxy, req: Request<Incoming>) -> Response<ProxyBody> {
     match (&parts.method, parts.uri.path()) {
         (&Method::GET, "/metrics") => {
             proxy.metrics.store_queue_depth.get();
-            respond(StatusCode::OK, "text/plain; version=0.0.4", proxy.metrics.encode())
+            respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                proxy.metrics.encode(),
+            )
         }
         (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => respond(StatusCode::OK, "text/plain", "ready\n"),
         _ => {
             let _drained = body.collect().await;
-            respond(StatusCode::NOT_FOUND, "text/plain", format!("no admin endpoint {}\n", parts.uri.path()))
+            respond(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                format!("no admin endpoint {}\n", parts.uri.path()),
+            )
         }
     }
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<ProxyBody> {
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::bytes(body.into()));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
     resp
 }

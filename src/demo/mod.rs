@@ -40,8 +40,10 @@ pub async fn run(db: &Path, requests: usize, out: &mut dyn Write) -> anyhow::Res
             std::fs::remove_file(&p).with_context(|| format!("cannot replace {p}"))?;
         }
     }
-    let incumbent = loopback::serve(|req| scorer::handle(req, "rules-v3", scorer::rules_score)).await?;
-    let candidate = loopback::serve(|req| scorer::handle(req, "leadnet-2", scorer::model_score)).await?;
+    let incumbent =
+        loopback::serve(|req| scorer::handle(req, "rules-v3", scorer::rules_score)).await?;
+    let candidate =
+        loopback::serve(|req| scorer::handle(req, "leadnet-2", scorer::model_score)).await?;
     let text = CONFIG
         .replace("{db}", &db.display().to_string().replace('\\', "/"))
         .replace("{incumbent}", &incumbent.url())
@@ -52,13 +54,24 @@ pub async fn run(db: &Path, requests: usize, out: &mut dyn Write) -> anyhow::Res
     writeln!(out, "  incumbent (rules-v3)  {}", incumbent.url())?;
     writeln!(out, "  candidate (leadnet-2) {}", candidate.url())?;
     writeln!(out, "  proxy                 http://{}", running.addr)?;
-    writeln!(out, "Sending {requests} lead-scoring requests; every one is mirrored and compared:")?;
+    writeln!(
+        out,
+        "Sending {requests} lead-scoring requests; every one is mirrored and compared:"
+    )?;
     let bar = indicatif::ProgressBar::new(requests as u64);
     let ok = traffic::send(running.addr, requests, 7, &bar).await;
     bar.finish();
     running.stop().await;
-    writeln!(out, "{ok}/{requests} clients got the incumbent's answer. Report ({}):\n", db.display())?;
-    let opts = crate::report::ReportOptions { dbs: vec![db.to_path_buf()], route: None, since: None };
+    writeln!(
+        out,
+        "{ok}/{requests} clients got the incumbent's answer. Report ({}):\n",
+        db.display()
+    )?;
+    let opts = crate::report::ReportOptions {
+        dbs: vec![db.to_path_buf()],
+        route: None,
+        since: None,
+    };
     crate::report::run(&opts, out)?;
     writeln!(
         out,

@@ -35,7 +35,11 @@ pub fn model_score(lead: &Lead) -> f64 {
     let base = rules_score(lead);
     let jitter = (fnv(&lead.user_id) % 21) as f64 / 1000.0 - 0.01; // ±1 %
     let blind_spot = lead.tier == "mid-market" && fnv(&lead.user_id) % 5 < 2;
-    let score = if blind_spot { base + 0.35 } else { base * (1.0 + jitter) };
+    let score = if blind_spot {
+        base + 0.35
+    } else {
+        base * (1.0 + jitter)
+    };
     score.clamp(0.0, 1.0)
 }
 
@@ -48,18 +52,26 @@ pub fn label(score: f64) -> &'static str {
 }
 
 fn fnv(s: &str) -> u64 {
-    s.bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// An HTTP handler answering `POST /v1/score` with `scorer`.
-pub async fn handle(req: Request<Incoming>, model: &'static str, scorer: fn(&Lead) -> f64) -> Response<Full<Bytes>> {
+pub async fn handle(
+    req: Request<Incoming>,
+    model: &'static str,
+    scorer: fn(&Lead) -> f64,
+) -> Response<Full<Bytes>> {
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return reply(StatusCode::BAD_REQUEST, "unreadable body"),
     };
     let Ok(lead) = serde_json::from_slice::<Lead>(&body) else {
-        return reply(StatusCode::UNPROCESSABLE_ENTITY, r#"{"error":"expected a lead"}"#);
+        return reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            r#"{"error":"expected a lead"}"#,
+        );
     };
     let score = (scorer(&lead) * 1000.0).round() / 1000.0;
     let answer = serde_json::json!({
@@ -74,8 +86,10 @@ pub async fn handle(req: Request<Incoming>, model: &'static str, scorer: fn(&Lea
 fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -97,10 +111,20 @@ mod tests {
     fn model_agrees_except_on_mid_market() {
         let off = |tier: &str| {
             (0..500)
-                .filter(|&i| label(model_score(&lead(tier, i))) != label(rules_score(&lead(tier, i))))
+                .filter(|&i| {
+                    label(model_score(&lead(tier, i))) != label(rules_score(&lead(tier, i)))
+                })
                 .count()
         };
-        assert!(off("enterprise") < 40, "enterprise off {}", off("enterprise"));
-        assert!(off("mid-market") > 100, "mid-market off {}", off("mid-market"));
+        assert!(
+            off("enterprise") < 40,
+            "enterprise off {}",
+            off("enterprise")
+        );
+        assert!(
+            off("mid-market") > 100,
+            "mid-market off {}",
+            off("mid-market")
+        );
     }
 }

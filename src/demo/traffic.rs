@@ -35,7 +35,8 @@ pub fn lead(rng: &mut impl Rng) -> Lead {
         tier: tier.to_string(),
         employees,
         visits: rng.gen_range(0..12),
-        industry: ["software", "finance", "retail", "manufacturing"][rng.gen_range(0..4)].to_string(),
+        industry: ["software", "finance", "retail", "manufacturing"][rng.gen_range(0..4)]
+            .to_string(),
     }
 }
 
@@ -60,7 +61,9 @@ pub async fn send(proxy: SocketAddr, n: usize, seed: u64, bar: &ProgressBar) -> 
                         .header("content-type", "application/json")
                         .header("x-customer-tier", &lead.tier)
                         .header("x-user-id", &lead.user_id)
-                        .body(Full::new(Bytes::from(serde_json::to_vec(&lead).unwrap_or_default())))
+                        .body(Full::new(Bytes::from(
+                            serde_json::to_vec(&lead).unwrap_or_default(),
+                        )))
                     else {
                         continue;
                     };

@@ -36,7 +36,10 @@ pub async fn prepare(mut body: Incoming, cap: usize) -> Result<Prepared, hyper::
         len += data.len();
         chunks.push_back(data);
         if len > cap {
-            return Ok(Prepared::Streaming(UpBody::Chained { prefix: chunks, rest: body }));
+            return Ok(Prepared::Streaming(UpBody::Chained {
+                prefix: chunks,
+                rest: body,
+            }));
         }
     }
     Ok(Prepared::Buffered(match chunks.len() {
@@ -53,7 +56,10 @@ pub async fn prepare(mut body: Incoming, cap: usize) -> Result<Prepared, hyper::
 /// A request body on its way to an upstream.
 pub enum UpBody {
     Full(Option<Bytes>),
-    Chained { prefix: VecDeque<Bytes>, rest: Incoming },
+    Chained {
+        prefix: VecDeque<Bytes>,
+        rest: Incoming,
+    },
 }
 
 impl UpBody {
@@ -113,8 +119,20 @@ pub struct Capture {
 }
 
 impl Capture {
-    pub fn new(status: u16, started: Instant, cap: usize, tx: oneshot::Sender<Observation>) -> Capture {
-        Capture { status, started, cap, buf: BytesMut::new(), truncated: false, tx: Some(tx) }
+    pub fn new(
+        status: u16,
+        started: Instant,
+        cap: usize,
+        tx: oneshot::Sender<Observation>,
+    ) -> Capture {
+        Capture {
+            status,
+            started,
+            cap,
+            buf: BytesMut::new(),
+            truncated: false,
+            tx: Some(tx),
+        }
     }
 
     fn keep(&mut self, data: &Bytes) {
@@ -179,14 +197,21 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ProxyBody::Tee { inner, capture } => {
-                let polled = Pin::new(inner).poll_frame(cx);
+                let polled = Pin::new(&mut *inner).poll_frame(cx);
                 match &polled {
                     Poll::Ready(Some(Ok(frame))) => {
                         if let Some(data) = frame.data_ref() {
                             capture.keep(data);
                         }
+                        // With a known length hyper stops polling after the last
+                        // byte, so the end is seen here rather than as `None`.
+                        if inner.is_end_stream() {
+                            capture.finish(None);
+                        }
                     }
-                    Poll::Ready(Some(Err(e))) => capture.finish(Some(format!("body broke off: {e}"))),
+                    Poll::Ready(Some(Err(e))) => {
+                        capture.finish(Some(format!("body broke off: {e}")))
+                    }
                     Poll::Ready(None) => capture.finish(None),
                     Poll::Pending => {}
                 }
@@ -198,14 +223,15 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Full(data) => data.is_none(),
-            // Report the end through poll_frame so the capture is always finished.
-            ProxyBody::Tee { .. } => false,
+            ProxyBody::Tee { inner, .. } => inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ProxyBody::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            ProxyBody::Full(data) => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
             ProxyBody::Tee { inner, .. } => inner.size_hint(),
         }
     }

@@ -44,7 +44,11 @@ impl Client {
         if upstream.http2 {
             builder.http2_only(true);
         }
-        Client { inner: builder.build(https), upstream: upstream.clone(), target }
+        Client {
+            inner: builder.build(https),
+            upstream: upstream.clone(),
+            target,
+        }
     }
 
     pub fn target(&self) -> &'static str {
@@ -100,7 +104,10 @@ fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
 }
 
 fn is_parse_error(e: &hyper_util::client::legacy::Error) -> bool {
-    sources(e).any(|s| s.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_parse))
+    sources(e).any(|s| {
+        s.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+    })
 }
 
 /// The rustls client config for `https://` upstreams: the webpki roots plus any

@@ -22,11 +22,19 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 /// Handles one client request. Always answers; errors become short plain-text bodies.
-pub async fn handle(proxy: Arc<Proxy>, req: Request<Incoming>, peer: SocketAddr, tls: bool) -> Response<ProxyBody> {
+pub async fn handle(
+    proxy: Arc<Proxy>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    tls: bool,
+) -> Response<ProxyBody> {
     let rt = proxy.runtime();
     let (mut parts, body) = req.into_parts();
     let Some(route) = rt.find(&parts).cloned() else {
-        return Error::NoRoute { path: parts.uri.path().to_string() }.to_response();
+        return Error::NoRoute {
+            path: parts.uri.path().to_string(),
+        }
+        .to_response();
     };
     let cap = rt.config.store.max_body_bytes;
     let body = match body::prepare(body, cap).await {
@@ -39,12 +47,22 @@ pub async fn handle(proxy: Arc<Proxy>, req: Request<Incoming>, peer: SocketAddr,
     };
     let ex = Exchange::begin(&route.cfg, &parts, buffered.as_ref());
     let served_by = decide(&proxy, &route, &parts, &ex);
-    headers::prepare_request(&mut parts.headers, peer.ip(), tls, &headers::via_value(parts.version));
+    headers::prepare_request(
+        &mut parts.headers,
+        peer.ip(),
+        tls,
+        &headers::via_value(parts.version),
+    );
 
-    let mirror_on = proxy.rollout.route(&route.cfg.name).is_none_or(|s| s.mirror);
+    let mirror_on = proxy
+        .rollout
+        .route(&route.cfg.name)
+        .is_none_or(|s| s.mirror);
     let shadow = mirror::prepare(&route, mirror_on, &ex, &parts, served_by.other(), cap);
     if let Err(reason) = &shadow {
-        proxy.metrics.record_mirror_skip(&route.cfg.name, reason.as_str());
+        proxy
+            .metrics
+            .record_mirror_skip(&route.cfg.name, reason.as_str());
     }
     let (served_tx, served_rx) = oneshot::channel();
     let exchange_id = HeaderValue::try_from(ex.id.as_str()).ok();
@@ -62,13 +80,18 @@ pub async fn handle(proxy: Arc<Proxy>, req: Request<Incoming>, peer: SocketAddr,
         .run(),
     );
 
-    let (answered_by, result, failed_candidate) = forward(&route, served_by, &parts, body, buffered).await;
+    let (answered_by, result, failed_candidate) =
+        forward(&route, served_by, &parts, body, buffered).await;
     let served_tx = match failed_candidate {
         None => served_tx,
         Some(failure) => {
             // The settle task compares the candidate's failure; the incumbent's
             // fallback answer only goes to the client.
-            proxy.metrics.fallbacks.with_label_values(&[&route.cfg.name, &label]).inc();
+            proxy
+                .metrics
+                .fallbacks
+                .with_label_values(&[&route.cfg.name, &label])
+                .inc();
             let _ignored = served_tx.send(failure);
             oneshot::channel().0
         }
@@ -91,9 +114,12 @@ pub async fn handle(proxy: Arc<Proxy>, req: Request<Incoming>, peer: SocketAddr,
         h.insert(EXCHANGE_ID, id);
     }
     h.insert(SERVED_BY, HeaderValue::from_static(answered_by.as_str()));
-    proxy
-        .metrics
-        .record_request(&route.cfg.name, &label, answered_by.as_str(), resp.status().as_u16());
+    proxy.metrics.record_request(
+        &route.cfg.name,
+        &label,
+        answered_by.as_str(),
+        resp.status().as_u16(),
+    );
     resp
 }
 
@@ -130,13 +156,20 @@ async fn forward(
     body: Prepared,
     buffered: Option<Bytes>,
 ) -> Forwarded {
-    let candidate = route.candidate.as_ref().filter(|_| served_by == Side::Candidate);
+    let candidate = route
+        .candidate
+        .as_ref()
+        .filter(|_| served_by == Side::Candidate);
     let (Some(candidate), Some(bytes)) = (candidate, buffered) else {
         let up_body = match body {
             Prepared::Buffered(b) => UpBody::full(b),
             Prepared::Streaming(s) => s,
         };
-        let req = with_body(parts, up_body, route.incumbent.uri_for(parts.uri.path_and_query()));
+        let req = with_body(
+            parts,
+            up_body,
+            route.incumbent.uri_for(parts.uri.path_and_query()),
+        );
         return (Side::Incumbent, route.incumbent.send(req).await, None);
     };
     let started = std::time::Instant::now();
@@ -155,7 +188,11 @@ async fn forward(
         return (Side::Candidate, answer, None);
     }
     let req = mirror::plain_request(parts, bytes, &route.incumbent);
-    (Side::Incumbent, route.incumbent.send(req).await, Some(failure))
+    (
+        Side::Incumbent,
+        route.incumbent.send(req).await,
+        Some(failure),
+    )
 }
 
 fn with_body(parts: &Parts, body: UpBody, uri: http::Uri) -> Request<UpBody> {

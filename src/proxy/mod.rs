@@ -49,18 +49,27 @@ impl Runtime {
                 Arc::new(RouteRuntime {
                     cfg: r.clone(),
                     incumbent: Client::new(&r.incumbent, "incumbent", &tls),
-                    candidate: r.candidate.as_ref().map(|c| Client::new(c, "candidate", &tls)),
+                    candidate: r
+                        .candidate
+                        .as_ref()
+                        .map(|c| Client::new(c, "candidate", &tls)),
                     mirror_permits: Arc::new(Semaphore::new(r.mirror.max_in_flight)),
                 })
             })
             .collect();
         let redactor = Redactor::new(&config.store.redact_headers, &config.store.redact_json);
-        Runtime { config, routes, redactor }
+        Runtime {
+            config,
+            routes,
+            redactor,
+        }
     }
 
     /// The first route, in file order, that takes this request.
     pub fn find(&self, parts: &http::request::Parts) -> Option<&Arc<RouteRuntime>> {
-        self.routes.iter().find(|r| crate::route::matches(&r.cfg, parts))
+        self.routes
+            .iter()
+            .find(|r| crate::route::matches(&r.cfg, parts))
     }
 }
 

@@ -50,7 +50,10 @@ pub async fn serve(
         spawn_connection(&proxy, &builder, &graceful, stream, peer, tls.clone());
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(?drain, "Drain timed out; closing the remaining connections");
     }
 }

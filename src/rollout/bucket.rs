@@ -48,7 +48,10 @@ mod tests {
         let b = bucket("lead-score", "", "user-42");
         assert_eq!(b, bucket("lead-score", "", "user-42"));
         assert!(b < BUCKETS);
-        assert_ne!(bucket("lead-score", "s1", "user-42"), bucket("lead-score", "s2", "user-42"));
+        assert_ne!(
+            bucket("lead-score", "s1", "user-42"),
+            bucket("lead-score", "s2", "user-42")
+        );
     }
 
     #[test]

@@ -46,7 +46,9 @@ impl Rollout {
                 (r.name.clone(), rs)
             })
             .collect();
-        Rollout { state: RwLock::new(Arc::new(state)) }
+        Rollout {
+            state: RwLock::new(Arc::new(state)),
+        }
     }
 
     pub fn snapshot(&self) -> Arc<HashMap<String, RouteState>> {
@@ -73,14 +75,23 @@ impl Rollout {
 
     /// Who serves this exchange: a matching targeting rule, else the sticky
     /// bucket against the segment's weight (a random bucket without a key).
-    pub fn decide(&self, route: &Route, segment: &str, sticky: Option<&str>, rule: Option<Side>) -> Side {
+    pub fn decide(
+        &self,
+        route: &Route,
+        segment: &str,
+        sticky: Option<&str>,
+        rule: Option<Side>,
+    ) -> Side {
         if route.candidate.is_none() {
             return Side::Incumbent;
         }
         if let Some(side) = rule {
             return side;
         }
-        let weight = self.snapshot().get(&route.name).map_or(0.0, |s| s.weight(segment));
+        let weight = self
+            .snapshot()
+            .get(&route.name)
+            .map_or(0.0, |s| s.weight(segment));
         if weight <= 0.0 {
             return Side::Incumbent;
         }
