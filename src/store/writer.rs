@@ -13,11 +13,13 @@ use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, params};
 use std::borrow::Borrow;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How often expired exchanges are deleted.
 pub const RETENTION_EVERY: Duration = Duration::from_secs(600);
+/// While a batch fills, the queue is polled this often rather than waited on.
+const POLL: Duration = Duration::from_millis(5);
 /// Rows deleted per retention statement; each is its own short transaction.
 const PURGE_CHUNK: i64 = 2000;
 
@@ -141,7 +143,22 @@ impl Writer {
                     .min(next_purge)
                     .saturating_duration_since(now)
             };
-            match rx.recv_timeout(wait) {
+            // Idle (empty batch): block until a row comes. Filling a batch:
+            // poll every `POLL` instead, so a busy proxy's senders never pay
+            // a wake-up (a futex call) per row.
+            let received = if batch.is_empty() || purging {
+                rx.recv_timeout(wait)
+            } else {
+                match rx.try_recv() {
+                    Ok(msg) => Ok(msg),
+                    Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                    Err(TryRecvError::Empty) => {
+                        std::thread::sleep(wait.min(POLL));
+                        Err(RecvTimeoutError::Timeout)
+                    }
+                }
+            };
+            match received {
                 Ok(Msg::Row(rec)) => {
                     self.metrics.store_queue_depth.dec();
                     if batch.is_empty() {
