@@ -68,7 +68,9 @@ pub async fn handle(
     let exchange_id = HeaderValue::try_from(ex.id.as_str()).ok();
     let label = segment::label(route.cfg.segment.as_ref(), &ex.segment).to_string();
     let started = ex.started;
-    proxy.tasks.spawn(
+    // Boxed: the settle future is large, and a box is cheaper to move into
+    // (and around inside) a task than the whole state machine.
+    proxy.tasks.spawn(Box::pin(
         Settle {
             proxy: proxy.clone(),
             route: route.clone(),
@@ -78,10 +80,10 @@ pub async fn handle(
             served: served_rx,
         }
         .run(),
-    );
+    ));
 
     let (answered_by, result, failed_candidate) =
-        forward(&route, served_by, &parts, body, buffered).await;
+        forward(&route, served_by, parts, body, buffered).await;
     let served_tx = match failed_candidate {
         None => served_tx,
         Some(failure) => {
@@ -152,7 +154,7 @@ type Forwarded = (Side, Upstream, Option<Observation>);
 async fn forward(
     route: &RouteRuntime,
     served_by: Side,
-    parts: &Parts,
+    parts: Parts,
     body: Prepared,
     buffered: Option<Bytes>,
 ) -> Forwarded {
@@ -165,15 +167,12 @@ async fn forward(
             Prepared::Buffered(b) => UpBody::full(b),
             Prepared::Streaming(s) => s,
         };
-        let req = with_body(
-            parts,
-            up_body,
-            route.incumbent.uri_for(parts.uri.path_and_query()),
-        );
+        let uri = route.incumbent.uri_for(parts.uri.path_and_query());
+        let req = with_body(parts, up_body, uri);
         return (Side::Incumbent, route.incumbent.send(req).await, None);
     };
     let started = std::time::Instant::now();
-    let req = mirror::candidate_request(&route.cfg.mirror, parts, bytes.clone(), candidate);
+    let req = mirror::candidate_request(&route.cfg.mirror, &parts, bytes.clone(), candidate);
     let answer = candidate.send(req).await;
     let failure = match &answer {
         Err(e) => Observation::failed(e.to_string(), started.elapsed()),
@@ -187,7 +186,7 @@ async fn forward(
     if !route.cfg.rollout.fallback {
         return (Side::Candidate, answer, None);
     }
-    let req = mirror::plain_request(parts, bytes, &route.incumbent);
+    let req = mirror::plain_request(&parts, bytes, &route.incumbent);
     (
         Side::Incumbent,
         route.incumbent.send(req).await,
@@ -195,10 +194,11 @@ async fn forward(
     )
 }
 
-fn with_body(parts: &Parts, body: UpBody, uri: http::Uri) -> Request<UpBody> {
+/// The client's request head, moved (not copied) onto the incumbent request.
+fn with_body(parts: Parts, body: UpBody, uri: http::Uri) -> Request<UpBody> {
     let mut req = Request::new(body);
-    *req.method_mut() = parts.method.clone();
+    *req.method_mut() = parts.method;
     *req.uri_mut() = uri;
-    *req.headers_mut() = parts.headers.clone();
+    *req.headers_mut() = parts.headers;
     req
 }
