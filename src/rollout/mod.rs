@@ -5,6 +5,7 @@
 //! without waiting for a writer.
 
 pub mod bucket;
+pub mod guard;
 
 use crate::config::{Config, Route, Side};
 use crate::segment;
