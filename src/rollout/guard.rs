@@ -297,7 +297,11 @@ impl SegmentGuard {
     /// The latest figures and decision, and how long the segment has passed.
     pub fn status(&self, now: Instant) -> Option<(Figures, Decision, Option<Duration>)> {
         let (f, d) = self.last.clone()?;
-        Some((f, d, self.passing_since.map(|s| now.saturating_duration_since(s))))
+        Some((
+            f,
+            d,
+            self.passing_since.map(|s| now.saturating_duration_since(s)),
+        ))
     }
 
     /// Agreement over the window, for the `agreement_ratio` gauge.

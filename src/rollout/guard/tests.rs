@@ -124,7 +124,10 @@ fn errors_and_latency_breach() {
             g.observe(&cfg, sample(t0, v), 10.0)
         })
         .expect("breach");
-    assert_eq!((action.to, action.breach), (5.0, Some(Reason::CandidateErrors)));
+    assert_eq!(
+        (action.to, action.breach),
+        (5.0, Some(Reason::CandidateErrors))
+    );
 
     cfg.max_latency_ratio = Some(1.1);
     let mut g = SegmentGuard::default();
@@ -147,7 +150,11 @@ fn a_time_window_forgets_old_samples() {
     let mut g = SegmentGuard::default();
     let t0 = Instant::now();
     for i in 0..5 {
-        g.observe(&cfg, sample(t0 + Duration::from_millis(i), Verdict::Mismatch), 0.0);
+        g.observe(
+            &cfg,
+            sample(t0 + Duration::from_millis(i), Verdict::Mismatch),
+            0.0,
+        );
     }
     for i in 0..40 {
         let at = t0 + Duration::from_secs(5) + Duration::from_millis(i);
