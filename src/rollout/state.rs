@@ -198,10 +198,11 @@ impl Rollout {
                             reason: "mirror switch in the config file".into(),
                         },
                     )?);
-                } else if let Some(e) = last(&route.name, ALL_SEGMENTS, false, true) {
-                    if let Some(rs) = next.get_mut(&route.name) {
-                        rs.mirror = on(e);
-                    }
+                } else if let (Some(e), Some(rs)) = (
+                    last(&route.name, ALL_SEGMENTS, false, true),
+                    next.get_mut(&route.name),
+                ) {
+                    rs.mirror = on(e);
                 }
             }
             for (route, seg, w) in events::latest_weights(conn)? {
@@ -273,11 +274,11 @@ impl Rollout {
             .canary_weight
             .with_label_values(&[&route.name, segment])
             .set(to);
-        if actor != Actor::Guard {
-            if let Some(g) = lock(&self.guards).get_mut(&(route.name.clone(), segment.to_string()))
-            {
-                g.restart_hold();
-            }
+        let key = (route.name.clone(), segment.to_string());
+        if actor != Actor::Guard
+            && let Some(g) = lock(&self.guards).get_mut(&key)
+        {
+            g.restart_hold();
         }
         tracing::info!(route = %route.name, segment, from = change.from, to, actor = actor.as_str(), reason, "Weight changed");
         Ok(change)
