@@ -4,7 +4,7 @@
 //! a semantic error needs their position) until [`super::validate`] turns them
 //! into the runtime [`super::Config`]. Every struct rejects unknown keys, so a typo
 //! is an error with a line and column, never a silently ignored setting.
-//! The defaults stated on each field are the ones `docs/config.md` documents.
+//! The defaults stated on each field are the ones the README's configuration reference documents.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -101,9 +101,9 @@ mod tests {
         Lead {
             user_id: format!("u{i}"),
             tier: tier.into(),
-            employees: 50 + i * 37,
+            employees: 100 + i,
             visits: i % 9,
-            industry: "software".into(),
+            industry: "retail".into(),
         }
     }
 

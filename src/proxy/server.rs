@@ -46,7 +46,7 @@ pub async fn serve(
             },
             () = &mut stop => break,
         };
-        let _ = stream.set_nodelay(true);
+        let _nodelay = stream.set_nodelay(true);
         spawn_connection(&proxy, &builder, &graceful, stream, peer, tls.clone());
     }
     drop(listener);

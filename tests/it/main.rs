@@ -1,0 +1,13 @@
+//! One integration-test binary (one link on a 2-core CI): real servers on loopback,
+//! real SQLite files.
+
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+mod check;
+mod mirror;
+mod proxy;
+mod shutdown;
+mod store;

@@ -1,0 +1,327 @@
+//! The client's path: byte-for-byte answers, errors with short bodies, streaming, TLS, HTTP/2.
+
+use crate::support::*;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use std::time::Duration;
+
+fn without_volatile(mut h: http::HeaderMap) -> http::HeaderMap {
+    for name in ["date", "x-understudy-exchange-id", "x-understudy-served-by"] {
+        h.remove(name);
+    }
+    h
+}
+
+#[tokio::test]
+async fn incumbent_answer_is_returned_byte_for_byte_for_get_and_post() {
+    let incumbent = upstream()
+        .status(201)
+        .json(r#"{"score": 0.91, "label": "hot"}"#)
+        .header("x-upstream", "rules")
+        .header("cache-control", "no-store")
+        .spawn()
+        .await;
+    let candidate = upstream().json(r#"{"score": 0.5}"#).spawn().await;
+    let mut p = proxy(&route(
+        "score",
+        "/v1/score",
+        &incumbent.url(),
+        &candidate.url(),
+        r#"mirror = { methods = ["GET", "POST"] }"#,
+    ))
+    .await;
+
+    for post_body in [None, Some(r#"{"lead": 7}"#)] {
+        let (direct, via) = match post_body {
+            None => (
+                get(&format!("{}/v1/score?x=1", incumbent.url())).await,
+                get(&p.url("/v1/score?x=1")).await,
+            ),
+            Some(b) => (
+                post(&format!("{}/v1/score", incumbent.url()), b).await,
+                post(&p.url("/v1/score"), b).await,
+            ),
+        };
+        assert_eq!(via.0, direct.0);
+        assert_eq!(via.2, direct.2);
+        assert_eq!(without_volatile(via.1.clone()), without_volatile(direct.1));
+        assert_eq!(via.1["x-understudy-served-by"], "incumbent");
+        assert_eq!(via.1["x-understudy-exchange-id"].len(), 28);
+    }
+    p.stop().await;
+    let rows = p.rows();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].method, "GET");
+    assert_eq!(rows[1].method, "POST");
+    assert!(
+        rows.iter()
+            .all(|r| r.verdict == "mismatch" && r.incumbent_status == Some(201))
+    );
+}
+
+#[tokio::test]
+async fn forwarding_headers_are_set_and_hop_by_hop_removed() {
+    let incumbent = upstream().spawn().await;
+    let mut p = proxy(&format!(
+        "[[routes]]\nname = \"a\"\npath_prefix = \"/\"\nincumbent = \"{}\"\n",
+        incumbent.url()
+    ))
+    .await;
+    let req = Request::get(p.url("/x"))
+        .header("x-forwarded-for", "10.1.2.3")
+        .header("connection", "x-hop")
+        .header("x-hop", "secret")
+        .header("keep-alive", "timeout=5")
+        .body(Full::default())
+        .unwrap();
+    let (status, _, _) = send(req).await;
+    assert_eq!(status, 200);
+    let seen = &incumbent.requests()[0];
+    assert_eq!(seen.headers["x-forwarded-for"], "10.1.2.3, 127.0.0.1");
+    assert_eq!(seen.headers["x-forwarded-proto"], "http");
+    assert_eq!(seen.headers["via"], "1.1 understudy");
+    assert!(seen.headers.get("x-hop").is_none());
+    assert!(seen.headers.get("keep-alive").is_none());
+    assert!(
+        seen.headers["x-forwarded-host"]
+            .to_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    // Host is the upstream's, never a destination chosen by the client.
+    assert_eq!(seen.headers["host"], incumbent.addr().to_string().as_str());
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_route_is_404_naming_the_path_and_forwards_nothing() {
+    let incumbent = upstream().spawn().await;
+    let mut p = proxy(&route(
+        "score",
+        "/v1/score",
+        &incumbent.url(),
+        &incumbent.url(),
+        "",
+    ))
+    .await;
+    let (status, headers, body) = get(&p.url("/v2/other")).await;
+    assert_eq!(status, 404);
+    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(&body[..], b"no route for /v2/other\n");
+    assert!(incumbent.requests().is_empty());
+    p.stop().await;
+    assert!(p.rows().is_empty());
+}
+
+#[tokio::test]
+async fn incumbent_down_is_502_with_a_short_body_and_a_row() {
+    let dead = dead_addr().await;
+    let candidate = upstream().spawn().await;
+    let mut p = proxy(&route(
+        "score",
+        "/v1",
+        &format!("http://{dead}"),
+        &candidate.url(),
+        "",
+    ))
+    .await;
+    let (status, _, body) = get(&p.url("/v1/a")).await;
+    assert_eq!(status, 502);
+    assert_eq!(
+        &body[..],
+        b"upstream incumbent refused or reset the connection\n"
+    );
+    p.stop().await;
+    let rows = p.rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].verdict, "incumbent_error");
+    assert!(rows[0].incumbent_error.is_some());
+}
+
+#[tokio::test]
+async fn incumbent_garbage_is_502_and_timeout_is_504() {
+    let (garbage, _g) = raw_upstream(|_| Some(b"this is not http\r\n\r\n")).await;
+    let slow = upstream().delay(Duration::from_secs(5)).spawn().await;
+    let mut p = proxy(&format!(
+        "[[routes]]\nname = \"garbage\"\npath_prefix = \"/garbage\"\nincumbent = \"http://{garbage}\"\n\
+         [[routes]]\nname = \"slow\"\npath_prefix = \"/slow\"\nincumbent = \"{}\"\ntimeout = \"300ms\"\n",
+        slow.url()
+    ))
+    .await;
+    let (status, _, body) = get(&p.url("/garbage")).await;
+    assert_eq!(status, 502, "{body:?}");
+    let started = std::time::Instant::now();
+    let (status, _, body) = get(&p.url("/slow")).await;
+    assert_eq!(status, 504);
+    assert_eq!(&body[..], b"upstream incumbent did not answer in time\n");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn streaming_incumbent_reaches_the_client_chunk_by_chunk() {
+    let (builder, chunks) = upstream()
+        .header("content-type", "text/event-stream")
+        .streaming();
+    let incumbent = builder.spawn().await;
+    let mut p = proxy(&format!(
+        "[[routes]]\nname = \"sse\"\npath_prefix = \"/events\"\nincumbent = \"{}\"\n",
+        incumbent.url()
+    ))
+    .await;
+    let resp = tokio::time::timeout(
+        PATIENCE,
+        client().request(
+            Request::get(p.url("/events"))
+                .body(Full::default())
+                .unwrap(),
+        ),
+    );
+    chunks
+        .send(Bytes::from_static(b"data: first\n\n"))
+        .await
+        .unwrap();
+    let resp = resp.await.unwrap().unwrap();
+    let mut body = resp.into_body();
+    // The first chunk arrives while the upstream has not sent the last one yet.
+    let first = tokio::time::timeout(PATIENCE, body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first.into_data().unwrap(),
+        Bytes::from_static(b"data: first\n\n")
+    );
+    chunks
+        .send(Bytes::from_static(b"data: last\n\n"))
+        .await
+        .unwrap();
+    drop(chunks);
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(rest, Bytes::from_static(b"data: last\n\n"));
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let incumbent = upstream().spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        dir.path(),
+        "",
+        &format!(
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/\"\nincumbent = \"{}\"\n",
+            incumbent.url()
+        ),
+    )
+    .replace(
+        "addr = \"127.0.0.1:0\"\n[admin]",
+        "addr = \"127.0.0.1:0\"\nheader_read_timeout = \"300ms\"\n[admin]",
+    );
+    let running = understudy::app::start(understudy::config::parse(&text).unwrap())
+        .await
+        .unwrap();
+    let mut s = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "the proxy must close a connection stuck in its headers"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn tls_listener_serves_http2_and_http1() {
+    let incumbent = upstream().json(r#"{"ok": true}"#).spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let text = config_text(
+        dir.path(),
+        "",
+        &format!(
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/\"\nincumbent = \"{}\"\n",
+            incumbent.url()
+        ),
+    )
+    .replace(
+        "addr = \"127.0.0.1:0\"\n[admin]",
+        &format!(
+            "addr = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n[admin]",
+            cert_path.display(),
+            key_path.display()
+        ),
+    );
+    let running = understudy::app::start(understudy::config::parse(&text).unwrap())
+        .await
+        .unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(
+        rustls::crypto::ring::default_provider().into(),
+    )
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https);
+    let url = format!("https://localhost:{}/hello", running.addr.port());
+    let resp = client
+        .request(Request::get(&url).body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], br#"{"ok": true}"#);
+    assert_eq!(
+        incumbent.requests()[0].headers["x-forwarded-proto"],
+        "https"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_and_skips() {
+    let incumbent = upstream().spawn().await;
+    let candidate = upstream().spawn().await;
+    let mut p = proxy(&route(
+        "score",
+        "/v1",
+        &incumbent.url(),
+        &candidate.url(),
+        "",
+    ))
+    .await;
+    get(&p.url("/v1/a")).await; // mirrored (GET)
+    post(&p.url("/v1/a"), "{}").await; // POST is not mirrored by default
+    let metrics = p.metrics().await;
+    assert!(
+        metrics.contains(
+            r#"understudy_requests_total{route="score",segment="default",served_by="incumbent",status_class="2xx"} 2"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"understudy_mirror_skipped_total{reason="method",route="score"} 1"#)
+    );
+    let (status, _, _) = get(&format!("http://{}/healthz", p.admin)).await;
+    assert_eq!(status, 200);
+    p.stop().await;
+}

@@ -1,0 +1,360 @@
+//! The test harness: upstreams on loopback that record what they receive, a
+//! proxy started from a TOML snippet with a temp SQLite file, a client, rows.
+//!
+//! A test reads like the README: start upstreams, start the proxy, send
+//! requests, assert on responses, rows and metrics.
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use understudy::loopback;
+
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// What an upstream received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: http::Method,
+    pub uri: http::Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+type Chunks = Arc<Mutex<Option<tokio::sync::mpsc::Receiver<Bytes>>>>;
+
+/// Builds a recording upstream.
+#[derive(Clone)]
+pub struct UpstreamBuilder {
+    status: u16,
+    body: Bytes,
+    headers: Vec<(String, String)>,
+    delay: Duration,
+    echo: bool,
+    chunks: Option<Chunks>,
+}
+
+pub fn upstream() -> UpstreamBuilder {
+    UpstreamBuilder {
+        status: 200,
+        body: Bytes::from_static(b"{}"),
+        headers: vec![("content-type".into(), "application/json".into())],
+        delay: Duration::ZERO,
+        echo: false,
+        chunks: None,
+    }
+}
+
+pub struct Upstream {
+    server: loopback::Server,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Upstream {
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl UpstreamBuilder {
+    pub fn status(mut self, s: u16) -> Self {
+        self.status = s;
+        self
+    }
+    pub fn json(mut self, body: &str) -> Self {
+        self.body = Bytes::copy_from_slice(body.as_bytes());
+        self
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.delay = d;
+        self
+    }
+    /// Answers with the request body.
+    pub fn echo(mut self) -> Self {
+        self.echo = true;
+        self
+    }
+    /// Streams the chunks the test sends on the returned sender (chunked encoding).
+    pub fn streaming(mut self) -> (Self, tokio::sync::mpsc::Sender<Bytes>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        self.chunks = Some(Arc::new(Mutex::new(Some(rx))));
+        (self, tx)
+    }
+
+    pub async fn spawn(self) -> Upstream {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recorder = seen.clone();
+        let this = Arc::new(self);
+        let server = loopback::serve(move |req: Request<Incoming>| {
+            let this = this.clone();
+            let seen = recorder.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                seen.lock().unwrap().push(Seen {
+                    method: parts.method,
+                    uri: parts.uri,
+                    headers: parts.headers,
+                    body: body.clone(),
+                });
+                if !this.delay.is_zero() {
+                    tokio::time::sleep(this.delay).await;
+                }
+                let out: http_body_util::combinators::BoxBody<Bytes, Infallible> =
+                    match this.chunks.as_ref().and_then(|c| c.lock().unwrap().take()) {
+                        Some(rx) => {
+                            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                                let chunk = rx.recv().await?;
+                                Some((Ok::<_, Infallible>(Frame::data(chunk)), rx))
+                            });
+                            StreamBody::new(stream).boxed()
+                        }
+                        None if this.echo => Full::new(body).boxed(),
+                        None => Full::new(this.body.clone()).boxed(),
+                    };
+                let mut resp = Response::new(out);
+                *resp.status_mut() = StatusCode::from_u16(this.status).unwrap();
+                for (k, v) in &this.headers {
+                    resp.headers_mut().append(
+                        http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                        v.parse().unwrap(),
+                    );
+                }
+                resp
+            }
+        })
+        .await
+        .expect("bind a loopback upstream");
+        Upstream { server, seen }
+    }
+}
+
+/// An address where nothing listens.
+pub async fn dead_addr() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A TCP server that accepts and resets every connection at once.
+pub async fn resetting_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    raw_upstream(|_| None).await
+}
+
+/// A TCP server that answers every connection with `reply` bytes (or resets).
+pub async fn raw_upstream(
+    reply: impl Fn(usize) -> Option<&'static [u8]> + Send + Sync + 'static,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut s, _)) = l.accept().await {
+            n += 1;
+            let mut buf = [0u8; 4096];
+            let _request = s.read(&mut buf).await;
+            match reply(n) {
+                Some(bytes) => {
+                    let _written = s.write_all(bytes).await;
+                    let _closed = s.shutdown().await;
+                }
+                None => {
+                    // SO_LINGER 0 turns the close into a reset, which is the point here.
+                    #[allow(deprecated)]
+                    let _linger = s.set_linger(Some(Duration::ZERO));
+                }
+            }
+        }
+    });
+    (addr, task)
+}
+
+/// A running proxy on loopback with its own temp directory and SQLite file.
+pub struct TestProxy {
+    pub running: Option<understudy::app::Running>,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub db: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+/// The config around `routes` (TOML for `[[routes]]` tables, plus optional
+/// `[store]`/`[listen]` extras), with loopback ports and a temp DB.
+pub fn config_text(dir: &std::path::Path, extra: &str, routes: &str) -> String {
+    let db = dir.join("understudy.db");
+    let store_extra = if extra.contains("[store]") {
+        ""
+    } else {
+        "[store]\n"
+    };
+    format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n{store_extra}{extra}\npath = \"{}\"\n\n{routes}",
+        db.display()
+    )
+}
+
+pub async fn proxy(routes: &str) -> TestProxy {
+    proxy_with("", routes).await
+}
+
+/// `store_extra` holds extra `[store]` keys (e.g. `redact_json = ["/email"]`).
+pub async fn proxy_with(store_extra: &str, routes: &str) -> TestProxy {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(dir.path(), &format!("[store]\n{store_extra}"), routes);
+    let config = understudy::config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let db = config.store.path.clone();
+    let running = understudy::app::start(config).await.unwrap();
+    TestProxy {
+        addr: running.addr,
+        admin: running.admin_addr,
+        running: Some(running),
+        db,
+        dir,
+    }
+}
+
+impl TestProxy {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Graceful stop: every queued row is in SQLite afterwards.
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+
+    pub fn rows(&self) -> Vec<Row> {
+        rows(&self.db)
+    }
+
+    pub async fn metrics(&self) -> String {
+        let (_, _, body) = get(&format!("http://{}/metrics", self.admin)).await;
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+}
+
+/// The columns tests look at.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub id: String,
+    pub route: String,
+    pub segment: String,
+    pub served_by: String,
+    pub method: String,
+    pub path: String,
+    pub verdict: String,
+    pub diff: String,
+    pub skip_reason: Option<String>,
+    pub incumbent_status: Option<i64>,
+    pub candidate_status: Option<i64>,
+    pub candidate_error: Option<String>,
+    pub incumbent_error: Option<String>,
+}
+
+pub fn rows(db: &std::path::Path) -> Vec<Row> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, route, segment, served_by, method, path, verdict, diff, skip_reason,
+                    incumbent_status, candidate_status, candidate_error, incumbent_error
+             FROM exchanges ORDER BY ts, id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok(Row {
+            id: r.get(0)?,
+            route: r.get(1)?,
+            segment: r.get(2)?,
+            served_by: r.get(3)?,
+            method: r.get(4)?,
+            path: r.get(5)?,
+            verdict: r.get(6)?,
+            diff: r.get(7)?,
+            skip_reason: r.get(8)?,
+            incumbent_status: r.get(9)?,
+            candidate_status: r.get(10)?,
+            candidate_error: r.get(11)?,
+            incumbent_error: r.get(12)?,
+        })
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+pub fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends `req` and reads the whole answer, within `PATIENCE`.
+pub async fn send(req: Request<Full<Bytes>>) -> (StatusCode, HeaderMap, Bytes) {
+    tokio::time::timeout(PATIENCE, async {
+        let resp = client().request(req).await.expect("the proxy answers");
+        let (parts, body) = resp.into_parts();
+        (
+            parts.status,
+            parts.headers,
+            body.collect().await.unwrap().to_bytes(),
+        )
+    })
+    .await
+    .expect("answer within patience")
+}
+
+pub async fn get(url: &str) -> (StatusCode, HeaderMap, Bytes) {
+    send(Request::get(url).body(Full::default()).unwrap()).await
+}
+
+pub async fn post(url: &str, body: &str) -> (StatusCode, HeaderMap, Bytes) {
+    send(
+        Request::post(url)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+            .unwrap(),
+    )
+    .await
+}
+
+/// Polls `check` until it holds or `PATIENCE` passes (for metrics that land asynchronously).
+pub async fn eventually<F: FnMut() -> bool>(mut check: F) -> bool {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
+
+/// A route table for `incumbent` and `candidate` with extra TOML lines.
+pub fn route(name: &str, prefix: &str, incumbent: &str, candidate: &str, extra: &str) -> String {
+    format!(
+        "[[routes]]\nname = \"{name}\"\npath_prefix = \"{prefix}\"\nincumbent = \"{incumbent}\"\ncandidate = \"{candidate}\"\n{extra}\n"
+    )
+}
