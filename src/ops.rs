@@ -117,8 +117,10 @@ impl Admin {
         let answer = tokio::time::timeout(TIMEOUT, async {
             let resp = self.client.request(req).await.map_err(|e| {
                 let mut message = e.to_string();
-                if let Some(src) = std::error::Error::source(&e) {
-                    message = format!("{message}: {src}");
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    message = format!("{message}: {s}");
+                    source = s.source();
                 }
                 unreachable(message)
             })?;

@@ -118,17 +118,33 @@ serve = "incumbent"
     let dir = tempfile::tempdir().unwrap();
     let running = start_in(dir.path(), &routes, None).await;
     let a = running.addr;
-    assert_eq!(served_by(a, "/x", &[("x-cohort", "internal")]).await, "candidate");
-    assert_eq!(served_by(a, "/x", &[("x-cohort", "sales")]).await, "incumbent");
+    assert_eq!(
+        served_by(a, "/x", &[("x-cohort", "internal")]).await,
+        "candidate"
+    );
+    assert_eq!(
+        served_by(a, "/x", &[("x-cohort", "sales")]).await,
+        "incumbent"
+    );
     let route = running.proxy.runtime().config.routes[0].clone();
     let m = &running.proxy.metrics;
     running
         .proxy
         .rollout
-        .set_weight(&route, "default", 100.0, understudy::rollout::Actor::Api, "all in", m)
+        .set_weight(
+            &route,
+            "default",
+            100.0,
+            understudy::rollout::Actor::Api,
+            "all in",
+            m,
+        )
         .unwrap();
     assert_eq!(served_by(a, "/x", &[]).await, "candidate");
-    assert_eq!(served_by(a, "/x?no_ai=1", &[("x-user-id", "u1")]).await, "incumbent");
+    assert_eq!(
+        served_by(a, "/x?no_ai=1", &[("x-user-id", "u1")]).await,
+        "incumbent"
+    );
     // The first matching rule wins.
     assert_eq!(
         served_by(a, "/x?no_ai=1", &[("x-cohort", "internal")]).await,
@@ -140,7 +156,11 @@ serve = "incumbent"
 #[tokio::test]
 async fn a_failing_serving_candidate_falls_back_to_the_incumbent() {
     let incumbent = upstream().json(r#"{"who":"incumbent"}"#).spawn().await;
-    let candidate = upstream().status(503).json(r#"{"who":"candidate"}"#).spawn().await;
+    let candidate = upstream()
+        .status(503)
+        .json(r#"{"who":"candidate"}"#)
+        .spawn()
+        .await;
     let mut p = proxy(&route(
         "r",
         "/",
@@ -235,17 +255,31 @@ guard = { min_samples = 50, window = 200, auto_promote = true, hold = "200ms" }
             .map(|e| (e.from_weight.unwrap(), e.to_weight.unwrap()))
             .collect()
     };
-    assert_eq!(by_guard("mid-market"), [(5.0, 1.0), (1.0, 0.0)], "{history:#?}");
+    assert_eq!(
+        by_guard("mid-market"),
+        [(5.0, 1.0), (1.0, 0.0)],
+        "{history:#?}"
+    );
     assert_eq!(
         by_guard("enterprise"),
-        [(1.0, 5.0), (5.0, 10.0), (10.0, 25.0), (25.0, 50.0), (50.0, 100.0)],
+        [
+            (1.0, 5.0),
+            (5.0, 10.0),
+            (10.0, 25.0),
+            (25.0, 50.0),
+            (50.0, 100.0)
+        ],
         "{history:#?}"
     );
     let trip = history
         .iter()
         .find(|e| e.segment == "mid-market" && e.actor == "guard")
         .unwrap();
-    assert!(trip.reason.contains("breach (agreement)"), "{}", trip.reason);
+    assert!(
+        trip.reason.contains("breach (agreement)"),
+        "{}",
+        trip.reason
+    );
 }
 
 /// Issue 3 figure, harm exposure, on a real proxy: default guard settings, a
