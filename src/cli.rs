@@ -34,8 +34,8 @@ pub enum Command {
         /// Where the demo writes its exchange log.
         #[arg(long, default_value = "understudy-demo.db")]
         db: PathBuf,
-        /// Requests to send.
-        #[arg(long, default_value_t = 3000)]
+        /// At most this many requests; the demo stops once the guard has settled both canaries.
+        #[arg(long, default_value_t = 20000)]
         requests: usize,
     },
     /// Agreement per route and segment from one or more exchange logs.
