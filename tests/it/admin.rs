@@ -256,3 +256,25 @@ async fn feedback_kill_switch_and_guard_state() {
     assert_eq!(routes["routes"][0]["mirror"], "off");
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_changed_file_is_applied_without_a_call() {
+    let (inc, cand) = (upstream().spawn().await, upstream().spawn().await);
+    let dir = tempfile::tempdir().unwrap();
+    let running = start_in(dir.path(), &routes_for(&inc, &cand, ""), Some(TOKEN)).await;
+    let file = dir.path().join("proxy.toml");
+    let good = std::fs::read_to_string(&file).unwrap();
+    // Some filesystems keep whole-second modification times.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let changed = good.replace(
+        "candidate = ",
+        "rollout = { default = 100.0 }\ncandidate = ",
+    );
+    std::fs::write(&file, changed).unwrap();
+    let rollout = &running.proxy.rollout;
+    assert!(eventually(|| rollout.route("r").unwrap().default == 100.0).await);
+    assert_eq!(served(&running).await, "candidate");
+    let last = rollout.history(Some("r"), 1).unwrap().pop().unwrap();
+    assert_eq!(last.actor, "config");
+    running.stop().await;
+}
