@@ -366,7 +366,7 @@ async fn upstreams_over_https_with_a_private_ca_and_over_h2c() {
                             )))
                         }
                     });
-                let _ = hyper_util::server::conn::auto::Builder::new(
+                let _served = hyper_util::server::conn::auto::Builder::new(
                     hyper_util::rt::TokioExecutor::new(),
                 )
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
