@@ -109,20 +109,13 @@ fn report(c: &mut Criterion) {
     let mut group = c.benchmark_group("report");
     group.sample_size(10);
     group.throughput(Throughput::Elements(1_000_000));
+    // Criterion may call this closure more than once; build the file once.
+    let mut built = false;
     group.bench_function("segment_stats_1M", |b| {
-        let mut conn = events::open(&path).expect("open");
-        let empty = Bytes::new();
-        for _ in 0..1000 {
-            let mut batch = rows(&empty, &empty, &empty);
-            for (i, r) in batch.iter_mut().enumerate() {
-                r.request_body = None;
-                r.incumbent_body = None;
-                r.candidate_body = None;
-                r.verdict = ["match", "match", "mismatch", "candidate_error"][i % 4];
-            }
-            writer::insert_batch(&mut conn, &batch).expect("insert");
+        if !built {
+            build_report_db(&path);
+            built = true;
         }
-        drop(conn);
         let dbs = vec![path.clone()];
         b.iter(|| {
             let stats = read::segment_stats(&dbs, None, Some(0)).expect("stats");
@@ -130,6 +123,21 @@ fn report(c: &mut Criterion) {
         });
     });
     group.finish();
+}
+
+fn build_report_db(path: &std::path::Path) {
+    let mut conn = events::open(path).expect("open");
+    let empty = Bytes::new();
+    for _ in 0..1000 {
+        let mut batch = rows(&empty, &empty, &empty);
+        for (i, r) in batch.iter_mut().enumerate() {
+            r.request_body = None;
+            r.incumbent_body = None;
+            r.candidate_body = None;
+            r.verdict = ["match", "match", "mismatch", "candidate_error"][i % 4];
+        }
+        writer::insert_batch(&mut conn, &batch).expect("insert");
+    }
 }
 
 criterion_group!(benches, bench, report);
