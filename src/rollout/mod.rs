@@ -6,6 +6,7 @@
 //! appends it to `rollout_events` before it takes effect.
 
 pub mod bucket;
+mod feed;
 pub mod guard;
 pub mod state;
 

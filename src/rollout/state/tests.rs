@@ -1,4 +1,6 @@
 use super::*;
+use crate::rollout::guard::Sample;
+use std::time::{Duration, Instant};
 
 fn config(enterprise: f64) -> Config {
     crate::config::parse(&format!(
