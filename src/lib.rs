@@ -25,6 +25,7 @@ pub mod exchange;
 pub mod loopback;
 pub mod metrics;
 pub mod mirror;
+pub mod ops;
 pub mod pointer;
 pub mod proxy;
 pub mod report;

@@ -4,7 +4,7 @@
 //! a semantic error needs their position) until [`super::validate`] turns them
 //! into the runtime [`super::Config`]. Every struct rejects unknown keys, so a typo
 //! is an error with a line and column, never a silently ignored setting.
-//! The defaults stated on each field are the ones `docs/config.md` documents.
+//! The defaults stated on each field are the ones the README's configuration reference documents.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -59,6 +59,8 @@ pub struct ListenFile {
     pub header_read_timeout: Spanned<String>,
     /// How long a graceful stop waits for in-flight requests. Default `"30s"`.
     pub drain_timeout: Spanned<String>,
+    /// Client requests handled at once; beyond it the proxy answers 503. Default `10000`.
+    pub max_in_flight: Spanned<usize>,
 }
 
 impl Default for ListenFile {
@@ -68,6 +70,7 @@ impl Default for ListenFile {
             tls: None,
             header_read_timeout: text("10s"),
             drain_timeout: text("30s"),
+            max_in_flight: Spanned::new(0..0, 10_000),
         }
     }
 }
@@ -170,6 +173,10 @@ pub struct RouteFile {
     /// Speak HTTP/2 with prior knowledge (h2c) to `http://` upstreams. Default `false`.
     #[serde(default)]
     pub http2: bool,
+    /// Extra PEM CA certificates trusted for `https://` upstreams (private CAs).
+    /// Default: none (the public web roots only).
+    #[serde(default)]
+    pub tls_ca: Option<Spanned<std::path::PathBuf>>,
     /// Where the request's segment is read from. Default: none (every request is `default`).
     #[serde(default)]
     pub segment: Option<Spanned<SegmentFile>>,

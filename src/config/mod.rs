@@ -52,6 +52,8 @@ pub struct Listen {
     pub header_read_timeout: Duration,
     /// How long a graceful stop waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// Client requests handled at once; beyond it the answer is 503.
+    pub max_in_flight: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +114,8 @@ pub struct Upstream {
     pub timeout: Duration,
     /// Speak HTTP/2 with prior knowledge to a plain `http://` upstream.
     pub http2: bool,
+    /// Extra PEM CA certificates to trust for `https://` (read at load).
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl Upstream {

@@ -188,6 +188,7 @@ fn listen(c: &mut Checker<'_>, f: &ListenFile) -> Listen {
         }),
         header_read_timeout: c.timeout("listen.header_read_timeout", &f.header_read_timeout),
         drain_timeout: c.duration("listen.drain_timeout", &f.drain_timeout),
+        max_in_flight: c.nonzero("listen.max_in_flight", &f.max_in_flight),
     }
 }
 

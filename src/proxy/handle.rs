@@ -28,6 +28,10 @@ pub async fn handle(
     peer: SocketAddr,
     tls: bool,
 ) -> Response<ProxyBody> {
+    // Held until the response head is ready: bounds requests queued on upstreams.
+    let Ok(_slot) = proxy.in_flight.try_acquire() else {
+        return Error::Overloaded.to_response();
+    };
     let rt = proxy.runtime();
     let (mut parts, body) = req.into_parts();
     let Some(route) = rt.find(&parts).cloned() else {

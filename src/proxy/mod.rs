@@ -41,18 +41,26 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(config: Arc<Config>) -> Runtime {
-        let tls = forward::tls_client_config(&[]);
+        let public = forward::tls_client_config(&[]);
         let routes = config
             .routes
             .iter()
             .map(|r| {
+                let private;
+                let tls = match &r.incumbent.tls_ca {
+                    Some(pem) => {
+                        private = forward::tls_client_config(std::slice::from_ref(pem));
+                        &private
+                    }
+                    None => &public,
+                };
                 Arc::new(RouteRuntime {
                     cfg: r.clone(),
-                    incumbent: Client::new(&r.incumbent, "incumbent", &tls),
+                    incumbent: Client::new(&r.incumbent, "incumbent", tls),
                     candidate: r
                         .candidate
                         .as_ref()
-                        .map(|c| Client::new(c, "candidate", &tls)),
+                        .map(|c| Client::new(c, "candidate", tls)),
                     mirror_permits: Arc::new(Semaphore::new(r.mirror.max_in_flight)),
                 })
             })
@@ -80,12 +88,16 @@ pub struct Proxy {
     pub metrics: Metrics,
     pub rollout: Rollout,
     pub tasks: Arc<Tasks>,
+    /// Client requests waiting for an upstream's answer; none left means 503.
+    pub in_flight: Semaphore,
 }
 
 impl Proxy {
     pub fn new(config: Arc<Config>, store: Store, metrics: Metrics) -> Proxy {
         let rollout = Rollout::from_config(&config);
+        let in_flight = Semaphore::new(config.listen.max_in_flight);
         Proxy {
+            in_flight,
             runtime: RwLock::new(Arc::new(Runtime::new(config))),
             store,
             metrics,

@@ -6,8 +6,10 @@
 
 mod support;
 
+mod admin;
 mod check;
 mod mirror;
 mod proxy;
+mod rollout;
 mod shutdown;
 mod store;

@@ -325,3 +325,105 @@ async fn metrics_count_requests_and_skips() {
     assert_eq!(status, 200);
     p.stop().await;
 }
+
+#[tokio::test]
+async fn upstreams_over_https_with_a_private_ca_and_over_h2c() {
+    // An https incumbent with a generated certificate, trusted through `tls_ca`.
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, cert.cert.pem()).unwrap();
+    let mut server_cfg = rustls::ServerConfig::builder_with_provider(
+        rustls::crypto::ring::default_provider().into(),
+    )
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into()),
+    )
+    .unwrap();
+    server_cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server_cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let https_port = listener.local_addr().unwrap().port();
+    let versions = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = versions.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, seen) = (acceptor.clone(), seen.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        seen.lock().unwrap().push(req.version());
+                        async {
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::from_static(b"secure"),
+                            )))
+                        }
+                    });
+                let _served = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+            });
+        }
+    });
+    let h2c = upstream().json(r#"{"h2c":true}"#).spawn().await;
+    let mut p = proxy(&format!(
+        "[[routes]]\nname = \"tls\"\npath_prefix = \"/tls\"\nincumbent = \"https://localhost:{https_port}\"\ntls_ca = \"{}\"\n\
+         [[routes]]\nname = \"h2c\"\npath_prefix = \"/h2c\"\nincumbent = \"{}\"\nhttp2 = true\n",
+        ca_path.display(),
+        h2c.url()
+    ))
+    .await;
+    let (status, _, body) = get(&p.url("/tls/x")).await;
+    assert_eq!((status.as_u16(), &body[..]), (200, &b"secure"[..]));
+    assert_eq!(
+        versions.lock().unwrap()[0],
+        http::Version::HTTP_2,
+        "ALPN negotiated h2"
+    );
+    let (status, _, _) = get(&p.url("/h2c/x")).await;
+    assert_eq!(status, 200);
+    assert_eq!(h2c.requests()[0].version, http::Version::HTTP_2);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn local_overload_is_503() {
+    let slow = upstream().delay(Duration::from_millis(800)).spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        dir.path(),
+        "",
+        &format!(
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/\"\nincumbent = \"{}\"\n",
+            slow.url()
+        ),
+    )
+    .replace(
+        "addr = \"127.0.0.1:0\"\n[admin]",
+        "addr = \"127.0.0.1:0\"\nmax_in_flight = 1\n[admin]",
+    );
+    let running = understudy::app::start(understudy::config::parse(&text).unwrap())
+        .await
+        .unwrap();
+    let first = tokio::spawn(get_owned(format!("http://{}/one", running.addr)));
+    // Wait until the first request holds the only slot (it reached the upstream).
+    assert!(eventually(|| !slow.requests().is_empty()).await);
+    let (status, _, body) = get(&format!("http://{}/two", running.addr)).await;
+    assert_eq!(status, 503);
+    assert_eq!(&body[..], b"proxy overloaded\n");
+    assert_eq!(first.await.unwrap(), 200);
+    running.stop().await;
+}
+
+async fn get_owned(url: String) -> u16 {
+    get(&url).await.0.as_u16()
+}

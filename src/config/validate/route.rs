@@ -82,8 +82,21 @@ fn route(c: &mut Checker<'_>, f: &RouteFile) -> Route {
         c.timeout("timeout", &f.timeout),
         c.timeout("connect_timeout", &f.connect_timeout),
     );
-    let incumbent = upstream(c, "incumbent", &f.incumbent, timeouts, f.http2);
-    let candidate = (f.candidate.as_ref()).map(|u| upstream(c, "candidate", u, timeouts, f.http2));
+    let tls_ca = f.tls_ca.as_ref().and_then(|p| {
+        std::fs::read(p.get_ref())
+            .map_err(|e| {
+                let msg = format!("cannot read {}: {e}", p.get_ref().display());
+                c.issue(p.span(), "tls_ca", msg);
+            })
+            .ok()
+    });
+    let opts = UpstreamOpts {
+        timeouts,
+        http2: f.http2,
+        tls_ca,
+    };
+    let incumbent = upstream(c, "incumbent", &f.incumbent, &opts);
+    let candidate = (f.candidate.as_ref()).map(|u| upstream(c, "candidate", u, &opts));
     let segment = f.segment.as_ref().and_then(|s| segment(c, s));
     let sticky =
         (f.sticky.as_ref()).and_then(|s| c.source("sticky", s.span(), s.get_ref().source_keys()));
@@ -110,13 +123,20 @@ fn route(c: &mut Checker<'_>, f: &RouteFile) -> Route {
     }
 }
 
+/// Settings both upstreams of a route share.
+struct UpstreamOpts {
+    timeouts: (Duration, Duration),
+    http2: bool,
+    tls_ca: Option<Vec<u8>>,
+}
+
 fn upstream(
     c: &mut Checker<'_>,
     field: &str,
     url: &Spanned<String>,
-    (timeout, connect_timeout): (Duration, Duration),
-    http2: bool,
+    opts: &UpstreamOpts,
 ) -> Upstream {
+    let (timeout, connect_timeout) = opts.timeouts;
     let UpstreamUrl { uri, base_path } = c.url(field, url).unwrap_or(UpstreamUrl {
         uri: http::Uri::default(),
         base_path: String::new(),
@@ -126,7 +146,8 @@ fn upstream(
         base_path,
         connect_timeout,
         timeout,
-        http2,
+        http2: opts.http2,
+        tls_ca: opts.tls_ca.clone(),
     }
 }
 

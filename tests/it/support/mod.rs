@@ -24,6 +24,7 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 /// What an upstream received.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    pub version: http::Version,
     pub method: http::Method,
     pub uri: http::Uri,
     pub headers: HeaderMap,
@@ -115,6 +116,7 @@ impl UpstreamBuilder {
                     .map(|b| b.to_bytes())
                     .unwrap_or_default();
                 seen.lock().unwrap().push(Seen {
+                    version: parts.version,
                     method: parts.method,
                     uri: parts.uri,
                     headers: parts.headers,
