@@ -12,6 +12,7 @@
 //!
 //! Environment: `LOAD_SECS` (per wrk run, default 3), `LOAD_REPS` (default 2),
 //! `LOAD_ONLY` (comma-separated scenario names; then BENCHMARKS.md is not written).
+//! A rewrite keeps BENCHMARKS.md's hand-written part, from its `## Notes` heading on.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -34,6 +35,8 @@ use tokio::net::TcpListener;
 const UNDERSTUDY: &str = env!("CARGO_BIN_EXE_understudy");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const CONNECTIONS: u32 = 32;
+/// Where the hand-written part of BENCHMARKS.md starts.
+const NOTES: &str = "## Notes";
 const ANSWER: &str = r#"{"request_id":"r-1","score":0.87,"label":"hot","model":"v1","reasons":["recent visit","enterprise domain","pricing page"],"items":[{"id":1,"w":0.5},{"id":2,"w":0.25},{"id":3,"w":0.125}]}"#;
 
 /// A candidate's behaviour.
@@ -805,7 +808,13 @@ fn main() {
     println!("{report}");
     if only.is_none() {
         let path = Path::new(ROOT).join("BENCHMARKS.md");
-        std::fs::write(&path, &report).expect("write BENCHMARKS.md");
+        // Hand-written notes (from "## Notes" on) survive a re-run.
+        let notes = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|old| old.find(NOTES).map(|i| old[i..].to_string()))
+            .unwrap_or_default();
+        let sep = if notes.is_empty() { "" } else { "\n" };
+        std::fs::write(&path, format!("{report}{sep}{notes}")).expect("write BENCHMARKS.md");
         eprintln!("wrote {}", path.display());
     }
 }
