@@ -18,7 +18,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How often expired exchanges are deleted.
 pub const RETENTION_EVERY: Duration = Duration::from_secs(600);
-/// While a batch fills, the queue is polled this often rather than waited on.
+/// Once a batch holds this many rows, the queue is polled rather than waited on...
+const POLL_AFTER: usize = 64;
+/// ...this often.
 const POLL: Duration = Duration::from_millis(5);
 /// Rows deleted per retention statement; each is its own short transaction.
 const PURGE_CHUNK: i64 = 2000;
@@ -143,10 +145,11 @@ impl Writer {
                     .min(next_purge)
                     .saturating_duration_since(now)
             };
-            // Idle (empty batch): block until a row comes. Filling a batch:
-            // poll every `POLL` instead, so a busy proxy's senders never pay
-            // a wake-up (a futex call) per row.
-            let received = if batch.is_empty() || purging {
+            // A small batch: block until a row comes (a flush is answered at
+            // once). Past `POLL_AFTER` rows the proxy is busy: poll every
+            // `POLL` instead, so its senders stop paying a wake-up (a futex
+            // call) per row.
+            let received = if batch.len() < POLL_AFTER || purging {
                 rx.recv_timeout(wait)
             } else {
                 match rx.try_recv() {
