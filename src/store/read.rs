@@ -279,7 +279,7 @@ pub fn events(
         };
         all.extend(read().map_err(Error::sqlite(path))?);
     }
-    all.sort_by(|a, b| (a.ts_ms, a.version).cmp(&(b.ts_ms, b.version)));
+    all.sort_by_key(|e| (e.ts_ms, e.version));
     all.dedup_by(|a, b| {
         a.ts_ms == b.ts_ms
             && a.route == b.route
