@@ -48,7 +48,7 @@ pub fn for_route(route: &crate::config::Route, tls: &rustls::ClientConfig) -> Op
 impl Judge {
     pub fn new(cfg: &JudgeCompare, tls: &rustls::ClientConfig) -> Judge {
         let mut parts = cfg.url.clone().into_parts();
-        let path = parts.path_and_query.take();
+        let path = parts.path_and_query.replace(PathAndQuery::from_static("/"));
         let base = http::Uri::from_parts(parts).unwrap_or_default();
         let upstream = Upstream {
             uri: base,
@@ -95,7 +95,10 @@ impl Judge {
                 .client
                 .send_within(req, self.timeout)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| match e {
+                    crate::proxy::Error::UpstreamTimeout { .. } => "timed out".to_string(),
+                    e => e.to_string(),
+                })?;
             let status = resp.status();
             let (bytes, _) = body::collect_capped(resp.into_body(), MAX_ANSWER)
                 .await

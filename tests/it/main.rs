@@ -9,5 +9,6 @@ mod support;
 mod check;
 mod mirror;
 mod proxy;
+mod report;
 mod shutdown;
 mod store;
