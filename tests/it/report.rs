@@ -58,10 +58,10 @@ async fn scorer(wrong_every: u64) -> loopback::Server {
     .await
 }
 
-fn db_rows(
-    db: &std::path::Path,
-    route: &str,
-) -> Vec<(String, String, String, Option<f64>, Option<String>)> {
+/// `(id, verdict, diff, score, skip_reason)` of one route's rows.
+type Row = (String, String, String, Option<f64>, Option<String>);
+
+fn db_rows(db: &std::path::Path, route: &str) -> Vec<Row> {
     let conn = rusqlite::Connection::open(db).unwrap();
     let mut stmt = conn
         .prepare(
