@@ -301,3 +301,47 @@ fn steps(c: &mut Checker<'_>, steps: &Spanned<Vec<f64>>) {
         return;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Compare, parse};
+
+    fn route(compare: &str) -> String {
+        format!(
+            "[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nincumbent = \"http://127.0.0.1:1\"\ncompare = {compare}\n"
+        )
+    }
+
+    #[test]
+    fn noise_keys() {
+        let c = parse(&route(
+            "{ mode = \"json\", noise = { secondary = \"http://127.0.0.1:2\" } }",
+        ))
+        .unwrap();
+        let Compare::Json(spec) = &c.routes[0].compare else {
+            panic!("json mode");
+        };
+        let noise = spec.noise.as_ref().unwrap();
+        assert_eq!(noise.sample, 1.0);
+        assert_eq!(noise.secondary.as_ref().unwrap().uri, "http://127.0.0.1:2/");
+        let c = parse(&route("{ noise = { sample = 0.05 } }")).unwrap();
+        let Compare::Json(spec) = &c.routes[0].compare else {
+            panic!("json mode");
+        };
+        assert!(spec.noise.as_ref().is_some_and(|n| n.secondary.is_none()));
+
+        for (compare, expected) in [
+            ("{ noise = {} }", "noise needs `secondary`"),
+            ("{ noise = { sample = 2.0 } }", "2 is outside 0..=1"),
+            ("{ noise = { secondary = \"ftp://x\" } }", "bad URL"),
+            ("{ noise = { smaple = 0.1 } }", "unknown field `smaple`"),
+            (
+                "{ mode = \"text\", noise = { sample = 0.1 } }",
+                "`noise` belongs to mode \"json\"",
+            ),
+        ] {
+            let err = parse(&route(compare)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{compare}: {err}");
+        }
+    }
+}
