@@ -5,17 +5,17 @@
 use super::render::{cells, counted, guard, ratings};
 use super::svg::{self, Bar, Curve, LatencyRow, PALETTE, esc};
 use super::{By, Decision, Line, Report, period};
-use crate::store::read::{DAY_MS, HOUR_MS};
+use crate::store::read::DAY_MS;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:32px auto;max-width:980px;color:#222;line-height:1.45}
+const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:32px auto;padding:0 24px;max-width:1100px;color:#222;line-height:1.45}
 h1{margin-bottom:4px}h2{margin-top:36px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .muted{color:#666}.cards{display:flex;flex-wrap:wrap;gap:12px}
 .card{border:1px solid #ddd;border-radius:8px;padding:12px 16px;min-width:200px;flex:1}
 .card .big{font-size:28px;font-weight:600}.pass{border-left:6px solid #009E73}
 .breach{border-left:6px solid #D55E00}.hold{border-left:6px solid #E69F00}
-table{border-collapse:collapse;font-size:13px;width:100%}th,td{border-bottom:1px solid #eee;padding:4px 6px;text-align:right}
+table{border-collapse:collapse;font-size:12px;width:100%}th,td{border-bottom:1px solid #eee;padding:4px 6px;text-align:right}
 th:nth-child(-n+3),td:nth-child(-n+3){text-align:left}th{background:#f6f6f6}code{font-size:12px}";
 
 /// What a decision means to a reader who does not know the guard.
@@ -130,28 +130,15 @@ fn charts(report: &Report, lines: &[&Line], out: &mut dyn Write) -> io::Result<(
     let (Some(first), Some(last)) = (report.first_ts, report.last_ts) else {
         return Ok(());
     };
-    // Days when the traffic spans more than three of them, else hours.
-    let bucket = if last - first > 3 * DAY_MS {
-        DAY_MS
-    } else {
-        HOUR_MS
-    };
+    let bucket = report.series_ms.max(1);
     let curves: Vec<Curve> = (report.series.iter())
-        .map(|s| {
-            let mut binned: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
-            for (t, h) in &s.hours {
-                let slot = binned.entry(t.div_euclid(bucket) * bucket).or_default();
-                slot.0 += h.matches;
-                slot.1 += h.decided;
-            }
-            Curve {
-                label: format!("{} · {}", s.route, s.segment),
-                color: color(&s.route, &s.segment),
-                points: (binned.into_iter())
-                    .filter(|(_, (_, n))| *n > 0)
-                    .map(|(t, (m, n))| (t + bucket / 2, m as f64 / n as f64))
-                    .collect(),
-            }
+        .map(|s| Curve {
+            label: format!("{} · {}", s.route, s.segment),
+            color: color(&s.route, &s.segment),
+            points: (s.points.iter())
+                .filter(|(_, p)| p.decided > 0)
+                .map(|(t, p)| (t + bucket / 2, p.matches as f64 / p.decided as f64))
+                .collect(),
         })
         .collect();
     let range = (
@@ -173,7 +160,7 @@ fn charts(report: &Report, lines: &[&Line], out: &mut dyn Write) -> io::Result<(
     writeln!(
         out,
         "<h2>Agreement over time</h2><p class=\"muted\">Per {}; dashed lines are rollout changes (a segment's share served by the candidate).</p>{}",
-        if bucket == DAY_MS { "day" } else { "hour" },
+        bucket_name(bucket),
         svg::over_time(&curves, &events, range, &ticks)
     )?;
     let rows: Vec<LatencyRow> = (lines.iter())
@@ -184,6 +171,17 @@ fn charts(report: &Report, lines: &[&Line], out: &mut dyn Write) -> io::Result<(
         })
         .collect();
     writeln!(out, "<h2>Response time</h2>{}", svg::latency(&rows))
+}
+
+/// `day`, `6 hours`, `hour`, `15 minutes`, ...
+fn bucket_name(ms: i64) -> String {
+    match ms {
+        DAY_MS => "day".into(),
+        m if m % 3_600_000 == 0 && m > 3_600_000 => format!("{} hours", m / 3_600_000),
+        3_600_000 => "hour".into(),
+        60_000 => "minute".into(),
+        m => format!("{} minutes", m / 60_000),
+    }
 }
 
 fn figures(report: &Report, out: &mut dyn Write) -> io::Result<()> {
@@ -207,7 +205,11 @@ fn figures(report: &Report, out: &mut dyn Write) -> io::Result<()> {
                 write!(out, "<td>{}</td>", esc(&cell))?;
             }
         }
-        writeln!(out, "<td>{}</td></tr>", esc(&ratings(&l.ratings)))?;
+        let feedback = l.ratings.mean.map_or_else(
+            || "–".to_string(),
+            |m| format!("{m:.1} avg of {}", l.ratings.count),
+        );
+        writeln!(out, "<td>{}</td></tr>", esc(&feedback))?;
     }
     writeln!(out, "</table>")
 }
@@ -215,17 +217,18 @@ fn figures(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 fn differences(report: &Report, lines: &[&Line], out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
-        "<h2>Where the candidate differs</h2><table><tr><th>route</th><th>segment</th><th>fields that differed most (count)</th><th>not compared (why)</th><th>safety hits</th></tr>"
+        "<h2>Where the candidate differs</h2><table><tr><th>route</th><th>segment</th><th>fields that differed most (count)</th><th>not compared (why)</th><th>safety hits</th><th>feedback</th></tr>"
     )?;
     for l in lines {
         writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td><td style=\"text-align:left\"><code>{}</code></td><td style=\"text-align:left\">{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td style=\"text-align:left\"><code>{}</code></td><td style=\"text-align:left\">{}</td><td>{}</td><td>{}</td></tr>",
             esc(&l.route),
             esc(&l.segment),
             esc(&counted(&l.top_diffs)),
             esc(&counted(&l.skip_reasons)),
-            l.safety_hits
+            l.safety_hits,
+            esc(&ratings(&l.ratings))
         )?;
     }
     writeln!(out, "</table>")?;

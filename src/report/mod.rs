@@ -118,7 +118,9 @@ pub struct Report {
     pub noise: Vec<NoiseRow>,
     /// Rollout events in the covered time.
     pub events: Vec<RolloutEvent>,
-    /// Agreement per route and segment over time (hourly buckets).
+    /// Length of a series bucket in ms (a minute to a day, by the time covered).
+    pub series_ms: i64,
+    /// Agreement per route and segment over time.
     pub series: Vec<Series>,
 }
 
@@ -127,8 +129,8 @@ pub struct Report {
 pub struct Series {
     pub route: String,
     pub segment: String,
-    /// `(hour start in unix ms, counts)`, ascending.
-    pub hours: Vec<(i64, read::Hour)>,
+    /// `(bucket start in unix ms, counts)`, ascending.
+    pub points: Vec<(i64, read::Point)>,
 }
 
 /// Reads the databases and computes the report.
@@ -147,12 +149,14 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
         since_ms,
         verdict: None,
     };
+    let bucket = read::time_range(&opts.dbs, since_ms)?
+        .map_or(read::HOUR_MS, |(a, b)| read::series_bucket(a, b));
     let Scan {
         groups,
-        hours,
+        series,
         first_ts,
         last_ts,
-    } = read::scan(&opts.dbs, &filter, opts.by.period_ms())?;
+    } = read::scan(&opts.dbs, &filter, opts.by.period_ms(), bucket)?;
     let weights = read::weights(&opts.dbs)?;
     let mut ratings = read::ratings(&opts.dbs, &filter)?;
     let lines = groups
@@ -171,12 +175,12 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
             line
         })
         .collect();
-    let series = hours
+    let series = series
         .into_iter()
         .map(|((route, segment), h)| Series {
             route,
             segment,
-            hours: h.into_iter().collect(),
+            points: h.into_iter().collect(),
         })
         .collect();
     Ok(Report {
@@ -191,6 +195,7 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
         lines,
         noise: read::noise(&opts.dbs, opts.route.as_deref())?,
         events: read::events(&opts.dbs, opts.route.as_deref(), since_ms)?,
+        series_ms: bucket,
         series,
     })
 }

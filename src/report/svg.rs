@@ -165,7 +165,7 @@ pub struct LatencyRow {
 /// Per segment two bars (incumbent grey, candidate blue) to p50, a whisker to
 /// p99 and a tick at p95.
 pub fn latency(rows: &[LatencyRow]) -> String {
-    let (left, width, row) = (190.0, 500.0, 44.0);
+    let (left, width, row) = (190.0, 420.0, 44.0);
     let max = rows
         .iter()
         .flat_map(|r| r.incumbent.iter().chain(&r.candidate))

@@ -9,7 +9,7 @@
 
 mod scan;
 
-pub use scan::{DAY_MS, Filter, HOUR_MS, Hour, Scan, SegmentStats, scan};
+pub use scan::{DAY_MS, Filter, HOUR_MS, Point, Scan, SegmentStats, scan, series_bucket};
 
 use super::events::RolloutEvent;
 use super::{Error, Result};
@@ -75,7 +75,7 @@ pub fn segment_stats(
         since_ms,
         ..Filter::default()
     };
-    Ok(scan(paths, &filter, None)?.groups)
+    Ok(scan(paths, &filter, None, HOUR_MS)?.groups)
 }
 
 const EXCHANGE_COLUMNS: &str = "id, ts, route, segment, served_by, method, path, query,
@@ -140,6 +140,26 @@ fn body(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<Vec<u8>>> {
         ValueRef::Integer(n) => Some(n.to_string().into_bytes()),
         ValueRef::Real(f) => Some(f.to_string().into_bytes()),
     })
+}
+
+/// The oldest and newest exchange at or after `since_ms` over every file
+/// (through the `ts` index: two lookups per file).
+pub fn time_range(paths: &[PathBuf], since_ms: Option<i64>) -> Result<Option<(i64, i64)>> {
+    let mut range: Option<(i64, i64)> = None;
+    for path in paths {
+        let conn = open_ro(path)?;
+        let found: (Option<i64>, Option<i64>) = conn
+            .query_row(
+                "SELECT MIN(ts), MAX(ts) FROM exchanges WHERE ts >= ?1",
+                [since_ms.unwrap_or(i64::MIN)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(Error::sqlite(path))?;
+        if let (Some(a), Some(b)) = found {
+            range = Some(range.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+        }
+    }
+    Ok(range)
 }
 
 /// Whether `conn` has table `name` (an older schema may not).

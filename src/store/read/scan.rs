@@ -81,9 +81,9 @@ impl SegmentStats {
     }
 }
 
-/// Agreement of one route and segment in one hour (for charts over time).
+/// Agreement of one route and segment in one time bucket (charts over time).
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
-pub struct Hour {
+pub struct Point {
     pub matches: u64,
     pub decided: u64,
     pub samples: u64,
@@ -94,8 +94,8 @@ pub struct Hour {
 pub struct Scan {
     /// Sorted by route, segment, period.
     pub groups: Vec<SegmentStats>,
-    /// (route, segment) → hour start (unix ms) → counts.
-    pub hours: BTreeMap<(String, String), BTreeMap<i64, Hour>>,
+    /// (route, segment) → bucket start (unix ms) → counts.
+    pub series: BTreeMap<(String, String), BTreeMap<i64, Point>>,
     /// The oldest and newest exchange seen.
     pub first_ts: Option<i64>,
     pub last_ts: Option<i64>,
@@ -103,6 +103,16 @@ pub struct Scan {
 
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// The series bucket for a time range: the first of one minute, five, a
+/// quarter hour, an hour, six hours or a day that gives at most 240 points.
+pub fn series_bucket(first: i64, last: i64) -> i64 {
+    let span = (last - first).max(0);
+    [60_000, 300_000, 900_000, HOUR_MS, 6 * HOUR_MS]
+        .into_iter()
+        .find(|b| span / b <= 240)
+        .unwrap_or(DAY_MS)
+}
 
 // The ORDER BY makes SQLite walk the covering index rather than the `ts` index
 // plus a lookup of every table row. `?n IS NULL OR ...` keeps one statement
@@ -116,8 +126,14 @@ const SCAN: &str = "SELECT route, segment, ts, verdict, incumbent_ms, candidate_
 type Key = (String, String, Option<i64>);
 
 /// One pass over every file in `paths`; groups by route and segment, and by
-/// periods of `period_ms` (UTC-aligned) when given.
-pub fn scan(paths: &[PathBuf], filter: &Filter, period_ms: Option<i64>) -> Result<Scan> {
+/// periods of `period_ms` (UTC-aligned) when given. The series over time uses
+/// buckets of `series_ms`.
+pub fn scan(
+    paths: &[PathBuf],
+    filter: &Filter,
+    period_ms: Option<i64>,
+    series_ms: i64,
+) -> Result<Scan> {
     let mut merged: BTreeMap<Key, SegmentStats> = BTreeMap::new();
     let mut out = Scan::default();
     for path in paths {
@@ -132,6 +148,7 @@ pub fn scan(paths: &[PathBuf], filter: &Filter, period_ms: Option<i64>) -> Resul
             .map_err(Error::sqlite(path))?;
         let mut state = State {
             period_ms,
+            series_ms: series_ms.max(1),
             cur: None,
             hour: None,
         };
@@ -150,11 +167,12 @@ pub fn scan(paths: &[PathBuf], filter: &Filter, period_ms: Option<i64>) -> Resul
     Ok(out)
 }
 
-/// The group and the hour being filled.
+/// The group and the series bucket being filled.
 struct State {
     period_ms: Option<i64>,
+    series_ms: i64,
     cur: Option<SegmentStats>,
-    hour: Option<(i64, Hour)>,
+    hour: Option<(i64, Point)>,
 }
 
 impl State {
@@ -172,7 +190,7 @@ impl State {
             .cur
             .as_ref()
             .is_some_and(|c| c.route == route && c.segment == segment);
-        let hour_start = ts.div_euclid(HOUR_MS) * HOUR_MS;
+        let hour_start = ts.div_euclid(self.series_ms) * self.series_ms;
         if !same_segment || self.hour.is_some_and(|(h, _)| h != hour_start) {
             self.flush_hour(out);
         }
@@ -189,7 +207,7 @@ impl State {
         }
         out.first_ts = Some(out.first_ts.map_or(ts, |f| f.min(ts)));
         out.last_ts = Some(out.last_ts.map_or(ts, |l| l.max(ts)));
-        let (_, hour) = self.hour.get_or_insert((hour_start, Hour::default()));
+        let (_, hour) = self.hour.get_or_insert((hour_start, Point::default()));
         let Some(s) = self.cur.as_mut() else {
             return Ok(());
         };
@@ -243,7 +261,7 @@ impl State {
             return;
         };
         let key = (cur.route.clone(), cur.segment.clone());
-        let slot = out.hours.entry(key).or_default().entry(start).or_default();
+        let slot = out.series.entry(key).or_default().entry(start).or_default();
         slot.matches += hour.matches;
         slot.decided += hour.decided;
         slot.samples += hour.samples;
