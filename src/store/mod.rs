@@ -206,7 +206,8 @@ impl Store {
         }
     }
 
-    /// The synchronous form of [`Store::flush`], for non-async callers.
+    /// The synchronous form of [`Store::flush`], for non-async callers (it
+    /// panics inside a tokio runtime, like every `blocking_recv`).
     pub fn flush_blocking(&self) {
         let Some(tx) = self.sender() else { return };
         let (done, wait) = tokio::sync::oneshot::channel();

@@ -210,6 +210,10 @@ fn the_file_is_in_wal_mode_and_migrate_is_idempotent() {
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
+    let page: i64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(page, 16384);
     schema::migrate(&mut conn).unwrap();
     schema::migrate(&mut conn).unwrap();
     let version: i64 = conn
