@@ -147,7 +147,8 @@ fn charts(report: &Report, lines: &[&Line], out: &mut dyn Write) -> io::Result<(
     );
     let by = if bucket == DAY_MS { By::Day } else { By::Hour };
     let steps = ((range.1 - range.0) / bucket).max(1);
-    let every = (steps / 8).max(1) * bucket;
+    // At most six labels: a date and time label is about 80 px wide.
+    let every = ((steps + 4) / 5).max(1) * bucket;
     let ticks: Vec<(i64, String)> = (0..=steps)
         .map(|k| range.0 + k * bucket)
         .filter(|t| (t - range.0) % every == 0)
