@@ -63,7 +63,6 @@ async fn route(proxy: &Proxy, auth: &auth::Auth, req: Request<Incoming>) -> Resp
     }
     match (&parts.method, parts.uri.path()) {
         (&Method::GET, "/metrics") => {
-            proxy.metrics.store_queue_depth.get();
             respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
