@@ -1,14 +1,19 @@
-//! A whole running Understudy: store, proxy listener and admin listener, and the
-//! order of a graceful stop: stop accepting → drain requests → finish settle
-//! tasks → flush every queued row.
+//! A whole running Understudy: store, rollout history, proxy listener and admin
+//! listener, config reloads, and the order of a graceful stop: stop accepting →
+//! drain requests → finish settle tasks → flush every queued row.
+//!
+//! A reload (SIGHUP, a change of the file, `POST /api/v1/reload`) builds a new
+//! runtime and swaps it in whole; an invalid file leaves the running one.
 
-use crate::admin;
-use crate::config::Config;
+use crate::admin::{self, auth::Auth};
+use crate::config::{self, Config};
 use crate::metrics::Metrics;
-use crate::proxy::{Proxy, server};
+use crate::proxy::{Proxy, Runtime, server};
+use crate::rollout;
 use crate::store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -24,6 +29,16 @@ pub enum Error {
     Store(#[from] crate::store::Error),
     #[error(transparent)]
     Tls(#[from] crate::tls::Error),
+    #[error("cannot restore the rollout state: {0}")]
+    Rollout(#[from] rollout::Error),
+}
+
+/// Start-time settings that do not come from the config file.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The admin bearer token. [`start`] reads it once from the environment
+    /// variable named by `admin.token_env`; tests pass it here.
+    pub admin_token: Option<String>,
 }
 
 /// A started Understudy. Dropping it does not stop it: call [`Running::stop`].
@@ -34,10 +49,18 @@ pub struct Running {
     stop_tx: watch::Sender<bool>,
     proxy_task: JoinHandle<()>,
     admin_task: JoinHandle<()>,
+    reload_task: Option<JoinHandle<()>>,
 }
 
-/// Opens the store, binds both listeners and starts serving.
+/// Opens the store, binds both listeners and starts serving, with the admin
+/// token from the environment.
 pub async fn start(config: Config) -> Result<Running, Error> {
+    let admin_token = std::env::var(&config.admin.token_env).ok();
+    start_with(config, Options { admin_token }).await
+}
+
+/// Like [`start`], with explicit [`Options`].
+pub async fn start_with(config: Config, options: Options) -> Result<Running, Error> {
     let config = Arc::new(config);
     let metrics = Metrics::new();
     let store = Store::open(&config.store, metrics.clone())?;
@@ -61,6 +84,13 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         source,
     })?;
     let proxy = Arc::new(Proxy::new(config.clone(), store, metrics));
+    for c in proxy
+        .rollout
+        .attach(&config.store.path, &config, &proxy.metrics)?
+    {
+        tracing::info!(route = %c.route, segment = %c.segment, from = c.from, to = c.to, "Config weight applied");
+    }
+    let auth = Arc::new(Auth::new(options.admin_token, admin_addr));
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _closed = rx.wait_for(|s| *s).await;
@@ -76,8 +106,13 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let admin_task = tokio::spawn(admin::serve(
         proxy.clone(),
         admin_listener,
-        stopped(stop_rx),
+        auth,
+        stopped(stop_rx.clone()),
     ));
+    let reload_task = config
+        .source
+        .clone()
+        .map(|path| tokio::spawn(watch(proxy.clone(), path, stopped(stop_rx))));
     tracing::info!(%addr, %admin_addr, routes = config.routes.len(), "Understudy listening");
     Ok(Running {
         proxy,
@@ -86,7 +121,86 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         stop_tx,
         proxy_task,
         admin_task,
+        reload_task,
     })
+}
+
+/// Why a reload was refused; the running config stays in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the running config was not loaded from a file: nothing to reload")]
+    NoSource,
+    #[error("{0} (the running config stays)")]
+    Invalid(String),
+    #[error(transparent)]
+    Rollout(#[from] rollout::Error),
+}
+
+/// Reloads the config file: swaps in a new runtime and applies (and audits as
+/// `config`) initial weights that changed. Listener and store settings need a restart.
+pub fn reload(proxy: &Proxy) -> Result<Vec<rollout::Change>, ReloadError> {
+    let current = proxy.runtime().config.clone();
+    let Some(path) = current.source.clone() else {
+        return Err(ReloadError::NoSource);
+    };
+    let count = |result: &str| {
+        proxy
+            .metrics
+            .config_reloads
+            .with_label_values(&[result])
+            .inc()
+    };
+    let next = match config::load(&path) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            count("error");
+            let message = e.located(&path.display().to_string()).to_string();
+            tracing::error!(%message, "Config reload rejected");
+            return Err(ReloadError::Invalid(message));
+        }
+    };
+    if next.listen.addr != current.listen.addr
+        || next.admin.addr != current.admin.addr
+        || next.store.path != current.store.path
+    {
+        tracing::warn!("listen, admin and store changes take effect at the next restart");
+    }
+    proxy.swap_runtime(Runtime::new(next.clone()));
+    let changes = proxy
+        .rollout
+        .reconcile(&next, &proxy.metrics)
+        .inspect_err(|_| count("error"))?;
+    count("ok");
+    tracing::info!(path = %path.display(), changes = changes.len(), "Config reloaded");
+    Ok(changes)
+}
+
+/// Reloads on SIGHUP and when the file's modification time changes (polled).
+async fn watch(proxy: Arc<Proxy>, path: std::path::PathBuf, stop: impl Future<Output = ()>) {
+    const POLL: Duration = Duration::from_secs(1);
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut seen: Option<SystemTime> = modified(&path);
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let hangup = async |hup: &mut Option<tokio::signal::unix::Signal>| match hup {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    };
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(POLL);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = hangup(&mut hup) => {}
+            _ = tick.tick() => {
+                if modified(&path) == seen {
+                    continue;
+                }
+            }
+        }
+        // Errors are logged and counted inside.
+        let _result = reload(&proxy);
+        seen = modified(&path);
+    }
 }
 
 impl Running {
@@ -102,6 +216,9 @@ impl Running {
                 left = self.proxy.tasks.running(),
                 "Settle tasks still running at stop"
             );
+        }
+        if let Some(t) = self.reload_task {
+            t.abort();
         }
         self.proxy.store.close_async().await;
         if let Err(e) = self.admin_task.await {

@@ -34,8 +34,8 @@ pub enum Command {
         /// Where the demo writes its exchange log.
         #[arg(long, default_value = "understudy-demo.db")]
         db: PathBuf,
-        /// Requests to send.
-        #[arg(long, default_value_t = 3000)]
+        /// At most this many requests; the demo stops once the guard has settled both canaries.
+        #[arg(long, default_value_t = 20000)]
         requests: usize,
     },
     /// Agreement per route and segment from one or more exchange logs.
@@ -94,6 +94,65 @@ pub enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Current weights, guard state and last events of a running proxy.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Change a segment's weight on a running proxy (in effect for the next request).
+    Promote {
+        /// The route.
+        route: String,
+        /// The segment (`default` is the weight of segments without their own).
+        #[arg(long, default_value = "default")]
+        segment: String,
+        /// The new weight in percent (0..=100, 0.001 resolution).
+        #[arg(long, required_unless_present = "next", conflicts_with = "next")]
+        to: Option<f64>,
+        /// The next step of the route's guard.steps.
+        #[arg(long)]
+        next: bool,
+        /// Why; it goes into the audit trail.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Set a segment's weight to 0 (or --to W) at once on a running proxy.
+    Rollback {
+        /// The route.
+        route: String,
+        /// The segment (`default` is the weight of segments without their own).
+        #[arg(long, default_value = "default")]
+        segment: String,
+        /// The weight to go back to.
+        #[arg(long, default_value_t = 0.0)]
+        to: f64,
+        /// Why; it goes into the audit trail.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// The rollout history of a running proxy (every weight change, who and why).
+    Audit {
+        /// Only this route.
+        #[arg(long)]
+        route: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// Where the running proxy's admin API is.
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// The admin API address (host:port). Default: the config's admin.addr.
+    #[arg(long)]
+    pub admin: Option<String>,
+    /// The config file (for the default --admin and the token's variable).
+    #[arg(short, long, default_value = "proxy.toml")]
+    pub config: PathBuf,
 }
 
 /// Which exchange logs to read.
@@ -204,7 +263,47 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status { admin } => ops(&admin, async |a, out| a.status(out).await),
+        Command::Promote {
+            route,
+            segment,
+            to,
+            next,
+            reason,
+            admin,
+        } => {
+            let target = match (to, next) {
+                (Some(w), _) => crate::ops::Target::To(w),
+                (None, _) => crate::ops::Target::Next,
+            };
+            ops(&admin, async |a, out| {
+                a.set_weight(&route, &segment, target, &reason, out).await
+            })
+        }
+        Command::Rollback {
+            route,
+            segment,
+            to,
+            reason,
+            admin,
+        } => ops(&admin, async |a, out| {
+            let target = crate::ops::Target::To(to);
+            a.set_weight(&route, &segment, target, &reason, out).await
+        }),
+        Command::Audit { route, admin } => {
+            ops(&admin, async |a, out| a.audit(route.as_deref(), out).await)
+        }
     }
+}
+
+/// Runs one admin API client command against the running proxy.
+fn ops(
+    args: &AdminArgs,
+    f: impl AsyncFnOnce(&crate::ops::Admin, &mut dyn std::io::Write) -> anyhow::Result<()>,
+) -> anyhow::Result<ExitCode> {
+    let admin = crate::ops::Admin::resolve(args.admin.as_deref(), &args.config)?;
+    tokio_runtime()?.block_on(f(&admin, &mut std::io::stdout()))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Loads a config; its problems are the user's (exit 1), printed one per line.
@@ -264,6 +363,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<crate::report::Error>()
             || e.is::<crate::export::Error>()
             || e.is::<crate::store::Error>()
-    });
+    }) || err
+        .downcast_ref::<crate::ops::Error>()
+        .is_some_and(crate::ops::Error::is_user);
     if user { 1 } else { 2 }
 }

@@ -26,6 +26,7 @@ pub mod export;
 pub mod loopback;
 pub mod metrics;
 pub mod mirror;
+pub mod ops;
 pub mod pointer;
 pub mod proxy;
 pub mod report;

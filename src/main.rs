@@ -8,6 +8,8 @@ fn main() -> ExitCode {
     let cli = understudy::cli::Cli::parse();
     let default_level = match cli.command {
         understudy::cli::Command::Serve { .. } => "info",
+        // The demo prints its own story; guard warnings would interleave with it.
+        understudy::cli::Command::Demo { .. } => "error",
         _ => "warn",
     };
     tracing_subscriber::fmt()

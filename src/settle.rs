@@ -8,6 +8,7 @@ use crate::config::Side;
 use crate::exchange::Exchange;
 use crate::mirror::{ShadowCall, SkipReason};
 use crate::proxy::{Proxy, RouteRuntime};
+use crate::rollout::guard;
 use crate::segment;
 use crate::store::Record;
 use std::sync::Arc;
@@ -71,6 +72,15 @@ impl Settle {
                 .with_label_values(&[&cfg.name, label])
                 .inc();
         }
+        let ms = |o: &Option<Observation>| o.as_ref().map(|o| o.latency.as_secs_f64() * 1000.0);
+        let sample = guard::Sample {
+            at: std::time::Instant::now(),
+            verdict: outcome.verdict,
+            safety: safety.is_some(),
+            incumbent_ms: ms(&incumbent),
+            candidate_ms: ms(&candidate),
+        };
+        proxy.rollout.observe(cfg, label, sample, metrics);
         let rt = proxy.runtime();
         let mut rec = Record {
             id: ex.id,

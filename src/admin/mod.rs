@@ -1,7 +1,10 @@
-//! The admin listener: metrics, health and (later) the rollout API.
+//! The admin listener: metrics, health and the rollout API ([`api`]).
 //!
 //! A small `(method, path)` match; it shares nothing with the proxy listener
-//! but the `Proxy` state.
+//! but the `Proxy` state. Mutating calls pass [`auth::Auth`] first.
+
+pub mod api;
+pub mod auth;
 
 use crate::proxy::Proxy;
 use crate::proxy::body::ProxyBody;
@@ -16,7 +19,12 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 /// Serves the admin API until `stop` resolves.
-pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, stop: impl Future<Output = ()>) {
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    auth: Arc<auth::Auth>,
+    stop: impl Future<Output = ()>,
+) {
     tokio::pin!(stop);
     loop {
         let (stream, _peer) = tokio::select! {
@@ -30,10 +38,12 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, stop: impl Future<O
             () = &mut stop => return,
         };
         let proxy = proxy.clone();
+        let auth = auth.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let proxy = proxy.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&proxy, req).await) }
+                let auth = auth.clone();
+                async move { Ok::<_, std::convert::Infallible>(route(&proxy, &auth, req).await) }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
             if let Err(e) = builder
@@ -46,17 +56,17 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, stop: impl Future<O
     }
 }
 
-async fn route(proxy: &Proxy, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn route(proxy: &Proxy, auth: &auth::Auth, req: Request<Incoming>) -> Response<ProxyBody> {
     let (parts, body) = req.into_parts();
+    if parts.uri.path().starts_with("/api/v1/") {
+        return api::handle(proxy, auth, &parts, body).await;
+    }
     match (&parts.method, parts.uri.path()) {
-        (&Method::GET, "/metrics") => {
-            proxy.metrics.store_queue_depth.get();
-            respond(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                proxy.metrics.encode(),
-            )
-        }
+        (&Method::GET, "/metrics") => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            proxy.metrics.encode(),
+        ),
         (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => respond(StatusCode::OK, "text/plain", "ready\n"),
         _ => {
@@ -70,7 +80,7 @@ async fn route(proxy: &Proxy, req: Request<Incoming>) -> Response<ProxyBody> {
     }
 }
 
-fn respond(
+pub(crate) fn respond(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,

@@ -40,13 +40,17 @@ pub fn lead(rng: &mut impl Rng) -> Lead {
     }
 }
 
-/// Sends `n` leads to `proxy` (16 at a time); returns how many got a 2xx.
-pub async fn send(proxy: SocketAddr, n: usize, seed: u64, bar: &ProgressBar) -> usize {
-    bar.set_length(n as u64);
-    bar.set_style(
+/// A progress bar for `n` requests in the demo's style.
+pub fn bar(n: usize) -> ProgressBar {
+    ProgressBar::new(n as u64).with_style(
         ProgressStyle::with_template("  {bar:40} {pos}/{len} requests  {per_sec}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    )
+}
+
+/// Sends `n` leads to `proxy` (16 at a time); returns how many got a 2xx.
+/// Each request advances `bar` by one.
+pub async fn send(proxy: SocketAddr, n: usize, seed: u64, bar: &ProgressBar) -> usize {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let next = Arc::new(AtomicUsize::new(0));
     let ok = Arc::new(AtomicUsize::new(0));

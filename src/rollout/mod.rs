@@ -2,52 +2,73 @@
 //! and the decision of who serves an exchange.
 //!
 //! Weights are an immutable snapshot swapped on change, so a request reads them
-//! without waiting for a writer.
+//! without waiting for a writer. Every change goes through [`state`], which
+//! appends it to `rollout_events` before it takes effect.
 
 pub mod bucket;
+mod feed;
+pub mod guard;
+pub mod state;
 
 use crate::config::{Config, Route, Side};
 use crate::segment;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+
+pub use state::{Actor, Change, Error};
 
 /// Weights of one route.
 #[derive(Debug, Clone, Default)]
 pub struct RouteState {
+    /// Weight of segments without one of their own (segment name `default`).
     pub default: f64,
     pub segments: HashMap<String, f64>,
     pub mirror: bool,
 }
 
 impl RouteState {
+    /// The weight of a segment name (`default` is the route's default weight).
     pub fn weight(&self, segment: &str) -> f64 {
+        if segment == segment::DEFAULT {
+            return self.default;
+        }
         self.segments.get(segment).copied().unwrap_or(self.default)
+    }
+
+    /// The weight a request of raw segment `raw` (metric label `label`) gets:
+    /// its own entry, else its label's (`other`), else the default.
+    pub fn weight_for(&self, raw: &str, label: &str) -> f64 {
+        self.segments
+            .get(raw)
+            .or_else(|| self.segments.get(label))
+            .copied()
+            .unwrap_or(self.default)
+    }
+
+    fn set(&mut self, segment: &str, weight: f64) {
+        if segment == segment::DEFAULT {
+            self.default = weight;
+        } else {
+            self.segments.insert(segment.to_string(), weight);
+        }
     }
 }
 
-/// The live rollout state of every route.
+/// The live rollout state of every route, its ledger and its guards.
 #[derive(Default)]
 pub struct Rollout {
     state: RwLock<Arc<HashMap<String, RouteState>>>,
+    /// The `rollout_events` connection; `None` until [`Rollout::attach`].
+    ledger: Mutex<Option<rusqlite::Connection>>,
+    guards: Mutex<HashMap<(String, String), guard::SegmentGuard>>,
 }
 
 impl Rollout {
-    /// The initial state from the config.
+    /// The initial state from the config (before the history is applied).
     pub fn from_config(config: &Config) -> Rollout {
-        let state = config
-            .routes
-            .iter()
-            .map(|r| {
-                let rs = RouteState {
-                    default: r.rollout.default,
-                    segments: r.rollout.segments.clone().into_iter().collect(),
-                    mirror: r.mirror.enabled,
-                };
-                (r.name.clone(), rs)
-            })
-            .collect();
         Rollout {
-            state: RwLock::new(Arc::new(state)),
+            state: RwLock::new(Arc::new(state::initial(config))),
+            ..Rollout::default()
         }
     }
 
@@ -88,10 +109,11 @@ impl Rollout {
         if let Some(side) = rule {
             return side;
         }
+        let label = segment::label(route.segment.as_ref(), segment);
         let weight = self
             .snapshot()
             .get(&route.name)
-            .map_or(0.0, |s| s.weight(segment));
+            .map_or(0.0, |s| s.weight_for(segment, label));
         if weight <= 0.0 {
             return Side::Incumbent;
         }
@@ -117,4 +139,11 @@ pub fn rule_for(
         let value = segment::extract(&rule.source, parts, body)?;
         rule.values.contains(&value).then_some(rule.serve)
     })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }

@@ -6,9 +6,11 @@
 
 mod support;
 
+mod admin;
 mod check;
 mod mirror;
 mod proxy;
 mod report;
+mod rollout;
 mod shutdown;
 mod store;

@@ -1,0 +1,290 @@
+//! The rollout API (SPEC §7): routes and their guards, weight and kill-switch
+//! changes, the audit trail, feedback and reload. JSON in, JSON out; errors
+//! are `{"error": "..."}` with 400, 401, 403, 404 or 409.
+//!
+//! Every mutating call passes [`Auth::check`] before it reads its body.
+
+use super::auth::{Auth, Refusal};
+use super::respond;
+use crate::proxy::Proxy;
+use crate::proxy::body::ProxyBody;
+use crate::rollout::{self, Actor, guard, state};
+use crate::segment;
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Header a client sets to be audited as something other than `api` (the CLI sends `cli`).
+pub const ACTOR_HEADER: &str = "x-understudy-actor";
+const MAX_BODY: usize = 64 * 1024;
+
+/// An API failure: its status and message.
+struct Failure(StatusCode, String);
+
+type Answer = Result<(StatusCode, Value), Failure>;
+
+/// Handles a request under `/api/v1/`.
+pub async fn handle(
+    proxy: &Proxy,
+    auth: &Auth,
+    parts: &Parts,
+    body: Incoming,
+) -> Response<ProxyBody> {
+    let path = parts.uri.path().strip_prefix("/api/v1/").unwrap_or("");
+    let segments: Vec<&str> = path.split('/').collect();
+    let answer = match (&parts.method, segments.as_slice()) {
+        (&Method::GET, ["routes"]) => Ok((StatusCode::OK, routes(proxy))),
+        (&Method::GET, ["audit"]) => audit(proxy, parts),
+        (&Method::POST, ["routes", route, "weights"]) => {
+            mutate(auth, parts, body, |b| weights(proxy, parts, route, b)).await
+        }
+        (&Method::POST, ["feedback"]) => mutate(auth, parts, body, |b| feedback(proxy, b)).await,
+        (&Method::POST, ["reload"]) => mutate(auth, parts, body, |_| reload(proxy)).await,
+        _ => Err(Failure(
+            StatusCode::NOT_FOUND,
+            format!("no API endpoint {} {}", parts.method, parts.uri.path()),
+        )),
+    };
+    let (status, value) = match answer {
+        Ok(pair) => pair,
+        Err(Failure(status, message)) => (status, json!({ "error": message })),
+    };
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_else(|_| "{}".into());
+    text.push('\n');
+    respond(status, "application/json", text)
+}
+
+async fn mutate(
+    auth: &Auth,
+    parts: &Parts,
+    body: Incoming,
+    f: impl FnOnce(Bytes) -> Answer,
+) -> Answer {
+    if let Err(refusal) = auth.check(&parts.headers) {
+        let status = match refusal {
+            Refusal::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+        };
+        return Err(Failure(status, refusal.to_string()));
+    }
+    let bytes = Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            Failure(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            )
+        })?
+        .to_bytes();
+    f(bytes)
+}
+
+fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8], shape: &str) -> Result<T, Failure> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Failure(
+            StatusCode::BAD_REQUEST,
+            format!("invalid JSON body ({e}); expected {shape}"),
+        )
+    })
+}
+
+fn rollout_failure(e: &rollout::Error) -> Failure {
+    let status = match e {
+        state::Error::UnknownRoute { .. } | state::Error::UnknownSegment { .. } => {
+            StatusCode::NOT_FOUND
+        }
+        state::Error::BadWeight(_) => StatusCode::BAD_REQUEST,
+        state::Error::Unchanged { .. } => StatusCode::CONFLICT,
+        state::Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    Failure(status, e.to_string())
+}
+
+/// Weights, mirror switch and guard state of every route and segment.
+pub fn routes(proxy: &Proxy) -> Value {
+    let rt = proxy.runtime();
+    let live = proxy.rollout.snapshot();
+    let routes: Vec<Value> = rt
+        .config
+        .routes
+        .iter()
+        .map(|route| {
+            let rs = live.get(&route.name).cloned().unwrap_or_default();
+            let mut names = state::known_segments(route);
+            let extra = rs
+                .segments
+                .keys()
+                .cloned()
+                .chain(proxy.rollout.guarded_segments(&route.name));
+            for name in extra {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            let segments: Vec<Value> = names
+                .iter()
+                .map(|name| {
+                    let guard = proxy.rollout.guard_status(&route.name, name).map(
+                        |(figures, decision, passing)| {
+                            json!({
+                                "decision": decision.as_str(),
+                                "reason": match decision {
+                                    guard::Decision::Breach(r) => Some(r.as_str()),
+                                    _ => None,
+                                },
+                                "passing_for_s": passing.map(|d| d.as_secs_f64()),
+                                "figures": figures,
+                            })
+                        },
+                    );
+                    json!({ "segment": name, "weight": rs.weight(name), "guard": guard })
+                })
+                .collect();
+            let g = &route.guard;
+            json!({
+                "route": route.name,
+                "mirror": if rs.mirror { "on" } else { "off" },
+                "has_candidate": route.candidate.is_some(),
+                "guard_config": {
+                    "min_samples": g.min_samples,
+                    "min_agreement": g.min_agreement,
+                    "max_candidate_error_rate": g.max_candidate_error_rate,
+                    "max_latency_ratio": g.max_latency_ratio,
+                    "auto_promote": g.auto_promote,
+                    "steps": g.steps,
+                    "hold_s": g.hold.as_secs_f64(),
+                },
+                "segments": segments,
+            })
+        })
+        .collect();
+    json!({ "routes": routes })
+}
+
+fn audit(proxy: &Proxy, parts: &Parts) -> Answer {
+    let query = parts.uri.query().unwrap_or("");
+    let route = segment::query_param(query, "route");
+    let limit = match segment::query_param(query, "limit") {
+        None => 1000,
+        Some(l) => l.parse().map_err(|_| {
+            Failure(
+                StatusCode::BAD_REQUEST,
+                format!("limit {l:?} is not a count"),
+            )
+        })?,
+    };
+    let events = proxy
+        .rollout
+        .history(route.as_deref(), limit)
+        .map_err(|e| rollout_failure(&e))?;
+    let events: Vec<Value> = events
+        .into_iter()
+        .map(|e| {
+            json!({
+                "version": e.version, "ts": e.ts_ms, "route": e.route, "segment": e.segment,
+                "from": e.from_weight, "to": e.to_weight, "mirror": e.mirror,
+                "actor": e.actor, "reason": e.reason,
+            })
+        })
+        .collect();
+    Ok((StatusCode::OK, json!({ "events": events })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeightBody {
+    segment: Option<String>,
+    weight: Option<f64>,
+    mirror: Option<String>,
+    reason: Option<String>,
+}
+
+fn weights(proxy: &Proxy, parts: &Parts, route: &str, bytes: Bytes) -> Answer {
+    const SHAPE: &str = r#"{"segment": "...", "weight": 5.0, "reason": "..."} or {"mirror": "on"|"off", "reason": "..."}"#;
+    let body: WeightBody = parse(&bytes, SHAPE)?;
+    let actor = match parts.headers.get(ACTOR_HEADER).map(|v| v.as_bytes()) {
+        Some(b"cli") => Actor::Cli,
+        _ => Actor::Api,
+    };
+    let rt = proxy.runtime();
+    let route = state::find_route(&rt.config, route).map_err(|e| rollout_failure(&e))?;
+    let reason = body.reason.unwrap_or_default();
+    if reason.trim().is_empty() {
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            "a reason is required: it goes into the audit trail".into(),
+        ));
+    }
+    let change = match (body.weight, body.mirror.as_deref()) {
+        (Some(w), None) => {
+            let segment = body.segment.unwrap_or_else(|| segment::DEFAULT.into());
+            proxy
+                .rollout
+                .set_weight(route, &segment, w, actor, &reason, &proxy.metrics)
+        }
+        (None, Some(m @ ("on" | "off"))) => {
+            proxy.rollout.set_mirror(route, m == "on", actor, &reason)
+        }
+        _ => {
+            return Err(Failure(
+                StatusCode::BAD_REQUEST,
+                format!("give either a weight or mirror = \"on\"|\"off\": {SHAPE}"),
+            ));
+        }
+    }
+    .map_err(|e| rollout_failure(&e))?;
+    Ok((StatusCode::OK, json!({ "change": change })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackBody {
+    exchange_id: String,
+    rating: i64,
+    #[serde(default)]
+    comment: String,
+}
+
+fn feedback(proxy: &Proxy, bytes: Bytes) -> Answer {
+    let body: FeedbackBody = parse(
+        &bytes,
+        r#"{"exchange_id": "...", "rating": 1, "comment": "..."}"#,
+    )?;
+    let conn = crate::store::events::open(proxy.store.path())
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    match crate::store::events::insert_feedback(
+        &conn,
+        &body.exchange_id,
+        body.rating,
+        &body.comment,
+    ) {
+        Ok(()) => Ok((StatusCode::CREATED, json!({ "ok": true }))),
+        Err(e @ crate::store::Error::UnknownExchange { .. }) => {
+            Err(Failure(StatusCode::NOT_FOUND, e.to_string()))
+        }
+        Err(e) => Err(Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+fn reload(proxy: &Proxy) -> Answer {
+    match crate::app::reload(proxy) {
+        Ok(changes) => Ok((
+            StatusCode::OK,
+            json!({ "reloaded": true, "changes": changes }),
+        )),
+        Err(e @ crate::app::ReloadError::NoSource) => {
+            Err(Failure(StatusCode::CONFLICT, e.to_string()))
+        }
+        Err(e @ crate::app::ReloadError::Invalid(_)) => {
+            Err(Failure(StatusCode::BAD_REQUEST, e.to_string()))
+        }
+        Err(e @ crate::app::ReloadError::Rollout(_)) => {
+            Err(Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The guard feed: each settled exchange goes to its segment's guard, and a
+//! guard's decision becomes a weight change like any other (recorded first).
+//!
+//! Called from the settle task, never from the client's path.
+
+use super::guard::{Decision, Figures, Sample};
+use super::state::Actor;
+use super::{Rollout, lock};
+use crate::config::Route;
+use crate::metrics::Metrics;
+use std::time::{Duration, Instant};
+
+impl Rollout {
+    /// Feeds one settled exchange to its segment's guard and applies what the
+    /// guard decides: a breach steps the weight back, a long enough pass steps it up.
+    pub fn observe(&self, route: &Route, label: &str, sample: Sample, metrics: &Metrics) {
+        let weight = self.route(&route.name).map_or(0.0, |s| s.weight(label));
+        let (action, agreement) = {
+            let mut guards = lock(&self.guards);
+            let g = guards
+                .entry((route.name.clone(), label.to_string()))
+                .or_default();
+            let action = g.observe(&route.guard, sample, weight);
+            (action, g.agreement())
+        };
+        if let Some(a) = agreement {
+            metrics
+                .agreement_ratio
+                .with_label_values(&[&route.name, label])
+                .set(a);
+        }
+        let Some(action) = action else { return };
+        if let Some(reason) = action.breach {
+            metrics
+                .guard_trips
+                .with_label_values(&[&route.name, label, reason.as_str()])
+                .inc();
+            tracing::warn!(route = %route.name, segment = label, reason = %action.reason, "Guard breach");
+        }
+        if let Err(e) = self.set_weight(
+            route,
+            label,
+            action.to,
+            Actor::Guard,
+            &action.reason,
+            metrics,
+        ) {
+            tracing::error!(route = %route.name, segment = label, error = %e, "Guard could not change the weight");
+        }
+    }
+
+    /// The guard's latest figures and decision for a segment, and how long it has passed.
+    pub fn guard_status(
+        &self,
+        route: &str,
+        segment: &str,
+    ) -> Option<(Figures, Decision, Option<Duration>)> {
+        lock(&self.guards)
+            .get(&(route.to_string(), segment.to_string()))
+            .and_then(|g| g.status(Instant::now()))
+    }
+
+    /// Segments a guard has seen on a route.
+    pub fn guarded_segments(&self, route: &str) -> Vec<String> {
+        let mut v: Vec<_> = lock(&self.guards)
+            .keys()
+            .filter(|(r, _)| r == route)
+            .map(|(_, s)| s.clone())
+            .collect();
+        v.sort();
+        v
+    }
+}

@@ -1,0 +1,318 @@
+//! Guards (SPEC §3): a sliding window of comparisons per route and segment,
+//! and the asymmetric decision breach / pass / hold drawn from it.
+//!
+//! Pure: no IO, no tokio, the clock is passed in. Noise must neither promote
+//! nor roll back: a breach needs the Wilson 95 % *upper* bound of agreement
+//! below `min_agreement` (or errors, latency or safety clearly bad), a pass
+//! needs the *lower* bound at or above it; everything between holds.
+
+use crate::compare::Verdict;
+use crate::config::{Guard, OnBreach, Window};
+use crate::report::stats::{Z95, percentile, wilson};
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// What one settled exchange tells the guard.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub at: Instant,
+    pub verdict: Verdict,
+    /// The candidate's body hit a safety deny pattern.
+    pub safety: bool,
+    pub incumbent_ms: Option<f64>,
+    pub candidate_ms: Option<f64>,
+}
+
+impl Sample {
+    /// Whether the sample counts at all: a comparison (match, mismatch,
+    /// candidate error) or a safety hit. Incumbent errors and skips say
+    /// nothing about the candidate.
+    pub fn counts(&self) -> bool {
+        self.safety
+            || matches!(
+                self.verdict,
+                Verdict::Match | Verdict::Mismatch | Verdict::CandidateError
+            )
+    }
+}
+
+/// Why a guard breached; a `guard_trips_total` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Agreement,
+    CandidateErrors,
+    Latency,
+    Safety,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Agreement => "agreement",
+            Reason::CandidateErrors => "candidate_errors",
+            Reason::Latency => "latency",
+            Reason::Safety => "safety",
+        }
+    }
+}
+
+/// The guard's verdict on a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "decision", content = "reason")]
+pub enum Decision {
+    Breach(Reason),
+    Pass,
+    Hold,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Breach(_) => "breach",
+            Decision::Pass => "pass",
+            Decision::Hold => "hold",
+        }
+    }
+}
+
+/// The numbers behind a decision, as shown by the API and written in audit reasons.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Figures {
+    /// Comparisons in the window (matches, mismatches, candidate errors).
+    pub samples: u64,
+    pub matches: u64,
+    pub mismatches: u64,
+    pub candidate_errors: u64,
+    pub safety_events: u64,
+    /// Matches among matches and mismatches; `None` before any.
+    pub agreement: Option<f64>,
+    /// Wilson 95 % bounds of agreement.
+    pub agreement_lower: f64,
+    pub agreement_upper: f64,
+    pub error_rate: Option<f64>,
+    pub error_rate_lower: f64,
+    /// Candidate p99 / incumbent p99, when both are known.
+    pub latency_ratio: Option<f64>,
+}
+
+impl std::fmt::Display for Figures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.agreement {
+            Some(a) => write!(
+                f,
+                "agreement {:.3} [{:.3}, {:.3}]",
+                a, self.agreement_lower, self.agreement_upper
+            )?,
+            None => write!(f, "agreement n/a")?,
+        }
+        write!(
+            f,
+            " over {} samples, candidate errors {:.1} %",
+            self.samples,
+            self.error_rate.unwrap_or(0.0) * 100.0
+        )?;
+        if let Some(r) = self.latency_ratio {
+            write!(f, ", p99 ratio {r:.2}")?;
+        }
+        if self.safety_events > 0 {
+            write!(f, ", {} safety event(s)", self.safety_events)?;
+        }
+        Ok(())
+    }
+}
+
+/// Computes the figures and the decision for a window.
+pub fn evaluate(cfg: &Guard, samples: &VecDeque<Sample>) -> (Figures, Decision) {
+    let mut f = Figures::default();
+    let (mut inc, mut cand) = (Vec::new(), Vec::new());
+    for s in samples {
+        match s.verdict {
+            Verdict::Match => f.matches += 1,
+            Verdict::Mismatch => f.mismatches += 1,
+            Verdict::CandidateError => f.candidate_errors += 1,
+            Verdict::IncumbentError | Verdict::Skipped => {}
+        }
+        f.safety_events += u64::from(s.safety);
+        if cfg.max_latency_ratio.is_some() {
+            inc.extend(s.incumbent_ms);
+            cand.extend(s.candidate_ms);
+        }
+    }
+    let decided = f.matches + f.mismatches;
+    f.samples = decided + f.candidate_errors;
+    (f.agreement_lower, f.agreement_upper) = wilson(f.matches, decided, Z95);
+    f.agreement = (decided > 0).then(|| f.matches as f64 / decided as f64);
+    f.error_rate_lower = wilson(f.candidate_errors, f.samples, Z95).0;
+    f.error_rate = (f.samples > 0).then(|| f.candidate_errors as f64 / f.samples as f64);
+    if cfg.max_latency_ratio.is_some() {
+        inc.sort_by(f64::total_cmp);
+        cand.sort_by(f64::total_cmp);
+        if let (Some(i), Some(c)) = (percentile(&inc, 99.0), percentile(&cand, 99.0)) {
+            f.latency_ratio = Some(c / i.max(0.001));
+        }
+    }
+    let decision = decide(cfg, &f, decided);
+    (f, decision)
+}
+
+fn decide(cfg: &Guard, f: &Figures, decided: u64) -> Decision {
+    // A safety hit is evidence enough on its own.
+    if f.safety_events > 0 {
+        return Decision::Breach(Reason::Safety);
+    }
+    if f.samples < cfg.min_samples.max(1) {
+        return Decision::Hold;
+    }
+    let slow = matches!((f.latency_ratio, cfg.max_latency_ratio), (Some(r), Some(max)) if r > max);
+    if decided > 0 && f.agreement_upper < cfg.min_agreement {
+        Decision::Breach(Reason::Agreement)
+    } else if f.error_rate_lower > cfg.max_candidate_error_rate {
+        Decision::Breach(Reason::CandidateErrors)
+    } else if slow {
+        Decision::Breach(Reason::Latency)
+    } else if decided > 0
+        && f.agreement_lower >= cfg.min_agreement
+        && f.error_rate.unwrap_or(0.0) <= cfg.max_candidate_error_rate
+    {
+        Decision::Pass
+    } else {
+        Decision::Hold
+    }
+}
+
+/// The next weight up the ladder, if any.
+pub fn next_step(steps: &[f64], weight: f64) -> Option<f64> {
+    steps.iter().copied().find(|s| *s > weight + 1e-9)
+}
+
+/// One step back down the ladder (0 below the first step).
+pub fn step_back(steps: &[f64], weight: f64) -> f64 {
+    steps
+        .iter()
+        .copied()
+        .rev()
+        .find(|s| *s < weight - 1e-9)
+        .unwrap_or(0.0)
+}
+
+/// A weight change the guard asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Action {
+    pub to: f64,
+    /// `Some` for a breach (the trip reason), `None` for a promotion.
+    pub breach: Option<Reason>,
+    pub figures: Figures,
+    /// The audit reason: what happened and the numbers behind it.
+    pub reason: String,
+}
+
+/// The sliding window and pass streak of one route and segment.
+#[derive(Debug, Default)]
+pub struct SegmentGuard {
+    window: VecDeque<Sample>,
+    passing_since: Option<Instant>,
+    last: Option<(Figures, Decision)>,
+}
+
+impl SegmentGuard {
+    /// Adds a sample, re-evaluates, and says what the weight should become.
+    /// A breach clears the window, so the lower step is judged on fresh evidence.
+    pub fn observe(&mut self, cfg: &Guard, sample: Sample, weight: f64) -> Option<Action> {
+        if !sample.counts() {
+            return None;
+        }
+        let now = sample.at;
+        self.window.push_back(sample);
+        match cfg.window {
+            Window::Count(n) => {
+                while self.window.len() > n {
+                    self.window.pop_front();
+                }
+            }
+            Window::Time(span) => {
+                while self
+                    .window
+                    .front()
+                    .is_some_and(|s| now.saturating_duration_since(s.at) > span)
+                {
+                    self.window.pop_front();
+                }
+            }
+        }
+        let (figures, decision) = evaluate(cfg, &self.window);
+        self.last = Some((figures.clone(), decision));
+        match decision {
+            Decision::Breach(reason) => {
+                self.passing_since = None;
+                if weight <= 0.0 {
+                    return None;
+                }
+                let to = match cfg.on_breach {
+                    OnBreach::StepBack => step_back(&cfg.steps, weight),
+                    OnBreach::Shadow => 0.0,
+                };
+                self.window.clear();
+                let text = format!("guard breach ({}): {figures}", reason.as_str());
+                Some(Action {
+                    to,
+                    breach: Some(reason),
+                    figures,
+                    reason: text,
+                })
+            }
+            Decision::Hold => {
+                self.passing_since = None;
+                None
+            }
+            Decision::Pass => {
+                let since = *self.passing_since.get_or_insert(now);
+                let held = now.saturating_duration_since(since);
+                // Shadow (0) is never left automatically: the first step is a person's.
+                if !cfg.auto_promote || weight <= 0.0 || held < cfg.hold {
+                    return None;
+                }
+                let to = next_step(&cfg.steps, weight)?;
+                self.passing_since = None;
+                let text = format!(
+                    "guard promotion: passed for {}: {figures}",
+                    humantime::format_duration(round_ms(held))
+                );
+                Some(Action {
+                    to,
+                    breach: None,
+                    figures,
+                    reason: text,
+                })
+            }
+        }
+    }
+
+    /// A person or the config changed the weight: the pass streak starts over.
+    pub fn restart_hold(&mut self) {
+        self.passing_since = None;
+    }
+
+    /// The latest figures and decision, and how long the segment has passed.
+    pub fn status(&self, now: Instant) -> Option<(Figures, Decision, Option<Duration>)> {
+        let (f, d) = self.last.clone()?;
+        Some((
+            f,
+            d,
+            self.passing_since.map(|s| now.saturating_duration_since(s)),
+        ))
+    }
+
+    /// Agreement over the window, for the `agreement_ratio` gauge.
+    pub fn agreement(&self) -> Option<f64> {
+        self.last.as_ref().and_then(|(f, _)| f.agreement)
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,224 @@
+use super::*;
+use crate::config;
+use crate::rollout::bucket;
+use rand::{Rng, SeedableRng};
+
+fn defaults() -> Guard {
+    let cfg = config::parse(
+        r#"
+[listen]
+addr = "127.0.0.1:0"
+[admin]
+addr = "127.0.0.1:0"
+[store]
+path = "x.db"
+[[routes]]
+name = "r"
+path_prefix = "/"
+incumbent = "http://127.0.0.1:1"
+"#,
+    )
+    .unwrap();
+    cfg.routes[0].guard.clone()
+}
+
+fn sample(at: Instant, verdict: Verdict) -> Sample {
+    Sample {
+        at,
+        verdict,
+        safety: false,
+        incumbent_ms: Some(10.0),
+        candidate_ms: Some(12.0),
+    }
+}
+
+/// Feeds `n` samples (`agree` of every 100 match) one ms apart; returns the first action.
+fn feed(g: &mut SegmentGuard, cfg: &Guard, n: usize, agree: usize, weight: f64) -> Option<Action> {
+    let t0 = Instant::now();
+    (0..n).find_map(|i| {
+        let v = if i % 100 < agree {
+            Verdict::Match
+        } else {
+            Verdict::Mismatch
+        };
+        g.observe(cfg, sample(t0 + Duration::from_millis(i as u64), v), weight)
+    })
+}
+
+#[test]
+fn ladder_steps_up_and_back() {
+    let steps = [1.0, 5.0, 10.0, 25.0, 50.0, 100.0];
+    assert_eq!(next_step(&steps, 0.0), Some(1.0));
+    assert_eq!(next_step(&steps, 5.0), Some(10.0));
+    assert_eq!(next_step(&steps, 7.0), Some(10.0));
+    assert_eq!(next_step(&steps, 100.0), None);
+    assert_eq!(step_back(&steps, 5.0), 1.0);
+    assert_eq!(step_back(&steps, 7.0), 5.0);
+    assert_eq!(step_back(&steps, 1.0), 0.0);
+    assert_eq!(step_back(&[], 30.0), 0.0);
+}
+
+#[test]
+fn a_bad_candidate_breaches_only_after_min_samples() {
+    let cfg = defaults();
+    let mut g = SegmentGuard::default();
+    let action = feed(&mut g, &cfg, 1000, 60, 5.0).expect("breach");
+    assert_eq!(action.breach, Some(Reason::Agreement));
+    assert_eq!(action.to, 1.0);
+    assert_eq!(action.figures.samples, cfg.min_samples);
+    assert!(action.figures.agreement_upper < 0.9);
+    assert!(action.reason.contains("agreement 0.6"), "{}", action.reason);
+}
+
+#[test]
+fn a_good_candidate_passes_and_promotes_after_hold() {
+    let mut cfg = defaults();
+    cfg.auto_promote = true;
+    cfg.hold = Duration::from_millis(100);
+    let mut g = SegmentGuard::default();
+    // 99 % agreement; 200 samples reach pass, then 100 ms of passing promote.
+    let action = feed(&mut g, &cfg, 1000, 99, 1.0).expect("promotion");
+    assert_eq!((action.to, action.breach), (5.0, None));
+    assert!(action.figures.agreement_lower >= 0.9);
+    assert!(action.figures.samples >= 300);
+    // In shadow nothing is promoted automatically.
+    let mut g = SegmentGuard::default();
+    assert_eq!(feed(&mut g, &cfg, 1000, 99, 0.0), None);
+    assert_eq!(g.status(Instant::now()).unwrap().1, Decision::Pass);
+}
+
+#[test]
+fn in_between_evidence_holds() {
+    let mut cfg = defaults();
+    cfg.auto_promote = true;
+    cfg.hold = Duration::ZERO;
+    let mut g = SegmentGuard::default();
+    // 90 % agreement: neither bound clears 0.9 with any confidence.
+    assert_eq!(feed(&mut g, &cfg, 1000, 90, 5.0), None);
+    assert_eq!(g.status(Instant::now()).unwrap().1, Decision::Hold);
+}
+
+#[test]
+fn safety_breaches_at_once_and_shadow_mode_goes_to_zero() {
+    let mut cfg = defaults();
+    cfg.on_breach = OnBreach::Shadow;
+    let mut g = SegmentGuard::default();
+    let mut s = sample(Instant::now(), Verdict::Match);
+    s.safety = true;
+    let action = g.observe(&cfg, s, 25.0).expect("breach");
+    assert_eq!((action.to, action.breach), (0.0, Some(Reason::Safety)));
+}
+
+#[test]
+fn errors_and_latency_breach() {
+    let mut cfg = defaults();
+    let mut g = SegmentGuard::default();
+    let t0 = Instant::now();
+    let action = (0..1000)
+        .find_map(|i| {
+            let v = if i % 10 == 0 {
+                Verdict::CandidateError
+            } else {
+                Verdict::Match
+            };
+            g.observe(&cfg, sample(t0, v), 10.0)
+        })
+        .expect("breach");
+    assert_eq!(
+        (action.to, action.breach),
+        (5.0, Some(Reason::CandidateErrors))
+    );
+
+    cfg.max_latency_ratio = Some(1.1);
+    let mut g = SegmentGuard::default();
+    let action = (0..1000)
+        .find_map(|_| {
+            let mut s = sample(t0, Verdict::Match);
+            s.candidate_ms = Some(30.0);
+            g.observe(&cfg, s, 10.0)
+        })
+        .expect("breach");
+    assert_eq!(action.breach, Some(Reason::Latency));
+    assert!((action.figures.latency_ratio.unwrap() - 3.0).abs() < 1e-9);
+}
+
+#[test]
+fn a_time_window_forgets_old_samples() {
+    let mut cfg = defaults();
+    cfg.window = Window::Time(Duration::from_secs(1));
+    cfg.min_samples = 10;
+    let mut g = SegmentGuard::default();
+    let t0 = Instant::now();
+    for i in 0..5 {
+        g.observe(
+            &cfg,
+            sample(t0 + Duration::from_millis(i), Verdict::Mismatch),
+            0.0,
+        );
+    }
+    for i in 0..40 {
+        let at = t0 + Duration::from_secs(5) + Duration::from_millis(i);
+        g.observe(&cfg, sample(at, Verdict::Match), 0.0);
+    }
+    let (f, d, _) = g.status(t0).unwrap();
+    assert_eq!((f.mismatches, f.matches, d), (0, 40, Decision::Pass));
+}
+
+/// One simulated canary run at 100 requests per second: `agree` is the
+/// candidate's true agreement. The real bucket decides who serves each
+/// request (2,000 sticky users); every request is compared (the served side
+/// plus its mirror). Returns (wrong answers served before the first breach,
+/// seconds to the first breach), or `None` without a breach.
+fn simulate(seed: u64, requests: usize, agree: f64, weight: f64) -> Option<(u64, f64)> {
+    let cfg = defaults();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut g = SegmentGuard::default();
+    let t0 = Instant::now();
+    let mut wrong_served = 0;
+    for i in 0..requests {
+        let user = format!("user-{}", rng.gen_range(0..2_000));
+        let served = bucket::is_candidate(bucket::bucket("lead-score", "", &user), weight);
+        let matches = rng.gen_bool(agree);
+        if served && !matches {
+            wrong_served += 1;
+        }
+        let v = if matches {
+            Verdict::Match
+        } else {
+            Verdict::Mismatch
+        };
+        let at = t0 + Duration::from_millis(10 * i as u64);
+        if g.observe(&cfg, sample(at, v), weight).is_some() {
+            return Some((wrong_served, (at - t0).as_secs_f64()));
+        }
+    }
+    None
+}
+
+/// Issue 3 figure: false alarms. Run with
+/// `cargo test --lib rollout::guard::tests::false_alarms -- --nocapture`.
+#[test]
+fn false_alarms() {
+    let alarms = (0..100)
+        .filter(|seed| simulate(*seed, 3_000, 0.97, 5.0).is_some())
+        .count();
+    println!(
+        "false alarms: {alarms} of 100 seeded runs of 3000 requests (97 % agreement, min_agreement 0.9, 5 % weight)"
+    );
+    assert_eq!(alarms, 0);
+}
+
+/// Issue 3 figure: harm exposure (simulation; the proxy run is in tests/it/rollout.rs).
+#[test]
+fn harm_exposure_simulated() {
+    let runs: Vec<_> = (0..100)
+        .map(|seed| simulate(seed, 3_000, 0.6, 5.0).expect("a 40 % wrong candidate is caught"))
+        .collect();
+    let worst_wrong = runs.iter().map(|r| r.0).max().unwrap();
+    let worst_secs = runs.iter().map(|r| r.1).fold(0.0, f64::max);
+    let mean_wrong = runs.iter().map(|r| r.0).sum::<u64>() as f64 / runs.len() as f64;
+    println!(
+        "harm exposure (simulated, 100 runs): mean {mean_wrong:.1} wrong answers served, worst {worst_wrong}, rolled back after at most {worst_secs:.2} s"
+    );
+    assert!(worst_wrong <= 10 && worst_secs <= 5.0);
+}

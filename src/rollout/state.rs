@@ -1,0 +1,361 @@
+//! Persistence of the rollout state: every weight or kill-switch change is
+//! appended to `rollout_events` first and applied to the live snapshot after,
+//! and the guards' verdicts arrive here as changes too.
+//!
+//! Order on start and reload: the file's initial weights that differ from the
+//! last `config` event are recorded as `config` changes, then the latest
+//! recorded weight of every segment wins. A change that cannot be recorded is
+//! not applied.
+
+use super::{Rollout, RouteState, lock};
+use crate::config::{Config, Route};
+use crate::metrics::Metrics;
+use crate::segment;
+use crate::store::{self, events};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Who changed a weight: the `actor` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    Cli,
+    Api,
+    Config,
+    Guard,
+}
+
+impl Actor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Actor::Cli => "cli",
+            Actor::Api => "api",
+            Actor::Config => "config",
+            Actor::Guard => "guard",
+        }
+    }
+}
+
+/// Segment name of route-wide kill-switch events.
+pub const ALL_SEGMENTS: &str = "*";
+
+/// A recorded and applied change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub version: Option<i64>,
+    pub route: String,
+    pub segment: String,
+    pub from: Option<f64>,
+    pub to: Option<f64>,
+    pub mirror: Option<String>,
+    pub actor: &'static str,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no route named {route:?} (routes: {known})")]
+    UnknownRoute { route: String, known: String },
+    #[error("route {route:?} has no segment {segment:?} (segments: {known})")]
+    UnknownSegment {
+        route: String,
+        segment: String,
+        known: String,
+    },
+    #[error("weight {0} is outside 0..=100")]
+    BadWeight(f64),
+    #[error("route {route:?} segment {segment:?} is already at weight {weight}")]
+    Unchanged {
+        route: String,
+        segment: String,
+        weight: f64,
+    },
+    #[error("cannot record the change: {0}")]
+    Store(#[from] store::Error),
+}
+
+/// The state a config alone describes.
+pub(super) fn initial(config: &Config) -> HashMap<String, RouteState> {
+    config
+        .routes
+        .iter()
+        .map(|r| {
+            let rs = RouteState {
+                default: r.rollout.default,
+                segments: r.rollout.segments.clone().into_iter().collect(),
+                mirror: r.mirror.enabled,
+            };
+            (r.name.clone(), rs)
+        })
+        .collect()
+}
+
+/// The route named `name` in `config`.
+pub fn find_route<'c>(config: &'c Config, name: &str) -> Result<&'c Route, Error> {
+    config
+        .routes
+        .iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| Error::UnknownRoute {
+            route: name.to_string(),
+            known: config
+                .routes
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Segment names a weight may be set for: `default`, the configured values,
+/// the file's weighted segments, and `other` when the route has segments.
+pub fn known_segments(route: &Route) -> Vec<String> {
+    let mut known = vec![segment::DEFAULT.to_string()];
+    if let Some(s) = &route.segment {
+        known.extend(s.values.iter().cloned());
+        known.push(segment::OTHER.to_string());
+    }
+    for name in route.rollout.segments.keys() {
+        if !known.contains(name) {
+            known.push(name.clone());
+        }
+    }
+    known
+}
+
+impl Rollout {
+    /// Opens the ledger in `db`, records changed file weights and applies the
+    /// history: after a restart the last recorded weights are served.
+    pub fn attach(
+        &self,
+        db: &Path,
+        config: &Config,
+        metrics: &Metrics,
+    ) -> Result<Vec<Change>, Error> {
+        let conn = events::open(db)?;
+        *lock(&self.ledger) = Some(conn);
+        self.reconcile(config, metrics)
+    }
+
+    /// Applies a (new) config: initial weights and kill switches that changed
+    /// since the last `config` event are recorded as `config`; then the latest
+    /// recorded state of every segment wins.
+    pub fn reconcile(&self, config: &Config, metrics: &Metrics) -> Result<Vec<Change>, Error> {
+        let ledger = lock(&self.ledger);
+        let mut next = initial(config);
+        let mut changes = Vec::new();
+        if let Some(conn) = ledger.as_ref() {
+            let history = events::list(conn, None, usize::MAX)?;
+            let last = |route: &str, seg: &str, config_only: bool, mirror: bool| {
+                history.iter().rev().find(|e| {
+                    e.route == route
+                        && e.segment == seg
+                        && (!config_only || e.actor == Actor::Config.as_str())
+                        && if mirror {
+                            e.mirror.is_some()
+                        } else {
+                            e.to_weight.is_some()
+                        }
+                })
+            };
+            for route in &config.routes {
+                let file = std::iter::once((segment::DEFAULT.to_string(), route.rollout.default))
+                    .chain(route.rollout.segments.clone());
+                for (seg, w) in file {
+                    let recorded = last(&route.name, &seg, true, false).and_then(|e| e.to_weight);
+                    if (recorded.unwrap_or(0.0) - w).abs() > 1e-9 {
+                        let from = last(&route.name, &seg, false, false).and_then(|e| e.to_weight);
+                        changes.push(append(
+                            conn,
+                            Change {
+                                version: None,
+                                route: route.name.clone(),
+                                segment: seg,
+                                from: Some(from.unwrap_or(0.0)),
+                                to: Some(w),
+                                mirror: None,
+                                actor: Actor::Config.as_str(),
+                                reason: "initial weight in the config file".into(),
+                            },
+                        )?);
+                    }
+                }
+                let on = |e: &events::RolloutEvent| e.mirror.as_deref() != Some("off");
+                let recorded = last(&route.name, ALL_SEGMENTS, true, true).is_none_or(on);
+                if recorded != route.mirror.enabled {
+                    changes.push(append(
+                        conn,
+                        Change {
+                            version: None,
+                            route: route.name.clone(),
+                            segment: ALL_SEGMENTS.into(),
+                            from: None,
+                            to: None,
+                            mirror: Some(on_off(route.mirror.enabled).into()),
+                            actor: Actor::Config.as_str(),
+                            reason: "mirror switch in the config file".into(),
+                        },
+                    )?);
+                } else if let (Some(e), Some(rs)) = (
+                    last(&route.name, ALL_SEGMENTS, false, true),
+                    next.get_mut(&route.name),
+                ) {
+                    rs.mirror = on(e);
+                }
+            }
+            for (route, seg, w) in events::latest_weights(conn)? {
+                if let Some(rs) = next.get_mut(&route) {
+                    rs.set(&seg, w);
+                }
+            }
+        }
+        for (name, rs) in &next {
+            set_gauges(metrics, name, rs);
+        }
+        self.update(|state| *state = next);
+        Ok(changes)
+    }
+
+    /// Sets one segment's weight: recorded first, then in effect for the next request.
+    pub fn set_weight(
+        &self,
+        route: &Route,
+        segment: &str,
+        to: f64,
+        actor: Actor,
+        reason: &str,
+        metrics: &Metrics,
+    ) -> Result<Change, Error> {
+        if !(0.0..=100.0).contains(&to) {
+            return Err(Error::BadWeight(to));
+        }
+        let known = known_segments(route);
+        if !known.iter().any(|k| k == segment) {
+            return Err(Error::UnknownSegment {
+                route: route.name.clone(),
+                segment: segment.to_string(),
+                known: known.join(", "),
+            });
+        }
+        let change = {
+            let ledger = lock(&self.ledger);
+            let from = self.route(&route.name).map_or(0.0, |s| s.weight(segment));
+            if (from - to).abs() < 1e-9 && actor != Actor::Guard {
+                return Err(Error::Unchanged {
+                    route: route.name.clone(),
+                    segment: segment.to_string(),
+                    weight: from,
+                });
+            }
+            let change = Change {
+                version: None,
+                route: route.name.clone(),
+                segment: segment.to_string(),
+                from: Some(from),
+                to: Some(to),
+                mirror: None,
+                actor: actor.as_str(),
+                reason: reason.to_string(),
+            };
+            let change = match ledger.as_ref() {
+                Some(conn) => append(conn, change)?,
+                None => change,
+            };
+            self.update(|state| {
+                if let Some(rs) = state.get_mut(&route.name) {
+                    rs.set(segment, to);
+                }
+            });
+            change
+        };
+        metrics
+            .canary_weight
+            .with_label_values(&[&route.name, segment])
+            .set(to);
+        let key = (route.name.clone(), segment.to_string());
+        if actor != Actor::Guard
+            && let Some(g) = lock(&self.guards).get_mut(&key)
+        {
+            g.restart_hold();
+        }
+        tracing::info!(route = %route.name, segment, from = change.from, to, actor = actor.as_str(), reason, "Weight changed");
+        Ok(change)
+    }
+
+    /// Turns a route's mirror on or off (the kill switch), recorded like a weight.
+    pub fn set_mirror(
+        &self,
+        route: &Route,
+        on: bool,
+        actor: Actor,
+        reason: &str,
+    ) -> Result<Change, Error> {
+        let ledger = lock(&self.ledger);
+        let change = Change {
+            version: None,
+            route: route.name.clone(),
+            segment: ALL_SEGMENTS.into(),
+            from: None,
+            to: None,
+            mirror: Some(on_off(on).into()),
+            actor: actor.as_str(),
+            reason: reason.to_string(),
+        };
+        let change = match ledger.as_ref() {
+            Some(conn) => append(conn, change)?,
+            None => change,
+        };
+        self.update(|state| {
+            if let Some(rs) = state.get_mut(&route.name) {
+                rs.mirror = on;
+            }
+        });
+        Ok(change)
+    }
+
+    /// The last `limit` events (of one route, or all), oldest first.
+    pub fn history(
+        &self,
+        route: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<events::RolloutEvent>, Error> {
+        match lock(&self.ledger).as_ref() {
+            Some(conn) => Ok(events::list(conn, route, limit)?),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+fn append(conn: &rusqlite::Connection, mut change: Change) -> Result<Change, Error> {
+    let version = events::append(
+        conn,
+        &events::NewEvent {
+            ts_ms: store::writer::now_ms(),
+            route: change.route.clone(),
+            segment: change.segment.clone(),
+            from_weight: change.from,
+            to_weight: change.to,
+            actor: change.actor.to_string(),
+            reason: change.reason.clone(),
+            mirror: change.mirror.clone(),
+        },
+    )?;
+    change.version = Some(version);
+    Ok(change)
+}
+
+fn set_gauges(metrics: &Metrics, route: &str, rs: &RouteState) {
+    let g = &metrics.canary_weight;
+    g.with_label_values(&[route, segment::DEFAULT])
+        .set(rs.default);
+    for (seg, w) in &rs.segments {
+        g.with_label_values(&[route, seg]).set(*w);
+    }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
+#[cfg(test)]
+mod tests;
