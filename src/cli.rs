@@ -40,18 +40,59 @@ pub enum Command {
     },
     /// Agreement per route and segment from one or more exchange logs.
     Report {
-        /// Exchange log(s); several are merged (one per replica). Default: the config's store.path.
-        #[arg(long = "db")]
-        dbs: Vec<PathBuf>,
-        /// The config file (for the default --db).
-        #[arg(short, long, default_value = "proxy.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         /// Only this route.
         #[arg(long)]
         route: Option<String>,
+        /// Only this segment.
+        #[arg(long)]
+        segment: Option<String>,
         /// Only exchanges newer than this (e.g. 24h, 7d).
         #[arg(long, value_parser = humantime::parse_duration)]
         since: Option<std::time::Duration>,
+        /// One line per route and segment, or per hour or day (UTC) as well.
+        #[arg(long, value_enum, default_value_t)]
+        by: crate::report::By,
+        /// Output format; html is one self-contained file with charts.
+        #[arg(long, value_enum, default_value_t)]
+        format: crate::report::Format,
+        /// Write to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// One exchange: the request and both answers side by side, differing fields marked.
+    Show {
+        /// The exchange id (the x-understudy-exchange-id response header).
+        id: String,
+        #[command(flatten)]
+        db: DbArgs,
+        /// Width of each side's column.
+        #[arg(long, default_value_t = 60)]
+        width: usize,
+    },
+    /// Exchanges as JSON lines (request, both answers, verdict, diff), for offline evaluation sets.
+    Export {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Only exchanges newer than this (e.g. 24h, 7d).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Only this route.
+        #[arg(long)]
+        route: Option<String>,
+        /// Only this segment.
+        #[arg(long)]
+        segment: Option<String>,
+        /// Only this verdict (match, mismatch, candidate_error, incumbent_error, skipped).
+        #[arg(long)]
+        verdict: Option<String>,
+        /// Output format (jsonl: one JSON object per line).
+        #[arg(long, value_enum, default_value_t)]
+        format: ExportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
     },
     /// Current weights, guard state and last events of a running proxy.
     Status {
@@ -114,6 +155,24 @@ pub struct AdminArgs {
     pub config: PathBuf,
 }
 
+/// Which exchange logs to read.
+#[derive(Debug, clap::Args)]
+pub struct DbArgs {
+    /// Exchange log(s); several are merged (one per replica). Default: the config's store.path.
+    #[arg(long = "db")]
+    pub dbs: Vec<PathBuf>,
+    /// The config file (for the default --db and the routes' guard settings).
+    #[arg(short, long, default_value = "proxy.toml")]
+    pub config: PathBuf,
+}
+
+/// `export` formats.
+#[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
+pub enum ExportFormat {
+    #[default]
+    Jsonl,
+}
+
 /// An error that is the user's to fix (exit code 1).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -144,14 +203,64 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Report {
-            dbs,
-            config,
+            db,
             route,
+            segment,
             since,
+            by,
+            format,
+            output,
         } => {
-            let dbs = default_dbs(dbs, &config)?;
-            let opts = crate::report::ReportOptions { dbs, route, since };
-            crate::report::run(&opts, &mut std::io::stdout().lock())?;
+            let (dbs, config) = resolve_dbs(&db)?;
+            let guards = config
+                .iter()
+                .flat_map(|c| &c.routes)
+                .map(|r| (r.name.clone(), (&r.guard).into()))
+                .collect();
+            let opts = crate::report::ReportOptions {
+                dbs,
+                route,
+                segment,
+                since,
+                by,
+                format,
+                guards,
+            };
+            write_to(output.as_deref(), |out| Ok(crate::report::run(&opts, out)?))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { id, db, width } => {
+            let (dbs, _) = resolve_dbs(&db)?;
+            let Some(row) = crate::store::read::exchange(&dbs, &id)? else {
+                return Err(UserError(format!("no exchange with id {id:?}")).into());
+            };
+            let color = crate::report::show::use_color();
+            crate::report::show::show(&row, color, width.max(10), &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export {
+            db,
+            since,
+            route,
+            segment,
+            verdict,
+            format: ExportFormat::Jsonl,
+            output,
+        } => {
+            let (dbs, _) = resolve_dbs(&db)?;
+            let filter = crate::store::read::Filter {
+                route,
+                segment,
+                since_ms: since.map(|d| {
+                    let ago = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                    crate::store::writer::now_ms().saturating_sub(ago)
+                }),
+                verdict,
+            };
+            write_to(output.as_deref(), |out| {
+                crate::export::jsonl(&dbs, &filter, out)?;
+                Ok(())
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { admin } => ops(&admin, async |a, out| a.status(out).await),
@@ -203,12 +312,40 @@ pub fn load(path: &Path) -> anyhow::Result<config::Config> {
         .map_err(|e| UserError(e.located(&path.display().to_string()).to_string()).into())
 }
 
-fn default_dbs(dbs: Vec<PathBuf>, config: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    if !dbs.is_empty() {
-        return Ok(dbs);
+/// The `--db` files (default: the config's `store.path`) and the config when
+/// it could be read (it only adds the routes' guard settings when `--db` is given).
+fn resolve_dbs(args: &DbArgs) -> anyhow::Result<(Vec<PathBuf>, Option<config::Config>)> {
+    if args.dbs.is_empty() {
+        let config =
+            load(&args.config).context("no --db given, so the config's store.path is used")?;
+        return Ok((vec![config.store.path.clone()], Some(config)));
     }
-    let config = load(config).context("no --db given, so the config's store.path is used")?;
-    Ok(vec![config.store.path])
+    let config = args
+        .config
+        .exists()
+        .then(|| config::load(&args.config).ok())
+        .flatten();
+    Ok((args.dbs.clone(), config))
+}
+
+/// Runs `f` on stdout, or on a new file at `path` (flushed before returning).
+fn write_to(
+    path: Option<&Path>,
+    f: impl FnOnce(&mut dyn std::io::Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    match path {
+        None => f(&mut std::io::stdout().lock()),
+        Some(p) => {
+            let file = std::fs::File::create(p)
+                .map_err(|e| UserError(format!("cannot create {}: {e}", p.display())))?;
+            let mut out = std::io::BufWriter::new(file);
+            f(&mut out)?;
+            out.flush()
+                .with_context(|| format!("writing {}", p.display()))?;
+            Ok(())
+        }
+    }
 }
 
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -220,11 +357,14 @@ fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// 1 when the cause is the user's (config, arguments, missing files), else 2.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    let user = err
-        .chain()
-        .any(|e| e.is::<UserError>() || e.is::<config::Error>() || e.is::<crate::report::Error>())
-        || err
-            .downcast_ref::<crate::ops::Error>()
-            .is_some_and(crate::ops::Error::is_user);
+    let user = err.chain().any(|e| {
+        e.is::<UserError>()
+            || e.is::<config::Error>()
+            || e.is::<crate::report::Error>()
+            || e.is::<crate::export::Error>()
+            || e.is::<crate::store::Error>()
+    }) || err
+        .downcast_ref::<crate::ops::Error>()
+        .is_some_and(crate::ops::Error::is_user);
     if user { 1 } else { 2 }
 }

@@ -22,6 +22,7 @@ pub mod compare;
 pub mod config;
 pub mod demo;
 pub mod exchange;
+pub mod export;
 pub mod loopback;
 pub mod metrics;
 pub mod mirror;

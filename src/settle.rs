@@ -50,12 +50,8 @@ impl Settle {
             (Side::Incumbent, shadow) => (Some(served_obs), shadow),
             (Side::Candidate, shadow) => (shadow, Some(served_obs)),
         };
-        let mut outcome = match (&incumbent, &candidate) {
-            (Some(i), Some(c)) => compare::compare(&cfg.compare, i, c, &[]),
-            (Some(i), None) if i.is_error() => Outcome::new(Verdict::IncumbentError),
-            (None, Some(c)) if c.is_error() => Outcome::new(Verdict::CandidateError),
-            _ => Outcome::new(Verdict::Skipped),
-        };
+        let cap = proxy.runtime().config.store.max_body_bytes;
+        let (mut outcome, noise) = decide(&route, &ex, &incumbent, &candidate, cap).await;
         if outcome.verdict == Verdict::Skipped && outcome.note.is_none() {
             outcome.note = skip.map(|r| r.as_str().to_string());
         }
@@ -107,6 +103,7 @@ impl Settle {
             skip_reason: outcome.note.filter(|_| outcome.verdict == Verdict::Skipped),
             fallback,
             safety,
+            noise,
             ..Record::default()
         };
         if let Some(i) = incumbent {
@@ -124,4 +121,46 @@ impl Settle {
         rt.redactor.apply(&mut rec);
         proxy.store.record(rec);
     }
+}
+
+/// The verdict, and the noise pointers learned on the way (`compare.noise`:
+/// the incumbent is asked again first, so this exchange's own noise is already
+/// left out; `judge` mode: the judge is asked last, bounded by its permits).
+async fn decide(
+    route: &RouteRuntime,
+    ex: &Exchange,
+    incumbent: &Option<Observation>,
+    candidate: &Option<Observation>,
+    cap: usize,
+) -> (Outcome, Vec<String>) {
+    let mut learned = Vec::new();
+    if let (Some(learner), Some(i)) = (&route.noise, incumbent)
+        && !i.is_error()
+        && candidate.is_some()
+        && learner.wants_probe()
+        && let Some(again) = learner.probe(route, ex, cap).await
+        && !again.is_error()
+    {
+        learned = learner.learn(&i.body, &again.body);
+    }
+    let noise = route
+        .noise
+        .as_ref()
+        .map(|l| l.pointers())
+        .unwrap_or_default();
+    let outcome = match (incumbent, candidate) {
+        (Some(i), Some(c)) => {
+            let outcome = compare::compare(&route.cfg.compare, i, c, &noise);
+            match &route.judge {
+                Some(judge) if outcome.note.as_deref() == Some(compare::JUDGE_PENDING) => {
+                    judge.decide(ex.body.as_ref(), i, c).await
+                }
+                _ => outcome,
+            }
+        }
+        (Some(i), None) if i.is_error() => Outcome::new(Verdict::IncumbentError),
+        (None, Some(c)) if c.is_error() => Outcome::new(Verdict::CandidateError),
+        _ => Outcome::new(Verdict::Skipped),
+    };
+    (outcome, learned)
 }

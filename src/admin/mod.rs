@@ -62,14 +62,11 @@ async fn route(proxy: &Proxy, auth: &auth::Auth, req: Request<Incoming>) -> Resp
         return api::handle(proxy, auth, &parts, body).await;
     }
     match (&parts.method, parts.uri.path()) {
-        (&Method::GET, "/metrics") => {
-            proxy.metrics.store_queue_depth.get();
-            respond(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                proxy.metrics.encode(),
-            )
-        }
+        (&Method::GET, "/metrics") => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            proxy.metrics.encode(),
+        ),
         (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => respond(StatusCode::OK, "text/plain", "ready\n"),
         _ => {

@@ -1,11 +1,16 @@
 //! Decides whether two answers agree: failures and status classes first, then the route's mode.
 //!
-//! Pure: no IO, no tokio, no panics on whatever the upstreams sent. `judge` mode is
-//! asynchronous and lives elsewhere; here it yields `Verdict::Skipped` ("judge pending")
-//! until a judge answer is supplied. [`safety`] scans a candidate body for deny patterns.
+//! Pure: no IO, no tokio, no panics on whatever the upstreams sent. The two
+//! parts that make calls live apart and are driven by the settle task:
+//! [`judge`] (here `judge` mode yields `Verdict::Skipped`, "judge pending",
+//! until the judge answers) and [`noise`] (asks the incumbent twice and learns
+//! the pointers it disagrees with itself on). [`safety`] scans a candidate body
+//! for deny patterns.
 
 pub mod exact;
 pub mod json;
+pub mod judge;
+pub mod noise;
 pub mod safety;
 pub mod text;
 
@@ -166,9 +171,12 @@ pub fn compare(
         Compare::Exact => exact::compare(incumbent, candidate),
         Compare::Json(spec) => json::compare(spec, noise, &incumbent.body, &candidate.body),
         Compare::Text(spec) => text::compare(spec, &incumbent.body, &candidate.body),
-        Compare::Judge(_) => Outcome::noted(Verdict::Skipped, "judge pending"),
+        Compare::Judge(_) => Outcome::noted(Verdict::Skipped, JUDGE_PENDING),
     }
 }
+
+/// The note of a `judge` outcome before the judge has answered.
+pub const JUDGE_PENDING: &str = "judge pending";
 
 /// The diff entry for a status difference.
 pub const STATUS_POINTER: &str = "/status";

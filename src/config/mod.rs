@@ -171,6 +171,19 @@ pub struct JsonCompare {
     pub tolerance: f64,
     pub abs_tolerance: f64,
     pub unordered_arrays: bool,
+    /// Noise learning; `None` learns nothing.
+    pub noise: Option<Noise>,
+}
+
+/// Noise learning (as Diffy does it): some exchanges are asked of the
+/// incumbent twice, and the pointers where its two answers differ are left out
+/// of every later verdict of the route.
+#[derive(Debug, Clone)]
+pub struct Noise {
+    /// A second incumbent instance; `None` re-sends to the incumbent itself.
+    pub secondary: Option<Upstream>,
+    /// Share of exchanges asked twice, in `0..=1`.
+    pub sample: f64,
 }
 
 #[derive(Debug, Clone)]

@@ -124,8 +124,7 @@ pub async fn run(db: &Path, requests: usize, out: &mut dyn Write) -> anyhow::Res
     writeln!(out, "\nReport ({}):\n", db.display())?;
     let opts = crate::report::ReportOptions {
         dbs: vec![db.to_path_buf()],
-        route: None,
-        since: None,
+        ..Default::default()
     };
     crate::report::run(&opts, out)?;
     writeln!(

@@ -30,6 +30,10 @@ pub struct RouteRuntime {
     pub incumbent: Client,
     pub candidate: Option<Client>,
     pub mirror_permits: Arc<Semaphore>,
+    /// `judge` mode's client and permits.
+    pub judge: Option<crate::compare::judge::Judge>,
+    /// Learned noise (`compare.noise`), shared by the route's settle tasks.
+    pub noise: Option<crate::compare::noise::Learner>,
 }
 
 /// Everything a request needs from the config, swapped whole on reload.
@@ -62,6 +66,8 @@ impl Runtime {
                         .as_ref()
                         .map(|c| Client::new(c, "candidate", tls)),
                     mirror_permits: Arc::new(Semaphore::new(r.mirror.max_in_flight)),
+                    judge: crate::compare::judge::for_route(r, tls),
+                    noise: crate::compare::noise::for_route(r, tls, &config.store.path),
                 })
             })
             .collect();

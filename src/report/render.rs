@@ -1,45 +1,105 @@
-//! The plain-text report table: one aligned line per route and segment.
+//! The plain-text report: one aligned line per route and segment (or period),
+//! then per route the details a table has no room for: top differing
+//! pointers, learned noise, skip reasons, safety hits and feedback.
 //!
-//! Only formatting happens here; the numbers come from [`super::Line`].
+//! Only formatting happens here; the numbers come from [`super::Report`].
 
-use super::Line;
+use super::{By, Line, Report, agreement, ms, pct, period};
 use std::io::{self, Write};
 
-const HEADER: [&str; 9] = [
+/// The columns of the table; `PERIOD` only with `--by hour|day`.
+pub const HEADER: [&str; 13] = [
     "ROUTE",
     "SEGMENT",
+    "PERIOD",
     "SAMPLES",
     "AGREEMENT [95% CI]",
+    "GUARD",
+    "WEIGHT",
     "CAND ERR",
-    "INC P50",
-    "INC P99",
-    "CAND P50",
-    "CAND P99",
+    "INC ERR",
+    "COMPARED",
+    "INC P50/P95/P99",
+    "CAND P50/P95/P99",
+    "SAFETY",
 ];
 
-/// Columns after the first two are numbers and align right.
-const LEFT_ALIGNED: usize = 2;
+/// Columns after the first three are numbers and align right.
+const LEFT_ALIGNED: usize = 3;
 
-/// Writes the table; an empty report says so in one line.
-pub fn table(lines: &[Line], out: &mut dyn Write) -> io::Result<()> {
-    if lines.is_empty() {
+/// The cells of one line, in [`HEADER`] order.
+pub fn cells(l: &Line, by: By) -> [String; 13] {
+    [
+        l.route.clone(),
+        l.segment.clone(),
+        l.period.map(|p| period(p, by)).unwrap_or_default(),
+        l.samples.to_string(),
+        agreement(l),
+        guard(l),
+        l.weight.map_or_else(|| "–".into(), |w| format!("{w}%")),
+        pct(l.candidate_error_rate),
+        pct(l.incumbent_error_rate),
+        pct(l.coverage),
+        latency(&l.incumbent_ms),
+        latency(&l.candidate_ms),
+        l.safety_hits.to_string(),
+    ]
+}
+
+/// `pass`, `breach`, or `hold (~N more)`.
+pub fn guard(l: &Line) -> String {
+    match (l.decision, l.samples_needed) {
+        (super::Decision::Hold, Some(n)) => format!("hold (~{n} more)"),
+        (d, _) => d.as_str().to_string(),
+    }
+}
+
+/// `12/30/45 ms`.
+pub fn latency(l: &super::line::Latency) -> String {
+    match (l.p50, l.p95, l.p99) {
+        (Some(a), Some(b), Some(c)) => format!("{a:.0}/{b:.0}/{c:.0} ms"),
+        _ => ms(None),
+    }
+}
+
+/// Writes the table and the details; an empty report says so in one line.
+pub fn table(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    if report.lines.is_empty() {
         return writeln!(out, "No exchanges recorded.");
     }
-    let rows: Vec<[String; 9]> = lines.iter().map(cells).collect();
-    let mut widths = HEADER.map(|h| h.chars().count());
+    let keep = |i: usize| i != 2 || report.by != By::Segment;
+    let header: Vec<String> = (0..HEADER.len())
+        .filter(|&i| keep(i))
+        .map(|i| HEADER[i].to_string())
+        .collect();
+    let rows: Vec<Vec<String>> = (report.lines.iter())
+        .map(|l| {
+            let c = cells(l, report.by);
+            (0..c.len())
+                .filter(|&i| keep(i))
+                .map(|i| c[i].clone())
+                .collect()
+        })
+        .collect();
+    let left = if report.by == By::Segment {
+        LEFT_ALIGNED - 1
+    } else {
+        LEFT_ALIGNED
+    };
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    write_row(out, &HEADER.map(String::from), &widths)?;
+    write_row(out, &header, &widths, left)?;
     for row in &rows {
-        write_row(out, row, &widths)?;
+        write_row(out, row, &widths, left)?;
     }
-    Ok(())
+    details(report, out)
 }
 
-fn write_row(out: &mut dyn Write, row: &[String; 9], widths: &[usize; 9]) -> io::Result<()> {
+fn write_row(out: &mut dyn Write, row: &[String], widths: &[usize], left: usize) -> io::Result<()> {
     let mut line = String::new();
     for (i, (cell, &w)) in row.iter().zip(widths).enumerate() {
         if i > 0 {
@@ -47,7 +107,7 @@ fn write_row(out: &mut dyn Write, row: &[String; 9], widths: &[usize; 9]) -> io:
         }
         // `{:>w$}` pads by chars, which is what a terminal shows for the
         // en dash in the interval.
-        if i < LEFT_ALIGNED {
+        if i < left {
             line.push_str(&format!("{cell:<w$}"));
         } else {
             line.push_str(&format!("{cell:>w$}"));
@@ -56,25 +116,64 @@ fn write_row(out: &mut dyn Write, row: &[String; 9], widths: &[usize; 9]) -> io:
     writeln!(out, "{}", line.trim_end())
 }
 
-fn cells(l: &Line) -> [String; 9] {
-    let agreement = match l.agreement {
-        Some((a, lo, hi)) => format!("{:.1}% [{:.1}–{:.1}]", a * 100.0, lo * 100.0, hi * 100.0),
-        None => "–".to_string(),
-    };
-    [
-        l.route.clone(),
-        l.segment.clone(),
-        l.samples.to_string(),
-        agreement,
-        l.candidate_error_rate
-            .map_or_else(|| "–".to_string(), |r| format!("{:.1}%", r * 100.0)),
-        ms(l.incumbent_p50),
-        ms(l.incumbent_p99),
-        ms(l.candidate_p50),
-        ms(l.candidate_p99),
-    ]
+/// `a (3), b (1)`.
+pub fn counted(items: &[(String, u64)]) -> String {
+    items
+        .iter()
+        .map(|(k, n)| format!("{} ({n})", if k.is_empty() { "(whole body)" } else { k }))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn ms(v: Option<f64>) -> String {
-    v.map_or_else(|| "–".to_string(), |v| format!("{v:.1} ms"))
+/// Feedback as `3 ratings, mean 4.33 (1: 1, 5: 2)`, or `none`.
+pub fn ratings(r: &super::Ratings) -> String {
+    match r.mean {
+        None => "none".to_string(),
+        Some(mean) => {
+            let counts: Vec<String> = r.counts.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+            format!(
+                "{} rating(s), mean {mean:.2} ({})",
+                r.count,
+                counts.join(", ")
+            )
+        }
+    }
+}
+
+/// Per route: noise, then per segment what differs, why skipped, safety, feedback.
+fn details(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let mut route = "";
+    for l in report.lines.iter().filter(|l| l.period.is_none()) {
+        if l.route != route {
+            route = &l.route;
+            writeln!(out, "\n{route}")?;
+            let noise: Vec<(String, u64)> = (report.noise.iter())
+                .filter(|n| n.route == route)
+                .map(|n| (n.pointer.clone(), n.hits))
+                .collect();
+            if !noise.is_empty() {
+                writeln!(out, "  noise (left out of verdicts): {}", counted(&noise))?;
+            }
+        }
+        writeln!(out, "  {}:", l.segment)?;
+        if !l.top_diffs.is_empty() {
+            writeln!(out, "    top differences: {}", counted(&l.top_diffs))?;
+        }
+        if !l.skip_reasons.is_empty() {
+            writeln!(out, "    skipped: {}", counted(&l.skip_reasons))?;
+        }
+        if l.safety_hits > 0 {
+            writeln!(out, "    safety hits: {}", counted(&l.safety_patterns))?;
+        }
+        writeln!(out, "    feedback: {}", ratings(&l.ratings))?;
+    }
+    if report.by != By::Segment {
+        let noise: Vec<(String, u64)> = (report.noise.iter())
+            .map(|n| (format!("{}{}", n.route, n.pointer), n.hits))
+            .collect();
+        if !noise.is_empty() {
+            writeln!(out, "\nnoise (left out of verdicts): {}", counted(&noise))?;
+        }
+    }
+    Ok(())
 }

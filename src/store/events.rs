@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::path::Path;
 
 /// One row of `rollout_events`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RolloutEvent {
     pub version: i64,
     pub ts_ms: i64,

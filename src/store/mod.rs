@@ -55,6 +55,9 @@ pub struct Record {
     pub candidate_error: Option<String>,
     pub fallback: bool,
     pub safety: Option<String>,
+    /// Pointers seen differing between two incumbent answers on this exchange
+    /// (noise learning); upserted into the `noise` table with the row.
+    pub noise: Vec<String>,
 }
 
 /// Errors at the store boundary; each names the database file involved.

@@ -1,56 +1,23 @@
-//! Read queries for `report` and `show`, merged over several database files.
+//! Read queries for `report`, `show` and `export`, merged over several
+//! database files (one per replica).
 //!
-//! Each file (one per replica) is opened read-only, so a report can run beside
-//! a live proxy. Never writes, never migrates.
-//!
-//! `segment_stats` is one pass over the covering index
-//! `exchanges_route_segment_ts (route, segment, ts, verdict, incumbent_ms,
-//! candidate_ms)`: it never touches the table rows and their bodies, which is
-//! what keeps a report over a million exchanges under a second.
+//! Each file is opened read-only, so a report can run beside a live proxy.
+//! Never writes, never migrates: a table a file does not have yet (an older
+//! schema) reads as empty. The report's pass over the exchanges is in
+//! [`scan`]: it reads only a covering index, never the bodies, which is what
+//! keeps a report over a million exchanges under a second.
 
+mod scan;
+
+pub use scan::{DAY_MS, Filter, HOUR_MS, Point, Scan, SegmentStats, scan, series_bucket};
+
+use super::events::RolloutEvent;
 use super::{Error, Result};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// Counts and latencies of one route and segment.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SegmentStats {
-    pub route: String,
-    pub segment: String,
-    /// Every exchange, whatever its verdict.
-    pub samples: u64,
-    pub matches: u64,
-    pub mismatches: u64,
-    pub candidate_errors: u64,
-    pub incumbent_errors: u64,
-    pub skipped: u64,
-    /// Every recorded incumbent latency, sorted ascending.
-    pub incumbent_ms: Vec<f64>,
-    /// Every recorded candidate latency (failures included), sorted ascending.
-    pub candidate_ms: Vec<f64>,
-}
-
-impl SegmentStats {
-    /// Comparisons that reached a verdict on content: matches + mismatches.
-    pub fn decided(&self) -> u64 {
-        self.matches + self.mismatches
-    }
-
-    fn count(&mut self, verdict: &[u8]) {
-        self.samples += 1;
-        match verdict {
-            b"match" => self.matches += 1,
-            b"mismatch" => self.mismatches += 1,
-            b"candidate_error" => self.candidate_errors += 1,
-            b"incumbent_error" => self.incumbent_errors += 1,
-            // `skipped` and anything a newer version might write.
-            _ => self.skipped += 1,
-        }
-    }
-}
 
 /// Every column of one `exchanges` row, for `show`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -96,13 +63,6 @@ pub fn open_ro(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-// The ORDER BY makes SQLite walk the covering index (rows arrive grouped by
-// route and segment), not the `ts` index plus a lookup of every table row.
-const STATS_ALL: &str = "SELECT route, segment, verdict, incumbent_ms, candidate_ms
-    FROM exchanges WHERE ts >= ?1 ORDER BY route, segment";
-const STATS_ROUTE: &str = "SELECT route, segment, verdict, incumbent_ms, candidate_ms
-    FROM exchanges WHERE route = ?2 AND ts >= ?1 ORDER BY route, segment";
-
 /// Per route and segment statistics, merged over `paths`, optionally for one
 /// route and for exchanges at or after `since_ms`. Sorted by route, segment.
 pub fn segment_stats(
@@ -110,89 +70,19 @@ pub fn segment_stats(
     route: Option<&str>,
     since_ms: Option<i64>,
 ) -> Result<Vec<SegmentStats>> {
-    let mut merged: BTreeMap<(String, String), SegmentStats> = BTreeMap::new();
-    let since = since_ms.unwrap_or(i64::MIN);
-    for path in paths {
-        let conn = open_ro(path)?;
-        let mut stmt = match route {
-            Some(_) => conn.prepare(STATS_ROUTE),
-            None => conn.prepare(STATS_ALL),
-        }
-        .map_err(Error::sqlite(path))?;
-        let mut rows = match route {
-            Some(r) => stmt.query(params![since, r]),
-            None => stmt.query(params![since]),
-        }
-        .map_err(Error::sqlite(path))?;
-        // Rows arrive grouped, so the map is only consulted when the group
-        // changes; `cur` is the group being filled.
-        let mut cur: Option<SegmentStats> = None;
-        while let Some(row) = rows.next().map_err(Error::sqlite(path))? {
-            scan_row(row, &mut cur, &mut merged).map_err(Error::sqlite(path))?;
-        }
-        if let Some(done) = cur.take() {
-            merge_into(&mut merged, done);
-        }
-    }
-    let mut out: Vec<SegmentStats> = merged.into_values().collect();
-    for s in &mut out {
-        s.incumbent_ms.sort_unstable_by(f64::total_cmp);
-        s.candidate_ms.sort_unstable_by(f64::total_cmp);
-    }
-    Ok(out)
-}
-
-fn scan_row(
-    row: &Row<'_>,
-    cur: &mut Option<SegmentStats>,
-    merged: &mut BTreeMap<(String, String), SegmentStats>,
-) -> rusqlite::Result<()> {
-    let route = row.get_ref(0)?.as_str()?;
-    let segment = row.get_ref(1)?.as_str()?;
-    let same = cur
-        .as_ref()
-        .is_some_and(|c| c.route == route && c.segment == segment);
-    if !same {
-        if let Some(done) = cur.take() {
-            merge_into(merged, done);
-        }
-        *cur = Some(SegmentStats {
-            route: route.to_string(),
-            segment: segment.to_string(),
-            ..SegmentStats::default()
-        });
-    }
-    let Some(s) = cur.as_mut() else {
-        return Ok(());
+    let filter = Filter {
+        route: route.map(str::to_string),
+        since_ms,
+        ..Filter::default()
     };
-    s.count(row.get_ref(2)?.as_bytes()?);
-    if let Some(ms) = row.get_ref(3)?.as_f64_or_null()? {
-        s.incumbent_ms.push(ms);
-    }
-    if let Some(ms) = row.get_ref(4)?.as_f64_or_null()? {
-        s.candidate_ms.push(ms);
-    }
-    Ok(())
+    Ok(scan(paths, &filter, None, HOUR_MS)?.groups)
 }
 
-fn merge_into(merged: &mut BTreeMap<(String, String), SegmentStats>, s: SegmentStats) {
-    let key = (s.route.clone(), s.segment.clone());
-    match merged.get_mut(&key) {
-        None => {
-            merged.insert(key, s);
-        }
-        Some(m) => {
-            m.samples += s.samples;
-            m.matches += s.matches;
-            m.mismatches += s.mismatches;
-            m.candidate_errors += s.candidate_errors;
-            m.incumbent_errors += s.incumbent_errors;
-            m.skipped += s.skipped;
-            m.incumbent_ms.extend(s.incumbent_ms);
-            m.candidate_ms.extend(s.candidate_ms);
-        }
-    }
-}
+const EXCHANGE_COLUMNS: &str = "id, ts, route, segment, served_by, method, path, query,
+    request_headers, request_body, verdict, diff, score, skip_reason,
+    incumbent_status, incumbent_ms, incumbent_body, incumbent_error,
+    candidate_status, candidate_ms, candidate_body, candidate_error,
+    fallback, safety";
 
 /// One exchange by id, from the first file that has it.
 pub fn exchange(paths: &[PathBuf], id: &str) -> Result<Option<ExchangeRow>> {
@@ -200,12 +90,7 @@ pub fn exchange(paths: &[PathBuf], id: &str) -> Result<Option<ExchangeRow>> {
         let conn = open_ro(path)?;
         let row = conn
             .query_row(
-                "SELECT id, ts, route, segment, served_by, method, path, query,
-                    request_headers, request_body, verdict, diff, score, skip_reason,
-                    incumbent_status, incumbent_ms, incumbent_body, incumbent_error,
-                    candidate_status, candidate_ms, candidate_body, candidate_error,
-                    fallback, safety
-                 FROM exchanges WHERE id = ?1",
+                &format!("SELECT {EXCHANGE_COLUMNS} FROM exchanges WHERE id = ?1"),
                 [id],
                 exchange_row,
             )
@@ -255,4 +140,224 @@ fn body(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<Vec<u8>>> {
         ValueRef::Integer(n) => Some(n.to_string().into_bytes()),
         ValueRef::Real(f) => Some(f.to_string().into_bytes()),
     })
+}
+
+/// The oldest and newest exchange at or after `since_ms` over every file
+/// (through the `ts` index: two lookups per file).
+pub fn time_range(paths: &[PathBuf], since_ms: Option<i64>) -> Result<Option<(i64, i64)>> {
+    let mut range: Option<(i64, i64)> = None;
+    for path in paths {
+        let conn = open_ro(path)?;
+        let found: (Option<i64>, Option<i64>) = conn
+            .query_row(
+                "SELECT MIN(ts), MAX(ts) FROM exchanges WHERE ts >= ?1",
+                [since_ms.unwrap_or(i64::MIN)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(Error::sqlite(path))?;
+        if let (Some(a), Some(b)) = found {
+            range = Some(range.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+        }
+    }
+    Ok(range)
+}
+
+/// Whether `conn` has table `name` (an older schema may not).
+fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
+/// One learned noise pointer of a route, merged over replicas.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NoiseRow {
+    pub route: String,
+    pub pointer: String,
+    pub first_ts: i64,
+    pub last_ts: i64,
+    /// Exchanges whose two incumbent answers differed at this pointer.
+    pub hits: u64,
+}
+
+/// Learned noise pointers (of one route, or all), sorted by route and pointer.
+pub fn noise(paths: &[PathBuf], route: Option<&str>) -> Result<Vec<NoiseRow>> {
+    let mut merged: BTreeMap<(String, String), NoiseRow> = BTreeMap::new();
+    for path in paths {
+        let conn = open_ro(path)?;
+        let read = || -> rusqlite::Result<Vec<NoiseRow>> {
+            if !has_table(&conn, "noise")? {
+                return Ok(Vec::new());
+            }
+            let mut stmt = conn.prepare(
+                "SELECT route, pointer, first_ts, last_ts, hits FROM noise
+                 WHERE ?1 IS NULL OR route = ?1",
+            )?;
+            stmt.query_map([route], |r| {
+                Ok(NoiseRow {
+                    route: r.get(0)?,
+                    pointer: r.get(1)?,
+                    first_ts: r.get(2)?,
+                    last_ts: r.get(3)?,
+                    hits: r.get::<_, i64>(4)?.max(0) as u64,
+                })
+            })?
+            .collect()
+        };
+        for n in read().map_err(Error::sqlite(path))? {
+            match merged.get_mut(&(n.route.clone(), n.pointer.clone())) {
+                Some(m) => {
+                    m.first_ts = m.first_ts.min(n.first_ts);
+                    m.last_ts = m.last_ts.max(n.last_ts);
+                    m.hits += n.hits;
+                }
+                None => {
+                    merged.insert((n.route.clone(), n.pointer.clone()), n);
+                }
+            }
+        }
+    }
+    Ok(merged.into_values().collect())
+}
+
+/// Feedback ratings per route, segment and rating value, for the exchanges
+/// the filter selects: `(route, segment) → rating → count`.
+pub fn ratings(
+    paths: &[PathBuf],
+    filter: &Filter,
+) -> Result<BTreeMap<(String, String), BTreeMap<i64, u64>>> {
+    let mut out: BTreeMap<(String, String), BTreeMap<i64, u64>> = BTreeMap::new();
+    for path in paths {
+        let conn = open_ro(path)?;
+        let read = || -> rusqlite::Result<Vec<(String, String, i64, i64)>> {
+            if !has_table(&conn, "feedback")? {
+                return Ok(Vec::new());
+            }
+            let mut stmt = conn.prepare(
+                "SELECT e.route, e.segment, f.rating, COUNT(*)
+                 FROM feedback f JOIN exchanges e ON e.id = f.exchange_id
+                 WHERE e.ts >= ?1 AND (?2 IS NULL OR e.route = ?2)
+                   AND (?3 IS NULL OR e.segment = ?3)
+                 GROUP BY 1, 2, 3",
+            )?;
+            stmt.query_map(
+                params![
+                    filter.since_ms.unwrap_or(i64::MIN),
+                    filter.route,
+                    filter.segment
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?
+            .collect()
+        };
+        for (route, segment, rating, n) in read().map_err(Error::sqlite(path))? {
+            *out.entry((route, segment))
+                .or_default()
+                .entry(rating)
+                .or_default() += n.max(0) as u64;
+        }
+    }
+    Ok(out)
+}
+
+/// Rollout events (of one route, or all) at or after `since_ms`, from every
+/// file, ordered by time. Replicas that share a history list an event once.
+pub fn events(
+    paths: &[PathBuf],
+    route: Option<&str>,
+    since_ms: Option<i64>,
+) -> Result<Vec<RolloutEvent>> {
+    let mut all: Vec<RolloutEvent> = Vec::new();
+    for path in paths {
+        let conn = open_ro(path)?;
+        let read = || -> rusqlite::Result<Vec<RolloutEvent>> {
+            if !has_table(&conn, "rollout_events")? {
+                return Ok(Vec::new());
+            }
+            let mut stmt = conn.prepare(
+                "SELECT version, ts, route, segment, from_weight, to_weight, actor, reason, mirror
+                 FROM rollout_events WHERE ts >= ?1 AND (?2 IS NULL OR route = ?2)
+                 ORDER BY version",
+            )?;
+            stmt.query_map(params![since_ms.unwrap_or(i64::MIN), route], |r| {
+                Ok(RolloutEvent {
+                    version: r.get(0)?,
+                    ts_ms: r.get(1)?,
+                    route: r.get(2)?,
+                    segment: r.get(3)?,
+                    from_weight: r.get(4)?,
+                    to_weight: r.get(5)?,
+                    actor: r.get(6)?,
+                    reason: r.get(7)?,
+                    mirror: r.get(8)?,
+                })
+            })?
+            .collect()
+        };
+        all.extend(read().map_err(Error::sqlite(path))?);
+    }
+    all.sort_by_key(|e| (e.ts_ms, e.version));
+    all.dedup_by(|a, b| {
+        a.ts_ms == b.ts_ms
+            && a.route == b.route
+            && a.segment == b.segment
+            && a.to_weight == b.to_weight
+            && a.actor == b.actor
+    });
+    Ok(all)
+}
+
+/// The current weight of every route and segment that has one: the
+/// `to_weight` of its newest event (by time, over every file) that set one.
+pub fn weights(paths: &[PathBuf]) -> Result<BTreeMap<(String, String), f64>> {
+    let mut newest: BTreeMap<(String, String), (i64, i64, f64)> = BTreeMap::new();
+    for ev in events(paths, None, None)? {
+        let Some(w) = ev.to_weight else { continue };
+        let key = (ev.route, ev.segment);
+        let at = (ev.ts_ms, ev.version);
+        if newest.get(&key).is_none_or(|(t, v, _)| (*t, *v) <= at) {
+            newest.insert(key, (at.0, at.1, w));
+        }
+    }
+    Ok(newest.into_iter().map(|(k, (_, _, w))| (k, w)).collect())
+}
+
+/// Calls `each` for every exchange the filter selects, file by file, each
+/// file in time order. Bodies included: this is `export`'s read.
+pub fn each_exchange(
+    paths: &[PathBuf],
+    filter: &Filter,
+    mut each: impl FnMut(ExchangeRow) -> std::io::Result<()>,
+) -> Result<u64> {
+    let mut n = 0;
+    for path in paths {
+        let conn = open_ro(path)?;
+        let sql = format!(
+            "SELECT {EXCHANGE_COLUMNS} FROM exchanges
+             WHERE ts >= ?1 AND (?2 IS NULL OR route = ?2) AND (?3 IS NULL OR segment = ?3)
+               AND (?4 IS NULL OR verdict = ?4)
+             ORDER BY ts, id"
+        );
+        let mut stmt = conn.prepare(&sql).map_err(Error::sqlite(path))?;
+        let mut rows = stmt
+            .query(params![
+                filter.since_ms.unwrap_or(i64::MIN),
+                filter.route,
+                filter.segment,
+                filter.verdict
+            ])
+            .map_err(Error::sqlite(path))?;
+        while let Some(row) = rows.next().map_err(Error::sqlite(path))? {
+            let ex = exchange_row(row).map_err(Error::sqlite(path))?;
+            each(ex).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }

@@ -73,6 +73,20 @@ pub const MIGRATIONS: &[&str] = &[
         comment TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX feedback_exchange ON feedback (exchange_id);",
+    // 2: learned noise per route; the report's covering index also carries the
+    // skip reason, safety hit and diff, so a report never reads a table row.
+    "CREATE TABLE noise (
+        route TEXT NOT NULL,
+        pointer TEXT NOT NULL,           -- JSON pointer, array indices as '*'
+        first_ts INTEGER NOT NULL,
+        last_ts INTEGER NOT NULL,
+        hits INTEGER NOT NULL DEFAULT 1, -- exchanges whose two incumbent answers differed there
+        PRIMARY KEY (route, pointer)
+    );
+    DROP INDEX exchanges_route_segment_ts;
+    CREATE INDEX exchanges_route_segment_ts
+        ON exchanges (route, segment, ts, verdict, incumbent_ms, candidate_ms,
+                      skip_reason, safety, diff);",
 ];
 
 /// Applies pragmas and every pending migration, each in its own transaction.

@@ -33,6 +33,10 @@ const INSERT: &str = "INSERT INTO exchanges (
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
     ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)";
 
+const NOISE: &str = "INSERT INTO noise (route, pointer, first_ts, last_ts, hits)
+    VALUES (?1, ?2, ?3, ?3, 1)
+    ON CONFLICT (route, pointer) DO UPDATE SET last_ts = excluded.last_ts, hits = hits + 1";
+
 const PURGE: &str = "DELETE FROM exchanges WHERE rowid IN
     (SELECT rowid FROM exchanges WHERE ts < ?1 LIMIT ?2)";
 
@@ -74,6 +78,10 @@ fn insert_one(conn: &Connection, r: &Record) -> rusqlite::Result<()> {
         r.fallback,
         r.safety,
     ])?;
+    for pointer in &r.noise {
+        let mut stmt = conn.prepare_cached(NOISE)?;
+        stmt.execute(params![r.route, pointer, r.ts_ms])?;
+    }
     Ok(())
 }
 

@@ -10,6 +10,7 @@ mod admin;
 mod check;
 mod mirror;
 mod proxy;
+mod report;
 mod rollout;
 mod shutdown;
 mod store;

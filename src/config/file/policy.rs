@@ -55,6 +55,20 @@ pub struct CompareFile {
     pub judge_timeout: Option<Spanned<String>>,
     /// judge: judge calls in flight per route; beyond it the verdict is `skipped`. Default `16`.
     pub judge_max_in_flight: Option<Spanned<usize>>,
+    /// json: noise learning from two incumbent answers. Default: off.
+    pub noise: Option<Spanned<NoiseFile>>,
+}
+
+/// `noise = { secondary = "http://...", sample = 0.05 }`: learn the pointers
+/// where the incumbent disagrees with itself.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoiseFile {
+    /// A second incumbent instance asked the same request. Default: none.
+    pub secondary: Option<Spanned<String>>,
+    /// Share (0..=1) of exchanges asked twice: to `secondary` when it is set
+    /// (default `1.0` then), otherwise re-sent to the incumbent (required then).
+    pub sample: Option<Spanned<f64>>,
 }
 
 impl Default for CompareFile {
@@ -71,6 +85,7 @@ impl Default for CompareFile {
             url: None,
             judge_timeout: None,
             judge_max_in_flight: None,
+            noise: None,
         }
     }
 }

@@ -3,11 +3,11 @@
 
 use super::Checker;
 use crate::config::file::{
-    CompareFile, GuardFile, ModeFile, OnBreachFile, RolloutFile, ServeFile, WindowFile,
+    CompareFile, GuardFile, ModeFile, NoiseFile, OnBreachFile, RolloutFile, ServeFile, WindowFile,
 };
 use crate::config::{
-    Compare, Guard, JsonCompare, JudgeCompare, OnBreach, Rollout, Rule, Segment, Side, TextCompare,
-    Window,
+    Compare, Guard, JsonCompare, JudgeCompare, Noise, OnBreach, Rollout, Rule, Segment, Side,
+    TextCompare, Upstream, Window,
 };
 use std::time::Duration;
 use toml::Spanned;
@@ -15,6 +15,9 @@ use toml::Spanned;
 const TEXT_THRESHOLD: f64 = 0.8;
 const JUDGE_TIMEOUT: Duration = Duration::from_secs(10);
 const JUDGE_MAX_IN_FLIGHT: usize = 16;
+/// Connect and header timeout of the noise secondary; the probe as a whole is
+/// bounded by `mirror.timeout`.
+const NOISE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) fn compare(c: &mut Checker<'_>, f: &CompareFile) -> Compare {
     let mode = *f.mode.get_ref();
@@ -63,6 +66,7 @@ fn reject_foreign_keys(c: &mut Checker<'_>, f: &CompareFile, mode: ModeFile) {
             Judge,
             f.judge_max_in_flight.as_ref().map(Spanned::span),
         ),
+        ("noise", Json, f.noise.as_ref().map(Spanned::span)),
     ];
     for (key, owner, span) in keys {
         let Some(span) = span else { continue };
@@ -91,7 +95,36 @@ fn json_compare(c: &mut Checker<'_>, f: &CompareFile) -> JsonCompare {
         tolerance: non_negative(c, "compare.tolerance", f.tolerance.as_ref()),
         abs_tolerance: non_negative(c, "compare.abs_tolerance", f.abs_tolerance.as_ref()),
         unordered_arrays: f.unordered_arrays.as_ref().is_some_and(|b| *b.get_ref()),
+        noise: f.noise.as_ref().and_then(|n| noise(c, n)),
     }
+}
+
+/// `secondary` alone asks it every exchange; `sample` alone re-sends that
+/// share to the incumbent; neither is an issue.
+fn noise(c: &mut Checker<'_>, f: &Spanned<NoiseFile>) -> Option<Noise> {
+    let n = f.get_ref();
+    let secondary = n.secondary.as_ref().map(|url| {
+        let u = c.url("compare.noise.secondary", url);
+        let (uri, base_path) = u.map_or_else(Default::default, |u| (u.uri, u.base_path));
+        Upstream {
+            uri,
+            base_path,
+            connect_timeout: NOISE_TIMEOUT,
+            timeout: NOISE_TIMEOUT,
+            http2: false,
+            tls_ca: None,
+        }
+    });
+    let sample = match (&n.sample, &secondary) {
+        (Some(s), _) => c.fraction("compare.noise.sample", s),
+        (None, Some(_)) => 1.0,
+        (None, None) => {
+            let msg = "noise needs `secondary` (a second incumbent) or `sample` (a share re-sent to the incumbent)";
+            c.issue(f.span(), "compare.noise", msg);
+            return None;
+        }
+    };
+    Some(Noise { secondary, sample })
 }
 
 fn non_negative(c: &mut Checker<'_>, field: &str, x: Option<&Spanned<f64>>) -> f64 {
@@ -266,5 +299,49 @@ fn steps(c: &mut Checker<'_>, steps: &Spanned<Vec<f64>>) {
         };
         c.issue(steps.span(), "guard.steps", why);
         return;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Compare, parse};
+
+    fn route(compare: &str) -> String {
+        format!(
+            "[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nincumbent = \"http://127.0.0.1:1\"\ncompare = {compare}\n"
+        )
+    }
+
+    #[test]
+    fn noise_keys() {
+        let c = parse(&route(
+            "{ mode = \"json\", noise = { secondary = \"http://127.0.0.1:2\" } }",
+        ))
+        .unwrap();
+        let Compare::Json(spec) = &c.routes[0].compare else {
+            panic!("json mode");
+        };
+        let noise = spec.noise.as_ref().unwrap();
+        assert_eq!(noise.sample, 1.0);
+        assert_eq!(noise.secondary.as_ref().unwrap().uri, "http://127.0.0.1:2/");
+        let c = parse(&route("{ noise = { sample = 0.05 } }")).unwrap();
+        let Compare::Json(spec) = &c.routes[0].compare else {
+            panic!("json mode");
+        };
+        assert!(spec.noise.as_ref().is_some_and(|n| n.secondary.is_none()));
+
+        for (compare, expected) in [
+            ("{ noise = {} }", "noise needs `secondary`"),
+            ("{ noise = { sample = 2.0 } }", "2 is outside 0..=1"),
+            ("{ noise = { secondary = \"ftp://x\" } }", "bad URL"),
+            ("{ noise = { smaple = 0.1 } }", "unknown field `smaple`"),
+            (
+                "{ mode = \"text\", noise = { sample = 0.1 } }",
+                "`noise` belongs to mode \"json\"",
+            ),
+        ] {
+            let err = parse(&route(compare)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{compare}: {err}");
+        }
     }
 }
