@@ -43,14 +43,15 @@ impl Settle {
             .unwrap_or_else(|_| Observation::failed("answer lost", ex.started.elapsed()));
         let cfg = &route.cfg;
         let label = segment::label(cfg.segment.as_ref(), &ex.segment);
+        // The handler answered these from the incumbent instead (`forward`).
         let fallback =
             served_by == Side::Candidate && served_obs.is_error() && cfg.rollout.fallback;
-        // (the handler fell back to the incumbent for exactly these answers)
         let (incumbent, candidate) = match (served_by, shadow_obs) {
             (Side::Incumbent, shadow) => (Some(served_obs), shadow),
             (Side::Candidate, shadow) => (shadow, Some(served_obs)),
         };
-        let cap = proxy.runtime().config.store.max_body_bytes;
+        let rt = proxy.runtime();
+        let cap = rt.config.store.max_body_bytes;
         let (mut outcome, noise) = decide(&route, &ex, &incumbent, &candidate, cap).await;
         if outcome.verdict == Verdict::Skipped && outcome.note.is_none() {
             outcome.note = skip.map(|r| r.as_str().to_string());
@@ -81,7 +82,6 @@ impl Settle {
             candidate_ms: ms(&candidate),
         };
         proxy.rollout.observe(cfg, label, sample, metrics);
-        let rt = proxy.runtime();
         let mut rec = Record {
             id: ex.id,
             ts_ms: ex.ts_ms,
