@@ -53,9 +53,30 @@ pub async fn prepare(mut body: Incoming, cap: usize) -> Result<Prepared, hyper::
     }))
 }
 
+/// One buffer (or nothing), sent as a single frame.
+pub struct Once(Option<Bytes>);
+
+impl Once {
+    pub fn new(bytes: Bytes) -> Once {
+        Once((!bytes.is_empty()).then_some(bytes))
+    }
+
+    fn poll(&mut self) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Poll::Ready(self.0.take().map(|d| Ok(Frame::data(d))))
+    }
+
+    fn is_end(&self) -> bool {
+        self.0.is_none()
+    }
+
+    fn hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.0.as_ref().map_or(0, |d| d.len() as u64))
+    }
+}
+
 /// A request body on its way to an upstream.
 pub enum UpBody {
-    Full(Option<Bytes>),
+    Full(Once),
     Chained {
         prefix: VecDeque<Bytes>,
         rest: Incoming,
@@ -64,7 +85,7 @@ pub enum UpBody {
 
 impl UpBody {
     pub fn full(bytes: Bytes) -> UpBody {
-        UpBody::Full((!bytes.is_empty()).then_some(bytes))
+        UpBody::Full(Once::new(bytes))
     }
 }
 
@@ -77,7 +98,7 @@ impl Body for UpBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            UpBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            UpBody::Full(once) => once.poll(),
             UpBody::Chained { prefix, rest } => match prefix.pop_front() {
                 Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
                 None => Pin::new(rest).poll_frame(cx),
@@ -87,14 +108,14 @@ impl Body for UpBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            UpBody::Full(data) => data.is_none(),
+            UpBody::Full(once) => once.is_end(),
             UpBody::Chained { prefix, rest } => prefix.is_empty() && rest.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            UpBody::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            UpBody::Full(once) => once.hint(),
             UpBody::Chained { prefix, rest } => {
                 let buffered: u64 = prefix.iter().map(|c| c.len() as u64).sum();
                 let mut hint = SizeHint::new();
@@ -173,16 +194,16 @@ pub enum ProxyBody {
     /// An upstream's body, passed through frame by frame while captured.
     Tee { inner: Incoming, capture: Capture },
     /// A body we made (errors, admin answers, buffered bodies).
-    Full(Option<Bytes>),
+    Full(Once),
 }
 
 impl ProxyBody {
     pub fn text(s: impl Into<String>) -> ProxyBody {
-        ProxyBody::Full(Some(Bytes::from(s.into())))
+        ProxyBody::Full(Once::new(Bytes::from(s.into())))
     }
 
     pub fn bytes(b: Bytes) -> ProxyBody {
-        ProxyBody::Full((!b.is_empty()).then_some(b))
+        ProxyBody::Full(Once::new(b))
     }
 }
 
@@ -195,7 +216,7 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ProxyBody::Full(once) => once.poll(),
             ProxyBody::Tee { inner, capture } => {
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
                 match &polled {
@@ -222,16 +243,14 @@ impl Body for ProxyBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ProxyBody::Full(data) => data.is_none(),
+            ProxyBody::Full(once) => once.is_end(),
             ProxyBody::Tee { inner, .. } => inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ProxyBody::Full(data) => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
+            ProxyBody::Full(once) => once.hint(),
             ProxyBody::Tee { inner, .. } => inner.size_hint(),
         }
     }

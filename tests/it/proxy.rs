@@ -208,23 +208,8 @@ async fn streaming_incumbent_reaches_the_client_chunk_by_chunk() {
 async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let incumbent = upstream().spawn().await;
-    let dir = tempfile::tempdir().unwrap();
-    let text = config_text(
-        dir.path(),
-        "",
-        &format!(
-            "[[routes]]\nname = \"a\"\npath_prefix = \"/\"\nincumbent = \"{}\"\n",
-            incumbent.url()
-        ),
-    )
-    .replace(
-        "addr = \"127.0.0.1:0\"\n[admin]",
-        "addr = \"127.0.0.1:0\"\nheader_read_timeout = \"300ms\"\n[admin]",
-    );
-    let running = understudy::app::start(understudy::config::parse(&text).unwrap())
-        .await
-        .unwrap();
-    let mut s = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    let mut p = proxy_listen("header_read_timeout = \"300ms\"", &incumbent.url()).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
@@ -232,7 +217,7 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
         read.is_ok(),
         "the proxy must close a connection stuck in its headers"
     );
-    running.stop().await;
+    p.stop().await;
 }
 
 #[tokio::test]
@@ -243,25 +228,12 @@ async fn tls_listener_serves_http2_and_http1() {
     let (cert_path, key_path) = (dir.path().join("server.pem"), dir.path().join("server.key"));
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let text = config_text(
-        dir.path(),
-        "",
-        &format!(
-            "[[routes]]\nname = \"a\"\npath_prefix = \"/\"\nincumbent = \"{}\"\n",
-            incumbent.url()
-        ),
-    )
-    .replace(
-        "addr = \"127.0.0.1:0\"\n[admin]",
-        &format!(
-            "addr = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n[admin]",
-            cert_path.display(),
-            key_path.display()
-        ),
+    let tls_keys = format!(
+        "tls = {{ cert = \"{}\", key = \"{}\" }}",
+        cert_path.display(),
+        key_path.display()
     );
-    let running = understudy::app::start(understudy::config::parse(&text).unwrap())
-        .await
-        .unwrap();
+    let mut p = proxy_listen(&tls_keys, &incumbent.url()).await;
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.cert.der().clone()).unwrap();
@@ -281,7 +253,7 @@ async fn tls_listener_serves_http2_and_http1() {
     let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(https);
-    let url = format!("https://localhost:{}/hello", running.addr.port());
+    let url = format!("https://localhost:{}/hello", p.addr.port());
     let resp = client
         .request(Request::get(&url).body(Full::default()).unwrap())
         .await
@@ -294,7 +266,7 @@ async fn tls_listener_serves_http2_and_http1() {
         incumbent.requests()[0].headers["x-forwarded-proto"],
         "https"
     );
-    running.stop().await;
+    p.stop().await;
 }
 
 #[tokio::test]
@@ -398,30 +370,15 @@ async fn upstreams_over_https_with_a_private_ca_and_over_h2c() {
 #[tokio::test]
 async fn local_overload_is_503() {
     let slow = upstream().delay(Duration::from_millis(800)).spawn().await;
-    let dir = tempfile::tempdir().unwrap();
-    let text = config_text(
-        dir.path(),
-        "",
-        &format!(
-            "[[routes]]\nname = \"a\"\npath_prefix = \"/\"\nincumbent = \"{}\"\n",
-            slow.url()
-        ),
-    )
-    .replace(
-        "addr = \"127.0.0.1:0\"\n[admin]",
-        "addr = \"127.0.0.1:0\"\nmax_in_flight = 1\n[admin]",
-    );
-    let running = understudy::app::start(understudy::config::parse(&text).unwrap())
-        .await
-        .unwrap();
-    let first = tokio::spawn(get_owned(format!("http://{}/one", running.addr)));
+    let mut p = proxy_listen("max_in_flight = 1", &slow.url()).await;
+    let first = tokio::spawn(get_owned(p.url("/one")));
     // Wait until the first request holds the only slot (it reached the upstream).
     assert!(eventually(|| !slow.requests().is_empty()).await);
-    let (status, _, body) = get(&format!("http://{}/two", running.addr)).await;
+    let (status, _, body) = get(&p.url("/two")).await;
     assert_eq!(status, 503);
     assert_eq!(&body[..], b"proxy overloaded\n");
     assert_eq!(first.await.unwrap(), 200);
-    running.stop().await;
+    p.stop().await;
 }
 
 async fn get_owned(url: String) -> u16 {

@@ -218,6 +218,31 @@ pub fn config_text(dir: &std::path::Path, extra: &str, routes: &str) -> String {
     )
 }
 
+/// A proxy in front of `incumbent` alone (route `a` on `/`), with extra `[listen]` keys.
+pub async fn proxy_listen(listen_extra: &str, incumbent: &str) -> TestProxy {
+    let dir = tempfile::tempdir().unwrap();
+    let routes =
+        format!("[[routes]]\nname = \"a\"\npath_prefix = \"/\"\nincumbent = \"{incumbent}\"\n");
+    let text = config_text(dir.path(), "", &routes).replace(
+        "addr = \"127.0.0.1:0\"\n[admin]",
+        &format!("addr = \"127.0.0.1:0\"\n{listen_extra}\n[admin]"),
+    );
+    start(dir, &text).await
+}
+
+async fn start(dir: tempfile::TempDir, text: &str) -> TestProxy {
+    let config = understudy::config::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let db = config.store.path.clone();
+    let running = understudy::app::start(config).await.unwrap();
+    TestProxy {
+        addr: running.addr,
+        admin: running.admin_addr,
+        running: Some(running),
+        db,
+        dir,
+    }
+}
+
 pub async fn proxy(routes: &str) -> TestProxy {
     proxy_with("", routes).await
 }
