@@ -32,8 +32,8 @@ fn rows(req: &Bytes, inc: &Bytes, cand: &Bytes) -> Vec<Record> {
     let now = writer::now_ms();
     (0..ROWS)
         .map(|i| Record {
-            // Random ids, as the proxy's are: inserts land all over the PK index.
-            id: format!("{:016x}{:016x}", rng.r#gen::<u64>(), rng.r#gen::<u64>()),
+            // The proxy's own ids: time-ordered, so the PK index grows at its end.
+            id: understudy::exchange::new_id(now),
             ts_ms: now,
             route: "lead-score".into(),
             segment: ["enterprise", "mid-market", "smb"][i % 3].into(),

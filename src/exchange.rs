@@ -53,7 +53,7 @@ impl Exchange {
 
 /// A sortable, unique id: unix ms, a per-process random part and a counter
 /// (unique across replicas whose databases are merged by `report`).
-fn new_id(ts_ms: i64) -> String {
+pub fn new_id(ts_ms: i64) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static PROCESS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     let process = *PROCESS.get_or_init(rand::random::<u32>);
