@@ -10,7 +10,7 @@ use crate::compare::Observation;
 use crate::config::Side;
 use crate::exchange::Exchange;
 use crate::mirror;
-use crate::rollout;
+use crate::rollout::{self, RouteState};
 use crate::segment::{self, JsonBody};
 use crate::settle::Settle;
 use bytes::Bytes;
@@ -50,7 +50,10 @@ pub async fn handle(
         Prepared::Streaming(_) => None,
     };
     let ex = Exchange::begin(&route.cfg, &parts, buffered.as_ref());
-    let served_by = decide(&proxy, &route, &parts, &ex);
+    // One read of the live weights and kill switch for the whole exchange.
+    let rollout = proxy.rollout.snapshot();
+    let state = rollout.get(&route.cfg.name);
+    let served_by = decide(state, &route, &parts, &ex);
     headers::prepare_request(
         &mut parts.headers,
         peer.ip(),
@@ -58,10 +61,7 @@ pub async fn handle(
         &headers::via_value(parts.version),
     );
 
-    let mirror_on = proxy
-        .rollout
-        .route(&route.cfg.name)
-        .is_none_or(|s| s.mirror);
+    let mirror_on = state.is_none_or(|s| s.mirror);
     let shadow = mirror::prepare(&route, mirror_on, &ex, &parts, served_by.other(), cap);
     if let Err(reason) = &shadow {
         proxy
@@ -131,7 +131,7 @@ pub async fn handle(
 
 /// A targeting rule, else the segment's weight against the sticky bucket.
 /// Bodies over the cap always go to the incumbent: a fallback could not replay them.
-fn decide(proxy: &Proxy, route: &RouteRuntime, parts: &Parts, ex: &Exchange) -> Side {
+fn decide(state: Option<&RouteState>, route: &RouteRuntime, parts: &Parts, ex: &Exchange) -> Side {
     let Some(body) = ex.body.as_ref() else {
         return Side::Incumbent;
     };
@@ -143,9 +143,7 @@ fn decide(proxy: &Proxy, route: &RouteRuntime, parts: &Parts, ex: &Exchange) -> 
     } else {
         rollout::rule_for(&route.cfg, parts, &mut JsonBody::new(body))
     };
-    proxy
-        .rollout
-        .decide(&route.cfg, &ex.segment, ex.sticky.as_deref(), rule)
+    rollout::decide(state, &route.cfg, &ex.segment, ex.sticky.as_deref(), rule)
 }
 
 type Upstream = Result<Response<Incoming>, Error>;

@@ -94,8 +94,7 @@ impl Rollout {
         self.snapshot().get(name).cloned()
     }
 
-    /// Who serves this exchange: a matching targeting rule, else the sticky
-    /// bucket against the segment's weight (a random bucket without a key).
+    /// Who serves this exchange, on a fresh snapshot (see [`decide`]).
     pub fn decide(
         &self,
         route: &Route,
@@ -103,29 +102,44 @@ impl Rollout {
         sticky: Option<&str>,
         rule: Option<Side>,
     ) -> Side {
-        if route.candidate.is_none() {
-            return Side::Incumbent;
-        }
-        if let Some(side) = rule {
-            return side;
-        }
-        let label = segment::label(route.segment.as_ref(), segment);
-        let weight = self
-            .snapshot()
-            .get(&route.name)
-            .map_or(0.0, |s| s.weight_for(segment, label));
-        if weight <= 0.0 {
-            return Side::Incumbent;
-        }
-        let b = match sticky {
-            Some(key) => bucket::bucket(&route.name, &route.rollout.salt, key),
-            None => rand::random::<u64>() % bucket::BUCKETS,
-        };
-        if bucket::is_candidate(b, weight) {
-            Side::Candidate
-        } else {
-            Side::Incumbent
-        }
+        decide(
+            self.snapshot().get(&route.name),
+            route,
+            segment,
+            sticky,
+            rule,
+        )
+    }
+}
+
+/// Who serves this exchange: a matching targeting rule, else the sticky
+/// bucket against the segment's weight in `state` (a random bucket without a key).
+pub fn decide(
+    state: Option<&RouteState>,
+    route: &Route,
+    segment: &str,
+    sticky: Option<&str>,
+    rule: Option<Side>,
+) -> Side {
+    if route.candidate.is_none() {
+        return Side::Incumbent;
+    }
+    if let Some(side) = rule {
+        return side;
+    }
+    let label = segment::label(route.segment.as_ref(), segment);
+    let weight = state.map_or(0.0, |s| s.weight_for(segment, label));
+    if weight <= 0.0 {
+        return Side::Incumbent;
+    }
+    let b = match sticky {
+        Some(key) => bucket::bucket(&route.name, &route.rollout.salt, key),
+        None => rand::random::<u64>() % bucket::BUCKETS,
+    };
+    if bucket::is_candidate(b, weight) {
+        Side::Candidate
+    } else {
+        Side::Incumbent
     }
 }
 
