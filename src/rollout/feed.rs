@@ -14,7 +14,10 @@ impl Rollout {
     /// Feeds one settled exchange to its segment's guard and applies what the
     /// guard decides: a breach steps the weight back, a long enough pass steps it up.
     pub fn observe(&self, route: &Route, label: &str, sample: Sample, metrics: &Metrics) {
-        let weight = self.route(&route.name).map_or(0.0, |s| s.weight(label));
+        let weight = self
+            .snapshot()
+            .get(&route.name)
+            .map_or(0.0, |s| s.weight(label));
         let (action, agreement) = {
             let mut guards = lock(&self.guards);
             let g = guards
