@@ -113,11 +113,11 @@ fn generate(path: &std::path::Path) {
             ..Record::default()
         });
         if batch.len() == batch.capacity() {
-            writer::insert_batch(&mut conn, &batch).expect("insert");
+            writer::insert_batch(&mut conn, &batch, &[]).expect("insert");
             batch.clear();
         }
     }
-    writer::insert_batch(&mut conn, &batch).expect("insert");
+    writer::insert_batch(&mut conn, &batch, &[]).expect("insert");
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); ANALYZE;")
         .expect("checkpoint");
     eprintln!(

@@ -65,7 +65,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("insert_batch_1000x1KiB", |b| {
         b.iter_batched(
             || rows(&req, &inc, &cand),
-            |batch| writer::insert_batch(&mut conn, &batch).expect("insert"),
+            |batch| writer::insert_batch(&mut conn, &batch, &[]).expect("insert"),
             BatchSize::LargeInput,
         );
     });
@@ -136,7 +136,7 @@ fn build_report_db(path: &std::path::Path) {
             r.candidate_body = None;
             r.verdict = ["match", "match", "mismatch", "candidate_error"][i % 4];
         }
-        writer::insert_batch(&mut conn, &batch).expect("insert");
+        writer::insert_batch(&mut conn, &batch, &[]).expect("insert");
     }
 }
 

@@ -17,15 +17,17 @@ pub struct Exchange {
     pub segment: String,
     pub sticky: Option<String>,
     pub method: http::Method,
+    /// Path, query and the client's headers as received (before forwarding
+    /// changes), for the row: empty until [`Exchange::keep_request`].
     pub path: String,
     pub query: Option<String>,
-    /// The client's headers as received (before forwarding changes), for the log.
     pub headers: HeaderMap,
     /// The request body when it was buffered (within the cap).
     pub body: Option<Bytes>,
 }
 
 impl Exchange {
+    /// What every request needs: id, time, segment, sticky key, method, body.
     pub fn begin(route: &Route, parts: &Parts, body: Option<&Bytes>) -> Exchange {
         let mut json = JsonBody::new(body.map_or(&[][..], |b| &b[..]));
         let segment = segment::of(route.segment.as_ref(), parts, &mut json);
@@ -43,11 +45,18 @@ impl Exchange {
             segment,
             sticky,
             method: parts.method.clone(),
-            path: parts.uri.path().to_string(),
-            query: parts.uri.query().map(str::to_string),
-            headers: parts.headers.clone(),
+            path: String::new(),
+            query: None,
+            headers: HeaderMap::new(),
             body: body.cloned(),
         }
+    }
+
+    /// Keeps what only the row needs (copies), for exchanges that get one.
+    pub fn keep_request(&mut self, parts: &Parts) {
+        self.path = parts.uri.path().to_string();
+        self.query = parts.uri.query().map(str::to_string);
+        self.headers = parts.headers.clone();
     }
 }
 

@@ -1,8 +1,8 @@
 //! The only door to the shadow side: decides whether to mirror, builds the copy
 //! and bounds it (`max_in_flight` permits, `timeout`).
 //!
-//! Never awaits anything on the client's path: `prepare` returns at once with a
-//! call to run on the settle task, or a counted [`SkipReason`].
+//! Never awaits anything on the client's path: `plan` returns at once with a
+//! copy to build and run on the settle task, or a counted [`SkipReason`].
 
 use crate::compare::Observation;
 use crate::config::{Mirror, Side};
@@ -53,22 +53,32 @@ pub struct ShadowCall {
     _permit: OwnedSemaphorePermit,
 }
 
-/// Decides whether this exchange is mirrored to `target` and builds the copy.
-pub fn prepare(
+/// A mirror decided on, its in-flight permit held; the copy is built later,
+/// from the request head as it is forwarded.
+pub struct Plan {
+    target: Side,
+    body: Bytes,
+    timeout: std::time::Duration,
+    cap: usize,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Decides whether this exchange is mirrored to `target`. Cheap, and never
+/// waits: a bound that is hit is a [`SkipReason`].
+pub fn plan(
     route: &RouteRuntime,
     mirror_on: bool,
     ex: &Exchange,
-    parts: &Parts,
     target: Side,
     cap: usize,
-) -> Result<ShadowCall, SkipReason> {
+) -> Result<Plan, SkipReason> {
     let policy = &route.cfg.mirror;
     if !mirror_on {
         return Err(SkipReason::Disabled);
     }
-    let Some(candidate) = route.candidate.as_ref() else {
+    if route.candidate.is_none() {
         return Err(SkipReason::NoCandidate);
-    };
+    }
     if !policy.methods.contains(&ex.method) {
         return Err(SkipReason::Method);
     }
@@ -80,27 +90,39 @@ pub fn prepare(
         .clone()
         .try_acquire_owned()
         .map_err(|_| SkipReason::InFlight)?;
-    let (client, request) = match target {
-        Side::Candidate => (
-            candidate,
-            candidate_request(policy, parts, body.clone(), candidate),
-        ),
-        Side::Incumbent => (
-            &route.incumbent,
-            plain_request(parts, body.clone(), &route.incumbent),
-        ),
-    };
-    let mut request = request;
-    request
-        .headers_mut()
-        .insert(MIRROR, HeaderValue::from_static("1"));
-    Ok(ShadowCall {
-        client: client.clone(),
-        request,
+    Ok(Plan {
+        target,
+        body: body.clone(),
         timeout: policy.timeout,
         cap,
-        _permit: permit,
+        permit,
     })
+}
+
+impl Plan {
+    /// Builds the copy from the request head as it goes to the serving side.
+    pub fn build(self, route: &RouteRuntime, parts: &Parts) -> ShadowCall {
+        let (client, mut request) = match (self.target, route.candidate.as_ref()) {
+            (Side::Candidate, Some(candidate)) => (
+                candidate,
+                candidate_request(&route.cfg.mirror, parts, self.body, candidate),
+            ),
+            _ => (
+                &route.incumbent,
+                plain_request(parts, self.body, &route.incumbent),
+            ),
+        };
+        request
+            .headers_mut()
+            .insert(MIRROR, HeaderValue::from_static("1"));
+        ShadowCall {
+            client: client.clone(),
+            request,
+            timeout: self.timeout,
+            cap: self.cap,
+            _permit: self.permit,
+        }
+    }
 }
 
 impl ShadowCall {

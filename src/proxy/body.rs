@@ -134,7 +134,7 @@ pub struct Capture {
     status: u16,
     started: Instant,
     cap: usize,
-    buf: BytesMut,
+    kept: Kept,
     truncated: bool,
     tx: Option<oneshot::Sender<Observation>>,
 }
@@ -150,25 +150,39 @@ impl Capture {
             status,
             started,
             cap,
-            buf: BytesMut::new(),
+            kept: Kept::Nothing,
             truncated: false,
             tx: Some(tx),
         }
     }
 
     fn keep(&mut self, data: &Bytes) {
-        let room = self.cap.saturating_sub(self.buf.len());
+        let room = self.cap.saturating_sub(self.kept.len());
         if data.len() > room {
             self.truncated = true;
         }
-        self.buf.extend_from_slice(&data[..data.len().min(room)]);
+        let data = data.slice(..data.len().min(room));
+        self.kept = match std::mem::take(&mut self.kept) {
+            // Most bodies arrive in one frame: share it rather than copy it.
+            Kept::Nothing => Kept::One(data),
+            Kept::One(first) => {
+                let mut buf = BytesMut::with_capacity(first.len() + data.len());
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&data);
+                Kept::Many(buf)
+            }
+            Kept::Many(mut buf) => {
+                buf.extend_from_slice(&data);
+                Kept::Many(buf)
+            }
+        };
     }
 
     fn finish(&mut self, error: Option<String>) {
         if let Some(tx) = self.tx.take() {
             let obs = Observation {
                 status: Some(self.status),
-                body: std::mem::take(&mut self.buf).freeze(),
+                body: std::mem::take(&mut self.kept).into_bytes(),
                 truncated: self.truncated,
                 error,
                 latency: self.started.elapsed(),
@@ -189,10 +203,39 @@ impl Drop for Capture {
     }
 }
 
+/// What a [`Capture`] has kept so far.
+#[derive(Default)]
+enum Kept {
+    #[default]
+    Nothing,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Kept {
+    fn len(&self) -> usize {
+        match self {
+            Kept::Nothing => 0,
+            Kept::One(b) => b.len(),
+            Kept::Many(b) => b.len(),
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Kept::Nothing => Bytes::new(),
+            Kept::One(b) => b,
+            Kept::Many(b) => b.freeze(),
+        }
+    }
+}
+
 /// The body the client receives.
 pub enum ProxyBody {
     /// An upstream's body, passed through frame by frame while captured.
     Tee { inner: Incoming, capture: Capture },
+    /// An upstream's body nobody logs, passed through.
+    Pass(Incoming),
     /// A body we made (errors, admin answers, buffered bodies).
     Full(Once),
 }
@@ -217,6 +260,7 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ProxyBody::Full(once) => once.poll(),
+            ProxyBody::Pass(inner) => Pin::new(inner).poll_frame(cx),
             ProxyBody::Tee { inner, capture } => {
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
                 match &polled {
@@ -244,14 +288,14 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Full(once) => once.is_end(),
-            ProxyBody::Tee { inner, .. } => inner.is_end_stream(),
+            ProxyBody::Tee { inner, .. } | ProxyBody::Pass(inner) => inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Full(once) => once.hint(),
-            ProxyBody::Tee { inner, .. } => inner.size_hint(),
+            ProxyBody::Tee { inner, .. } | ProxyBody::Pass(inner) => inner.size_hint(),
         }
     }
 }

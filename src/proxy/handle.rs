@@ -49,48 +49,64 @@ pub async fn handle(
         Prepared::Buffered(b) => Some(b.clone()),
         Prepared::Streaming(_) => None,
     };
-    let ex = Exchange::begin(&route.cfg, &parts, buffered.as_ref());
+    let mut ex = Exchange::begin(&route.cfg, &parts, buffered.as_ref());
     // One read of the live weights and kill switch for the whole exchange.
     let rollout = proxy.rollout.snapshot();
     let state = rollout.get(&route.cfg.name);
     let served_by = decide(state, &route, &parts, &ex);
+    let mirror_on = state.is_none_or(|s| s.mirror);
+    let plan = mirror::plan(&route, mirror_on, &ex, served_by.other(), cap);
+    if let Err(reason) = &plan {
+        proxy
+            .metrics
+            .record_mirror_skip(&route.cfg.name, reason.as_str());
+    }
+    // Only an exchange with two answers to compare, or one the candidate
+    // serves, settles into a row; a skipped mirror beside the incumbent's
+    // answer is only counted (`store::skips`), so shedding stays cheap.
+    let settles = plan.is_ok() || served_by == Side::Candidate;
+    if settles {
+        ex.keep_request(&parts);
+    }
     headers::prepare_request(
         &mut parts.headers,
         peer.ip(),
         tls,
         &headers::via_value(parts.version),
     );
-
-    let mirror_on = state.is_none_or(|s| s.mirror);
-    let shadow = mirror::prepare(&route, mirror_on, &ex, &parts, served_by.other(), cap);
-    if let Err(reason) = &shadow {
-        proxy
-            .metrics
-            .record_mirror_skip(&route.cfg.name, reason.as_str());
-    }
-    let (served_tx, served_rx) = oneshot::channel();
     let exchange_id = HeaderValue::try_from(ex.id.as_str()).ok();
     let label = segment::label(route.cfg.segment.as_ref(), &ex.segment).to_string();
     let started = ex.started;
-    // Boxed: the settle future is large, and a box is cheaper to move into
-    // (and around inside) a task than the whole state machine.
-    proxy.tasks.spawn(Box::pin(
-        Settle {
-            proxy: proxy.clone(),
-            route: route.clone(),
-            exchange: ex,
-            served_by,
-            shadow,
-            served: served_rx,
+    let served_tx = if settles {
+        let shadow = plan.map(|p| p.build(&route, &parts));
+        let (served_tx, served_rx) = oneshot::channel();
+        // Boxed: the settle future is large, and a box is cheaper to move into
+        // (and around inside) a task than the whole state machine.
+        proxy.tasks.spawn(Box::pin(
+            Settle {
+                proxy: proxy.clone(),
+                route: route.clone(),
+                exchange: ex,
+                served_by,
+                shadow,
+                served: served_rx,
+            }
+            .run(),
+        ));
+        Some(served_tx)
+    } else {
+        if let Err(reason) = plan {
+            proxy
+                .store
+                .skip(&route.cfg.name, ex.segment, reason.as_str(), ex.ts_ms);
         }
-        .run(),
-    ));
+        None
+    };
 
     let (answered_by, result, failed_candidate) =
         forward(&route, served_by, parts, body, buffered).await;
-    let served_tx = match failed_candidate {
-        None => served_tx,
-        Some(failure) => {
+    let served_tx = match (failed_candidate, served_tx) {
+        (Some(failure), Some(tx)) => {
             // The settle task compares the candidate's failure; the incumbent's
             // fallback answer only goes to the client.
             proxy
@@ -98,20 +114,29 @@ pub async fn handle(
                 .fallbacks
                 .with_label_values(&[&route.cfg.name, &label])
                 .inc();
-            let _ignored = served_tx.send(failure);
-            oneshot::channel().0
+            let _ignored = tx.send(failure);
+            None
         }
+        (_, tx) => tx,
     };
-    let mut resp = match result {
-        Ok(upstream) => {
+    let mut resp = match (result, served_tx) {
+        (Ok(upstream), served_tx) => {
             let (mut head, inner) = upstream.into_parts();
             headers::strip_hop_by_hop(&mut head.headers);
-            let capture = Capture::new(head.status.as_u16(), started, cap, served_tx);
-            Response::from_parts(head, ProxyBody::Tee { inner, capture })
+            let body = match served_tx {
+                Some(tx) => ProxyBody::Tee {
+                    inner,
+                    capture: Capture::new(head.status.as_u16(), started, cap, tx),
+                },
+                None => ProxyBody::Pass(inner),
+            };
+            Response::from_parts(head, body)
         }
-        Err(e) => {
+        (Err(e), served_tx) => {
             // The settle task logs the failure; the client gets a short answer.
-            let _ignored = served_tx.send(Observation::failed(e.to_string(), started.elapsed()));
+            if let Some(tx) = served_tx {
+                let _ignored = tx.send(Observation::failed(e.to_string(), started.elapsed()));
+            }
             e.to_response()
         }
     };

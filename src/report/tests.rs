@@ -56,7 +56,7 @@ fn fixture(path: &Path, id_prefix: &str, day_offset: i64) -> Vec<String> {
             });
         }
     }
-    writer::insert_batch(&mut conn, &rows).unwrap();
+    writer::insert_batch(&mut conn, &rows, &[]).unwrap();
     rows.into_iter().map(|r| r.id).collect()
 }
 

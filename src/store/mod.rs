@@ -13,6 +13,7 @@ pub mod events;
 pub mod read;
 pub mod redact;
 pub mod schema;
+pub mod skips;
 pub mod writer;
 
 #[cfg(test)]
@@ -140,6 +141,7 @@ struct Inner {
     path: PathBuf,
     tx: RwLock<Option<SyncSender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    skips: Arc<skips::Tally>,
     metrics: Metrics,
 }
 
@@ -148,7 +150,8 @@ impl Store {
     pub fn open(cfg: &crate::config::Store, metrics: Metrics) -> Result<Store> {
         let conn = open_rw(&cfg.path)?;
         let (tx, rx) = sync_channel(cfg.queue_capacity);
-        let writer = writer::Writer::new(conn, cfg, metrics.clone());
+        let skips = Arc::new(skips::Tally::default());
+        let writer = writer::Writer::new(conn, cfg, skips.clone(), metrics.clone());
         let handle = std::thread::Builder::new()
             .name("understudy-store".into())
             .spawn(move || writer.run(rx))
@@ -161,6 +164,7 @@ impl Store {
                 path: cfg.path.clone(),
                 tx: RwLock::new(Some(tx)),
                 writer: Mutex::new(Some(handle)),
+                skips,
                 metrics,
             }),
         })
@@ -190,6 +194,14 @@ impl Store {
                 false
             }
         }
+    }
+
+    /// Counts one skipped mirror of an exchange that gets no row (the
+    /// incumbent served it and there is nothing to compare). Never blocks for
+    /// long: a short lock on the tally, which the writer commits with its next
+    /// batch (or within `store.flush_interval`).
+    pub fn skip(&self, route: &str, segment: String, reason: &'static str, ts_ms: i64) {
+        self.inner.skips.add(route, segment, reason, ts_ms);
     }
 
     /// Returns once every row queued before the call is committed (at once

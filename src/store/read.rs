@@ -155,15 +155,28 @@ pub fn time_range(paths: &[PathBuf], since_ms: Option<i64>) -> Result<Option<(i6
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(Error::sqlite(path))?;
-        if let (Some(a), Some(b)) = found {
-            range = Some(range.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+        let skips: (Option<i64>, Option<i64>) =
+            if has_table(&conn, "mirror_skips").map_err(Error::sqlite(path))? {
+                conn.query_row(
+                    "SELECT MIN(minute), MAX(minute) FROM mirror_skips WHERE minute >= ?1",
+                    [since_ms.map_or(i64::MIN, super::skips::minute_of)],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(Error::sqlite(path))?
+            } else {
+                (None, None)
+            };
+        for (a, b) in [found, skips] {
+            if let (Some(a), Some(b)) = (a, b) {
+                range = Some(range.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+            }
         }
     }
     Ok(range)
 }
 
 /// Whether `conn` has table `name` (an older schema may not).
-fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+pub(crate) fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
     conn.query_row(
         "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
         [name],

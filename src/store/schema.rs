@@ -87,6 +87,16 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX exchanges_route_segment_ts
         ON exchanges (route, segment, ts, verdict, incumbent_ms, candidate_ms,
                       skip_reason, safety, diff);",
+    // 3: skipped mirrors (the incumbent served, nothing to compare) are counted
+    // per minute instead of a row each; the report's coverage reads both.
+    "CREATE TABLE mirror_skips (
+        route TEXT NOT NULL,
+        segment TEXT NOT NULL,
+        minute INTEGER NOT NULL,         -- unix ms at the start of the minute
+        reason TEXT NOT NULL,            -- a mirror skip reason, as in the metric
+        count INTEGER NOT NULL,
+        PRIMARY KEY (route, segment, minute, reason)
+    ) WITHOUT ROWID;",
 ];
 
 /// Applies pragmas and every pending migration, each in its own transaction.

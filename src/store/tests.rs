@@ -279,7 +279,7 @@ fn retention_deletes_expired_exchanges_at_start() {
         for r in &mut rows[..4500] {
             r.ts_ms -= 2 * 86_400_000;
         }
-        writer::insert_batch(&mut conn, &rows).unwrap();
+        writer::insert_batch(&mut conn, &rows, &[]).unwrap();
     }
     let mut cfg = config(&db(&dir));
     cfg.retention = Duration::from_secs(86_400);
@@ -376,7 +376,7 @@ fn segment_stats_merge_replicas_and_filter() {
                 r
             })
             .collect();
-        writer::insert_batch(&mut conn, &rows).unwrap();
+        writer::insert_batch(&mut conn, &rows, &[]).unwrap();
     }
     let all = read::segment_stats(&[a.clone(), b.clone()], None, None).unwrap();
     let keys: Vec<(&str, &str)> = all
@@ -409,4 +409,90 @@ fn segment_stats_merge_replicas_and_filter() {
 
     let missing = read::segment_stats(&[dir.path().join("missing.db")], None, None);
     assert!(matches!(missing, Err(Error::Io { .. })));
+}
+
+fn skip_counts(path: &Path) -> Vec<(String, String, String, i64)> {
+    let conn = Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT route, segment, reason, SUM(count) FROM mirror_skips
+             GROUP BY route, segment, reason ORDER BY route, segment, reason",
+        )
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn skips_are_counted_not_rows_and_close_commits_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(&db(&dir)), Metrics::new()).unwrap();
+    let now = writer::now_ms();
+    for _ in 0..3 {
+        store.skip("lead-score", "smb".into(), "in_flight", now);
+    }
+    store.skip("lead-score", "enterprise".into(), "method", now);
+    assert!(store.record(rec(0)));
+    store.close();
+    assert_eq!(count(&db(&dir)), 1);
+    let s = |seg: &str, reason: &str, n| {
+        (
+            "lead-score".to_string(),
+            seg.to_string(),
+            reason.to_string(),
+            n,
+        )
+    };
+    assert_eq!(
+        skip_counts(&db(&dir)),
+        [s("enterprise", "method", 1), s("smb", "in_flight", 3)]
+    );
+}
+
+#[tokio::test]
+async fn skips_alone_are_committed_within_the_flush_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    // Flush interval 50 ms, no rows at all: the idle writer still commits.
+    let store = Store::open(&config(&db(&dir)), Metrics::new()).unwrap();
+    store.skip("r", "default".into(), "no_candidate", writer::now_ms());
+    let path = db(&dir);
+    let started = Instant::now();
+    while skip_counts(&path).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "skips never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A second batch adds to the same minute's count.
+    store.skip("r", "default".into(), "no_candidate", writer::now_ms());
+    store.flush().await;
+    let total: i64 = skip_counts(&path).iter().map(|c| c.3).sum();
+    assert_eq!(total, 2);
+    store.close_async().await;
+}
+
+#[test]
+fn segment_stats_count_skips_as_samples_not_compared() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(&db(&dir)), Metrics::new()).unwrap();
+    let now = writer::now_ms();
+    for i in 0..4 {
+        assert!(store.record(rec(i))); // 2 enterprise, 2 mid-market, all match
+    }
+    for _ in 0..6 {
+        store.skip("lead-score", "enterprise".into(), "in_flight", now);
+    }
+    store.close();
+    let stats = read::segment_stats(&[db(&dir)], None, None).unwrap();
+    let ent = stats.iter().find(|s| s.segment == "enterprise").unwrap();
+    assert_eq!((ent.samples, ent.matches, ent.skipped), (8, 2, 6));
+    assert_eq!(ent.skip_reasons.get("in_flight"), Some(&6));
+    let mid = stats.iter().find(|s| s.segment == "mid-market").unwrap();
+    assert_eq!((mid.samples, mid.skipped), (2, 0));
+    // `since` after the skips' minute leaves them out.
+    let later = read::segment_stats(&[db(&dir)], None, Some(now + 120_000)).unwrap();
+    assert!(later.is_empty(), "{later:?}");
 }

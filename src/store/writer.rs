@@ -6,6 +6,7 @@
 //! never panics. Retention runs at start and every ten minutes, in small
 //! chunks so the write lock is never held for long.
 
+use super::skips::{SkipCount, Tally};
 use super::{Msg, Record};
 use crate::metrics::Metrics;
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, params};
 use std::borrow::Borrow;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -37,21 +39,61 @@ const NOISE: &str = "INSERT INTO noise (route, pointer, first_ts, last_ts, hits)
     VALUES (?1, ?2, ?3, ?3, 1)
     ON CONFLICT (route, pointer) DO UPDATE SET last_ts = excluded.last_ts, hits = hits + 1";
 
+const SKIPS: &str = "INSERT INTO mirror_skips (route, segment, minute, reason, count)
+    VALUES (?1, ?2, ?3, ?4, ?5)
+    ON CONFLICT (route, segment, minute, reason) DO UPDATE SET count = count + excluded.count";
+
 const PURGE: &str = "DELETE FROM exchanges WHERE rowid IN
     (SELECT rowid FROM exchanges WHERE ts < ?1 LIMIT ?2)";
 
-/// Inserts `rows` in one transaction through a cached prepared statement.
-/// This is the writer's whole write path; the benchmark calls it directly.
-pub fn insert_batch<R: Borrow<Record>>(conn: &mut Connection, rows: &[R]) -> rusqlite::Result<()> {
+const PURGE_SKIPS: &str = "DELETE FROM mirror_skips WHERE minute < ?1";
+
+/// Inserts `rows` and adds `skips` to `mirror_skips` in one transaction,
+/// through cached prepared statements. This is the writer's whole write path;
+/// the benchmark calls it directly.
+pub fn insert_batch<R: Borrow<Record>>(
+    conn: &mut Connection,
+    rows: &[R],
+    skips: &[SkipCount],
+) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
-    for rec in rows {
-        insert_one(&tx, rec.borrow())?;
+    {
+        // Looked up once per batch, not once per row.
+        let mut stmt = tx.prepare_cached(INSERT)?;
+        for rec in rows {
+            insert_with(&tx, &mut stmt, rec.borrow())?;
+        }
     }
+    add_skips(&tx, skips)?;
     tx.commit()
 }
 
+fn add_skips(conn: &Connection, skips: &[SkipCount]) -> rusqlite::Result<()> {
+    if skips.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = conn.prepare_cached(SKIPS)?;
+    for s in skips {
+        stmt.execute(params![
+            s.route,
+            s.segment,
+            s.minute,
+            s.reason,
+            s.count as i64
+        ])?;
+    }
+    Ok(())
+}
+
 fn insert_one(conn: &Connection, r: &Record) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare_cached(INSERT)?;
+    insert_with(conn, &mut conn.prepare_cached(INSERT)?, r)
+}
+
+fn insert_with(
+    conn: &Connection,
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    r: &Record,
+) -> rusqlite::Result<()> {
     stmt.execute(params![
         r.id,
         r.ts_ms,
@@ -114,13 +156,21 @@ pub(crate) struct Writer {
     flush_interval: Duration,
     /// Zero keeps exchanges forever.
     retention: Duration,
+    /// Skipped mirrors counted since the last commit (see [`super::skips`]).
+    skips: Arc<Tally>,
     metrics: Metrics,
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection, cfg: &crate::config::Store, metrics: Metrics) -> Writer {
+    pub(crate) fn new(
+        conn: Connection,
+        cfg: &crate::config::Store,
+        skips: Arc<Tally>,
+        metrics: Metrics,
+    ) -> Writer {
         Writer {
             conn,
+            skips,
             path: cfg.path.clone(),
             batch_size: cfg.batch_size.max(1),
             flush_interval: cfg.flush_interval,
@@ -147,7 +197,10 @@ impl Writer {
                 // More to delete: only look at the queue between chunks.
                 Duration::ZERO
             } else if batch.is_empty() {
-                next_purge.saturating_duration_since(now)
+                // Skips may be waiting in the tally: commit them this often.
+                next_purge
+                    .saturating_duration_since(now)
+                    .min(self.flush_interval)
             } else {
                 (batch_started + self.flush_interval)
                     .min(next_purge)
@@ -190,7 +243,8 @@ impl Writer {
                     done.send(()).ok();
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    if !batch.is_empty() && batch_started.elapsed() >= self.flush_interval {
+                    // An empty batch still commits the skip tally, if any.
+                    if batch.is_empty() || batch_started.elapsed() >= self.flush_interval {
                         self.commit(&mut batch);
                     }
                 }
@@ -203,15 +257,19 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: &mut Vec<Record>) {
-        if batch.is_empty() {
+        let skips = self.skips.take();
+        if batch.is_empty() && skips.is_empty() {
             return;
         }
         let n = batch.len() as u64;
-        match insert_batch(&mut self.conn, batch) {
+        match insert_batch(&mut self.conn, batch, &skips) {
             Ok(()) => self.metrics.store_rows_written.inc_by(n),
             Err(error) => {
                 // One bad row (a duplicate id, say) must not cost the others:
                 // retry each row on its own and drop only those that fail.
+                if let Err(e) = add_skips(&self.conn, &skips) {
+                    tracing::error!(path = %self.path.display(), error = %e, "Failed to count skipped mirrors");
+                }
                 let mut failed = 0u64;
                 let mut last = None;
                 for rec in batch.iter() {
@@ -245,6 +303,9 @@ impl Writer {
         }
         let keep = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
         let cutoff = now_ms().saturating_sub(keep);
+        if let Err(error) = self.conn.execute(PURGE_SKIPS, params![cutoff]) {
+            tracing::error!(path = %self.path.display(), %error, "Retention delete of skip counts failed");
+        }
         let deleted = self
             .conn
             .prepare_cached(PURGE)

@@ -296,6 +296,14 @@ async fn metrics_count_requests_and_skips() {
     let (status, _, _) = get(&format!("http://{}/healthz", p.admin)).await;
     assert_eq!(status, 200);
     p.stop().await;
+    // The mirrored GET is a row; the POST, with nothing to compare, is a count.
+    let rows = p.rows();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].method, "GET");
+    assert_eq!(
+        p.skips(),
+        [("score".into(), "default".into(), "method".into(), 1)]
+    );
 }
 
 #[tokio::test]

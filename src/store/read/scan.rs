@@ -1,4 +1,5 @@
-//! The report's one pass over the exchange log, merged over replicas.
+//! The report's one pass over the exchange log (and the `mirror_skips`
+//! counts of exchanges without a row), merged over replicas.
 //!
 //! The query reads only the covering index `exchanges_route_segment_ts
 //! (route, segment, ts, verdict, incumbent_ms, candidate_ms, skip_reason,
@@ -158,6 +159,15 @@ pub fn scan(
                 .map_err(Error::sqlite(path))?;
         }
         state.finish(&mut merged, &mut out);
+        add_skips(
+            &conn,
+            filter,
+            period_ms,
+            series_ms.max(1),
+            &mut merged,
+            &mut out,
+        )
+        .map_err(Error::sqlite(path))?;
     }
     out.groups = merged.into_values().collect();
     for s in &mut out.groups {
@@ -273,6 +283,59 @@ impl State {
             merge_into(merged, done);
         }
     }
+}
+
+// Skip counts are per minute: `since` takes in the whole minute it falls in.
+const SKIPS: &str = "SELECT route, segment, minute, reason, count FROM mirror_skips
+    WHERE minute >= ?1 AND (?2 IS NULL OR route = ?2) AND (?3 IS NULL OR segment = ?3)";
+
+/// Adds the skipped mirrors that have no row (`mirror_skips`) to the groups
+/// and the series: they count as samples that were not compared.
+fn add_skips(
+    conn: &rusqlite::Connection,
+    filter: &Filter,
+    period_ms: Option<i64>,
+    series_ms: i64,
+    merged: &mut BTreeMap<Key, SegmentStats>,
+    out: &mut Scan,
+) -> rusqlite::Result<()> {
+    if !super::has_table(conn, "mirror_skips")? {
+        return Ok(());
+    }
+    let since = filter
+        .since_ms
+        .map_or(i64::MIN, crate::store::skips::minute_of);
+    let mut stmt = conn.prepare(SKIPS)?;
+    let mut rows = stmt.query(params![since, filter.route, filter.segment])?;
+    while let Some(row) = rows.next()? {
+        let route: String = row.get(0)?;
+        let segment: String = row.get(1)?;
+        let minute: i64 = row.get(2)?;
+        let reason: String = row.get(3)?;
+        let count = u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0);
+        out.first_ts = Some(out.first_ts.map_or(minute, |f| f.min(minute)));
+        out.last_ts = Some(out.last_ts.map_or(minute, |l| l.max(minute)));
+        let bucket = minute.div_euclid(series_ms) * series_ms;
+        out.series
+            .entry((route.clone(), segment.clone()))
+            .or_default()
+            .entry(bucket)
+            .or_default()
+            .samples += count;
+        merge_into(
+            merged,
+            SegmentStats {
+                route,
+                segment,
+                period: period_ms.map(|p| minute.div_euclid(p) * p),
+                samples: count,
+                skipped: count,
+                skip_reasons: BTreeMap::from([(reason, count)]),
+                ..SegmentStats::default()
+            },
+        );
+    }
+    Ok(())
 }
 
 fn bump(map: &mut BTreeMap<String, u64>, key: &str) {

@@ -279,6 +279,11 @@ impl TestProxy {
         rows(&self.db)
     }
 
+    /// Skipped mirrors without a row: (route, segment, reason) → count.
+    pub fn skips(&self) -> Vec<(String, String, String, i64)> {
+        skips(&self.db)
+    }
+
     pub async fn metrics(&self) -> String {
         let (_, _, body) = get(&format!("http://{}/metrics", self.admin)).await;
         String::from_utf8(body.to_vec()).unwrap()
@@ -301,6 +306,21 @@ pub struct Row {
     pub candidate_status: Option<i64>,
     pub candidate_error: Option<String>,
     pub incumbent_error: Option<String>,
+}
+
+/// `mirror_skips` summed over minutes, sorted.
+pub fn skips(db: &std::path::Path) -> Vec<(String, String, String, i64)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT route, segment, reason, SUM(count) FROM mirror_skips
+             GROUP BY route, segment, reason ORDER BY route, segment, reason",
+        )
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
 }
 
 pub fn rows(db: &std::path::Path) -> Vec<Row> {
