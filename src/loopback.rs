@@ -38,7 +38,18 @@ where
     B: Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    serve_on(TcpListener::bind("127.0.0.1:0").await?, handler)
+}
+
+/// Serves `handler` on a listener the caller bound (say, to bring a server
+/// back on the port it had).
+pub fn serve_on<F, Fut, B>(listener: TcpListener, handler: F) -> std::io::Result<Server>
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let addr = listener.local_addr()?;
     let handler = Arc::new(handler);
     let task = tokio::spawn(async move {

@@ -3,6 +3,10 @@
 //!
 //! Never awaits anything on the client's path: `plan` returns at once with a
 //! copy to build and run on the settle task, or a counted [`SkipReason`].
+//!
+//! A target that refuses connections is backed off from (see
+//! [`crate::proxy::health`]): its mirrors are skipped as `candidate_down`
+//! until a single probe gets through.
 
 use crate::compare::Observation;
 use crate::config::{Mirror, Side};
@@ -11,6 +15,7 @@ use crate::proxy::RouteRuntime;
 use crate::proxy::body::{self, UpBody};
 use crate::proxy::forward::Client;
 use crate::proxy::headers::MIRROR;
+use crate::proxy::health::{Admit, Change, Probe};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request};
@@ -30,6 +35,9 @@ pub enum SkipReason {
     BodyTooLarge,
     /// `mirror.max_in_flight` copies are already out.
     InFlight,
+    /// The mirror target refused connections and is being backed off from
+    /// (named for the usual target; a reverse-shadowed incumbent counts here too).
+    CandidateDown,
 }
 
 impl SkipReason {
@@ -40,6 +48,7 @@ impl SkipReason {
             SkipReason::Method => "method",
             SkipReason::BodyTooLarge => "body_too_large",
             SkipReason::InFlight => "in_flight",
+            SkipReason::CandidateDown => "candidate_down",
         }
     }
 }
@@ -50,6 +59,8 @@ pub struct ShadowCall {
     request: Request<UpBody>,
     timeout: std::time::Duration,
     cap: usize,
+    /// Set when this copy is the one probe of a target that was down.
+    probe: Option<Probe>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -60,6 +71,8 @@ pub struct Plan {
     body: Bytes,
     timeout: std::time::Duration,
     cap: usize,
+    /// Set when this copy is the one probe of a target that was down.
+    probe: Option<Probe>,
     permit: OwnedSemaphorePermit,
 }
 
@@ -85,6 +98,16 @@ pub fn plan(
     let Some(body) = ex.body.as_ref() else {
         return Err(SkipReason::BodyTooLarge);
     };
+    let client = match (target, route.candidate.as_ref()) {
+        (Side::Candidate, Some(candidate)) => candidate,
+        _ => &route.incumbent,
+    };
+    let probe = match client.health().admit() {
+        Admit::Up => None,
+        Admit::Probe(probe) => Some(probe),
+        Admit::Down => return Err(SkipReason::CandidateDown),
+    };
+    // A probe dropped here (no permit) passes to the next request.
     let permit = route
         .mirror_permits
         .clone()
@@ -95,6 +118,7 @@ pub fn plan(
         body: body.clone(),
         timeout: policy.timeout,
         cap,
+        probe,
         permit,
     })
 }
@@ -120,38 +144,66 @@ impl Plan {
             request,
             timeout: self.timeout,
             cap: self.cap,
+            probe: self.probe,
             _permit: self.permit,
         }
     }
 }
 
 impl ShadowCall {
-    /// Sends the copy and reads the answer, all within `mirror.timeout`.
-    pub async fn run(self) -> Observation {
+    /// Sends the copy and reads the answer, all within `mirror.timeout`, and
+    /// tells the target's health whether a connection could be made.
+    pub async fn run(self, route: &str) -> Observation {
         let started = Instant::now();
-        let timeout = self.timeout;
-        let call = async {
-            let resp = self
-                .client
-                .send_within(self.request, timeout)
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = resp.status().as_u16();
-            let (bytes, truncated) = body::collect_capped(resp.into_body(), self.cap)
-                .await
-                .map_err(|e| format!("body broke off: {e}"))?;
-            Ok::<_, String>(Observation {
+        let deadline = tokio::time::Instant::from_std(started) + self.timeout;
+        // Bounded by the timeout itself, so whether a connection opened is
+        // always known (a probe always reports).
+        let sent = self.client.send_within(self.request, self.timeout).await;
+        let connected = !matches!(&sent, Err(e) if e.failed_to_connect());
+        note_health(&self.client, self.probe, connected, route);
+        let resp = match sent {
+            Ok(resp) => resp,
+            Err(e) => return Observation::failed(e.to_string(), started.elapsed()),
+        };
+        let status = resp.status().as_u16();
+        let read = body::collect_capped(resp.into_body(), self.cap);
+        match tokio::time::timeout_at(deadline, read).await {
+            Ok(Ok((body, truncated))) => Observation {
                 status: Some(status),
-                body: bytes,
+                body,
                 truncated,
                 error: None,
                 latency: started.elapsed(),
-            })
-        };
-        match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(obs)) => obs,
-            Ok(Err(e)) => Observation::failed(e, started.elapsed()),
+            },
+            Ok(Err(e)) => Observation::failed(format!("body broke off: {e}"), started.elapsed()),
             Err(_) => Observation::failed("timed out", started.elapsed()),
+        }
+    }
+}
+
+/// Reports the outcome to the target's health; logs only when it changes
+/// (once when it goes down, once when it is back), never per skipped request.
+fn note_health(client: &Client, probe: Option<Probe>, connected: bool, route: &str) {
+    let target = client.target();
+    let upstream = client.base();
+    match client.health().record(probe, connected) {
+        Change::Same => {}
+        Change::Down(wait) => tracing::warn!(
+            route,
+            target,
+            %upstream,
+            retry_in = ?wait,
+            "Mirror target refuses connections; skipping its mirrors (candidate_down) and probing with one request after the back-off"
+        ),
+        Change::StillDown(wait) => tracing::debug!(
+            route,
+            target,
+            %upstream,
+            retry_in = ?wait,
+            "Mirror target still refuses connections"
+        ),
+        Change::Up => {
+            tracing::info!(route, target, %upstream, "Mirror target is reachable again; mirroring resumes")
         }
     }
 }

@@ -35,7 +35,7 @@ impl Settle {
             served,
         } = self;
         let (shadow_obs, skip) = match shadow {
-            Ok(call) => (Some(call.run().await), None),
+            Ok(call) => (Some(call.run(&route.cfg.name).await), None),
             Err(reason) => (None, Some(reason)),
         };
         let served_obs = served

@@ -11,9 +11,18 @@ pub enum Error {
     #[error("could not read the request body: {0}")]
     BodyRead(String),
     #[error("upstream {target} refused or reset the connection")]
-    UpstreamConnect { target: &'static str },
+    UpstreamConnect {
+        target: &'static str,
+        /// No connection could be made (refused, unreachable, TLS handshake);
+        /// false when an established connection broke.
+        at_connect: bool,
+    },
     #[error("upstream {target} did not answer in time")]
-    UpstreamTimeout { target: &'static str },
+    UpstreamTimeout {
+        target: &'static str,
+        /// The connect timeout fired; false for the response timeout.
+        at_connect: bool,
+    },
     #[error("upstream {target} sent an invalid response")]
     UpstreamProtocol { target: &'static str },
     #[error("proxy overloaded")]
@@ -31,6 +40,21 @@ impl Error {
             E::UpstreamTimeout { .. } => S::GATEWAY_TIMEOUT,
             E::Overloaded => S::SERVICE_UNAVAILABLE,
         }
+    }
+
+    /// No connection to the upstream could be made (refused, unreachable,
+    /// connect timeout): the failures the mirror backs off from.
+    pub fn failed_to_connect(&self) -> bool {
+        matches!(
+            self,
+            Error::UpstreamConnect {
+                at_connect: true,
+                ..
+            } | Error::UpstreamTimeout {
+                at_connect: true,
+                ..
+            }
+        )
     }
 
     /// The one place an error becomes a response.

@@ -3,6 +3,7 @@
 
 use super::body::UpBody;
 use super::error::Error;
+use super::health::Health;
 use crate::config::Upstream;
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response};
@@ -11,6 +12,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A pooled client bound to one upstream base URL.
@@ -19,6 +21,9 @@ pub struct Client {
     inner: HyperClient<HttpsConnector<HttpConnector>, UpBody>,
     upstream: Upstream,
     target: &'static str,
+    /// Whether the upstream takes connections, shared by every clone (the
+    /// mirror backs off from an upstream that refuses them).
+    health: Arc<Health>,
 }
 
 impl Client {
@@ -48,11 +53,21 @@ impl Client {
             inner: builder.build(https),
             upstream: upstream.clone(),
             target,
+            health: Arc::default(),
         }
     }
 
     pub fn target(&self) -> &'static str {
         self.target
+    }
+
+    /// The upstream's base URL (scheme and authority).
+    pub fn base(&self) -> &Uri {
+        &self.upstream.uri
+    }
+
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     /// The upstream URL for a client request's path and query.
@@ -79,12 +94,24 @@ impl Client {
     ) -> Result<Response<Incoming>, Error> {
         let target = self.target;
         match tokio::time::timeout(timeout, self.inner.request(req)).await {
-            Err(_elapsed) => Err(Error::UpstreamTimeout { target }),
+            Err(_elapsed) => Err(Error::UpstreamTimeout {
+                target,
+                at_connect: false,
+            }),
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) if is_timeout(&e) => Err(Error::UpstreamTimeout { target }),
-            Ok(Err(e)) if e.is_connect() => Err(Error::UpstreamConnect { target }),
+            Ok(Err(e)) if is_timeout(&e) => Err(Error::UpstreamTimeout {
+                target,
+                at_connect: e.is_connect(),
+            }),
+            Ok(Err(e)) if e.is_connect() => Err(Error::UpstreamConnect {
+                target,
+                at_connect: true,
+            }),
             Ok(Err(e)) if is_parse_error(&e) => Err(Error::UpstreamProtocol { target }),
-            Ok(Err(_)) => Err(Error::UpstreamConnect { target }),
+            Ok(Err(_)) => Err(Error::UpstreamConnect {
+                target,
+                at_connect: false,
+            }),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod forward;
 pub mod handle;
 pub mod headers;
+pub mod health;
 pub mod server;
 
 use crate::config::{Config, Route};

@@ -86,6 +86,8 @@ async fn a_candidate_sleeping_5s_does_not_delay_the_client() {
     );
 }
 
+const DEAD_DOWN: &str = r#"understudy_mirror_skipped_total{reason="candidate_down",route="dead"}"#;
+
 #[tokio::test]
 async fn a_dead_or_resetting_candidate_leaves_the_client_unaffected() {
     let incumbent = upstream().json(r#"{"a":1}"#).spawn().await;
@@ -109,20 +111,111 @@ async fn a_dead_or_resetting_candidate_leaves_the_client_unaffected() {
         )
     ))
     .await;
-    for path in ["/dead", "/reset", "/dead", "/reset"] {
-        let (status, headers, body) = get(&p.url(path)).await;
-        assert_eq!(status, 200);
-        assert_eq!(&body[..], br#"{"a":1}"#);
-        assert_eq!(headers["x-understudy-served-by"], "incumbent");
+    let client_unaffected =
+        |(status, headers, body): (http::StatusCode, http::HeaderMap, Bytes)| {
+            assert_eq!(status, 200);
+            assert_eq!(&body[..], br#"{"a":1}"#);
+            assert_eq!(headers["x-understudy-served-by"], "incumbent");
+        };
+    // The first copy to the dead candidate is refused: a candidate_error row.
+    client_unaffected(get(&p.url("/dead")).await);
+    let dead_errors = |p: &TestProxy| {
+        p.rows()
+            .iter()
+            .filter(|r| r.route == "dead" && r.verdict == "candidate_error")
+            .count()
+    };
+    assert!(eventually(|| dead_errors(&p) == 1).await);
+    // Within the back-off the dead candidate is not even dialled; the
+    // resetting one accepts connections, so it is never backed off from.
+    let n = 10;
+    for _ in 0..n {
+        client_unaffected(get(&p.url("/dead")).await);
+        client_unaffected(get(&p.url("/reset")).await);
     }
+    let metrics = p.metrics().await;
     p.stop().await;
+    let down = metric(&metrics, DEAD_DOWN) as usize;
+    let errors = dead_errors(&p);
+    assert!(down >= 1, "{metrics}");
+    // Every later copy was either skipped as candidate_down or a probe
+    // (a machine stalled past 250 ms lets a probe through, refused again).
+    assert_eq!(errors + down, n + 1, "{metrics}");
+    assert!(errors < 4, "{errors} copies dialled the dead candidate");
+    // The skipped copies have no row; the report counts them from mirror_skips.
+    let down_counted: i64 = p
+        .skips()
+        .iter()
+        .filter(|s| s.0 == "dead" && s.2 == "candidate_down")
+        .map(|s| s.3)
+        .sum();
+    assert_eq!(down_counted as usize, down);
     let rows = p.rows();
-    assert_eq!(rows.len(), 4);
+    let reset: Vec<_> = rows.iter().filter(|r| r.route == "reset").collect();
+    assert_eq!(reset.len(), n);
+    assert!(
+        reset
+            .iter()
+            .all(|r| r.verdict == "candidate_error" && r.candidate_error.is_some()),
+        "{reset:?}"
+    );
     assert!(
         rows.iter()
-            .all(|r| r.verdict == "candidate_error" && r.candidate_error.is_some()),
+            .filter(|r| r.verdict == "candidate_error")
+            .all(|r| r.candidate_error.is_some()),
         "{rows:?}"
     );
+    assert!(!metrics.contains(r#"reason="candidate_down",route="reset""#));
+}
+
+#[tokio::test]
+async fn a_candidate_that_comes_back_is_mirrored_again_after_one_probe() {
+    let incumbent = upstream().json(r#"{"a":1}"#).spawn().await;
+    // `connection: close`: no pooled connection outlives the server, so once
+    // it is stopped every copy has to dial (and is refused).
+    let candidate = upstream()
+        .json(r#"{"a":1}"#)
+        .header("connection", "close")
+        .spawn()
+        .await;
+    let addr = candidate.addr();
+    let mut p = proxy(&route("r", "/", &incumbent.url(), &candidate.url(), "")).await;
+    let verdicts = |p: &TestProxy, v: &str| p.rows().iter().filter(|r| r.verdict == v).count();
+    assert_eq!(get(&p.url("/x")).await.0, 200);
+    assert!(eventually(|| verdicts(&p, "match") == 1).await);
+
+    drop(candidate);
+    assert_eq!(get(&p.url("/x")).await.0, 200);
+    assert!(eventually(|| verdicts(&p, "candidate_error") == 1).await);
+    let down = r#"understudy_mirror_skipped_total{reason="candidate_down",route="r"}"#;
+    for _ in 0..5 {
+        assert_eq!(get(&p.url("/x")).await.0, 200);
+    }
+    let metrics = p.metrics().await;
+    assert!(metric(&metrics, down) >= 1.0, "{metrics}");
+    assert!(verdicts(&p, "candidate_error") < 4);
+
+    // Back on the same port: the next probe gets through and mirroring resumes.
+    let _candidate = upstream()
+        .json(r#"{"a":1}"#)
+        .header("connection", "close")
+        .spawn_at(addr)
+        .await;
+    let deadline = Instant::now() + PATIENCE;
+    while verdicts(&p, "match") < 2 && Instant::now() < deadline {
+        assert_eq!(get(&p.url("/x")).await.0, 200);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(verdicts(&p, "match") >= 2, "{:?}", p.rows());
+    // Up again: every copy is mirrored, none skipped.
+    let skipped_before = metric(&p.metrics().await, down);
+    for _ in 0..5 {
+        assert_eq!(get(&p.url("/x")).await.0, 200);
+    }
+    // Skips are counted before the client is answered.
+    assert_eq!(metric(&p.metrics().await, down), skipped_before);
+    p.stop().await;
+    assert!(verdicts(&p, "match") >= 7, "{:?}", p.rows());
 }
 
 #[tokio::test]

@@ -102,10 +102,21 @@ impl UpstreamBuilder {
     }
 
     pub async fn spawn(self) -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.spawn_on(listener)
+    }
+
+    /// Serves on `addr` (e.g. the port a stopped upstream had).
+    pub async fn spawn_at(self, addr: SocketAddr) -> Upstream {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        self.spawn_on(listener)
+    }
+
+    fn spawn_on(self, listener: tokio::net::TcpListener) -> Upstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let recorder = seen.clone();
         let this = Arc::new(self);
-        let server = loopback::serve(move |req: Request<Incoming>| {
+        let server = loopback::serve_on(listener, move |req: Request<Incoming>| {
             let this = this.clone();
             let seen = recorder.clone();
             async move {
@@ -148,8 +159,7 @@ impl UpstreamBuilder {
                 resp
             }
         })
-        .await
-        .expect("bind a loopback upstream");
+        .expect("serve a loopback upstream");
         Upstream { server, seen }
     }
 }
@@ -404,4 +414,18 @@ pub fn route(name: &str, prefix: &str, incumbent: &str, candidate: &str, extra: 
     format!(
         "[[routes]]\nname = \"{name}\"\npath_prefix = \"{prefix}\"\nincumbent = \"{incumbent}\"\ncandidate = \"{candidate}\"\n{extra}\n"
     )
+}
+
+/// The value of one series in Prometheus text (`name{labels}` exactly as
+/// exposed, labels sorted), 0 when it is absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
 }
