@@ -11,7 +11,8 @@
 //! the SQLite rows counted after it exits. The table goes to `BENCHMARKS.md`.
 //!
 //! Environment: `LOAD_SECS` (per wrk run, default 3), `LOAD_REPS` (default 2),
-//! `LOAD_ONLY` (comma-separated scenario names; then BENCHMARKS.md is not written).
+//! `LOAD_ONLY` (comma-separated scenario names; then BENCHMARKS.md is not written),
+//! `LOAD_BIN` (another `understudy` binary to run instead of this build's).
 //! A rewrite keeps BENCHMARKS.md's hand-written part, from its `## Notes` heading on.
 
 use bytes::Bytes;
@@ -417,7 +418,9 @@ fn run_understudy(ups: &Upstreams, c: Option<Cand>, secs: u64) -> Option<Sample>
     let cfg = dir.path().join("proxy.toml");
     std::fs::write(&cfg, understudy_config(dir.path(), port, admin, ups, c)).expect("write config");
     let log = std::fs::File::create(dir.path().join("proxy.log")).expect("log file");
-    let mut child = Command::new(UNDERSTUDY)
+    // `LOAD_BIN` runs another build of the proxy (A/B comparisons).
+    let bin = std::env::var("LOAD_BIN").unwrap_or_else(|_| UNDERSTUDY.to_string());
+    let mut child = Command::new(bin)
         .args(["serve", "-c"])
         .arg(&cfg)
         .env("RUST_LOG", "warn")

@@ -123,19 +123,69 @@ impl std::fmt::Display for Figures {
     }
 }
 
+/// Running counts of a window, kept as samples enter and leave it so that
+/// each comparison costs O(1) rather than a pass over the window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    matches: u64,
+    mismatches: u64,
+    candidate_errors: u64,
+    safety_events: u64,
+}
+
+impl Counts {
+    fn of(samples: &VecDeque<Sample>) -> Counts {
+        let mut c = Counts::default();
+        samples.iter().for_each(|s| c.add(s));
+        c
+    }
+
+    fn add(&mut self, s: &Sample) {
+        self.bump(s, 1);
+    }
+
+    fn remove(&mut self, s: &Sample) {
+        self.bump(s, u64::MAX); // wrapping −1
+    }
+
+    fn bump(&mut self, s: &Sample, by: u64) {
+        let slot = match s.verdict {
+            Verdict::Match => Some(&mut self.matches),
+            Verdict::Mismatch => Some(&mut self.mismatches),
+            Verdict::CandidateError => Some(&mut self.candidate_errors),
+            Verdict::IncumbentError | Verdict::Skipped => None,
+        };
+        if let Some(n) = slot {
+            *n = n.wrapping_add(by);
+        }
+        if s.safety {
+            self.safety_events = self.safety_events.wrapping_add(by);
+        }
+    }
+}
+
 /// Computes the figures and the decision for a window.
 pub fn evaluate(cfg: &Guard, samples: &VecDeque<Sample>) -> (Figures, Decision) {
-    let mut f = Figures::default();
+    evaluate_counted(cfg, Counts::of(samples), samples)
+}
+
+/// [`evaluate`] with the window's counts already known; the samples are only
+/// read for latency percentiles, when `max_latency_ratio` is set.
+fn evaluate_counted(
+    cfg: &Guard,
+    counts: Counts,
+    samples: &VecDeque<Sample>,
+) -> (Figures, Decision) {
+    let mut f = Figures {
+        matches: counts.matches,
+        mismatches: counts.mismatches,
+        candidate_errors: counts.candidate_errors,
+        safety_events: counts.safety_events,
+        ..Figures::default()
+    };
     let (mut inc, mut cand) = (Vec::new(), Vec::new());
-    for s in samples {
-        match s.verdict {
-            Verdict::Match => f.matches += 1,
-            Verdict::Mismatch => f.mismatches += 1,
-            Verdict::CandidateError => f.candidate_errors += 1,
-            Verdict::IncumbentError | Verdict::Skipped => {}
-        }
-        f.safety_events += u64::from(s.safety);
-        if cfg.max_latency_ratio.is_some() {
+    if cfg.max_latency_ratio.is_some() {
+        for s in samples {
             inc.extend(s.incumbent_ms);
             cand.extend(s.candidate_ms);
         }
@@ -212,6 +262,8 @@ pub struct Action {
 #[derive(Debug, Default)]
 pub struct SegmentGuard {
     window: VecDeque<Sample>,
+    /// What `window` holds, counted.
+    counts: Counts,
     passing_since: Option<Instant>,
     last: Option<(Figures, Decision)>,
 }
@@ -224,24 +276,22 @@ impl SegmentGuard {
             return None;
         }
         let now = sample.at;
+        self.counts.add(&sample);
         self.window.push_back(sample);
-        match cfg.window {
-            Window::Count(n) => {
-                while self.window.len() > n {
-                    self.window.pop_front();
-                }
+        loop {
+            let expired = match (cfg.window, self.window.front()) {
+                (Window::Count(n), Some(_)) => self.window.len() > n,
+                (Window::Time(span), Some(s)) => now.saturating_duration_since(s.at) > span,
+                (_, None) => false,
+            };
+            if !expired {
+                break;
             }
-            Window::Time(span) => {
-                while self
-                    .window
-                    .front()
-                    .is_some_and(|s| now.saturating_duration_since(s.at) > span)
-                {
-                    self.window.pop_front();
-                }
+            if let Some(old) = self.window.pop_front() {
+                self.counts.remove(&old);
             }
         }
-        let (figures, decision) = evaluate(cfg, &self.window);
+        let (figures, decision) = evaluate_counted(cfg, self.counts, &self.window);
         self.last = Some((figures.clone(), decision));
         match decision {
             Decision::Breach(reason) => {
@@ -254,6 +304,7 @@ impl SegmentGuard {
                     OnBreach::Shadow => 0.0,
                 };
                 self.window.clear();
+                self.counts = Counts::default();
                 let text = format!("guard breach ({}): {figures}", reason.as_str());
                 Some(Action {
                     to,

@@ -164,6 +164,32 @@ fn a_time_window_forgets_old_samples() {
     assert_eq!((f.mismatches, f.matches, d), (0, 40, Decision::Pass));
 }
 
+#[test]
+fn running_counts_equal_a_recount_of_the_window() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let t0 = Instant::now();
+    for window in [Window::Count(50), Window::Time(Duration::from_millis(40))] {
+        let mut cfg = defaults();
+        cfg.window = window;
+        cfg.min_samples = 10;
+        let mut g = SegmentGuard::default();
+        for i in 0..2_000u64 {
+            let verdict = [
+                Verdict::Match,
+                Verdict::Mismatch,
+                Verdict::CandidateError,
+                Verdict::IncumbentError,
+                Verdict::Skipped,
+            ][rng.gen_range(0..5)];
+            let mut s = sample(t0 + Duration::from_millis(i), verdict);
+            s.safety = rng.gen_bool(0.05); // breaches, but at weight 0 keeps the window
+            g.observe(&cfg, s, 0.0);
+            assert_eq!(g.counts, Counts::of(&g.window), "after {i} samples");
+        }
+        assert!(!g.window.is_empty());
+    }
+}
+
 /// One simulated canary run at 100 requests per second: `agree` is the
 /// candidate's true agreement. The real bucket decides who serves each
 /// request (2,000 sticky users); every request is compared (the served side
