@@ -32,23 +32,37 @@ impl Redactor {
     /// are joined with `", "`, non-UTF-8 bytes are replaced lossily and the
     /// values of redacted headers are `"[redacted]"`.
     pub fn headers_json(&self, headers: &HeaderMap) -> String {
-        let mut out = serde_json::Map::new();
-        for name in headers.keys() {
-            let value = if self.headers.contains(name) {
-                REDACTED.to_string()
-            } else {
-                let mut joined = String::new();
-                for (i, v) in headers.get_all(name).iter().enumerate() {
-                    if i > 0 {
-                        joined.push_str(", ");
-                    }
-                    joined.push_str(&String::from_utf8_lossy(v.as_bytes()));
+        // Written straight into one buffer, keys sorted (as a JSON map would be).
+        let mut names: Vec<&http::HeaderName> = headers.keys().collect();
+        names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        let mut out = Vec::with_capacity(64 * names.len() + 2);
+        out.push(b'{');
+        for (i, name) in names.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json_str(&mut out, name.as_str());
+            out.push(b':');
+            if self.headers.contains(name) {
+                json_str(&mut out, REDACTED);
+                continue;
+            }
+            let mut values = headers.get_all(name).iter();
+            match (values.next(), values.next()) {
+                (Some(only), None) => json_str(&mut out, &String::from_utf8_lossy(only.as_bytes())),
+                _ => {
+                    let joined: Vec<_> = headers
+                        .get_all(name)
+                        .iter()
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()))
+                        .collect();
+                    json_str(&mut out, &joined.join(", "));
                 }
-                joined
-            };
-            out.insert(name.as_str().to_string(), Value::String(value));
+            }
         }
-        Value::Object(out).to_string()
+        out.push(b'}');
+        // Only JSON (UTF-8) was written.
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// The body with every value matched by a pointer replaced by
@@ -114,6 +128,12 @@ fn redact_in(v: &mut Value, tokens: &[Token]) -> usize {
         (Value::Array(items), Token::Any) => items.iter_mut().map(|c| redact_in(c, rest)).sum(),
         _ => 0,
     }
+}
+
+/// Appends `s` as a JSON string.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a string into a Vec cannot fail.
+    let _ignored = serde_json::to_writer(&mut *out, s);
 }
 
 #[cfg(test)]
