@@ -72,12 +72,15 @@ impl Client {
 
     /// The upstream URL for a client request's path and query.
     pub fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Uri {
-        let pq = path_and_query.map_or("/", |pq| pq.as_str());
         let mut parts = self.upstream.uri.clone().into_parts();
-        parts.path_and_query = if self.upstream.base_path.is_empty() {
-            PathAndQuery::try_from(pq).ok()
-        } else {
-            PathAndQuery::try_from(format!("{}{pq}", self.upstream.base_path)).ok()
+        parts.path_and_query = match (path_and_query, self.upstream.base_path.is_empty()) {
+            // The client's own, shared rather than parsed again.
+            (Some(pq), true) => Some(pq.clone()),
+            (None, true) => Some(PathAndQuery::from_static("/")),
+            (pq, false) => {
+                let pq = pq.map_or("/", |pq| pq.as_str());
+                PathAndQuery::try_from(format!("{}{pq}", self.upstream.base_path)).ok()
+            }
         };
         Uri::from_parts(parts).unwrap_or_else(|_| self.upstream.uri.clone())
     }
@@ -154,4 +157,48 @@ pub fn tls_client_config(extra_ca_pem: &[Vec<u8>]) -> rustls::ClientConfig {
         .expect("ring supports the default protocol versions")
         .with_root_certificates(roots)
         .with_no_client_auth()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(url: &str) -> Client {
+        let cfg = crate::config::parse(&format!(
+            r#"
+[listen]
+addr = "127.0.0.1:0"
+[admin]
+addr = "127.0.0.1:0"
+[store]
+path = "x.db"
+[[routes]]
+name = "r"
+path_prefix = "/"
+incumbent = "{url}"
+"#
+        ))
+        .expect("config");
+        Client::new(
+            &cfg.routes[0].incumbent,
+            "incumbent",
+            &tls_client_config(&[]),
+        )
+    }
+
+    #[test]
+    fn upstream_uris_keep_the_path_and_query_under_the_base_path() {
+        let pq = |s: &'static str| PathAndQuery::from_static(s);
+        let plain = client("http://127.0.0.1:9001");
+        assert_eq!(
+            plain.uri_for(Some(&pq("/v1/score?x=1"))).to_string(),
+            "http://127.0.0.1:9001/v1/score?x=1"
+        );
+        assert_eq!(plain.uri_for(None).to_string(), "http://127.0.0.1:9001/");
+        let based = client("http://127.0.0.1:9001/base");
+        assert_eq!(
+            based.uri_for(Some(&pq("/v1/score?x=1"))).to_string(),
+            "http://127.0.0.1:9001/base/v1/score?x=1"
+        );
+    }
 }
