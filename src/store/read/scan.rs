@@ -32,7 +32,7 @@ pub struct SegmentStats {
     pub segment: String,
     /// Start (unix ms, UTC) of the hour or day, when grouped by time.
     pub period: Option<i64>,
-    /// Every exchange, whatever its verdict.
+    /// Every exchange, whatever its verdict: rows plus counted skips.
     pub samples: u64,
     pub matches: u64,
     pub mismatches: u64,
