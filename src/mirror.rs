@@ -16,11 +16,11 @@ use crate::proxy::body::{self, UpBody};
 use crate::proxy::forward::Client;
 use crate::proxy::headers::MIRROR;
 use crate::proxy::health::{Admit, Change, Probe};
+use crate::proxy::limit::OwnedSlot;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request};
 use std::time::Instant;
-use tokio::sync::OwnedSemaphorePermit;
 
 /// Why an exchange was not mirrored; `as_str` is the metric label and SQL value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +61,7 @@ pub struct ShadowCall {
     cap: usize,
     /// Set when this copy is the one probe of a target that was down.
     probe: Option<Probe>,
-    _permit: OwnedSemaphorePermit,
+    _permit: OwnedSlot,
 }
 
 /// A mirror decided on, its in-flight permit held; the copy is built later,
@@ -73,7 +73,7 @@ pub struct Plan {
     cap: usize,
     /// Set when this copy is the one probe of a target that was down.
     probe: Option<Probe>,
-    permit: OwnedSemaphorePermit,
+    permit: OwnedSlot,
 }
 
 /// Decides whether this exchange is mirrored to `target`. Cheap, and never
@@ -110,9 +110,8 @@ pub fn plan(
     // A probe dropped here (no permit) passes to the next request.
     let permit = route
         .mirror_permits
-        .clone()
         .try_acquire_owned()
-        .map_err(|_| SkipReason::InFlight)?;
+        .ok_or(SkipReason::InFlight)?;
     Ok(Plan {
         target,
         body: body.clone(),

@@ -142,7 +142,7 @@ impl Learner {
             return None;
         }
         let body = ex.body.clone()?;
-        let _permit = route.mirror_permits.clone().try_acquire_owned().ok()?;
+        let _permit = route.mirror_permits.try_acquire_owned()?;
         let client = self.secondary.as_ref().unwrap_or(&route.incumbent);
         let pq = match &ex.query {
             Some(q) => format!("{}?{q}", ex.path),

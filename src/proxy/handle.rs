@@ -29,18 +29,20 @@ pub async fn handle(
     tls: bool,
 ) -> Response<ProxyBody> {
     // Held until the response head is ready: bounds requests queued on upstreams.
-    let Ok(_slot) = proxy.in_flight.try_acquire() else {
+    let Some(_slot) = proxy.in_flight.try_acquire() else {
         return Error::Overloaded.to_response();
     };
-    let rt = proxy.runtime();
     let (mut parts, body) = req.into_parts();
-    let Some(route) = rt.find(&parts).cloned() else {
+    let (route, cap) = {
+        let rt = proxy.runtime_now();
+        (rt.find(&parts).cloned(), rt.config.store.max_body_bytes)
+    };
+    let Some(route) = route else {
         return Error::NoRoute {
             path: parts.uri.path().to_string(),
         }
         .to_response();
     };
-    let cap = rt.config.store.max_body_bytes;
     let body = match body::prepare(body, cap).await {
         Ok(b) => b,
         Err(e) => return Error::BodyRead(e.to_string()).to_response(),
@@ -51,10 +53,14 @@ pub async fn handle(
     };
     let mut ex = Exchange::begin(&route.cfg, &parts, buffered.as_ref());
     // One read of the live weights and kill switch for the whole exchange.
-    let rollout = proxy.rollout.snapshot();
-    let state = rollout.get(&route.cfg.name);
-    let served_by = decide(state, &route, &parts, &ex);
-    let mirror_on = state.is_none_or(|s| s.mirror);
+    let (served_by, mirror_on) = {
+        let rollout = proxy.rollout.snapshot_now();
+        let state = rollout.get(&route.cfg.name);
+        (
+            decide(state, &route, &parts, &ex),
+            state.is_none_or(|s| s.mirror),
+        )
+    };
     let plan = mirror::plan(&route, mirror_on, &ex, served_by.other(), cap);
     if let Err(reason) = &plan {
         proxy

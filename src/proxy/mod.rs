@@ -10,6 +10,7 @@ pub mod forward;
 pub mod handle;
 pub mod headers;
 pub mod health;
+pub mod limit;
 pub mod server;
 
 use crate::config::{Config, Route};
@@ -17,11 +18,13 @@ use crate::metrics::Metrics;
 use crate::rollout::Rollout;
 use crate::store::Store;
 use crate::store::redact::Redactor;
+use arc_swap::ArcSwap;
 use forward::Client;
+use limit::Limit;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 pub use error::Error;
 
@@ -30,7 +33,7 @@ pub struct RouteRuntime {
     pub cfg: Route,
     pub incumbent: Client,
     pub candidate: Option<Client>,
-    pub mirror_permits: Arc<Semaphore>,
+    pub mirror_permits: Arc<Limit>,
     /// `judge` mode's client and permits.
     pub judge: Option<crate::compare::judge::Judge>,
     /// Learned noise (`compare.noise`), shared by the route's settle tasks.
@@ -66,7 +69,7 @@ impl Runtime {
                         .candidate
                         .as_ref()
                         .map(|c| Client::new(c, "candidate", tls)),
-                    mirror_permits: Arc::new(Semaphore::new(r.mirror.max_in_flight)),
+                    mirror_permits: Arc::new(Limit::new(r.mirror.max_in_flight)),
                     judge: crate::compare::judge::for_route(r, tls),
                     noise: crate::compare::noise::for_route(r, tls, &config.store.path),
                 })
@@ -90,22 +93,23 @@ impl Runtime {
 
 /// The proxy: shared by every connection and request.
 pub struct Proxy {
-    runtime: RwLock<Arc<Runtime>>,
+    /// Swapped whole on reload; read on every request without a lock.
+    runtime: ArcSwap<Runtime>,
     pub store: Store,
     pub metrics: Metrics,
     pub rollout: Rollout,
     pub tasks: Arc<Tasks>,
     /// Client requests waiting for an upstream's answer; none left means 503.
-    pub in_flight: Semaphore,
+    pub in_flight: Limit,
 }
 
 impl Proxy {
     pub fn new(config: Arc<Config>, store: Store, metrics: Metrics) -> Proxy {
         let rollout = Rollout::from_config(&config);
-        let in_flight = Semaphore::new(config.listen.max_in_flight);
+        let in_flight = Limit::new(config.listen.max_in_flight);
         Proxy {
             in_flight,
-            runtime: RwLock::new(Arc::new(Runtime::new(config))),
+            runtime: ArcSwap::from_pointee(Runtime::new(config)),
             store,
             metrics,
             rollout,
@@ -115,18 +119,17 @@ impl Proxy {
 
     /// One snapshot per request: a reload never changes a request midway.
     pub fn runtime(&self) -> Arc<Runtime> {
-        match self.runtime.read() {
-            Ok(rt) => rt.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.runtime.load_full()
+    }
+
+    /// [`Proxy::runtime`] for a short, synchronous read on the hot path (no
+    /// reference count touched; do not hold it across an `.await`).
+    pub fn runtime_now(&self) -> arc_swap::Guard<Arc<Runtime>> {
+        self.runtime.load()
     }
 
     pub fn swap_runtime(&self, next: Runtime) {
-        let mut guard = match self.runtime.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *guard = Arc::new(next);
+        self.runtime.store(Arc::new(next));
     }
 }
 

@@ -15,14 +15,19 @@ impl Rollout {
     /// guard decides: a breach steps the weight back, a long enough pass steps it up.
     pub fn observe(&self, route: &Route, label: &str, sample: Sample, metrics: &Metrics) {
         let weight = self
-            .snapshot()
+            .snapshot_now()
             .get(&route.name)
             .map_or(0.0, |s| s.weight(label));
         let (action, agreement) = {
             let mut guards = lock(&self.guards);
-            let g = guards
-                .entry((route.name.clone(), label.to_string()))
-                .or_default();
+            let per_route = match guards.get_mut(&route.name) {
+                Some(r) => r,
+                None => guards.entry(route.name.clone()).or_default(),
+            };
+            let g = match per_route.get_mut(label) {
+                Some(g) => g,
+                None => per_route.entry(label.to_string()).or_default(),
+            };
             let action = g.observe(&route.guard, sample, weight);
             (action, g.agreement())
         };
@@ -59,17 +64,17 @@ impl Rollout {
         segment: &str,
     ) -> Option<(Figures, Decision, Option<Duration>)> {
         lock(&self.guards)
-            .get(&(route.to_string(), segment.to_string()))
+            .get(route)
+            .and_then(|r| r.get(segment))
             .and_then(|g| g.status(Instant::now()))
     }
 
     /// Segments a guard has seen on a route.
     pub fn guarded_segments(&self, route: &str) -> Vec<String> {
         let mut v: Vec<_> = lock(&self.guards)
-            .keys()
-            .filter(|(r, _)| r == route)
-            .map(|(_, s)| s.clone())
-            .collect();
+            .get(route)
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default();
         v.sort();
         v
     }

@@ -12,8 +12,9 @@ pub mod state;
 
 use crate::config::{Config, Route, Side};
 use crate::segment;
+use arc_swap::ArcSwap;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 pub use state::{Actor, Change, Error};
 
@@ -57,37 +58,42 @@ impl RouteState {
 /// The live rollout state of every route, its ledger and its guards.
 #[derive(Default)]
 pub struct Rollout {
-    state: RwLock<Arc<HashMap<String, RouteState>>>,
+    /// Read on every request without a lock (`arc-swap`); changes are made
+    /// on a copy under `writer` and swapped in whole.
+    state: ArcSwap<HashMap<String, RouteState>>,
+    writer: Mutex<()>,
     /// The `rollout_events` connection; `None` until [`Rollout::attach`].
     ledger: Mutex<Option<rusqlite::Connection>>,
-    guards: Mutex<HashMap<(String, String), guard::SegmentGuard>>,
+    /// Route → segment label → guard (nested, so a lookup allocates nothing).
+    guards: Mutex<HashMap<String, HashMap<String, guard::SegmentGuard>>>,
 }
 
 impl Rollout {
     /// The initial state from the config (before the history is applied).
     pub fn from_config(config: &Config) -> Rollout {
         Rollout {
-            state: RwLock::new(Arc::new(state::initial(config))),
+            state: ArcSwap::from_pointee(state::initial(config)),
+            writer: Mutex::new(()),
             ..Rollout::default()
         }
     }
 
     pub fn snapshot(&self) -> Arc<HashMap<String, RouteState>> {
-        match self.state.read() {
-            Ok(s) => s.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.state.load_full()
+    }
+
+    /// A snapshot for a short, synchronous read on the hot path: no
+    /// reference count is touched (do not hold it across an `.await`).
+    pub fn snapshot_now(&self) -> arc_swap::Guard<Arc<HashMap<String, RouteState>>> {
+        self.state.load()
     }
 
     /// Applies `change` to a copy of the state and swaps it in.
     pub fn update(&self, change: impl FnOnce(&mut HashMap<String, RouteState>)) {
-        let mut guard = match self.state.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let mut next = (**guard).clone();
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = (**self.state.load()).clone();
         change(&mut next);
-        *guard = Arc::new(next);
+        self.state.store(Arc::new(next));
     }
 
     pub fn route(&self, name: &str) -> Option<RouteState> {

@@ -272,9 +272,10 @@ impl Rollout {
             .canary_weight
             .with_label_values(&[&route.name, segment])
             .set(to);
-        let key = (route.name.clone(), segment.to_string());
         if actor != Actor::Guard
-            && let Some(g) = lock(&self.guards).get_mut(&key)
+            && let Some(g) = lock(&self.guards)
+                .get_mut(&route.name)
+                .and_then(|r| r.get_mut(segment))
         {
             g.restart_hold();
         }

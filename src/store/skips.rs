@@ -7,14 +7,34 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Skips of one route, keyed by (segment, reason, minute start in unix ms).
 type PerRoute = HashMap<(String, &'static str, i64), u64>;
 
-/// The in-memory tally between two commits.
-#[derive(Default)]
+/// The in-memory tally between two commits, sharded by thread so that the
+/// runtime's workers do not contend on one lock (or one cache line).
 pub struct Tally {
-    routes: Mutex<HashMap<String, PerRoute>>,
+    shards: [Mutex<HashMap<String, PerRoute>>; SHARDS],
+}
+
+const SHARDS: usize = 8;
+
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally {
+            shards: std::array::from_fn(|_| Mutex::default()),
+        }
+    }
+}
+
+/// This thread's shard: threads are numbered as they first count a skip.
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
 }
 
 /// One `mirror_skips` increment.
@@ -39,7 +59,9 @@ impl Tally {
     /// Counts one skip. Takes the segment by value: the exchange is done with it.
     pub fn add(&self, route: &str, segment: String, reason: &'static str, ts_ms: i64) {
         let minute = minute_of(ts_ms);
-        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut routes = self.shards[shard()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let per_route = match routes.get_mut(route) {
             Some(r) => r,
             None => routes.entry(route.to_string()).or_default(),
@@ -47,11 +69,13 @@ impl Tally {
         *per_route.entry((segment, reason, minute)).or_default() += 1;
     }
 
-    /// Everything counted since the last call.
+    /// Everything counted since the last call (a key counted on two threads
+    /// comes twice; the writer adds them up).
     pub fn take(&self) -> Vec<SkipCount> {
-        let taken = std::mem::take(&mut *self.routes.lock().unwrap_or_else(|e| e.into_inner()));
-        taken
-            .into_iter()
+        self.shards
+            .iter()
+            .map(|s| std::mem::take(&mut *s.lock().unwrap_or_else(|e| e.into_inner())))
+            .flat_map(HashMap::into_iter)
             .flat_map(|(route, per_route)| {
                 per_route
                     .into_iter()
@@ -103,5 +127,24 @@ mod tests {
             ]
         );
         assert!(t.take().is_empty(), "take empties the tally");
+    }
+
+    #[test]
+    fn counts_from_many_threads_add_up() {
+        let t = std::sync::Arc::new(Tally::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let t = t.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        t.add("r", "s".into(), "in_flight", 60_000);
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|h| h.join().unwrap());
+        let got = t.take();
+        assert!(got.iter().all(|c| c.route == "r" && c.minute == 60_000));
+        assert_eq!(got.iter().map(|c| c.count).sum::<u64>(), 4000);
     }
 }

@@ -1,0 +1,85 @@
+//! A bare hyper reverse proxy: the floor the load benchmark measures
+//! Understudy against ("how much of the cost is hyper and the kernel?").
+//!
+//! Same server (hyper-util `auto`, HTTP/1.1 keep-alive) and same pooled
+//! hyper-util client as Understudy, and nothing else: no routing table, no
+//! forwarding headers, no exchange id, no metrics, no mirror, no SQLite rows.
+//! It reads the listen address and the first route's incumbent from a
+//! `proxy.toml`, so the load benchmark can run it in Understudy's place:
+//!
+//! ```sh
+//! cargo build --release --example bare_proxy
+//! LOAD_BIN=target/release/examples/bare_proxy LOAD_ONLY=understudy-nomirror \
+//!     cargo bench --bench load
+//! ```
+//!
+//! (The benchmark's row check then reads an empty database: ignore it.)
+
+use http::Uri;
+use http::uri::PathAndQuery;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::sync::Arc;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Accepts `serve -c FILE` (as the benchmark calls `understudy`) or `FILE`.
+    let path = std::env::args()
+        .next_back()
+        .ok_or("usage: bare_proxy [serve -c] proxy.toml")?;
+    let config = understudy::config::load(std::path::Path::new(&path))?;
+    // The benchmark counts rows afterwards: leave it an empty, migrated file.
+    let store = understudy::store::Store::open(&config.store, understudy::metrics::Metrics::new())?;
+    store.close();
+    let route = config.routes.first().ok_or("no route")?;
+    let base = route.incumbent.uri.clone();
+    let addr = config.listen.addr;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(addr, base))
+}
+
+async fn serve(addr: std::net::SocketAddr, base: Uri) -> Result<(), Box<dyn std::error::Error>> {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(usize::MAX)
+        .build(http);
+    let base = Arc::new(base);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _nodelay = stream.set_nodelay(true);
+        let (client, base, builder) = (client.clone(), base.clone(), builder.clone());
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let (client, base) = (client.clone(), base.clone());
+                async move {
+                    let (mut parts, body) = req.into_parts();
+                    let mut uri = (*base).clone().into_parts();
+                    uri.path_and_query = parts
+                        .uri
+                        .path_and_query()
+                        .cloned()
+                        .or(Some(PathAndQuery::from_static("/")));
+                    parts.uri = Uri::from_parts(uri).map_err(|e| e.to_string())?;
+                    parts.headers.remove(http::header::HOST);
+                    let resp = client
+                        .request(Request::from_parts(parts, body))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok::<Response<Incoming>, String>(resp)
+                }
+            });
+            let _ended = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
