@@ -9,6 +9,8 @@
 //! same wrk settings; scenarios are interleaved over `LOAD_REPS` repetitions.
 //! For each Understudy run the proxy's `/metrics` are read before SIGTERM and
 //! the SQLite rows counted after it exits. The table goes to `BENCHMARKS.md`.
+//! A bare hyper proxy (`examples/bare_proxy.rs`: same server and client
+//! crates, nothing else) runs too, as the floor hyper and the kernel set.
 //!
 //! Environment: `LOAD_SECS` (per wrk run, default 3), `LOAD_REPS` (default 2),
 //! `LOAD_ONLY` (comma-separated scenario names; then BENCHMARKS.md is not written),
@@ -63,6 +65,8 @@ impl Cand {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Direct,
+    /// `examples/bare_proxy.rs`: hyper's own floor, no Understudy logic.
+    Bare,
     Understudy(Option<Cand>),
     Nginx(Option<Cand>),
 }
@@ -75,6 +79,7 @@ impl Kind {
         };
         match self {
             Kind::Direct => "direct".into(),
+            Kind::Bare => "bare".into(),
             Kind::Understudy(c) => format!("understudy-{}", cand(c)),
             Kind::Nginx(c) => format!("nginx-{}", cand(c)),
         }
@@ -83,6 +88,7 @@ impl Kind {
     fn label(self) -> String {
         match self {
             Kind::Direct => "direct to incumbent".into(),
+            Kind::Bare => "bare hyper proxy (floor: no routing, headers, metrics or log)".into(),
             Kind::Understudy(None) => "Understudy, mirroring off".into(),
             Kind::Understudy(Some(c)) => format!("Understudy, {} candidate", c.name()),
             Kind::Nginx(None) => "nginx, no mirror".into(),
@@ -412,14 +418,46 @@ compare = {{ mode = "json", ignore = ["/request_id"] }}
     )
 }
 
+/// Builds `examples/bare_proxy.rs` (release) next to the `understudy` binary.
+fn bare_proxy() -> Option<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--example",
+            "bare_proxy",
+            "--manifest-path",
+        ])
+        .arg(Path::new(ROOT).join("Cargo.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let path = Path::new(UNDERSTUDY).parent()?.join("examples/bare_proxy");
+    (built && path.exists()).then_some(path)
+}
+
 fn run_understudy(ups: &Upstreams, c: Option<Cand>, secs: u64) -> Option<Sample> {
+    // `LOAD_BIN` runs another build of the proxy (A/B comparisons).
+    let bin = std::env::var("LOAD_BIN").unwrap_or_else(|_| UNDERSTUDY.to_string());
+    run_proxy(&bin, ups, c, secs, true)
+}
+
+/// Runs `bin serve -c proxy.toml` under wrk; with `check`, reads its metrics
+/// and rows afterwards.
+fn run_proxy(
+    bin: &str,
+    ups: &Upstreams,
+    c: Option<Cand>,
+    secs: u64,
+    check: bool,
+) -> Option<Sample> {
     let dir = tempfile::tempdir().expect("tempdir");
     let (port, admin) = (free_port(), free_port());
     let cfg = dir.path().join("proxy.toml");
     std::fs::write(&cfg, understudy_config(dir.path(), port, admin, ups, c)).expect("write config");
     let log = std::fs::File::create(dir.path().join("proxy.log")).expect("log file");
-    // `LOAD_BIN` runs another build of the proxy (A/B comparisons).
-    let bin = std::env::var("LOAD_BIN").unwrap_or_else(|_| UNDERSTUDY.to_string());
     let mut child = Command::new(bin)
         .args(["serve", "-c"])
         .arg(&cfg)
@@ -443,6 +481,18 @@ fn run_understudy(ups: &Upstreams, c: Option<Cand>, secs: u64) -> Option<Sample>
     let new_conns = ups.accepted() - conns_before;
     let rss_kib = peak_rss_kib(child.id());
     let cpu_us_per_req = per_request(cpu_before, cpu_us(child.id()), &get, &post);
+    if !check {
+        signal(child.id(), "-TERM");
+        let _exited = wait_exit(&mut child, Duration::from_secs(10));
+        return Some(Sample {
+            get,
+            post,
+            new_conns,
+            rss_kib,
+            cpu_us_per_req,
+            check: None,
+        });
+    }
     // Let the settle tasks of the last requests finish before reading the counters.
     std::thread::sleep(Duration::from_millis(if c == Some(Cand::Slow2s) {
         2500
@@ -754,7 +804,14 @@ fn main() {
         Some(Cand::Slow2s),
         Some(Cand::Dead),
     ];
+    let bare = bare_proxy();
+    if bare.is_none() {
+        eprintln!("examples/bare_proxy did not build: its scenario is left out");
+    }
     let mut kinds = vec![Kind::Direct];
+    if bare.is_some() {
+        kinds.push(Kind::Bare);
+    }
     kinds.extend(cands.iter().map(|&c| Kind::Understudy(c)));
     if nginx.is_some() {
         kinds.extend(cands.iter().map(|&c| Kind::Nginx(c)));
@@ -779,6 +836,9 @@ fn main() {
                         ..Sample::default()
                     })
                 }
+                Kind::Bare => bare
+                    .as_deref()
+                    .and_then(|b| run_proxy(&b.to_string_lossy(), &ups, None, secs, false)),
                 Kind::Understudy(c) => run_understudy(&ups, c, secs),
                 Kind::Nginx(c) => nginx.as_deref().and_then(|n| run_nginx(n, &ups, c, secs)),
             };
@@ -885,6 +945,7 @@ fn render(
         let Some(a) = get(&kind.key()) else { continue };
         let peer = match kind {
             Kind::Understudy(c) => get(&Kind::Nginx(c).key()),
+            Kind::Bare => get(&Kind::Nginx(None).key()),
             _ => None,
         };
         let _w = writeln!(
