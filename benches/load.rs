@@ -9,8 +9,9 @@
 //! same wrk settings; scenarios are interleaved over `LOAD_REPS` repetitions.
 //! For each Understudy run the proxy's `/metrics` are read before SIGTERM and
 //! the SQLite rows counted after it exits. The table goes to `BENCHMARKS.md`.
-//! A bare hyper proxy (`examples/bare_proxy.rs`: same server and client
-//! crates, nothing else) runs too, as the floor hyper and the kernel set.
+//! A bare hyper proxy (`benches/support/bare_proxy.rs`: same server and
+//! client crates, nothing else; this binary re-executed) runs too, as the
+//! floor hyper and the kernel set.
 //!
 //! Environment: `LOAD_SECS` (per wrk run, default 3), `LOAD_REPS` (default 2),
 //! `LOAD_ONLY` (comma-separated scenario names; then BENCHMARKS.md is not written),
@@ -34,6 +35,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+
+#[path = "support/bare_proxy.rs"]
+mod bare;
 
 const UNDERSTUDY: &str = env!("CARGO_BIN_EXE_understudy");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -65,7 +69,7 @@ impl Cand {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Direct,
-    /// `examples/bare_proxy.rs`: hyper's own floor, no Understudy logic.
+    /// `benches/support/bare_proxy.rs`: hyper's own floor, no Understudy logic.
     Bare,
     Understudy(Option<Cand>),
     Nginx(Option<Cand>),
@@ -418,26 +422,6 @@ compare = {{ mode = "json", ignore = ["/request_id"] }}
     )
 }
 
-/// Builds `examples/bare_proxy.rs` (release) next to the `understudy` binary.
-fn bare_proxy() -> Option<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--example",
-            "bare_proxy",
-            "--manifest-path",
-        ])
-        .arg(Path::new(ROOT).join("Cargo.toml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    let path = Path::new(UNDERSTUDY).parent()?.join("examples/bare_proxy");
-    (built && path.exists()).then_some(path)
-}
-
 fn run_understudy(ups: &Upstreams, c: Option<Cand>, secs: u64) -> Option<Sample> {
     // `LOAD_BIN` runs another build of the proxy (A/B comparisons).
     let bin = std::env::var("LOAD_BIN").unwrap_or_else(|_| UNDERSTUDY.to_string());
@@ -458,7 +442,12 @@ fn run_proxy(
     let cfg = dir.path().join("proxy.toml");
     std::fs::write(&cfg, understudy_config(dir.path(), port, admin, ups, c)).expect("write config");
     let log = std::fs::File::create(dir.path().join("proxy.log")).expect("log file");
-    let mut child = Command::new(bin)
+    let mut cmd = Command::new(bin);
+    if !check {
+        // This binary, re-executed as the bare proxy (see `main`).
+        cmd.env("LOAD_BARE", "1");
+    }
+    let mut child = cmd
         .args(["serve", "-c"])
         .arg(&cfg)
         .env("RUST_LOG", "warn")
@@ -761,6 +750,15 @@ fn ratio(a: f64, b: Option<f64>) -> String {
 }
 
 fn main() {
+    // Re-executed as the bare proxy (`Kind::Bare`): `... serve -c proxy.toml`.
+    if std::env::var_os("LOAD_BARE").is_some() {
+        let path = std::env::args().next_back().unwrap_or_default();
+        if let Err(e) = bare::run(Path::new(&path)) {
+            eprintln!("bare proxy: {e}");
+            std::process::exit(2);
+        }
+        return;
+    }
     // `cargo bench` passes `--bench`; nothing else is taken from the command line.
     let secs: u64 = std::env::var("LOAD_SECS")
         .ok()
@@ -804,14 +802,7 @@ fn main() {
         Some(Cand::Slow2s),
         Some(Cand::Dead),
     ];
-    let bare = bare_proxy();
-    if bare.is_none() {
-        eprintln!("examples/bare_proxy did not build: its scenario is left out");
-    }
-    let mut kinds = vec![Kind::Direct];
-    if bare.is_some() {
-        kinds.push(Kind::Bare);
-    }
+    let mut kinds = vec![Kind::Direct, Kind::Bare];
     kinds.extend(cands.iter().map(|&c| Kind::Understudy(c)));
     if nginx.is_some() {
         kinds.extend(cands.iter().map(|&c| Kind::Nginx(c)));
@@ -836,9 +827,9 @@ fn main() {
                         ..Sample::default()
                     })
                 }
-                Kind::Bare => bare
-                    .as_deref()
-                    .and_then(|b| run_proxy(&b.to_string_lossy(), &ups, None, secs, false)),
+                Kind::Bare => std::env::current_exe()
+                    .ok()
+                    .and_then(|me| run_proxy(&me.to_string_lossy(), &ups, None, secs, false)),
                 Kind::Understudy(c) => run_understudy(&ups, c, secs),
                 Kind::Nginx(c) => nginx.as_deref().and_then(|n| run_nginx(n, &ups, c, secs)),
             };

@@ -4,16 +4,9 @@
 //! Same server (hyper-util `auto`, HTTP/1.1 keep-alive) and same pooled
 //! hyper-util client as Understudy, and nothing else: no routing table, no
 //! forwarding headers, no exchange id, no metrics, no mirror, no SQLite rows.
-//! It reads the listen address and the first route's incumbent from a
-//! `proxy.toml`, so the load benchmark can run it in Understudy's place:
-//!
-//! ```sh
-//! cargo build --release --example bare_proxy
-//! LOAD_BIN=target/release/examples/bare_proxy LOAD_ONLY=understudy-nomirror \
-//!     cargo bench --bench load
-//! ```
-//!
-//! (The benchmark's row check then reads an empty database: ignore it.)
+//! The benchmark runs it in a process of its own (itself, re-executed with
+//! `LOAD_BARE=1`), from the same `proxy.toml` it gives Understudy: the
+//! listen address and the first route's incumbent.
 
 use http::Uri;
 use http::uri::PathAndQuery;
@@ -26,12 +19,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use std::sync::Arc;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Accepts `serve -c FILE` (as the benchmark calls `understudy`) or `FILE`.
-    let path = std::env::args()
-        .next_back()
-        .ok_or("usage: bare_proxy [serve -c] proxy.toml")?;
-    let config = understudy::config::load(std::path::Path::new(&path))?;
+/// Serves until killed. `path` is the `proxy.toml` Understudy would get.
+pub fn run(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let config = understudy::config::load(path)?;
     // The benchmark counts rows afterwards: leave it an empty, migrated file.
     let store = understudy::store::Store::open(&config.store, understudy::metrics::Metrics::new())?;
     store.close();
