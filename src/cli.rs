@@ -232,7 +232,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Show { id, db, width } => {
             let (dbs, _) = resolve_dbs(&db)?;
             let Some(row) = crate::store::read::exchange(&dbs, &id)? else {
-                return Err(UserError(format!("no exchange with id {id:?}")).into());
+                return Err(UserError(format!(
+                    "no exchange with id {id:?} (an exchange whose mirror was skipped has no row: it is only counted, in mirror_skips)"
+                ))
+                .into());
             };
             let color = crate::report::show::use_color();
             crate::report::show::show(&row, color, width.max(10), &mut std::io::stdout().lock())?;
