@@ -142,7 +142,8 @@ pub struct Line {
     pub agreement: Option<Rate>,
     /// candidate_errors / (matches + mismatches + candidate_errors).
     pub candidate_error_rate: Option<f64>,
-    /// incumbent_errors / samples.
+    /// incumbent_errors / (samples − skipped): skipped mirrors beside the
+    /// incumbent's answer are only counted, so their errors are not known.
     pub incumbent_error_rate: Option<f64>,
     pub incumbent_ms: Latency,
     pub candidate_ms: Latency,
@@ -172,6 +173,7 @@ impl Line {
         let decided = s.decided();
         let agreement = Rate::of(s.matches, decided);
         let attempts = decided + s.candidate_errors;
+        let verdicts = s.samples - s.skipped.min(s.samples);
         let candidate_ms = Latency::of(&s.candidate_ms);
         let incumbent_ms = Latency::of(&s.incumbent_ms);
         let mut line = Line {
@@ -187,12 +189,11 @@ impl Line {
             agreement,
             candidate_error_rate: (attempts > 0)
                 .then(|| s.candidate_errors as f64 / attempts as f64),
-            incumbent_error_rate: (s.samples > 0)
-                .then(|| s.incumbent_errors as f64 / s.samples as f64),
+            incumbent_error_rate: (verdicts > 0)
+                .then(|| s.incumbent_errors as f64 / verdicts as f64),
             incumbent_ms,
             candidate_ms,
-            coverage: (s.samples > 0)
-                .then(|| (s.samples - s.skipped.min(s.samples)) as f64 / s.samples as f64),
+            coverage: (s.samples > 0).then(|| verdicts as f64 / s.samples as f64),
             skip_reasons: top(
                 s.skip_reasons.iter().map(|(k, n)| (k.clone(), *n)),
                 usize::MAX,

@@ -2,14 +2,16 @@
 //!
 //! Definitions, per route and segment (and per hour or day with `--by`):
 //!
-//! - **samples**: every logged exchange, whatever its verdict.
+//! - **samples**: every exchange, whatever its verdict: rows, plus skipped
+//!   mirrors counted in `mirror_skips`.
 //! - **agreement** = matches / (matches + mismatches). Errors and skips are
 //!   left out of the denominator: they say nothing about whether the two
 //!   answers agree. Shown with its Wilson 95 % interval `[lo–hi]`.
 //! - **candidate error rate** = candidate_errors / (matches + mismatches +
 //!   candidate_errors): the share of comparisons the incumbent answered
 //!   properly and the candidate did not. **incumbent error rate** =
-//!   incumbent_errors / samples.
+//!   incumbent_errors / (samples − skipped) (a skipped mirror's incumbent
+//!   answer is not logged).
 //! - **compared** (mirror coverage) = (samples − skipped) / samples, with the
 //!   skip reasons for the rest.
 //! - **p50 / p95 / p99**: nearest-rank percentiles ([`stats::percentile`]) of
