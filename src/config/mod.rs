@@ -34,6 +34,16 @@ pub fn parse(text: &str) -> Result<Config, Error> {
     validate::validate(text)
 }
 
+/// A valid config for unit tests: loopback listeners, `x.db`, and `routes`
+/// (TOML from `[[routes]]` on) after them.
+#[cfg(test)]
+pub(crate) fn for_test(routes: &str) -> Config {
+    let text = format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n[store]\npath = \"x.db\"\n{routes}"
+    );
+    parse(&text).unwrap_or_else(|e| panic!("test config: {e}"))
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: Listen,

@@ -164,21 +164,9 @@ mod tests {
     use super::*;
 
     fn client(url: &str) -> Client {
-        let cfg = crate::config::parse(&format!(
-            r#"
-[listen]
-addr = "127.0.0.1:0"
-[admin]
-addr = "127.0.0.1:0"
-[store]
-path = "x.db"
-[[routes]]
-name = "r"
-path_prefix = "/"
-incumbent = "{url}"
-"#
-        ))
-        .expect("config");
+        let cfg = crate::config::for_test(&format!(
+            "[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nincumbent = \"{url}\"\n"
+        ));
         Client::new(
             &cfg.routes[0].incumbent,
             "incumbent",

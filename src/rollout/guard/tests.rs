@@ -4,21 +4,14 @@ use crate::rollout::bucket;
 use rand::{Rng, SeedableRng};
 
 fn defaults() -> Guard {
-    let cfg = config::parse(
+    let cfg = config::for_test(
         r#"
-[listen]
-addr = "127.0.0.1:0"
-[admin]
-addr = "127.0.0.1:0"
-[store]
-path = "x.db"
 [[routes]]
 name = "r"
 path_prefix = "/"
 incumbent = "http://127.0.0.1:1"
 "#,
-    )
-    .unwrap();
+    );
     cfg.routes[0].guard.clone()
 }
 

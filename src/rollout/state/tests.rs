@@ -3,14 +3,8 @@ use crate::rollout::guard::Sample;
 use std::time::{Duration, Instant};
 
 fn config(enterprise: f64) -> Config {
-    crate::config::parse(&format!(
+    crate::config::for_test(&format!(
         r#"
-[listen]
-addr = "127.0.0.1:0"
-[admin]
-addr = "127.0.0.1:0"
-[store]
-path = "x.db"
 [[routes]]
 name = "lead-score"
 path_prefix = "/"
@@ -20,7 +14,6 @@ segment = {{ header = "x-tier", values = ["enterprise", "smb"] }}
 rollout = {{ default = 0.0, segments = {{ enterprise = {enterprise} }} }}
 "#
     ))
-    .unwrap()
 }
 
 fn weight(r: &Rollout, seg: &str) -> f64 {
