@@ -455,32 +455,14 @@ fn run_proxy(
         .stderr(log)
         .spawn()
         .expect("understudy starts");
-    if !wait_listening(port, &mut child) {
-        let _killed = child.kill();
-        eprintln!(
-            "understudy did not start: {}",
-            std::fs::read_to_string(dir.path().join("proxy.log")).unwrap_or_default()
-        );
+    if !started(&mut child, port, "the proxy", &dir.path().join("proxy.log")) {
         return None;
     }
-    let conns_before = ups.accepted();
-    let cpu_before = cpu_us(child.id());
-    let get = run_wrk(port, false, secs);
-    let post = run_wrk(port, true, secs);
-    let new_conns = ups.accepted() - conns_before;
-    let rss_kib = peak_rss_kib(child.id());
-    let cpu_us_per_req = per_request(cpu_before, cpu_us(child.id()), &get, &post);
+    let sample = drive(ups, port, secs, child.id(), &[child.id()]);
     if !check {
         signal(child.id(), "-TERM");
         let _exited = wait_exit(&mut child, Duration::from_secs(10));
-        return Some(Sample {
-            get,
-            post,
-            new_conns,
-            rss_kib,
-            cpu_us_per_req,
-            check: None,
-        });
+        return Some(sample);
     }
     // Let the settle tasks of the last requests finish before reading the counters.
     std::thread::sleep(Duration::from_millis(if c == Some(Cand::Slow2s) {
@@ -518,11 +500,6 @@ fn run_proxy(
         )
         .expect("count rows");
     Some(Sample {
-        get,
-        post,
-        new_conns,
-        rss_kib,
-        cpu_us_per_req,
         check: Some(RowCheck {
             requests,
             skips,
@@ -532,6 +509,7 @@ fn run_proxy(
             mirrored_rows,
             counted_skips,
         }),
+        ..sample
     })
 }
 
@@ -622,37 +600,57 @@ fn run_nginx(nginx: &Path, ups: &Upstreams, c: Option<Cand>, secs: u64) -> Optio
         .stderr(Stdio::null())
         .spawn()
         .expect("nginx starts");
-    if !wait_listening(port, &mut child) {
-        let _killed = child.kill();
-        eprintln!(
-            "nginx did not start: {}",
-            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-        );
+    if !started(&mut child, port, "nginx", &dir.path().join("error.log")) {
         return None;
     }
-    // The worker is the master's child; report master + worker.
+    // The worker is the master's child: its CPU, and master + worker memory.
     let worker = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok());
+    let sample = match worker {
+        Some(w) => drive(ups, port, secs, w, &[child.id(), w]),
+        None => drive(ups, port, secs, 0, &[]),
+    };
+    signal(child.id(), "-TERM");
+    wait_exit(&mut child, Duration::from_secs(10));
+    Some(sample)
+}
+
+/// Waits until `child` listens on `port`; otherwise kills it and prints `log`.
+fn started(child: &mut Child, port: u16, what: &str, log: &Path) -> bool {
+    if wait_listening(port, child) {
+        return true;
+    }
+    let _killed = child.kill();
+    eprintln!(
+        "{what} did not start: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    false
+}
+
+/// wrk GET then POST through `port`: new upstream connections, the CPU time
+/// of `cpu_pid` per request and the summed peak RSS of `rss_pids`.
+fn drive(ups: &Upstreams, port: u16, secs: u64, cpu_pid: u32, rss_pids: &[u32]) -> Sample {
     let conns_before = ups.accepted();
-    let cpu_before = worker.and_then(cpu_us);
+    let cpu_before = cpu_us(cpu_pid);
     let get = run_wrk(port, false, secs);
     let post = run_wrk(port, true, secs);
     let new_conns = ups.accepted() - conns_before;
-    let cpu_us_per_req = per_request(cpu_before, worker.and_then(cpu_us), &get, &post);
-    let rss_kib = peak_rss_kib(child.id())
-        .zip(worker.and_then(peak_rss_kib))
-        .map(|(a, b)| a + b);
-    signal(child.id(), "-TERM");
-    wait_exit(&mut child, Duration::from_secs(10));
-    Some(Sample {
+    let cpu_us_per_req = per_request(cpu_before, cpu_us(cpu_pid), &get, &post);
+    let rss_kib = rss_pids
+        .iter()
+        .map(|&p| peak_rss_kib(p))
+        .sum::<Option<u64>>()
+        .filter(|_| !rss_pids.is_empty());
+    Sample {
         get,
         post,
         new_conns,
         rss_kib,
         cpu_us_per_req,
         check: None,
-    })
+    }
 }
 
 fn ensure_tool(bin: &str, package: &str) -> bool {
