@@ -261,16 +261,7 @@ pub async fn proxy(routes: &str) -> TestProxy {
 pub async fn proxy_with(store_extra: &str, routes: &str) -> TestProxy {
     let dir = tempfile::tempdir().unwrap();
     let text = config_text(dir.path(), &format!("[store]\n{store_extra}"), routes);
-    let config = understudy::config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let db = config.store.path.clone();
-    let running = understudy::app::start(config).await.unwrap();
-    TestProxy {
-        addr: running.addr,
-        admin: running.admin_addr,
-        running: Some(running),
-        db,
-        dir,
-    }
+    start(dir, &text).await
 }
 
 impl TestProxy {
