@@ -257,16 +257,7 @@ impl Rollout {
                 actor: actor.as_str(),
                 reason: reason.to_string(),
             };
-            let change = match ledger.as_ref() {
-                Some(conn) => append(conn, change)?,
-                None => change,
-            };
-            self.update(|state| {
-                if let Some(rs) = state.get_mut(&route.name) {
-                    rs.set(segment, to);
-                }
-            });
-            change
+            self.commit(ledger.as_ref(), change, |rs| rs.set(segment, to))?
         };
         metrics
             .canary_weight
@@ -302,13 +293,24 @@ impl Rollout {
             actor: actor.as_str(),
             reason: reason.to_string(),
         };
-        let change = match ledger.as_ref() {
+        self.commit(ledger.as_ref(), change, |rs| rs.mirror = on)
+    }
+
+    /// Appends `change` to the ledger (when attached), then applies it to the
+    /// route's live state. The caller holds the ledger lock throughout.
+    fn commit(
+        &self,
+        ledger: Option<&rusqlite::Connection>,
+        change: Change,
+        apply: impl FnOnce(&mut RouteState),
+    ) -> Result<Change, Error> {
+        let change = match ledger {
             Some(conn) => append(conn, change)?,
             None => change,
         };
         self.update(|state| {
-            if let Some(rs) = state.get_mut(&route.name) {
-                rs.mirror = on;
+            if let Some(rs) = state.get_mut(&change.route) {
+                apply(rs);
             }
         });
         Ok(change)
