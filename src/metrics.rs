@@ -160,6 +160,11 @@ impl Metrics {
             .inc();
     }
 
+    /// The `upstream_duration_seconds` series of one route and side.
+    pub fn upstream(&self, route: &str, target: &str) -> prometheus::Histogram {
+        self.upstream_duration.with_label_values(&[route, target])
+    }
+
     pub fn record_upstream(&self, route: &str, target: &str, took: Duration) {
         self.upstream_duration
             .with_label_values(&[route, target])

@@ -203,6 +203,19 @@ impl Drop for Capture {
     }
 }
 
+/// Observes the time since `started` into `histogram` when dropped: the
+/// upstream duration of an exchange that has no settle task to record it.
+pub struct Timer {
+    pub histogram: prometheus::Histogram,
+    pub started: Instant,
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        self.histogram.observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
 /// What a [`Capture`] has kept so far.
 #[derive(Default)]
 enum Kept {
@@ -234,8 +247,9 @@ impl Kept {
 pub enum ProxyBody {
     /// An upstream's body, passed through frame by frame while captured.
     Tee { inner: Incoming, capture: Capture },
-    /// An upstream's body nobody logs, passed through.
-    Pass(Incoming),
+    /// An upstream's body nobody logs, passed through; its upstream's
+    /// duration is observed when it is dropped (sent, or abandoned).
+    Pass { inner: Incoming, _timer: Timer },
     /// A body we made (errors, admin answers, buffered bodies).
     Full(Once),
 }
@@ -260,7 +274,7 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ProxyBody::Full(once) => once.poll(),
-            ProxyBody::Pass(inner) => Pin::new(inner).poll_frame(cx),
+            ProxyBody::Pass { inner, .. } => Pin::new(inner).poll_frame(cx),
             ProxyBody::Tee { inner, capture } => {
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
                 match &polled {
@@ -288,14 +302,14 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Full(once) => once.is_end(),
-            ProxyBody::Tee { inner, .. } | ProxyBody::Pass(inner) => inner.is_end_stream(),
+            ProxyBody::Tee { inner, .. } | ProxyBody::Pass { inner, .. } => inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Full(once) => once.hint(),
-            ProxyBody::Tee { inner, .. } | ProxyBody::Pass(inner) => inner.size_hint(),
+            ProxyBody::Tee { inner, .. } | ProxyBody::Pass { inner, .. } => inner.size_hint(),
         }
     }
 }

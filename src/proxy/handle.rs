@@ -2,7 +2,7 @@
 //! route → body under the cap → exchange (segment, sticky key) → who serves →
 //! shadow copy handed to a settle task → forward → respond through the tee.
 
-use super::body::{self, Capture, Prepared, ProxyBody, UpBody};
+use super::body::{self, Capture, Prepared, ProxyBody, Timer, UpBody};
 use super::error::Error;
 use super::headers::{self, EXCHANGE_ID, SERVED_BY};
 use super::{Proxy, RouteRuntime};
@@ -125,6 +125,14 @@ pub async fn handle(
         }
         (_, tx) => tx,
     };
+    // With a settle task the upstream's duration is recorded there; without
+    // one (only the incumbent answered), here.
+    let timer = || Timer {
+        histogram: proxy
+            .metrics
+            .upstream(&route.cfg.name, answered_by.as_str()),
+        started,
+    };
     let mut resp = match (result, served_tx) {
         (Ok(upstream), served_tx) => {
             let (mut head, inner) = upstream.into_parts();
@@ -134,14 +142,24 @@ pub async fn handle(
                     inner,
                     capture: Capture::new(head.status.as_u16(), started, cap, tx),
                 },
-                None => ProxyBody::Pass(inner),
+                None => ProxyBody::Pass {
+                    inner,
+                    _timer: timer(),
+                },
             };
             Response::from_parts(head, body)
         }
         (Err(e), served_tx) => {
             // The settle task logs the failure; the client gets a short answer.
-            if let Some(tx) = served_tx {
-                let _ignored = tx.send(Observation::failed(e.to_string(), started.elapsed()));
+            match served_tx {
+                Some(tx) => {
+                    let _ignored = tx.send(Observation::failed(e.to_string(), started.elapsed()));
+                }
+                None => proxy.metrics.record_upstream(
+                    &route.cfg.name,
+                    answered_by.as_str(),
+                    started.elapsed(),
+                ),
             }
             e.to_response()
         }

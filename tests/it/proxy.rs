@@ -293,6 +293,16 @@ async fn metrics_count_requests_and_skips() {
     assert!(
         metrics.contains(r#"understudy_mirror_skipped_total{reason="method",route="score"} 1"#)
     );
+    // Both answers are timed: the mirrored one by its settle task, the
+    // skipped one when its body is done (both may land just after the answer).
+    let timed = r#"understudy_upstream_duration_seconds_count{route="score",target="incumbent"} 2"#;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut metrics = metrics;
+    while !metrics.contains(timed) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        metrics = p.metrics().await;
+    }
+    assert!(metrics.contains(timed), "{metrics}");
     let (status, _, _) = get(&format!("http://{}/healthz", p.admin)).await;
     assert_eq!(status, 200);
     p.stop().await;
