@@ -1,6 +1,6 @@
 //! A counter with a ceiling (`listen.max_in_flight`, `mirror.max_in_flight`):
-//! take a slot or be told no at once. One atomic add and one subtract per
-//! use, no lock, so the hot path never contends on a mutex for it.
+//! take a slot or be told no at once. An atomic compare-and-swap to take and
+//! a subtract to give back, no lock, so the hot path never waits on a mutex.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,12 +39,14 @@ impl Limit {
         self.used.load(Ordering::Acquire)
     }
 
+    /// One compare-and-swap (retried only under a race), so `used` never
+    /// reads above `max`, not even for an instant.
     fn take(&self) -> bool {
-        if self.used.fetch_add(1, Ordering::AcqRel) < self.max {
-            return true;
-        }
-        self.used.fetch_sub(1, Ordering::AcqRel);
-        false
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
     }
 }
 
