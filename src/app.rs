@@ -2,13 +2,13 @@
 //! listener, config reloads, and the order of a graceful stop: stop accepting →
 //! drain requests → finish settle tasks → flush every queued row.
 //!
-//! A reload (SIGHUP, a change of the file, `POST /api/v1/reload`) builds a new
-//! runtime and swaps it in whole; an invalid file leaves the running one.
+//! A reload (SIGHUP, a change of the file, `POST /api/v1/reload`) goes through
+//! [`crate::runtime::reload`]; an invalid file leaves the running one.
 
 use crate::admin::{self, auth::Auth};
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::proxy::{Proxy, Runtime, server};
+use crate::proxy::{Proxy, server};
 use crate::rollout;
 use crate::store::Store;
 use std::net::SocketAddr;
@@ -83,11 +83,8 @@ pub async fn start_with(config: Config, options: Options) -> Result<Running, Err
         addr: config.admin.addr,
         source,
     })?;
-    let proxy = Arc::new(Proxy::new(config.clone(), store, metrics));
-    for c in proxy
-        .rollout
-        .attach(&config.store.path, &config, &proxy.metrics)?
-    {
+    let proxy = Arc::new(Proxy::new(config.clone(), store.clone(), metrics));
+    for c in proxy.rollout.attach(store, &config, &proxy.metrics).await? {
         tracing::info!(route = %c.route, segment = %c.segment, from = c.from, to = c.to, "Config weight applied");
     }
     let auth = Arc::new(Auth::new(options.admin_token, admin_addr));
@@ -125,56 +122,6 @@ pub async fn start_with(config: Config, options: Options) -> Result<Running, Err
     })
 }
 
-/// Why a reload was refused; the running config stays in every case.
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    #[error("the running config was not loaded from a file: nothing to reload")]
-    NoSource,
-    #[error("{0} (the running config stays)")]
-    Invalid(String),
-    #[error(transparent)]
-    Rollout(#[from] rollout::Error),
-}
-
-/// Reloads the config file: swaps in a new runtime and applies (and audits as
-/// `config`) initial weights that changed. Listener and store settings need a restart.
-pub fn reload(proxy: &Proxy) -> Result<Vec<rollout::Change>, ReloadError> {
-    let current = proxy.runtime().config.clone();
-    let Some(path) = current.source.clone() else {
-        return Err(ReloadError::NoSource);
-    };
-    let count = |result: &str| {
-        proxy
-            .metrics
-            .config_reloads
-            .with_label_values(&[result])
-            .inc()
-    };
-    let next = match config::load(&path) {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            count("error");
-            let message = e.located(&path.display().to_string()).to_string();
-            tracing::error!(%message, "Config reload rejected");
-            return Err(ReloadError::Invalid(message));
-        }
-    };
-    if next.listen.addr != current.listen.addr
-        || next.admin.addr != current.admin.addr
-        || next.store.path != current.store.path
-    {
-        tracing::warn!("listen, admin and store changes take effect at the next restart");
-    }
-    proxy.swap_runtime(Runtime::new(next.clone()));
-    let changes = proxy
-        .rollout
-        .reconcile(&next, &proxy.metrics)
-        .inspect_err(|_| count("error"))?;
-    count("ok");
-    tracing::info!(path = %path.display(), changes = changes.len(), "Config reloaded");
-    Ok(changes)
-}
-
 /// Reloads on SIGHUP and when the file's modification time changes (polled).
 async fn watch(proxy: Arc<Proxy>, path: std::path::PathBuf, stop: impl Future<Output = ()>) {
     const POLL: Duration = Duration::from_secs(1);
@@ -198,7 +145,7 @@ async fn watch(proxy: Arc<Proxy>, path: std::path::PathBuf, stop: impl Future<Ou
             }
         }
         // Errors are logged and counted inside.
-        let _result = reload(&proxy);
+        let _result = proxy.reload().await;
         seen = modified(&path);
     }
 }
@@ -210,7 +157,7 @@ impl Running {
         if let Err(e) = self.proxy_task.await {
             tracing::error!(error = %e, "Proxy listener task failed");
         }
-        let drain = self.proxy.runtime().config.listen.drain_timeout;
+        let drain = self.proxy.runtime.load().config.listen.drain_timeout;
         if !self.proxy.tasks.wait_idle(drain).await {
             tracing::warn!(
                 left = self.proxy.tasks.running(),

@@ -1,14 +1,20 @@
 //! Prometheus metrics on a registry of our own (tests run many proxies in one process).
 //!
 //! Call sites use the intention-named `record_*` methods so labels stay
-//! consistent; every label value comes from an enum's `as_str()` or from the
-//! bounded segment mapping (`segment::label`).
+//! consistent: every closed label value is an enum that implements [`Label`]
+//! (who served, verdict, skip reason, guard trip reason), and segments come
+//! from the bounded mapping (`segment::label`).
 
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
 };
 use std::time::Duration;
+
+/// A closed set of label values (an enum), named by `as_label`.
+pub trait Label: Copy {
+    fn as_label(self) -> &'static str;
+}
 
 /// Typed handles; cheap to clone (each is an `Arc` inside).
 #[derive(Clone)]
@@ -147,7 +153,7 @@ impl Metrics {
         }
     }
 
-    pub fn record_request(&self, route: &str, segment: &str, served_by: &str, status: u16) {
+    pub fn record_request(&self, route: &str, segment: &str, served_by: impl Label, status: u16) {
         let class = match status {
             100..=199 => "1xx",
             200..=299 => "2xx",
@@ -156,31 +162,65 @@ impl Metrics {
             _ => "5xx",
         };
         self.requests
-            .with_label_values(&[route, segment, served_by, class])
+            .with_label_values(&[route, segment, served_by.as_label(), class])
             .inc();
     }
 
     /// The `upstream_duration_seconds` series of one route and side.
-    pub fn upstream(&self, route: &str, target: &str) -> prometheus::Histogram {
-        self.upstream_duration.with_label_values(&[route, target])
-    }
-
-    pub fn record_upstream(&self, route: &str, target: &str, took: Duration) {
+    pub fn upstream(&self, route: &str, target: impl Label) -> prometheus::Histogram {
         self.upstream_duration
-            .with_label_values(&[route, target])
-            .observe(took.as_secs_f64());
+            .with_label_values(&[route, target.as_label()])
     }
 
-    pub fn record_mirror_skip(&self, route: &str, reason: &str) {
+    pub fn record_upstream(&self, route: &str, target: impl Label, took: Duration) {
+        self.upstream(route, target).observe(took.as_secs_f64());
+    }
+
+    pub fn record_mirror_skip(&self, route: &str, reason: impl Label) {
         self.mirror_skipped
-            .with_label_values(&[route, reason])
+            .with_label_values(&[route, reason.as_label()])
             .inc();
     }
 
-    pub fn record_verdict(&self, route: &str, segment: &str, verdict: &str) {
+    pub fn record_verdict(&self, route: &str, segment: &str, verdict: impl Label) {
         self.comparisons
-            .with_label_values(&[route, segment, verdict])
+            .with_label_values(&[route, segment, verdict.as_label()])
             .inc();
+    }
+
+    /// A serving candidate failed and the incumbent answered instead.
+    pub fn record_fallback(&self, route: &str, segment: &str) {
+        self.fallbacks.with_label_values(&[route, segment]).inc();
+    }
+
+    pub fn record_safety_event(&self, route: &str, segment: &str) {
+        self.safety_events
+            .with_label_values(&[route, segment])
+            .inc();
+    }
+
+    pub fn record_guard_trip(&self, route: &str, segment: &str, reason: impl Label) {
+        self.guard_trips
+            .with_label_values(&[route, segment, reason.as_label()])
+            .inc();
+    }
+
+    pub fn set_agreement(&self, route: &str, segment: &str, agreement: f64) {
+        self.agreement_ratio
+            .with_label_values(&[route, segment])
+            .set(agreement);
+    }
+
+    pub fn set_weight(&self, route: &str, segment: &str, weight: f64) {
+        self.canary_weight
+            .with_label_values(&[route, segment])
+            .set(weight);
+    }
+
+    /// A config reload, `ok` or `error`.
+    pub fn record_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.config_reloads.with_label_values(&[result]).inc();
     }
 
     /// The Prometheus text exposition of every metric.

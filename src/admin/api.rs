@@ -9,6 +9,7 @@ use super::respond;
 use crate::proxy::Proxy;
 use crate::proxy::body::ProxyBody;
 use crate::rollout::{self, Actor, guard, state};
+use crate::runtime::ReloadError;
 use crate::segment;
 use bytes::Bytes;
 use http::request::Parts;
@@ -58,11 +59,11 @@ pub async fn handle(
     respond(status, "application/json", text)
 }
 
-async fn mutate(
+async fn mutate<F: Future<Output = Answer>>(
     auth: &Auth,
     parts: &Parts,
     body: Incoming,
-    f: impl FnOnce(Bytes) -> Answer,
+    f: impl FnOnce(Bytes) -> F,
 ) -> Answer {
     if let Err(refusal) = auth.check(&parts.headers) {
         let status = match refusal {
@@ -81,7 +82,7 @@ async fn mutate(
             )
         })?
         .to_bytes();
-    f(bytes)
+    f(bytes).await
 }
 
 fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8], shape: &str) -> Result<T, Failure> {
@@ -107,7 +108,7 @@ fn rollout_failure(e: &rollout::Error) -> Failure {
 
 /// Weights, mirror switch and guard state of every route and segment.
 pub fn routes(proxy: &Proxy) -> Value {
-    let rt = proxy.runtime();
+    let rt = proxy.runtime.load();
     let live = proxy.rollout.snapshot();
     let routes: Vec<Value> = rt
         .config
@@ -204,14 +205,14 @@ struct WeightBody {
     reason: Option<String>,
 }
 
-fn weights(proxy: &Proxy, parts: &Parts, route: &str, bytes: Bytes) -> Answer {
+async fn weights(proxy: &Proxy, parts: &Parts, route: &str, bytes: Bytes) -> Answer {
     const SHAPE: &str = r#"{"segment": "...", "weight": 5.0, "reason": "..."} or {"mirror": "on"|"off", "reason": "..."}"#;
     let body: WeightBody = parse(&bytes, SHAPE)?;
     let actor = match parts.headers.get(ACTOR_HEADER).map(|v| v.as_bytes()) {
         Some(b"cli") => Actor::Cli,
         _ => Actor::Api,
     };
-    let rt = proxy.runtime();
+    let rt = proxy.runtime.load();
     let route = state::find_route(&rt.config, route).map_err(|e| rollout_failure(&e))?;
     let reason = body.reason.unwrap_or_default();
     if reason.trim().is_empty() {
@@ -226,9 +227,13 @@ fn weights(proxy: &Proxy, parts: &Parts, route: &str, bytes: Bytes) -> Answer {
             proxy
                 .rollout
                 .set_weight(route, &segment, w, actor, &reason, &proxy.metrics)
+                .await
         }
         (None, Some(m @ ("on" | "off"))) => {
-            proxy.rollout.set_mirror(route, m == "on", actor, &reason)
+            proxy
+                .rollout
+                .set_mirror(route, m == "on", actor, &reason)
+                .await
         }
         _ => {
             return Err(Failure(
@@ -250,19 +255,17 @@ struct FeedbackBody {
     comment: String,
 }
 
-fn feedback(proxy: &Proxy, bytes: Bytes) -> Answer {
+async fn feedback(proxy: &Proxy, bytes: Bytes) -> Answer {
     let body: FeedbackBody = parse(
         &bytes,
         r#"{"exchange_id": "...", "rating": 1, "comment": "..."}"#,
     )?;
-    let conn = crate::store::events::open(proxy.store.path())
-        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    match crate::store::events::insert_feedback(
-        &conn,
-        &body.exchange_id,
-        body.rating,
-        &body.comment,
-    ) {
+    let feedback = crate::store::events::NewFeedback {
+        exchange_id: body.exchange_id,
+        rating: body.rating,
+        comment: body.comment,
+    };
+    match proxy.store.add_feedback(feedback).await {
         Ok(()) => Ok((StatusCode::CREATED, json!({ "ok": true }))),
         Err(e @ crate::store::Error::UnknownExchange { .. }) => {
             Err(Failure(StatusCode::NOT_FOUND, e.to_string()))
@@ -271,19 +274,15 @@ fn feedback(proxy: &Proxy, bytes: Bytes) -> Answer {
     }
 }
 
-fn reload(proxy: &Proxy) -> Answer {
-    match crate::app::reload(proxy) {
+async fn reload(proxy: &Proxy) -> Answer {
+    match proxy.reload().await {
         Ok(changes) => Ok((
             StatusCode::OK,
             json!({ "reloaded": true, "changes": changes }),
         )),
-        Err(e @ crate::app::ReloadError::NoSource) => {
-            Err(Failure(StatusCode::CONFLICT, e.to_string()))
-        }
-        Err(e @ crate::app::ReloadError::Invalid(_)) => {
-            Err(Failure(StatusCode::BAD_REQUEST, e.to_string()))
-        }
-        Err(e @ crate::app::ReloadError::Rollout(_)) => {
+        Err(e @ ReloadError::NoSource) => Err(Failure(StatusCode::CONFLICT, e.to_string())),
+        Err(e @ ReloadError::Invalid(_)) => Err(Failure(StatusCode::BAD_REQUEST, e.to_string())),
+        Err(e @ ReloadError::Rollout(_)) => {
             Err(Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
         }
     }

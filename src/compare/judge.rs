@@ -3,32 +3,18 @@
 //! (each body as JSON when it parses, otherwise as a string) and answers
 //! `{"agree": bool, "score": f}` (`score` optional, stored on the row).
 //!
-//! Bounded like a mirror and never a stuck queue: `judge_max_in_flight` permits
-//! per route (none free: `skipped`, "judge busy"), one `judge_timeout` for the
-//! whole call, and every failure is `skipped` with the reason as its note.
+//! Pure: the question and the reading of the reply. The call itself is made
+//! by the settle step through the one bounded upstream call, with
+//! `judge_max_in_flight` permits per route (none free: `skipped`, "judge
+//! busy") and one `judge_timeout` for the whole call; every failure is
+//! `skipped` with the reason as its note.
 
 use super::{Observation, Outcome, Verdict};
-use crate::config::{JudgeCompare, Upstream};
-use crate::proxy::body::{self, UpBody};
-use crate::proxy::forward::Client;
 use bytes::Bytes;
-use http::uri::PathAndQuery;
-use http::{HeaderValue, Request};
 use serde_json::{Value, json};
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::Semaphore;
 
 /// The largest judge answer read.
-const MAX_ANSWER: usize = 64 * 1024;
-
-/// A route's judge: its client, permits and timeout.
-pub struct Judge {
-    client: Client,
-    path: Option<PathAndQuery>,
-    timeout: Duration,
-    permits: Arc<Semaphore>,
-}
+pub const MAX_ANSWER: usize = 64 * 1024;
 
 /// What the judge answers.
 #[derive(Debug, serde::Deserialize)]
@@ -37,85 +23,38 @@ struct Answer {
     score: Option<f64>,
 }
 
-/// The judge of a route in `judge` mode.
-pub fn for_route(route: &crate::config::Route, tls: &rustls::ClientConfig) -> Option<Judge> {
-    match &route.compare {
-        crate::config::Compare::Judge(cfg) => Some(Judge::new(cfg, tls)),
-        _ => None,
-    }
+/// The body POSTed to the judge about a pair both sides answered properly.
+pub fn question(
+    request: Option<&Bytes>,
+    incumbent: &Observation,
+    candidate: &Observation,
+) -> Bytes {
+    let payload = json!({
+        "incumbent": as_json(&incumbent.body),
+        "candidate": as_json(&candidate.body),
+        "request": request.map_or(Value::Null, |b| as_json(b)),
+    });
+    Bytes::from(payload.to_string())
 }
 
-impl Judge {
-    pub fn new(cfg: &JudgeCompare, tls: &rustls::ClientConfig) -> Judge {
-        let mut parts = cfg.url.clone().into_parts();
-        let path = parts.path_and_query.replace(PathAndQuery::from_static("/"));
-        let base = http::Uri::from_parts(parts).unwrap_or_default();
-        let upstream = Upstream {
-            uri: base,
-            base_path: String::new(),
-            connect_timeout: cfg.timeout,
-            timeout: cfg.timeout,
-            http2: false,
-            tls_ca: None,
-        };
-        Judge {
-            client: Client::new(&upstream, "judge", tls),
-            path,
-            timeout: cfg.timeout,
-            permits: Arc::new(Semaphore::new(cfg.max_in_flight)),
-        }
+/// The outcome of the judge's reply (its status and body, or how the call
+/// failed). Never fails: a transport error, a non-2xx or an unreadable answer
+/// each become `skipped` with a note.
+pub fn read_reply(reply: &Observation, timed_out: bool) -> Outcome {
+    if timed_out {
+        return Outcome::noted(Verdict::Skipped, "judge failed: timed out");
     }
-
-    /// Asks the judge about a pair both sides answered properly. Never fails:
-    /// a full pool, a timeout, a transport error, a non-2xx or an unreadable
-    /// answer each become `skipped` with a note.
-    pub async fn decide(
-        &self,
-        request: Option<&Bytes>,
-        incumbent: &Observation,
-        candidate: &Observation,
-    ) -> Outcome {
-        let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
-            return Outcome::noted(Verdict::Skipped, "judge busy");
-        };
-        let payload = json!({
-            "incumbent": as_json(&incumbent.body),
-            "candidate": as_json(&candidate.body),
-            "request": request.map_or(Value::Null, |b| as_json(b)),
-        });
-        let mut req = Request::new(UpBody::full(Bytes::from(payload.to_string())));
-        *req.method_mut() = http::Method::POST;
-        *req.uri_mut() = self.client.uri_for(self.path.as_ref());
-        req.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        let call = async {
-            let resp = self
-                .client
-                .send_within(req, self.timeout)
-                .await
-                .map_err(|e| match e {
-                    crate::proxy::Error::UpstreamTimeout { .. } => "timed out".to_string(),
-                    e => e.to_string(),
-                })?;
-            let status = resp.status();
-            let (bytes, _) = body::collect_capped(resp.into_body(), MAX_ANSWER)
-                .await
-                .map_err(|e| format!("answer broke off: {e}"))?;
-            if !status.is_success() {
-                return Err(format!("status {}", status.as_u16()));
-            }
-            serde_json::from_slice::<Answer>(&bytes).map_err(|e| format!("bad answer: {e}"))
-        };
-        let answer = match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(a)) => a,
-            Ok(Err(why)) => {
-                return Outcome::noted(Verdict::Skipped, format!("judge failed: {why}"));
-            }
-            Err(_) => return Outcome::noted(Verdict::Skipped, "judge failed: timed out"),
-        };
-        verdict(answer.agree, answer.score)
+    if let Some(error) = &reply.error {
+        return Outcome::noted(Verdict::Skipped, format!("judge failed: {error}"));
+    }
+    match reply.status {
+        Some(s) if (200..300).contains(&s) => {}
+        Some(s) => return Outcome::noted(Verdict::Skipped, format!("judge failed: status {s}")),
+        None => return Outcome::noted(Verdict::Skipped, "judge failed: no response"),
+    }
+    match serde_json::from_slice::<Answer>(&reply.body) {
+        Ok(a) => verdict(a.agree, a.score),
+        Err(e) => Outcome::noted(Verdict::Skipped, format!("judge failed: bad answer: {e}")),
     }
 }
 

@@ -1,11 +1,11 @@
 //! Decides whether two answers agree: failures and status classes first, then the route's mode.
 //!
-//! Pure: no IO, no tokio, no panics on whatever the upstreams sent. The two
-//! parts that make calls live apart and are driven by the settle task:
-//! [`judge`] (here `judge` mode yields `Verdict::Skipped`, "judge pending",
-//! until the judge answers) and [`noise`] (asks the incumbent twice and learns
-//! the pointers it disagrees with itself on). [`safety`] scans a candidate body
-//! for deny patterns.
+//! Pure: no IO, no tokio, no panics on whatever the upstreams sent. Two modes
+//! need a second call, which the settle step makes: [`judge`] (here `judge`
+//! mode yields `Verdict::Skipped`, "judge pending", until the judge answers;
+//! the module writes the question and reads the reply) and [`noise`] (learns
+//! the pointers the incumbent disagrees with itself on). [`safety`] scans a
+//! candidate body for deny patterns.
 
 pub mod exact;
 pub mod json;
@@ -18,9 +18,8 @@ pub mod text;
 mod tests;
 
 use crate::config::Compare;
+pub use crate::observation::Observation;
 use crate::pointer::Pointer;
-use bytes::Bytes;
-use std::time::Duration;
 
 /// The outcome class of one comparison; `as_str` is the SQL value and metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,33 +55,9 @@ impl Verdict {
     }
 }
 
-/// What one upstream answered (or failed to).
-#[derive(Debug, Clone, Default)]
-pub struct Observation {
-    /// `None` when no response head arrived (connect error, timeout, reset).
-    pub status: Option<u16>,
-    /// The first `store.max_body_bytes` of the body.
-    pub body: Bytes,
-    /// The body was longer than what was kept.
-    pub truncated: bool,
-    /// Transport failure, or a body that broke off midway.
-    pub error: Option<String>,
-    /// Time to the end of the body (or to the failure).
-    pub latency: Duration,
-}
-
-impl Observation {
-    pub fn failed(error: impl Into<String>, latency: Duration) -> Observation {
-        Observation {
-            error: Some(error.into()),
-            latency,
-            ..Observation::default()
-        }
-    }
-
-    /// A transport failure or a 5xx.
-    pub fn is_error(&self) -> bool {
-        self.error.is_some() || self.status.is_none_or(|s| s >= 500)
+impl crate::metrics::Label for Verdict {
+    fn as_label(self) -> &'static str {
+        self.as_str()
     }
 }
 

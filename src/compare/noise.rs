@@ -3,26 +3,16 @@
 //! pointer where the two incumbent answers differ is noise for the route from
 //! then on (`request_id`, timestamps, ...), left out of every verdict.
 //!
-//! The pure part ([`generalize`], [`Learner::learn`]) is separate from the one
-//! call ([`Learner::probe`]), which is bounded like a mirror: it takes a mirror
-//! permit or does not happen, and it never outlives `mirror.timeout`. Only
-//! methods listed in `mirror.methods` are probed (the route declared them safe
-//! to send twice).
+//! Pure: [`generalize`] and [`Learner::learn`]. The second call is made by the
+//! settle step through the one bounded upstream call, holding a mirror permit
+//! and within `mirror.timeout`; only methods listed in `mirror.methods` are
+//! asked twice (the route declared them safe to send twice).
 
-use super::Observation;
 use crate::config::Noise;
-use crate::exchange::Exchange;
 use crate::pointer::Pointer;
-use crate::proxy::RouteRuntime;
-use crate::proxy::body::{self, UpBody};
-use crate::proxy::forward::Client;
-use crate::proxy::headers::{MIRROR, strip_hop_by_hop};
-use http::uri::PathAndQuery;
-use http::{HeaderValue, Request};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
 
 /// The noise a route has learned, shared by its settle tasks.
 ///
@@ -30,7 +20,6 @@ use std::time::Instant;
 /// held across an await); a new pointer swaps the snapshot.
 pub struct Learner {
     cfg: Noise,
-    secondary: Option<Client>,
     known: RwLock<Known>,
 }
 
@@ -40,37 +29,21 @@ struct Known {
     pointers: Arc<Vec<Pointer>>,
 }
 
-/// The learner of a route with `compare.noise`, seeded with the pointers the
-/// store already holds for it (a missing or unreadable store seeds nothing).
-pub fn for_route(
-    route: &crate::config::Route,
-    tls: &rustls::ClientConfig,
-    store: &std::path::Path,
-) -> Option<Learner> {
-    let crate::config::Compare::Json(spec) = &route.compare else {
-        return None;
-    };
-    let cfg = spec.noise.as_ref()?;
-    let persisted = crate::store::read::noise(&[store.to_path_buf()], Some(&route.name))
-        .map(|rows| rows.into_iter().map(|n| n.pointer).collect())
-        .unwrap_or_default();
-    Some(Learner::new(cfg, tls, persisted))
-}
-
 impl Learner {
     /// `persisted` are pointers learned before (the `noise` table), so a restart
     /// or a reload does not forget them.
-    pub fn new(cfg: &Noise, tls: &rustls::ClientConfig, persisted: Vec<String>) -> Learner {
+    pub fn new(cfg: &Noise, persisted: Vec<String>) -> Learner {
         let learner = Learner {
-            secondary: cfg
-                .secondary
-                .as_ref()
-                .map(|u| Client::new(u, "incumbent", tls)),
             cfg: cfg.clone(),
             known: RwLock::default(),
         };
         learner.add(persisted);
         learner
+    }
+
+    /// The settings it learns under.
+    pub fn config(&self) -> &Noise {
+        &self.cfg
     }
 
     /// The pointers learned so far.
@@ -127,53 +100,6 @@ impl Learner {
             known.pointers = Arc::new(pointers);
         }
     }
-
-    /// Asks the incumbent (or `secondary`) the exchange's request once more,
-    /// within `mirror.timeout` and holding a mirror permit. `None` when the
-    /// exchange is not eligible or no permit is free.
-    pub async fn probe(
-        &self,
-        route: &RouteRuntime,
-        ex: &Exchange,
-        cap: usize,
-    ) -> Option<Observation> {
-        let policy = &route.cfg.mirror;
-        if !policy.methods.contains(&ex.method) {
-            return None;
-        }
-        let body = ex.body.clone()?;
-        let _permit = route.mirror_permits.try_acquire_owned()?;
-        let client = self.secondary.as_ref().unwrap_or(&route.incumbent);
-        let pq = match &ex.query {
-            Some(q) => format!("{}?{q}", ex.path),
-            None => ex.path.clone(),
-        };
-        let mut req = Request::new(UpBody::full(body));
-        *req.method_mut() = ex.method.clone();
-        *req.uri_mut() = client.uri_for(PathAndQuery::try_from(pq).ok().as_ref());
-        let mut headers = ex.headers.clone();
-        strip_hop_by_hop(&mut headers);
-        headers.remove(http::header::HOST);
-        headers.insert(MIRROR, HeaderValue::from_static("1"));
-        *req.headers_mut() = headers;
-        let started = Instant::now();
-        let call = async {
-            let resp = client.send_within(req, policy.timeout).await.ok()?;
-            let status = resp.status().as_u16();
-            let (bytes, truncated) = body::collect_capped(resp.into_body(), cap).await.ok()?;
-            Some(Observation {
-                status: Some(status),
-                body: bytes,
-                truncated,
-                error: None,
-                latency: started.elapsed(),
-            })
-        };
-        tokio::time::timeout(policy.timeout, call)
-            .await
-            .ok()
-            .flatten()
-    }
 }
 
 /// A concrete pointer with every array index replaced by `*`: noise at
@@ -205,12 +131,11 @@ mod tests {
     use super::*;
 
     fn learner(sample: f64) -> Learner {
-        let tls = crate::proxy::forward::tls_client_config(&[]);
         let cfg = Noise {
             secondary: None,
             sample,
         };
-        Learner::new(&cfg, &tls, vec!["/trace".into()])
+        Learner::new(&cfg, vec!["/trace".into()])
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::{JsonCompare, TextCompare};
+use bytes::Bytes;
 use std::time::Duration;
 
 fn ok(status: u16, body: &str) -> Observation {

@@ -113,7 +113,7 @@ pub struct Route {
 }
 
 /// An upstream base URL (`http://host:port/base`) with its timeouts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Upstream {
     /// Scheme and authority, e.g. `http://127.0.0.1:9001`.
     pub uri: Uri,
@@ -188,7 +188,7 @@ pub struct JsonCompare {
 /// Noise learning (as Diffy does it): some exchanges are asked of the
 /// incumbent twice, and the pointers where its two answers differ are left out
 /// of every later verdict of the route.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Noise {
     /// A second incumbent instance; `None` re-sends to the incumbent itself.
     pub secondary: Option<Upstream>,
@@ -246,6 +246,12 @@ impl Side {
             Side::Incumbent => Side::Candidate,
             Side::Candidate => Side::Incumbent,
         }
+    }
+}
+
+impl crate::metrics::Label for Side {
+    fn as_label(self) -> &'static str {
+        self.as_str()
     }
 }
 

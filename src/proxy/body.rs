@@ -4,7 +4,8 @@
 //! The tee never holds data back: each frame is passed on as it arrives. Its
 //! capture goes to the settle task when the body ends, fails or is dropped.
 
-use crate::compare::Observation;
+use crate::observation::Observation;
+use crate::upstream::body::{Once, UpBody};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -51,82 +52,6 @@ pub async fn prepare(mut body: Incoming, cap: usize) -> Result<Prepared, hyper::
             all.freeze()
         }
     }))
-}
-
-/// One buffer (or nothing), sent as a single frame.
-pub struct Once(Option<Bytes>);
-
-impl Once {
-    pub fn new(bytes: Bytes) -> Once {
-        Once((!bytes.is_empty()).then_some(bytes))
-    }
-
-    fn poll(&mut self) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Poll::Ready(self.0.take().map(|d| Ok(Frame::data(d))))
-    }
-
-    fn is_end(&self) -> bool {
-        self.0.is_none()
-    }
-
-    fn hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.0.as_ref().map_or(0, |d| d.len() as u64))
-    }
-}
-
-/// A request body on its way to an upstream.
-pub enum UpBody {
-    Full(Once),
-    Chained {
-        prefix: VecDeque<Bytes>,
-        rest: Incoming,
-    },
-}
-
-impl UpBody {
-    pub fn full(bytes: Bytes) -> UpBody {
-        UpBody::Full(Once::new(bytes))
-    }
-}
-
-impl Body for UpBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            UpBody::Full(once) => once.poll(),
-            UpBody::Chained { prefix, rest } => match prefix.pop_front() {
-                Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
-                None => Pin::new(rest).poll_frame(cx),
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            UpBody::Full(once) => once.is_end(),
-            UpBody::Chained { prefix, rest } => prefix.is_empty() && rest.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            UpBody::Full(once) => once.hint(),
-            UpBody::Chained { prefix, rest } => {
-                let buffered: u64 = prefix.iter().map(|c| c.len() as u64).sum();
-                let mut hint = SizeHint::new();
-                hint.set_lower(rest.size_hint().lower() + buffered);
-                if let Some(upper) = rest.size_hint().upper() {
-                    hint.set_upper(upper + buffered);
-                }
-                hint
-            }
-        }
-    }
 }
 
 /// Keeps the first `cap` bytes of a body and reports them once.
@@ -312,18 +237,4 @@ impl Body for ProxyBody {
             ProxyBody::Tee { inner, .. } | ProxyBody::Pass { inner, .. } => inner.size_hint(),
         }
     }
-}
-
-/// Reads a whole upstream body, keeping at most `cap` bytes (for shadow calls).
-pub async fn collect_capped(mut body: Incoming, cap: usize) -> Result<(Bytes, bool), hyper::Error> {
-    let mut buf = BytesMut::new();
-    let mut truncated = false;
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
-            let room = cap.saturating_sub(buf.len());
-            truncated |= data.len() > room;
-            buf.extend_from_slice(&data[..data.len().min(room)]);
-        }
-    }
-    Ok((buf.freeze(), truncated))
 }

@@ -1,24 +1,28 @@
-//! The request path, in the order SPEC §1 tells it:
-//! route → body under the cap → exchange (segment, sticky key) → who serves →
-//! shadow copy handed to a settle task → forward → respond through the tee.
+//! The request path, in the order SPEC §1 tells it: route → body under the
+//! cap → exchange (segment, sticky key) → who serves → the shadow copy
+//! planned → forward (with the fallback) → the answer through the tee, and the
+//! exchange handed to its settle task or counted as a skip.
 
-use super::body::{self, Capture, Prepared, ProxyBody, Timer, UpBody};
+use super::Proxy;
+use super::body::{self, Capture, Prepared, ProxyBody, Timer};
 use super::error::Error;
 use super::headers::{self, EXCHANGE_ID, SERVED_BY};
-use super::{Proxy, RouteRuntime};
-use crate::compare::Observation;
+use super::mirror::{self, Plan, SkipReason};
+use super::settle::Settle;
 use crate::config::Side;
 use crate::exchange::Exchange;
-use crate::mirror;
-use crate::rollout::{self, RouteState};
+use crate::observation::Observation;
+use crate::rollout;
+use crate::runtime::RouteRuntime;
 use crate::segment::{self, JsonBody};
-use crate::settle::Settle;
+use crate::upstream::{self, body::UpBody};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// Handles one client request. Always answers; errors become short plain-text bodies.
@@ -34,222 +38,278 @@ pub async fn handle(
     };
     let (mut parts, body) = req.into_parts();
     let (route, cap) = {
-        let rt = proxy.runtime_now();
+        let rt = proxy.runtime.now();
         (rt.find(&parts).cloned(), rt.config.store.max_body_bytes)
     };
     let Some(route) = route else {
-        return Error::NoRoute {
-            path: parts.uri.path().to_string(),
-        }
-        .to_response();
+        let path = parts.uri.path().to_string();
+        return Error::NoRoute { path }.to_response();
     };
     let body = match body::prepare(body, cap).await {
         Ok(b) => b,
         Err(e) => return Error::BodyRead(e.to_string()).to_response(),
     };
-    let buffered = match &body {
-        Prepared::Buffered(b) => Some(b.clone()),
-        Prepared::Streaming(_) => None,
-    };
-    let mut ex = Exchange::begin(&route.cfg, &parts, buffered.as_ref());
-    // One read of the live weights and kill switch for the whole exchange.
-    let (served_by, mirror_on) = {
-        let rollout = proxy.rollout.snapshot_now();
-        let state = rollout.get(&route.cfg.name);
-        (
-            decide(state, &route, &parts, &ex),
-            state.is_none_or(|s| s.mirror),
-        )
-    };
-    let plan = mirror::plan(&route, mirror_on, &ex, served_by.other(), cap);
+    let mut ex = Exchange::begin(&route.cfg, &parts, body.buffered());
+    let (serving, mirror_on) = who_serves(&proxy, &route, &parts, &ex);
+    let plan = mirror::plan(&route, mirror_on, &ex, serving.other(), cap);
     if let Err(reason) = &plan {
-        proxy
-            .metrics
-            .record_mirror_skip(&route.cfg.name, reason.as_str());
+        proxy.metrics.record_mirror_skip(&route.cfg.name, *reason);
     }
     // Only an exchange with two answers to compare, or one the candidate
     // serves, settles into a row; a skipped mirror beside the incumbent's
     // answer is only counted (`store::skips`), so shedding stays cheap.
-    let settles = plan.is_ok() || served_by == Side::Candidate;
-    if settles {
+    if plan.is_ok() || serving == Side::Candidate {
         ex.keep_request(&parts);
     }
-    headers::prepare_request(
-        &mut parts.headers,
-        peer.ip(),
-        tls,
-        &headers::via_value(parts.version),
-    );
+    let via = headers::via_value(parts.version);
+    headers::prepare_request(&mut parts.headers, peer.ip(), tls, &via);
     let exchange_id = HeaderValue::try_from(ex.id.as_str()).ok();
     let label = segment::label(route.cfg.segment.as_ref(), &ex.segment).to_string();
-    let started = ex.started;
-    let served_tx = if settles {
-        let shadow = plan.map(|p| p.build(&route, &parts));
-        let (served_tx, served_rx) = oneshot::channel();
-        // Boxed: the settle future is large, and a box is cheaper to move into
-        // (and around inside) a task than the whole state machine.
-        proxy.tasks.spawn(Box::pin(
-            Settle {
-                proxy: proxy.clone(),
-                route: route.clone(),
-                exchange: ex,
-                served_by,
-                shadow,
-                served: served_rx,
-            }
-            .run(),
-        ));
-        Some(served_tx)
-    } else {
-        if let Err(reason) = plan {
-            proxy
-                .store
-                .skip(&route.cfg.name, ex.segment, reason.as_str(), ex.ts_ms);
+    let (answer, reporter) = match serving {
+        Side::Incumbent => {
+            let reporter = Reporter::beside_incumbent(&proxy, &route, ex, plan, &parts);
+            (incumbent(&route, parts, body).await, reporter)
         }
-        None
+        Side::Candidate => candidate(&proxy, &route, ex, plan, parts, body).await,
     };
-
-    let (answered_by, result, failed_candidate) =
-        forward(&route, served_by, parts, body, buffered).await;
-    let served_tx = match (failed_candidate, served_tx) {
-        (Some(failure), Some(tx)) => {
-            // The settle task compares the candidate's failure; the incumbent's
-            // fallback answer only goes to the client.
-            proxy
-                .metrics
-                .fallbacks
-                .with_label_values(&[&route.cfg.name, &label])
-                .inc();
-            let _ignored = tx.send(failure);
-            None
-        }
-        (_, tx) => tx,
-    };
-    // With a settle task the upstream's duration is recorded there; without
-    // one (only the incumbent answered), here.
-    let timer = || Timer {
-        histogram: proxy
-            .metrics
-            .upstream(&route.cfg.name, answered_by.as_str()),
-        started,
-    };
-    let mut resp = match (result, served_tx) {
-        (Ok(upstream), served_tx) => {
-            let (mut head, inner) = upstream.into_parts();
-            headers::strip_hop_by_hop(&mut head.headers);
-            let body = match served_tx {
-                Some(tx) => ProxyBody::Tee {
-                    inner,
-                    capture: Capture::new(head.status.as_u16(), started, cap, tx),
-                },
-                None => ProxyBody::Pass {
-                    inner,
-                    _timer: timer(),
-                },
-            };
-            Response::from_parts(head, body)
-        }
-        (Err(e), served_tx) => {
-            // The settle task logs the failure; the client gets a short answer.
-            match served_tx {
-                Some(tx) => {
-                    let _ignored = tx.send(Observation::failed(e.to_string(), started.elapsed()));
-                }
-                None => proxy.metrics.record_upstream(
-                    &route.cfg.name,
-                    answered_by.as_str(),
-                    started.elapsed(),
-                ),
-            }
-            e.to_response()
-        }
-    };
+    if answer.fell_back {
+        proxy.metrics.record_fallback(&route.cfg.name, &label);
+    }
+    let side = answer.side;
+    let mut resp = reporter.respond(&proxy, &route, answer, cap);
     let h = resp.headers_mut();
     if let Some(id) = exchange_id {
         h.insert(EXCHANGE_ID, id);
     }
-    h.insert(SERVED_BY, HeaderValue::from_static(answered_by.as_str()));
-    proxy.metrics.record_request(
-        &route.cfg.name,
-        &label,
-        answered_by.as_str(),
-        resp.status().as_u16(),
-    );
+    h.insert(SERVED_BY, HeaderValue::from_static(side.as_str()));
+    let status = resp.status().as_u16();
+    proxy
+        .metrics
+        .record_request(&route.cfg.name, &label, side, status);
     resp
 }
 
-/// A targeting rule, else the segment's weight against the sticky bucket.
-/// Bodies over the cap always go to the incumbent: a fallback could not replay them.
-fn decide(state: Option<&RouteState>, route: &RouteRuntime, parts: &Parts, ex: &Exchange) -> Side {
+/// Who serves (a targeting rule, else the segment's weight against the
+/// sticky bucket) and whether the kill switch lets mirrors go, from one read
+/// of the live rollout state. Bodies over the cap always go to the
+/// incumbent: a fallback could not replay them.
+fn who_serves(proxy: &Proxy, route: &RouteRuntime, parts: &Parts, ex: &Exchange) -> (Side, bool) {
+    let rollout = proxy.rollout.snapshot_now();
+    let state = rollout.get(&route.cfg.name);
+    let mirror_on = state.is_none_or(|s| s.mirror);
     let Some(body) = ex.body.as_ref() else {
-        return Side::Incumbent;
+        return (Side::Incumbent, mirror_on);
     };
-    if route.candidate.is_none() {
-        return Side::Incumbent;
+    if route.live.candidate.is_none() {
+        return (Side::Incumbent, mirror_on);
     }
     let rule = if route.cfg.rollout.rules.is_empty() {
         None
     } else {
         rollout::rule_for(&route.cfg, parts, &mut JsonBody::new(body))
     };
-    rollout::decide(state, &route.cfg, &ex.segment, ex.sticky.as_deref(), rule)
+    let side = rollout::decide(state, &route.cfg, &ex.segment, ex.sticky.as_deref(), rule);
+    (side, mirror_on)
 }
 
-type Upstream = Result<Response<Incoming>, Error>;
+/// Who answered the client, and their answer.
+struct Answer {
+    side: Side,
+    result: Result<Response<Incoming>, upstream::Error>,
+    /// When the request went to `side` (its latency runs from here).
+    sent: Instant,
+    /// The serving candidate failed and the incumbent answered instead.
+    fell_back: bool,
+}
 
-/// Who answered, their answer, and the serving candidate's failure if it fell back.
-type Forwarded = (Side, Upstream, Option<Observation>);
+/// Where the client's answer goes besides the client.
+enum Reporter {
+    /// A settle task waits for the answer as the tee captures it.
+    Settle(oneshot::Sender<Observation>),
+    /// No settle task (the skip is counted already): the upstream's duration
+    /// is observed here.
+    Count,
+}
 
-/// Sends the request to the side that serves it. A failing serving candidate
-/// (transport error or 5xx) falls back to the incumbent when the route allows.
-async fn forward(
-    route: &RouteRuntime,
-    served_by: Side,
+impl Reporter {
+    /// The incumbent serves: the mirror copy (if planned) goes to the
+    /// candidate on a settle task, at once; a skipped one is counted.
+    fn beside_incumbent(
+        proxy: &Arc<Proxy>,
+        route: &Arc<RouteRuntime>,
+        ex: Exchange,
+        plan: Result<Plan, SkipReason>,
+        parts: &Parts,
+    ) -> Reporter {
+        match plan {
+            Ok(plan) => {
+                let shadow = Ok(plan.build(route, parts));
+                Reporter::settle(proxy, route, ex, Side::Incumbent, None, shadow)
+            }
+            Err(reason) => {
+                let name = &route.cfg.name;
+                proxy
+                    .store
+                    .skip(name, ex.segment, reason.as_str(), ex.ts_ms);
+                Reporter::Count
+            }
+        }
+    }
+
+    /// Spawns the exchange's settle task; it waits for the client's answer.
+    fn settle(
+        proxy: &Arc<Proxy>,
+        route: &Arc<RouteRuntime>,
+        exchange: Exchange,
+        served_by: Side,
+        fell_back: Option<Observation>,
+        shadow: Result<mirror::ShadowCall, SkipReason>,
+    ) -> Reporter {
+        let (tx, served) = oneshot::channel();
+        // Boxed: the settle future is large, and a box is cheaper to move into
+        // (and around inside) a task than the whole state machine.
+        proxy.tasks.spawn(Box::pin(
+            Settle {
+                proxy: proxy.clone(),
+                route: route.clone(),
+                exchange,
+                served_by,
+                fell_back,
+                shadow,
+                served,
+            }
+            .run(),
+        ));
+        Reporter::Settle(tx)
+    }
+
+    /// The client's response: the upstream's answer streamed through (and
+    /// captured for the settle task), or a short error.
+    fn respond(
+        self,
+        proxy: &Proxy,
+        route: &RouteRuntime,
+        answer: Answer,
+        cap: usize,
+    ) -> Response<ProxyBody> {
+        let Answer {
+            side,
+            result,
+            sent: started,
+            ..
+        } = answer;
+        match (result, self) {
+            (Ok(upstream), reporter) => {
+                let (mut head, inner) = upstream.into_parts();
+                headers::strip_hop_by_hop(&mut head.headers);
+                let body = match reporter {
+                    Reporter::Settle(tx) => ProxyBody::Tee {
+                        inner,
+                        capture: Capture::new(head.status.as_u16(), started, cap, tx),
+                    },
+                    Reporter::Count => ProxyBody::Pass {
+                        inner,
+                        _timer: Timer {
+                            histogram: proxy.metrics.upstream(&route.cfg.name, side),
+                            started,
+                        },
+                    },
+                };
+                Response::from_parts(head, body)
+            }
+            (Err(e), Reporter::Settle(tx)) => {
+                // The settle task logs the failure; the client gets a short answer.
+                let _ignored = tx.send(Observation::failed(e.to_string(), started.elapsed()));
+                Error::from(e).to_response()
+            }
+            (Err(e), Reporter::Count) => {
+                proxy
+                    .metrics
+                    .record_upstream(&route.cfg.name, side, started.elapsed());
+                Error::from(e).to_response()
+            }
+        }
+    }
+}
+
+/// The incumbent serves: the client's request head, moved (not copied).
+async fn incumbent(route: &RouteRuntime, parts: Parts, body: Prepared) -> Answer {
+    let client = &route.live.incumbent;
+    let body = match body {
+        Prepared::Buffered(b) => UpBody::full(b),
+        Prepared::Streaming(s) => s,
+    };
+    let uri = client.uri_for(parts.uri.path_and_query());
+    let req = upstream::request(parts.method, uri, parts.headers, body);
+    let sent = Instant::now();
+    Answer {
+        side: Side::Incumbent,
+        result: client.send(req).await,
+        sent,
+        fell_back: false,
+    }
+}
+
+/// The candidate serves. When it answers (a response head that is not a
+/// 5xx), the incumbent gets its shadow copy, and the client the candidate's
+/// stream. When it fails and the route falls back, the incumbent gets the
+/// request once, as the real request: that one answer serves the client and
+/// the comparison (SPEC §9 "Never twice"); the planned copy is not sent.
+async fn candidate(
+    proxy: &Arc<Proxy>,
+    route: &Arc<RouteRuntime>,
+    ex: Exchange,
+    plan: Result<Plan, SkipReason>,
     parts: Parts,
     body: Prepared,
-    buffered: Option<Bytes>,
-) -> Forwarded {
-    let candidate = route
-        .candidate
-        .as_ref()
-        .filter(|_| served_by == Side::Candidate);
-    let (Some(candidate), Some(bytes)) = (candidate, buffered) else {
-        let up_body = match body {
-            Prepared::Buffered(b) => UpBody::full(b),
-            Prepared::Streaming(s) => s,
-        };
-        let uri = route.incumbent.uri_for(parts.uri.path_and_query());
-        let req = with_body(parts, up_body, uri);
-        return (Side::Incumbent, route.incumbent.send(req).await, None);
+) -> (Answer, Reporter) {
+    // `who_serves` gives the candidate only a buffered body and a route with one.
+    let (Some(client), Prepared::Buffered(bytes)) = (&route.live.candidate, &body) else {
+        let reporter = Reporter::beside_incumbent(proxy, route, ex, plan, &parts);
+        return (incumbent(route, parts, body).await, reporter);
     };
-    let started = std::time::Instant::now();
-    let req = mirror::candidate_request(&route.cfg.mirror, &parts, bytes.clone(), candidate);
-    let answer = candidate.send(req).await;
-    let failure = match &answer {
-        Err(e) => Observation::failed(e.to_string(), started.elapsed()),
-        Ok(r) if r.status().is_server_error() => Observation {
+    let req = mirror::candidate_request(&route.cfg.mirror, &parts, bytes.clone(), client);
+    let sent = Instant::now();
+    let result = client.send(req).await;
+    let failure = match &result {
+        Err(e) => Some(Observation::failed(e.to_string(), sent.elapsed())),
+        Ok(r) if r.status().is_server_error() => Some(Observation {
             status: Some(r.status().as_u16()),
-            latency: started.elapsed(),
+            latency: sent.elapsed(),
             ..Observation::default()
-        },
-        Ok(_) => return (Side::Candidate, answer, None),
+        }),
+        Ok(_) => None,
     };
-    if !route.cfg.rollout.fallback {
-        return (Side::Candidate, answer, None);
+    match failure {
+        Some(failure) if route.cfg.rollout.fallback => {
+            drop(plan); // its permit goes back: the incumbent is asked below, once
+            let no_copy = Err(SkipReason::Fallback);
+            let reporter =
+                Reporter::settle(proxy, route, ex, Side::Incumbent, Some(failure), no_copy);
+            let mut answer = incumbent(route, parts, body).await;
+            answer.fell_back = true;
+            (answer, reporter)
+        }
+        _ => {
+            let shadow = plan.map(|p| p.build(route, &parts));
+            let reporter = Reporter::settle(proxy, route, ex, Side::Candidate, None, shadow);
+            let answer = Answer {
+                side: Side::Candidate,
+                result,
+                sent,
+                fell_back: false,
+            };
+            (answer, reporter)
+        }
     }
-    let req = mirror::plain_request(&parts, bytes, &route.incumbent);
-    (
-        Side::Incumbent,
-        route.incumbent.send(req).await,
-        Some(failure),
-    )
 }
 
-/// The client's request head, moved (not copied) onto the incumbent request.
-fn with_body(parts: Parts, body: UpBody, uri: http::Uri) -> Request<UpBody> {
-    let mut req = Request::new(body);
-    *req.method_mut() = parts.method;
-    *req.uri_mut() = uri;
-    *req.headers_mut() = parts.headers;
-    req
+impl Prepared {
+    /// The whole body, when it was buffered (within the cap).
+    pub fn buffered(&self) -> Option<&Bytes> {
+        match self {
+            Prepared::Buffered(b) => Some(b),
+            Prepared::Streaming(_) => None,
+        }
+    }
 }

@@ -1,26 +1,26 @@
-//! The hot path's shared state: the runtime snapshot, the store handle, metrics
-//! and rollout state.
+//! The exchange path and its shared state.
 //!
-//! The client's path never blocks on side work: mirroring, comparison and
-//! logging run on settle tasks, bounded and counted.
+//! [`server`] accepts connections; [`handle`] reads as SPEC §1 (route, body,
+//! who serves, the shadow copy planned by [`mirror`], the forward, the answer
+//! through the tee of [`body`]); [`settle`] finishes the exchange on its own
+//! task (the shadow call, the comparison, the guard, the row). The client's
+//! path never blocks on side work: mirroring, comparison and logging are
+//! bounded and counted.
 
 pub mod body;
 pub mod error;
-pub mod forward;
 pub mod handle;
 pub mod headers;
-pub mod health;
-pub mod limit;
+pub mod mirror;
 pub mod server;
+pub mod settle;
 
-use crate::config::{Config, Route};
+use crate::config::Config;
+use crate::limit::Limit;
 use crate::metrics::Metrics;
-use crate::rollout::Rollout;
+use crate::rollout::{self, Rollout};
+use crate::runtime::{self, Owner, ReloadError};
 use crate::store::Store;
-use crate::store::redact::Redactor;
-use arc_swap::ArcSwap;
-use forward::Client;
-use limit::Limit;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -28,73 +28,11 @@ use tokio::sync::Notify;
 
 pub use error::Error;
 
-/// One route with its upstream clients and mirror permits, built at load.
-pub struct RouteRuntime {
-    pub cfg: Route,
-    pub incumbent: Client,
-    pub candidate: Option<Client>,
-    pub mirror_permits: Arc<Limit>,
-    /// `judge` mode's client and permits.
-    pub judge: Option<crate::compare::judge::Judge>,
-    /// Learned noise (`compare.noise`), shared by the route's settle tasks.
-    pub noise: Option<crate::compare::noise::Learner>,
-}
-
-/// Everything a request needs from the config, swapped whole on reload.
-pub struct Runtime {
-    pub config: Arc<Config>,
-    pub routes: Vec<Arc<RouteRuntime>>,
-    pub redactor: Redactor,
-}
-
-impl Runtime {
-    pub fn new(config: Arc<Config>) -> Runtime {
-        let public = forward::tls_client_config(&[]);
-        let routes = config
-            .routes
-            .iter()
-            .map(|r| {
-                let private;
-                let tls = match &r.incumbent.tls_ca {
-                    Some(pem) => {
-                        private = forward::tls_client_config(std::slice::from_ref(pem));
-                        &private
-                    }
-                    None => &public,
-                };
-                Arc::new(RouteRuntime {
-                    cfg: r.clone(),
-                    incumbent: Client::new(&r.incumbent, "incumbent", tls),
-                    candidate: r
-                        .candidate
-                        .as_ref()
-                        .map(|c| Client::new(c, "candidate", tls)),
-                    mirror_permits: Arc::new(Limit::new(r.mirror.max_in_flight)),
-                    judge: crate::compare::judge::for_route(r, tls),
-                    noise: crate::compare::noise::for_route(r, tls, &config.store.path),
-                })
-            })
-            .collect();
-        let redactor = Redactor::new(&config.store.redact_headers, &config.store.redact_json);
-        Runtime {
-            config,
-            routes,
-            redactor,
-        }
-    }
-
-    /// The first route, in file order, that takes this request.
-    pub fn find(&self, parts: &http::request::Parts) -> Option<&Arc<RouteRuntime>> {
-        self.routes
-            .iter()
-            .find(|r| crate::route::matches(&r.cfg, parts))
-    }
-}
-
-/// The proxy: shared by every connection and request.
+/// The proxy: shared by every connection, request and settle task.
 pub struct Proxy {
-    /// Swapped whole on reload; read on every request without a lock.
-    runtime: ArcSwap<Runtime>,
+    /// The current runtime, swapped whole on reload; read on every request
+    /// without a lock.
+    pub runtime: Owner,
     pub store: Store,
     pub metrics: Metrics,
     pub rollout: Rollout,
@@ -109,7 +47,7 @@ impl Proxy {
         let in_flight = Limit::new(config.listen.max_in_flight);
         Proxy {
             in_flight,
-            runtime: ArcSwap::from_pointee(Runtime::new(config)),
+            runtime: Owner::new(config),
             store,
             metrics,
             rollout,
@@ -117,19 +55,9 @@ impl Proxy {
         }
     }
 
-    /// One snapshot per request: a reload never changes a request midway.
-    pub fn runtime(&self) -> Arc<Runtime> {
-        self.runtime.load_full()
-    }
-
-    /// [`Proxy::runtime`] for a short, synchronous read on the hot path (no
-    /// reference count touched; do not hold it across an `.await`).
-    pub fn runtime_now(&self) -> arc_swap::Guard<Arc<Runtime>> {
-        self.runtime.load()
-    }
-
-    pub fn swap_runtime(&self, next: Runtime) {
-        self.runtime.store(Arc::new(next));
+    /// Reloads the config file (see [`runtime::reload`]).
+    pub async fn reload(&self) -> Result<Vec<rollout::Change>, ReloadError> {
+        runtime::reload(&self.runtime, &self.rollout, &self.metrics).await
     }
 }
 

@@ -2,7 +2,15 @@
 //! merging replicas, grouping by period, weights, noise and feedback.
 
 use super::*;
-use crate::store::events::{self, NewEvent};
+use crate::store::events::{self, NewEvent, NewFeedback};
+
+fn fb(id: &str, rating: i64, comment: &str) -> NewFeedback {
+    NewFeedback {
+        exchange_id: id.to_string(),
+        rating,
+        comment: comment.to_string(),
+    }
+}
 use crate::store::{Record, writer};
 use bytes::Bytes;
 use std::path::Path;
@@ -198,9 +206,9 @@ fn weights_noise_feedback_and_events_appear() {
         };
         events::append(&conn, &ev).unwrap();
     }
-    events::insert_feedback(&conn, &ids[0], 5, "great").unwrap();
-    events::insert_feedback(&conn, &ids[1], 4, "").unwrap();
-    events::insert_feedback(&conn, &ids[100], 1, "wrong").unwrap();
+    events::insert_feedback(&conn, &fb(&ids[0], 5, "great")).unwrap();
+    events::insert_feedback(&conn, &fb(&ids[1], 4, "")).unwrap();
+    events::insert_feedback(&conn, &fb(&ids[100], 1, "wrong")).unwrap();
     conn.execute(
         "INSERT INTO noise (route, pointer, first_ts, last_ts, hits) VALUES ('lead-score', '/request_id', 1, 2, 7)",
         [],

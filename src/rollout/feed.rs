@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 impl Rollout {
     /// Feeds one settled exchange to its segment's guard and applies what the
     /// guard decides: a breach steps the weight back, a long enough pass steps it up.
-    pub fn observe(&self, route: &Route, label: &str, sample: Sample, metrics: &Metrics) {
+    pub async fn observe(&self, route: &Route, label: &str, sample: Sample, metrics: &Metrics) {
         let weight = self
             .snapshot_now()
             .get(&route.name)
@@ -32,27 +32,24 @@ impl Rollout {
             (action, g.agreement())
         };
         if let Some(a) = agreement {
-            metrics
-                .agreement_ratio
-                .with_label_values(&[&route.name, label])
-                .set(a);
+            metrics.set_agreement(&route.name, label, a);
         }
         let Some(action) = action else { return };
         if let Some(reason) = action.breach {
-            metrics
-                .guard_trips
-                .with_label_values(&[&route.name, label, reason.as_str()])
-                .inc();
+            metrics.record_guard_trip(&route.name, label, reason);
             tracing::warn!(route = %route.name, segment = label, reason = %action.reason, "Guard breach");
         }
-        if let Err(e) = self.set_weight(
-            route,
-            label,
-            action.to,
-            Actor::Guard,
-            &action.reason,
-            metrics,
-        ) {
+        if let Err(e) = self
+            .set_weight(
+                route,
+                label,
+                action.to,
+                Actor::Guard,
+                &action.reason,
+                metrics,
+            )
+            .await
+        {
             tracing::error!(route = %route.name, segment = label, error = %e, "Guard could not change the weight");
         }
     }

@@ -58,6 +58,12 @@ impl Reason {
     }
 }
 
+impl crate::metrics::Label for Reason {
+    fn as_label(self) -> &'static str {
+        self.as_str()
+    }
+}
+
 /// The guard's verdict on a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "decision", content = "reason")]

@@ -3,7 +3,8 @@
 //!
 //! Weights are an immutable snapshot swapped on change, so a request reads them
 //! without waiting for a writer. Every change goes through [`state`], which
-//! appends it to `rollout_events` before it takes effect.
+//! appends it to `rollout_events` (through the store's writer) before it
+//! takes effect.
 
 pub mod bucket;
 mod feed;
@@ -14,7 +15,7 @@ use crate::config::{Config, Route, Side};
 use crate::segment;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub use state::{Actor, Change, Error};
 
@@ -61,9 +62,14 @@ pub struct Rollout {
     /// Read on every request without a lock (`arc-swap`); changes are made
     /// on a copy under `writer` and swapped in whole.
     state: ArcSwap<HashMap<String, RouteState>>,
+    /// Held for the instant a new snapshot is made and swapped in.
     writer: Mutex<()>,
-    /// The `rollout_events` connection; `None` until [`Rollout::attach`].
-    ledger: Mutex<Option<rusqlite::Connection>>,
+    /// Serialises changes: the read of the current weight, the ledger append
+    /// (awaited) and the swap are one step.
+    changes: tokio::sync::Mutex<()>,
+    /// The store whose writer appends `rollout_events`; unset until
+    /// [`Rollout::attach`] (a detached rollout records nothing).
+    ledger: OnceLock<crate::store::Store>,
     /// Route → segment label → guard (nested, so a lookup allocates nothing).
     guards: Mutex<HashMap<String, HashMap<String, guard::SegmentGuard>>>,
 }

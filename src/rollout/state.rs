@@ -1,6 +1,6 @@
 //! Persistence of the rollout state: every weight or kill-switch change is
-//! appended to `rollout_events` first and applied to the live snapshot after,
-//! and the guards' verdicts arrive here as changes too.
+//! appended to `rollout_events` (by the store's writer) first and applied to
+//! the live snapshot after, and the guards' verdicts arrive here as changes too.
 //!
 //! Order on start and reload: the file's initial weights that differ from the
 //! last `config` event are recorded as `config` changes, then the latest
@@ -14,7 +14,6 @@ use crate::segment;
 use crate::store::{self, events};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::path::Path;
 
 /// Who changed a weight: the `actor` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,28 +123,32 @@ pub fn known_segments(route: &Route) -> Vec<String> {
 }
 
 impl Rollout {
-    /// Opens the ledger in `db`, records changed file weights and applies the
-    /// history: after a restart the last recorded weights are served.
-    pub fn attach(
+    /// Records through `store` from now on, records changed file weights and
+    /// applies the history: after a restart the last recorded weights are served.
+    pub async fn attach(
         &self,
-        db: &Path,
+        store: crate::store::Store,
         config: &Config,
         metrics: &Metrics,
     ) -> Result<Vec<Change>, Error> {
-        let conn = events::open(db)?;
-        *lock(&self.ledger) = Some(conn);
-        self.reconcile(config, metrics)
+        // A second attach keeps the first store (there is one per process).
+        let _first = self.ledger.set(store);
+        self.reconcile(config, metrics).await
     }
 
     /// Applies a (new) config: initial weights and kill switches that changed
     /// since the last `config` event are recorded as `config`; then the latest
     /// recorded state of every segment wins.
-    pub fn reconcile(&self, config: &Config, metrics: &Metrics) -> Result<Vec<Change>, Error> {
-        let ledger = lock(&self.ledger);
+    pub async fn reconcile(
+        &self,
+        config: &Config,
+        metrics: &Metrics,
+    ) -> Result<Vec<Change>, Error> {
+        let _changing = self.changes.lock().await;
         let mut next = initial(config);
         let mut changes = Vec::new();
-        if let Some(conn) = ledger.as_ref() {
-            let history = events::list(conn, None, usize::MAX)?;
+        if let Some(store) = self.ledger.get() {
+            let history = store.history(None, usize::MAX)?;
             let last = |route: &str, seg: &str, config_only: bool, mirror: bool| {
                 history.iter().rev().find(|e| {
                     e.route == route
@@ -158,6 +161,7 @@ impl Rollout {
                         }
                 })
             };
+            let mut pending = Vec::new();
             for route in &config.routes {
                 let file = std::iter::once((segment::DEFAULT.to_string(), route.rollout.default))
                     .chain(route.rollout.segments.clone());
@@ -165,37 +169,31 @@ impl Rollout {
                     let recorded = last(&route.name, &seg, true, false).and_then(|e| e.to_weight);
                     if (recorded.unwrap_or(0.0) - w).abs() > 1e-9 {
                         let from = last(&route.name, &seg, false, false).and_then(|e| e.to_weight);
-                        changes.push(append(
-                            conn,
-                            Change {
-                                version: None,
-                                route: route.name.clone(),
-                                segment: seg,
-                                from: Some(from.unwrap_or(0.0)),
-                                to: Some(w),
-                                mirror: None,
-                                actor: Actor::Config.as_str(),
-                                reason: "initial weight in the config file".into(),
-                            },
-                        )?);
+                        pending.push(Change {
+                            version: None,
+                            route: route.name.clone(),
+                            segment: seg,
+                            from: Some(from.unwrap_or(0.0)),
+                            to: Some(w),
+                            mirror: None,
+                            actor: Actor::Config.as_str(),
+                            reason: "initial weight in the config file".into(),
+                        });
                     }
                 }
                 let on = |e: &events::RolloutEvent| e.mirror.as_deref() != Some("off");
                 let recorded = last(&route.name, ALL_SEGMENTS, true, true).is_none_or(on);
                 if recorded != route.mirror.enabled {
-                    changes.push(append(
-                        conn,
-                        Change {
-                            version: None,
-                            route: route.name.clone(),
-                            segment: ALL_SEGMENTS.into(),
-                            from: None,
-                            to: None,
-                            mirror: Some(on_off(route.mirror.enabled).into()),
-                            actor: Actor::Config.as_str(),
-                            reason: "mirror switch in the config file".into(),
-                        },
-                    )?);
+                    pending.push(Change {
+                        version: None,
+                        route: route.name.clone(),
+                        segment: ALL_SEGMENTS.into(),
+                        from: None,
+                        to: None,
+                        mirror: Some(on_off(route.mirror.enabled).into()),
+                        actor: Actor::Config.as_str(),
+                        reason: "mirror switch in the config file".into(),
+                    });
                 } else if let (Some(e), Some(rs)) = (
                     last(&route.name, ALL_SEGMENTS, false, true),
                     next.get_mut(&route.name),
@@ -203,7 +201,10 @@ impl Rollout {
                     rs.mirror = on(e);
                 }
             }
-            for (route, seg, w) in events::latest_weights(conn)? {
+            for change in pending {
+                changes.push(append(store, change).await?);
+            }
+            for (route, seg, w) in store.latest_weights()? {
                 if let Some(rs) = next.get_mut(&route) {
                     rs.set(&seg, w);
                 }
@@ -217,7 +218,7 @@ impl Rollout {
     }
 
     /// Sets one segment's weight: recorded first, then in effect for the next request.
-    pub fn set_weight(
+    pub async fn set_weight(
         &self,
         route: &Route,
         segment: &str,
@@ -238,7 +239,7 @@ impl Rollout {
             });
         }
         let change = {
-            let ledger = lock(&self.ledger);
+            let _changing = self.changes.lock().await;
             let from = self.route(&route.name).map_or(0.0, |s| s.weight(segment));
             if (from - to).abs() < 1e-9 && actor != Actor::Guard {
                 return Err(Error::Unchanged {
@@ -257,12 +258,9 @@ impl Rollout {
                 actor: actor.as_str(),
                 reason: reason.to_string(),
             };
-            self.commit(ledger.as_ref(), change, |rs| rs.set(segment, to))?
+            self.commit(change, |rs| rs.set(segment, to)).await?
         };
-        metrics
-            .canary_weight
-            .with_label_values(&[&route.name, segment])
-            .set(to);
+        metrics.set_weight(&route.name, segment, to);
         if actor != Actor::Guard
             && let Some(g) = lock(&self.guards)
                 .get_mut(&route.name)
@@ -275,14 +273,14 @@ impl Rollout {
     }
 
     /// Turns a route's mirror on or off (the kill switch), recorded like a weight.
-    pub fn set_mirror(
+    pub async fn set_mirror(
         &self,
         route: &Route,
         on: bool,
         actor: Actor,
         reason: &str,
     ) -> Result<Change, Error> {
-        let ledger = lock(&self.ledger);
+        let _changing = self.changes.lock().await;
         let change = Change {
             version: None,
             route: route.name.clone(),
@@ -293,19 +291,18 @@ impl Rollout {
             actor: actor.as_str(),
             reason: reason.to_string(),
         };
-        self.commit(ledger.as_ref(), change, |rs| rs.mirror = on)
+        self.commit(change, |rs| rs.mirror = on).await
     }
 
     /// Appends `change` to the ledger (when attached), then applies it to the
-    /// route's live state. The caller holds the ledger lock throughout.
-    fn commit(
+    /// route's live state. The caller holds `changes` throughout.
+    async fn commit(
         &self,
-        ledger: Option<&rusqlite::Connection>,
         change: Change,
         apply: impl FnOnce(&mut RouteState),
     ) -> Result<Change, Error> {
-        let change = match ledger {
-            Some(conn) => append(conn, change)?,
+        let change = match self.ledger.get() {
+            Some(store) => append(store, change).await?,
             None => change,
         };
         self.update(|state| {
@@ -322,17 +319,16 @@ impl Rollout {
         route: Option<&str>,
         limit: usize,
     ) -> Result<Vec<events::RolloutEvent>, Error> {
-        match lock(&self.ledger).as_ref() {
-            Some(conn) => Ok(events::list(conn, route, limit)?),
+        match self.ledger.get() {
+            Some(store) => Ok(store.history(route, limit)?),
             None => Ok(Vec::new()),
         }
     }
 }
 
-fn append(conn: &rusqlite::Connection, mut change: Change) -> Result<Change, Error> {
-    let version = events::append(
-        conn,
-        &events::NewEvent {
+async fn append(store: &crate::store::Store, mut change: Change) -> Result<Change, Error> {
+    let version = store
+        .append_event(events::NewEvent {
             ts_ms: store::writer::now_ms(),
             route: change.route.clone(),
             segment: change.segment.clone(),
@@ -341,18 +337,16 @@ fn append(conn: &rusqlite::Connection, mut change: Change) -> Result<Change, Err
             actor: change.actor.to_string(),
             reason: change.reason.clone(),
             mirror: change.mirror.clone(),
-        },
-    )?;
+        })
+        .await?;
     change.version = Some(version);
     Ok(change)
 }
 
 fn set_gauges(metrics: &Metrics, route: &str, rs: &RouteState) {
-    let g = &metrics.canary_weight;
-    g.with_label_values(&[route, segment::DEFAULT])
-        .set(rs.default);
+    metrics.set_weight(route, segment::DEFAULT, rs.default);
     for (seg, w) in &rs.segments {
-        g.with_label_values(&[route, seg]).set(*w);
+        metrics.set_weight(route, seg, *w);
     }
 }
 

@@ -1,9 +1,8 @@
-//! Rollout history and feedback: synchronous writes on an admin-side connection.
+//! Rollout history and feedback: the SQL. Writes run on the writer thread's
+//! connection (see [`super::Store::append_event`]); reads on read-only ones.
 //!
 //! `rollout_events` is append-only (triggers refuse UPDATE and DELETE), so the
 //! current weights are always derived from the history, never stored apart.
-//! These calls run on a connection of their own next to the writer thread;
-//! WAL and the busy timeout let both write to the same file.
 
 use super::writer::now_ms;
 use super::{Error, Result};
@@ -39,7 +38,16 @@ pub struct NewEvent {
     pub mirror: Option<String>,
 }
 
-/// Opens (creating and migrating) the database for admin-side writes.
+/// A rating to record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewFeedback {
+    pub exchange_id: String,
+    pub rating: i64,
+    pub comment: String,
+}
+
+/// Opens (creating and migrating) the database for writing: the writer
+/// thread's connection, and tests that write fixtures.
 pub fn open(path: &Path) -> Result<Connection> {
     super::open_rw(path)
 }
@@ -115,12 +123,12 @@ pub fn latest_weights(conn: &Connection) -> Result<Vec<(String, String, f64)>> {
 }
 
 /// Records a rating for an exchange; an unknown exchange id is an error.
-pub fn insert_feedback(
-    conn: &Connection,
-    exchange_id: &str,
-    rating: i64,
-    comment: &str,
-) -> Result<()> {
+pub fn insert_feedback(conn: &Connection, feedback: &NewFeedback) -> Result<()> {
+    let NewFeedback {
+        exchange_id,
+        rating,
+        comment,
+    } = feedback;
     let known = conn
         .query_row(
             "SELECT 1 FROM exchanges WHERE id = ?1",

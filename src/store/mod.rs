@@ -4,10 +4,11 @@
 //! full queue drops the row and counts it (`store_rows_dropped_total`).
 //! [`Store::close`] flushes every queued row; a graceful stop calls it last.
 //!
-//! Reading (reports, `show`) goes through [`read`] on read-only connections;
-//! synchronous admin-side writes (rollout events, feedback) go through
-//! [`events`] on a connection of their own. WAL lets all of them run beside
-//! the writer thread.
+//! The writer thread owns every write to the file: exchange rows, skip
+//! counts, and (as messages with a reply) rollout events and feedback
+//! ([`Store::append_event`], [`Store::add_feedback`]). Reading (reports,
+//! `show`, the audit) goes through [`read`] on read-only connections, which
+//! WAL lets run beside the writer.
 
 pub mod events;
 pub mod read;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
+use tokio::sync::oneshot;
 
 /// One exchange as it is written to the `exchanges` table (already redacted).
 #[derive(Debug, Clone, Default)]
@@ -80,6 +82,8 @@ pub enum Error {
     },
     #[error("{path}: no exchange with id {id:?}")]
     UnknownExchange { path: PathBuf, id: String },
+    #[error("{path}: the store is closed")]
+    Closed { path: PathBuf },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -123,7 +127,12 @@ pub(crate) fn open_rw(path: &Path) -> Result<Connection> {
 pub(crate) enum Msg {
     Row(Box<Record>),
     /// Commit everything queued before this message, then answer.
-    Flush(tokio::sync::oneshot::Sender<()>),
+    Flush(oneshot::Sender<()>),
+    /// Commit what is queued, append a rollout event, answer with its version.
+    Event(events::NewEvent, oneshot::Sender<Result<i64>>),
+    /// Commit what is queued (the rated exchange may be in it), then record
+    /// the rating.
+    Feedback(events::NewFeedback, oneshot::Sender<Result<()>>),
 }
 
 /// A cheap, cloneable handle on the exchange log.
@@ -208,7 +217,7 @@ impl Store {
     /// when the store is closed: closing committed them already).
     pub async fn flush(&self) {
         let Some(tx) = self.sender() else { return };
-        let (done, wait) = tokio::sync::oneshot::channel();
+        let (done, wait) = oneshot::channel();
         // The control message must not be lost to a full queue, so it takes the
         // blocking `send`, on a blocking thread rather than a runtime worker.
         let sent = tokio::task::spawn_blocking(move || tx.send(Msg::Flush(done)).is_ok()).await;
@@ -218,11 +227,51 @@ impl Store {
         }
     }
 
+    /// Appends a rollout event through the writer and returns its version.
+    pub async fn append_event(&self, event: events::NewEvent) -> Result<i64> {
+        self.ask(|reply| Msg::Event(event, reply)).await
+    }
+
+    /// Records a rating through the writer; an unknown exchange id is an error.
+    pub async fn add_feedback(&self, feedback: events::NewFeedback) -> Result<()> {
+        self.ask(|reply| Msg::Feedback(feedback, reply)).await
+    }
+
+    /// The last `limit` rollout events (of one route, or all), oldest first,
+    /// on a read-only connection.
+    pub fn history(&self, route: Option<&str>, limit: usize) -> Result<Vec<events::RolloutEvent>> {
+        events::list(&read::open_ro(self.path())?, route, limit)
+    }
+
+    /// The latest weight of every route and segment that has one.
+    pub fn latest_weights(&self) -> Result<Vec<(String, String, f64)>> {
+        events::latest_weights(&read::open_ro(self.path())?)
+    }
+
+    /// Sends a control message the writer answers. It must not be lost to a
+    /// full queue, so it takes the blocking `send`, on a blocking thread.
+    async fn ask<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Msg,
+    ) -> Result<T> {
+        let closed = || Error::Closed {
+            path: self.inner.path.clone(),
+        };
+        let tx = self.sender().ok_or_else(closed)?;
+        let (reply, answer) = oneshot::channel();
+        let msg = make(reply);
+        let sent = tokio::task::spawn_blocking(move || tx.send(msg).is_ok()).await;
+        if !matches!(sent, Ok(true)) {
+            return Err(closed());
+        }
+        answer.await.map_err(|_| closed())?
+    }
+
     /// The synchronous form of [`Store::flush`], for non-async callers (it
     /// panics inside a tokio runtime, like every `blocking_recv`).
     pub fn flush_blocking(&self) {
         let Some(tx) = self.sender() else { return };
-        let (done, wait) = tokio::sync::oneshot::channel();
+        let (done, wait) = oneshot::channel();
         if tx.send(Msg::Flush(done)).is_ok() {
             wait.blocking_recv().ok();
         }

@@ -343,9 +343,25 @@ fn feedback_needs_a_known_exchange() {
     store.record(rec(7));
     store.close();
     let conn = events::open(&db(&dir)).unwrap();
-    let err = events::insert_feedback(&conn, "ex-999999", 1, "good").unwrap_err();
+    let err = events::insert_feedback(
+        &conn,
+        &events::NewFeedback {
+            exchange_id: "ex-999999".into(),
+            rating: 1,
+            comment: "good".into(),
+        },
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::UnknownExchange { .. }), "{err}");
-    events::insert_feedback(&conn, "ex-000007", -1, "wrong score").unwrap();
+    events::insert_feedback(
+        &conn,
+        &events::NewFeedback {
+            exchange_id: "ex-000007".into(),
+            rating: -1,
+            comment: "wrong score".into(),
+        },
+    )
+    .unwrap();
     let n: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM feedback WHERE exchange_id = 'ex-000007' AND rating = -1",

@@ -1,6 +1,9 @@
 //! The writer thread: batches rows into one transaction each, off the hot path.
 //!
-//! It owns the only write connection to `exchanges`. A batch is committed when
+//! It owns the only write connection to the file: exchange rows, skip
+//! counts, and the rollout events and feedback that arrive as messages with a
+//! reply (each commits the pending batch first, so a rating can name an
+//! exchange that was still queued). A batch is committed when
 //! it reaches `store.batch_size` rows or is `store.flush_interval` old,
 //! whichever comes first. A failed batch is logged and counted as dropped; it
 //! never panics. Retention runs at start and every ten minutes, in small
@@ -241,6 +244,16 @@ impl Writer {
                     self.commit(&mut batch);
                     // The caller may have stopped waiting; nothing to do then.
                     done.send(()).ok();
+                }
+                Ok(Msg::Event(event, reply)) => {
+                    self.commit(&mut batch);
+                    reply.send(super::events::append(&self.conn, &event)).ok();
+                }
+                Ok(Msg::Feedback(feedback, reply)) => {
+                    self.commit(&mut batch);
+                    reply
+                        .send(super::events::insert_feedback(&self.conn, &feedback))
+                        .ok();
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     // An empty batch still commits the skip tally, if any.

@@ -9,6 +9,7 @@ mod support;
 mod admin;
 mod check;
 mod mirror;
+mod onepath;
 mod proxy;
 mod report;
 mod rollout;

@@ -357,8 +357,24 @@ async fn show_export_and_feedback_on_a_real_log() {
 
     // Feedback on two exchanges shows in the report, per segment.
     let conn = understudy::store::events::open(&p.db).unwrap();
-    understudy::store::events::insert_feedback(&conn, &ids[0], 5, "spot on").unwrap();
-    understudy::store::events::insert_feedback(&conn, &ids[3], 1, "wrong").unwrap();
+    understudy::store::events::insert_feedback(
+        &conn,
+        &understudy::store::events::NewFeedback {
+            exchange_id: ids[0].clone(),
+            rating: 5,
+            comment: "spot on".into(),
+        },
+    )
+    .unwrap();
+    understudy::store::events::insert_feedback(
+        &conn,
+        &understudy::store::events::NewFeedback {
+            exchange_id: ids[3].clone(),
+            rating: 1,
+            comment: "wrong".into(),
+        },
+    )
+    .unwrap();
     drop(conn);
     let (ok, json_text, err) = cli(&["report", "--db", &db, "--format", "json"]);
     assert!(ok, "{err}");

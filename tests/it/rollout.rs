@@ -91,7 +91,7 @@ async fn sticky_keys_split_by_weight_and_keep_their_side_after_a_restart() {
     let after = sides(running.addr, 2_000).await;
     let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
     assert_eq!(moved, 0, "{moved} keys changed side after the restart");
-    let route = running.proxy.runtime().config.routes[0].clone();
+    let route = running.proxy.runtime.load().config.routes[0].clone();
     let moved = (0..keys)
         .filter(|i| {
             let key = format!("user-{i}");
@@ -140,7 +140,7 @@ serve = "incumbent"
         served_by(a, "/x", &[("x-cohort", "sales")]).await,
         "incumbent"
     );
-    let route = running.proxy.runtime().config.routes[0].clone();
+    let route = running.proxy.runtime.load().config.routes[0].clone();
     let m = &running.proxy.metrics;
     running
         .proxy
@@ -153,6 +153,7 @@ serve = "incumbent"
             "all in",
             m,
         )
+        .await
         .unwrap();
     assert_eq!(served_by(a, "/x", &[]).await, "candidate");
     assert_eq!(

@@ -16,46 +16,56 @@ rollout = {{ default = 0.0, segments = {{ enterprise = {enterprise} }} }}
     ))
 }
 
+/// A store on `db` for the ledger (its writer thread appends the events).
+fn store(db: &std::path::Path) -> crate::store::Store {
+    let mut cfg = config(0.0).store;
+    cfg.path = db.to_path_buf();
+    crate::store::Store::open(&cfg, Metrics::new()).unwrap()
+}
+
 fn weight(r: &Rollout, seg: &str) -> f64 {
     r.route("lead-score").unwrap().weight(seg)
 }
 
-#[test]
-fn recorded_weights_win_over_the_file_until_the_file_changes() {
+#[tokio::test]
+async fn recorded_weights_win_over_the_file_until_the_file_changes() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
     let m = Metrics::new();
     let cfg = config(5.0);
     let r = Rollout::from_config(&cfg);
-    let first = r.attach(&db, &cfg, &m).unwrap();
+    let first = r.attach(store(&db), &cfg, &m).await.unwrap();
     assert_eq!(first.len(), 1, "the file's 5 % is recorded: {first:?}");
     assert_eq!((first[0].from, first[0].to), (Some(0.0), Some(5.0)));
     let route = &cfg.routes[0];
     r.set_weight(route, "enterprise", 25.0, Actor::Cli, "looks good", &m)
+        .await
         .unwrap();
     r.set_weight(route, "smb", 1.0, Actor::Api, "try", &m)
+        .await
         .unwrap();
     assert!(matches!(
-        r.set_weight(route, "smb", 1.0, Actor::Api, "again", &m),
+        r.set_weight(route, "smb", 1.0, Actor::Api, "again", &m)
+            .await,
         Err(Error::Unchanged { .. })
     ));
     assert!(matches!(
-        r.set_weight(route, "nope", 1.0, Actor::Api, "x", &m),
+        r.set_weight(route, "nope", 1.0, Actor::Api, "x", &m).await,
         Err(Error::UnknownSegment { .. })
     ));
     assert!(matches!(
-        r.set_weight(route, "smb", 101.0, Actor::Api, "x", &m),
+        r.set_weight(route, "smb", 101.0, Actor::Api, "x", &m).await,
         Err(Error::BadWeight(_))
     ));
 
     // Restart with the same file: the recorded weights are served.
     let r2 = Rollout::from_config(&cfg);
-    assert!(r2.attach(&db, &cfg, &m).unwrap().is_empty());
+    assert!(r2.attach(store(&db), &cfg, &m).await.unwrap().is_empty());
     assert_eq!((weight(&r2, "enterprise"), weight(&r2, "smb")), (25.0, 1.0));
 
     // The file changed: its new weight is applied and audited as config.
     let cfg = config(10.0);
-    let changes = r2.reconcile(&cfg, &m).unwrap();
+    let changes = r2.reconcile(&cfg, &m).await.unwrap();
     assert_eq!(changes.len(), 1);
     assert_eq!((changes[0].from, changes[0].to), (Some(25.0), Some(10.0)));
     assert_eq!(weight(&r2, "enterprise"), 10.0);
@@ -69,13 +79,14 @@ fn recorded_weights_win_over_the_file_until_the_file_changes() {
     );
 }
 
-#[test]
-fn rollout_events_refuse_update_and_delete() {
+#[tokio::test]
+async fn rollout_events_refuse_update_and_delete() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
     let cfg = config(5.0);
     Rollout::from_config(&cfg)
-        .attach(&db, &cfg, &Metrics::new())
+        .attach(store(&db), &cfg, &Metrics::new())
+        .await
         .unwrap();
     let conn = rusqlite::Connection::open(&db).unwrap();
     let upd = conn.execute("UPDATE rollout_events SET to_weight = 100", []);
@@ -88,14 +99,14 @@ fn rollout_events_refuse_update_and_delete() {
     assert_eq!(n, 1);
 }
 
-#[test]
-fn the_guard_rolls_a_bad_segment_back_and_records_why() {
+#[tokio::test]
+async fn the_guard_rolls_a_bad_segment_back_and_records_why() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
     let m = Metrics::new();
     let cfg = config(5.0);
     let r = Rollout::from_config(&cfg);
-    r.attach(&db, &cfg, &m).unwrap();
+    r.attach(store(&db), &cfg, &m).await.unwrap();
     let t0 = Instant::now();
     for i in 0..300u64 {
         let verdict = if i % 10 < 6 {
@@ -110,7 +121,7 @@ fn the_guard_rolls_a_bad_segment_back_and_records_why() {
             incumbent_ms: None,
             candidate_ms: None,
         };
-        r.observe(&cfg.routes[0], "enterprise", s, &m);
+        r.observe(&cfg.routes[0], "enterprise", s, &m).await;
     }
     assert_eq!(weight(&r, "enterprise"), 1.0);
     let last = r.history(None, 1).unwrap().pop().unwrap();

@@ -1,9 +1,9 @@
 //! Upstream clients (pooled, HTTP/1.1 and HTTP/2, `https://` through rustls) and
-//! the one call that sends a request to an upstream within its timeouts.
+//! the send of a request to an upstream within its timeouts.
 
+use super::backoff::Backoff;
 use super::body::UpBody;
 use super::error::Error;
-use super::health::Health;
 use crate::config::Upstream;
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response};
@@ -23,7 +23,7 @@ pub struct Client {
     target: &'static str,
     /// Whether the upstream takes connections, shared by every clone (the
     /// mirror backs off from an upstream that refuses them).
-    health: Arc<Health>,
+    backoff: Arc<Backoff>,
 }
 
 impl Client {
@@ -53,7 +53,7 @@ impl Client {
             inner: builder.build(https),
             upstream: upstream.clone(),
             target,
-            health: Arc::default(),
+            backoff: Arc::default(),
         }
     }
 
@@ -66,8 +66,14 @@ impl Client {
         &self.upstream.uri
     }
 
-    pub fn health(&self) -> &Arc<Health> {
-        &self.health
+    pub fn backoff(&self) -> &Arc<Backoff> {
+        &self.backoff
+    }
+
+    /// The settings this client was built from (a reload keeps the client,
+    /// its pool and its back-off when they are unchanged).
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
     }
 
     /// The upstream URL for a client request's path and query.
@@ -97,21 +103,21 @@ impl Client {
     ) -> Result<Response<Incoming>, Error> {
         let target = self.target;
         match tokio::time::timeout(timeout, self.inner.request(req)).await {
-            Err(_elapsed) => Err(Error::UpstreamTimeout {
+            Err(_elapsed) => Err(Error::Timeout {
                 target,
                 at_connect: false,
             }),
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) if is_timeout(&e) => Err(Error::UpstreamTimeout {
+            Ok(Err(e)) if is_timeout(&e) => Err(Error::Timeout {
                 target,
                 at_connect: e.is_connect(),
             }),
-            Ok(Err(e)) if e.is_connect() => Err(Error::UpstreamConnect {
+            Ok(Err(e)) if e.is_connect() => Err(Error::Connect {
                 target,
                 at_connect: true,
             }),
-            Ok(Err(e)) if is_parse_error(&e) => Err(Error::UpstreamProtocol { target }),
-            Ok(Err(_)) => Err(Error::UpstreamConnect {
+            Ok(Err(e)) if is_parse_error(&e) => Err(Error::Protocol { target }),
+            Ok(Err(_)) => Err(Error::Connect {
                 target,
                 at_connect: false,
             }),

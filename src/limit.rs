@@ -1,4 +1,5 @@
-//! A counter with a ceiling (`listen.max_in_flight`, `mirror.max_in_flight`):
+//! A counter with a ceiling (`listen.max_in_flight`, `mirror.max_in_flight`,
+//! the judge's `max_in_flight`):
 //! take a slot or be told no at once. An atomic compare-and-swap to take and
 //! a subtract to give back, no lock, so the hot path never waits on a mutex.
 
@@ -7,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub struct Limit {
     used: AtomicUsize,
-    max: usize,
+    /// Changed by a reload ([`Limit::set_max`]); slots already out stay out.
+    max: AtomicUsize,
 }
 
 /// A slot borrowed from a [`Limit`]; given back on drop.
@@ -20,8 +22,14 @@ impl Limit {
     pub fn new(max: usize) -> Limit {
         Limit {
             used: AtomicUsize::new(0),
-            max,
+            max: AtomicUsize::new(max),
         }
+    }
+
+    /// A new ceiling: later takes are held to it; slots already out are
+    /// given back as usual (never revoked).
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max, Ordering::Release);
     }
 
     /// A slot, or `None` when `max` are taken.
@@ -42,9 +50,10 @@ impl Limit {
     /// One compare-and-swap (retried only under a race), so `used` never
     /// reads above `max`, not even for an instant.
     fn take(&self) -> bool {
+        let max = self.max.load(Ordering::Acquire);
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
+                (n < max).then_some(n + 1)
             })
             .is_ok()
     }

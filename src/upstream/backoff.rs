@@ -6,7 +6,7 @@
 //! single load, and every transition is one store or compare-and-swap:
 //!
 //! - `0`: up;
-//! - bits 0..48: ms since [`Health::new`] from which a probe may go;
+//! - bits 0..48: ms since [`Backoff::new`] from which a probe may go;
 //! - bits 48..63: consecutive connect failures (at least 1 while down);
 //! - bit 63: a probe is out; everyone else skips until it reports.
 //!
@@ -31,20 +31,20 @@ const DEADLINE_MASK: u64 = (1 << FAILS_SHIFT) - 1;
 const FAILS_MAX: u64 = (1 << 15) - 1;
 
 /// Whether one upstream is taking connections, shared by every request of a
-/// route through its [`Client`](super::forward::Client).
+/// route through its [`Client`](super::Client).
 #[derive(Debug)]
-pub struct Health {
+pub struct Backoff {
     epoch: Instant,
     state: AtomicU64,
 }
 
-/// What [`Health::admit`] decided for one request.
+/// What [`Backoff::admit`] decided for one request.
 #[derive(Debug)]
 pub enum Admit {
     /// The upstream is up: send.
     Up,
     /// The back-off is over and this request is the one probe: send, then
-    /// report through [`Health::record`].
+    /// report through [`Backoff::record`].
     Probe(Probe),
     /// The upstream is down (or another request is probing): do not send.
     Down,
@@ -54,7 +54,7 @@ pub enum Admit {
 /// was cancelled), it hands the probe to the next request.
 #[derive(Debug)]
 pub struct Probe {
-    health: Option<Arc<Health>>,
+    health: Option<Arc<Backoff>>,
 }
 
 /// A change of state worth a log line.
@@ -70,15 +70,15 @@ pub enum Change {
     Up,
 }
 
-impl Default for Health {
-    fn default() -> Health {
-        Health::new()
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff::new()
     }
 }
 
-impl Health {
-    pub fn new() -> Health {
-        Health {
+impl Backoff {
+    pub fn new() -> Backoff {
+        Backoff {
             epoch: Instant::now(),
             state: AtomicU64::new(UP),
         }
@@ -250,7 +250,7 @@ mod tests {
 
     #[test]
     fn the_first_connect_failure_closes_the_door_for_250ms() {
-        let h = Arc::new(Health::new());
+        let h = Arc::new(Backoff::new());
         assert!(matches!(h.admit_at(0), Admit::Up));
         assert_eq!(h.record_at(None, false, 1_000), Change::Down(FIRST_BACKOFF));
         assert!(is_down(&h.admit_at(1_000)));
@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn concurrent_failures_of_requests_sent_while_up_count_once() {
-        let h = Arc::new(Health::new());
+        let h = Arc::new(Backoff::new());
         assert_eq!(h.record_at(None, false, 100), Change::Down(FIRST_BACKOFF));
         for at in 101..110 {
             assert_eq!(h.record_at(None, false, at), Change::Same);
@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn each_failed_probe_doubles_the_wait_up_to_5s() {
-        let h = Arc::new(Health::new());
+        let h = Arc::new(Backoff::new());
         h.record_at(None, false, 0);
         let mut now = 250;
         let mut waits = Vec::new();
@@ -289,7 +289,7 @@ mod tests {
 
     #[test]
     fn a_successful_probe_resets_everything() {
-        let h = Arc::new(Health::new());
+        let h = Arc::new(Backoff::new());
         h.record_at(None, false, 0);
         let p = probe(h.admit_at(250));
         h.record_at(Some(p), false, 250); // next at 750
@@ -308,7 +308,7 @@ mod tests {
 
     #[test]
     fn a_late_success_while_down_brings_it_back_but_not_during_a_probe() {
-        let h = Arc::new(Health::new());
+        let h = Arc::new(Backoff::new());
         h.record_at(None, false, 0);
         assert_eq!(h.record_at(None, true, 10), Change::Up);
         assert!(!h.is_down());
@@ -323,7 +323,7 @@ mod tests {
 
     #[test]
     fn only_one_request_probes_while_the_others_keep_skipping() {
-        let h = Arc::new(Health::new());
+        let h = Arc::new(Backoff::new());
         h.record_at(None, false, 0);
         let first = probe(h.admit_at(250));
         for at in [250, 251, 10_000] {
@@ -336,7 +336,7 @@ mod tests {
 
     #[test]
     fn a_single_probe_under_concurrency() {
-        let h = Arc::new(Health::new());
+        let h = Arc::new(Backoff::new());
         h.record_at(None, false, 0);
         let threads = 8;
         let barrier = Arc::new(std::sync::Barrier::new(threads));
@@ -366,7 +366,7 @@ mod tests {
 
     #[test]
     fn a_dropped_probe_lets_the_next_request_probe() {
-        let h = Arc::new(Health::new());
+        let h = Arc::new(Backoff::new());
         h.record_at(None, false, 0);
         let p = probe(h.admit_at(250));
         drop(p);

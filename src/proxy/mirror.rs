@@ -5,22 +5,21 @@
 //! copy to build and run on the settle task, or a counted [`SkipReason`].
 //!
 //! A target that refuses connections is backed off from (see
-//! [`crate::proxy::health`]): its mirrors are skipped as `candidate_down`
+//! [`crate::upstream::backoff`]): its mirrors are skipped as `candidate_down`
 //! until a single probe gets through.
 
-use crate::compare::Observation;
+use super::headers::MIRROR;
 use crate::config::{Mirror, Side};
 use crate::exchange::Exchange;
-use crate::proxy::RouteRuntime;
-use crate::proxy::body::{self, UpBody};
-use crate::proxy::forward::Client;
-use crate::proxy::headers::MIRROR;
-use crate::proxy::health::{Admit, Change, Probe};
-use crate::proxy::limit::OwnedSlot;
+use crate::limit::OwnedSlot;
+use crate::observation::Observation;
+use crate::runtime::RouteRuntime;
+use crate::upstream::backoff::{Admit, Change, Probe};
+use crate::upstream::body::UpBody;
+use crate::upstream::{self, Bounds, Client};
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Request};
-use std::time::Instant;
+use http::{HeaderValue, Request};
 
 /// Why an exchange was not mirrored; `as_str` is the metric label and SQL value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +37,10 @@ pub enum SkipReason {
     /// The mirror target refused connections and is being backed off from
     /// (named for the usual target; a reverse-shadowed incumbent counts here too).
     CandidateDown,
+    /// The serving candidate failed and the incumbent answered the client:
+    /// that one answer is the comparison's, so no copy is sent. Never counted
+    /// as a skip (the exchange has its row).
+    Fallback,
 }
 
 impl SkipReason {
@@ -49,7 +52,14 @@ impl SkipReason {
             SkipReason::BodyTooLarge => "body_too_large",
             SkipReason::InFlight => "in_flight",
             SkipReason::CandidateDown => "candidate_down",
+            SkipReason::Fallback => "fallback",
         }
+    }
+}
+
+impl crate::metrics::Label for SkipReason {
+    fn as_label(self) -> &'static str {
+        self.as_str()
     }
 }
 
@@ -57,11 +67,10 @@ impl SkipReason {
 pub struct ShadowCall {
     client: Client,
     request: Request<UpBody>,
-    timeout: std::time::Duration,
-    cap: usize,
+    bounds: Bounds,
     /// Set when this copy is the one probe of a target that was down.
     probe: Option<Probe>,
-    _permit: OwnedSlot,
+    permit: OwnedSlot,
 }
 
 /// A mirror decided on, its in-flight permit held; the copy is built later,
@@ -89,7 +98,7 @@ pub fn plan(
     if !mirror_on {
         return Err(SkipReason::Disabled);
     }
-    if route.candidate.is_none() {
+    if route.live.candidate.is_none() {
         return Err(SkipReason::NoCandidate);
     }
     if !policy.methods.contains(&ex.method) {
@@ -98,17 +107,18 @@ pub fn plan(
     let Some(body) = ex.body.as_ref() else {
         return Err(SkipReason::BodyTooLarge);
     };
-    let client = match (target, route.candidate.as_ref()) {
+    let client = match (target, route.live.candidate.as_ref()) {
         (Side::Candidate, Some(candidate)) => candidate,
-        _ => &route.incumbent,
+        _ => &route.live.incumbent,
     };
-    let probe = match client.health().admit() {
+    let probe = match client.backoff().admit() {
         Admit::Up => None,
         Admit::Probe(probe) => Some(probe),
         Admit::Down => return Err(SkipReason::CandidateDown),
     };
     // A probe dropped here (no permit) passes to the next request.
     let permit = route
+        .live
         .mirror_permits
         .try_acquire_owned()
         .ok_or(SkipReason::InFlight)?;
@@ -125,14 +135,14 @@ pub fn plan(
 impl Plan {
     /// Builds the copy from the request head as it goes to the serving side.
     pub fn build(self, route: &RouteRuntime, parts: &Parts) -> ShadowCall {
-        let (client, mut request) = match (self.target, route.candidate.as_ref()) {
+        let (client, mut request) = match (self.target, route.live.candidate.as_ref()) {
             (Side::Candidate, Some(candidate)) => (
                 candidate,
                 candidate_request(&route.cfg.mirror, parts, self.body, candidate),
             ),
             _ => (
-                &route.incumbent,
-                plain_request(parts, self.body, &route.incumbent),
+                &route.live.incumbent,
+                plain_request(parts, self.body, &route.live.incumbent),
             ),
         };
         request
@@ -141,42 +151,26 @@ impl Plan {
         ShadowCall {
             client: client.clone(),
             request,
-            timeout: self.timeout,
-            cap: self.cap,
+            bounds: Bounds {
+                timeout: self.timeout,
+                cap: self.cap,
+            },
             probe: self.probe,
-            _permit: self.permit,
+            permit: self.permit,
         }
     }
 }
 
 impl ShadowCall {
-    /// Sends the copy and reads the answer, all within `mirror.timeout`, and
-    /// tells the target's health whether a connection could be made.
+    /// Sends the copy through the one bounded call and tells the target's
+    /// back-off whether a connection could be made.
     pub async fn run(self, route: &str) -> Observation {
-        let started = Instant::now();
-        let deadline = tokio::time::Instant::from_std(started) + self.timeout;
-        // Bounded by the timeout itself, so whether a connection opened is
-        // always known (a probe always reports).
-        let sent = self.client.send_within(self.request, self.timeout).await;
-        let connected = !matches!(&sent, Err(e) if e.failed_to_connect());
-        note_health(&self.client, self.probe, connected, route);
-        let resp = match sent {
-            Ok(resp) => resp,
-            Err(e) => return Observation::failed(e.to_string(), started.elapsed()),
-        };
-        let status = resp.status().as_u16();
-        let read = body::collect_capped(resp.into_body(), self.cap);
-        match tokio::time::timeout_at(deadline, read).await {
-            Ok(Ok((body, truncated))) => Observation {
-                status: Some(status),
-                body,
-                truncated,
-                error: None,
-                latency: started.elapsed(),
-            },
-            Ok(Err(e)) => Observation::failed(format!("body broke off: {e}"), started.elapsed()),
-            Err(_) => Observation::failed("timed out", started.elapsed()),
-        }
+        let called = self
+            .client
+            .call(self.permit, self.request, self.bounds)
+            .await;
+        note_health(&self.client, self.probe, called.connected, route);
+        called.observation
     }
 }
 
@@ -185,7 +179,7 @@ impl ShadowCall {
 fn note_health(client: &Client, probe: Option<Probe>, connected: bool, route: &str) {
     let target = client.target();
     let upstream = client.base();
-    match client.health().record(probe, connected) {
+    match client.backoff().record(probe, connected) {
         Change::Same => {}
         Change::Down(wait) => tracing::warn!(
             route,
@@ -226,20 +220,19 @@ pub fn candidate_request(
     if !policy.rewrite_json.is_empty() {
         headers.remove(http::header::CONTENT_LENGTH);
     }
-    build(parts, headers, body, client)
+    let uri = client.uri_for(parts.uri.path_and_query());
+    upstream::request(parts.method.clone(), uri, headers, UpBody::full(body))
 }
 
 /// The request unchanged (for the incumbent).
 pub fn plain_request(parts: &Parts, body: Bytes, client: &Client) -> Request<UpBody> {
-    build(parts, parts.headers.clone(), body, client)
-}
-
-fn build(parts: &Parts, headers: HeaderMap, body: Bytes, client: &Client) -> Request<UpBody> {
-    let mut req = Request::new(UpBody::full(body));
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = client.uri_for(parts.uri.path_and_query());
-    *req.headers_mut() = headers;
-    req
+    let uri = client.uri_for(parts.uri.path_and_query());
+    upstream::request(
+        parts.method.clone(),
+        uri,
+        parts.headers.clone(),
+        UpBody::full(body),
+    )
 }
 
 fn rewrite_json(policy: &Mirror, body: Bytes) -> Bytes {

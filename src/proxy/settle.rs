@@ -1,0 +1,240 @@
+//! Settles an exchange off the client's path: runs the shadow copy, waits for
+//! the client's answer, asks the incumbent again for noise and the judge when
+//! the route wants them, compares, feeds the guard, redacts and queues one row.
+//!
+//! Runs on its own task; a failure here only ever shows in the row and metrics.
+
+use super::Proxy;
+use super::headers::{MIRROR, strip_hop_by_hop};
+use super::mirror::{ShadowCall, SkipReason};
+use crate::compare::{self, Outcome, Verdict, judge};
+use crate::config::Side;
+use crate::exchange::Exchange;
+use crate::observation::Observation;
+use crate::rollout::guard;
+use crate::runtime::RouteRuntime;
+use crate::segment;
+use crate::store::Record;
+use crate::upstream::{self, Bounds, body::UpBody};
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Everything the settle task needs, moved onto it.
+pub struct Settle {
+    pub proxy: Arc<Proxy>,
+    pub route: Arc<RouteRuntime>,
+    pub exchange: Exchange,
+    /// Who answered the client: the handler decided it, this only records it.
+    pub served_by: Side,
+    /// The serving candidate's failure, when the incumbent answered instead.
+    pub fell_back: Option<Observation>,
+    /// The copy for the other side, or why there is none.
+    pub shadow: Result<ShadowCall, SkipReason>,
+    /// The client's answer, captured as it streamed (sent when its body ends).
+    pub served: oneshot::Receiver<Observation>,
+}
+
+/// Both sides' answers, as far as there are any.
+struct Answers {
+    incumbent: Option<Observation>,
+    candidate: Option<Observation>,
+}
+
+impl Settle {
+    pub async fn run(self) {
+        let Settle {
+            proxy,
+            route,
+            exchange: ex,
+            served_by,
+            fell_back,
+            shadow,
+            served,
+        } = self;
+        let cfg = &route.cfg;
+        let (shadow, skip) = match shadow {
+            Ok(call) => (Some(call.run(&cfg.name).await), None),
+            Err(reason) => (None, Some(reason)),
+        };
+        let served = served
+            .await
+            .unwrap_or_else(|_| Observation::failed("answer lost", ex.started.elapsed()));
+        let fallback = fell_back.is_some();
+        let answers = match served_by {
+            Side::Incumbent => Answers {
+                incumbent: Some(served),
+                candidate: fell_back.or(shadow),
+            },
+            Side::Candidate => Answers {
+                incumbent: shadow,
+                candidate: Some(served),
+            },
+        };
+        let rt = proxy.runtime.load();
+        let cap = rt.config.store.max_body_bytes;
+        let learned = learn_noise(&route, &ex, &answers, cap).await;
+        let mut outcome = judge_pair(&route, &ex, &answers).await;
+        if outcome.verdict == Verdict::Skipped && outcome.note.is_none() {
+            outcome.note = skip.map(|r| r.as_str().to_string());
+        }
+        let safety = answers
+            .candidate
+            .as_ref()
+            .and_then(|c| compare::safety::first_hit(&cfg.safety.deny, &c.body))
+            .map(str::to_string);
+        let label = segment::label(cfg.segment.as_ref(), &ex.segment);
+        let metrics = &proxy.metrics;
+        metrics.record_verdict(&cfg.name, label, outcome.verdict);
+        for (side, obs) in [
+            (Side::Incumbent, &answers.incumbent),
+            (Side::Candidate, &answers.candidate),
+        ] {
+            if let Some(o) = obs {
+                metrics.record_upstream(&cfg.name, side, o.latency);
+            }
+        }
+        if safety.is_some() {
+            metrics.record_safety_event(&cfg.name, label);
+        }
+        let ms = |o: &Option<Observation>| o.as_ref().map(|o| o.latency.as_secs_f64() * 1000.0);
+        let sample = guard::Sample {
+            at: std::time::Instant::now(),
+            verdict: outcome.verdict,
+            safety: safety.is_some(),
+            incumbent_ms: ms(&answers.incumbent),
+            candidate_ms: ms(&answers.candidate),
+        };
+        proxy.rollout.observe(cfg, label, sample, metrics).await;
+        let mut rec = Record {
+            id: ex.id,
+            ts_ms: ex.ts_ms,
+            route: cfg.name.clone(),
+            segment: ex.segment,
+            served_by: served_by.as_str(),
+            method: ex.method.to_string(),
+            path: ex.path,
+            query: ex.query,
+            request_headers: rt.redactor.headers_json(&ex.headers),
+            request_body: ex.body,
+            verdict: outcome.verdict.as_str(),
+            diff: serde_json::to_string(&outcome.diffs).unwrap_or_else(|_| "[]".into()),
+            score: outcome.score,
+            skip_reason: outcome.note.filter(|_| outcome.verdict == Verdict::Skipped),
+            fallback,
+            safety,
+            noise: learned,
+            ..Record::default()
+        };
+        if let Some(i) = answers.incumbent {
+            rec.incumbent_status = i.status;
+            rec.incumbent_ms = Some(i.latency.as_secs_f64() * 1000.0);
+            rec.incumbent_body = Some(i.body);
+            rec.incumbent_error = i.error;
+        }
+        if let Some(c) = answers.candidate {
+            rec.candidate_status = c.status;
+            rec.candidate_ms = Some(c.latency.as_secs_f64() * 1000.0);
+            rec.candidate_body = Some(c.body);
+            rec.candidate_error = c.error;
+        }
+        rt.redactor.apply(&mut rec);
+        proxy.store.record(rec);
+    }
+}
+
+/// `compare.noise`: asks the incumbent (or its `secondary`) the request once
+/// more, holding a mirror permit and within `mirror.timeout`, and learns where
+/// the two incumbent answers differ. Runs before the comparison, so this
+/// exchange's own noise is already left out. Returns the pointers learned.
+async fn learn_noise(
+    route: &RouteRuntime,
+    ex: &Exchange,
+    answers: &Answers,
+    cap: usize,
+) -> Vec<String> {
+    let (Some(noise), Some(first)) = (&route.live.noise, &answers.incumbent) else {
+        return Vec::new();
+    };
+    let policy = &route.cfg.mirror;
+    if first.is_error()
+        || answers.candidate.is_none()
+        || !noise.learner.wants_probe()
+        || !policy.methods.contains(&ex.method)
+    {
+        return Vec::new();
+    }
+    let (Some(body), Some(permit)) = (
+        ex.body.clone(),
+        route.live.mirror_permits.try_acquire_owned(),
+    ) else {
+        return Vec::new();
+    };
+    let client = noise.secondary.as_ref().unwrap_or(&route.live.incumbent);
+    let pq = match &ex.query {
+        Some(q) => format!("{}?{q}", ex.path),
+        None => ex.path.clone(),
+    };
+    let mut headers = ex.headers.clone();
+    strip_hop_by_hop(&mut headers);
+    headers.remove(http::header::HOST);
+    headers.insert(MIRROR, HeaderValue::from_static("1"));
+    let uri = client.uri_for(PathAndQuery::try_from(pq).ok().as_ref());
+    let req = upstream::request(ex.method.clone(), uri, headers, UpBody::full(body));
+    let bounds = Bounds {
+        timeout: policy.timeout,
+        cap,
+    };
+    let again = client.call(permit, req, bounds).await.observation;
+    // Only two 2xx answers of the same status teach anything (SPEC §9).
+    let ok = |o: &Observation| o.status.is_some_and(|s| (200..300).contains(&s));
+    if again.is_error() || !ok(first) || again.status != first.status {
+        return Vec::new();
+    }
+    noise.learner.learn(&first.body, &again.body)
+}
+
+/// The verdict: [`compare::compare`] on both answers, then (in `judge` mode)
+/// the judge, through the one bounded call with the judge's permits.
+async fn judge_pair(route: &RouteRuntime, ex: &Exchange, answers: &Answers) -> Outcome {
+    let (i, c) = match (&answers.incumbent, &answers.candidate) {
+        (Some(i), Some(c)) => (i, c),
+        (Some(i), None) if i.is_error() => return Outcome::new(Verdict::IncumbentError),
+        (None, Some(c)) if c.is_error() => return Outcome::new(Verdict::CandidateError),
+        _ => return Outcome::new(Verdict::Skipped),
+    };
+    let noise = route
+        .live
+        .noise
+        .as_ref()
+        .map(|n| n.learner.pointers())
+        .unwrap_or_default();
+    let outcome = compare::compare(&route.cfg.compare, i, c, &noise);
+    let Some(j) = &route.live.judge else {
+        return outcome;
+    };
+    if outcome.note.as_deref() != Some(compare::JUDGE_PENDING) {
+        return outcome;
+    }
+    let Some(permit) = j.permits.try_acquire_owned() else {
+        return Outcome::noted(Verdict::Skipped, "judge busy");
+    };
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let req = upstream::request(
+        Method::POST,
+        j.client.uri_for(j.path.as_ref()),
+        headers,
+        UpBody::full(judge::question(ex.body.as_ref(), i, c)),
+    );
+    let bounds = Bounds {
+        timeout: j.timeout,
+        cap: judge::MAX_ANSWER,
+    };
+    let called = j.client.call(permit, req, bounds).await;
+    judge::read_reply(&called.observation, called.timed_out)
+}

@@ -1,0 +1,276 @@
+//! The runtime owner: what a request needs from the config ([`Runtime`],
+//! swapped whole on reload) kept apart from what lives across reloads
+//! ([`Live`]: pooled clients with their connect back-off, mirror and judge
+//! permits, learned noise), and [`reload`], which the file watcher and the
+//! admin API both call.
+//!
+//! A reload never rebuilds live state it can keep: a route keeps its permits
+//! (their ceiling follows the file), and keeps each client, pool and back-off
+//! while that upstream's settings are unchanged. So a route never runs more
+//! than its mirror bound, however often the file is reloaded.
+
+use crate::compare::noise::Learner;
+use crate::config::{self, Compare, Config, Route, Upstream};
+use crate::limit::Limit;
+use crate::metrics::Metrics;
+use crate::rollout::{self, Rollout};
+use crate::store::redact::Redactor;
+use crate::upstream::{Client, tls_client_config};
+use arc_swap::ArcSwap;
+use http::uri::PathAndQuery;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A route's judge (`compare.mode = "judge"`): its client and permits.
+pub struct Judge {
+    pub client: Client,
+    /// The judge URL's path and query.
+    pub path: Option<PathAndQuery>,
+    pub timeout: Duration,
+    pub permits: Arc<Limit>,
+}
+
+/// A route's noise learning (`compare.noise`): the learned pointers and the
+/// second incumbent, if one is configured.
+pub struct Noise {
+    pub learner: Arc<Learner>,
+    pub secondary: Option<Client>,
+}
+
+/// What lives across reloads for one route (by name).
+pub struct Live {
+    pub incumbent: Client,
+    pub candidate: Option<Client>,
+    pub mirror_permits: Arc<Limit>,
+    pub judge: Option<Judge>,
+    pub noise: Option<Noise>,
+}
+
+/// One route: its settings from the file and its live state.
+pub struct RouteRuntime {
+    pub cfg: Route,
+    pub live: Live,
+}
+
+/// Everything a request needs from the config, swapped whole on reload.
+pub struct Runtime {
+    pub config: Arc<Config>,
+    pub routes: Vec<Arc<RouteRuntime>>,
+    pub redactor: Redactor,
+}
+
+impl Runtime {
+    /// The first route, in file order, that takes this request.
+    pub fn find(&self, parts: &http::request::Parts) -> Option<&Arc<RouteRuntime>> {
+        self.routes
+            .iter()
+            .find(|r| crate::route::matches(&r.cfg, parts))
+    }
+
+    fn route(&self, name: &str) -> Option<&RouteRuntime> {
+        self.routes
+            .iter()
+            .find(|r| r.cfg.name == name)
+            .map(|r| &**r)
+    }
+
+    /// The runtime for `config`, carrying the live state of `previous`'s
+    /// routes of the same name.
+    fn build(config: Arc<Config>, previous: Option<&Runtime>) -> Runtime {
+        let routes = config
+            .routes
+            .iter()
+            .map(|r| {
+                let before = previous.and_then(|p| p.route(&r.name));
+                Arc::new(RouteRuntime {
+                    cfg: r.clone(),
+                    live: Live::carry(r, before.map(|b| &b.live), &config.store.path),
+                })
+            })
+            .collect();
+        let redactor = Redactor::new(&config.store.redact_headers, &config.store.redact_json);
+        Runtime {
+            config,
+            routes,
+            redactor,
+        }
+    }
+}
+
+impl Live {
+    /// The live state of `route`: what `before` has that still fits the
+    /// route's settings, and new parts for the rest.
+    fn carry(route: &Route, before: Option<&Live>, store: &std::path::Path) -> Live {
+        let tls = |u: &Upstream| tls_client_config(u.tls_ca.as_slice());
+        let keep = |old: Option<&Client>, u: &Upstream, target: &'static str| match old {
+            Some(c) if c.upstream() == u => c.clone(),
+            _ => Client::new(u, target, &tls(u)),
+        };
+        let mirror_permits = match before {
+            Some(b) => {
+                b.mirror_permits.set_max(route.mirror.max_in_flight);
+                b.mirror_permits.clone()
+            }
+            None => Arc::new(Limit::new(route.mirror.max_in_flight)),
+        };
+        Live {
+            incumbent: keep(before.map(|b| &b.incumbent), &route.incumbent, "incumbent"),
+            candidate: route
+                .candidate
+                .as_ref()
+                .map(|c| keep(before.and_then(|b| b.candidate.as_ref()), c, "candidate")),
+            mirror_permits,
+            judge: judge(route, before.and_then(|b| b.judge.as_ref())),
+            noise: noise(route, before.and_then(|b| b.noise.as_ref()), store),
+        }
+    }
+}
+
+fn judge(route: &Route, before: Option<&Judge>) -> Option<Judge> {
+    let Compare::Judge(cfg) = &route.compare else {
+        return None;
+    };
+    let mut parts = cfg.url.clone().into_parts();
+    let path = parts.path_and_query.replace(PathAndQuery::from_static("/"));
+    let upstream = Upstream {
+        uri: http::Uri::from_parts(parts).unwrap_or_default(),
+        base_path: String::new(),
+        connect_timeout: cfg.timeout,
+        timeout: cfg.timeout,
+        http2: false,
+        tls_ca: None,
+    };
+    let client = match before {
+        Some(b) if b.client.upstream() == &upstream => b.client.clone(),
+        // The route's private CA, if any, is trusted for its judge too.
+        _ => Client::new(&upstream, "judge", &route_tls(route)),
+    };
+    let permits = match before {
+        Some(b) => {
+            b.permits.set_max(cfg.max_in_flight);
+            b.permits.clone()
+        }
+        None => Arc::new(Limit::new(cfg.max_in_flight)),
+    };
+    Some(Judge {
+        client,
+        path,
+        timeout: cfg.timeout,
+        permits,
+    })
+}
+
+/// The route's noise learner: kept across reloads while its settings are the
+/// same, else seeded with the pointers the store already holds (a missing or
+/// unreadable store seeds nothing).
+fn noise(route: &Route, before: Option<&Noise>, store: &std::path::Path) -> Option<Noise> {
+    let Compare::Json(spec) = &route.compare else {
+        return None;
+    };
+    let cfg = spec.noise.as_ref()?;
+    let learner = match before {
+        Some(b) if b.learner.config() == cfg => b.learner.clone(),
+        _ => {
+            let persisted = crate::store::read::noise(&[store.to_path_buf()], Some(&route.name))
+                .map(|rows| rows.into_iter().map(|n| n.pointer).collect())
+                .unwrap_or_default();
+            Arc::new(Learner::new(cfg, persisted))
+        }
+    };
+    let secondary =
+        cfg.secondary
+            .as_ref()
+            .map(|u| match before.and_then(|b| b.secondary.as_ref()) {
+                Some(c) if c.upstream() == u => c.clone(),
+                _ => Client::new(u, "incumbent", &route_tls(route)),
+            });
+    Some(Noise { learner, secondary })
+}
+
+/// The TLS settings for a route's own calls: the web roots plus its `tls_ca`.
+fn route_tls(route: &Route) -> rustls::ClientConfig {
+    tls_client_config(route.incumbent.tls_ca.as_slice())
+}
+
+/// Owns the current [`Runtime`]: read on every request without a lock,
+/// replaced whole by [`reload`].
+pub struct Owner {
+    current: ArcSwap<Runtime>,
+    /// One reload at a time (each builds on the one before).
+    reloading: Mutex<()>,
+}
+
+impl Owner {
+    pub fn new(config: Arc<Config>) -> Owner {
+        Owner {
+            current: ArcSwap::from_pointee(Runtime::build(config, None)),
+            reloading: Mutex::new(()),
+        }
+    }
+
+    /// One snapshot per request: a reload never changes a request midway.
+    pub fn load(&self) -> Arc<Runtime> {
+        self.current.load_full()
+    }
+
+    /// [`Owner::load`] for a short, synchronous read on the hot path (no
+    /// reference count touched; do not hold it across an `.await`).
+    pub fn now(&self) -> arc_swap::Guard<Arc<Runtime>> {
+        self.current.load()
+    }
+
+    /// Swaps in the runtime for `config`, carrying the live state over.
+    pub fn replace(&self, config: Arc<Config>) {
+        let _one = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let next = Runtime::build(config, Some(&self.current.load()));
+        self.current.store(Arc::new(next));
+    }
+}
+
+/// Why a reload was refused; the running config stays in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the running config was not loaded from a file: nothing to reload")]
+    NoSource,
+    #[error("{0} (the running config stays)")]
+    Invalid(String),
+    #[error(transparent)]
+    Rollout(#[from] rollout::Error),
+}
+
+/// Reloads the config file: swaps in a new runtime and applies (and audits as
+/// `config`) initial weights that changed. Listener and store settings need a restart.
+pub async fn reload(
+    owner: &Owner,
+    rollout: &Rollout,
+    metrics: &Metrics,
+) -> Result<Vec<rollout::Change>, ReloadError> {
+    let current = owner.load().config.clone();
+    let Some(path) = current.source.clone() else {
+        return Err(ReloadError::NoSource);
+    };
+    let count = |result: &str| metrics.record_reload(result == "ok");
+    let next = match config::load(&path) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            count("error");
+            let message = e.located(&path.display().to_string()).to_string();
+            tracing::error!(%message, "Config reload rejected");
+            return Err(ReloadError::Invalid(message));
+        }
+    };
+    if next.listen.addr != current.listen.addr
+        || next.admin.addr != current.admin.addr
+        || next.store.path != current.store.path
+    {
+        tracing::warn!("listen, admin and store changes take effect at the next restart");
+    }
+    owner.replace(next.clone());
+    let changes = rollout
+        .reconcile(&next, metrics)
+        .await
+        .inspect_err(|_| count("error"))?;
+    count("ok");
+    tracing::info!(path = %path.display(), changes = changes.len(), "Config reloaded");
+    Ok(changes)
+}

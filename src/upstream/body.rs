@@ -1,0 +1,100 @@
+//! Bodies on their way to an upstream ([`UpBody`]: a buffer, or a buffered
+//! prefix and the rest of a client's stream) and the capped read of an
+//! upstream's answer.
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// One buffer (or nothing), sent as a single frame.
+pub struct Once(Option<Bytes>);
+
+impl Once {
+    pub fn new(bytes: Bytes) -> Once {
+        Once((!bytes.is_empty()).then_some(bytes))
+    }
+
+    pub(crate) fn poll(&mut self) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Poll::Ready(self.0.take().map(|d| Ok(Frame::data(d))))
+    }
+
+    pub(crate) fn is_end(&self) -> bool {
+        self.0.is_none()
+    }
+
+    pub(crate) fn hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.0.as_ref().map_or(0, |d| d.len() as u64))
+    }
+}
+
+/// A request body on its way to an upstream.
+pub enum UpBody {
+    Full(Once),
+    Chained {
+        prefix: VecDeque<Bytes>,
+        rest: Incoming,
+    },
+}
+
+impl UpBody {
+    pub fn full(bytes: Bytes) -> UpBody {
+        UpBody::Full(Once::new(bytes))
+    }
+}
+
+impl Body for UpBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            UpBody::Full(once) => once.poll(),
+            UpBody::Chained { prefix, rest } => match prefix.pop_front() {
+                Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
+                None => Pin::new(rest).poll_frame(cx),
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpBody::Full(once) => once.is_end(),
+            UpBody::Chained { prefix, rest } => prefix.is_empty() && rest.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpBody::Full(once) => once.hint(),
+            UpBody::Chained { prefix, rest } => {
+                let buffered: u64 = prefix.iter().map(|c| c.len() as u64).sum();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.size_hint().lower() + buffered);
+                if let Some(upper) = rest.size_hint().upper() {
+                    hint.set_upper(upper + buffered);
+                }
+                hint
+            }
+        }
+    }
+}
+
+/// Reads a whole upstream body, keeping at most `cap` bytes (for shadow calls).
+pub async fn collect_capped(mut body: Incoming, cap: usize) -> Result<(Bytes, bool), hyper::Error> {
+    let mut buf = BytesMut::new();
+    let mut truncated = false;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            let room = cap.saturating_sub(buf.len());
+            truncated |= data.len() > room;
+            buf.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+    Ok((buf.freeze(), truncated))
+}
