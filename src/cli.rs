@@ -215,7 +215,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let guards = config
                 .iter()
                 .flat_map(|c| &c.routes)
-                .map(|r| (r.name.clone(), (&r.guard).into()))
+                .map(|r| (r.name.clone(), r.guard.clone()))
                 .collect();
             let opts = crate::report::ReportOptions {
                 dbs,

@@ -36,6 +36,7 @@ pub mod route;
 pub mod runtime;
 pub mod segment;
 pub mod shutdown;
+pub mod stats;
 pub mod store;
 pub mod tls;
 pub mod upstream;

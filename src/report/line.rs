@@ -1,15 +1,19 @@
 //! One line of the report (a route and segment, or one period of it) and what
 //! the guard would decide on its numbers.
 //!
-//! Pure: computed from [`SegmentStats`] and the route's guard settings.
+//! Pure: computed from [`SegmentStats`] and the route's guard settings; the
+//! decision is the live guard's own rule ([`guard::decide`]) on the line's counts.
 
-use super::stats::{self, Z95};
+use crate::config::Guard;
+use crate::rollout::guard::{self, Figures};
+use crate::stats::{self, Z95};
 use crate::store::read::SegmentStats;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// The guard settings a line is judged against (the route's `[routes.guard]`,
-/// or the documented defaults when no config is at hand).
+/// The guard settings a line was judged against, as the report shows them
+/// (the route's `[routes.guard]`, or the documented defaults when no config
+/// is at hand: `config::Guard::default()`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct GuardSettings {
     pub min_samples: u64,
@@ -18,24 +22,23 @@ pub struct GuardSettings {
     pub max_latency_ratio: Option<f64>,
 }
 
-impl Default for GuardSettings {
-    fn default() -> Self {
-        GuardSettings {
-            min_samples: 200,
-            min_agreement: 0.9,
-            max_candidate_error_rate: 0.02,
-            max_latency_ratio: None,
-        }
-    }
-}
-
-impl From<&crate::config::Guard> for GuardSettings {
-    fn from(g: &crate::config::Guard) -> Self {
+impl From<&Guard> for GuardSettings {
+    fn from(g: &Guard) -> Self {
         GuardSettings {
             min_samples: g.min_samples,
             min_agreement: g.min_agreement,
             max_candidate_error_rate: g.max_candidate_error_rate,
             max_latency_ratio: g.max_latency_ratio,
+        }
+    }
+}
+
+impl From<guard::Decision> for Decision {
+    fn from(d: guard::Decision) -> Decision {
+        match d {
+            guard::Decision::Pass => Decision::Pass,
+            guard::Decision::Breach(_) => Decision::Breach,
+            guard::Decision::Hold => Decision::Hold,
         }
     }
 }
@@ -169,7 +172,7 @@ pub struct Line {
 }
 
 impl Line {
-    pub fn new(s: &SegmentStats, guard: GuardSettings) -> Line {
+    pub fn new(s: &SegmentStats, guard: &Guard) -> Line {
         let decided = s.decided();
         let agreement = Rate::of(s.matches, decided);
         let attempts = decided + s.candidate_errors;
@@ -203,67 +206,48 @@ impl Line {
             top_diffs: top(s.diffs.iter().map(|(k, n)| (k.clone(), *n)), TOP_DIFFS),
             weight: None,
             ratings: Ratings::default(),
-            guard,
+            guard: guard.into(),
             decision: Decision::Hold,
             decided: false,
             samples_needed: None,
         };
-        line.decide(s);
+        line.decide(s, guard);
         line
     }
 
-    /// The guard's decision on these numbers, as SPEC §3 states it.
-    fn decide(&mut self, s: &SegmentStats) {
-        let g = self.guard;
-        let attempts = s.decided() + s.candidate_errors;
-        let errors = Rate::of(s.candidate_errors, attempts);
-        let latency_ok = match (
-            g.max_latency_ratio,
-            self.candidate_ms.p99,
-            self.incumbent_ms.p99,
-        ) {
-            (Some(max), Some(c), Some(i)) if i > 0.0 => c / i <= max,
-            _ => true,
-        };
-        let breach = self.safety_hits > 0
-            || self.agreement.is_some_and(|a| a.hi < g.min_agreement)
-            || errors.is_some_and(|e| e.lo > g.max_candidate_error_rate)
-            || !latency_ok;
-        let pass = s.decided() >= g.min_samples
-            && self.agreement.is_some_and(|a| a.lo >= g.min_agreement)
-            && errors.is_none_or(|e| e.value <= g.max_candidate_error_rate);
-        self.decision = if breach {
-            Decision::Breach
-        } else if pass {
-            Decision::Pass
-        } else {
-            Decision::Hold
-        };
-        let enough = s.decided() >= g.min_samples;
-        self.decided = self
-            .agreement
-            .is_some_and(|a| a.hi < g.min_agreement || (enough && a.lo >= g.min_agreement));
+    /// The guard's decision on these numbers: [`guard::decide`] itself.
+    fn decide(&mut self, s: &SegmentStats, g: &Guard) {
+        let latency_ratio = guard::ratio(self.candidate_ms.p99, self.incumbent_ms.p99);
+        let figures = Figures::of(
+            s.matches,
+            s.mismatches,
+            s.candidate_errors,
+            self.safety_hits,
+            latency_ratio,
+        );
+        self.decision = guard::decide(g, &figures).into();
+        let enough = figures.samples >= g.min_samples;
+        self.decided = enough
+            && self
+                .agreement
+                .is_some_and(|a| a.hi < g.min_agreement || a.lo >= g.min_agreement);
         if !self.decided {
-            self.samples_needed = samples_needed(self.agreement, s.decided(), g);
+            self.samples_needed = samples_needed(self.agreement, figures.samples, g);
         }
     }
 }
 
 /// Decided comparisons still missing before the interval clears
 /// `min_agreement` (or `min_samples` is reached), at the current agreement.
-fn samples_needed(agreement: Option<Rate>, have: u64, g: GuardSettings) -> Option<u64> {
+fn samples_needed(agreement: Option<Rate>, have: u64, g: &Guard) -> Option<u64> {
     let p = agreement.map_or(1.0, |a| a.value);
     let gap = (p - g.min_agreement).abs();
     if gap < 1e-9 {
         return None;
     }
     let var = (p * (1.0 - p)).max(g.min_agreement * (1.0 - g.min_agreement));
-    let n = (Z95 * Z95 * var / (gap * gap)).ceil() as u64;
-    let n = if p > g.min_agreement {
-        n.max(g.min_samples)
-    } else {
-        n
-    };
+    // Either way the guard waits for `min_samples`.
+    let n = ((Z95 * Z95 * var / (gap * gap)).ceil() as u64).max(g.min_samples);
     Some(n.saturating_sub(have).max(1))
 }
 
@@ -292,7 +276,7 @@ mod tests {
 
     #[test]
     fn definitions() {
-        let l = Line::new(&stats(6, 2, 2), GuardSettings::default());
+        let l = Line::new(&stats(6, 2, 2), &Guard::default());
         assert_eq!(l.agreement.map(|a| a.value), Some(0.75));
         assert_eq!(l.candidate_error_rate, Some(0.2));
         assert_eq!(l.incumbent_ms.p50, Some(2.0));
@@ -303,16 +287,20 @@ mod tests {
 
     #[test]
     fn the_guard_decides_only_on_enough_evidence() {
-        let g = GuardSettings {
+        let g = &Guard {
             max_candidate_error_rate: 1.0,
-            ..GuardSettings::default()
+            ..Guard::default()
         };
         // 97 % of 1000: the lower bound is above 0.9 → pass, decided.
         let l = Line::new(&stats(970, 30, 0), g);
         assert_eq!((l.decision, l.decided), (Decision::Pass, true));
-        // 60 % of 100: the upper bound is below 0.9 → breach, decided.
-        let l = Line::new(&stats(60, 40, 0), g);
+        // 60 % of 300: the upper bound is below 0.9 → breach, decided.
+        let l = Line::new(&stats(180, 120, 0), g);
         assert_eq!((l.decision, l.decided), (Decision::Breach, true));
+        // 60 % of 100: clearly bad, but the guard waits for min_samples (200).
+        let l = Line::new(&stats(60, 40, 0), g);
+        assert_eq!((l.decision, l.decided), (Decision::Hold, false));
+        assert_eq!(l.samples_needed, Some(100), "{l:?}");
         // 95 % of 20: too few to tell.
         let l = Line::new(&stats(19, 1, 0), g);
         assert_eq!((l.decision, l.decided), (Decision::Hold, false));
@@ -321,6 +309,48 @@ mod tests {
         let mut s = stats(19, 1, 0);
         s.safety.insert("ssn".into(), 1);
         assert_eq!(Line::new(&s, g).decision, Decision::Breach);
+    }
+
+    /// The report decides what the live guard decides on the same samples
+    /// (before, the report breached below `min_samples` and the guard held).
+    #[test]
+    fn the_report_and_the_live_guard_agree() {
+        use crate::compare::Verdict;
+        use crate::rollout::guard::{Sample, SegmentGuard};
+        let g = Guard::default();
+        let t0 = std::time::Instant::now();
+        for (matches, mismatches, errors) in [
+            (5, 15, 0),
+            (60, 40, 0),
+            (180, 120, 0),
+            (970, 30, 0),
+            (150, 40, 12),
+            (300, 0, 30),
+        ] {
+            let mut live = SegmentGuard::default();
+            let verdicts = std::iter::repeat_n(Verdict::Match, matches)
+                .chain(std::iter::repeat_n(Verdict::Mismatch, mismatches))
+                .chain(std::iter::repeat_n(Verdict::CandidateError, errors));
+            for (i, verdict) in verdicts.enumerate() {
+                let sample = Sample {
+                    at: t0 + std::time::Duration::from_millis(i as u64),
+                    verdict,
+                    safety: false,
+                    incumbent_ms: None,
+                    candidate_ms: None,
+                };
+                // Weight 0 (shadow): a breach is reported but the window is kept.
+                let _action = live.observe(&g, sample, 0.0);
+            }
+            let (_, decision, _) = live.status(t0).unwrap();
+            let n = |k: usize| k as u64;
+            let line = Line::new(&stats(n(matches), n(mismatches), n(errors)), &g);
+            assert_eq!(
+                line.decision,
+                Decision::from(decision),
+                "{matches}/{mismatches}/{errors}"
+            );
+        }
     }
 
     #[test]

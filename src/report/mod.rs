@@ -14,7 +14,7 @@
 //!   answer is not logged).
 //! - **compared** (mirror coverage) = (samples − skipped) / samples, with the
 //!   skip reasons for the rest.
-//! - **p50 / p95 / p99**: nearest-rank percentiles ([`stats::percentile`]) of
+//! - **p50 / p95 / p99**: nearest-rank percentiles ([`crate::stats::percentile`]) of
 //!   every recorded latency of that side, in milliseconds.
 //! - **guard**: what the route's guard would decide on these numbers
 //!   ([`line::Decision`]); **decided** says whether the sample is large
@@ -26,13 +26,12 @@ pub mod html;
 pub mod line;
 pub mod render;
 pub mod show;
-pub mod stats;
 pub mod svg;
 pub mod tabular;
 
 use crate::store::read::{self, Filter, NoiseRow, Scan};
 use crate::store::{self, events::RolloutEvent};
-use line::{GuardSettings, Line, Ratings};
+use line::{Line, Ratings};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -88,7 +87,7 @@ pub struct ReportOptions {
     pub by: By,
     pub format: Format,
     /// Guard settings per route (from the config); others get the defaults.
-    pub guards: BTreeMap<String, GuardSettings>,
+    pub guards: BTreeMap<String, crate::config::Guard>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,10 +160,11 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
     } = read::scan(&opts.dbs, &filter, opts.by.period_ms(), bucket)?;
     let weights = read::weights(&opts.dbs)?;
     let mut ratings = read::ratings(&opts.dbs, &filter)?;
+    let default_guard = crate::config::Guard::default();
     let lines = groups
         .iter()
         .map(|s| {
-            let guard = opts.guards.get(&s.route).copied().unwrap_or_default();
+            let guard = opts.guards.get(&s.route).unwrap_or(&default_guard);
             let mut line = Line::new(s, guard);
             line.weight = weights
                 .get(&(s.route.clone(), s.segment.clone()))

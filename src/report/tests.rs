@@ -2,6 +2,7 @@
 //! merging replicas, grouping by period, weights, noise and feedback.
 
 use super::*;
+use crate::stats;
 use crate::store::events::{self, NewEvent, NewFeedback};
 
 fn fb(id: &str, rating: i64, comment: &str) -> NewFeedback {
@@ -122,8 +123,10 @@ fn numbers_of_one_database() {
         mid.top_diffs,
         [("/score".to_string(), 40), ("/label".to_string(), 10)]
     );
-    assert_eq!(mid.decision, Decision::Breach);
-    assert!(mid.decided);
+    // 60 % agreement is clearly below 0.9, but with 105 samples the guard
+    // still waits for min_samples (200), and the report says what it says.
+    assert_eq!(mid.decision, Decision::Hold);
+    assert!(!mid.decided);
     // 100 decided < min_samples 200: enterprise cannot pass yet.
     assert_eq!(ent.decision, Decision::Hold);
     assert!(!ent.decided && ent.samples_needed == Some(100), "{ent:?}");
@@ -259,7 +262,7 @@ fn weights_noise_feedback_and_events_appear() {
     let json: serde_json::Value = serde_json::from_str(&render(&o, Format::Json)).unwrap();
     assert_eq!(json["lines"][0]["samples"], 100);
     assert_eq!(json["lines"][0]["incumbent_ms"]["p95"], 95.0);
-    assert_eq!(json["lines"][1]["decision"], "breach");
+    assert_eq!(json["lines"][1]["decision"], "hold");
     assert_eq!(json["lines"][0]["ratings"]["mean"], 4.5);
     assert_eq!(json["noise"][0]["pointer"], "/request_id");
 
@@ -284,7 +287,7 @@ fn weights_noise_feedback_and_events_appear() {
         ]
     );
     assert_eq!(cols[9], "0.6");
-    assert_eq!(cols[12], "breach");
+    assert_eq!(cols[12], "hold");
     assert_eq!(cols[27], "/score=40;/label=10");
 
     let md = render(&o, Format::Markdown);

@@ -8,7 +8,7 @@
 
 use crate::compare::Verdict;
 use crate::config::{Guard, OnBreach, Window};
-use crate::report::stats::{Z95, percentile, wilson};
+use crate::stats::{Z95, percentile, wilson};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -170,6 +170,35 @@ impl Counts {
     }
 }
 
+impl Figures {
+    /// The figures of a set of counts, with their Wilson 95 % bounds: the one
+    /// input of [`decide`], whether the counts are a live window or a report's.
+    pub fn of(
+        matches: u64,
+        mismatches: u64,
+        candidate_errors: u64,
+        safety_events: u64,
+        latency_ratio: Option<f64>,
+    ) -> Figures {
+        let decided = matches + mismatches;
+        let samples = decided + candidate_errors;
+        let (agreement_lower, agreement_upper) = wilson(matches, decided, Z95);
+        Figures {
+            samples,
+            matches,
+            mismatches,
+            candidate_errors,
+            safety_events,
+            agreement: (decided > 0).then(|| matches as f64 / decided as f64),
+            agreement_lower,
+            agreement_upper,
+            error_rate: (samples > 0).then(|| candidate_errors as f64 / samples as f64),
+            error_rate_lower: wilson(candidate_errors, samples, Z95).0,
+            latency_ratio,
+        }
+    }
+}
+
 /// Computes the figures and the decision for a window.
 pub fn evaluate(cfg: &Guard, samples: &VecDeque<Sample>) -> (Figures, Decision) {
     evaluate_counted(cfg, Counts::of(samples), samples)
@@ -182,39 +211,47 @@ fn evaluate_counted(
     counts: Counts,
     samples: &VecDeque<Sample>,
 ) -> (Figures, Decision) {
-    let mut f = Figures {
-        matches: counts.matches,
-        mismatches: counts.mismatches,
-        candidate_errors: counts.candidate_errors,
-        safety_events: counts.safety_events,
-        ..Figures::default()
-    };
-    let (mut inc, mut cand) = (Vec::new(), Vec::new());
+    let mut latency_ratio = None;
     if cfg.max_latency_ratio.is_some() {
+        let (mut inc, mut cand) = (Vec::new(), Vec::new());
         for s in samples {
             inc.extend(s.incumbent_ms);
             cand.extend(s.candidate_ms);
         }
-    }
-    let decided = f.matches + f.mismatches;
-    f.samples = decided + f.candidate_errors;
-    (f.agreement_lower, f.agreement_upper) = wilson(f.matches, decided, Z95);
-    f.agreement = (decided > 0).then(|| f.matches as f64 / decided as f64);
-    f.error_rate_lower = wilson(f.candidate_errors, f.samples, Z95).0;
-    f.error_rate = (f.samples > 0).then(|| f.candidate_errors as f64 / f.samples as f64);
-    if cfg.max_latency_ratio.is_some() {
         inc.sort_by(f64::total_cmp);
         cand.sort_by(f64::total_cmp);
-        if let (Some(i), Some(c)) = (percentile(&inc, 99.0), percentile(&cand, 99.0)) {
-            f.latency_ratio = Some(c / i.max(0.001));
-        }
+        latency_ratio = ratio(percentile(&cand, 99.0), percentile(&inc, 99.0));
     }
-    let decision = decide(cfg, &f, decided);
+    let f = Figures::of(
+        counts.matches,
+        counts.mismatches,
+        counts.candidate_errors,
+        counts.safety_events,
+        latency_ratio,
+    );
+    let decision = decide(cfg, &f);
     (f, decision)
 }
 
-fn decide(cfg: &Guard, f: &Figures, decided: u64) -> Decision {
-    // A safety hit is evidence enough on its own.
+/// Candidate p99 over incumbent p99, when both are known.
+pub fn ratio(candidate_p99: Option<f64>, incumbent_p99: Option<f64>) -> Option<f64> {
+    match (candidate_p99, incumbent_p99) {
+        (Some(c), Some(i)) => Some(c / i.max(0.001)),
+        _ => None,
+    }
+}
+
+/// The guard's decision on its figures (SPEC §3), asymmetric: the one rule,
+/// used by the live guard and by `report`.
+///
+/// A safety event breaches at once; everything else waits for `min_samples`.
+/// Then a breach needs the evidence to say the candidate is worse (agreement's
+/// upper bound below `min_agreement`, the error rate's lower bound above its
+/// maximum, or the latency ratio exceeded), a pass needs it to say the
+/// candidate is good (agreement's lower bound at or above `min_agreement`,
+/// errors within bounds); everything between holds.
+pub fn decide(cfg: &Guard, f: &Figures) -> Decision {
+    let decided = f.matches + f.mismatches;
     if f.safety_events > 0 {
         return Decision::Breach(Reason::Safety);
     }

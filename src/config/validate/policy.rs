@@ -233,6 +233,14 @@ pub(super) fn rollout(
     }
 }
 
+impl Default for Guard {
+    /// The documented defaults: the file's defaults, validated like any
+    /// `[routes.guard]` table (so there is one copy of each number).
+    fn default() -> Guard {
+        guard(&mut Checker::new(""), &GuardFile::default())
+    }
+}
+
 pub(super) fn guard(c: &mut Checker<'_>, f: &GuardFile) -> Guard {
     let window = match f.window.get_ref() {
         WindowFile::Count(n) => match usize::try_from(*n) {
