@@ -276,8 +276,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             admin,
         } => {
             let target = match (to, next) {
-                (Some(w), _) => crate::ops::Target::To(w),
-                (None, _) => crate::ops::Target::Next,
+                (Some(w), _) => crate::admin::client::Target::To(w),
+                (None, _) => crate::admin::client::Target::Next,
             };
             ops(&admin, async |a, out| {
                 a.set_weight(&route, &segment, target, &reason, out).await
@@ -290,7 +290,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             reason,
             admin,
         } => ops(&admin, async |a, out| {
-            let target = crate::ops::Target::To(to);
+            let target = crate::admin::client::Target::To(to);
             a.set_weight(&route, &segment, target, &reason, out).await
         }),
         Command::Audit { route, admin } => {
@@ -302,9 +302,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Runs one admin API client command against the running proxy.
 fn ops(
     args: &AdminArgs,
-    f: impl AsyncFnOnce(&crate::ops::Admin, &mut dyn std::io::Write) -> anyhow::Result<()>,
+    f: impl AsyncFnOnce(&crate::admin::client::Admin, &mut dyn std::io::Write) -> anyhow::Result<()>,
 ) -> anyhow::Result<ExitCode> {
-    let admin = crate::ops::Admin::resolve(args.admin.as_deref(), &args.config)?;
+    let admin = crate::admin::client::Admin::resolve(args.admin.as_deref(), &args.config)?;
     tokio_runtime()?.block_on(f(&admin, &mut std::io::stdout()))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -358,6 +358,34 @@ fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// The error as one line for a person: each cause once (our errors already
+/// name their source in their own message, so a cause already said is not
+/// repeated).
+pub fn message(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// The reader of our output went away (`understudy report | head`): not an
+/// error worth a word, as for any well-behaved Unix filter.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    let pipe = Some(std::io::ErrorKind::BrokenPipe);
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>().map(std::io::Error::kind) == pipe
+            // serde_json writing straight to stdout keeps the io error inside.
+            || e.downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == pipe
+    })
+}
+
 /// 1 when the cause is the user's (config, arguments, missing files), else 2.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     let user = err.chain().any(|e| {
@@ -367,7 +395,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<crate::export::Error>()
             || e.is::<crate::store::Error>()
     }) || err
-        .downcast_ref::<crate::ops::Error>()
-        .is_some_and(crate::ops::Error::is_user);
+        .downcast_ref::<crate::admin::client::Error>()
+        .is_some_and(crate::admin::client::Error::is_user);
     if user { 1 } else { 2 }
 }

@@ -27,7 +27,6 @@ pub mod limit;
 pub mod loopback;
 pub mod metrics;
 pub mod observation;
-pub mod ops;
 pub mod pointer;
 pub mod proxy;
 pub mod report;

@@ -20,8 +20,9 @@ fn main() -> ExitCode {
         .init();
     match understudy::cli::run(cli) {
         Ok(code) => code,
+        Err(e) if understudy::cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", understudy::cli::message(&e));
             ExitCode::from(understudy::cli::exit_code(&e))
         }
     }

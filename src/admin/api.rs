@@ -6,6 +6,7 @@
 
 use super::auth::{Auth, Refusal};
 use super::respond;
+use super::wire;
 use crate::proxy::Proxy;
 use crate::proxy::body::ProxyBody;
 use crate::rollout::{self, Actor, guard, state};
@@ -16,8 +17,7 @@ use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 /// Header a client sets to be audited as something other than `api` (the CLI sends `cli`).
 pub const ACTOR_HEADER: &str = "x-understudy-actor";
@@ -26,7 +26,14 @@ const MAX_BODY: usize = 64 * 1024;
 /// An API failure: its status and message.
 struct Failure(StatusCode, String);
 
-type Answer = Result<(StatusCode, Value), Failure>;
+/// A status and a body of the wire format ([`wire`]).
+type Answer = Result<(StatusCode, serde_json::Value), Failure>;
+
+fn ok(status: StatusCode, body: impl Serialize) -> Answer {
+    serde_json::to_value(body)
+        .map(|v| (status, v))
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
 
 /// Handles a request under `/api/v1/`.
 pub async fn handle(
@@ -38,7 +45,7 @@ pub async fn handle(
     let path = parts.uri.path().strip_prefix("/api/v1/").unwrap_or("");
     let segments: Vec<&str> = path.split('/').collect();
     let answer = match (&parts.method, segments.as_slice()) {
-        (&Method::GET, ["routes"]) => Ok((StatusCode::OK, routes(proxy))),
+        (&Method::GET, ["routes"]) => ok(StatusCode::OK, routes(proxy)),
         (&Method::GET, ["audit"]) => audit(proxy, parts),
         (&Method::POST, ["routes", route, "weights"]) => {
             mutate(auth, parts, body, |b| weights(proxy, parts, route, b)).await
@@ -50,11 +57,14 @@ pub async fn handle(
             format!("no API endpoint {} {}", parts.method, parts.uri.path()),
         )),
     };
-    let (status, value) = match answer {
-        Ok(pair) => pair,
-        Err(Failure(status, message)) => (status, json!({ "error": message })),
+    let (status, text) = match answer {
+        Ok((status, value)) => (status, serde_json::to_string_pretty(&value)),
+        Err(Failure(status, error)) => (
+            status,
+            serde_json::to_string_pretty(&wire::Refusal { error }),
+        ),
     };
-    let mut text = serde_json::to_string_pretty(&value).unwrap_or_else(|_| "{}".into());
+    let mut text = text.unwrap_or_else(|_| "{}".into());
     text.push('\n');
     respond(status, "application/json", text)
 }
@@ -107,10 +117,10 @@ fn rollout_failure(e: &rollout::Error) -> Failure {
 }
 
 /// Weights, mirror switch and guard state of every route and segment.
-pub fn routes(proxy: &Proxy) -> Value {
+pub fn routes(proxy: &Proxy) -> wire::Routes {
     let rt = proxy.runtime.load();
     let live = proxy.rollout.snapshot();
-    let routes: Vec<Value> = rt
+    let routes = rt
         .config
         .routes
         .iter()
@@ -127,44 +137,43 @@ pub fn routes(proxy: &Proxy) -> Value {
                     names.push(name);
                 }
             }
-            let segments: Vec<Value> = names
+            let segments = names
                 .iter()
-                .map(|name| {
-                    let guard = proxy.rollout.guard_status(&route.name, name).map(
-                        |(figures, decision, passing)| {
-                            json!({
-                                "decision": decision.as_str(),
-                                "reason": match decision {
-                                    guard::Decision::Breach(r) => Some(r.as_str()),
-                                    _ => None,
-                                },
-                                "passing_for_s": passing.map(|d| d.as_secs_f64()),
-                                "figures": figures,
-                            })
+                .map(|name| wire::SegmentView {
+                    segment: name.clone(),
+                    weight: rs.weight(name),
+                    guard: proxy.rollout.guard_status(&route.name, name).map(
+                        |(figures, decision, passing)| wire::GuardView {
+                            decision: decision.as_str().to_string(),
+                            reason: match decision {
+                                guard::Decision::Breach(r) => Some(r.as_str().to_string()),
+                                _ => None,
+                            },
+                            passing_for_s: passing.map(|d| d.as_secs_f64()),
+                            figures,
                         },
-                    );
-                    json!({ "segment": name, "weight": rs.weight(name), "guard": guard })
+                    ),
                 })
                 .collect();
             let g = &route.guard;
-            json!({
-                "route": route.name,
-                "mirror": if rs.mirror { "on" } else { "off" },
-                "has_candidate": route.candidate.is_some(),
-                "guard_config": {
-                    "min_samples": g.min_samples,
-                    "min_agreement": g.min_agreement,
-                    "max_candidate_error_rate": g.max_candidate_error_rate,
-                    "max_latency_ratio": g.max_latency_ratio,
-                    "auto_promote": g.auto_promote,
-                    "steps": g.steps,
-                    "hold_s": g.hold.as_secs_f64(),
+            wire::RouteView {
+                route: route.name.clone(),
+                mirror: if rs.mirror { "on" } else { "off" }.to_string(),
+                has_candidate: route.candidate.is_some(),
+                guard_config: wire::GuardConfig {
+                    min_samples: g.min_samples,
+                    min_agreement: g.min_agreement,
+                    max_candidate_error_rate: g.max_candidate_error_rate,
+                    max_latency_ratio: g.max_latency_ratio,
+                    auto_promote: g.auto_promote,
+                    steps: g.steps.clone(),
+                    hold_s: g.hold.as_secs_f64(),
                 },
-                "segments": segments,
-            })
+                segments,
+            }
         })
         .collect();
-    json!({ "routes": routes })
+    wire::Routes { routes }
 }
 
 fn audit(proxy: &Proxy, parts: &Parts) -> Answer {
@@ -183,31 +192,13 @@ fn audit(proxy: &Proxy, parts: &Parts) -> Answer {
         .rollout
         .history(route.as_deref(), limit)
         .map_err(|e| rollout_failure(&e))?;
-    let events: Vec<Value> = events
-        .into_iter()
-        .map(|e| {
-            json!({
-                "version": e.version, "ts": e.ts_ms, "route": e.route, "segment": e.segment,
-                "from": e.from_weight, "to": e.to_weight, "mirror": e.mirror,
-                "actor": e.actor, "reason": e.reason,
-            })
-        })
-        .collect();
-    Ok((StatusCode::OK, json!({ "events": events })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WeightBody {
-    segment: Option<String>,
-    weight: Option<f64>,
-    mirror: Option<String>,
-    reason: Option<String>,
+    let events = events.into_iter().map(wire::EventView::from).collect();
+    ok(StatusCode::OK, wire::Audit { events })
 }
 
 async fn weights(proxy: &Proxy, parts: &Parts, route: &str, bytes: Bytes) -> Answer {
     const SHAPE: &str = r#"{"segment": "...", "weight": 5.0, "reason": "..."} or {"mirror": "on"|"off", "reason": "..."}"#;
-    let body: WeightBody = parse(&bytes, SHAPE)?;
+    let body: wire::WeightChange = parse(&bytes, SHAPE)?;
     let actor = match parts.headers.get(ACTOR_HEADER).map(|v| v.as_bytes()) {
         Some(b"cli") => Actor::Cli,
         _ => Actor::Api,
@@ -243,20 +234,12 @@ async fn weights(proxy: &Proxy, parts: &Parts, route: &str, bytes: Bytes) -> Ans
         }
     }
     .map_err(|e| rollout_failure(&e))?;
-    Ok((StatusCode::OK, json!({ "change": change })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FeedbackBody {
-    exchange_id: String,
-    rating: i64,
-    #[serde(default)]
-    comment: String,
+    let change = change.into();
+    ok(StatusCode::OK, wire::Changed { change })
 }
 
 async fn feedback(proxy: &Proxy, bytes: Bytes) -> Answer {
-    let body: FeedbackBody = parse(
+    let body: wire::Feedback = parse(
         &bytes,
         r#"{"exchange_id": "...", "rating": 1, "comment": "..."}"#,
     )?;
@@ -266,7 +249,7 @@ async fn feedback(proxy: &Proxy, bytes: Bytes) -> Answer {
         comment: body.comment,
     };
     match proxy.store.add_feedback(feedback).await {
-        Ok(()) => Ok((StatusCode::CREATED, json!({ "ok": true }))),
+        Ok(()) => ok(StatusCode::CREATED, Created { ok: true }),
         Err(e @ crate::store::Error::UnknownExchange { .. }) => {
             Err(Failure(StatusCode::NOT_FOUND, e.to_string()))
         }
@@ -274,12 +257,21 @@ async fn feedback(proxy: &Proxy, bytes: Bytes) -> Answer {
     }
 }
 
+/// The answer to a recorded rating.
+#[derive(Serialize)]
+struct Created {
+    ok: bool,
+}
+
 async fn reload(proxy: &Proxy) -> Answer {
     match proxy.reload().await {
-        Ok(changes) => Ok((
+        Ok(changes) => ok(
             StatusCode::OK,
-            json!({ "reloaded": true, "changes": changes }),
-        )),
+            wire::Reloaded {
+                reloaded: true,
+                changes: changes.into_iter().map(Into::into).collect(),
+            },
+        ),
         Err(e @ ReloadError::NoSource) => Err(Failure(StatusCode::CONFLICT, e.to_string())),
         Err(e @ ReloadError::Invalid(_)) => Err(Failure(StatusCode::BAD_REQUEST, e.to_string())),
         Err(e @ ReloadError::Rollout(_)) => {

@@ -1,10 +1,13 @@
-//! The admin listener: metrics, health and the rollout API ([`api`]).
+//! The admin listener: metrics, health and the rollout API ([`api`]), and
+//! the CLI's client of that API ([`client`]); both speak [`wire`].
 //!
 //! A small `(method, path)` match; it shares nothing with the proxy listener
 //! but the `Proxy` state. Mutating calls pass [`auth::Auth`] first.
 
 pub mod api;
 pub mod auth;
+pub mod client;
+pub mod wire;
 
 use crate::proxy::Proxy;
 use crate::proxy::body::ProxyBody;

@@ -84,7 +84,7 @@ impl Decision {
 }
 
 /// The numbers behind a decision, as shown by the API and written in audit reasons.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Figures {
     /// Comparisons in the window (matches, mismatches, candidate errors).
     pub samples: u64,

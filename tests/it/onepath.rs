@@ -227,3 +227,51 @@ async fn reloads_do_not_multiply_the_mirror_bound() {
     );
     running.stop().await;
 }
+
+/// A missing database is said once, not once per layer of the error.
+#[test]
+fn a_missing_database_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.db");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_understudy"))
+        .args(["report", "--db"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+}
+
+/// `understudy report | head`: a reader that goes away ends the command
+/// quietly (exit 0, nothing on stderr), as ripgrep does.
+#[tokio::test]
+async fn a_closed_stdout_ends_quietly() {
+    let inc = upstream().spawn().await;
+    let cand = upstream().spawn().await;
+    let mut p = proxy(&route("r", "/", &inc.url(), &cand.url(), "")).await;
+    for _ in 0..3 {
+        get(&p.url("/x")).await;
+    }
+    p.stop().await;
+    for args in [
+        &["report", "--format", "json"][..],
+        &["export", "--format", "jsonl"][..],
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_understudy"))
+            .args(args)
+            .arg("--db")
+            .arg(&p.db)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the read end before the command writes a byte.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.is_empty(), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+    }
+}

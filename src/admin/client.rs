@@ -1,17 +1,20 @@
-//! `status`, `promote`, `rollback` and `audit`: a small client of a running
-//! proxy's admin API (SPEC §7). A change takes effect on the proxy's next request.
+//! The admin client: `status`, `promote`, `rollback` and `audit` against a
+//! running proxy's admin API (SPEC §7), reading and writing the [`wire`]
+//! types the server uses. A change takes effect on the proxy's next request.
 //!
 //! It never touches the database itself: the proxy records every change, so
 //! the audit trail has one writer. Calls are sent with `x-understudy-actor: cli`.
 
-use crate::admin::api::ACTOR_HEADER;
+use super::api::ACTOR_HEADER;
+use super::wire;
 use crate::rollout::guard;
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
@@ -96,7 +99,12 @@ impl Admin {
         }
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, Error> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, Error> {
         let url = format!("{}{path}", self.base);
         let mut req = Request::builder()
             .method(method.clone())
@@ -105,7 +113,10 @@ impl Admin {
         if let Some(t) = &self.token {
             req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
         }
-        let bytes = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+        let bytes = match body {
+            Some(b) => Bytes::from(serde_json::to_vec(b).map_err(|e| Error::Usage(e.to_string()))?),
+            None => Bytes::new(),
+        };
         let req = req
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(bytes))
@@ -136,12 +147,9 @@ impl Admin {
         .await
         .map_err(|_| unreachable(format!("no answer within {}s", TIMEOUT.as_secs())))??;
         let (status, body) = answer;
-        let value: Value = serde_json::from_slice(&body).map_err(|e| Error::BadAnswer {
-            url: url.clone(),
-            message: format!("{status}: not JSON ({e})"),
-        })?;
         if !status.is_success() {
-            let message = value["error"].as_str().unwrap_or("no message").to_string();
+            let message = serde_json::from_slice::<wire::Refusal>(&body)
+                .map_or_else(|_| "no message".to_string(), |r| r.error);
             return Err(Error::Refused {
                 method,
                 url,
@@ -149,63 +157,70 @@ impl Admin {
                 message,
             });
         }
-        Ok(value)
+        serde_json::from_slice(&body).map_err(|e| Error::BadAnswer {
+            url: url.clone(),
+            message: format!("{status}: {e}"),
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+        self.call(Method::GET, path, None::<&()>).await
     }
 
     /// `understudy status`: weights, guard state and the last events.
     pub async fn status(&self, out: &mut dyn Write) -> anyhow::Result<()> {
-        let routes = self.call(Method::GET, "/api/v1/routes", None).await?;
-        for r in routes["routes"].as_array().into_iter().flatten() {
-            let g = &r["guard_config"];
+        let routes: wire::Routes = self.get("/api/v1/routes").await?;
+        for r in &routes.routes {
+            let g = &r.guard_config;
             writeln!(
                 out,
-                "{}  mirror {}  guard: min_agreement {}, min_samples {}, auto_promote {}, steps {}, hold {}s",
-                r["route"].as_str().unwrap_or("?"),
-                r["mirror"].as_str().unwrap_or("?"),
-                g["min_agreement"],
-                g["min_samples"],
-                g["auto_promote"],
-                g["steps"],
-                g["hold_s"],
+                "{}  mirror {}  guard: min_agreement {}, min_samples {}, auto_promote {}, steps {:?}, hold {}s",
+                r.route,
+                r.mirror,
+                g.min_agreement,
+                g.min_samples,
+                g.auto_promote,
+                g.steps,
+                g.hold_s,
             )?;
             writeln!(
                 out,
                 "  {:<14} {:>8}  {:<7} {:>7}  {:<24} {:>7}",
                 "segment", "weight", "guard", "samples", "agreement [95% CI]", "errors"
             )?;
-            for s in r["segments"].as_array().into_iter().flatten() {
-                let gs = &s["guard"];
-                let f = &gs["figures"];
-                let agreement = match f["agreement"].as_f64() {
-                    Some(a) => format!(
-                        "{a:.3} [{:.3}, {:.3}]",
-                        f["agreement_lower"].as_f64().unwrap_or(0.0),
-                        f["agreement_upper"].as_f64().unwrap_or(1.0)
-                    ),
+            for s in &r.segments {
+                let f = s.guard.as_ref().map(|g| &g.figures);
+                let agreement = match f.and_then(|f| f.agreement.map(|a| (a, f))) {
+                    Some((a, f)) => {
+                        format!(
+                            "{a:.3} [{:.3}, {:.3}]",
+                            f.agreement_lower, f.agreement_upper
+                        )
+                    }
                     None => "-".into(),
                 };
-                let decision = match gs["reason"].as_str() {
-                    Some(reason) => format!("breach:{reason}"),
-                    None => gs["decision"].as_str().unwrap_or("-").to_string(),
+                let decision = match &s.guard {
+                    Some(g) => match &g.reason {
+                        Some(reason) => format!("breach:{reason}"),
+                        None => g.decision.clone(),
+                    },
+                    None => "-".into(),
                 };
                 writeln!(
                     out,
                     "  {:<14} {:>7.3}%  {:<7} {:>7}  {:<24} {:>7}",
-                    s["segment"].as_str().unwrap_or("?"),
-                    s["weight"].as_f64().unwrap_or(0.0),
+                    s.segment,
+                    s.weight,
                     decision,
-                    f["samples"].as_u64().map_or("-".into(), |n| n.to_string()),
+                    f.map_or("-".into(), |f| f.samples.to_string()),
                     agreement,
-                    f["error_rate"]
-                        .as_f64()
+                    f.and_then(|f| f.error_rate)
                         .map_or("-".into(), |e| format!("{:.1}%", e * 100.0)),
                 )?;
             }
         }
         writeln!(out, "\nLast events:")?;
-        let audit = self
-            .call(Method::GET, "/api/v1/audit?limit=10", None)
-            .await?;
+        let audit: wire::Audit = self.get("/api/v1/audit?limit=10").await?;
         print_events(&audit, out)?;
         Ok(())
     }
@@ -226,40 +241,40 @@ impl Admin {
             Target::To(w) => w,
             Target::Next => self.next_step(route, segment).await?,
         };
-        let body = json!({ "segment": segment, "weight": weight, "reason": reason });
+        let body = wire::WeightChange {
+            segment: Some(segment.to_string()),
+            weight: Some(weight),
+            mirror: None,
+            reason: Some(reason.to_string()),
+        };
         let path = format!("/api/v1/routes/{route}/weights");
-        let answer = self.call(Method::POST, &path, Some(body)).await?;
-        let c = &answer["change"];
+        let answer: wire::Changed = self.call(Method::POST, &path, Some(&body)).await?;
+        let c = &answer.change;
         writeln!(
             out,
             "{route}/{segment}: {} → {} (version {}); in effect for the next request",
-            c["from"], c["to"], c["version"]
+            opt(c.from),
+            opt(c.to),
+            c.version.map_or("-".into(), |v| v.to_string())
         )?;
         Ok(())
     }
 
     async fn next_step(&self, route: &str, segment: &str) -> Result<f64, Error> {
-        let routes = self.call(Method::GET, "/api/v1/routes", None).await?;
-        let r = routes["routes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|r| r["route"] == route)
+        let routes: wire::Routes = self.get("/api/v1/routes").await?;
+        let r = routes
+            .routes
+            .iter()
+            .find(|r| r.route == route)
             .ok_or_else(|| Error::Usage(format!("the proxy has no route {route:?}")))?;
-        let weight = r["segments"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|s| s["segment"] == segment)
-            .and_then(|s| s["weight"].as_f64())
+        let weight = r
+            .segments
+            .iter()
+            .find(|s| s.segment == segment)
+            .map(|s| s.weight)
             .ok_or_else(|| Error::Usage(format!("route {route:?} has no segment {segment:?}")))?;
-        let steps: Vec<f64> = r["guard_config"]["steps"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_f64)
-            .collect();
-        guard::next_step(&steps, weight).ok_or_else(|| {
+        let steps = &r.guard_config.steps;
+        guard::next_step(steps, weight).ok_or_else(|| {
             Error::Usage(format!(
                 "{route}/{segment} is at {weight} %, the top of its steps {steps:?}"
             ))
@@ -272,40 +287,43 @@ impl Admin {
             Some(r) => format!("/api/v1/audit?route={r}"),
             None => "/api/v1/audit".into(),
         };
-        let audit = self.call(Method::GET, &path, None).await?;
+        let audit: wire::Audit = self.get(&path).await?;
         print_events(&audit, out)?;
         Ok(())
     }
 }
 
-/// Prints `{"events": [...]}` one line per event.
-pub fn print_events(audit: &Value, out: &mut dyn Write) -> std::io::Result<()> {
-    let events = audit["events"].as_array().cloned().unwrap_or_default();
-    if events.is_empty() {
+/// Prints the audit one line per event.
+pub fn print_events(audit: &wire::Audit, out: &mut dyn Write) -> std::io::Result<()> {
+    if audit.events.is_empty() {
         writeln!(out, "  (no rollout events)")?;
     }
-    for e in &events {
-        let change = match e["mirror"].as_str() {
+    for e in &audit.events {
+        let change = match &e.mirror {
             Some(m) => format!("mirror {m}"),
-            None => format!("{} → {}", weight(&e["from"]), weight(&e["to"])),
+            None => format!("{} → {}", weight(e.from), weight(e.to)),
         };
         writeln!(
             out,
             "  #{:<4} {}  {}/{}  {:<16} {:<6}  {}",
-            e["version"],
-            timestamp(e["ts"].as_i64().unwrap_or(0)),
-            e["route"].as_str().unwrap_or("?"),
-            e["segment"].as_str().unwrap_or("?"),
+            e.version,
+            timestamp(e.ts),
+            e.route,
+            e.segment,
             change,
-            e["actor"].as_str().unwrap_or("?"),
-            e["reason"].as_str().unwrap_or(""),
+            e.actor,
+            e.reason,
         )?;
     }
     Ok(())
 }
 
-fn weight(v: &Value) -> String {
-    v.as_f64().map_or("-".into(), |w| format!("{w}%"))
+fn weight(w: Option<f64>) -> String {
+    w.map_or("-".into(), |w| format!("{w}%"))
+}
+
+fn opt(w: Option<f64>) -> String {
+    w.map_or("-".into(), |w| w.to_string())
 }
 
 fn timestamp(ms: i64) -> String {

@@ -1,0 +1,163 @@
+//! The admin API's wire format (SPEC §7): the JSON types the server
+//! ([`super::api`]) writes and the CLI's client ([`super::client`]) reads, so
+//! the two cannot drift apart.
+
+use crate::rollout::guard::Figures;
+use serde::{Deserialize, Serialize};
+
+/// `GET /api/v1/routes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Routes {
+    pub routes: Vec<RouteView>,
+}
+
+/// One route: its kill switch, guard settings and segments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouteView {
+    pub route: String,
+    /// `on` or `off`.
+    pub mirror: String,
+    pub has_candidate: bool,
+    pub guard_config: GuardConfig,
+    pub segments: Vec<SegmentView>,
+}
+
+/// A route's `[routes.guard]` as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GuardConfig {
+    pub min_samples: u64,
+    pub min_agreement: f64,
+    pub max_candidate_error_rate: f64,
+    pub max_latency_ratio: Option<f64>,
+    pub auto_promote: bool,
+    pub steps: Vec<f64>,
+    pub hold_s: f64,
+}
+
+/// One segment: its weight and, once it has seen comparisons, its guard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SegmentView {
+    pub segment: String,
+    pub weight: f64,
+    pub guard: Option<GuardView>,
+}
+
+/// The guard's latest decision on a segment, and the figures behind it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GuardView {
+    /// `pass`, `hold` or `breach`.
+    pub decision: String,
+    /// The breach reason, for a breach.
+    pub reason: Option<String>,
+    /// How long the segment has passed without a break.
+    pub passing_for_s: Option<f64>,
+    pub figures: Figures,
+}
+
+/// `POST /api/v1/routes/{route}/weights`: a weight, or the kill switch.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightChange {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
+    /// `on` or `off`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// A recorded change, as the API answers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeView {
+    pub version: Option<i64>,
+    pub route: String,
+    pub segment: String,
+    pub from: Option<f64>,
+    pub to: Option<f64>,
+    pub mirror: Option<String>,
+    pub actor: String,
+    pub reason: String,
+}
+
+impl From<crate::rollout::Change> for ChangeView {
+    fn from(c: crate::rollout::Change) -> ChangeView {
+        ChangeView {
+            version: c.version,
+            route: c.route,
+            segment: c.segment,
+            from: c.from,
+            to: c.to,
+            mirror: c.mirror,
+            actor: c.actor.to_string(),
+            reason: c.reason,
+        }
+    }
+}
+
+/// The answer to a weight change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Changed {
+    pub change: ChangeView,
+}
+
+/// `GET /api/v1/audit[?route=R&limit=N]`, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Audit {
+    pub events: Vec<EventView>,
+}
+
+/// One row of `rollout_events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventView {
+    pub version: i64,
+    /// Unix ms.
+    pub ts: i64,
+    pub route: String,
+    pub segment: String,
+    pub from: Option<f64>,
+    pub to: Option<f64>,
+    pub mirror: Option<String>,
+    pub actor: String,
+    pub reason: String,
+}
+
+impl From<crate::store::events::RolloutEvent> for EventView {
+    fn from(e: crate::store::events::RolloutEvent) -> EventView {
+        EventView {
+            version: e.version,
+            ts: e.ts_ms,
+            route: e.route,
+            segment: e.segment,
+            from: e.from_weight,
+            to: e.to_weight,
+            mirror: e.mirror,
+            actor: e.actor,
+            reason: e.reason,
+        }
+    }
+}
+
+/// `POST /api/v1/feedback`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Feedback {
+    pub exchange_id: String,
+    pub rating: i64,
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// The answer to a reload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reloaded {
+    pub reloaded: bool,
+    pub changes: Vec<ChangeView>,
+}
+
+/// Every refusal: `{"error": "..."}` with a 4xx or 5xx status.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Refusal {
+    pub error: String,
+}
