@@ -11,7 +11,7 @@ use bytes::Bytes;
 use std::path::PathBuf;
 use std::time::Instant;
 use understudy::report::{self, Format, ReportOptions};
-use understudy::store::{Record, events, writer};
+use understudy::store::{Record, events, now_ms, writer};
 
 const ROWS: usize = 1_000_000;
 const ROUTES: [&str; 3] = ["lead-score", "summarize", "classify"];
@@ -67,7 +67,7 @@ fn generate(path: &std::path::Path) {
     }
     let t = Instant::now();
     let mut conn = events::open(path).expect("open the bench database");
-    let start = writer::now_ms() - 14 * 86_400_000;
+    let start = now_ms() - 14 * 86_400_000;
     let step = 14 * 86_400_000 / ROWS as i64;
     let body = Bytes::from_static(br#"{"lead":{"id":123,"company":"Acme","employees":250}}"#);
     let inc = Bytes::from_static(br#"{"score":0.82,"label":"warm","request_id":"r-1"}"#);

@@ -14,7 +14,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use rand::Rng;
 use std::time::Duration;
 use understudy::metrics::Metrics;
-use understudy::store::{Record, Store, events, read, writer};
+use understudy::store::{Record, Store, events, now_ms, read, writer};
 
 const ROWS: usize = 1000;
 
@@ -29,7 +29,7 @@ fn body(tag: &str) -> Bytes {
 
 fn rows(req: &Bytes, inc: &Bytes, cand: &Bytes) -> Vec<Record> {
     let mut rng = rand::thread_rng();
-    let now = writer::now_ms();
+    let now = now_ms();
     (0..ROWS)
         .map(|i| Record {
             // The proxy's own ids: time-ordered, so the PK index grows at its end.

@@ -256,7 +256,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 segment,
                 since_ms: since.map(|d| {
                     let ago = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-                    crate::store::writer::now_ms().saturating_sub(ago)
+                    crate::store::now_ms().saturating_sub(ago)
                 }),
                 verdict,
             };

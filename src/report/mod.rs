@@ -139,7 +139,7 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
     if opts.dbs.is_empty() {
         return Err(Error::NoDatabase);
     }
-    let now = store::writer::now_ms();
+    let now = store::now_ms();
     let since_ms = opts.since.map(|d| {
         let ago = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         now.saturating_sub(ago)

@@ -329,7 +329,7 @@ impl Rollout {
 async fn append(store: &crate::store::Store, mut change: Change) -> Result<Change, Error> {
     let version = store
         .append_event(events::NewEvent {
-            ts_ms: store::writer::now_ms(),
+            ts_ms: store::now_ms(),
             route: change.route.clone(),
             segment: change.segment.clone(),
             from_weight: change.from,

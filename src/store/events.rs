@@ -4,7 +4,7 @@
 //! `rollout_events` is append-only (triggers refuse UPDATE and DELETE), so the
 //! current weights are always derived from the history, never stored apart.
 
-use super::writer::now_ms;
+use super::now_ms;
 use super::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::path::Path;

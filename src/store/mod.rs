@@ -25,6 +25,7 @@ use bytes::Bytes;
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::time::{SystemTime, UNIX_EPOCH};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
@@ -103,6 +104,13 @@ impl Error {
 
 pub(crate) fn conn_path(conn: &Connection) -> PathBuf {
     PathBuf::from(conn.path().filter(|p| !p.is_empty()).unwrap_or(":memory:"))
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Opens (creating it if needed) a database file for writing and migrates it.

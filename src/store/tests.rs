@@ -2,7 +2,7 @@
 
 use super::events::{self, NewEvent};
 use super::redact::Redactor;
-use super::{Error, Record, Store, read, schema, writer};
+use super::{Error, Record, Store, now_ms, read, schema, writer};
 use crate::metrics::Metrics;
 use crate::pointer::Pointer;
 use bytes::Bytes;
@@ -27,7 +27,7 @@ fn config(path: &Path) -> crate::config::Store {
 fn rec(i: usize) -> Record {
     Record {
         id: format!("ex-{i:06}"),
-        ts_ms: writer::now_ms(),
+        ts_ms: now_ms(),
         route: "lead-score".into(),
         segment: if i.is_multiple_of(2) {
             "enterprise"
@@ -299,7 +299,7 @@ fn rollout_events_are_append_only() {
     let dir = tempfile::tempdir().unwrap();
     let conn = events::open(&db(&dir)).unwrap();
     let ev = |segment: &str, to: Option<f64>, mirror: Option<&str>| NewEvent {
-        ts_ms: writer::now_ms(),
+        ts_ms: now_ms(),
         route: "lead-score".into(),
         segment: segment.into(),
         from_weight: None,
@@ -377,7 +377,7 @@ fn segment_stats_merge_replicas_and_filter() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a.db");
     let b = dir.path().join("b.db");
-    let old = writer::now_ms() - 3_600_000;
+    let old = now_ms() - 3_600_000;
     for (path, offset) in [(&a, 0), (&b, 1000)] {
         let mut conn = events::open(path).unwrap();
         let rows: Vec<Record> = (0..10)
@@ -445,7 +445,7 @@ fn skip_counts(path: &Path) -> Vec<(String, String, String, i64)> {
 fn skips_are_counted_not_rows_and_close_commits_them() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&config(&db(&dir)), Metrics::new()).unwrap();
-    let now = writer::now_ms();
+    let now = now_ms();
     for _ in 0..3 {
         store.skip("lead-score", "smb".into(), "in_flight", now);
     }
@@ -472,7 +472,7 @@ async fn skips_alone_are_committed_within_the_flush_interval() {
     let dir = tempfile::tempdir().unwrap();
     // Flush interval 50 ms, no rows at all: the idle writer still commits.
     let store = Store::open(&config(&db(&dir)), Metrics::new()).unwrap();
-    store.skip("r", "default".into(), "no_candidate", writer::now_ms());
+    store.skip("r", "default".into(), "no_candidate", now_ms());
     let path = db(&dir);
     let started = Instant::now();
     while skip_counts(&path).is_empty() {
@@ -483,7 +483,7 @@ async fn skips_alone_are_committed_within_the_flush_interval() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // A second batch adds to the same minute's count.
-    store.skip("r", "default".into(), "no_candidate", writer::now_ms());
+    store.skip("r", "default".into(), "no_candidate", now_ms());
     store.flush().await;
     let total: i64 = skip_counts(&path).iter().map(|c| c.3).sum();
     assert_eq!(total, 2);
@@ -494,7 +494,7 @@ async fn skips_alone_are_committed_within_the_flush_interval() {
 fn segment_stats_count_skips_as_samples_not_compared() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&config(&db(&dir)), Metrics::new()).unwrap();
-    let now = writer::now_ms();
+    let now = now_ms();
     for i in 0..4 {
         assert!(store.record(rec(i))); // 2 enterprise, 2 mid-market, all match
     }

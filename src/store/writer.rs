@@ -19,7 +19,8 @@ use std::borrow::Borrow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use super::now_ms;
+use std::time::{Duration, Instant};
 
 /// How often expired exchanges are deleted.
 pub const RETENTION_EVERY: Duration = Duration::from_secs(600);
@@ -144,12 +145,6 @@ impl ToSql for Body<'_> {
     }
 }
 
-/// Unix time in milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 /// The state of the writer thread.
 pub(crate) struct Writer {
