@@ -1,15 +1,17 @@
 //! Load benchmark: the real `understudy serve` binary and nginx `mirror` side by
-//! side under `wrk`, on 127.0.0.1 only, bounded in time (`cargo bench --bench load`).
+//! side under `wrk`, on 127.0.0.1 only, bounded in time (`cargo loadbench`,
+//! an alias of `cargo run --release -p loadbench`; it builds the release
+//! `understudy` first).
 //!
 //! The upstreams (a fast incumbent; fast, 200 ms, 2 s and dead candidates) run in
 //! this process on a runtime of their own, so the proxy process under test
 //! shares nothing with them and its peak RSS is its own. They count accepted
 //! connections, which gives new upstream connections per request. Every
-//! scenario runs GET and POST (~1 KiB JSON, `benches/load_post.lua`) with the
+//! scenario runs GET and POST (~1 KiB JSON, `scripts/loadbench/load_post.lua`) with the
 //! same wrk settings; scenarios are interleaved over `LOAD_REPS` repetitions.
 //! For each Understudy run the proxy's `/metrics` are read before SIGTERM and
 //! the SQLite rows counted after it exits. The table goes to `BENCHMARKS.md`.
-//! A bare hyper proxy (`benches/support/bare_proxy.rs`: same server and
+//! A bare hyper proxy (`scripts/loadbench/src/bare_proxy.rs`: same server and
 //! client crates, nothing else; this binary re-executed) runs too, as the
 //! floor hyper and the kernel set.
 //!
@@ -36,11 +38,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
-#[path = "support/bare_proxy.rs"]
-mod bare;
+mod bare_proxy;
+use bare_proxy as bare;
 
-const UNDERSTUDY: &str = env!("CARGO_BIN_EXE_understudy");
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// The repository root (this tool lives in `scripts/loadbench`).
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 const CONNECTIONS: u32 = 32;
 /// Where the hand-written part of BENCHMARKS.md starts.
 const NOTES: &str = "## Notes";
@@ -69,7 +71,7 @@ impl Cand {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Direct,
-    /// `benches/support/bare_proxy.rs`: hyper's own floor, no Understudy logic.
+    /// `scripts/loadbench/src/bare_proxy.rs`: hyper's own floor, no Understudy logic.
     Bare,
     Understudy(Option<Cand>),
     Nginx(Option<Cand>),
@@ -261,7 +263,7 @@ fn run_wrk(port: u16, post: bool, secs: u64) -> Wrk {
         "--latency",
     ]);
     if post {
-        cmd.args(["-s", &format!("{ROOT}/benches/load_post.lua")]);
+        cmd.args(["-s", &format!("{ROOT}/scripts/loadbench/load_post.lua")]);
     }
     cmd.arg(format!("http://127.0.0.1:{port}/v1/score?q=bench"));
     let out = cmd.output().expect("wrk runs");
@@ -424,7 +426,7 @@ compare = {{ mode = "json", ignore = ["/request_id"] }}
 
 fn run_understudy(ups: &Upstreams, c: Option<Cand>, secs: u64) -> Option<Sample> {
     // `LOAD_BIN` runs another build of the proxy (A/B comparisons).
-    let bin = std::env::var("LOAD_BIN").unwrap_or_else(|_| UNDERSTUDY.to_string());
+    let bin = std::env::var("LOAD_BIN").unwrap_or_else(|_| understudy_binary());
     run_proxy(&bin, ups, c, secs, true)
 }
 
@@ -747,6 +749,20 @@ fn ratio(a: f64, b: Option<f64>) -> String {
     }
 }
 
+/// Builds the release `understudy` (a no-op when it is current) and returns its path.
+fn understudy_binary() -> String {
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{ROOT}/target"));
+    let built = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--quiet", "-p", "understudy", "--bin", "understudy"])
+        .current_dir(ROOT)
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        eprintln!("cannot build the release understudy binary");
+        std::process::exit(1);
+    }
+    format!("{target}/release/understudy")
+}
+
 fn main() {
     // Re-executed as the bare proxy (`Kind::Bare`): `... serve -c proxy.toml`.
     if std::env::var_os("LOAD_BARE").is_some() {
@@ -757,7 +773,7 @@ fn main() {
         }
         return;
     }
-    // `cargo bench` passes `--bench`; nothing else is taken from the command line.
+    // Nothing is taken from the command line; see the environment above.
     let secs: u64 = std::env::var("LOAD_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -911,7 +927,7 @@ fn render(
         out,
         "# Benchmarks\n\n\
          Written by the load benchmark (`benches/load.rs`). Reproduce with:\n\n\
-         ```sh\ncargo bench --bench load\n```\n\n\
+         ```sh\ncargo loadbench\n```\n\n\
          - date: {date}; machine: {cores} cores, shared by wrk, the proxy under test and the upstreams\n\
          - load average (1/5/15 min) before: {load_before}; after: {load_after}\n\
          - wrk -t1 -c{CONNECTIONS} --timeout 5s, keep-alive, {secs} s per method and scenario, \
