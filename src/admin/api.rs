@@ -234,7 +234,6 @@ async fn weights(proxy: &Proxy, parts: &Parts, route: &str, bytes: Bytes) -> Ans
         }
     }
     .map_err(|e| rollout_failure(&e))?;
-    let change = change.into();
     ok(StatusCode::OK, wire::Changed { change })
 }
 
@@ -269,7 +268,7 @@ async fn reload(proxy: &Proxy) -> Answer {
             StatusCode::OK,
             wire::Reloaded {
                 reloaded: true,
-                changes: changes.into_iter().map(Into::into).collect(),
+                changes,
             },
         ),
         Err(e @ ReloadError::NoSource) => Err(Failure(StatusCode::CONFLICT, e.to_string())),

@@ -2,6 +2,7 @@
 //! ([`super::api`]) writes and the CLI's client ([`super::client`]) reads, so
 //! the two cannot drift apart.
 
+use crate::rollout::Change;
 use crate::rollout::guard::Figures;
 use serde::{Deserialize, Serialize};
 
@@ -68,38 +69,10 @@ pub struct WeightChange {
     pub reason: Option<String>,
 }
 
-/// A recorded change, as the API answers it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChangeView {
-    pub version: Option<i64>,
-    pub route: String,
-    pub segment: String,
-    pub from: Option<f64>,
-    pub to: Option<f64>,
-    pub mirror: Option<String>,
-    pub actor: String,
-    pub reason: String,
-}
-
-impl From<crate::rollout::Change> for ChangeView {
-    fn from(c: crate::rollout::Change) -> ChangeView {
-        ChangeView {
-            version: c.version,
-            route: c.route,
-            segment: c.segment,
-            from: c.from,
-            to: c.to,
-            mirror: c.mirror,
-            actor: c.actor.to_string(),
-            reason: c.reason,
-        }
-    }
-}
-
 /// The answer to a weight change.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Changed {
-    pub change: ChangeView,
+    pub change: Change,
 }
 
 /// `GET /api/v1/audit[?route=R&limit=N]`, oldest first.
@@ -153,7 +126,7 @@ pub struct Feedback {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Reloaded {
     pub reloaded: bool,
-    pub changes: Vec<ChangeView>,
+    pub changes: Vec<Change>,
 }
 
 /// Every refusal: `{"error": "..."}` with a 4xx or 5xx status.

@@ -39,7 +39,7 @@ impl Actor {
 pub const ALL_SEGMENTS: &str = "*";
 
 /// A recorded and applied change.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Change {
     pub version: Option<i64>,
     pub route: String,
@@ -47,7 +47,8 @@ pub struct Change {
     pub from: Option<f64>,
     pub to: Option<f64>,
     pub mirror: Option<String>,
-    pub actor: &'static str,
+    /// `cli`, `api`, `config` or `guard`.
+    pub actor: String,
     pub reason: String,
 }
 
@@ -176,7 +177,7 @@ impl Rollout {
                             from: Some(from.unwrap_or(0.0)),
                             to: Some(w),
                             mirror: None,
-                            actor: Actor::Config.as_str(),
+                            actor: Actor::Config.as_str().into(),
                             reason: "initial weight in the config file".into(),
                         });
                     }
@@ -191,7 +192,7 @@ impl Rollout {
                         from: None,
                         to: None,
                         mirror: Some(on_off(route.mirror.enabled).into()),
-                        actor: Actor::Config.as_str(),
+                        actor: Actor::Config.as_str().into(),
                         reason: "mirror switch in the config file".into(),
                     });
                 } else if let (Some(e), Some(rs)) = (
@@ -255,7 +256,7 @@ impl Rollout {
                 from: Some(from),
                 to: Some(to),
                 mirror: None,
-                actor: actor.as_str(),
+                actor: actor.as_str().into(),
                 reason: reason.to_string(),
             };
             self.commit(change, |rs| rs.set(segment, to)).await?
@@ -288,7 +289,7 @@ impl Rollout {
             from: None,
             to: None,
             mirror: Some(on_off(on).into()),
-            actor: actor.as_str(),
+            actor: actor.as_str().into(),
             reason: reason.to_string(),
         };
         self.commit(change, |rs| rs.mirror = on).await
@@ -334,7 +335,7 @@ async fn append(store: &crate::store::Store, mut change: Change) -> Result<Chang
             segment: change.segment.clone(),
             from_weight: change.from,
             to_weight: change.to,
-            actor: change.actor.to_string(),
+            actor: change.actor.clone(),
             reason: change.reason.clone(),
             mirror: change.mirror.clone(),
         })

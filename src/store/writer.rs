@@ -9,6 +9,7 @@
 //! never panics. Retention runs at start and every ten minutes, in small
 //! chunks so the write lock is never held for long.
 
+use super::now_ms;
 use super::skips::{SkipCount, Tally};
 use super::{Msg, Record};
 use crate::metrics::Metrics;
@@ -19,7 +20,6 @@ use std::borrow::Borrow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
-use super::now_ms;
 use std::time::{Duration, Instant};
 
 /// How often expired exchanges are deleted.
@@ -144,7 +144,6 @@ impl ToSql for Body<'_> {
         }))
     }
 }
-
 
 /// The state of the writer thread.
 pub(crate) struct Writer {

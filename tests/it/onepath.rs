@@ -62,6 +62,12 @@ async fn a_candidate_body_that_breaks_off_is_logged_as_served_by_the_candidate()
     assert_eq!(fallback, 0);
 }
 
+/// A route that mirrors POST, with the candidate serving everyone.
+async fn candidate_serves_posts(incumbent: &Upstream, candidate: &Upstream) -> TestProxy {
+    let extra = "mirror = { methods = [\"POST\"] }\nrollout = { default = 100.0 }";
+    proxy(&route("r", "/", &incumbent.url(), &candidate.url(), extra)).await
+}
+
 /// SPEC §9 "Never twice": a failing serving candidate on a route that
 /// mirrors POST sends the write to the incumbent exactly once, and that one
 /// answer serves both the client and the comparison.
@@ -69,14 +75,7 @@ async fn a_candidate_body_that_breaks_off_is_logged_as_served_by_the_candidate()
 async fn a_failing_serving_candidate_sends_the_write_to_the_incumbent_once() {
     let incumbent = upstream().json(r#"{"who":"incumbent"}"#).spawn().await;
     let candidate = upstream().status(503).json(r#"{"down":1}"#).spawn().await;
-    let mut p = proxy(&route(
-        "r",
-        "/",
-        &incumbent.url(),
-        &candidate.url(),
-        "mirror = { methods = [\"POST\"] }\nrollout = { default = 100.0 }",
-    ))
-    .await;
+    let mut p = candidate_serves_posts(&incumbent, &candidate).await;
     let (status, h, body) = post(&p.url("/orders"), r#"{"qty":1}"#).await;
     assert_eq!(status, 200);
     assert_eq!(&body[..], br#"{"who":"incumbent"}"#);
@@ -113,14 +112,7 @@ async fn a_failing_serving_candidate_sends_the_write_to_the_incumbent_once() {
 async fn a_serving_candidate_is_compared_with_one_marked_incumbent_copy() {
     let incumbent = upstream().json(r#"{"score":1}"#).spawn().await;
     let candidate = upstream().json(r#"{"score":1}"#).spawn().await;
-    let mut p = proxy(&route(
-        "r",
-        "/",
-        &incumbent.url(),
-        &candidate.url(),
-        "mirror = { methods = [\"POST\"] }\nrollout = { default = 100.0 }",
-    ))
-    .await;
+    let mut p = candidate_serves_posts(&incumbent, &candidate).await;
     let (status, h, _) = post(&p.url("/orders"), r#"{"qty":1}"#).await;
     assert_eq!(status, 200);
     assert_eq!(h["x-understudy-served-by"], "candidate");

@@ -753,7 +753,15 @@ fn ratio(a: f64, b: Option<f64>) -> String {
 fn understudy_binary() -> String {
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{ROOT}/target"));
     let built = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--quiet", "-p", "understudy", "--bin", "understudy"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "understudy",
+            "--bin",
+            "understudy",
+        ])
         .current_dir(ROOT)
         .status();
     if !built.is_ok_and(|s| s.success()) {
