@@ -1,7 +1,10 @@
-//! Pure statistics for reports and guards: Wilson intervals and percentiles.
+//! Pure statistics for reports and guards: Wilson intervals, percentiles and
+//! ([`sequence`]) anytime-valid confidence sequences.
 //!
 //! No IO and no allocation; every function is total (empty input gives the
 //! widest honest answer, not a panic).
+
+pub mod sequence;
 
 /// The z value of a two-sided 95 % interval.
 pub const Z95: f64 = 1.96;
