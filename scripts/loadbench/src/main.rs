@@ -934,7 +934,7 @@ fn render(
     let _w = writeln!(
         out,
         "# Benchmarks\n\n\
-         Written by the load benchmark (`benches/load.rs`). Reproduce with:\n\n\
+         Written by the load benchmark (`scripts/loadbench`). Reproduce with:\n\n\
          ```sh\ncargo loadbench\n```\n\n\
          - date: {date}; machine: {cores} cores, shared by wrk, the proxy under test and the upstreams\n\
          - load average (1/5/15 min) before: {load_before}; after: {load_after}\n\
