@@ -298,7 +298,8 @@ pub fn print_events(audit: &wire::Audit, out: &mut dyn Write) -> std::io::Result
     if audit.events.is_empty() {
         writeln!(out, "  (no rollout events)")?;
     }
-    for e in &audit.events {
+    for event in &audit.events {
+        let e = &event.change;
         let change = match &e.mirror {
             Some(m) => format!("mirror {m}"),
             None => format!("{} → {}", weight(e.from), weight(e.to)),
@@ -306,8 +307,8 @@ pub fn print_events(audit: &wire::Audit, out: &mut dyn Write) -> std::io::Result
         writeln!(
             out,
             "  #{:<4} {}  {}/{}  {:<16} {:<6}  {}",
-            e.version,
-            timestamp(e.ts),
+            e.version.unwrap_or_default(),
+            timestamp(event.ts),
             e.route,
             e.segment,
             change,

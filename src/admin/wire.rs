@@ -81,33 +81,29 @@ pub struct Audit {
     pub events: Vec<EventView>,
 }
 
-/// One row of `rollout_events`.
+/// One row of `rollout_events`: a recorded change and when it was made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventView {
-    pub version: i64,
     /// Unix ms.
     pub ts: i64,
-    pub route: String,
-    pub segment: String,
-    pub from: Option<f64>,
-    pub to: Option<f64>,
-    pub mirror: Option<String>,
-    pub actor: String,
-    pub reason: String,
+    #[serde(flatten)]
+    pub change: Change,
 }
 
 impl From<crate::store::events::RolloutEvent> for EventView {
     fn from(e: crate::store::events::RolloutEvent) -> EventView {
         EventView {
-            version: e.version,
             ts: e.ts_ms,
-            route: e.route,
-            segment: e.segment,
-            from: e.from_weight,
-            to: e.to_weight,
-            mirror: e.mirror,
-            actor: e.actor,
-            reason: e.reason,
+            change: Change {
+                version: Some(e.version),
+                route: e.route,
+                segment: e.segment,
+                from: e.from_weight,
+                to: e.to_weight,
+                mirror: e.mirror,
+                actor: e.actor,
+                reason: e.reason,
+            },
         }
     }
 }
