@@ -186,7 +186,7 @@ async fn feedback_for_a_queued_exchange_is_accepted() {
 #[tokio::test]
 async fn reloads_do_not_multiply_the_mirror_bound() {
     let inc = upstream().spawn().await;
-    let cand = upstream().delay(Duration::from_millis(1500)).spawn().await;
+    let cand = upstream().delay(Duration::from_millis(700)).spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let routes = route(
         "r",

@@ -295,13 +295,14 @@ fn position_agrees_with_interval() {
 
 #[test]
 fn contains_wilson() {
-    // Every (s, n) up to n = 400, then a sweep to 10⁷. At s = 0 or s = n
+    // Every (s, n) up to n = 100, then ~100 points at each larger n up to
+    // 10⁷ (kept small: this runs in every `cargo test`). At s = 0 or s = n
     // with n ≥ ~2000 the sequence's far end is the *tighter* one
     // (≈ ln(1/α)/(n − c ln(1 + n/c)) against Wilson's z²/(n + z²)), so those
     // two corners are left out there.
     let mut cases = 0;
-    for n in (1..=400u64).chain([1000, 1999, 2000, 5000, 100_000, 10_000_000]) {
-        let step = (n / 400).max(1);
+    for n in (1..=100u64).chain([200, 400, 1000, 1999, 2000, 5000, 100_000, 10_000_000]) {
+        let step = (n / 100).max(1);
         for s in (0..=n).step_by(step as usize).chain([1, n - 1]) {
             if n > 1000 && (s == 0 || s == n) {
                 continue;
@@ -315,7 +316,7 @@ fn contains_wilson() {
             cases += 1;
         }
     }
-    assert!(cases > 80_000);
+    assert!(cases > 5_000, "{cases}");
 }
 
 #[test]
