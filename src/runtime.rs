@@ -19,14 +19,12 @@ use crate::upstream::{Client, tls_client_config};
 use arc_swap::ArcSwap;
 use http::uri::PathAndQuery;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// A route's judge (`compare.mode = "judge"`): its client and permits.
 pub struct Judge {
     pub client: Client,
     /// The judge URL's path and query.
     pub path: Option<PathAndQuery>,
-    pub timeout: Duration,
     pub permits: Arc<Limit>,
 }
 
@@ -101,10 +99,9 @@ impl Live {
     /// The live state of `route`: what `before` has that still fits the
     /// route's settings, and new parts for the rest.
     fn carry(route: &Route, before: Option<&Live>, store: &std::path::Path) -> Live {
-        let tls = |u: &Upstream| tls_client_config(u.tls_ca.as_slice());
         let keep = |old: Option<&Client>, u: &Upstream, target: &'static str| match old {
             Some(c) if c.upstream() == u => c.clone(),
-            _ => Client::new(u, target, &tls(u)),
+            _ => Client::new(u, target, &route_tls(route)),
         };
         let mirror_permits = match before {
             Some(b) => {
@@ -155,7 +152,6 @@ fn judge(route: &Route, before: Option<&Judge>) -> Option<Judge> {
     Some(Judge {
         client,
         path,
-        timeout: cfg.timeout,
         permits,
     })
 }

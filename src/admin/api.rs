@@ -26,12 +26,12 @@ const MAX_BODY: usize = 64 * 1024;
 /// An API failure: its status and message.
 struct Failure(StatusCode, String);
 
-/// A status and a body of the wire format ([`wire`]).
-type Answer = Result<(StatusCode, serde_json::Value), Failure>;
+/// A status and a body of the wire format ([`wire`]), as JSON text.
+type Answer = Result<(StatusCode, String), Failure>;
 
 fn ok(status: StatusCode, body: impl Serialize) -> Answer {
-    serde_json::to_value(body)
-        .map(|v| (status, v))
+    serde_json::to_string_pretty(&body)
+        .map(|text| (status, text))
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
@@ -57,14 +57,13 @@ pub async fn handle(
             format!("no API endpoint {} {}", parts.method, parts.uri.path()),
         )),
     };
-    let (status, text) = match answer {
-        Ok((status, value)) => (status, serde_json::to_string_pretty(&value)),
-        Err(Failure(status, error)) => (
-            status,
-            serde_json::to_string_pretty(&wire::Refusal { error }),
-        ),
+    let (status, mut text) = match answer {
+        Ok(pair) => pair,
+        Err(Failure(status, error)) => {
+            let text = serde_json::to_string_pretty(&wire::Refusal { error });
+            (status, text.unwrap_or_else(|_| "{}".into()))
+        }
     };
-    let mut text = text.unwrap_or_else(|_| "{}".into());
     text.push('\n');
     respond(status, "application/json", text)
 }
@@ -238,15 +237,10 @@ async fn weights(proxy: &Proxy, parts: &Parts, route: &str, bytes: Bytes) -> Ans
 }
 
 async fn feedback(proxy: &Proxy, bytes: Bytes) -> Answer {
-    let body: wire::Feedback = parse(
+    let feedback: wire::Feedback = parse(
         &bytes,
         r#"{"exchange_id": "...", "rating": 1, "comment": "..."}"#,
     )?;
-    let feedback = crate::store::events::NewFeedback {
-        exchange_id: body.exchange_id,
-        rating: body.rating,
-        comment: body.comment,
-    };
     match proxy.store.add_feedback(feedback).await {
         Ok(()) => ok(StatusCode::CREATED, Created { ok: true }),
         Err(e @ crate::store::Error::UnknownExchange { .. }) => {

@@ -108,15 +108,8 @@ impl From<crate::store::events::RolloutEvent> for EventView {
     }
 }
 
-/// `POST /api/v1/feedback`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Feedback {
-    pub exchange_id: String,
-    pub rating: i64,
-    #[serde(default)]
-    pub comment: String,
-}
+/// `POST /api/v1/feedback`: the rating as the store records it.
+pub type Feedback = crate::store::events::NewFeedback;
 
 /// The answer to a reload.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use super::body::{self, Capture, Prepared, ProxyBody, Timer};
 use super::error::Error;
 use super::headers::{self, EXCHANGE_ID, SERVED_BY};
 use super::mirror::{self, Plan, SkipReason};
-use super::settle::Settle;
+use super::settle::{Other, Settle};
 use crate::config::Side;
 use crate::exchange::Exchange;
 use crate::observation::Observation;
@@ -143,8 +143,8 @@ impl Reporter {
     ) -> Reporter {
         match plan {
             Ok(plan) => {
-                let shadow = Ok(plan.build(route, parts));
-                Reporter::settle(proxy, route, ex, Side::Incumbent, None, shadow)
+                let copy = Other::Copy(plan.build(route, parts));
+                Reporter::settle(proxy, route, ex, Side::Incumbent, copy)
             }
             Err(reason) => {
                 let name = &route.cfg.name;
@@ -162,8 +162,7 @@ impl Reporter {
         route: &Arc<RouteRuntime>,
         exchange: Exchange,
         served_by: Side,
-        fell_back: Option<Observation>,
-        shadow: Result<mirror::ShadowCall, SkipReason>,
+        other: Other,
     ) -> Reporter {
         let (tx, served) = oneshot::channel();
         // Boxed: the settle future is large, and a box is cheaper to move into
@@ -174,8 +173,7 @@ impl Reporter {
                 route: route.clone(),
                 exchange,
                 served_by,
-                fell_back,
-                shadow,
+                other,
                 served,
             }
             .run(),
@@ -271,37 +269,37 @@ async fn candidate(
     let req = mirror::candidate_request(&route.cfg.mirror, &parts, bytes.clone(), client);
     let sent = Instant::now();
     let result = client.send(req).await;
-    let failure = match &result {
-        Err(e) => Some(Observation::failed(e.to_string(), sent.elapsed())),
-        Ok(r) if r.status().is_server_error() => Some(Observation {
-            status: Some(r.status().as_u16()),
-            latency: sent.elapsed(),
-            ..Observation::default()
-        }),
-        Ok(_) => None,
-    };
-    match failure {
-        Some(failure) if route.cfg.rollout.fallback => {
-            drop(plan); // its permit goes back: the incumbent is asked below, once
-            let no_copy = Err(SkipReason::Fallback);
-            let reporter =
-                Reporter::settle(proxy, route, ex, Side::Incumbent, Some(failure), no_copy);
-            let mut answer = incumbent(route, parts, body).await;
-            answer.fell_back = true;
-            (answer, reporter)
-        }
-        _ => {
-            let shadow = plan.map(|p| p.build(route, &parts));
-            let reporter = Reporter::settle(proxy, route, ex, Side::Candidate, None, shadow);
-            let answer = Answer {
-                side: Side::Candidate,
-                result,
-                sent,
-                fell_back: false,
-            };
-            (answer, reporter)
-        }
+    let failed = result
+        .as_ref()
+        .map_or(true, |r| r.status().is_server_error());
+    if failed && route.cfg.rollout.fallback {
+        drop(plan); // its permit goes back: the incumbent is asked below, once
+        let failure = match result {
+            Err(e) => Observation::failed(e.to_string(), sent.elapsed()),
+            Ok(r) => Observation {
+                status: Some(r.status().as_u16()),
+                latency: sent.elapsed(),
+                ..Observation::default()
+            },
+        };
+        let other = Other::FellBack(failure);
+        let reporter = Reporter::settle(proxy, route, ex, Side::Incumbent, other);
+        let mut answer = incumbent(route, parts, body).await;
+        answer.fell_back = true;
+        return (answer, reporter);
     }
+    let other = match plan {
+        Ok(plan) => Other::Copy(plan.build(route, &parts)),
+        Err(reason) => Other::Skipped(reason),
+    };
+    let reporter = Reporter::settle(proxy, route, ex, Side::Candidate, other);
+    let answer = Answer {
+        side: Side::Candidate,
+        result,
+        sent,
+        fell_back: false,
+    };
+    (answer, reporter)
 }
 
 impl Prepared {

@@ -37,10 +37,6 @@ pub enum SkipReason {
     /// The mirror target refused connections and is being backed off from
     /// (named for the usual target; a reverse-shadowed incumbent counts here too).
     CandidateDown,
-    /// The serving candidate failed and the incumbent answered the client:
-    /// that one answer is the comparison's, so no copy is sent. Never counted
-    /// as a skip (the exchange has its row).
-    Fallback,
 }
 
 impl SkipReason {
@@ -52,7 +48,6 @@ impl SkipReason {
             SkipReason::BodyTooLarge => "body_too_large",
             SkipReason::InFlight => "in_flight",
             SkipReason::CandidateDown => "candidate_down",
-            SkipReason::Fallback => "fallback",
         }
     }
 }

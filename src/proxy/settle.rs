@@ -28,12 +28,24 @@ pub struct Settle {
     pub exchange: Exchange,
     /// Who answered the client: the handler decided it, this only records it.
     pub served_by: Side,
-    /// The serving candidate's failure, when the incumbent answered instead.
-    pub fell_back: Option<Observation>,
-    /// The copy for the other side, or why there is none.
-    pub shadow: Result<ShadowCall, SkipReason>,
+    /// The side that did not answer the client.
+    pub other: Other,
     /// The client's answer, captured as it streamed (sent when its body ends).
     pub served: oneshot::Receiver<Observation>,
+}
+
+/// The side that did not answer the client, as the handler left it.
+// Moved once, into the boxed settle future: boxing the copy would only add an
+// allocation per exchange.
+#[allow(clippy::large_enum_variant)]
+pub enum Other {
+    /// A copy to send it (the mirror, or the reverse shadow).
+    Copy(ShadowCall),
+    /// No copy, and why (counted already).
+    Skipped(SkipReason),
+    /// The serving candidate failed and the incumbent answered instead: the
+    /// candidate's failure is its side of the comparison, and no copy is sent.
+    FellBack(Observation),
 }
 
 /// Both sides' answers, as far as there are any.
@@ -49,26 +61,26 @@ impl Settle {
             route,
             exchange: ex,
             served_by,
-            fell_back,
-            shadow,
+            other,
             served,
         } = self;
         let cfg = &route.cfg;
-        let (shadow, skip) = match shadow {
-            Ok(call) => (Some(call.run(&cfg.name).await), None),
-            Err(reason) => (None, Some(reason)),
+        let fallback = matches!(other, Other::FellBack(_));
+        let (other, skip) = match other {
+            Other::Copy(call) => (Some(call.run(&cfg.name).await), None),
+            Other::Skipped(reason) => (None, Some(reason)),
+            Other::FellBack(failure) => (Some(failure), None),
         };
         let served = served
             .await
             .unwrap_or_else(|_| Observation::failed("answer lost", ex.started.elapsed()));
-        let fallback = fell_back.is_some();
         let answers = match served_by {
             Side::Incumbent => Answers {
                 incumbent: Some(served),
-                candidate: fell_back.or(shadow),
+                candidate: other,
             },
             Side::Candidate => Answers {
-                incumbent: shadow,
+                incumbent: other,
                 candidate: Some(served),
             },
         };
@@ -232,7 +244,8 @@ async fn judge_pair(route: &RouteRuntime, ex: &Exchange, answers: &Answers) -> O
         UpBody::full(judge::question(ex.body.as_ref(), i, c)),
     );
     let bounds = Bounds {
-        timeout: j.timeout,
+        // `judge_timeout`, the judge client's own.
+        timeout: j.client.upstream().timeout,
         cap: judge::MAX_ANSWER,
     };
     let called = j.client.call(permit, req, bounds).await;

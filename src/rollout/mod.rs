@@ -60,10 +60,8 @@ impl RouteState {
 #[derive(Default)]
 pub struct Rollout {
     /// Read on every request without a lock (`arc-swap`); changes are made
-    /// on a copy under `writer` and swapped in whole.
+    /// on a copy under `changes` and swapped in whole.
     state: ArcSwap<HashMap<String, RouteState>>,
-    /// Held for the instant a new snapshot is made and swapped in.
-    writer: Mutex<()>,
     /// Serialises changes: the read of the current weight, the ledger append
     /// (awaited) and the swap are one step.
     changes: tokio::sync::Mutex<()>,
@@ -79,7 +77,6 @@ impl Rollout {
     pub fn from_config(config: &Config) -> Rollout {
         Rollout {
             state: ArcSwap::from_pointee(state::initial(config)),
-            writer: Mutex::new(()),
             ..Rollout::default()
         }
     }
@@ -94,9 +91,9 @@ impl Rollout {
         self.state.load()
     }
 
-    /// Applies `change` to a copy of the state and swaps it in.
-    pub fn update(&self, change: impl FnOnce(&mut HashMap<String, RouteState>)) {
-        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+    /// Applies `change` to a copy of the state and swaps it in. Callers hold
+    /// `changes`, so no two copies are made at once.
+    fn update(&self, change: impl FnOnce(&mut HashMap<String, RouteState>)) {
         let mut next = (**self.state.load()).clone();
         change(&mut next);
         self.state.store(Arc::new(next));

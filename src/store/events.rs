@@ -38,11 +38,13 @@ pub struct NewEvent {
     pub mirror: Option<String>,
 }
 
-/// A rating to record.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A rating to record (also the body of `POST /api/v1/feedback`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewFeedback {
     pub exchange_id: String,
     pub rating: i64,
+    #[serde(default)]
     pub comment: String,
 }
 
