@@ -99,27 +99,46 @@ impl Live {
     /// The live state of `route`: what `before` has that still fits the
     /// route's settings, and new parts for the rest.
     fn carry(route: &Route, before: Option<&Live>, store: &std::path::Path) -> Live {
-        let keep = |old: Option<&Client>, u: &Upstream, target: &'static str| match old {
-            Some(c) if c.upstream() == u => c.clone(),
-            _ => Client::new(u, target, &route_tls(route)),
-        };
-        let mirror_permits = match before {
-            Some(b) => {
-                b.mirror_permits.set_max(route.mirror.max_in_flight);
-                b.mirror_permits.clone()
-            }
-            None => Arc::new(Limit::new(route.mirror.max_in_flight)),
-        };
+        let before_candidate = before.and_then(|b| b.candidate.as_ref());
         Live {
-            incumbent: keep(before.map(|b| &b.incumbent), &route.incumbent, "incumbent"),
+            incumbent: client(
+                route,
+                before.map(|b| &b.incumbent),
+                &route.incumbent,
+                "incumbent",
+            ),
             candidate: route
                 .candidate
                 .as_ref()
-                .map(|c| keep(before.and_then(|b| b.candidate.as_ref()), c, "candidate")),
-            mirror_permits,
+                .map(|c| client(route, before_candidate, c, "candidate")),
+            mirror_permits: limit(
+                before.map(|b| &b.mirror_permits),
+                route.mirror.max_in_flight,
+            ),
             judge: judge(route, before.and_then(|b| b.judge.as_ref())),
             noise: noise(route, before.and_then(|b| b.noise.as_ref()), store),
         }
+    }
+}
+
+/// The client `before` had, while its upstream settings are the same (its
+/// pool and back-off go on), else a new one. The route's private CA, if any,
+/// is trusted for every call of the route.
+fn client(route: &Route, before: Option<&Client>, u: &Upstream, target: &'static str) -> Client {
+    match before {
+        Some(c) if c.upstream() == u => c.clone(),
+        _ => Client::new(u, target, &route_tls(route)),
+    }
+}
+
+/// The limit `before` had, with the new ceiling (slots out stay out), else a new one.
+fn limit(before: Option<&Arc<Limit>>, max: usize) -> Arc<Limit> {
+    match before {
+        Some(l) => {
+            l.set_max(max);
+            l.clone()
+        }
+        None => Arc::new(Limit::new(max)),
     }
 }
 
@@ -137,22 +156,10 @@ fn judge(route: &Route, before: Option<&Judge>) -> Option<Judge> {
         http2: false,
         tls_ca: None,
     };
-    let client = match before {
-        Some(b) if b.client.upstream() == &upstream => b.client.clone(),
-        // The route's private CA, if any, is trusted for its judge too.
-        _ => Client::new(&upstream, "judge", &route_tls(route)),
-    };
-    let permits = match before {
-        Some(b) => {
-            b.permits.set_max(cfg.max_in_flight);
-            b.permits.clone()
-        }
-        None => Arc::new(Limit::new(cfg.max_in_flight)),
-    };
     Some(Judge {
-        client,
+        client: client(route, before.map(|b| &b.client), &upstream, "judge"),
         path,
-        permits,
+        permits: limit(before.map(|b| &b.permits), cfg.max_in_flight),
     })
 }
 
@@ -173,13 +180,11 @@ fn noise(route: &Route, before: Option<&Noise>, store: &std::path::Path) -> Opti
             Arc::new(Learner::new(cfg, persisted))
         }
     };
-    let secondary =
-        cfg.secondary
-            .as_ref()
-            .map(|u| match before.and_then(|b| b.secondary.as_ref()) {
-                Some(c) if c.upstream() == u => c.clone(),
-                _ => Client::new(u, "incumbent", &route_tls(route)),
-            });
+    let before_secondary = before.and_then(|b| b.secondary.as_ref());
+    let secondary = cfg
+        .secondary
+        .as_ref()
+        .map(|u| client(route, before_secondary, u, "incumbent"));
     Some(Noise { learner, secondary })
 }
 
