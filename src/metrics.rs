@@ -33,6 +33,47 @@ pub struct Metrics {
     pub store_rows_written: IntCounter,
     pub store_rows_dropped: IntCounter,
     pub config_reloads: IntCounterVec,
+    pub limit_rejections: IntCounterVec,
+}
+
+/// Which limit turned a client (or an admin caller) away: the `limit` label of
+/// `understudy_limit_rejections_total` (SPEC §9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejected {
+    /// Request head larger than `listen.max_header_bytes` (431).
+    HeaderBytes,
+    /// More than `listen.max_headers` header fields (431).
+    HeaderCount,
+    /// No complete request head within `listen.header_read_timeout`.
+    HeaderTimeout,
+    /// Request body not complete within `listen.body_read_timeout` (408).
+    BodyTimeout,
+    /// Request body larger than the route's cap (413).
+    BodyBytes,
+    /// A connection refused at accept: `listen.max_connections` reached.
+    Connections,
+    /// A connection idle longer than `listen.idle_timeout`.
+    Idle,
+    /// The admin listener's body cap (413).
+    AdminBody,
+    /// An admin request that did not complete within its timeout.
+    AdminTimeout,
+}
+
+impl Label for Rejected {
+    fn as_label(self) -> &'static str {
+        match self {
+            Rejected::HeaderBytes => "header_bytes",
+            Rejected::HeaderCount => "header_count",
+            Rejected::HeaderTimeout => "header_timeout",
+            Rejected::BodyTimeout => "body_timeout",
+            Rejected::BodyBytes => "body_bytes",
+            Rejected::Connections => "connections",
+            Rejected::Idle => "idle",
+            Rejected::AdminBody => "admin_body",
+            Rejected::AdminTimeout => "admin_timeout",
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -93,6 +134,11 @@ impl Metrics {
             "Config reloads by result.",
             &["result"],
         );
+        let limit_rejections = counter(
+            "limit_rejections_total",
+            "Connections and requests turned away by a limit (SPEC §9).",
+            &["limit"],
+        );
         let agreement_ratio = gauge(
             "agreement_ratio",
             "Share of matches among decided comparisons over the sliding window.",
@@ -150,7 +196,15 @@ impl Metrics {
             store_rows_written,
             store_rows_dropped,
             config_reloads,
+            limit_rejections,
         }
+    }
+
+    /// A connection or request turned away by one of the limits.
+    pub fn record_limit_rejection(&self, limit: Rejected) {
+        self.limit_rejections
+            .with_label_values(&[limit.as_label()])
+            .inc();
     }
 
     pub fn record_request(&self, route: &str, segment: &str, served_by: impl Label, status: u16) {
