@@ -6,8 +6,8 @@
 //! from the bounded mapping (`segment::label`).
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, Opts, Registry, TextEncoder,
 };
 use std::time::Duration;
 
@@ -34,6 +34,52 @@ pub struct Metrics {
     pub store_rows_dropped: IntCounter,
     pub config_reloads: IntCounterVec,
     pub limit_rejections: IntCounterVec,
+    /// AI answers (SPEC §11): see [`Metrics::record_answer`].
+    pub tokens: IntCounterVec,
+    pub cost_dollars: CounterVec,
+    pub ttft: HistogramVec,
+    pub text_stages: IntCounterVec,
+}
+
+/// The `kind` label of `understudy_tokens_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    Input,
+    Output,
+}
+
+impl Label for TokenKind {
+    fn as_label(self) -> &'static str {
+        match self {
+            TokenKind::Input => "input",
+            TokenKind::Output => "output",
+        }
+    }
+}
+
+/// What a text stage of the llm mode did with a pair: the `result` label of
+/// `understudy_text_stage_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StageResult {
+    /// It decided: the texts agree.
+    Agree,
+    /// It decided: they do not.
+    Disagree,
+    /// Inside its band: passed on to the next stage.
+    Undecided,
+    /// It could not answer (busy, failing): the verdict is `skipped`.
+    Skipped,
+}
+
+impl Label for StageResult {
+    fn as_label(self) -> &'static str {
+        match self {
+            StageResult::Agree => "agree",
+            StageResult::Disagree => "disagree",
+            StageResult::Undecided => "undecided",
+            StageResult::Skipped => "skipped",
+        }
+    }
 }
 
 /// Which limit turned a client (or an admin caller) away: the `limit` label of
@@ -164,6 +210,41 @@ impl Metrics {
         registry
             .register(Box::new(upstream_duration.clone()))
             .expect("unique metric");
+        let tokens = counter(
+            "tokens_total",
+            "Tokens of decoded AI answers, by side and kind (input, output).",
+            &["route", "side", "kind"],
+        );
+        let text_stages = counter(
+            "text_stage_total",
+            "What each llm text stage did with a pair (agree, disagree, undecided, skipped).",
+            &["route", "stage", "result"],
+        );
+        let cost_dollars = CounterVec::new(
+            Opts::new(
+                "cost_dollars_total",
+                "Cost of decoded AI answers from [routes.cost] prices, by side.",
+            ),
+            &["route", "side"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(cost_dollars.clone()))
+            .expect("unique metric");
+        let ttft = HistogramVec::new(
+            HistogramOpts::new(
+                "ttft_seconds",
+                "Time from sending the request to the first content of the answer, by side.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0,
+            ]),
+            &["route", "side"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(ttft.clone()))
+            .expect("unique metric");
         let store_queue_depth =
             IntGauge::new("store_queue_depth", "Rows waiting for the writer.").expect("valid");
         let store_rows_written =
@@ -197,7 +278,44 @@ impl Metrics {
             store_rows_dropped,
             config_reloads,
             limit_rejections,
+            tokens,
+            cost_dollars,
+            ttft,
+            text_stages,
         }
+    }
+
+    /// One decoded AI answer: its tokens, cost and time to first token, each
+    /// when known.
+    pub fn record_answer(&self, route: &str, side: impl Label, f: &crate::reading::Figures) {
+        let side = side.as_label();
+        for (kind, n) in [
+            (TokenKind::Input, f.tokens_in),
+            (TokenKind::Output, f.tokens_out),
+        ] {
+            if let Some(n) = n {
+                self.tokens
+                    .with_label_values(&[route, side, kind.as_label()])
+                    .inc_by(n);
+            }
+        }
+        if let Some(c) = f.cost {
+            self.cost_dollars
+                .with_label_values(&[route, side])
+                .inc_by(c);
+        }
+        if let Some(ms) = f.ttft_ms {
+            self.ttft
+                .with_label_values(&[route, side])
+                .observe(ms / 1000.0);
+        }
+    }
+
+    /// What one llm text stage did with a pair.
+    pub fn record_stage(&self, route: &str, stage: impl Label, result: StageResult) {
+        self.text_stages
+            .with_label_values(&[route, stage.as_label(), result.as_label()])
+            .inc();
     }
 
     /// A connection or request turned away by one of the limits.

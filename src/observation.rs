@@ -16,6 +16,32 @@ pub struct Observation {
     pub error: Option<String>,
     /// Time to the end of the body (or to the failure).
     pub latency: Duration,
+    /// When the kept bytes arrived, frame by frame (only for routes that time
+    /// the first token, `compare.mode = "llm"`; empty otherwise).
+    pub arrivals: Vec<Arrival>,
+}
+
+/// The first `end` bytes of a body had arrived `at` after its request was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    pub end: usize,
+    pub at: Duration,
+}
+
+/// At most this many arrivals are kept per body; later frames extend the last.
+pub const MAX_ARRIVALS: usize = 4096;
+
+/// Notes that the kept body now has `end` bytes, `at` after the request went.
+pub fn note_arrival(arrivals: &mut Vec<Arrival>, end: usize, at: Duration) {
+    let full = arrivals.len() >= MAX_ARRIVALS;
+    match arrivals.last_mut() {
+        Some(last) if last.end == end => {}
+        Some(last) if full => {
+            last.end = end;
+            last.at = at;
+        }
+        _ => arrivals.push(Arrival { end, at }),
+    }
 }
 
 impl Observation {

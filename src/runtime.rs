@@ -28,6 +28,14 @@ pub struct Judge {
     pub permits: Arc<Limit>,
 }
 
+/// A route's embeddings endpoint (`compare.text` names `embedding`).
+pub struct Embedder {
+    pub client: Client,
+    /// The endpoint URL's path and query.
+    pub path: Option<PathAndQuery>,
+    pub permits: Arc<Limit>,
+}
+
 /// A route's noise learning (`compare.noise`): the learned pointers and the
 /// second incumbent, if one is configured.
 pub struct Noise {
@@ -42,6 +50,9 @@ pub struct Live {
     pub mirror_permits: Arc<Limit>,
     pub judge: Option<Judge>,
     pub noise: Option<Noise>,
+    pub embedder: Option<Embedder>,
+    /// Candidate spend on mirrors today, and the sample's focus (SPEC §11).
+    pub spend: Arc<crate::spend::Spend>,
 }
 
 /// One route: its settings from the file and its live state.
@@ -117,6 +128,8 @@ impl Live {
             ),
             judge: judge(route, before.and_then(|b| b.judge.as_ref())),
             noise: noise(route, before.and_then(|b| b.noise.as_ref()), store),
+            embedder: embedder(route, before.and_then(|b| b.embedder.as_ref())),
+            spend: before.map_or_else(Arc::default, |b| b.spend.clone()),
         }
     }
 }
@@ -143,24 +156,42 @@ fn limit(before: Option<&Arc<Limit>>, max: usize) -> Arc<Limit> {
 }
 
 fn judge(route: &Route, before: Option<&Judge>) -> Option<Judge> {
-    let Compare::Judge(cfg) = &route.compare else {
-        return None;
+    let cfg = match &route.compare {
+        Compare::Judge(cfg) => cfg,
+        Compare::Llm(l) => l.judge.as_ref()?,
+        _ => return None,
     };
-    let mut parts = cfg.url.clone().into_parts();
-    let path = parts.path_and_query.replace(PathAndQuery::from_static("/"));
-    let upstream = Upstream {
-        uri: http::Uri::from_parts(parts).unwrap_or_default(),
-        base_path: String::new(),
-        connect_timeout: cfg.timeout,
-        timeout: cfg.timeout,
-        http2: false,
-        tls_ca: None,
-    };
+    let (upstream, path) = endpoint(&cfg.url, cfg.timeout);
     Some(Judge {
         client: client(route, before.map(|b| &b.client), &upstream, "judge"),
         path,
         permits: limit(before.map(|b| &b.permits), cfg.max_in_flight),
     })
+}
+
+fn embedder(route: &Route, before: Option<&Embedder>) -> Option<Embedder> {
+    let cfg = route.llm()?.embedding.as_ref()?;
+    let (upstream, path) = endpoint(&cfg.url, cfg.timeout);
+    Some(Embedder {
+        client: client(route, before.map(|b| &b.client), &upstream, "embedding"),
+        path,
+        permits: limit(before.map(|b| &b.permits), cfg.max_in_flight),
+    })
+}
+
+/// An endpoint URL as an upstream (scheme and authority) and its path.
+fn endpoint(url: &http::Uri, timeout: std::time::Duration) -> (Upstream, Option<PathAndQuery>) {
+    let mut parts = url.clone().into_parts();
+    let path = parts.path_and_query.replace(PathAndQuery::from_static("/"));
+    let upstream = Upstream {
+        uri: http::Uri::from_parts(parts).unwrap_or_default(),
+        base_path: String::new(),
+        connect_timeout: timeout,
+        timeout,
+        http2: false,
+        tls_ca: None,
+    };
+    (upstream, path)
 }
 
 /// The route's noise learner: kept across reloads while its settings are the

@@ -82,6 +82,41 @@ pub fn differing_pointers(a: &Value, b: &Value) -> Vec<String> {
     .0
 }
 
+/// The differing pointers of two values found at `prefix` (a concrete JSON
+/// pointer such as `/tool_calls/0/arguments`) under `spec`'s rules: its
+/// `ignore`, `only`, tolerances and unordered arrays apply to the full
+/// pointers (`/tool_calls/*/arguments/request_id`), which the result names.
+/// For the llm mode's tool-call arguments.
+pub fn diffs_at(spec: &JsonCompare, prefix: &str, a: &Value, b: &Value) -> Vec<String> {
+    let tokens: Vec<String> = prefix
+        .split('/')
+        .skip(1)
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let walk = Walk {
+        ignore: &spec.ignore,
+        noise: &[],
+        only: &spec.only,
+        tolerance: spec.tolerance,
+        abs_tolerance: spec.abs_tolerance,
+        unordered_arrays: spec.unordered_arrays,
+    };
+    let mut path: Vec<Seg<'_>> = tokens.iter().map(|t| Seg::Key(t)).collect();
+    let mut sink = Sink {
+        probe: false,
+        diffs: Vec::new(),
+        capped: false,
+    };
+    // With `only`, the prefix itself may be outside every listed pointer.
+    let covered = spec.only.is_empty() || spec.only.iter().any(|p| covers(p, &path));
+    // Break only means "stop collecting"; what was collected stands.
+    let _stopped = walk.node(a, b, &mut path, covered, &mut sink);
+    let mut diffs = sink.diffs;
+    diffs.sort_unstable();
+    diffs.dedup();
+    diffs
+}
+
 /// One step of a concrete path: an object key (borrowed from a document) or an
 /// array index (kept as a number, so no string is built per element).
 #[derive(Debug, Clone, Copy)]

@@ -29,9 +29,15 @@ pub fn question(
     incumbent: &Observation,
     candidate: &Observation,
 ) -> Bytes {
+    question_of(request, as_json(&incumbent.body), as_json(&candidate.body))
+}
+
+/// The body POSTed to the judge about two answers given as JSON values (the
+/// llm mode sends the two decoded texts).
+pub fn question_of(request: Option<&Bytes>, incumbent: Value, candidate: Value) -> Bytes {
     let payload = json!({
-        "incumbent": as_json(&incumbent.body),
-        "candidate": as_json(&candidate.body),
+        "incumbent": incumbent,
+        "candidate": candidate,
         "request": request.map_or(Value::Null, |b| as_json(b)),
     });
     Bytes::from(payload.to_string())

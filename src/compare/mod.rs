@@ -10,6 +10,7 @@
 pub mod exact;
 pub mod json;
 pub mod judge;
+pub mod llm;
 pub mod noise;
 pub mod safety;
 pub mod text;
@@ -71,6 +72,9 @@ pub struct Outcome {
     pub score: Option<f64>,
     /// Why the verdict is `skipped` or an error, when it is.
     pub note: Option<String>,
+    /// `llm` mode: the text stage that decided (none when the tool calls, a
+    /// failure or two empty texts did).
+    pub decided_by: Option<crate::config::TextStage>,
 }
 
 impl Outcome {
@@ -80,6 +84,7 @@ impl Outcome {
             diffs: Vec::new(),
             score: None,
             note: None,
+            decided_by: None,
         }
     }
 
@@ -118,7 +123,8 @@ impl Outcome {
 /// 5. the mode decides on the bodies: [`exact`], [`json`] (where `noise`, the
 ///    pointers learned as noise, are ignored like the configured `ignore`),
 ///    [`text`], or `judge` → `skipped` ("judge pending") until the asynchronous
-///    judge answers.
+///    judge answers, or `llm` → `skipped` ("llm pending") until the settle step
+///    has decoded both answers ([`llm`]).
 pub fn compare(
     mode: &Compare,
     incumbent: &Observation,
@@ -147,8 +153,13 @@ pub fn compare(
         Compare::Json(spec) => json::compare(spec, noise, &incumbent.body, &candidate.body),
         Compare::Text(spec) => text::compare(spec, &incumbent.body, &candidate.body),
         Compare::Judge(_) => Outcome::noted(Verdict::Skipped, JUDGE_PENDING),
+        Compare::Llm(_) => Outcome::noted(Verdict::Skipped, LLM_PENDING),
     }
 }
+
+/// The note of an `llm` outcome before the settle step has decoded both
+/// answers and run the text stages ([`llm`]).
+pub const LLM_PENDING: &str = "llm pending";
 
 /// The note of a `judge` outcome before the judge has answered.
 pub const JUDGE_PENDING: &str = "judge pending";

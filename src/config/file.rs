@@ -11,8 +11,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use toml::Spanned;
 
+mod llm;
 mod policy;
 
+pub use llm::{BandsFile, BudgetFile, CostFile, EmbeddingFile, FocusFile, PriceFile, TextFile};
 pub use policy::{
     CompareFile, GuardFile, ModeFile, NoiseFile, OnBreachFile, RolloutFile, RuleFile, ServeFile,
     WindowFile,
@@ -199,6 +201,9 @@ pub struct RouteFile {
     /// `safety = { ... }`. Default: no deny patterns.
     #[serde(default)]
     pub safety: SafetyFile,
+    /// `cost = { incumbent = {...}, candidate = {...} }`. Default: prices unknown.
+    #[serde(default)]
+    pub cost: CostFile,
 }
 
 fn default_route_timeout() -> Spanned<String> {
@@ -287,6 +292,12 @@ pub struct MirrorFile {
     pub set_headers: BTreeMap<Spanned<String>, Spanned<String>>,
     /// JSON body fields set for the candidate, pointer → value. Default `{}`.
     pub rewrite_json: BTreeMap<Spanned<String>, toml::Value>,
+    /// Share (0..=1) of exchanges mirrored, by the sticky key's own hash. Default `1.0`.
+    pub sample: Spanned<f64>,
+    /// `{ dollars_per_day }`: candidate spend per UTC day on mirrors. Default: none.
+    pub budget: Option<BudgetFile>,
+    /// `"all"` or `"undecided"` (decided segments at a tenth of `sample`). Default `"all"`.
+    pub focus: FocusFile,
 }
 
 impl Default for MirrorFile {
@@ -304,6 +315,9 @@ impl Default for MirrorFile {
             ]),
             set_headers: BTreeMap::new(),
             rewrite_json: BTreeMap::new(),
+            sample: unspanned(1.0),
+            budget: None,
+            focus: FocusFile::All,
         }
     }
 }

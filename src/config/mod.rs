@@ -6,6 +6,7 @@
 //! are all built here. Priority: route value > built-in default.
 
 pub mod file;
+pub mod llm;
 pub mod validate;
 
 use crate::pointer::Pointer;
@@ -16,6 +17,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use llm::{Band, Bands, Cost, Embedding, Focus, LlmCompare, Price, Protocol, TextStage};
 pub use validate::{Error, Issue};
 
 /// Loads and validates a config file.
@@ -110,6 +112,8 @@ pub struct Route {
     pub rollout: Rollout,
     pub guard: Guard,
     pub safety: Safety,
+    /// `[routes.cost]` prices (SPEC §11).
+    pub cost: Cost,
 }
 
 /// An upstream base URL (`http://host:port/base`) with its timeouts.
@@ -162,6 +166,11 @@ pub struct Mirror {
     pub strip_headers: Vec<HeaderName>,
     pub set_headers: Vec<(HeaderName, HeaderValue)>,
     pub rewrite_json: Vec<(Pointer, serde_json::Value)>,
+    /// Share of exchanges mirrored, `0..=1` (SPEC §11; by the sticky key's own hash).
+    pub sample: f64,
+    /// Candidate dollars per UTC day spent on mirrors; beyond it they are skipped.
+    pub budget: Option<f64>,
+    pub focus: Focus,
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +179,8 @@ pub enum Compare {
     Json(JsonCompare),
     Text(TextCompare),
     Judge(JudgeCompare),
+    /// AI answers decoded and compared as completions (SPEC §11).
+    Llm(Box<LlmCompare>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -263,6 +274,8 @@ pub struct Guard {
     pub max_candidate_error_rate: f64,
     /// Candidate p99 / incumbent p99; `None` disables the check.
     pub max_latency_ratio: Option<f64>,
+    /// Candidate p99 / incumbent p99 time to first token; `None` disables it.
+    pub max_ttft_ratio: Option<f64>,
     pub on_breach: OnBreach,
     pub auto_promote: bool,
     pub steps: Vec<f64>,

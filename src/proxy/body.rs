@@ -4,7 +4,7 @@
 //! The tee never holds data back: each frame is passed on as it arrives. Its
 //! capture goes to the settle task when the body ends, fails or is dropped.
 
-use crate::observation::Observation;
+use crate::observation::{Arrival, Observation, note_arrival};
 use crate::upstream::body::{Once, UpBody};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
@@ -61,6 +61,9 @@ pub struct Capture {
     cap: usize,
     kept: Kept,
     truncated: bool,
+    /// When the kept bytes arrived; `None` when the route does not time the
+    /// first token (one clock read per frame when it does).
+    arrivals: Option<Vec<Arrival>>,
     tx: Option<oneshot::Sender<Observation>>,
 }
 
@@ -77,8 +80,17 @@ impl Capture {
             cap,
             kept: Kept::Nothing,
             truncated: false,
+            arrivals: None,
             tx: Some(tx),
         }
+    }
+
+    /// Notes when each frame's bytes arrive (for the time to first token).
+    pub fn timed(mut self, timed: bool) -> Capture {
+        if timed {
+            self.arrivals = Some(Vec::new());
+        }
+        self
     }
 
     fn keep(&mut self, data: &Bytes) {
@@ -101,6 +113,9 @@ impl Capture {
                 Kept::Many(buf)
             }
         };
+        if let Some(arrivals) = &mut self.arrivals {
+            note_arrival(arrivals, self.kept.len(), self.started.elapsed());
+        }
     }
 
     fn finish(&mut self, error: Option<String>) {
@@ -111,6 +126,7 @@ impl Capture {
                 truncated: self.truncated,
                 error,
                 latency: self.started.elapsed(),
+                arrivals: self.arrivals.take().unwrap_or_default(),
             };
             // The settle task may be gone (shutdown); nothing to do then.
             let _ignored = tx.send(obs);

@@ -203,7 +203,8 @@ impl Reporter {
                 let body = match reporter {
                     Reporter::Settle(tx) => ProxyBody::Tee {
                         inner,
-                        capture: Capture::new(head.status.as_u16(), started, cap, tx),
+                        capture: Capture::new(head.status.as_u16(), started, cap, tx)
+                            .timed(route.cfg.times_first_token()),
                     },
                     Reporter::Count => ProxyBody::Pass {
                         inner,

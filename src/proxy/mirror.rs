@@ -14,6 +14,8 @@ use crate::exchange::Exchange;
 use crate::limit::OwnedSlot;
 use crate::observation::Observation;
 use crate::runtime::RouteRuntime;
+use crate::segment;
+use crate::spend;
 use crate::upstream::backoff::{Admit, Change, Probe};
 use crate::upstream::body::UpBody;
 use crate::upstream::{self, Bounds, Client};
@@ -37,6 +39,10 @@ pub enum SkipReason {
     /// The mirror target refused connections and is being backed off from
     /// (named for the usual target; a reverse-shadowed incumbent counts here too).
     CandidateDown,
+    /// Left out of `mirror.sample` (SPEC §11).
+    SampledOut,
+    /// `mirror.budget` is spent for this UTC day (SPEC §11).
+    Budget,
 }
 
 impl SkipReason {
@@ -48,6 +54,8 @@ impl SkipReason {
             SkipReason::BodyTooLarge => "body_too_large",
             SkipReason::InFlight => "in_flight",
             SkipReason::CandidateDown => "candidate_down",
+            SkipReason::SampledOut => "sampled_out",
+            SkipReason::Budget => "budget",
         }
     }
 }
@@ -102,6 +110,9 @@ pub fn plan(
     let Some(body) = ex.body.as_ref() else {
         return Err(SkipReason::BodyTooLarge);
     };
+    if target == Side::Candidate {
+        spend_on(route, ex)?;
+    }
     let client = match (target, route.live.candidate.as_ref()) {
         (Side::Candidate, Some(candidate)) => candidate,
         _ => &route.live.incumbent,
@@ -127,6 +138,26 @@ pub fn plan(
     })
 }
 
+/// `mirror.sample`, `mirror.focus` and `mirror.budget` for a copy to the
+/// candidate (a reverse-shadow copy to the incumbent costs nothing extra).
+fn spend_on(route: &RouteRuntime, ex: &Exchange) -> Result<(), SkipReason> {
+    let policy = &route.cfg.mirror;
+    if policy.sample >= 1.0 && policy.budget.is_none() {
+        return Ok(());
+    }
+    let label = segment::label(route.cfg.segment.as_ref(), &ex.segment);
+    let key = ex.sticky.as_deref().unwrap_or(&ex.id);
+    match route
+        .live
+        .spend
+        .admit(&route.cfg.name, policy, label, key, ex.ts_ms)
+    {
+        spend::Admit::Go => Ok(()),
+        spend::Admit::SampledOut => Err(SkipReason::SampledOut),
+        spend::Admit::Budget => Err(SkipReason::Budget),
+    }
+}
+
 impl Plan {
     /// Builds the copy from the request head as it goes to the serving side.
     pub fn build(self, route: &RouteRuntime, parts: &Parts) -> ShadowCall {
@@ -149,6 +180,7 @@ impl Plan {
             bounds: Bounds {
                 timeout: self.timeout,
                 cap: self.cap,
+                timed: route.cfg.times_first_token(),
             },
             probe: self.probe,
             permit: self.permit,

@@ -5,19 +5,21 @@
 //! Runs on its own task; a failure here only ever shows in the row and metrics.
 
 use super::Proxy;
+use super::cascade;
 use super::headers::{MIRROR, strip_hop_by_hop};
 use super::mirror::{ShadowCall, SkipReason};
 use crate::compare::{self, Outcome, Verdict, judge};
 use crate::config::Side;
 use crate::exchange::Exchange;
 use crate::observation::Observation;
+use crate::reading::{Figures, Reading};
 use crate::rollout::guard;
 use crate::runtime::RouteRuntime;
 use crate::segment;
 use crate::store::Record;
 use crate::upstream::{self, Bounds, body::UpBody};
+use http::HeaderValue;
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Method};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
@@ -87,7 +89,8 @@ impl Settle {
         let rt = proxy.runtime.load();
         let cap = rt.config.store.max_body_bytes;
         let learned = learn_noise(&route, &ex, &answers, cap).await;
-        let mut outcome = judge_pair(&route, &ex, &answers).await;
+        let readings = Readings::of(cfg, &answers);
+        let mut outcome = judge_pair(&route, &ex, &answers, &readings, &proxy.metrics).await;
         if outcome.verdict == Verdict::Skipped && outcome.note.is_none() {
             outcome.note = skip.map(|r| r.as_str().to_string());
         }
@@ -110,6 +113,8 @@ impl Settle {
         if safety.is_some() {
             metrics.record_safety_event(&cfg.name, label);
         }
+        let figures = readings.figures(cfg);
+        readings.account(&route, served_by, &figures, metrics);
         let ms = |o: &Option<Observation>| o.as_ref().map(|o| o.latency.as_secs_f64() * 1000.0);
         let sample = guard::Sample {
             at: std::time::Instant::now(),
@@ -117,8 +122,17 @@ impl Settle {
             safety: safety.is_some(),
             incumbent_ms: ms(&answers.incumbent),
             candidate_ms: ms(&answers.candidate),
+            incumbent_ttft_ms: figures.0.ttft_ms,
+            candidate_ttft_ms: figures.1.ttft_ms,
         };
         proxy.rollout.observe(cfg, label, sample, metrics).await;
+        if cfg.mirror.focus == crate::config::Focus::Undecided {
+            let decided = proxy
+                .rollout
+                .guard_status(&cfg.name, label)
+                .is_some_and(|(_, d, _)| d != guard::Decision::Hold);
+            route.live.spend.set_decided(label, decided);
+        }
         let mut rec = Record {
             id: ex.id,
             ts_ms: ex.ts_ms,
@@ -137,6 +151,9 @@ impl Settle {
             fallback,
             safety,
             noise: learned,
+            decided_by: outcome.decided_by.map(|s| s.as_str()),
+            incumbent_llm: figures.0,
+            candidate_llm: figures.1,
             ..Record::default()
         };
         if let Some(i) = answers.incumbent {
@@ -197,6 +214,7 @@ async fn learn_noise(
     let bounds = Bounds {
         timeout: policy.timeout,
         cap,
+        timed: false,
     };
     let again = client.call(permit, req, bounds).await.observation;
     // Only two 2xx answers of the same status teach anything (SPEC §9).
@@ -208,8 +226,15 @@ async fn learn_noise(
 }
 
 /// The verdict: [`compare::compare`] on both answers, then (in `judge` mode)
-/// the judge, through the one bounded call with the judge's permits.
-async fn judge_pair(route: &RouteRuntime, ex: &Exchange, answers: &Answers) -> Outcome {
+/// the judge, or (in `llm` mode) the completions and text stages of
+/// [`cascade`], through the one bounded call with their own permits.
+async fn judge_pair(
+    route: &RouteRuntime,
+    ex: &Exchange,
+    answers: &Answers,
+    readings: &Readings,
+    metrics: &crate::metrics::Metrics,
+) -> Outcome {
     let (i, c) = match (&answers.incumbent, &answers.candidate) {
         (Some(i), Some(c)) => (i, c),
         (Some(i), None) if i.is_error() => return Outcome::new(Verdict::IncumbentError),
@@ -223,31 +248,80 @@ async fn judge_pair(route: &RouteRuntime, ex: &Exchange, answers: &Answers) -> O
         .map(|n| n.learner.pointers())
         .unwrap_or_default();
     let outcome = compare::compare(&route.cfg.compare, i, c, &noise);
+    match outcome.note.as_deref() {
+        Some(compare::JUDGE_PENDING) => {}
+        Some(compare::LLM_PENDING) => {
+            return match (route.cfg.llm(), &readings.incumbent, &readings.candidate) {
+                (Some(spec), Some(a), Some(b)) => {
+                    cascade::decide(route, spec, ex, a, b, metrics).await
+                }
+                _ => Outcome::noted(Verdict::Skipped, "answers not read"),
+            };
+        }
+        _ => return outcome,
+    }
     let Some(j) = &route.live.judge else {
         return outcome;
     };
-    if outcome.note.as_deref() != Some(compare::JUDGE_PENDING) {
-        return outcome;
+    cascade::ask_judge(j, judge::question(ex.body.as_ref(), i, c)).await
+}
+
+/// Both answers read as AI answers (`compare.mode = "llm"` only).
+#[derive(Default)]
+struct Readings {
+    incumbent: Option<Reading>,
+    candidate: Option<Reading>,
+}
+
+impl Readings {
+    fn of(cfg: &crate::config::Route, answers: &Answers) -> Readings {
+        let Some(spec) = cfg.llm() else {
+            return Readings::default();
+        };
+        let read = |o: &Option<Observation>| o.as_ref().and_then(|o| Reading::of(spec.protocol, o));
+        Readings {
+            incumbent: read(&answers.incumbent),
+            candidate: read(&answers.candidate),
+        }
     }
-    let Some(permit) = j.permits.try_acquire_owned() else {
-        return Outcome::noted(Verdict::Skipped, "judge busy");
-    };
-    let mut headers = http::HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let req = upstream::request(
-        Method::POST,
-        j.client.uri_for(j.path.as_ref()),
-        headers,
-        UpBody::full(judge::question(ex.body.as_ref(), i, c)),
-    );
-    let bounds = Bounds {
-        // `judge_timeout`, the judge client's own.
-        timeout: j.client.upstream().timeout,
-        cap: judge::MAX_ANSWER,
-    };
-    let called = j.client.call(permit, req, bounds).await;
-    judge::read_reply(&called.observation, called.timed_out)
+
+    /// Each side's figures, priced by `[routes.cost]`.
+    fn figures(&self, cfg: &crate::config::Route) -> (Figures, Figures) {
+        let of = |r: &Option<Reading>, price: Option<&crate::config::Price>| {
+            r.as_ref().map(|r| r.figures(price)).unwrap_or_default()
+        };
+        (
+            of(&self.incumbent, cfg.cost.incumbent.as_ref()),
+            of(&self.candidate, cfg.cost.candidate.as_ref()),
+        )
+    }
+
+    /// Metrics of both answers; a mirrored candidate's cost is spend against
+    /// `mirror.budget` (counted once its answer is decoded).
+    fn account(
+        &self,
+        route: &RouteRuntime,
+        served_by: Side,
+        figures: &(Figures, Figures),
+        metrics: &crate::metrics::Metrics,
+    ) {
+        let cfg = &route.cfg;
+        if self.incumbent.is_some() {
+            metrics.record_answer(&cfg.name, Side::Incumbent, &figures.0);
+        }
+        if self.candidate.is_some() {
+            metrics.record_answer(&cfg.name, Side::Candidate, &figures.1);
+        }
+        if served_by == Side::Incumbent
+            && let Some(cost) = figures.1.cost
+        {
+            let today = route
+                .live
+                .spend
+                .add(cost, cfg.mirror.budget, crate::store::now_ms());
+            if cfg.mirror.budget.is_some_and(|b| today >= b) {
+                tracing::debug!(route = %cfg.name, today, "Mirror budget spent for today");
+            }
+        }
+    }
 }

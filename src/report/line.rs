@@ -338,6 +338,8 @@ mod tests {
                     safety: false,
                     incumbent_ms: None,
                     candidate_ms: None,
+                    incumbent_ttft_ms: None,
+                    candidate_ttft_ms: None,
                 };
                 // Weight 0 (shadow): a breach is reported but the window is kept.
                 let _action = live.observe(&g, sample, 0.0);

@@ -22,6 +22,9 @@ pub struct Sample {
     pub safety: bool,
     pub incumbent_ms: Option<f64>,
     pub candidate_ms: Option<f64>,
+    /// Time to first token of each side (llm mode), when known.
+    pub incumbent_ttft_ms: Option<f64>,
+    pub candidate_ttft_ms: Option<f64>,
 }
 
 impl Sample {
@@ -44,6 +47,8 @@ pub enum Reason {
     Agreement,
     CandidateErrors,
     Latency,
+    /// Time to first token (`max_ttft_ratio`, SPEC §11).
+    Ttft,
     Safety,
 }
 
@@ -53,6 +58,7 @@ impl Reason {
             Reason::Agreement => "agreement",
             Reason::CandidateErrors => "candidate_errors",
             Reason::Latency => "latency",
+            Reason::Ttft => "ttft",
             Reason::Safety => "safety",
         }
     }
@@ -101,6 +107,9 @@ pub struct Figures {
     pub error_rate_lower: f64,
     /// Candidate p99 / incumbent p99, when both are known.
     pub latency_ratio: Option<f64>,
+    /// Candidate p99 / incumbent p99 time to first token, when both are known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ratio: Option<f64>,
 }
 
 impl std::fmt::Display for Figures {
@@ -121,6 +130,9 @@ impl std::fmt::Display for Figures {
         )?;
         if let Some(r) = self.latency_ratio {
             write!(f, ", p99 ratio {r:.2}")?;
+        }
+        if let Some(r) = self.ttft_ratio {
+            write!(f, ", ttft p99 ratio {r:.2}")?;
         }
         if self.safety_events > 0 {
             write!(f, ", {} safety event(s)", self.safety_events)?;
@@ -195,6 +207,7 @@ impl Figures {
             error_rate: (samples > 0).then(|| candidate_errors as f64 / samples as f64),
             error_rate_lower: wilson(candidate_errors, samples, Z95).0,
             latency_ratio,
+            ttft_ratio: None,
         }
     }
 }
@@ -222,13 +235,23 @@ fn evaluate_counted(
         cand.sort_by(f64::total_cmp);
         latency_ratio = ratio(percentile(&cand, 99.0), percentile(&inc, 99.0));
     }
-    let f = Figures::of(
+    let mut f = Figures::of(
         counts.matches,
         counts.mismatches,
         counts.candidate_errors,
         counts.safety_events,
         latency_ratio,
     );
+    if cfg.max_ttft_ratio.is_some() {
+        let (mut inc, mut cand) = (Vec::new(), Vec::new());
+        for s in samples {
+            inc.extend(s.incumbent_ttft_ms);
+            cand.extend(s.candidate_ttft_ms);
+        }
+        inc.sort_by(f64::total_cmp);
+        cand.sort_by(f64::total_cmp);
+        f.ttft_ratio = ratio(percentile(&cand, 99.0), percentile(&inc, 99.0));
+    }
     let decision = decide(cfg, &f);
     (f, decision)
 }
@@ -259,12 +282,15 @@ pub fn decide(cfg: &Guard, f: &Figures) -> Decision {
         return Decision::Hold;
     }
     let slow = matches!((f.latency_ratio, cfg.max_latency_ratio), (Some(r), Some(max)) if r > max);
+    let slow_start = matches!((f.ttft_ratio, cfg.max_ttft_ratio), (Some(r), Some(max)) if r > max);
     if decided > 0 && f.agreement_upper < cfg.min_agreement {
         Decision::Breach(Reason::Agreement)
     } else if f.error_rate_lower > cfg.max_candidate_error_rate {
         Decision::Breach(Reason::CandidateErrors)
     } else if slow {
         Decision::Breach(Reason::Latency)
+    } else if slow_start {
+        Decision::Breach(Reason::Ttft)
     } else if decided > 0
         && f.agreement_lower >= cfg.min_agreement
         && f.error_rate.unwrap_or(0.0) <= cfg.max_candidate_error_rate

@@ -10,6 +10,7 @@
 //! `show`, the audit) goes through [`read`] on read-only connections, which
 //! WAL lets run beside the writer.
 
+pub mod columns;
 pub mod events;
 pub mod read;
 pub mod redact;
@@ -62,6 +63,11 @@ pub struct Record {
     /// Pointers seen differing between two incumbent answers on this exchange
     /// (noise learning); upserted into the `noise` table with the row.
     pub noise: Vec<String>,
+    /// llm mode: the text stage that decided (`decided_by`).
+    pub decided_by: Option<&'static str>,
+    /// llm mode: time to first token, tokens and cost of each side (SPEC §11).
+    pub incumbent_llm: crate::reading::Figures,
+    pub candidate_llm: crate::reading::Figures,
 }
 
 /// Errors at the store boundary; each names the database file involved.

@@ -35,9 +35,12 @@ const INSERT: &str = "INSERT INTO exchanges (
     id, ts, route, segment, served_by, method, path, query, request_headers,
     request_body, verdict, diff, score, skip_reason, incumbent_status,
     incumbent_ms, incumbent_body, incumbent_error, candidate_status,
-    candidate_ms, candidate_body, candidate_error, fallback, safety
+    candidate_ms, candidate_body, candidate_error, fallback, safety,
+    incumbent_ttft_ms, candidate_ttft_ms, incumbent_tokens_in, incumbent_tokens_out,
+    candidate_tokens_in, candidate_tokens_out, incumbent_cost, candidate_cost, decided_by
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-    ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)";
+    ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,
+    ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)";
 
 const NOISE: &str = "INSERT INTO noise (route, pointer, first_ts, last_ts, hits)
     VALUES (?1, ?2, ?3, ?3, 1)
@@ -123,6 +126,15 @@ fn insert_with(
         r.candidate_error,
         r.fallback,
         r.safety,
+        r.incumbent_llm.ttft_ms,
+        r.candidate_llm.ttft_ms,
+        r.incumbent_llm.tokens_in.map(|n| n as i64),
+        r.incumbent_llm.tokens_out.map(|n| n as i64),
+        r.candidate_llm.tokens_in.map(|n| n as i64),
+        r.candidate_llm.tokens_out.map(|n| n as i64),
+        r.incumbent_llm.cost,
+        r.candidate_llm.cost,
+        r.decided_by,
     ])?;
     for pointer in &r.noise {
         let mut stmt = conn.prepare_cached(NOISE)?;

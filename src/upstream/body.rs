@@ -2,6 +2,7 @@
 //! prefix and the rest of a client's stream) and the capped read of an
 //! upstream's answer.
 
+use crate::observation::{Arrival, note_arrival};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -83,6 +84,27 @@ impl Body for UpBody {
             }
         }
     }
+}
+
+/// [`collect_capped`] that also notes when the kept bytes arrived, relative
+/// to `started` (for the time to first token).
+pub async fn collect_timed(
+    mut body: Incoming,
+    cap: usize,
+    started: std::time::Instant,
+) -> Result<(Bytes, bool, Vec<Arrival>), hyper::Error> {
+    let mut buf = BytesMut::new();
+    let mut truncated = false;
+    let mut arrivals = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            let room = cap.saturating_sub(buf.len());
+            truncated |= data.len() > room;
+            buf.extend_from_slice(&data[..data.len().min(room)]);
+            note_arrival(&mut arrivals, buf.len(), started.elapsed());
+        }
+    }
+    Ok((buf.freeze(), truncated, arrivals))
 }
 
 /// Reads a whole upstream body, keeping at most `cap` bytes (for shadow calls).

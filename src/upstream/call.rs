@@ -4,7 +4,7 @@
 //! probe go through it; the client's own call streams instead ([`Client::send`]).
 
 use super::Client;
-use super::body::{UpBody, collect_capped};
+use super::body::{UpBody, collect_capped, collect_timed};
 use crate::limit::OwnedSlot;
 use crate::observation::Observation;
 use http::Request;
@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 pub struct Bounds {
     pub timeout: Duration,
     pub cap: usize,
+    /// Note when the answer's bytes arrive (for the time to first token).
+    pub timed: bool,
 }
 
 /// What a bounded call saw.
@@ -47,15 +49,23 @@ impl Client {
             }
         };
         let status = resp.status().as_u16();
-        let read = collect_capped(resp.into_body(), bounds.cap);
+        let read = async {
+            if bounds.timed {
+                collect_timed(resp.into_body(), bounds.cap, started).await
+            } else {
+                let (body, truncated) = collect_capped(resp.into_body(), bounds.cap).await?;
+                Ok((body, truncated, Vec::new()))
+            }
+        };
         let mut timed_out = false;
         let observation = match tokio::time::timeout_at(deadline, read).await {
-            Ok(Ok((body, truncated))) => Observation {
+            Ok(Ok((body, truncated, arrivals))) => Observation {
                 status: Some(status),
                 body,
                 truncated,
                 error: None,
                 latency: started.elapsed(),
+                arrivals,
             },
             Ok(Err(e)) => Observation::failed(format!("body broke off: {e}"), started.elapsed()),
             Err(_) => {

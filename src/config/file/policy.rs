@@ -2,6 +2,7 @@
 //! (with its rules) and `guard`. Mode-specific compare keys are `Option`s so that
 //! a key given with another mode can be reported instead of ignored.
 
+use super::llm::{BandsFile, EmbeddingFile, TextFile};
 use super::{SourceKeys, source_keys, text, unspanned};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ pub enum ModeFile {
     Json,
     Text,
     Judge,
+    Llm,
 }
 
 impl ModeFile {
@@ -24,6 +26,7 @@ impl ModeFile {
             ModeFile::Json => "json",
             ModeFile::Text => "text",
             ModeFile::Judge => "judge",
+            ModeFile::Llm => "llm",
         }
     }
 }
@@ -33,7 +36,7 @@ impl ModeFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CompareFile {
-    /// `"exact"`, `"json"`, `"text"` or `"judge"`. Default `"json"`.
+    /// `"exact"`, `"json"`, `"text"`, `"judge"` or `"llm"`. Default `"json"`.
     pub mode: Spanned<ModeFile>,
     /// json: pointers (with `*`) left out of the comparison. Default `[]`.
     pub ignore: Option<Spanned<Vec<Spanned<String>>>>,
@@ -57,6 +60,14 @@ pub struct CompareFile {
     pub judge_max_in_flight: Option<Spanned<usize>>,
     /// json: noise learning from two incumbent answers. Default: off.
     pub noise: Option<Spanned<NoiseFile>>,
+    /// llm: `"openai-chat"`, `"openai-responses"`, `"anthropic-messages"` or `"auto"`. Default `"auto"`.
+    pub protocol: Option<Spanned<String>>,
+    /// llm: how texts agree: a stage or a cascade of them. Default `"similarity"`.
+    pub text: Option<Spanned<TextFile>>,
+    /// llm: the undecided band of each cascade stage. Default: see [`BandsFile`].
+    pub bands: Option<Spanned<BandsFile>>,
+    /// llm: the embeddings endpoint. Required when `text` names `"embedding"`.
+    pub embedding: Option<Spanned<EmbeddingFile>>,
 }
 
 /// `noise = { secondary = "http://...", sample = 0.05 }`: learn the pointers
@@ -86,6 +97,10 @@ impl Default for CompareFile {
             judge_timeout: None,
             judge_max_in_flight: None,
             noise: None,
+            protocol: None,
+            text: None,
+            bands: None,
+            embedding: None,
         }
     }
 }
@@ -168,6 +183,8 @@ pub struct GuardFile {
     pub max_candidate_error_rate: Spanned<f64>,
     /// Highest candidate p99 / incumbent p99. Default: none (not checked).
     pub max_latency_ratio: Option<Spanned<f64>>,
+    /// Highest candidate p99 / incumbent p99 time to first token. Default: none (not checked).
+    pub max_ttft_ratio: Option<Spanned<f64>>,
     /// On a breach: `"step"` back one step or `"shadow"` (weight 0). Default `"step"`.
     pub on_breach: OnBreachFile,
     /// Move a passing segment up one step after `hold`. Default `false`.
@@ -186,6 +203,7 @@ impl Default for GuardFile {
             min_agreement: unspanned(0.9),
             max_candidate_error_rate: unspanned(0.02),
             max_latency_ratio: None,
+            max_ttft_ratio: None,
             on_breach: OnBreachFile::Step,
             auto_promote: false,
             steps: unspanned(vec![1.0, 5.0, 10.0, 25.0, 50.0, 100.0]),

@@ -33,47 +33,64 @@ pub(super) fn compare(c: &mut Checker<'_>, f: &CompareFile) -> Compare {
                 .map_or(TEXT_THRESHOLD, |t| c.fraction("compare.threshold", t)),
         }),
         ModeFile::Judge => Compare::Judge(judge_compare(c, f)),
+        ModeFile::Llm => Compare::Llm(Box::new(super::llm::compare(c, f))),
     }
 }
 
 /// Reports each mode-specific key given with another mode, at the key's value.
 fn reject_foreign_keys(c: &mut Checker<'_>, f: &CompareFile, mode: ModeFile) {
-    use ModeFile::{Json, Judge, Text};
-    let keys = [
-        ("ignore", Json, f.ignore.as_ref().map(Spanned::span)),
-        ("only", Json, f.only.as_ref().map(Spanned::span)),
-        ("tolerance", Json, f.tolerance.as_ref().map(Spanned::span)),
+    use ModeFile::{Json, Judge, Llm, Text};
+    let keys: [(&str, &[ModeFile], Option<std::ops::Range<usize>>); 15] = [
+        ("ignore", &[Json, Llm], f.ignore.as_ref().map(Spanned::span)),
+        ("only", &[Json, Llm], f.only.as_ref().map(Spanned::span)),
+        (
+            "tolerance",
+            &[Json, Llm],
+            f.tolerance.as_ref().map(Spanned::span),
+        ),
         (
             "abs_tolerance",
-            Json,
+            &[Json, Llm],
             f.abs_tolerance.as_ref().map(Spanned::span),
         ),
         (
             "unordered_arrays",
-            Json,
+            &[Json, Llm],
             f.unordered_arrays.as_ref().map(Spanned::span),
         ),
-        ("field", Text, f.field.as_ref().map(Spanned::span)),
-        ("threshold", Text, f.threshold.as_ref().map(Spanned::span)),
-        ("url", Judge, f.url.as_ref().map(Spanned::span)),
+        ("field", &[Text], f.field.as_ref().map(Spanned::span)),
+        (
+            "threshold",
+            &[Text, Llm],
+            f.threshold.as_ref().map(Spanned::span),
+        ),
+        ("url", &[Judge, Llm], f.url.as_ref().map(Spanned::span)),
         (
             "judge_timeout",
-            Judge,
+            &[Judge, Llm],
             f.judge_timeout.as_ref().map(Spanned::span),
         ),
         (
             "judge_max_in_flight",
-            Judge,
+            &[Judge, Llm],
             f.judge_max_in_flight.as_ref().map(Spanned::span),
         ),
-        ("noise", Json, f.noise.as_ref().map(Spanned::span)),
+        ("noise", &[Json], f.noise.as_ref().map(Spanned::span)),
+        ("protocol", &[Llm], f.protocol.as_ref().map(Spanned::span)),
+        ("text", &[Llm], f.text.as_ref().map(Spanned::span)),
+        ("bands", &[Llm], f.bands.as_ref().map(Spanned::span)),
+        ("embedding", &[Llm], f.embedding.as_ref().map(Spanned::span)),
     ];
-    for (key, owner, span) in keys {
+    for (key, owners, span) in keys {
         let Some(span) = span else { continue };
-        if owner != mode {
+        if !owners.contains(&mode) {
+            let names: Vec<String> = owners
+                .iter()
+                .map(|o| format!("\"{}\"", o.as_str()))
+                .collect();
             let msg = format!(
-                "`{key}` belongs to mode \"{}\", but mode is \"{}\"",
-                owner.as_str(),
+                "`{key}` belongs to mode {}, but mode is \"{}\"",
+                names.join(" or "),
                 mode.as_str()
             );
             c.issue(span, format!("compare.{key}"), msg);
@@ -81,7 +98,7 @@ fn reject_foreign_keys(c: &mut Checker<'_>, f: &CompareFile, mode: ModeFile) {
     }
 }
 
-fn json_compare(c: &mut Checker<'_>, f: &CompareFile) -> JsonCompare {
+pub(super) fn json_compare(c: &mut Checker<'_>, f: &CompareFile) -> JsonCompare {
     let mut pointers = |field: &str, list: &Option<Spanned<Vec<Spanned<String>>>>| {
         list.as_ref()
             .map(|l| c.pointers(field, l.get_ref()))
@@ -136,7 +153,7 @@ fn non_negative(c: &mut Checker<'_>, field: &str, x: Option<&Spanned<f64>>) -> f
     v
 }
 
-fn judge_compare(c: &mut Checker<'_>, f: &CompareFile) -> JudgeCompare {
+pub(super) fn judge_compare(c: &mut Checker<'_>, f: &CompareFile) -> JudgeCompare {
     let url = match &f.url {
         Some(url) => c
             .url("compare.url", url)
@@ -255,17 +272,16 @@ pub(super) fn guard(c: &mut Checker<'_>, f: &GuardFile) -> Guard {
             Window::Time(c.timeout("guard.window", &Spanned::new(f.window.span(), text.clone())))
         }
     };
-    let max_latency_ratio = f.max_latency_ratio.as_ref().map(|r| {
+    let mut ratio = |field: &str, r: &Spanned<f64>| {
         let v = *r.get_ref();
         if !(v > 0.0 && v.is_finite()) {
-            c.issue(
-                r.span(),
-                "guard.max_latency_ratio",
-                format!("{v} must be a finite number > 0"),
-            );
+            c.issue(r.span(), field, format!("{v} must be a finite number > 0"));
         }
         v
-    });
+    };
+    let max_latency_ratio =
+        (f.max_latency_ratio.as_ref()).map(|r| ratio("guard.max_latency_ratio", r));
+    let max_ttft_ratio = (f.max_ttft_ratio.as_ref()).map(|r| ratio("guard.max_ttft_ratio", r));
     steps(c, &f.steps);
     if f.auto_promote && f.steps.get_ref().is_empty() {
         c.issue(
@@ -283,6 +299,7 @@ pub(super) fn guard(c: &mut Checker<'_>, f: &GuardFile) -> Guard {
             &f.max_candidate_error_rate,
         ),
         max_latency_ratio,
+        max_ttft_ratio,
         on_breach: match f.on_breach {
             OnBreachFile::Step => OnBreach::StepBack,
             OnBreachFile::Shadow => OnBreach::Shadow,

@@ -117,6 +117,7 @@ fn route(c: &mut Checker<'_>, f: &RouteFile) -> Route {
         ),
         guard: policy::guard(c, &f.guard),
         safety: safety(c, &f.safety),
+        cost: super::llm::cost(c, &f.cost),
         candidate,
         segment,
         sticky,
@@ -182,7 +183,11 @@ fn mirror(c: &mut Checker<'_>, f: &MirrorFile) -> Mirror {
             }
         }
     }
+    let (sample, budget, focus) = super::llm::spend(c, f);
     Mirror {
+        sample,
+        budget,
+        focus,
         enabled: f.enabled,
         methods: c.methods("mirror.methods", &f.methods),
         timeout: c.timeout("mirror.timeout", &f.timeout),

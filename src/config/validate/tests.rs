@@ -54,7 +54,7 @@ const BAD: &[(&str, usize, usize, &str)] = &[
         "bad-mode-key.toml",
         5,
         40,
-        "`threshold` belongs to mode \"text\", but mode is \"json\"",
+        "`threshold` belongs to mode \"text\" or \"llm\", but mode is \"json\"",
     ),
     (
         "bad-judge-without-url.toml",

@@ -22,6 +22,8 @@ fn sample(at: Instant, verdict: Verdict) -> Sample {
         safety: false,
         incumbent_ms: Some(10.0),
         candidate_ms: Some(12.0),
+        incumbent_ttft_ms: None,
+        candidate_ttft_ms: None,
     }
 }
 
@@ -133,6 +135,30 @@ fn errors_and_latency_breach() {
         .expect("breach");
     assert_eq!(action.breach, Some(Reason::Latency));
     assert!((action.figures.latency_ratio.unwrap() - 3.0).abs() < 1e-9);
+
+    // SPEC §11: the time to first token has its own ratio.
+    cfg.max_latency_ratio = None;
+    cfg.max_ttft_ratio = Some(1.5);
+    let mut g = SegmentGuard::default();
+    let ttft = |s: &mut Sample, inc: f64, cand: f64| {
+        s.incumbent_ttft_ms = Some(inc);
+        s.candidate_ttft_ms = Some(cand);
+    };
+    let calm = (0..300).find_map(|_| {
+        let mut s = sample(t0, Verdict::Match);
+        ttft(&mut s, 100.0, 140.0);
+        g.observe(&cfg, s, 10.0)
+    });
+    assert_eq!(calm, None, "1.4 is within 1.5");
+    let action = (0..1000)
+        .find_map(|_| {
+            let mut s = sample(t0, Verdict::Match);
+            ttft(&mut s, 100.0, 400.0);
+            g.observe(&cfg, s, 10.0)
+        })
+        .expect("breach");
+    assert_eq!(action.breach, Some(Reason::Ttft));
+    assert!((action.figures.ttft_ratio.unwrap() - 4.0).abs() < 1e-9);
 }
 
 #[test]

@@ -120,6 +120,8 @@ async fn the_guard_rolls_a_bad_segment_back_and_records_why() {
             safety: false,
             incumbent_ms: None,
             candidate_ms: None,
+            incumbent_ttft_ms: None,
+            candidate_ttft_ms: None,
         };
         r.observe(&cfg.routes[0], "enterprise", s, &m).await;
     }
