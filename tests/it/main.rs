@@ -8,6 +8,7 @@ mod support;
 
 mod admin;
 mod check;
+mod llm;
 mod mirror;
 mod onepath;
 mod proxy;

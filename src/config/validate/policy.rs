@@ -37,10 +37,13 @@ pub(super) fn compare(c: &mut Checker<'_>, f: &CompareFile) -> Compare {
     }
 }
 
+/// A mode-specific key: its name, the modes it belongs to, where it was given.
+type Owned<'a> = (&'a str, &'a [ModeFile], Option<std::ops::Range<usize>>);
+
 /// Reports each mode-specific key given with another mode, at the key's value.
 fn reject_foreign_keys(c: &mut Checker<'_>, f: &CompareFile, mode: ModeFile) {
     use ModeFile::{Json, Judge, Llm, Text};
-    let keys: [(&str, &[ModeFile], Option<std::ops::Range<usize>>); 15] = [
+    let keys: [Owned<'_>; 15] = [
         ("ignore", &[Json, Llm], f.ignore.as_ref().map(Spanned::span)),
         ("only", &[Json, Llm], f.only.as_ref().map(Spanned::span)),
         (

@@ -81,6 +81,20 @@ impl UpstreamBuilder {
         self.body = Bytes::copy_from_slice(body.as_bytes());
         self
     }
+    /// Answers with a server-sent-event body (`text/event-stream`).
+    pub fn sse(mut self, body: &str) -> Self {
+        self.body = Bytes::copy_from_slice(body.as_bytes());
+        self.headers = vec![("content-type".into(), "text/event-stream".into())];
+        self
+    }
+    /// Replaces the default headers (`content-type: application/json`).
+    pub fn headers_only(mut self, headers: &[(&str, &str)]) -> Self {
+        self.headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self
+    }
     pub fn header(mut self, k: &str, v: &str) -> Self {
         self.headers.push((k.into(), v.into()));
         self
