@@ -263,7 +263,12 @@ async fn judge_pair(
     let Some(j) = &route.live.judge else {
         return outcome;
     };
-    cascade::ask_judge(j, judge::question(ex.body.as_ref(), i, c)).await
+    let mut judged = cascade::ask_judge(j, judge::question(ex.body.as_ref(), i, c)).await;
+    if matches!(judged.verdict, Verdict::Match | Verdict::Mismatch) {
+        // Paired with people's ratings by `report` (judge calibration).
+        judged.decided_by = Some(crate::config::TextStage::Judge);
+    }
+    judged
 }
 
 /// Both answers read as AI answers (`compare.mode = "llm"` only).

@@ -169,6 +169,9 @@ pub struct Line {
     /// Rough number of further decided comparisons before it would be, at the
     /// current agreement (normal approximation); `None` when decided or unknown.
     pub samples_needed: Option<u64>,
+    /// AI figures (SPEC §11), for lines with decoded AI answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ai: Option<super::ai::AiLine>,
 }
 
 impl Line {
@@ -210,21 +213,30 @@ impl Line {
             decision: Decision::Hold,
             decided: false,
             samples_needed: None,
+            ai: None,
         };
         line.decide(s, guard);
         line
     }
 
+    /// Adds the line's AI figures; the guard decides again with the time to
+    /// first token ratio (`max_ttft_ratio`) among its inputs.
+    pub fn with_ai(&mut self, ai: super::ai::AiLine, s: &SegmentStats, guard: &Guard) {
+        self.ai = Some(ai);
+        self.decide(s, guard);
+    }
+
     /// The guard's decision on these numbers: [`guard::decide`] itself.
     fn decide(&mut self, s: &SegmentStats, g: &Guard) {
         let latency_ratio = guard::ratio(self.candidate_ms.p99, self.incumbent_ms.p99);
-        let figures = Figures::of(
+        let mut figures = Figures::of(
             s.matches,
             s.mismatches,
             s.candidate_errors,
             self.safety_hits,
             latency_ratio,
         );
+        figures.ttft_ratio = self.ai.as_ref().and_then(|a| a.ttft_ratio);
         self.decision = guard::decide(g, &figures).into();
         let enough = figures.samples >= g.min_samples;
         self.decided = enough

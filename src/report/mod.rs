@@ -22,6 +22,7 @@
 //!
 //! Reading never writes: the database files are opened read-only.
 
+pub mod ai;
 pub mod html;
 pub mod line;
 pub mod render;
@@ -123,6 +124,8 @@ pub struct Report {
     pub series_ms: i64,
     /// Agreement per route and segment over time.
     pub series: Vec<Series>,
+    /// Per route: the judge's verdicts against people's ratings (SPEC §11).
+    pub calibration: Vec<ai::JudgeCalibration>,
 }
 
 /// Agreement of one route and segment over time.
@@ -160,6 +163,7 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
     } = read::scan(&opts.dbs, &filter, opts.by.period_ms(), bucket)?;
     let weights = read::weights(&opts.dbs)?;
     let mut ratings = read::ratings(&opts.dbs, &filter)?;
+    let mut ai_stats = read::ai::scan(&opts.dbs, &filter, opts.by.period_ms())?;
     let default_guard = crate::config::Guard::default();
     let lines = groups
         .iter()
@@ -173,6 +177,9 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
             if s.period.is_none() {
                 let key = (s.route.clone(), s.segment.clone());
                 line.ratings = Ratings::of(ratings.remove(&key).unwrap_or_default());
+            }
+            if let Some(a) = ai_stats.remove(&(s.route.clone(), s.segment.clone(), s.period)) {
+                line.with_ai(ai::AiLine::of(&a), s, guard);
             }
             line
         })
@@ -199,6 +206,10 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
         events: read::events(&opts.dbs, opts.route.as_deref(), since_ms)?,
         series_ms: bucket,
         series,
+        calibration: read::ai::calibration(&opts.dbs, &filter)?
+            .into_iter()
+            .map(|(route, c)| ai::JudgeCalibration::of(route, c))
+            .collect(),
     })
 }
 

@@ -154,8 +154,14 @@ fn details(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             if !noise.is_empty() {
                 writeln!(out, "  noise (left out of verdicts): {}", counted(&noise))?;
             }
+            for c in report.calibration.iter().filter(|c| c.route == route) {
+                writeln!(out, "  {}", super::ai::describe_calibration(c))?;
+            }
         }
         writeln!(out, "  {}:", l.segment)?;
+        for text in l.ai.iter().flat_map(super::ai::describe) {
+            writeln!(out, "    {text}")?;
+        }
         if !l.top_diffs.is_empty() {
             writeln!(out, "    top differences: {}", counted(&l.top_diffs))?;
         }

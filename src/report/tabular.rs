@@ -36,6 +36,18 @@ pub const CSV_HEADER: &[&str] = &[
     "rating_mean",
     "top_diffs",
     "skip_reasons",
+    "incumbent_ttft_p50_ms",
+    "incumbent_ttft_p95_ms",
+    "candidate_ttft_p50_ms",
+    "candidate_ttft_p95_ms",
+    "incumbent_tokens_in_per_request",
+    "incumbent_tokens_out_per_request",
+    "candidate_tokens_in_per_request",
+    "candidate_tokens_out_per_request",
+    "incumbent_cost_per_1k",
+    "candidate_cost_per_1k",
+    "cost_difference_per_1k",
+    "decided_by",
 ];
 
 fn num(v: Option<f64>) -> String {
@@ -93,6 +105,32 @@ pub fn csv(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             num(l.ratings.mean),
             pairs(&l.top_diffs),
             pairs(&l.skip_reasons),
+            num(l.ai.as_ref().and_then(|a| a.incumbent.ttft_p50)),
+            num(l.ai.as_ref().and_then(|a| a.incumbent.ttft_p95)),
+            num(l.ai.as_ref().and_then(|a| a.candidate.ttft_p50)),
+            num(l.ai.as_ref().and_then(|a| a.candidate.ttft_p95)),
+            num(l
+                .ai
+                .as_ref()
+                .and_then(|a| a.incumbent.tokens_in_per_request)),
+            num(l
+                .ai
+                .as_ref()
+                .and_then(|a| a.incumbent.tokens_out_per_request)),
+            num(l
+                .ai
+                .as_ref()
+                .and_then(|a| a.candidate.tokens_in_per_request)),
+            num(l
+                .ai
+                .as_ref()
+                .and_then(|a| a.candidate.tokens_out_per_request)),
+            num(l.ai.as_ref().and_then(|a| a.incumbent.cost_per_1k)),
+            num(l.ai.as_ref().and_then(|a| a.candidate.cost_per_1k)),
+            num(l.ai.as_ref().and_then(|a| a.cost_difference_per_1k)),
+            l.ai.as_ref()
+                .map(|a| pairs(&a.decided_by))
+                .unwrap_or_default(),
         ];
         let row: Vec<String> = row.iter().map(|c| field(c)).collect();
         writeln!(out, "{}", row.join(","))?;
@@ -141,6 +179,9 @@ pub fn markdown(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "\n## Details\n")?;
     for l in report.lines.iter().filter(|l| l.period.is_none()) {
         writeln!(out, "- **{} / {}**", md(&l.route), md(&l.segment))?;
+        for text in l.ai.iter().flat_map(super::ai::describe) {
+            writeln!(out, "  - {}", md(&text))?;
+        }
         if !l.top_diffs.is_empty() {
             writeln!(out, "  - top differences: {}", md(&counted(&l.top_diffs)))?;
         }
@@ -152,6 +193,13 @@ pub fn markdown(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             writeln!(out, "  - safety hits: {}", md(&hits))?;
         }
         writeln!(out, "  - feedback: {}", render::ratings(&l.ratings))?;
+    }
+    if !report.calibration.is_empty() {
+        writeln!(out, "\n## Judge calibration\n")?;
+        for c in &report.calibration {
+            let text = super::ai::describe_calibration(c);
+            writeln!(out, "- {}: {}", md(&c.route), md(&text))?;
+        }
     }
     if !report.noise.is_empty() {
         writeln!(out, "\n## Noise (left out of verdicts)\n")?;

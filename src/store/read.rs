@@ -7,6 +7,7 @@
 //! [`scan`]: it reads only a covering index, never the bodies, which is what
 //! keeps a report over a million exchanges under a second.
 
+pub mod ai;
 mod scan;
 
 pub use scan::{DAY_MS, Filter, HOUR_MS, Point, Scan, SegmentStats, scan, series_bucket};

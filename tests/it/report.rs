@@ -13,7 +13,7 @@ use std::time::Duration;
 use understudy::loopback;
 
 /// A JSON upstream computed from the request's JSON body.
-async fn json_upstream(
+pub(crate) async fn json_upstream(
     answer: impl Fn(&Value) -> Value + Send + Sync + 'static,
     delay: Duration,
 ) -> loopback::Server {
