@@ -62,6 +62,19 @@ pub struct ListenFile {
     pub drain_timeout: Spanned<String>,
     /// Client requests handled at once; beyond it the proxy answers 503. Default `10000`.
     pub max_in_flight: Spanned<usize>,
+    /// A client must send its whole request body within this, or get 408. Default `"30s"`.
+    pub body_read_timeout: Spanned<String>,
+    /// A connection with no request in progress is closed after this;
+    /// one with a request in progress, after this long without a byte either way. Default `"60s"`.
+    pub idle_timeout: Spanned<String>,
+    /// Open client connections; beyond it new ones are closed at accept. Default `10000`.
+    pub max_connections: Spanned<usize>,
+    /// Largest request head (request line and headers), in bytes; beyond it 431. Default `65536`.
+    pub max_header_bytes: Spanned<usize>,
+    /// Most header fields in a request; beyond it 431. Default `100`.
+    pub max_headers: Spanned<usize>,
+    /// Concurrent streams on one HTTP/2 connection. Default `100`.
+    pub max_concurrent_streams: Spanned<usize>,
 }
 
 impl Default for ListenFile {
@@ -72,6 +85,12 @@ impl Default for ListenFile {
             header_read_timeout: text("10s"),
             drain_timeout: text("30s"),
             max_in_flight: Spanned::new(0..0, 10_000),
+            body_read_timeout: text("30s"),
+            idle_timeout: text("60s"),
+            max_connections: Spanned::new(0..0, 10_000),
+            max_header_bytes: Spanned::new(0..0, 64 * 1024),
+            max_headers: Spanned::new(0..0, 100),
+            max_concurrent_streams: Spanned::new(0..0, 100),
         }
     }
 }

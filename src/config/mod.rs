@@ -64,6 +64,18 @@ pub struct Listen {
     pub drain_timeout: Duration,
     /// Client requests handled at once; beyond it the answer is 503.
     pub max_in_flight: usize,
+    /// A request body must be complete within this (408).
+    pub body_read_timeout: Duration,
+    /// No request in progress for this long (or no byte moving while one is): closed.
+    pub idle_timeout: Duration,
+    /// Open client connections; beyond it new ones are closed at accept.
+    pub max_connections: usize,
+    /// Largest request head in bytes (431 beyond).
+    pub max_header_bytes: usize,
+    /// Most header fields (431 beyond).
+    pub max_headers: usize,
+    /// Concurrent streams per HTTP/2 connection.
+    pub max_concurrent_streams: u32,
 }
 
 #[derive(Debug, Clone)]

@@ -8,6 +8,7 @@ mod support;
 
 mod admin;
 mod check;
+mod limits;
 mod mirror;
 mod onepath;
 mod proxy;
