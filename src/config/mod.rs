@@ -97,6 +97,8 @@ pub struct Store {
     /// Cap on each stored body; larger request bodies are not mirrored.
     pub max_body_bytes: usize,
     pub redact_headers: Vec<HeaderName>,
+    /// Query parameters whose values are redacted in stored rows.
+    pub redact_query: Vec<String>,
     pub redact_json: Vec<Pointer>,
     pub retention: Duration,
     /// Bounded queue between the request path and the writer thread.
@@ -172,6 +174,8 @@ pub struct Mirror {
     pub timeout: Duration,
     pub max_in_flight: usize,
     pub strip_headers: Vec<HeaderName>,
+    /// Query parameters removed from the candidate's copy.
+    pub strip_query: Vec<String>,
     pub set_headers: Vec<(HeaderName, HeaderValue)>,
     pub rewrite_json: Vec<(Pointer, serde_json::Value)>,
 }

@@ -228,6 +228,7 @@ fn store(c: &mut Checker<'_>, f: &StoreFile) -> Store {
         path: f.path.clone(),
         max_body_bytes: f.max_body_bytes,
         redact_headers: c.header_names("store.redact_headers", &f.redact_headers),
+        redact_query: f.redact_query.clone(),
         redact_json: c.pointers("store.redact_json", &f.redact_json),
         retention: c.timeout("store.retention", &f.retention),
         queue_capacity: c.nonzero("store.queue_capacity", &f.queue_capacity),

@@ -82,7 +82,13 @@ pub async fn handle(
         ex.keep_request(&parts);
     }
     let via = headers::via_value(parts.version);
-    headers::prepare_request(&mut parts.headers, peer.ip(), tls, &via);
+    headers::prepare_request(
+        &mut parts.headers,
+        parts.uri.authority(),
+        peer.ip(),
+        tls,
+        &via,
+    );
     let exchange_id = HeaderValue::try_from(ex.id.as_str()).ok();
     let label = segment::label(route.cfg.segment.as_ref(), &ex.segment).to_string();
     let (answer, reporter) = match serving {
