@@ -8,6 +8,7 @@ mod support;
 
 mod admin;
 mod check;
+mod faults;
 mod hostile;
 mod limits;
 mod mirror;
