@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod observation;
 pub mod pointer;
 pub mod proxy;
+pub mod query;
 pub mod reading;
 pub mod report;
 pub mod rollout;

@@ -97,7 +97,11 @@ impl Runtime {
                 })
             })
             .collect();
-        let redactor = Redactor::new(&config.store.redact_headers, &config.store.redact_json);
+        let redactor = Redactor::new(
+            &config.store.redact_headers,
+            &config.store.redact_json,
+            &config.store.redact_query,
+        );
         Runtime {
             config,
             routes,

@@ -23,8 +23,13 @@ pub enum Prepared {
     Streaming(UpBody),
 }
 
-/// Reads the request body until it ends or passes `cap` bytes.
-pub async fn prepare(mut body: Incoming, cap: usize) -> Result<Prepared, hyper::Error> {
+/// Reads the request body until it ends or passes `cap` bytes; the rest of
+/// a body over the cap must arrive by `deadline` too.
+pub async fn prepare(
+    mut body: Incoming,
+    cap: usize,
+    deadline: tokio::time::Instant,
+) -> Result<Prepared, hyper::Error> {
     if body.is_end_stream() {
         return Ok(Prepared::Buffered(Bytes::new()));
     }
@@ -40,6 +45,7 @@ pub async fn prepare(mut body: Incoming, cap: usize) -> Result<Prepared, hyper::
             return Ok(Prepared::Streaming(UpBody::Chained {
                 prefix: chunks,
                 rest: body,
+                deadline: Box::pin(tokio::time::sleep_until(deadline)),
             }));
         }
     }

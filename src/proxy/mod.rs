@@ -9,6 +9,7 @@
 
 pub mod body;
 pub mod cascade;
+pub mod conn;
 pub mod error;
 pub mod handle;
 pub mod headers;

@@ -137,6 +137,31 @@ pub(crate) fn open_rw(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// The writer's last outcome, read by `/readyz`.
+#[derive(Debug, Default)]
+pub(crate) struct Health(Mutex<Option<(i64, String)>>);
+
+impl Health {
+    /// A write failed: remembered with the time of the first failure in a row.
+    pub(crate) fn failed(&self, error: &dyn std::fmt::Display) {
+        let mut h = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let since = h.as_ref().map_or_else(now_ms, |(since, _)| *since);
+        *h = Some((since, error.to_string()));
+    }
+
+    pub(crate) fn ok(&self) {
+        let mut h = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if h.is_some() {
+            tracing::info!("Store writes succeed again");
+            *h = None;
+        }
+    }
+
+    fn get(&self) -> Option<(i64, String)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// What travels to the writer thread.
 pub(crate) enum Msg {
     Row(Box<Record>),
@@ -162,6 +187,7 @@ pub struct Store {
 
 struct Inner {
     path: PathBuf,
+    health: Arc<Health>,
     tx: RwLock<Option<SyncSender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     skips: Arc<skips::Tally>,
@@ -174,7 +200,8 @@ impl Store {
         let conn = open_rw(&cfg.path)?;
         let (tx, rx) = sync_channel(cfg.queue_capacity);
         let skips = Arc::new(skips::Tally::default());
-        let writer = writer::Writer::new(conn, cfg, skips.clone(), metrics.clone());
+        let health = Arc::new(Health::default());
+        let writer = writer::Writer::new(conn, cfg, skips.clone(), metrics.clone(), health.clone());
         let handle = std::thread::Builder::new()
             .name("understudy-store".into())
             .spawn(move || writer.run(rx))
@@ -185,6 +212,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 path: cfg.path.clone(),
+                health,
                 tx: RwLock::new(Some(tx)),
                 writer: Mutex::new(Some(handle)),
                 skips,
@@ -196,6 +224,12 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Why the last write failed and since when (unix ms); `None` when the
+    /// last write succeeded.
+    pub fn failing(&self) -> Option<(i64, String)> {
+        self.inner.health.get()
     }
 
     /// Queues one row. Never blocks: a full queue, or a closed store, drops

@@ -8,6 +8,9 @@ mod support;
 
 mod admin;
 mod check;
+mod faults;
+mod hostile;
+mod limits;
 mod llm;
 mod mirror;
 mod onepath;

@@ -1,0 +1,83 @@
+//! SPEC §9 against a client that sends what it should not: control headers,
+//! credentials in the query and in headers, giant segment values.
+
+use crate::support::*;
+use http::Request;
+use http_body_util::Full;
+
+#[tokio::test]
+async fn control_headers_are_ours_and_credentials_stay_with_the_incumbent() {
+    let incumbent = upstream().spawn().await;
+    let candidate = upstream().spawn().await;
+    let routes = route(
+        "r",
+        "/",
+        &incumbent.url(),
+        &candidate.url(),
+        "segment = { query = \"tier\" }",
+    );
+    let mut p = proxy(&routes).await;
+    let long_tier = "t".repeat(300);
+    let req = Request::get(p.url(&format!(
+        "/v1/x?tier={long_tier}&q=1&api_key=s3cret&SIG=abc"
+    )))
+    .header("x-understudy-mirror", "1")
+    .header("forwarded", "for=6.6.6.6;host=evil.example")
+    .header("x-forwarded-host", "evil.example")
+    .header("api-key", "azure-s3cret")
+    .header("x-goog-api-key", "google-s3cret")
+    .body(Full::default())
+    .unwrap();
+    let (status, _, _) = send(req).await;
+    assert_eq!(status, 200);
+    assert!(eventually(|| p.rows().len() == 1).await);
+
+    let seen = &incumbent.requests()[0];
+    assert!(
+        seen.headers.get("x-understudy-mirror").is_none(),
+        "{seen:?}"
+    );
+    let forwarded = seen.headers["forwarded"].to_str().unwrap();
+    assert!(
+        forwarded.starts_with("for=127.0.0.1;proto=http;host=\"127.0.0.1:"),
+        "{forwarded}"
+    );
+    assert!(!forwarded.contains("evil"), "{forwarded}");
+    assert!(
+        seen.headers["x-forwarded-host"]
+            .to_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    // The incumbent gets the request as sent.
+    assert!(seen.uri.query().unwrap().contains("api_key=s3cret"));
+    assert_eq!(seen.headers["api-key"], "azure-s3cret");
+
+    let copy = &candidate.requests()[0];
+    assert_eq!(
+        copy.uri.query(),
+        Some(format!("tier={long_tier}&q=1").as_str())
+    );
+    assert!(copy.headers.get("api-key").is_none());
+    assert!(copy.headers.get("x-goog-api-key").is_none());
+
+    p.stop().await;
+    let row = &p.rows()[0];
+    assert_eq!(
+        row.segment.len(),
+        128,
+        "segment values are cut to 128 bytes"
+    );
+    let conn = rusqlite::Connection::open(&p.db).unwrap();
+    let (query, headers): (String, String) = conn
+        .query_row("SELECT query, request_headers FROM exchanges", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert!(
+        !query.contains("s3cret") && !query.contains("abc"),
+        "{query}"
+    );
+    assert!(query.contains("api_key=%5Bredacted%5D"), "{query}");
+    assert!(!headers.contains("s3cret"), "{headers}");
+}
