@@ -1,19 +1,23 @@
 //! SPEC §11: AI answers as evidence. Streams shaped like the providers'
 //! (fixtures of `crates/llm`), decoded and compared as completions; time to
-//! first token, tokens and cost per row; spend control.
+//! first token, tokens and cost per row; spend control. The text cascade and
+//! the report are in [`cascade`], the official Python client in [`python`].
+
+mod cascade;
+mod python;
 
 use crate::support::*;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::time::{Duration, Instant};
 
-const CHAT_A: &str = include_str!("../../crates/llm/tests/fixtures/chat_text_a.sse");
-const CHAT_B: &str = include_str!("../../crates/llm/tests/fixtures/chat_text_b.sse");
-const CHAT_JSON: &str = include_str!("../../crates/llm/tests/fixtures/chat_text.json");
-const CHAT_TOOLS: &str = include_str!("../../crates/llm/tests/fixtures/chat_tools.sse");
-const ANTHROPIC: &str = include_str!("../../crates/llm/tests/fixtures/anthropic_text.sse");
+pub const CHAT_A: &str = include_str!("../../../crates/llm/tests/fixtures/chat_text_a.sse");
+pub const CHAT_B: &str = include_str!("../../../crates/llm/tests/fixtures/chat_text_b.sse");
+const CHAT_JSON: &str = include_str!("../../../crates/llm/tests/fixtures/chat_text.json");
+const CHAT_TOOLS: &str = include_str!("../../../crates/llm/tests/fixtures/chat_tools.sse");
+const ANTHROPIC: &str = include_str!("../../../crates/llm/tests/fixtures/anthropic_text.sse");
 
-const REQUEST: &str = r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Weather in Paris?"}]}"#;
+pub const REQUEST: &str = r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Weather in Paris?"}]}"#;
 
 /// The SPEC §11 columns of a row.
 #[derive(Debug, Clone)]
@@ -62,7 +66,7 @@ pub fn llm_rows(db: &std::path::Path) -> Vec<LlmRow> {
     .unwrap()
 }
 
-fn llm_route(name: &str, prefix: &str, inc: &Upstream, cand: &Upstream, extra: &str) -> String {
+pub fn llm_route(name: &str, prefix: &str, inc: &Upstream, cand: &Upstream, extra: &str) -> String {
     route(
         name,
         prefix,
@@ -366,324 +370,10 @@ fn rows_now(db: &std::path::Path) -> usize {
         .map_or(0, |n| n as usize)
 }
 
-/// A chat completion (not streamed) saying `text`, with usage.
-fn chat_answer(text: &str) -> serde_json::Value {
-    serde_json::json!({
-        "id": "chatcmpl-x", "object": "chat.completion", "created": 1, "model": "m",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
-    })
-}
-
-/// A toy embeddings endpoint: a text about Paris is `[1, 0]`, about Lyon
-/// `[0.9, 0.436]` (cosine 0.9 with Paris), anything else `[0, 1]`.
-fn embed(text: &str) -> serde_json::Value {
-    if text.contains("Paris") {
-        serde_json::json!([1.0, 0.0])
-    } else if text.contains("Lyon") {
-        serde_json::json!([0.9, (1.0f64 - 0.81).sqrt()])
-    } else {
-        serde_json::json!([0.0, 1.0])
-    }
-}
-
-const WEATHER: &str = "The weather in Paris is sunny and warm today with a light breeze";
-
-/// The cascade `["similarity", "embedding", "judge"]`: each stage decides
-/// outside its band and only undecided pairs go on, so the judge sees only
-/// the pairs the cheaper stages could not settle; an unreachable embeddings
-/// endpoint makes the pair `skipped`, counted. The report says which stage
-/// decided how many pairs, the AI figures per segment, and how the judge's
-/// verdicts compare with people's ratings (Cohen's kappa).
-#[tokio::test]
-async fn the_cascade_calls_the_judge_only_for_undecided_pairs() {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    let incumbent = crate::report::json_upstream(|_| chat_answer(WEATHER), Duration::ZERO).await;
-    let candidate = crate::report::json_upstream(
-        |req| chat_answer(req["answer"].as_str().unwrap_or("")),
-        Duration::ZERO,
-    )
-    .await;
-    let embeddings_calls = std::sync::Arc::new(AtomicU64::new(0));
-    let counter = embeddings_calls.clone();
-    let embeddings = crate::report::json_upstream(
-        move |req| {
-            counter.fetch_add(1, Ordering::Relaxed);
-            assert_eq!(req["model"], "toy-embed");
-            let data: Vec<serde_json::Value> = (req["input"].as_array().unwrap().iter())
-                .enumerate()
-                .map(|(i, t)| serde_json::json!({"object": "embedding", "index": i, "embedding": embed(t.as_str().unwrap())}))
-                .collect();
-            serde_json::json!({"object": "list", "data": data, "model": "toy-embed"})
-        },
-        Duration::ZERO,
-    )
-    .await;
-    let judge_calls = std::sync::Arc::new(AtomicU64::new(0));
-    let counter = judge_calls.clone();
-    let judge = crate::report::json_upstream(
-        move |q| {
-            counter.fetch_add(1, Ordering::Relaxed);
-            assert!(
-                q["incumbent"].as_str().is_some_and(|t| t.contains("Paris")),
-                "{q}"
-            );
-            serde_json::json!({"agree": q["request"]["label"] == "agree", "score": 0.5})
-        },
-        Duration::ZERO,
-    )
-    .await;
-    let dead = dead_addr().await;
-    let cascade = format!(
-        "compare = {{ mode = \"llm\", text = [\"similarity\", \"embedding\", \"judge\"], url = \"{}/judge\", bands = {{ similarity = [0.4, 0.95] }}, embedding = {{ url = \"{}/v1/embeddings\", model = \"toy-embed\" }} }}
-cost = {{ candidate = {{ input_per_mtok = 1.0, output_per_mtok = 2.0 }} }}",
-        judge.url(),
-        embeddings.url()
-    );
-    let broken = format!(
-        "compare = {{ mode = \"llm\", text = [\"similarity\", \"embedding\"], bands = {{ similarity = [0.4, 0.95] }}, embedding = {{ url = \"http://{dead}/v1/embeddings\", model = \"toy-embed\", timeout = \"500ms\" }} }}"
-    );
-    let (inc, cand) = (incumbent.url(), candidate.url());
-    let mirror = "mirror = { methods = [\"POST\"] }";
-    let routes = [
-        route(
-            "cascade",
-            "/cascade",
-            &inc,
-            &cand,
-            &format!("{mirror}\n{cascade}"),
-        ),
-        route(
-            "broken",
-            "/broken",
-            &inc,
-            &cand,
-            &format!("{mirror}\n{broken}"),
-        ),
-    ]
-    .join("\n");
-    let mut proxy = proxy(&routes).await;
-    let ask = |answer: &str, label: &str| {
-        serde_json::json!({"model": "m", "answer": answer, "label": label}).to_string()
-    };
-    let paraphrase = "Today in Paris the weather is warm and sunny, with a gentle wind";
-    let cases = [
-        (WEATHER, "", "match", Some("similarity")),
-        (paraphrase, "", "match", Some("embedding")),
-        (
-            "Today the weather is warm and sunny, with a gentle wind",
-            "",
-            "mismatch",
-            Some("embedding"),
-        ),
-        (
-            "I cannot help with that request.",
-            "",
-            "mismatch",
-            Some("similarity"),
-        ),
-        (
-            "Today in Lyon the weather is warm and sunny, with a gentle wind",
-            "agree",
-            "match",
-            Some("judge"),
-        ),
-        (
-            "Today in Lyon the weather is warm and sunny, with a gentle wind",
-            "agree",
-            "match",
-            Some("judge"),
-        ),
-        (
-            "Today in Lyon the weather is warm and sunny, with a gentle wind",
-            "no",
-            "mismatch",
-            Some("judge"),
-        ),
-        (
-            "Today in Lyon the weather is warm and sunny, with a gentle wind",
-            "no",
-            "mismatch",
-            Some("judge"),
-        ),
-    ];
-    let mut ids = Vec::new();
-    for (answer, label, _, _) in &cases {
-        let (_, headers, _) = post(&proxy.url("/cascade/v1"), &ask(answer, label)).await;
-        ids.push(
-            headers["x-understudy-exchange-id"]
-                .to_str()
-                .unwrap()
-                .to_string(),
-        );
-    }
-    post(&proxy.url("/broken/v1"), &ask(paraphrase, "")).await;
-    proxy.stop().await;
-    let conn = rusqlite::Connection::open(&proxy.db).unwrap();
-    for (id, (answer, _, verdict, stage)) in ids.iter().zip(&cases) {
-        let got: (String, Option<String>, String) = conn
-            .query_row(
-                "SELECT verdict, decided_by, diff FROM exchanges WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .unwrap();
-        assert_eq!(
-            (got.0.as_str(), got.1.as_deref()),
-            (*verdict, *stage),
-            "{answer}"
-        );
-        let diff = if *verdict == "match" {
-            "[]"
-        } else {
-            "[\"/text\"]"
-        };
-        assert_eq!(got.2, diff);
-    }
-    assert_eq!(
-        judge_calls.load(Ordering::Relaxed),
-        4,
-        "only the undecided pairs"
-    );
-    assert_eq!(embeddings_calls.load(Ordering::Relaxed), 6);
-    let broken: (String, Option<String>) = conn
-        .query_row(
-            "SELECT verdict, skip_reason FROM exchanges WHERE route = 'broken'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!(broken.0, "skipped");
-    assert!(broken.1.unwrap().starts_with("embedding failed"));
-
-    // People rate the four judged exchanges: agree, disagree, disagree, disagree.
-    let rw = understudy::store::events::open(&proxy.db).unwrap();
-    for (id, rating) in ids[4..].iter().zip([1, -1, -1, -1]) {
-        let feedback = understudy::store::events::NewFeedback {
-            exchange_id: id.clone(),
-            rating,
-            comment: String::new(),
-        };
-        understudy::store::events::insert_feedback(&rw, &feedback).unwrap();
-    }
-    drop(rw);
-    let opts = understudy::report::ReportOptions {
-        dbs: vec![proxy.db.clone()],
-        route: Some("cascade".into()),
-        ..Default::default()
-    };
-    let report = understudy::report::build(&opts).unwrap();
-    let ai = report.lines[0].ai.as_ref().expect("AI figures");
-    assert_eq!(
-        ai.decided_by,
-        [
-            ("judge".to_string(), 4),
-            ("embedding".to_string(), 2),
-            ("similarity".to_string(), 2)
-        ]
-    );
-    assert_eq!(ai.candidate.tokens_out_per_request, Some(20.0));
-    assert!(
-        (ai.candidate.cost_per_1k.unwrap() - 0.05).abs() < 1e-12,
-        "{ai:?}"
-    );
-    assert_eq!(ai.incumbent.cost_unknown, 8, "no incumbent prices");
-    assert!(ai.candidate.ttft_p50.is_some());
-    let cal = &report.calibration[0];
-    assert_eq!((cal.route.as_str(), cal.pairs), ("cascade", 4));
-    assert!((cal.agreement.unwrap() - 0.75).abs() < 1e-12);
-    assert!((cal.kappa.unwrap() - 0.5).abs() < 1e-12, "{cal:?}");
-    let mut text = Vec::new();
-    understudy::report::write(&report, understudy::report::Format::Table, &mut text).unwrap();
-    let text = String::from_utf8(text).unwrap();
-    assert!(
-        text.contains("text decided by: judge 4, embedding 2, similarity 2"),
-        "{text}"
-    );
-    assert!(text.contains("Cohen's kappa 0.50"), "{text}");
-}
-
-/// The official `openai` Python client, streaming through Understudy,
-/// receives the incumbent's stream unchanged: the raw bytes, and the parsed
-/// chunks (id, text, usage). Runs when `$UNDERSTUDY_PYTHON` (default
-/// `python3`) can `import openai`; otherwise it says so and passes.
-#[tokio::test]
-async fn the_openai_python_client_streams_through_unchanged() {
-    let python = std::env::var("UNDERSTUDY_PYTHON").unwrap_or_else(|_| "python3".into());
-    let has_openai = tokio::process::Command::new(&python)
-        .args(["-c", "import openai"])
-        .output()
-        .await
-        .is_ok_and(|o| o.status.success());
-    if !has_openai {
-        eprintln!(
-            "note: skipped: `{python} -c 'import openai'` failed (pip install openai, or set UNDERSTUDY_PYTHON to a Python that has it)"
-        );
-        return;
-    }
-    let incumbent = upstream().sse(CHAT_A).spawn().await;
-    let candidate = upstream().sse(CHAT_B).spawn().await;
-    let mut proxy = proxy(&llm_route(
-        "chat",
-        "/v1",
-        &incumbent,
-        &candidate,
-        "compare = { mode = \"llm\" }",
-    ))
-    .await;
-    let script = r#"
-import json, sys, openai
-client = openai.OpenAI(base_url=sys.argv[1], api_key="sk-test", max_retries=0)
-args = dict(model="gpt-4o-mini", messages=[{"role": "user", "content": "Weather in Paris?"}],
-            stream=True, stream_options={"include_usage": True})
-with client.chat.completions.with_streaming_response.create(**args) as raw:
-    body = b"".join(raw.iter_bytes())
-    served_by = raw.headers.get("x-understudy-served-by")
-text, ids, usage = "", set(), None
-for chunk in client.chat.completions.create(**args):
-    ids.add(chunk.id)
-    if chunk.choices and chunk.choices[0].delta.content:
-        text += chunk.choices[0].delta.content
-    if chunk.usage:
-        usage = [chunk.usage.prompt_tokens, chunk.usage.completion_tokens]
-print(json.dumps({"raw": body.decode(), "served_by": served_by, "text": text, "ids": sorted(ids), "usage": usage}))
-"#;
-    let out = tokio::time::timeout(
-        PATIENCE,
-        tokio::process::Command::new(&python)
-            .args(["-c", script, &proxy.url("/v1")])
-            .output(),
-    )
-    .await
-    .expect("the client finishes")
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(got["raw"], CHAT_A, "the incumbent's stream, byte for byte");
-    assert_eq!(got["served_by"], "incumbent");
-    assert_eq!(
-        got["ids"],
-        serde_json::json!(["chatcmpl-9xQ2kLmN0pRsT1uV3wX4yZ5aB6cD"])
-    );
-    assert_eq!(
-        got["text"],
-        "Bonjour ! Voici la météo à Paris :\n- 18 °C, \"nuageux\" ☁️\n- vent 12 km/h 🌬️"
-    );
-    assert_eq!(got["usage"], serde_json::json!([31, 27]));
-    proxy.stop().await;
-    let rows = llm_rows(&proxy.db);
-    assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|r| r.verdict == "match"), "{rows:?}");
-}
-
 /// The shipped example of an LLM rollout is a valid config.
 #[test]
 fn the_llm_example_config_is_valid() {
-    let text = include_str!("../../examples/llm-candidate.toml");
+    let text = include_str!("../../../examples/llm-candidate.toml");
     let config = understudy::config::parse(text).unwrap_or_else(|e| panic!("{e}"));
     let r = &config.routes[0];
     let llm = r.llm().expect("llm mode");
