@@ -210,6 +210,8 @@ pub struct Noise {
     pub secondary: Option<Upstream>,
     /// Share of exchanges asked twice, in `0..=1`.
     pub sample: f64,
+    /// Most pointers learned per route.
+    pub max_pointers: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -81,3 +81,42 @@ async fn control_headers_are_ours_and_credentials_stay_with_the_incumbent() {
     assert!(query.contains("api_key=%5Bredacted%5D"), "{query}");
     assert!(!headers.contains("s3cret"), "{headers}");
 }
+
+#[tokio::test]
+async fn a_rate_limited_probe_teaches_no_noise() {
+    use bytes::Bytes;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // Every second call (the noise probe) is a 429 with another body.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let incumbent = understudy::loopback::serve(move |_req: Request<hyper::body::Incoming>| {
+        let n = counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let (status, body) = if n % 2 == 0 {
+                (200, r#"{"score":1}"#)
+            } else {
+                (429, r#"{"error":"slow down"}"#)
+            };
+            let mut resp = http::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+            *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            resp
+        }
+    })
+    .await
+    .unwrap();
+    let candidate = upstream().json(r#"{"score":1}"#).spawn().await;
+    let inc_url = format!("http://{}", incumbent.addr);
+    let extra = "mirror = { methods = [\"POST\"] }\ncompare = { mode = \"json\", noise = { sample = 1.0 } }";
+    let mut p = proxy(&route("r", "/", &inc_url, &candidate.url(), extra)).await;
+    for _ in 0..4 {
+        let (status, _, _) = post(&p.url("/score"), "{}").await;
+        assert_eq!(status, 200);
+    }
+    assert!(eventually(|| p.rows().len() == 4).await);
+    p.stop().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 8, "each exchange was probed");
+    let noise = understudy::store::read::noise(std::slice::from_ref(&p.db), None).unwrap();
+    assert!(noise.is_empty(), "a 429 is not the incumbent disagreeing with itself: {noise:?}");
+    assert!(p.rows().iter().all(|r| r.verdict == "match"));
+}
