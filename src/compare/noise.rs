@@ -85,7 +85,10 @@ impl Learner {
         let _added = self.add(found.iter().cloned().collect());
         // Every differing pointer that is (now) known: a hit on each.
         let known = self.known.read().unwrap_or_else(|e| e.into_inner());
-        found.into_iter().filter(|p| known.texts.contains(p)).collect()
+        found
+            .into_iter()
+            .filter(|p| known.texts.contains(p))
+            .collect()
     }
 
     /// Adds pointers up to `max_pointers`; the rest are not learned (and

@@ -4,6 +4,7 @@
 //! The tee never holds data back: each frame is passed on as it arrives. Its
 //! capture goes to the settle task when the body ends, fails or is dropped.
 
+use crate::coding::Coding;
 use crate::observation::Observation;
 use crate::upstream::body::{Once, UpBody};
 use bytes::{Bytes, BytesMut};
@@ -63,6 +64,7 @@ pub async fn prepare(
 /// Keeps the first `cap` bytes of a body and reports them once.
 pub struct Capture {
     status: u16,
+    coding: Option<Coding>,
     started: Instant,
     cap: usize,
     kept: Kept,
@@ -79,12 +81,19 @@ impl Capture {
     ) -> Capture {
         Capture {
             status,
+            coding: None,
             started,
             cap,
             kept: Kept::Nothing,
             truncated: false,
             tx: Some(tx),
         }
+    }
+
+    /// The body's `Content-Encoding`, decoded by the settle task.
+    pub fn coded(mut self, coding: Option<Coding>) -> Capture {
+        self.coding = coding;
+        self
     }
 
     fn keep(&mut self, data: &Bytes) {
@@ -117,6 +126,7 @@ impl Capture {
                 truncated: self.truncated,
                 error,
                 latency: self.started.elapsed(),
+                coding: self.coding,
             };
             // The settle task may be gone (shutdown); nothing to do then.
             let _ignored = tx.send(obs);
