@@ -93,7 +93,7 @@ async fn a_rate_limited_probe_teaches_no_noise() {
     let incumbent = understudy::loopback::serve(move |_req: Request<hyper::body::Incoming>| {
         let n = counted.fetch_add(1, Ordering::SeqCst);
         async move {
-            let (status, body) = if n % 2 == 0 {
+            let (status, body) = if n.is_multiple_of(2) {
                 (200, r#"{"score":1}"#)
             } else {
                 (429, r#"{"error":"slow down"}"#)
