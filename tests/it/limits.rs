@@ -230,3 +230,31 @@ where
     }
     false
 }
+
+#[tokio::test]
+async fn a_stream_that_stalls_after_its_head_is_closed_after_idle_timeout() {
+    let (builder, chunks) = upstream()
+        .header("content-type", "text/event-stream")
+        .streaming();
+    let incumbent = builder.spawn().await;
+    let mut p = proxy_listen("idle_timeout = \"400ms\"", &incumbent.url()).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    chunks
+        .send(bytes::Bytes::from_static(b"data: first\n\n"))
+        .await
+        .unwrap();
+    // The head and the first event arrive; then the upstream says nothing more.
+    let started = Instant::now();
+    let answer = read_until_closed(&mut s, Duration::from_secs(5))
+        .await
+        .expect("a stalled stream is closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("data: first"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_millis(350));
+    assert_eq!(rejections(&p, "idle").await, 1.0);
+    drop(chunks);
+    p.stop().await;
+}
