@@ -132,7 +132,7 @@ async fn an_oversize_or_overfull_head_gets_431() {
 }
 
 #[tokio::test]
-async fn an_http2_request_with_too_many_headers_gets_431() {
+async fn an_http2_request_with_too_many_or_too_large_headers_gets_431() {
     let incumbent = upstream().spawn().await;
     let mut p = proxy_listen("max_headers = 20", &incumbent.url()).await;
     let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
@@ -149,6 +149,13 @@ async fn an_http2_request_with_too_many_headers_gets_431() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 431);
     assert_eq!(rejections(&p, "headers").await, 1.0);
+    // A header list over max_header_bytes: h2 refuses it itself.
+    let big = http::Request::get(p.url("/x"))
+        .header("x-big", "a".repeat(70_000))
+        .body(Default::default())
+        .unwrap();
+    let refused = client.request(big).await.unwrap();
+    assert_eq!(refused.status().as_u16(), 431);
     assert!(incumbent.requests().is_empty());
     p.stop().await;
 }
