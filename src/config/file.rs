@@ -14,7 +14,7 @@ use toml::Spanned;
 mod policy;
 
 pub use policy::{
-    CompareFile, GuardFile, ModeFile, NoiseFile, OnBreachFile, RolloutFile, RuleFile, ServeFile,
+    CompareFile, GuardFile, MethodFile, ModeFile, NoiseFile, OnBreachFile, RolloutFile, RuleFile, ServeFile,
     WindowFile,
 };
 
