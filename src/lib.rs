@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod app;
 pub mod cli;
+pub mod coding;
 pub mod compare;
 pub mod config;
 pub mod demo;

@@ -1,5 +1,6 @@
 //! `Observation`: what one upstream answered (or failed to), as compared and logged.
 
+use crate::coding::Coding;
 use bytes::Bytes;
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ pub struct Observation {
     /// When the kept bytes arrived, frame by frame (only for routes that time
     /// the first token, `compare.mode = "llm"`; empty otherwise).
     pub arrivals: Vec<Arrival>,
+    /// The body's `Content-Encoding`, until [`Observation::decode`] undoes it.
+    pub coding: Option<Coding>,
 }
 
 /// The first `end` bytes of a body had arrived `at` after its request was sent.
@@ -50,6 +53,21 @@ impl Observation {
             error: Some(error.into()),
             latency,
             ..Observation::default()
+        }
+    }
+
+    /// The body decoded from its `Content-Encoding` (to at most `cap`
+    /// bytes), for comparison, redaction and the row; left as it is when it
+    /// does not decode.
+    pub fn decode(&mut self, cap: usize) {
+        let Some(coding) = self.coding else { return };
+        if let Some(d) = crate::coding::decode(&self.body, coding, cap) {
+            self.body = d.body;
+            self.truncated |= d.truncated;
+            self.coding = None;
+            // Arrivals count encoded bytes: they say nothing about the
+            // decoded body (its time to first token becomes the whole answer).
+            self.arrivals.clear();
         }
     }
 

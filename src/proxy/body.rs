@@ -4,6 +4,7 @@
 //! The tee never holds data back: each frame is passed on as it arrives. Its
 //! capture goes to the settle task when the body ends, fails or is dropped.
 
+use crate::coding::Coding;
 use crate::observation::{Arrival, Observation, note_arrival};
 use crate::upstream::body::{Once, UpBody};
 use bytes::{Bytes, BytesMut};
@@ -63,6 +64,7 @@ pub async fn prepare(
 /// Keeps the first `cap` bytes of a body and reports them once.
 pub struct Capture {
     status: u16,
+    coding: Option<Coding>,
     started: Instant,
     cap: usize,
     kept: Kept,
@@ -82,6 +84,7 @@ impl Capture {
     ) -> Capture {
         Capture {
             status,
+            coding: None,
             started,
             cap,
             kept: Kept::Nothing,
@@ -96,6 +99,12 @@ impl Capture {
         if timed {
             self.arrivals = Some(Vec::new());
         }
+        self
+    }
+
+    /// The body's `Content-Encoding`, decoded by the settle task.
+    pub fn coded(mut self, coding: Option<Coding>) -> Capture {
+        self.coding = coding;
         self
     }
 
@@ -133,6 +142,7 @@ impl Capture {
                 error,
                 latency: self.started.elapsed(),
                 arrivals: self.arrivals.take().unwrap_or_default(),
+                coding: self.coding,
             };
             // The settle task may be gone (shutdown); nothing to do then.
             let _ignored = tx.send(obs);

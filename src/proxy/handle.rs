@@ -9,6 +9,7 @@ use super::error::Error;
 use super::headers::{self, EXCHANGE_ID, SERVED_BY};
 use super::mirror::{self, Plan, SkipReason};
 use super::settle::{Other, Settle};
+use crate::coding::Coding;
 use crate::config::Side;
 use crate::exchange::Exchange;
 use crate::metrics::Rejected;
@@ -230,7 +231,8 @@ impl Reporter {
                     Reporter::Settle(tx) => ProxyBody::Tee {
                         inner,
                         capture: Capture::new(head.status.as_u16(), started, cap, tx)
-                            .timed(route.cfg.times_first_token()),
+                            .timed(route.cfg.times_first_token())
+                            .coded(Coding::of(&head.headers)),
                     },
                     Reporter::Count => ProxyBody::Pass {
                         inner,

@@ -87,18 +87,33 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>, unrecorded: Arc<AtomicUs
 
 /// Appends `change` to `rollout_events` through the writer; the change with its version.
 pub async fn append(store: &Store, mut change: Change) -> Result<Change, store::Error> {
-    let version = store
-        .append_event(events::NewEvent {
-            ts_ms: store::now_ms(),
-            route: change.route.clone(),
-            segment: change.segment.clone(),
-            from_weight: change.from,
-            to_weight: change.to,
-            actor: change.actor.clone(),
-            reason: change.reason.clone(),
-            mirror: change.mirror.clone(),
-        })
-        .await?;
-    change.version = Some(version);
+    change.version = Some(store.append_event(event(&change)).await?);
     Ok(change)
+}
+
+/// Appends `changes` in one transaction (all or none); each with its version.
+pub async fn append_all(
+    store: &Store,
+    mut changes: Vec<Change>,
+) -> Result<Vec<Change>, store::Error> {
+    let versions = store
+        .append_events(changes.iter().map(event).collect())
+        .await?;
+    for (change, version) in changes.iter_mut().zip(versions) {
+        change.version = Some(version);
+    }
+    Ok(changes)
+}
+
+fn event(change: &Change) -> events::NewEvent {
+    events::NewEvent {
+        ts_ms: store::now_ms(),
+        route: change.route.clone(),
+        segment: change.segment.clone(),
+        from_weight: change.from,
+        to_weight: change.to,
+        actor: change.actor.clone(),
+        reason: change.reason.clone(),
+        mirror: change.mirror.clone(),
+    }
 }

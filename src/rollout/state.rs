@@ -225,9 +225,8 @@ impl Rollout {
                     rs.mirror = on(e);
                 }
             }
-            for change in pending {
-                changes.push(append(store, change).await?);
-            }
+            // All of a reload's config changes land together, or none does.
+            changes = super::record::append_all(store, pending).await?;
             for (route, seg, w) in store.latest_weights()? {
                 if let Some(rs) = next.get_mut(&route) {
                     rs.set(&seg, w);

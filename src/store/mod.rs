@@ -167,8 +167,9 @@ pub(crate) enum Msg {
     Row(Box<Record>),
     /// Commit everything queued before this message, then answer.
     Flush(oneshot::Sender<()>),
-    /// Commit what is queued, append a rollout event, answer with its version.
-    Event(events::NewEvent, oneshot::Sender<Result<i64>>),
+    /// Commit what is queued, append rollout events in one transaction,
+    /// answer with their versions.
+    Events(Vec<events::NewEvent>, oneshot::Sender<Result<Vec<i64>>>),
     /// Commit what is queued (the rated exchange may be in it), then record
     /// the rating.
     Feedback(events::NewFeedback, oneshot::Sender<Result<()>>),
@@ -277,7 +278,18 @@ impl Store {
 
     /// Appends a rollout event through the writer and returns its version.
     pub async fn append_event(&self, event: events::NewEvent) -> Result<i64> {
-        self.ask(|reply| Msg::Event(event, reply)).await
+        let versions = self.append_events(vec![event]).await?;
+        versions.first().copied().ok_or_else(|| Error::Closed {
+            path: self.inner.path.clone(),
+        })
+    }
+
+    /// Appends rollout events through the writer, all or none; their versions.
+    pub async fn append_events(&self, events: Vec<events::NewEvent>) -> Result<Vec<i64>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ask(|reply| Msg::Events(events, reply)).await
     }
 
     /// Records a rating through the writer; an unknown exchange id is an error.

@@ -265,9 +265,11 @@ impl Writer {
                     // The caller may have stopped waiting; nothing to do then.
                     done.send(()).ok();
                 }
-                Ok(Msg::Event(event, reply)) => {
+                Ok(Msg::Events(events, reply)) => {
                     self.commit(&mut batch);
-                    reply.send(super::events::append(&self.conn, &event)).ok();
+                    reply
+                        .send(super::events::append_all(&self.conn, &events))
+                        .ok();
                 }
                 Ok(Msg::Feedback(feedback, reply)) => {
                     self.commit(&mut batch);

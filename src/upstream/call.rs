@@ -5,6 +5,7 @@
 
 use super::Client;
 use super::body::{UpBody, collect_capped, collect_timed};
+use crate::coding::Coding;
 use crate::limit::OwnedSlot;
 use crate::observation::Observation;
 use http::Request;
@@ -49,6 +50,7 @@ impl Client {
             }
         };
         let status = resp.status().as_u16();
+        let coding = Coding::of(resp.headers());
         let read = async {
             if bounds.timed {
                 collect_timed(resp.into_body(), bounds.cap, started).await
@@ -66,6 +68,7 @@ impl Client {
                 error: None,
                 latency: started.elapsed(),
                 arrivals,
+                coding,
             },
             Ok(Err(e)) => Observation::failed(format!("body broke off: {e}"), started.elapsed()),
             Err(_) => {

@@ -166,3 +166,46 @@ async fn a_failing_store_costs_clients_nothing_and_says_so_until_it_recovers() {
     assert_eq!(&body[..], b"ready\n");
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_cannot_be_recorded_changes_nothing() {
+    let (inc, cand) = (upstream().spawn().await, upstream().spawn().await);
+    let dir = tempfile::tempdir().unwrap();
+    let old = route("r", "/old", &inc.url(), &cand.url(), "");
+    let running = start_in(dir.path(), &old, None).await;
+    let db = dir.path().join("understudy.db");
+    // The new file adds a route and raises a weight: a config event to
+    // record. The lock comes first (the file watcher may reload too).
+    let lock = Locked::hold(&db);
+    let new = route(
+        "r",
+        "/new",
+        &inc.url(),
+        &cand.url(),
+        "[routes.rollout]\ndefault = 100",
+    );
+    std::fs::write(
+        dir.path().join("proxy.toml"),
+        config_text(dir.path(), "[store]\n", &new),
+    )
+    .unwrap();
+    let reload = || async {
+        let req = Request::post(format!("http://{}/api/v1/reload", running.admin_addr))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        send(req).await.0.as_u16()
+    };
+    assert_eq!(reload().await, 500, "the weight change cannot be recorded");
+    let (status, _, _) = get(&format!("http://{}/new/x", running.addr)).await;
+    assert_eq!(status, 404, "the new route is not half-applied");
+    let (status, h, _) = get(&format!("http://{}/old/x", running.addr)).await;
+    assert_eq!(status, 200);
+    assert_eq!(h["x-understudy-served-by"], "incumbent");
+    drop(lock);
+    assert_eq!(reload().await, 200);
+    let (status, h, _) = get(&format!("http://{}/new/x", running.addr)).await;
+    assert_eq!(status, 200);
+    assert_eq!(h["x-understudy-served-by"], "candidate");
+    running.stop().await;
+}

@@ -3,11 +3,12 @@
 
 use super::Checker;
 use crate::config::file::{
-    CompareFile, GuardFile, ModeFile, NoiseFile, OnBreachFile, RolloutFile, ServeFile, WindowFile,
+    CompareFile, GuardFile, MethodFile, ModeFile, NoiseFile, OnBreachFile, RolloutFile, ServeFile,
+    WindowFile,
 };
 use crate::config::{
-    Compare, Guard, JsonCompare, JudgeCompare, Noise, OnBreach, Rollout, Rule, Segment, Side,
-    TextCompare, Upstream, Window,
+    Compare, Guard, GuardMethod, JsonCompare, JudgeCompare, Noise, OnBreach, Rollout, Rule,
+    Segment, Side, TextCompare, Upstream, Window,
 };
 use std::time::Duration;
 use toml::Spanned;
@@ -144,8 +145,18 @@ fn noise(c: &mut Checker<'_>, f: &Spanned<NoiseFile>) -> Option<Noise> {
             return None;
         }
     };
-    Some(Noise { secondary, sample })
+    let max_pointers = n.max_pointers.as_ref().map_or(NOISE_MAX_POINTERS, |m| {
+        c.nonzero("compare.noise.max_pointers", m)
+    });
+    Some(Noise {
+        secondary,
+        sample,
+        max_pointers,
+    })
 }
+
+/// `compare.noise.max_pointers` when the file does not say (SPEC §9).
+const NOISE_MAX_POINTERS: usize = 64;
 
 fn non_negative(c: &mut Checker<'_>, field: &str, x: Option<&Spanned<f64>>) -> f64 {
     let Some(x) = x else { return 0.0 };
@@ -293,7 +304,22 @@ pub(super) fn guard(c: &mut Checker<'_>, f: &GuardFile) -> Guard {
             "auto_promote needs at least one step",
         );
     }
+    let method = match f.method {
+        MethodFile::Wilson => GuardMethod::Wilson,
+        MethodFile::Sequential => {
+            let alpha = *f.alpha.get_ref();
+            if !(alpha > 0.0 && alpha <= 0.5) {
+                c.issue(
+                    f.alpha.span(),
+                    "guard.alpha",
+                    format!("{alpha} must be in (0, 0.5]"),
+                );
+            }
+            GuardMethod::Sequential(crate::stats::sequence::Sequence::new(alpha))
+        }
+    };
     Guard {
+        method,
         window,
         min_samples: f.min_samples,
         min_agreement: c.fraction("guard.min_agreement", &f.min_agreement),
