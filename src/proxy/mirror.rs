@@ -9,7 +9,7 @@
 //! until a single probe gets through.
 
 use super::headers::MIRROR;
-use crate::config::{Mirror, Side};
+use crate::config::{Focus, Mirror, Side};
 use crate::exchange::Exchange;
 use crate::limit::OwnedSlot;
 use crate::observation::Observation;
@@ -144,7 +144,7 @@ pub fn plan(
 /// candidate (a reverse-shadow copy to the incumbent costs nothing extra).
 fn spend_on(route: &RouteRuntime, ex: &Exchange) -> Result<(), SkipReason> {
     let policy = &route.cfg.mirror;
-    if policy.sample >= 1.0 && policy.budget.is_none() {
+    if policy.sample >= 1.0 && policy.budget.is_none() && policy.focus == Focus::All {
         return Ok(());
     }
     let label = segment::label(route.cfg.segment.as_ref(), &ex.segment);

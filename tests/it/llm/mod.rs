@@ -382,3 +382,46 @@ fn the_llm_example_config_is_valid() {
     assert_eq!((r.mirror.sample, r.mirror.budget), (0.25, Some(20.0)));
     assert_eq!(r.guard.max_ttft_ratio, Some(3.0));
 }
+
+/// `mirror.focus = "undecided"`: once a segment's guard says pass, its
+/// mirrors drop to a tenth of `sample` (the rest counted as `sampled_out`).
+#[tokio::test]
+async fn focus_mirrors_decided_segments_at_a_tenth() {
+    let incumbent = upstream().sse(CHAT_A).spawn().await;
+    let candidate = upstream().sse(CHAT_B).spawn().await;
+    let extra = "mirror = { methods = [\"POST\"], focus = \"undecided\" }
+compare = { mode = \"llm\" }
+guard = { method = \"wilson\", min_samples = 5, min_agreement = 0.5 }";
+    let mut proxy = proxy(&route(
+        "chat",
+        "/",
+        &incumbent.url(),
+        &candidate.url(),
+        extra,
+    ))
+    .await;
+    // One at a time, each settled before the next: the guard passes at the fifth.
+    let db = proxy.db.clone();
+    for n in 1..=5 {
+        post(&proxy.url("/v1/chat/completions"), REQUEST).await;
+        assert!(
+            eventually(|| rows_now(&db) == n).await,
+            "mirrored while undecided"
+        );
+    }
+    for _ in 0..60 {
+        post(&proxy.url("/v1/chat/completions"), REQUEST).await;
+    }
+    proxy.stop().await;
+    let sampled_out = proxy
+        .skips()
+        .iter()
+        .find(|s| s.2 == "sampled_out")
+        .map_or(0, |s| s.3);
+    // About 54 of 60 (p = 0.9); 40 is far outside chance.
+    assert!(
+        sampled_out >= 40,
+        "{sampled_out} of 60 left out once the guard passed"
+    );
+    assert_eq!(proxy.rows().len() as i64, 65 - sampled_out);
+}
