@@ -76,6 +76,21 @@ pub fn object(r: &ExchangeRow) -> Value {
         "skip_reason": r.skip_reason,
         "safety": r.safety,
         "fallback": r.fallback,
+        "decided_by": r.decided_by,
+        "llm": {
+            "incumbent": figures(&r.incumbent_llm),
+            "candidate": figures(&r.candidate_llm),
+        },
+    })
+}
+
+/// One side's time to first token, tokens and cost (SPEC §11); null when unknown.
+fn figures(f: &crate::reading::Figures) -> Value {
+    json!({
+        "ttft_ms": f.ttft_ms,
+        "tokens_in": f.tokens_in,
+        "tokens_out": f.tokens_out,
+        "cost": f.cost,
     })
 }
 

@@ -9,10 +9,14 @@
 //! 4. `proxy::body` buffers the request body up to `store.max_body_bytes`
 //!    (larger bodies stream to the incumbent and are not mirrored).
 //! 5. `mirror` sends a copy to the other side on a spawned task, bounded by
-//!    `max_in_flight` and `timeout`; it never delays the client.
+//!    `max_in_flight` and `timeout` (and, for AI candidates, by `spend`:
+//!    sample, daily budget, focus); it never delays the client.
 //! 6. `proxy::forward` calls the serving upstream; failures map to 502/504.
-//! 7. The response streams back through a tee that keeps a capped copy.
-//! 8. When both sides are in, `compare` gives a verdict, `store::redact`
+//! 7. The response streams back through a tee that keeps a capped copy (and,
+//!    on `llm` routes, notes when each frame arrived).
+//! 8. When both sides are in, `compare` gives a verdict (on `llm` routes
+//!    `reading` decodes both answers, with time to first token, tokens and
+//!    cost, and `proxy::cascade` runs the text stages), `store::redact`
 //!    scrubs the row and `store` queues it for the SQLite writer thread.
 
 pub mod admin;

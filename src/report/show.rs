@@ -64,6 +64,9 @@ pub fn show(row: &ExchangeRow, color: bool, width: usize, out: &mut dyn Write) -
     if let Some(s) = &row.safety {
         writeln!(out, "{}", paint(RED, &format!("safety hit: {s}")))?;
     }
+    for line in ai_lines(row) {
+        writeln!(out, "{line}")?;
+    }
     writeln!(out, "\n{}", paint(DIM, "request"))?;
     if let Some(h) = &row.request_headers {
         writeln!(out, "headers {h}")?;
@@ -118,6 +121,34 @@ pub fn show(row: &ExchangeRow, color: bool, width: usize, out: &mut dyn Write) -
         writeln!(out, "{mark} {l} | {}", r.trim_end())?;
     }
     Ok(())
+}
+
+/// SPEC §11: each side's time to first token, tokens and cost, and the text
+/// stage that decided; nothing for an exchange without them.
+fn ai_lines(row: &ExchangeRow) -> Vec<String> {
+    let (i, c) = (&row.incumbent_llm, &row.candidate_llm);
+    let mut out = Vec::new();
+    if *i != Default::default() || *c != Default::default() {
+        let side = |f: &crate::reading::Figures| {
+            let ms = f
+                .ttft_ms
+                .map_or_else(|| "–".into(), |v| format!("{v:.1} ms"));
+            let tokens = match (f.tokens_in, f.tokens_out) {
+                (Some(a), Some(b)) => format!("{a}/{b} tokens"),
+                _ => "tokens unknown".into(),
+            };
+            let cost = f
+                .cost
+                .map_or_else(|| "cost unknown".into(), |v| format!("${v:.6}"));
+            format!("first token {ms}, {tokens}, {cost}")
+        };
+        out.push(format!("incumbent: {}", side(i)));
+        out.push(format!("candidate: {}", side(c)));
+    }
+    if let Some(d) = &row.decided_by {
+        out.push(format!("text decided by: {d}"));
+    }
+    out
 }
 
 /// Whether a line at `ptr` lies at or under one of the differing pointers.

@@ -47,6 +47,11 @@ pub struct ExchangeRow {
     pub candidate_error: Option<String>,
     pub fallback: bool,
     pub safety: Option<String>,
+    /// SPEC §11: time to first token, tokens and cost of each side, and the
+    /// text stage that decided (unknown in files without those columns).
+    pub incumbent_llm: crate::reading::Figures,
+    pub candidate_llm: crate::reading::Figures,
+    pub decided_by: Option<String>,
 }
 
 /// Opens an existing database file read-only.
@@ -85,13 +90,31 @@ const EXCHANGE_COLUMNS: &str = "id, ts, route, segment, served_by, method, path,
     candidate_status, candidate_ms, candidate_body, candidate_error,
     fallback, safety";
 
+/// The AI columns (`store::columns`) read after [`EXCHANGE_COLUMNS`] when a
+/// file has them.
+const AI_COLUMNS: &str = ", incumbent_ttft_ms, incumbent_tokens_in, incumbent_tokens_out,
+    incumbent_cost, candidate_ttft_ms, candidate_tokens_in, candidate_tokens_out,
+    candidate_cost, decided_by";
+
+/// The columns `show` and `export` read from this file.
+fn exchange_columns(conn: &Connection) -> rusqlite::Result<String> {
+    let mut stmt =
+        conn.prepare("SELECT 1 FROM pragma_table_info('exchanges') WHERE name = 'decided_by'")?;
+    let ai = stmt.exists([])?;
+    Ok(format!(
+        "{EXCHANGE_COLUMNS}{}",
+        if ai { AI_COLUMNS } else { "" }
+    ))
+}
+
 /// One exchange by id, from the first file that has it.
 pub fn exchange(paths: &[PathBuf], id: &str) -> Result<Option<ExchangeRow>> {
     for path in paths {
         let conn = open_ro(path)?;
+        let columns = exchange_columns(&conn).map_err(Error::sqlite(path))?;
         let row = conn
             .query_row(
-                &format!("SELECT {EXCHANGE_COLUMNS} FROM exchanges WHERE id = ?1"),
+                &format!("SELECT {columns} FROM exchanges WHERE id = ?1"),
                 [id],
                 exchange_row,
             )
@@ -130,6 +153,27 @@ fn exchange_row(r: &Row<'_>) -> rusqlite::Result<ExchangeRow> {
         candidate_error: r.get(21)?,
         fallback: r.get(22)?,
         safety: r.get(23)?,
+        incumbent_llm: figures(r, 24)?,
+        candidate_llm: figures(r, 28)?,
+        decided_by: if r.as_ref().column_count() > 32 {
+            r.get(32)?
+        } else {
+            None
+        },
+    })
+}
+
+/// One side's AI figures from four columns at `at`, when the row has them.
+fn figures(r: &Row<'_>, at: usize) -> rusqlite::Result<crate::reading::Figures> {
+    if r.as_ref().column_count() < at + 4 {
+        return Ok(crate::reading::Figures::default());
+    }
+    let count = |v: Option<i64>| v.map(|n| n.max(0) as u64);
+    Ok(crate::reading::Figures {
+        ttft_ms: r.get(at)?,
+        tokens_in: count(r.get(at + 1)?),
+        tokens_out: count(r.get(at + 2)?),
+        cost: r.get(at + 3)?,
     })
 }
 
@@ -349,8 +393,9 @@ pub fn each_exchange(
     let mut n = 0;
     for path in paths {
         let conn = open_ro(path)?;
+        let columns = exchange_columns(&conn).map_err(Error::sqlite(path))?;
         let sql = format!(
-            "SELECT {EXCHANGE_COLUMNS} FROM exchanges
+            "SELECT {columns} FROM exchanges
              WHERE ts >= ?1 AND (?2 IS NULL OR route = ?2) AND (?3 IS NULL OR segment = ?3)
                AND (?4 IS NULL OR verdict = ?4)
              ORDER BY ts, id"

@@ -89,6 +89,10 @@ cost = { incumbent = { input_per_mtok = 2.5, output_per_mtok = 10.0 }, candidate
     let (status, headers, body) = post(&proxy.url("/v1/chat/completions"), REQUEST).await;
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "text/event-stream");
+    let id = headers["x-understudy-exchange-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert_eq!(
         body,
         Bytes::from_static(CHAT_A.as_bytes()),
@@ -152,6 +156,18 @@ cost = { incumbent = { input_per_mtok = 2.5, output_per_mtok = 10.0 }, candidate
         "{r:?}"
     );
     assert!(r.incumbent_ttft_ms.is_some() && r.candidate_ttft_ms.is_some());
+    // `export` and `show` carry the same figures.
+    let row = understudy::store::read::exchange(std::slice::from_ref(&proxy.db), &id)
+        .unwrap()
+        .unwrap();
+    let exported = understudy::export::object(&row);
+    assert_eq!(exported["llm"]["candidate"]["tokens_out"], 27);
+    assert_eq!(exported["decided_by"], "similarity");
+    let mut shown = Vec::new();
+    understudy::report::show::show(&row, false, 60, &mut shown).unwrap();
+    let shown = String::from_utf8(shown).unwrap();
+    assert!(shown.contains("candidate: first token"), "{shown}");
+    assert!(shown.contains("31/27 tokens") && shown.contains("text decided by: similarity"));
 }
 
 /// Tool-call arguments streamed in fragments are joined and compared under
