@@ -133,7 +133,7 @@ impl Live {
             judge: judge(route, before.and_then(|b| b.judge.as_ref())),
             noise: noise(route, before.and_then(|b| b.noise.as_ref()), store),
             embedder: embedder(route, before.and_then(|b| b.embedder.as_ref())),
-            spend: before.map_or_else(Arc::default, |b| b.spend.clone()),
+            spend: before.map_or_else(|| spend(route, store), |b| b.spend.clone()),
         }
     }
 }
@@ -181,6 +181,22 @@ fn embedder(route: &Route, before: Option<&Embedder>) -> Option<Embedder> {
         path,
         permits: limit(before.map(|b| &b.permits), cfg.max_in_flight),
     })
+}
+
+/// A route's spend state, seeded with today's mirror spend from the store
+/// when it has a budget (a missing or unreadable store seeds nothing).
+fn spend(route: &Route, store: &std::path::Path) -> Arc<crate::spend::Spend> {
+    use crate::spend::Spend;
+    let Some(budget) = route.mirror.budget else {
+        return Arc::default();
+    };
+    let now = crate::store::now_ms();
+    let spent = crate::store::read::ai::mirror_spend(store, &route.name, Spend::day_start_ms(now))
+        .unwrap_or_else(|e| {
+            tracing::warn!(route = %route.name, error = %e, "Cannot read today's mirror spend; the budget starts at 0");
+            0.0
+        });
+    Arc::new(Spend::seeded(spent, Some(budget), now))
 }
 
 /// An endpoint URL as an upstream (scheme and authority) and its path.

@@ -39,6 +39,22 @@ pub enum Admit {
 }
 
 impl Spend {
+    /// A route's spend state at start, with what the store says the
+    /// candidate's mirrors already cost today (so a restart does not reopen
+    /// a spent budget).
+    pub fn seeded(spent_today: f64, budget: Option<f64>, now_ms: i64) -> Spend {
+        let s = Spend::default();
+        if spent_today > 0.0 {
+            s.add(spent_today, budget, now_ms);
+        }
+        s
+    }
+
+    /// The unix ms at the start of the UTC day of `now_ms`.
+    pub fn day_start_ms(now_ms: i64) -> i64 {
+        now_ms.max(0) / DAY_MS * DAY_MS
+    }
+
     /// Decides on one exchange: in the sample (a tenth of it for a decided
     /// segment under `focus = "undecided"`), and within today's budget.
     pub fn admit(
@@ -186,5 +202,9 @@ mod tests {
         // The next UTC day starts afresh.
         assert_eq!(s.admit("r", &m, "default", "k", t + DAY_MS), Admit::Go);
         assert_eq!(s.spent(t + DAY_MS), 0.0);
+        // A restart picks up the day's spend from the store.
+        let again = Spend::seeded(1.2, m.budget, t);
+        assert_eq!(again.admit("r", &m, "default", "k", t), Admit::Budget);
+        assert_eq!(Spend::day_start_ms(t), 5 * DAY_MS);
     }
 }

@@ -165,6 +165,28 @@ pub fn calibration(paths: &[PathBuf], filter: &Filter) -> Result<BTreeMap<String
     Ok(out)
 }
 
+/// What the candidate's mirrored answers of `route` cost since `since_ms`
+/// (the rows where the incumbent served), over one file; 0 when the file or
+/// its columns are missing.
+pub fn mirror_spend(path: &std::path::Path, route: &str, since_ms: i64) -> Result<f64> {
+    if !path.exists() {
+        return Ok(0.0);
+    }
+    let conn = open_ro(path)?;
+    let read = || -> rusqlite::Result<f64> {
+        if !has_column(&conn, "exchanges", "candidate_cost")? {
+            return Ok(0.0);
+        }
+        conn.query_row(
+            "SELECT COALESCE(SUM(candidate_cost), 0.0) FROM exchanges
+             WHERE route = ?1 AND ts >= ?2 AND served_by = 'incumbent'",
+            params![route, since_ms],
+            |r| r.get(0),
+        )
+    };
+    read().map_err(Error::sqlite(path))
+}
+
 fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
     let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
     let names = stmt.query_map([], |r| r.get::<_, String>(1))?;

@@ -378,6 +378,16 @@ cost = { candidate = { input_per_mtok = 1.0, output_per_mtok = 1.0 } }",
         ]
     );
     assert_eq!(proxy.rows().len(), 2);
+
+    // A restart reads the day's spend back from the store: still spent.
+    let text = config_text(proxy.dir.path(), "[store]\n", &format!("{none}\n{capped}"));
+    let config = understudy::config::parse(&text).unwrap();
+    let again = understudy::app::start(config).await.unwrap();
+    post(&format!("http://{}/capped/v1", again.addr), REQUEST).await;
+    again.stop().await;
+    let budget = proxy.skips().into_iter().find(|s| s.0 == "capped").unwrap();
+    assert_eq!((budget.2.as_str(), budget.3), ("budget", 2), "{budget:?}");
+    assert_eq!(proxy.rows().len(), 2);
 }
 
 fn rows_now(db: &std::path::Path) -> usize {
