@@ -198,6 +198,68 @@ pub fn describe_calibration(c: &JudgeCalibration) -> String {
     )
 }
 
+/// The HTML report's section on AI answers: one row per line with AI
+/// figures, then the judge's calibration per route. Nothing without them.
+pub fn html(
+    report: &super::Report,
+    lines: &[&super::Line],
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    use super::svg::esc;
+    let with_ai: Vec<(&super::Line, &AiLine)> = lines
+        .iter()
+        .filter_map(|l| l.ai.as_ref().map(|a| (*l, a)))
+        .collect();
+    if with_ai.is_empty() && report.calibration.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "<h2>AI answers</h2><p class=\"muted\">Time to first token (ms), tokens per request and cost per 1,000 requests of the current system and the candidate; which comparison stage decided the text.</p><table><tr><th>route</th><th>segment</th><th>first token p50/p95, current</th><th>candidate</th><th>tokens in/out, current</th><th>candidate</th><th>cost per 1,000, current</th><th>candidate</th><th>difference</th><th style=\"text-align:left\">decided by</th></tr>"
+    )?;
+    let ms = |a: Option<f64>, b: Option<f64>| {
+        let f = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.0}"));
+        format!("{}/{}", f(a), f(b))
+    };
+    let usd = |v: Option<f64>| v.map_or_else(|| "unknown".to_string(), |v| format!("${v:.4}"));
+    for (l, a) in with_ai {
+        let (i, c) = (&a.incumbent, &a.candidate);
+        let stages: Vec<String> = a
+            .decided_by
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\">{}</td></tr>",
+            esc(&l.route),
+            esc(&l.segment),
+            ms(i.ttft_p50, i.ttft_p95),
+            ms(c.ttft_p50, c.ttft_p95),
+            ms(i.tokens_in_per_request, i.tokens_out_per_request),
+            ms(c.tokens_in_per_request, c.tokens_out_per_request),
+            usd(i.cost_per_1k),
+            usd(c.cost_per_1k),
+            usd(a.cost_difference_per_1k),
+            esc(&stages.join(", "))
+        )?;
+    }
+    writeln!(out, "</table>")?;
+    if !report.calibration.is_empty() {
+        writeln!(out, "<h2>Can the judge be trusted?</h2><ul>")?;
+        for c in &report.calibration {
+            writeln!(
+                out,
+                "<li>{}: {}</li>",
+                esc(&c.route),
+                esc(&describe_calibration(c))
+            )?;
+        }
+        writeln!(out, "</ul>")?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -240,4 +240,9 @@ cost = {{ candidate = {{ input_per_mtok = 1.0, output_per_mtok = 2.0 }} }}",
         "{text}"
     );
     assert!(text.contains("Cohen's kappa 0.50"), "{text}");
+    let mut html = Vec::new();
+    understudy::report::write(&report, understudy::report::Format::Html, &mut html).unwrap();
+    let html = String::from_utf8(html).unwrap();
+    assert!(html.contains("<h2>AI answers</h2>") && html.contains("judge 4, embedding 2"));
+    assert!(html.contains("Can the judge be trusted?"));
 }
