@@ -263,6 +263,15 @@ guard = { max_ttft_ratio = 1.5 }"#;
         assert_eq!(r.mirror.budget, Some(5.0));
         assert_eq!(r.mirror.focus, crate::config::Focus::Undecided);
         assert_eq!(r.guard.max_ttft_ratio, Some(1.5));
+        // Integers are numbers too.
+        let c = parse(&route(
+            "mirror = { sample = 0, budget = { dollars_per_day = 5 } }",
+        ))
+        .unwrap();
+        assert_eq!(
+            (c.routes[0].mirror.sample, c.routes[0].mirror.budget),
+            (0.0, Some(5.0))
+        );
     }
 
     #[test]
