@@ -49,7 +49,7 @@ pub async fn decide(
         let (score, call) = match stage {
             TextStage::Exact => (None, rules::exact(a, b, last)),
             TextStage::Similarity => {
-                let (score, call) = rules::similarity(spec, a, b, last);
+                let (score, call) = similarity(spec, a, b, last).await;
                 (Some(score), call)
             }
             TextStage::Embedding => match embed(route, a, b).await {
@@ -99,6 +99,23 @@ pub async fn decide(
     }
     // The last stage always decides; an empty list is refused by validation.
     Outcome::noted(Verdict::Skipped, "no text stage decided")
+}
+
+/// Texts longer than this (bytes, both together) are scored on the blocking
+/// pool: the edit distance is quadratic (about 10 ms at 2,000 tokens each).
+const BLOCKING_SIMILARITY: usize = 8 * 1024;
+
+/// The similarity stage, off the runtime's workers for long texts.
+async fn similarity(spec: &LlmCompare, a: &str, b: &str, last: bool) -> (f64, Call) {
+    if a.len() + b.len() <= BLOCKING_SIMILARITY {
+        return rules::similarity(spec, a, b, last);
+    }
+    let (band, threshold) = (spec.bands.similarity, spec.threshold);
+    let (a, b) = (a.to_string(), b.to_string());
+    let scored =
+        tokio::task::spawn_blocking(move || crate::compare::text::similarity(&a, &b)).await;
+    let score = scored.unwrap_or(0.0);
+    (score, rules::by_score(score, band, threshold, last))
 }
 
 /// Asks the judge through the one bounded call, with its permits (none free:

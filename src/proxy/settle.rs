@@ -93,7 +93,7 @@ impl Settle {
             },
         };
         let learned = learn_noise(&route, &ex, &answers, cap).await;
-        let readings = Readings::of(cfg, &answers);
+        let readings = Readings::of(cfg, &answers).await;
         let mut outcome = judge_pair(&route, &ex, &answers, &readings, &proxy.metrics).await;
         if outcome.verdict == Verdict::Skipped && outcome.note.is_none() {
             outcome.note = skip.map(|r| r.as_str().to_string());
@@ -292,15 +292,26 @@ struct Readings {
 }
 
 impl Readings {
-    fn of(cfg: &crate::config::Route, answers: &Answers) -> Readings {
+    /// Decodes both answers on the blocking pool: a long stream costs
+    /// milliseconds of CPU, which must not hold up a runtime worker that
+    /// other clients' streams are waiting on.
+    async fn of(cfg: &crate::config::Route, answers: &Answers) -> Readings {
         let Some(spec) = cfg.llm() else {
             return Readings::default();
         };
-        let read = |o: &Option<Observation>| o.as_ref().and_then(|o| Reading::of(spec.protocol, o));
-        Readings {
-            incumbent: read(&answers.incumbent),
-            candidate: read(&answers.candidate),
-        }
+        let protocol = spec.protocol;
+        let (i, c) = (answers.incumbent.clone(), answers.candidate.clone());
+        let read = move || {
+            let read = |o: Option<Observation>| o.and_then(|o| Reading::of(protocol, &o));
+            Readings {
+                incumbent: read(i),
+                candidate: read(c),
+            }
+        };
+        tokio::task::spawn_blocking(read).await.unwrap_or_else(|e| {
+            tracing::error!(route = %cfg.name, error = %e, "Decoding AI answers failed");
+            Readings::default()
+        })
     }
 
     /// Each side's figures, priced by `[routes.cost]`.
