@@ -48,7 +48,8 @@ impl Drop for Locked {
 }
 
 async fn set_weight(running: &Running, weight: u32) -> (u16, serde_json::Value) {
-    let body = format!(r#"{{"segment":"default","weight":{weight},"reason":"w{weight}"}}"#);
+    let body =
+        format!(r#"{{"segment":"default","weight":{weight},"reason":"w{weight}","force":true}}"#);
     let req = Request::post(format!(
         "http://{}/api/v1/routes/r/weights",
         running.admin_addr
@@ -184,11 +185,17 @@ async fn a_reload_that_cannot_be_recorded_changes_nothing() {
         &cand.url(),
         "[routes.rollout]\ndefault = 100",
     );
-    std::fs::write(
-        dir.path().join("proxy.toml"),
-        config_text(dir.path(), "[store]\n", &new),
-    )
-    .unwrap();
+    // Written with its old modification time, so only our call reloads it
+    // (the file watcher would queue a second write behind the lock).
+    let file = dir.path().join("proxy.toml");
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    std::fs::write(&file, config_text(dir.path(), "[store]\n", &new)).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
     let reload = || async {
         let req = Request::post(format!("http://{}/api/v1/reload", running.admin_addr))
             .header("content-type", "application/json")

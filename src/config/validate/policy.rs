@@ -7,8 +7,8 @@ use crate::config::file::{
     WindowFile,
 };
 use crate::config::{
-    Compare, Guard, GuardMethod, JsonCompare, JudgeCompare, Noise, OnBreach, Rollout, Rule, Segment, Side,
-    TextCompare, Upstream, Window,
+    Compare, Guard, GuardMethod, JsonCompare, JudgeCompare, Noise, OnBreach, Rollout, Rule,
+    Segment, Side, TextCompare, Upstream, Window,
 };
 use std::time::Duration;
 use toml::Spanned;
@@ -290,7 +290,11 @@ pub(super) fn guard(c: &mut Checker<'_>, f: &GuardFile) -> Guard {
         MethodFile::Sequential => {
             let alpha = *f.alpha.get_ref();
             if !(alpha > 0.0 && alpha <= 0.5) {
-                c.issue(f.alpha.span(), "guard.alpha", format!("{alpha} must be in (0, 0.5]"));
+                c.issue(
+                    f.alpha.span(),
+                    "guard.alpha",
+                    format!("{alpha} must be in (0, 0.5]"),
+                );
             }
             GuardMethod::Sequential(crate::stats::sequence::Sequence::new(alpha))
         }

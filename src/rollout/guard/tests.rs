@@ -246,7 +246,10 @@ fn harm_exposure_simulated() {
 #[test]
 fn the_sequential_guard_counts_since_its_last_reset_not_over_the_window() {
     let mut cfg = defaults();
-    assert!(matches!(cfg.method, GuardMethod::Sequential(_)), "the default");
+    assert!(
+        matches!(cfg.method, GuardMethod::Sequential(_)),
+        "the default"
+    );
     cfg.window = Window::Count(100);
     cfg.min_samples = 10;
     let mut g = SegmentGuard::default();
@@ -295,10 +298,7 @@ fn guard_long_life() {
     let mut base = defaults();
     base.min_samples = 200;
     base.window = Window::Count(1000);
-    for (name, method) in [
-        ("sequential", base.method),
-        ("wilson", GuardMethod::Wilson),
-    ] {
+    for (name, method) in [("sequential", base.method), ("wilson", GuardMethod::Wilson)] {
         let cfg = Guard {
             method,
             ..base.clone()
@@ -311,9 +311,15 @@ fn guard_long_life() {
             let mut g = SegmentGuard::default();
             let t0 = Instant::now();
             for i in 0..N {
-                let v = if rng.r#gen::<f64>() < 0.92 { Verdict::Match } else { Verdict::Mismatch };
+                let v = if rng.r#gen::<f64>() < 0.92 {
+                    Verdict::Match
+                } else {
+                    Verdict::Mismatch
+                };
                 let at = t0 + Duration::from_millis(i);
-                if g.observe(&cfg, sample(at, v), 5.0).is_some_and(|a| a.breach.is_some()) {
+                if g.observe(&cfg, sample(at, v), 5.0)
+                    .is_some_and(|a| a.breach.is_some())
+                {
                     false_rollbacks += 1;
                     break;
                 }
@@ -326,7 +332,11 @@ fn guard_long_life() {
             promote_cfg.on_breach = OnBreach::StepBack;
             let mut promoted = false;
             for i in 0..N {
-                let v = if rng.r#gen::<f64>() < 0.88 { Verdict::Match } else { Verdict::Mismatch };
+                let v = if rng.r#gen::<f64>() < 0.88 {
+                    Verdict::Match
+                } else {
+                    Verdict::Mismatch
+                };
                 let at = t0 + Duration::from_millis(i);
                 // A breach would roll it back: weight stays at 5 for the count.
                 if let Some(a) = g.observe(&promote_cfg, sample(at, v), 5.0)
