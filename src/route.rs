@@ -26,7 +26,8 @@ pub fn request_host(parts: &Parts) -> Option<&str> {
     Some(strip_port(raw))
 }
 
-fn strip_port(host: &str) -> &str {
+/// `host` without its `:port`; an IPv6 literal keeps its brackets.
+pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split_inclusive(']').next().unwrap_or(host);
     }

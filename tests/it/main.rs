@@ -7,6 +7,7 @@
 mod support;
 
 mod admin;
+mod admin_hardening;
 mod check;
 mod mirror;
 mod onepath;
