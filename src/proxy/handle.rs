@@ -37,6 +37,10 @@ pub async fn handle(
         return Error::Overloaded.to_response();
     };
     let (mut parts, body) = req.into_parts();
+    if crate::route::has_dot_segment(parts.uri.path()) {
+        let path = parts.uri.path().to_string();
+        return Error::DotSegment { path }.to_response();
+    }
     let (route, cap) = {
         let rt = proxy.runtime.now();
         (rt.find(&parts).cloned(), rt.config.store.max_body_bytes)

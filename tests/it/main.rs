@@ -11,6 +11,7 @@ mod admin_hardening;
 mod check;
 mod mirror;
 mod onepath;
+mod paths;
 mod proxy;
 mod report;
 mod rollout;
