@@ -74,6 +74,7 @@ fn bench(c: &mut Criterion) {
         path: dir.path().join("writer.db"),
         max_body_bytes: 65536,
         redact_headers: Vec::new(),
+        redact_query: Vec::new(),
         redact_json: Vec::new(),
         retention: Duration::from_secs(14 * 86400),
         queue_capacity: 4 * ROWS,

@@ -92,14 +92,12 @@ pub async fn start_with(config: Config, options: Options) -> Result<Running, Err
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _closed = rx.wait_for(|s| *s).await;
     };
-    let proxy_task = tokio::spawn(server::serve(
-        proxy.clone(),
-        listener,
-        acceptor,
-        config.listen.header_read_timeout,
-        config.listen.drain_timeout,
-        stopped(stop_rx.clone()),
-    ));
+    let listen = config.listen.clone();
+    let serving = proxy.clone();
+    let stop = stopped(stop_rx.clone());
+    let proxy_task = tokio::spawn(async move {
+        server::serve(serving, listener, acceptor, &listen, stop).await;
+    });
     let admin_task = tokio::spawn(admin::serve(
         proxy.clone(),
         admin_listener,

@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod app;
 pub mod cli;
+pub mod coding;
 pub mod compare;
 pub mod config;
 pub mod demo;
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod observation;
 pub mod pointer;
 pub mod proxy;
+pub mod query;
 pub mod report;
 pub mod rollout;
 pub mod route;

@@ -40,10 +40,10 @@ pub struct Metrics {
 /// `understudy_limit_rejections_total` (SPEC §9).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rejected {
-    /// Request head larger than `listen.max_header_bytes` (431).
-    HeaderBytes,
-    /// More than `listen.max_headers` header fields (431).
-    HeaderCount,
+    /// Request head over `listen.max_header_bytes` or with more than
+    /// `listen.max_headers` fields (431). One label: hyper reports both as
+    /// one error.
+    Headers,
     /// No complete request head within `listen.header_read_timeout`.
     HeaderTimeout,
     /// Request body not complete within `listen.body_read_timeout` (408).
@@ -63,8 +63,7 @@ pub enum Rejected {
 impl Label for Rejected {
     fn as_label(self) -> &'static str {
         match self {
-            Rejected::HeaderBytes => "header_bytes",
-            Rejected::HeaderCount => "header_count",
+            Rejected::Headers => "headers",
             Rejected::HeaderTimeout => "header_timeout",
             Rejected::BodyTimeout => "body_timeout",
             Rejected::BodyBytes => "body_bytes",

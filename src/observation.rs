@@ -1,5 +1,6 @@
 //! `Observation`: what one upstream answered (or failed to), as compared and logged.
 
+use crate::coding::Coding;
 use bytes::Bytes;
 use std::time::Duration;
 
@@ -16,6 +17,8 @@ pub struct Observation {
     pub error: Option<String>,
     /// Time to the end of the body (or to the failure).
     pub latency: Duration,
+    /// The body's `Content-Encoding`, until [`Observation::decode`] undoes it.
+    pub coding: Option<Coding>,
 }
 
 impl Observation {
@@ -24,6 +27,18 @@ impl Observation {
             error: Some(error.into()),
             latency,
             ..Observation::default()
+        }
+    }
+
+    /// The body decoded from its `Content-Encoding` (to at most `cap`
+    /// bytes), for comparison, redaction and the row; left as it is when it
+    /// does not decode.
+    pub fn decode(&mut self, cap: usize) {
+        let Some(coding) = self.coding else { return };
+        if let Some(d) = crate::coding::decode(&self.body, coding, cap) {
+            self.body = d.body;
+            self.truncated |= d.truncated;
+            self.coding = None;
         }
     }
 

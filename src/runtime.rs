@@ -86,7 +86,11 @@ impl Runtime {
                 })
             })
             .collect();
-        let redactor = Redactor::new(&config.store.redact_headers, &config.store.redact_json);
+        let redactor = Redactor::new(
+            &config.store.redact_headers,
+            &config.store.redact_json,
+            &config.store.redact_query,
+        );
         Runtime {
             config,
             routes,
@@ -239,8 +243,8 @@ pub enum ReloadError {
     Rollout(#[from] rollout::Error),
 }
 
-/// Reloads the config file: swaps in a new runtime and applies (and audits as
-/// `config`) initial weights that changed. Listener and store settings need a restart.
+/// Reloads the config file: applies (and audits as `config`) initial weights
+/// that changed, then swaps in a new runtime; all of it, or none when a step fails. Listener and store settings need a restart.
 pub async fn reload(
     owner: &Owner,
     rollout: &Rollout,
@@ -266,11 +270,14 @@ pub async fn reload(
     {
         tracing::warn!("listen, admin and store changes take effect at the next restart");
     }
-    owner.replace(next.clone());
+    // Whole or not at all: the rollout state is reconciled (its config
+    // changes recorded together) before the new runtime is swapped in, and a
+    // failure leaves both as they were.
     let changes = rollout
         .reconcile(&next, metrics)
         .await
         .inspect_err(|_| count("error"))?;
+    owner.replace(next.clone());
     count("ok");
     tracing::info!(path = %path.display(), changes = changes.len(), "Config reloaded");
     Ok(changes)

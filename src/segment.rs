@@ -52,7 +52,24 @@ pub fn extract(source: &Source, parts: &Parts, body: &mut JsonBody<'_>) -> Optio
 pub fn of(segment: Option<&Segment>, parts: &Parts, body: &mut JsonBody<'_>) -> String {
     segment
         .and_then(|s| extract(&s.source, parts, body))
+        .map(cut)
         .unwrap_or_else(|| DEFAULT.to_string())
+}
+
+/// Longest segment value kept (SPEC §9): a client cannot make rows or the
+/// rollout state grow by sending a huge tenant name.
+pub const MAX_SEGMENT_BYTES: usize = 128;
+
+/// `value` cut to [`MAX_SEGMENT_BYTES`] at a character boundary.
+fn cut(mut value: String) -> String {
+    if value.len() > MAX_SEGMENT_BYTES {
+        let mut end = MAX_SEGMENT_BYTES;
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        value.truncate(end);
+    }
+    value
 }
 
 /// The metric label for a raw segment value: itself when configured, else `other`.
@@ -141,6 +158,19 @@ mod tests {
         assert_eq!(extract(&path, &p, &mut body).as_deref(), Some("acme"));
         let none = Source::Query("missing".into());
         assert_eq!(extract(&none, &p, &mut body), None);
+    }
+
+    #[test]
+    fn stored_segment_values_are_cut_to_128_bytes_at_a_char_boundary() {
+        let seg = Segment {
+            source: Source::Query("tier".into()),
+            values: vec![],
+        };
+        let long = format!("/?tier={}%C3%A9{}", "a".repeat(127), "b".repeat(500));
+        let got = of(Some(&seg), &parts(&long, None), &mut JsonBody::new(b""));
+        assert_eq!(got, "a".repeat(127), "the 2-byte é would cross byte 128");
+        let p = parts("/?tier=smb", None);
+        assert_eq!(of(Some(&seg), &p, &mut JsonBody::new(b"")), "smb");
     }
 
     #[test]

@@ -165,6 +165,7 @@ fn rollout_failure(e: &rollout::Error) -> Failure {
         state::Error::BadWeight(_) => StatusCode::BAD_REQUEST,
         state::Error::Unchanged { .. } => StatusCode::CONFLICT,
         state::Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        state::Error::Unrecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     Failure(status, e.to_string())
 }

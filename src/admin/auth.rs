@@ -146,8 +146,17 @@ mod tests {
     fn without_a_token_only_loopback_may_mutate() {
         let local = Auth::new(None, "127.0.0.1:9090".parse().unwrap());
         let peer = LOCAL.parse().unwrap();
-        for host in ["127.0.0.1:9090", "localhost", "LOCALHOST:1", "127.3.2.1", "[::1]:9090"] {
-            assert!(local.check(peer, &request(&[("host", host)])).is_ok(), "{host}");
+        for host in [
+            "127.0.0.1:9090",
+            "localhost",
+            "LOCALHOST:1",
+            "127.3.2.1",
+            "[::1]:9090",
+        ] {
+            assert!(
+                local.check(peer, &request(&[("host", host)])).is_ok(),
+                "{host}"
+            );
         }
         let v6 = "[::1]:5000".parse().unwrap();
         assert!(local.check(v6, &request(&[("host", "[::1]")])).is_ok());

@@ -135,7 +135,7 @@ async fn route(
             proxy.metrics.encode(),
         ),
         (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n"),
-        (&Method::GET, "/readyz") => respond(StatusCode::OK, "text/plain", "ready\n"),
+        (&Method::GET, "/readyz") => respond(StatusCode::OK, "text/plain", readiness(proxy)),
         _ => respond(
             StatusCode::NOT_FOUND,
             "text/plain",
@@ -170,6 +170,22 @@ fn refuse(status: StatusCode, error: String) -> Response<ProxyBody> {
         header::HeaderValue::from_static("close"),
     );
     resp
+}
+
+/// `/readyz`: ready (the proxy serves whatever its store does: a failing
+/// store costs clients nothing, so it never takes the replica out of a load
+/// balancer), with a line for each thing that is wrong.
+fn readiness(proxy: &Proxy) -> String {
+    let mut out = String::from("ready\n");
+    if let Some((since, error)) = proxy.store.failing() {
+        let since = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(since.max(0) as u64),
+        );
+        out.push_str(&format!(
+            "store: failing since {since}: {error} (rows are dropped and counted)\n"
+        ));
+    }
+    out
 }
 
 pub(crate) fn respond(

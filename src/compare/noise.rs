@@ -37,7 +37,7 @@ impl Learner {
             cfg: cfg.clone(),
             known: RwLock::default(),
         };
-        learner.add(persisted);
+        let _known = learner.add(persisted);
         learner
     }
 
@@ -82,15 +82,31 @@ impl Learner {
             // The root differing means "not comparable at all", not noise.
             .filter(|p| !p.is_empty())
             .collect();
-        let found: Vec<String> = found.into_iter().collect();
-        self.add(found.clone());
+        let _added = self.add(found.iter().cloned().collect());
+        // Every differing pointer that is (now) known: a hit on each.
+        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
         found
+            .into_iter()
+            .filter(|p| known.texts.contains(p))
+            .collect()
     }
 
-    fn add(&self, texts: Vec<String>) {
+    /// Adds pointers up to `max_pointers`; the rest are not learned (and
+    /// not returned as learned).
+    fn add(&self, texts: Vec<String>) -> Vec<String> {
         let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
         let before = known.texts.len();
-        known.texts.extend(texts);
+        let mut added = Vec::new();
+        for t in texts {
+            if known.texts.len() >= self.cfg.max_pointers {
+                tracing::warn!(max_pointers = self.cfg.max_pointers, pointer = %t,
+                    "Noise set full: pointer not learned");
+                continue;
+            }
+            if known.texts.insert(t.clone()) {
+                added.push(t);
+            }
+        }
         if known.texts.len() != before {
             let pointers = known
                 .texts
@@ -99,6 +115,7 @@ impl Learner {
                 .collect();
             known.pointers = Arc::new(pointers);
         }
+        added
     }
 }
 
@@ -131,9 +148,14 @@ mod tests {
     use super::*;
 
     fn learner(sample: f64) -> Learner {
+        capped(sample, 64)
+    }
+
+    fn capped(sample: f64, max_pointers: usize) -> Learner {
         let cfg = Noise {
             secondary: None,
             sample,
+            max_pointers,
         };
         Learner::new(&cfg, vec!["/trace".into()])
     }
@@ -164,6 +186,17 @@ mod tests {
         assert!(l.learn(a, a).is_empty());
         assert!(l.learn(b"x", b"y").is_empty());
         assert_eq!(l.texts().len(), 3);
+    }
+
+    #[test]
+    fn the_noise_set_is_capped() {
+        let l = capped(1.0, 3);
+        let a = br#"{"a":1,"b":1,"c":1,"d":1}"#;
+        let b = br#"{"a":2,"b":2,"c":2,"d":2}"#;
+        // Room for two beside /trace: the first two in order, then full.
+        assert_eq!(l.learn(a, b), ["/a", "/b"]);
+        assert_eq!(l.texts(), ["/a", "/b", "/trace"]);
+        assert_eq!(l.learn(a, b), ["/a", "/b"], "known ones still count hits");
     }
 
     #[test]

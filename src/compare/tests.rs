@@ -314,7 +314,13 @@ fn unordered_matching_has_a_bounded_cost() {
     // Nested: 300 arrays of 300, each shuffled, the outer one reversed.
     let nested = |flip: bool| {
         let mut outer: Vec<Vec<u64>> = (0..300)
-            .map(|i| if flip { shuffled(300 + i) } else { sorted(300 + i) })
+            .map(|i| {
+                if flip {
+                    shuffled(300 + i)
+                } else {
+                    sorted(300 + i)
+                }
+            })
             .collect();
         if flip {
             outer.reverse();

@@ -31,6 +31,35 @@ fn texts(values: &[&str]) -> Vec<Spanned<String>> {
     values.iter().map(|v| text(v)).collect()
 }
 
+/// Headers that carry credentials: redacted before a row is written and
+/// removed from the candidate's copy by default. Beside the standard ones,
+/// the API-key headers of the common AI and cloud APIs (Azure OpenAI's
+/// `api-key`, Google's `x-goog-api-key`, AWS's session token) and the usual
+/// session/token headers of web APIs.
+pub const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+    "x-auth-token",
+    "x-access-token",
+    "x-amz-security-token",
+    "x-csrf-token",
+];
+
+/// Query parameters that carry credentials (SPEC §9).
+pub const SECRET_QUERY: &[&str] = &[
+    "api_key",
+    "key",
+    "token",
+    "sig",
+    "signature",
+    "access_token",
+];
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +91,19 @@ pub struct ListenFile {
     pub drain_timeout: Spanned<String>,
     /// Client requests handled at once; beyond it the proxy answers 503. Default `10000`.
     pub max_in_flight: Spanned<usize>,
+    /// A client must send its whole request body within this, or get 408. Default `"30s"`.
+    pub body_read_timeout: Spanned<String>,
+    /// A connection with no request in progress is closed after this;
+    /// one with a request in progress, after this long without a byte either way. Default `"60s"`.
+    pub idle_timeout: Spanned<String>,
+    /// Open client connections; beyond it new ones are closed at accept. Default `10000`.
+    pub max_connections: Spanned<usize>,
+    /// Largest request head (request line and headers), in bytes; beyond it 431. Default `65536`.
+    pub max_header_bytes: Spanned<usize>,
+    /// Most header fields in a request; beyond it 431. Default `100`.
+    pub max_headers: Spanned<usize>,
+    /// Concurrent streams on one HTTP/2 connection. Default `100`.
+    pub max_concurrent_streams: Spanned<usize>,
 }
 
 impl Default for ListenFile {
@@ -72,6 +114,12 @@ impl Default for ListenFile {
             header_read_timeout: text("10s"),
             drain_timeout: text("30s"),
             max_in_flight: Spanned::new(0..0, 10_000),
+            body_read_timeout: text("30s"),
+            idle_timeout: text("60s"),
+            max_connections: Spanned::new(0..0, 10_000),
+            max_header_bytes: Spanned::new(0..0, 64 * 1024),
+            max_headers: Spanned::new(0..0, 100),
+            max_concurrent_streams: Spanned::new(0..0, 100),
         }
     }
 }
@@ -121,8 +169,11 @@ pub struct StoreFile {
     /// Cap on each stored body; larger request bodies are not mirrored. Default `65536`.
     pub max_body_bytes: usize,
     /// Headers replaced by `[redacted]` before a row is written. Default
-    /// `["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"]`.
+    /// [`SECRET_HEADERS`].
     pub redact_headers: Vec<Spanned<String>>,
+    /// Query parameters whose values are replaced by `[redacted]` before a
+    /// row is written. Default [`SECRET_QUERY`].
+    pub redact_query: Vec<String>,
     /// JSON pointers (with `*`) removed from stored bodies. Default `[]`.
     pub redact_json: Vec<Spanned<String>>,
     /// How long exchanges are kept. Default `"14d"`.
@@ -140,13 +191,8 @@ impl Default for StoreFile {
         StoreFile {
             path: PathBuf::from("understudy.db"),
             max_body_bytes: 65536,
-            redact_headers: texts(&[
-                "authorization",
-                "proxy-authorization",
-                "cookie",
-                "set-cookie",
-                "x-api-key",
-            ]),
+            redact_headers: texts(SECRET_HEADERS),
+            redact_query: SECRET_QUERY.iter().map(|s| s.to_string()).collect(),
             redact_json: Vec::new(),
             retention: text("14d"),
             queue_capacity: unspanned(65536),
@@ -290,9 +336,11 @@ pub struct MirrorFile {
     pub timeout: Spanned<String>,
     /// Mirrored requests in flight per route; beyond it mirrors are skipped. Default `256`.
     pub max_in_flight: Spanned<usize>,
-    /// Headers removed from the candidate's copy (replaces the default list). Default
-    /// `["authorization", "proxy-authorization", "cookie", "x-api-key"]`.
+    /// Headers removed from the candidate's copy (replaces the default list).
+    /// Default [`SECRET_HEADERS`].
     pub strip_headers: Vec<Spanned<String>>,
+    /// Query parameters removed from the candidate's copy. Default [`SECRET_QUERY`].
+    pub strip_query: Vec<String>,
     /// Headers set on the candidate's copy, name → value. Default `{}`.
     pub set_headers: BTreeMap<Spanned<String>, Spanned<String>>,
     /// JSON body fields set for the candidate, pointer → value. Default `{}`.
@@ -306,12 +354,8 @@ impl Default for MirrorFile {
             methods: texts(&["GET", "HEAD", "OPTIONS"]),
             timeout: text("2s"),
             max_in_flight: unspanned(256),
-            strip_headers: texts(&[
-                "authorization",
-                "proxy-authorization",
-                "cookie",
-                "x-api-key",
-            ]),
+            strip_headers: texts(SECRET_HEADERS),
+            strip_query: SECRET_QUERY.iter().map(|s| s.to_string()).collect(),
             set_headers: BTreeMap::new(),
             rewrite_json: BTreeMap::new(),
         }

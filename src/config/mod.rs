@@ -64,6 +64,18 @@ pub struct Listen {
     pub drain_timeout: Duration,
     /// Client requests handled at once; beyond it the answer is 503.
     pub max_in_flight: usize,
+    /// A request body must be complete within this (408).
+    pub body_read_timeout: Duration,
+    /// No request in progress for this long (or no byte moving while one is): closed.
+    pub idle_timeout: Duration,
+    /// Open client connections; beyond it new ones are closed at accept.
+    pub max_connections: usize,
+    /// Largest request head in bytes (431 beyond).
+    pub max_header_bytes: usize,
+    /// Most header fields (431 beyond).
+    pub max_headers: usize,
+    /// Concurrent streams per HTTP/2 connection.
+    pub max_concurrent_streams: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +104,8 @@ pub struct Store {
     /// Cap on each stored body; larger request bodies are not mirrored.
     pub max_body_bytes: usize,
     pub redact_headers: Vec<HeaderName>,
+    /// Query parameters whose values are redacted in stored rows.
+    pub redact_query: Vec<String>,
     pub redact_json: Vec<Pointer>,
     pub retention: Duration,
     /// Bounded queue between the request path and the writer thread.
@@ -167,6 +181,8 @@ pub struct Mirror {
     pub timeout: Duration,
     pub max_in_flight: usize,
     pub strip_headers: Vec<HeaderName>,
+    /// Query parameters removed from the candidate's copy.
+    pub strip_query: Vec<String>,
     pub set_headers: Vec<(HeaderName, HeaderValue)>,
     pub rewrite_json: Vec<(Pointer, serde_json::Value)>,
 }
@@ -201,6 +217,8 @@ pub struct Noise {
     pub secondary: Option<Upstream>,
     /// Share of exchanges asked twice, in `0..=1`.
     pub sample: f64,
+    /// Most pointers learned per route.
+    pub max_pointers: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -189,7 +189,31 @@ fn listen(c: &mut Checker<'_>, f: &ListenFile) -> Listen {
         header_read_timeout: c.timeout("listen.header_read_timeout", &f.header_read_timeout),
         drain_timeout: c.duration("listen.drain_timeout", &f.drain_timeout),
         max_in_flight: c.nonzero("listen.max_in_flight", &f.max_in_flight),
+        body_read_timeout: c.timeout("listen.body_read_timeout", &f.body_read_timeout),
+        idle_timeout: c.timeout("listen.idle_timeout", &f.idle_timeout),
+        max_connections: c.nonzero("listen.max_connections", &f.max_connections),
+        max_header_bytes: header_bytes(c, &f.max_header_bytes),
+        max_headers: c.nonzero("listen.max_headers", &f.max_headers),
+        max_concurrent_streams: u32::try_from(
+            c.nonzero("listen.max_concurrent_streams", &f.max_concurrent_streams),
+        )
+        .unwrap_or(u32::MAX),
     }
+}
+
+/// hyper's HTTP/1 parser needs a read buffer of at least 8 KiB.
+fn header_bytes(c: &mut Checker<'_>, f: &toml::Spanned<usize>) -> usize {
+    const MIN: usize = 8 * 1024;
+    let n = *f.get_ref();
+    if n < MIN {
+        c.issue(
+            f.span(),
+            "listen.max_header_bytes",
+            format!("must be at least {MIN}"),
+        );
+        return MIN;
+    }
+    n
 }
 
 fn admin(c: &mut Checker<'_>, f: &AdminFile) -> Admin {
@@ -207,6 +231,7 @@ fn store(c: &mut Checker<'_>, f: &StoreFile) -> Store {
         path: f.path.clone(),
         max_body_bytes: f.max_body_bytes,
         redact_headers: c.header_names("store.redact_headers", &f.redact_headers),
+        redact_query: f.redact_query.clone(),
         redact_json: c.pointers("store.redact_json", &f.redact_json),
         retention: c.timeout("store.retention", &f.retention),
         queue_capacity: c.nonzero("store.queue_capacity", &f.queue_capacity),

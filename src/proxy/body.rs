@@ -4,6 +4,7 @@
 //! The tee never holds data back: each frame is passed on as it arrives. Its
 //! capture goes to the settle task when the body ends, fails or is dropped.
 
+use crate::coding::Coding;
 use crate::observation::Observation;
 use crate::upstream::body::{Once, UpBody};
 use bytes::{Bytes, BytesMut};
@@ -23,8 +24,13 @@ pub enum Prepared {
     Streaming(UpBody),
 }
 
-/// Reads the request body until it ends or passes `cap` bytes.
-pub async fn prepare(mut body: Incoming, cap: usize) -> Result<Prepared, hyper::Error> {
+/// Reads the request body until it ends or passes `cap` bytes; the rest of
+/// a body over the cap must arrive by `deadline` too.
+pub async fn prepare(
+    mut body: Incoming,
+    cap: usize,
+    deadline: tokio::time::Instant,
+) -> Result<Prepared, hyper::Error> {
     if body.is_end_stream() {
         return Ok(Prepared::Buffered(Bytes::new()));
     }
@@ -40,6 +46,7 @@ pub async fn prepare(mut body: Incoming, cap: usize) -> Result<Prepared, hyper::
             return Ok(Prepared::Streaming(UpBody::Chained {
                 prefix: chunks,
                 rest: body,
+                deadline: Box::pin(tokio::time::sleep_until(deadline)),
             }));
         }
     }
@@ -57,6 +64,7 @@ pub async fn prepare(mut body: Incoming, cap: usize) -> Result<Prepared, hyper::
 /// Keeps the first `cap` bytes of a body and reports them once.
 pub struct Capture {
     status: u16,
+    coding: Option<Coding>,
     started: Instant,
     cap: usize,
     kept: Kept,
@@ -73,12 +81,19 @@ impl Capture {
     ) -> Capture {
         Capture {
             status,
+            coding: None,
             started,
             cap,
             kept: Kept::Nothing,
             truncated: false,
             tx: Some(tx),
         }
+    }
+
+    /// The body's `Content-Encoding`, decoded by the settle task.
+    pub fn coded(mut self, coding: Option<Coding>) -> Capture {
+        self.coding = coding;
+        self
     }
 
     fn keep(&mut self, data: &Bytes) {
@@ -111,6 +126,7 @@ impl Capture {
                 truncated: self.truncated,
                 error,
                 latency: self.started.elapsed(),
+                coding: self.coding,
             };
             // The settle task may be gone (shutdown); nothing to do then.
             let _ignored = tx.send(obs);

@@ -17,6 +17,10 @@ pub enum Error {
     Upstream(#[from] upstream::Error),
     #[error("proxy overloaded")]
     Overloaded,
+    #[error("request body not received within body_read_timeout")]
+    BodyTimeout,
+    #[error("too many request header fields")]
+    TooManyHeaders,
 }
 
 impl Error {
@@ -29,6 +33,8 @@ impl Error {
             Error::Upstream(upstream::Error::Timeout { .. }) => S::GATEWAY_TIMEOUT,
             Error::Upstream(_) => S::BAD_GATEWAY,
             Error::Overloaded => S::SERVICE_UNAVAILABLE,
+            Error::BodyTimeout => S::REQUEST_TIMEOUT,
+            Error::TooManyHeaders => S::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 

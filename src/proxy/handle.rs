@@ -9,8 +9,10 @@ use super::error::Error;
 use super::headers::{self, EXCHANGE_ID, SERVED_BY};
 use super::mirror::{self, Plan, SkipReason};
 use super::settle::{Other, Settle};
+use crate::coding::Coding;
 use crate::config::Side;
 use crate::exchange::Exchange;
+use crate::metrics::Rejected;
 use crate::observation::Observation;
 use crate::rollout;
 use crate::runtime::RouteRuntime;
@@ -32,26 +34,45 @@ pub async fn handle(
     peer: SocketAddr,
     tls: bool,
 ) -> Response<ProxyBody> {
-    // Held until the response head is ready: bounds requests queued on upstreams.
-    let Some(_slot) = proxy.in_flight.try_acquire() else {
-        return Error::Overloaded.to_response();
-    };
     let (mut parts, body) = req.into_parts();
     if crate::route::has_dot_segment(parts.uri.path()) {
         let path = parts.uri.path().to_string();
         return Error::DotSegment { path }.to_response();
     }
-    let (route, cap) = {
+    let (route, cap, limits) = {
         let rt = proxy.runtime.now();
-        (rt.find(&parts).cloned(), rt.config.store.max_body_bytes)
+        let listen = &rt.config.listen;
+        let limits = (listen.max_headers, listen.body_read_timeout);
+        (
+            rt.find(&parts).cloned(),
+            rt.config.store.max_body_bytes,
+            limits,
+        )
     };
+    let (max_headers, body_read_timeout) = limits;
+    // HTTP/1 heads are held to this by hyper; HTTP/2 ones are checked here.
+    if parts.headers.len() > max_headers {
+        proxy.metrics.record_limit_rejection(Rejected::Headers);
+        return Error::TooManyHeaders.to_response();
+    }
     let Some(route) = route else {
         let path = parts.uri.path().to_string();
         return Error::NoRoute { path }.to_response();
     };
-    let body = match body::prepare(body, cap).await {
-        Ok(b) => b,
-        Err(e) => return Error::BodyRead(e.to_string()).to_response(),
+    // The body is read before a slot is taken: a client still uploading
+    // holds no `max_in_flight` slot, and gets 408 when it is too slow.
+    let deadline = tokio::time::Instant::now() + body_read_timeout;
+    let body = match tokio::time::timeout_at(deadline, body::prepare(body, cap, deadline)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return Error::BodyRead(e.to_string()).to_response(),
+        Err(_elapsed) => {
+            proxy.metrics.record_limit_rejection(Rejected::BodyTimeout);
+            return Error::BodyTimeout.to_response();
+        }
+    };
+    // Held until the response head is ready: bounds requests queued on upstreams.
+    let Some(_slot) = proxy.in_flight.try_acquire() else {
+        return Error::Overloaded.to_response();
     };
     let mut ex = Exchange::begin(&route.cfg, &parts, body.buffered());
     let (serving, mirror_on) = who_serves(&proxy, &route, &parts, &ex);
@@ -66,7 +87,13 @@ pub async fn handle(
         ex.keep_request(&parts);
     }
     let via = headers::via_value(parts.version);
-    headers::prepare_request(&mut parts.headers, peer.ip(), tls, &via);
+    headers::prepare_request(
+        &mut parts.headers,
+        parts.uri.authority(),
+        peer.ip(),
+        tls,
+        &via,
+    );
     let exchange_id = HeaderValue::try_from(ex.id.as_str()).ok();
     let label = segment::label(route.cfg.segment.as_ref(), &ex.segment).to_string();
     let (answer, reporter) = match serving {
@@ -207,7 +234,8 @@ impl Reporter {
                 let body = match reporter {
                     Reporter::Settle(tx) => ProxyBody::Tee {
                         inner,
-                        capture: Capture::new(head.status.as_u16(), started, cap, tx),
+                        capture: Capture::new(head.status.as_u16(), started, cap, tx)
+                            .coded(Coding::of(&head.headers)),
                     },
                     Reporter::Count => ProxyBody::Pass {
                         inner,

@@ -2,8 +2,8 @@
 //! `Via` and the `x-understudy-*` headers. Pure; header names are constants.
 
 use http::header::{
-    CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
-    VIA,
+    CONNECTION, FORWARDED, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE, VIA,
 };
 use std::net::IpAddr;
 
@@ -43,11 +43,21 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The request as the upstream should see it: hop-by-hop headers gone,
-/// `X-Forwarded-For` appended, `X-Forwarded-Proto`, `X-Forwarded-Host` and
-/// `Via` set. `Host` is dropped: the client sets it from the upstream URL.
-pub fn prepare_request(headers: &mut HeaderMap, client_ip: IpAddr, tls: bool, via: &HeaderValue) {
+/// The request as the upstream should see it: hop-by-hop headers and a
+/// client's own `x-understudy-mirror` gone, `X-Forwarded-For` appended,
+/// `X-Forwarded-Proto`, `X-Forwarded-Host`, `Forwarded` and `Via` set by us
+/// whatever the client sent (SPEC §9). The host is the `Host` header, else
+/// the HTTP/2 `:authority` (`authority`); `Host` itself is dropped: the
+/// client sets it from the upstream URL.
+pub fn prepare_request(
+    headers: &mut HeaderMap,
+    authority: Option<&http::uri::Authority>,
+    client_ip: IpAddr,
+    tls: bool,
+    via: &HeaderValue,
+) {
     strip_hop_by_hop(headers);
+    headers.remove(MIRROR);
     let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) => HeaderValue::try_from(format!("{prior}, {client_ip}")),
         None => HeaderValue::try_from(client_ip.to_string()),
@@ -57,10 +67,39 @@ pub fn prepare_request(headers: &mut HeaderMap, client_ip: IpAddr, tls: bool, vi
     }
     let proto = if tls { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    if let Some(host) = headers.remove(HOST) {
+    let host = headers
+        .remove(HOST)
+        .or_else(|| authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    headers.remove(X_FORWARDED_HOST);
+    let forwarded = forwarded(client_ip, proto, host.as_ref());
+    if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST, host);
     }
+    headers.remove(FORWARDED);
+    if let Ok(v) = HeaderValue::try_from(forwarded) {
+        headers.insert(FORWARDED, v);
+    }
     headers.append(VIA, via.clone());
+}
+
+/// The RFC 7239 `Forwarded` element for this hop (quoted where the grammar asks).
+fn forwarded(client_ip: IpAddr, proto: &str, host: Option<&HeaderValue>) -> String {
+    let mut out = match client_ip {
+        IpAddr::V4(ip) => format!("for={ip}"),
+        IpAddr::V6(ip) => format!("for=\"[{ip}]\""),
+    };
+    out.push_str(";proto=");
+    out.push_str(proto);
+    // A host with characters outside a token (`:` of a port) is quoted; one
+    // that cannot be quoted safely is left out.
+    if let Some(host) = host.and_then(|h| h.to_str().ok())
+        && !host.contains(['"', '\\'])
+    {
+        out.push_str(";host=\"");
+        out.push_str(host);
+        out.push('"');
+    }
+    out
 }
 
 /// The `Via` value for a request of this HTTP version.
@@ -98,11 +137,44 @@ mod tests {
         h.insert(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
         h.insert(HOST, HeaderValue::from_static("api.example.com"));
         let via = via_value(http::Version::HTTP_11);
-        prepare_request(&mut h, "127.0.0.1".parse().unwrap(), true, &via);
+        h.insert(MIRROR, HeaderValue::from_static("1"));
+        h.insert(FORWARDED, HeaderValue::from_static("for=6.6.6.6;host=evil"));
+        prepare_request(&mut h, None, "127.0.0.1".parse().unwrap(), true, &via);
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
         assert_eq!(h[&X_FORWARDED_PROTO], "https");
         assert_eq!(h[&X_FORWARDED_HOST], "api.example.com");
+        assert_eq!(
+            h[FORWARDED],
+            "for=127.0.0.1;proto=https;host=\"api.example.com\""
+        );
         assert_eq!(h[VIA], "1.1 understudy");
         assert!(h.get(HOST).is_none());
+        assert!(h.get(MIRROR).is_none(), "a client's mirror mark is removed");
+    }
+
+    #[test]
+    fn the_host_of_an_http2_request_comes_from_its_authority_not_the_client() {
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_HOST, HeaderValue::from_static("evil.example"));
+        let authority: http::uri::Authority = "api.example.com:8443".parse().unwrap();
+        let via = via_value(http::Version::HTTP_2);
+        prepare_request(
+            &mut h,
+            Some(&authority),
+            "::1".parse().unwrap(),
+            false,
+            &via,
+        );
+        assert_eq!(h[&X_FORWARDED_HOST], "api.example.com:8443");
+        assert_eq!(
+            h[FORWARDED],
+            "for=\"[::1]\";proto=http;host=\"api.example.com:8443\""
+        );
+        // Neither Host nor authority: the client's value is not passed on.
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_HOST, HeaderValue::from_static("evil.example"));
+        prepare_request(&mut h, None, "10.1.1.1".parse().unwrap(), false, &via);
+        assert!(h.get(X_FORWARDED_HOST).is_none());
+        assert_eq!(h[FORWARDED], "for=10.1.1.1;proto=http");
     }
 }

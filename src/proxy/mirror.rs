@@ -19,7 +19,9 @@ use crate::upstream::body::UpBody;
 use crate::upstream::{self, Bounds, Client};
 use bytes::Bytes;
 use http::request::Parts;
+use http::uri::PathAndQuery;
 use http::{HeaderValue, Request};
+use std::borrow::Cow;
 
 /// Why an exchange was not mirrored; `as_str` is the metric label and SQL value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,8 +217,25 @@ pub fn candidate_request(
     if !policy.rewrite_json.is_empty() {
         headers.remove(http::header::CONTENT_LENGTH);
     }
-    let uri = client.uri_for(parts.uri.path_and_query());
+    let stripped = strip_query(policy, &parts.uri);
+    let uri = client.uri_for(stripped.as_ref().or(parts.uri.path_and_query()));
     upstream::request(parts.method.clone(), uri, headers, UpBody::full(body))
+}
+
+/// The path and query without `mirror.strip_query`'s parameters; `None`
+/// when nothing is stripped.
+fn strip_query(policy: &Mirror, uri: &http::Uri) -> Option<PathAndQuery> {
+    let query = uri.query()?;
+    let kept = crate::query::strip(query, &policy.strip_query);
+    if matches!(kept, Some(Cow::Borrowed(_))) {
+        return None;
+    }
+    let path = uri.path();
+    let rebuilt = match kept {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    PathAndQuery::try_from(rebuilt).ok()
 }
 
 /// The request unchanged (for the incumbent).

@@ -8,6 +8,7 @@
 //! bounded and counted.
 
 pub mod body;
+pub mod conn;
 pub mod error;
 pub mod handle;
 pub mod headers;

@@ -74,6 +74,12 @@ impl Settle {
         let served = served
             .await
             .unwrap_or_else(|_| Observation::failed("answer lost", ex.started.elapsed()));
+        let rt = proxy.runtime.load();
+        let cap = rt.config.store.max_body_bytes;
+        let (mut served, mut other) = (served, other);
+        for obs in std::iter::once(&mut served).chain(other.as_mut()) {
+            obs.decode(cap);
+        }
         let answers = match served_by {
             Side::Incumbent => Answers {
                 incumbent: Some(served),
@@ -84,8 +90,6 @@ impl Settle {
                 candidate: Some(served),
             },
         };
-        let rt = proxy.runtime.load();
-        let cap = rt.config.store.max_body_bytes;
         let learned = learn_noise(&route, &ex, &answers, cap).await;
         let mut outcome = judge_pair(&route, &ex, &answers).await;
         if outcome.verdict == Verdict::Skipped && outcome.note.is_none() {
@@ -129,7 +133,7 @@ impl Settle {
             path: ex.path,
             query: ex.query,
             request_headers: rt.redactor.headers_json(&ex.headers),
-            request_body: ex.body,
+            request_body: ex.body.map(|b| request_body(b, &ex.headers, cap)),
             verdict: outcome.verdict.as_str(),
             diff: serde_json::to_string(&outcome.diffs).unwrap_or_else(|_| "[]".into()),
             score: outcome.score,
@@ -154,6 +158,15 @@ impl Settle {
         rt.redactor.apply(&mut rec);
         proxy.store.record(rec);
     }
+}
+
+/// The request body for the row: decoded from its `Content-Encoding`, so
+/// that redaction sees it.
+fn request_body(body: bytes::Bytes, headers: &http::HeaderMap, cap: usize) -> bytes::Bytes {
+    let Some(coding) = crate::coding::Coding::of(headers) else {
+        return body;
+    };
+    crate::coding::decode(&body, coding, cap).map_or(body, |d| d.body)
 }
 
 /// `compare.noise`: asks the incumbent (or its `secondary`) the request once

@@ -251,14 +251,8 @@ pub fn evaluate(cfg: &Guard, samples: &VecDeque<Sample>) -> (Figures, Decision) 
 
 /// [`evaluate`] with the window's counts and latencies already known; the
 /// latencies are only read when `max_latency_ratio` is set.
-fn evaluate_counted(
-    cfg: &Guard,
-    counts: Counts,
-    latencies: &mut Latencies,
-) -> (Figures, Decision) {
-    let latency_ratio = cfg
-        .max_latency_ratio
-        .and_then(|_max| latencies.ratio());
+fn evaluate_counted(cfg: &Guard, counts: Counts, latencies: &mut Latencies) -> (Figures, Decision) {
+    let latency_ratio = cfg.max_latency_ratio.and_then(|_max| latencies.ratio());
     let f = Figures::of(
         counts.matches,
         counts.mismatches,

@@ -9,6 +9,7 @@
 pub mod bucket;
 mod feed;
 pub mod guard;
+mod record;
 pub mod state;
 
 use crate::config::{Config, Route, Side};
@@ -68,6 +69,8 @@ pub struct Rollout {
     /// The store whose writer appends `rollout_events`; unset until
     /// [`Rollout::attach`] (a detached rollout records nothing).
     ledger: OnceLock<crate::store::Store>,
+    /// Records rollbacks after they are applied (set with the ledger).
+    recorder: OnceLock<record::Recorder>,
     /// Route → segment label → guard (nested, so a lookup allocates nothing).
     guards: Mutex<HashMap<String, HashMap<String, guard::SegmentGuard>>>,
 }

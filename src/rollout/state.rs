@@ -1,10 +1,11 @@
 //! Persistence of the rollout state: every weight or kill-switch change is
-//! appended to `rollout_events` (by the store's writer) first and applied to
-//! the live snapshot after, and the guards' verdicts arrive here as changes too.
+//! appended to `rollout_events` (by the store's writer) and applied to the
+//! live snapshot: a raise recorded first, a rollback applied first
+//! ([`super::record`]). The guards' verdicts arrive here as changes too.
 //!
 //! Order on start and reload: the file's initial weights that differ from the
 //! last `config` event are recorded as `config` changes, then the latest
-//! recorded weight of every segment wins. A change that cannot be recorded is
+//! recorded weight of every segment wins. A raise that cannot be recorded is
 //! not applied.
 
 use super::{Rollout, RouteState, lock};
@@ -72,6 +73,23 @@ pub enum Error {
     },
     #[error("cannot record the change: {0}")]
     Store(#[from] store::Error),
+    #[error(
+        "{0} earlier rollback(s) are in effect but not yet recorded (the store is failing); \
+         raising a weight waits until they are"
+    )]
+    Unrecorded(usize),
+}
+
+impl Change {
+    /// Lowers exposure: a weight lowered or the mirror switched off. Such a
+    /// change is applied before it is recorded (SPEC §9).
+    pub fn lowers(&self) -> bool {
+        match (self.from, self.to, self.mirror.as_deref()) {
+            (Some(from), Some(to), _) => to < from,
+            (_, _, Some(m)) => m == "off",
+            _ => false,
+        }
+    }
 }
 
 /// The state a config alone describes.
@@ -133,6 +151,11 @@ impl Rollout {
         metrics: &Metrics,
     ) -> Result<Vec<Change>, Error> {
         // A second attach keeps the first store (there is one per process).
+        if self.ledger.get().is_none() {
+            let _unset = self
+                .recorder
+                .set(super::record::Recorder::start(store.clone()));
+        }
         let _first = self.ledger.set(store);
         self.reconcile(config, metrics).await
     }
@@ -202,9 +225,8 @@ impl Rollout {
                     rs.mirror = on(e);
                 }
             }
-            for change in pending {
-                changes.push(append(store, change).await?);
-            }
+            // All of a reload's config changes land together, or none does.
+            changes = super::record::append_all(store, pending).await?;
             for (route, seg, w) in store.latest_weights()? {
                 if let Some(rs) = next.get_mut(&route) {
                     rs.set(&seg, w);
@@ -295,22 +317,35 @@ impl Rollout {
         self.commit(change, |rs| rs.mirror = on).await
     }
 
-    /// Appends `change` to the ledger (when attached), then applies it to the
-    /// route's live state. The caller holds `changes` throughout.
+    /// Puts `change` in effect and in the ledger (when attached). A change
+    /// that lowers exposure is applied first and recorded after, retried
+    /// until it lands; any other is recorded first and applied only once
+    /// recorded. The caller holds `changes` throughout.
     async fn commit(
         &self,
         change: Change,
         apply: impl FnOnce(&mut RouteState),
     ) -> Result<Change, Error> {
-        let change = match self.ledger.get() {
-            Some(store) => append(store, change).await?,
-            None => change,
-        };
-        self.update(|state| {
-            if let Some(rs) = state.get_mut(&change.route) {
+        let route = change.route.clone();
+        let apply = |state: &mut HashMap<String, RouteState>| {
+            if let Some(rs) = state.get_mut(&route) {
                 apply(rs);
             }
-        });
+        };
+        let (Some(store), Some(recorder)) = (self.ledger.get(), self.recorder.get()) else {
+            self.update(apply);
+            return Ok(change);
+        };
+        if change.lowers() {
+            self.update(apply);
+            return Ok(recorder.record(change).await);
+        }
+        let pending = recorder.unrecorded();
+        if pending > 0 {
+            return Err(Error::Unrecorded(pending));
+        }
+        let change = append(store, change).await?;
+        self.update(apply);
         Ok(change)
     }
 
@@ -327,21 +362,8 @@ impl Rollout {
     }
 }
 
-async fn append(store: &crate::store::Store, mut change: Change) -> Result<Change, Error> {
-    let version = store
-        .append_event(events::NewEvent {
-            ts_ms: store::now_ms(),
-            route: change.route.clone(),
-            segment: change.segment.clone(),
-            from_weight: change.from,
-            to_weight: change.to,
-            actor: change.actor.clone(),
-            reason: change.reason.clone(),
-            mirror: change.mirror.clone(),
-        })
-        .await?;
-    change.version = Some(version);
-    Ok(change)
+async fn append(store: &crate::store::Store, change: Change) -> Result<Change, Error> {
+    Ok(super::record::append(store, change).await?)
 }
 
 fn set_gauges(metrics: &Metrics, route: &str, rs: &RouteState) {

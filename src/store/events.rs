@@ -77,6 +77,17 @@ pub fn append(conn: &Connection, ev: &NewEvent) -> Result<i64> {
     Ok(conn.last_insert_rowid())
 }
 
+/// Appends events in one transaction (all or none) and returns their versions.
+pub fn append_all(conn: &Connection, events: &[NewEvent]) -> Result<Vec<i64>> {
+    let tx = conn.unchecked_transaction().map_err(Error::on(conn))?;
+    let versions = events
+        .iter()
+        .map(|ev| append(&tx, ev))
+        .collect::<Result<Vec<i64>>>()?;
+    tx.commit().map_err(Error::on(conn))?;
+    Ok(versions)
+}
+
 /// The last `limit` events (of one route, or of all), oldest first.
 pub fn list(conn: &Connection, route: Option<&str>, limit: usize) -> Result<Vec<RolloutEvent>> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);

@@ -152,9 +152,36 @@ fn create_private(path: &Path) -> Result<()> {
         .open(path);
     match created {
         // The umask can only have taken bits away; set exactly 0600.
-        Ok(_file) => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io),
+        Ok(_file) => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(io(e)),
+    }
+}
+
+/// The writer's last outcome, read by `/readyz`.
+#[derive(Debug, Default)]
+pub(crate) struct Health(Mutex<Option<(i64, String)>>);
+
+impl Health {
+    /// A write failed: remembered with the time of the first failure in a row.
+    pub(crate) fn failed(&self, error: &dyn std::fmt::Display) {
+        let mut h = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let since = h.as_ref().map_or_else(now_ms, |(since, _)| *since);
+        *h = Some((since, error.to_string()));
+    }
+
+    pub(crate) fn ok(&self) {
+        let mut h = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if h.is_some() {
+            tracing::info!("Store writes succeed again");
+            *h = None;
+        }
+    }
+
+    fn get(&self) -> Option<(i64, String)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -163,8 +190,9 @@ pub(crate) enum Msg {
     Row(Box<Record>),
     /// Commit everything queued before this message, then answer.
     Flush(oneshot::Sender<()>),
-    /// Commit what is queued, append a rollout event, answer with its version.
-    Event(events::NewEvent, oneshot::Sender<Result<i64>>),
+    /// Commit what is queued, append rollout events in one transaction,
+    /// answer with their versions.
+    Events(Vec<events::NewEvent>, oneshot::Sender<Result<Vec<i64>>>),
     /// Commit what is queued (the rated exchange may be in it), then record
     /// the rating.
     Feedback(events::NewFeedback, oneshot::Sender<Result<()>>),
@@ -183,6 +211,7 @@ pub struct Store {
 
 struct Inner {
     path: PathBuf,
+    health: Arc<Health>,
     tx: RwLock<Option<SyncSender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     skips: Arc<skips::Tally>,
@@ -195,7 +224,8 @@ impl Store {
         let conn = open_rw(&cfg.path)?;
         let (tx, rx) = sync_channel(cfg.queue_capacity);
         let skips = Arc::new(skips::Tally::default());
-        let writer = writer::Writer::new(conn, cfg, skips.clone(), metrics.clone());
+        let health = Arc::new(Health::default());
+        let writer = writer::Writer::new(conn, cfg, skips.clone(), metrics.clone(), health.clone());
         let handle = std::thread::Builder::new()
             .name("understudy-store".into())
             .spawn(move || writer.run(rx))
@@ -206,6 +236,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 path: cfg.path.clone(),
+                health,
                 tx: RwLock::new(Some(tx)),
                 writer: Mutex::new(Some(handle)),
                 skips,
@@ -217,6 +248,12 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Why the last write failed and since when (unix ms); `None` when the
+    /// last write succeeded.
+    pub fn failing(&self) -> Option<(i64, String)> {
+        self.inner.health.get()
     }
 
     /// Queues one row. Never blocks: a full queue, or a closed store, drops
@@ -264,7 +301,18 @@ impl Store {
 
     /// Appends a rollout event through the writer and returns its version.
     pub async fn append_event(&self, event: events::NewEvent) -> Result<i64> {
-        self.ask(|reply| Msg::Event(event, reply)).await
+        let versions = self.append_events(vec![event]).await?;
+        versions.first().copied().ok_or_else(|| Error::Closed {
+            path: self.inner.path.clone(),
+        })
+    }
+
+    /// Appends rollout events through the writer, all or none; their versions.
+    pub async fn append_events(&self, events: Vec<events::NewEvent>) -> Result<Vec<i64>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ask(|reply| Msg::Events(events, reply)).await
     }
 
     /// Records a rating through the writer; an unknown exchange id is an error.

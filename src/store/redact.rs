@@ -18,13 +18,15 @@ pub const REDACTED: &str = "[redacted]";
 pub struct Redactor {
     headers: Vec<HeaderName>,
     pointers: Vec<Pointer>,
+    query: Vec<String>,
 }
 
 impl Redactor {
-    pub fn new(headers: &[HeaderName], pointers: &[Pointer]) -> Redactor {
+    pub fn new(headers: &[HeaderName], pointers: &[Pointer], query: &[String]) -> Redactor {
         Redactor {
             headers: headers.to_vec(),
             pointers: pointers.to_vec(),
+            query: query.to_vec(),
         }
     }
 
@@ -67,7 +69,9 @@ impl Redactor {
 
     /// The body with every value matched by a pointer replaced by
     /// `"[redacted]"`, re-serialised; unchanged when it is not a JSON object or
-    /// array or when nothing matches.
+    /// array or when nothing matches. A body that starts like JSON but does not
+    /// parse (cut at the cap, or malformed) cannot be redacted: only its length
+    /// and SHA-256 are kept.
     pub fn body(&self, body: &Bytes) -> Bytes {
         if self.pointers.is_empty() {
             return body.clone();
@@ -77,7 +81,7 @@ impl Redactor {
             return body.clone();
         }
         let Ok(mut doc) = serde_json::from_slice::<Value>(body) else {
-            return body.clone();
+            return withheld(body);
         };
         let mut hits = 0;
         for p in &self.pointers {
@@ -97,6 +101,11 @@ impl Redactor {
     /// Redacts the three bodies of a record (its headers come from
     /// [`Redactor::headers_json`], called by whoever builds the record).
     pub fn apply(&self, rec: &mut Record) {
+        if let Some(q) = &rec.query
+            && let std::borrow::Cow::Owned(redacted) = crate::query::redact(q, &self.query)
+        {
+            rec.query = Some(redacted);
+        }
         for body in [
             &mut rec.request_body,
             &mut rec.incumbent_body,
@@ -108,6 +117,16 @@ impl Redactor {
             *body = self.body(body);
         }
     }
+}
+
+/// What is stored in place of a JSON body that could not be parsed to redact.
+fn withheld(body: &[u8]) -> Bytes {
+    let digest = ring::digest::digest(&ring::digest::SHA256, body);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    Bytes::from(format!(
+        "[withheld: JSON that could not be parsed to redact, {} bytes, sha256 {hex}]",
+        body.len()
+    ))
 }
 
 /// Replaces every existing match of `tokens` (never creating keys); returns
@@ -153,6 +172,7 @@ mod tests {
                 HeaderName::from_static("cookie"),
             ],
             &ptrs,
+            &["api_key".to_string()],
         )
     }
 
@@ -203,7 +223,6 @@ mod tests {
         for raw in [
             &b"email=ann@example.com"[..],
             br#"{"score": 1,   "x": 2}"#,
-            br#"{"email": broken"#,
             b"",
         ] {
             let body = Bytes::copy_from_slice(raw);
@@ -214,6 +233,32 @@ mod tests {
         let none = redactor(&[]);
         let body = Bytes::from_static(br#"{"email":"a"}"#);
         assert_eq!(none.body(&body), body);
+    }
+
+    #[test]
+    fn a_json_body_cut_at_the_cap_is_withheld_not_stored() {
+        let r = redactor(&["/email"]);
+        let cut = Bytes::from_static(br#"{"score": 1, "email": "ann@exam"#);
+        let out = String::from_utf8(r.body(&cut).to_vec()).unwrap();
+        assert!(!out.contains("ann@"), "{out}");
+        assert!(
+            out.starts_with("[withheld: JSON that could not be parsed"),
+            "{out}"
+        );
+        assert!(out.contains(&format!("{} bytes", cut.len())), "{out}");
+        // Same input, same digest: two cut bodies can still be told equal.
+        assert_eq!(r.body(&cut), r.body(&cut.clone()));
+    }
+
+    #[test]
+    fn apply_redacts_named_query_parameters() {
+        let r = redactor(&[]);
+        let mut rec = Record {
+            query: Some("q=1&api_key=s3cret".into()),
+            ..Record::default()
+        };
+        r.apply(&mut rec);
+        assert_eq!(rec.query.as_deref(), Some("q=1&api_key=%5Bredacted%5D"));
     }
 
     #[test]

@@ -69,6 +69,19 @@ impl Tally {
         *per_route.entry((segment, reason, minute)).or_default() += 1;
     }
 
+    /// Puts counts back (their commit failed): they go with the next one.
+    pub fn restore(&self, counts: Vec<SkipCount>) {
+        let mut routes = self.shards[shard()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for c in counts {
+            let per_route = routes.entry(c.route).or_default();
+            *per_route
+                .entry((c.segment, c.reason, c.minute))
+                .or_default() += c.count;
+        }
+    }
+
     /// Everything counted since the last call (a key counted on two threads
     /// comes twice; the writer adds them up).
     pub fn take(&self) -> Vec<SkipCount> {

@@ -16,6 +16,7 @@ fn config(path: &Path) -> crate::config::Store {
         path: path.to_path_buf(),
         max_body_bytes: 65536,
         redact_headers: Vec::new(),
+        redact_query: Vec::new(),
         redact_json: Vec::new(),
         retention: Duration::from_secs(14 * 86400),
         queue_capacity: 10_000,
@@ -170,6 +171,7 @@ fn redacted_values_never_reach_the_file() {
     let redactor = Redactor::new(
         &[HeaderName::from_static("authorization")],
         &[Pointer::parse("/email").unwrap()],
+        &[],
     );
     let store = Store::open(&config(&db(&dir)), Metrics::new()).unwrap();
     let mut headers = HeaderMap::new();

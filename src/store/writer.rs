@@ -145,6 +145,17 @@ impl ToSql for Body<'_> {
     }
 }
 
+/// An error one row can cause (a constraint, a value SQLite refuses), as
+/// opposed to one the whole store has (locked, full, read-only, I/O).
+fn row_error(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(C::ConstraintViolation | C::TooBig | C::TypeMismatch) => true,
+        Some(_) => false,
+        None => true,
+    }
+}
+
 /// The state of the writer thread.
 pub(crate) struct Writer {
     conn: Connection,
@@ -156,6 +167,7 @@ pub(crate) struct Writer {
     /// Skipped mirrors counted since the last commit (see [`super::skips`]).
     skips: Arc<Tally>,
     metrics: Metrics,
+    health: Arc<super::Health>,
 }
 
 impl Writer {
@@ -164,10 +176,12 @@ impl Writer {
         cfg: &crate::config::Store,
         skips: Arc<Tally>,
         metrics: Metrics,
+        health: Arc<super::Health>,
     ) -> Writer {
         Writer {
             conn,
             skips,
+            health,
             path: cfg.path.clone(),
             batch_size: cfg.batch_size.max(1),
             flush_interval: cfg.flush_interval,
@@ -239,9 +253,11 @@ impl Writer {
                     // The caller may have stopped waiting; nothing to do then.
                     done.send(()).ok();
                 }
-                Ok(Msg::Event(event, reply)) => {
+                Ok(Msg::Events(events, reply)) => {
                     self.commit(&mut batch);
-                    reply.send(super::events::append(&self.conn, &event)).ok();
+                    reply
+                        .send(super::events::append_all(&self.conn, &events))
+                        .ok();
                 }
                 Ok(Msg::Feedback(feedback, reply)) => {
                     self.commit(&mut batch);
@@ -270,25 +286,32 @@ impl Writer {
         }
         let n = batch.len() as u64;
         match insert_batch(&mut self.conn, batch, &skips) {
-            Ok(()) => self.metrics.store_rows_written.inc_by(n),
+            Ok(()) => {
+                self.metrics.store_rows_written.inc_by(n);
+                self.health.ok();
+            }
             Err(error) => {
-                // One bad row (a duplicate id, say) must not cost the others:
-                // retry each row on its own and drop only those that fail.
-                if let Err(e) = add_skips(&self.conn, &skips) {
+                self.health.failed(&error);
+                if !row_error(&error) {
+                    // The store cannot write: the skip counts wait for the next commit.
+                    self.skips.restore(skips);
+                } else if let Err(e) = add_skips(&self.conn, &skips) {
                     tracing::error!(path = %self.path.display(), error = %e, "Failed to count skipped mirrors");
                 }
-                let mut failed = 0u64;
-                let mut last = None;
-                for rec in batch.iter() {
-                    match insert_one(&self.conn, rec) {
-                        Ok(()) => self.metrics.store_rows_written.inc(),
-                        Err(e) => {
-                            failed += 1;
-                            last = Some(e);
-                        }
-                    }
-                }
-                if failed > 0 {
+                // One bad row (a duplicate id, say) must not cost the others:
+                // retry each row on its own and drop only those that fail. A
+                // store that cannot write at all (locked, full, read-only)
+                // would fail each row again, a busy timeout apiece: the batch
+                // is dropped whole instead.
+                let (written, failed, last) = if row_error(&error) {
+                    self.one_by_one(batch)
+                } else {
+                    (0, n, None)
+                };
+                self.metrics.store_rows_written.inc_by(written);
+                if failed == 0 {
+                    self.health.ok();
+                } else {
                     self.metrics.store_rows_dropped.inc_by(failed);
                     tracing::error!(
                         path = %self.path.display(),
@@ -301,6 +324,21 @@ impl Writer {
             }
         }
         batch.clear();
+    }
+
+    /// Inserts each row on its own: (written, failed, last error).
+    fn one_by_one(&self, batch: &[Record]) -> (u64, u64, Option<rusqlite::Error>) {
+        let (mut written, mut failed, mut last) = (0, 0, None);
+        for rec in batch {
+            match insert_one(&self.conn, rec) {
+                Ok(()) => written += 1,
+                Err(e) => {
+                    failed += 1;
+                    last = Some(e);
+                }
+            }
+        }
+        (written, failed, last)
     }
 
     /// Deletes one chunk of expired exchanges; true when there may be more.

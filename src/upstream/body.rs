@@ -6,6 +6,7 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -33,10 +34,22 @@ impl Once {
 /// A request body on its way to an upstream.
 pub enum UpBody {
     Full(Once),
+    /// A client's body over the cap: what was read, then the rest as the
+    /// client sends it, which must end before `deadline` (SPEC §9).
     Chained {
         prefix: VecDeque<Bytes>,
         rest: Incoming,
+        deadline: Pin<Box<tokio::time::Sleep>>,
     },
+}
+
+/// Why a client's body stopped on its way to the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Client(#[from] hyper::Error),
+    #[error("the client did not finish sending its body within body_read_timeout")]
+    TimedOut,
 }
 
 impl UpBody {
@@ -47,32 +60,44 @@ impl UpBody {
 
 impl Body for UpBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
-            UpBody::Full(once) => once.poll(),
-            UpBody::Chained { prefix, rest } => match prefix.pop_front() {
-                Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
-                None => Pin::new(rest).poll_frame(cx),
-            },
+            UpBody::Full(once) => once.poll().map_err(BodyError::Client),
+            UpBody::Chained {
+                prefix,
+                rest,
+                deadline,
+            } => {
+                if let Some(d) = prefix.pop_front() {
+                    return Poll::Ready(Some(Ok(Frame::data(d))));
+                }
+                if let Poll::Ready(frame) = Pin::new(rest).poll_frame(cx) {
+                    return Poll::Ready(frame.map(|f| f.map_err(BodyError::Client)));
+                }
+                match deadline.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::TimedOut))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             UpBody::Full(once) => once.is_end(),
-            UpBody::Chained { prefix, rest } => prefix.is_empty() && rest.is_end_stream(),
+            UpBody::Chained { prefix, rest, .. } => prefix.is_empty() && rest.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             UpBody::Full(once) => once.hint(),
-            UpBody::Chained { prefix, rest } => {
+            UpBody::Chained { prefix, rest, .. } => {
                 let buffered: u64 = prefix.iter().map(|c| c.len() as u64).sum();
                 let mut hint = SizeHint::new();
                 hint.set_lower(rest.size_hint().lower() + buffered);

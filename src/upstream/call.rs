@@ -5,6 +5,7 @@
 
 use super::Client;
 use super::body::{UpBody, collect_capped};
+use crate::coding::Coding;
 use crate::limit::OwnedSlot;
 use crate::observation::Observation;
 use http::Request;
@@ -47,6 +48,7 @@ impl Client {
             }
         };
         let status = resp.status().as_u16();
+        let coding = Coding::of(resp.headers());
         let read = collect_capped(resp.into_body(), bounds.cap);
         let mut timed_out = false;
         let observation = match tokio::time::timeout_at(deadline, read).await {
@@ -56,6 +58,7 @@ impl Client {
                 truncated,
                 error: None,
                 latency: started.elapsed(),
+                coding,
             },
             Ok(Err(e)) => Observation::failed(format!("body broke off: {e}"), started.elapsed()),
             Err(_) => {

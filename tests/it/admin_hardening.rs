@@ -236,7 +236,10 @@ async fn without_a_token_a_rebinding_host_is_refused() {
     assert_eq!(default_weight(&running).await, 0.0);
     for (w, host) in ["localhost", "127.0.0.1", "LocalHost:1"].iter().enumerate() {
         let headers = format!("Host: {host}\r\n{json}");
-        let body = format!(r#"{{"segment":"default","weight":{},"reason":"ok"}}"#, w + 1);
+        let body = format!(
+            r#"{{"segment":"default","weight":{},"reason":"ok"}}"#,
+            w + 1
+        );
         let answer = raw_post(running.admin_addr, path, &headers, &body).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
     }

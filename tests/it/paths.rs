@@ -36,7 +36,11 @@ async fn a_prefix_matches_whole_segments_and_dot_segments_are_refused() {
     let mut p = proxy(&routes).await;
     for target in ["/v1/score", "/v1/score/x", "/v1/score?q=1", "/v1/score/?q"] {
         let (status, body) = raw_get(p.addr, target).await;
-        assert_eq!((status, body.as_str()), (200, r#"{"who":"score"}"#), "{target}");
+        assert_eq!(
+            (status, body.as_str()),
+            (200, r#"{"who":"score"}"#),
+            "{target}"
+        );
     }
     for target in ["/v1/scoreboard", "/v1/scores?q", "/admin"] {
         let (status, body) = raw_get(p.addr, target).await;

@@ -69,6 +69,9 @@ pub struct NoiseFile {
     /// Share (0..=1) of exchanges asked twice: to `secondary` when it is set
     /// (default `1.0` then), otherwise re-sent to the incumbent (required then).
     pub sample: Option<Spanned<f64>>,
+    /// Most pointers learned per route; beyond it nothing more is learned
+    /// (a noisy incumbent must not hide every field). Default `64`.
+    pub max_pointers: Option<Spanned<usize>>,
 }
 
 impl Default for CompareFile {

@@ -124,8 +124,18 @@ fn noise(c: &mut Checker<'_>, f: &Spanned<NoiseFile>) -> Option<Noise> {
             return None;
         }
     };
-    Some(Noise { secondary, sample })
+    let max_pointers = n.max_pointers.as_ref().map_or(NOISE_MAX_POINTERS, |m| {
+        c.nonzero("compare.noise.max_pointers", m)
+    });
+    Some(Noise {
+        secondary,
+        sample,
+        max_pointers,
+    })
 }
+
+/// `compare.noise.max_pointers` when the file does not say (SPEC §9).
+const NOISE_MAX_POINTERS: usize = 64;
 
 fn non_negative(c: &mut Checker<'_>, field: &str, x: Option<&Spanned<f64>>) -> f64 {
     let Some(x) = x else { return 0.0 };

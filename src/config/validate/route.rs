@@ -188,6 +188,7 @@ fn mirror(c: &mut Checker<'_>, f: &MirrorFile) -> Mirror {
         timeout: c.timeout("mirror.timeout", &f.timeout),
         max_in_flight: c.nonzero("mirror.max_in_flight", &f.max_in_flight),
         strip_headers: c.header_names("mirror.strip_headers", &f.strip_headers),
+        strip_query: f.strip_query.clone(),
         set_headers,
         rewrite_json,
     }

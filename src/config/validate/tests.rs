@@ -254,6 +254,16 @@ fn omitted_keys_take_their_documented_defaults() {
     assert_eq!(config.listen.header_read_timeout, Duration::from_secs(10));
     assert_eq!(config.listen.drain_timeout, Duration::from_secs(30));
     assert!(config.listen.tls.is_none());
+    let l = &config.listen;
+    assert_eq!(
+        (l.body_read_timeout, l.idle_timeout),
+        (Duration::from_secs(30), Duration::from_secs(60))
+    );
+    assert_eq!(
+        (l.max_connections, l.max_header_bytes, l.max_headers),
+        (10_000, 65_536, 100)
+    );
+    assert_eq!(l.max_concurrent_streams, 100);
     assert_eq!(config.admin.addr.to_string(), "127.0.0.1:9090");
     assert_eq!(config.admin.token_env, "UNDERSTUDY_ADMIN_TOKEN");
     let store = &config.store;
@@ -264,7 +274,19 @@ fn omitted_keys_take_their_documented_defaults() {
     );
     assert_eq!(store.retention, Duration::from_secs(14 * 86400));
     assert_eq!(store.flush_interval, Duration::from_millis(100));
-    assert_eq!(store.redact_headers.len(), 5);
+    let secret: Vec<&str> = crate::config::file::SECRET_HEADERS.to_vec();
+    let redacted: Vec<&str> = store.redact_headers.iter().map(|h| h.as_str()).collect();
+    assert_eq!(redacted, secret);
+    assert!(redacted.contains(&"api-key") && redacted.contains(&"x-goog-api-key"));
+    let query = [
+        "api_key",
+        "key",
+        "token",
+        "sig",
+        "signature",
+        "access_token",
+    ];
+    assert_eq!(store.redact_query, query);
     let r = &config.routes[0];
     assert!(r.methods.is_none() && r.host.is_none() && r.candidate.is_none());
     assert!(r.segment.is_none() && r.sticky.is_none());
@@ -277,15 +299,8 @@ fn omitted_keys_take_their_documented_defaults() {
     assert_eq!(m.methods, [Method::GET, Method::HEAD, Method::OPTIONS]);
     assert_eq!((m.timeout, m.max_in_flight), (Duration::from_secs(2), 256));
     let strip: Vec<&str> = m.strip_headers.iter().map(|h| h.as_str()).collect();
-    assert_eq!(
-        strip,
-        [
-            "authorization",
-            "proxy-authorization",
-            "cookie",
-            "x-api-key"
-        ]
-    );
+    assert_eq!(strip, secret);
+    assert_eq!(m.strip_query, query);
     assert!(m.set_headers.is_empty() && m.rewrite_json.is_empty());
     let Compare::Json(json) = &r.compare else {
         panic!("json is the default mode");
