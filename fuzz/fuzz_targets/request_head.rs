@@ -50,8 +50,12 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let via = headers::via_value(parts.version);
-    headers::prepare_request(&mut parts.headers, [127, 0, 0, 1].into(), false, &via);
+    let authority = parts.uri.authority().cloned();
+    let peer = std::net::IpAddr::from([127, 0, 0, 1]);
+    headers::prepare_request(&mut parts.headers, authority.as_ref(), peer, false, &via);
     for name in ["connection", "transfer-encoding", "upgrade", "te", "keep-alive"] {
         assert!(!parts.headers.contains_key(name), "{name} was forwarded");
     }
+    // A client's own mirror marker never reaches an upstream (SPEC §9).
+    assert!(!parts.headers.contains_key(headers::MIRROR));
 });
