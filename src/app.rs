@@ -102,6 +102,7 @@ pub async fn start_with(config: Config, options: Options) -> Result<Running, Err
         proxy.clone(),
         admin_listener,
         auth,
+        admin::limits::Limits::from(&config.admin),
         stopped(stop_rx.clone()),
     ));
     let reload_task = config

@@ -89,6 +89,13 @@ pub struct Admin {
     pub addr: SocketAddr,
     /// Name of the environment variable holding the bearer token.
     pub token_env: String,
+    /// Cap on a request body on every admin path (413 beyond).
+    pub max_body_bytes: usize,
+    /// Time to a complete request head, from the first byte and between
+    /// keep-alive requests; the connection is closed after it.
+    pub header_read_timeout: Duration,
+    /// Time for a whole request, head to answer (408 after it).
+    pub request_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

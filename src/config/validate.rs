@@ -220,6 +220,9 @@ fn admin(c: &mut Checker<'_>, f: &AdminFile) -> Admin {
     Admin {
         addr: c.addr("admin.addr", &f.addr).unwrap_or(ADMIN_ADDR),
         token_env: f.token_env.clone(),
+        max_body_bytes: c.nonzero("admin.max_body_bytes", &f.max_body_bytes),
+        header_read_timeout: c.timeout("admin.header_read_timeout", &f.header_read_timeout),
+        request_timeout: c.timeout("admin.request_timeout", &f.request_timeout),
     }
 }
 

@@ -22,7 +22,8 @@ async fn api(
 ) -> (u16, Value) {
     let mut req = Request::builder()
         .method(method)
-        .uri(format!("http://{}{path}", running.admin_addr));
+        .uri(format!("http://{}{path}", running.admin_addr))
+        .header("content-type", "application/json");
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }

@@ -7,12 +7,14 @@
 mod support;
 
 mod admin;
+mod admin_hardening;
 mod check;
 mod faults;
 mod hostile;
 mod limits;
 mod mirror;
 mod onepath;
+mod paths;
 mod proxy;
 mod report;
 mod rollout;
