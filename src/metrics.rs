@@ -34,6 +34,7 @@ pub struct Metrics {
     pub store_rows_dropped: IntCounter,
     pub config_reloads: IntCounterVec,
     pub limit_rejections: IntCounterVec,
+    pub notify_dropped: IntCounter,
 }
 
 /// Which limit turned a client (or an admin caller) away: the `limit` label of
@@ -169,7 +170,12 @@ impl Metrics {
             "Rows dropped because the queue was full.",
         )
         .expect("valid");
-        for m in [&store_rows_written, &store_rows_dropped] {
+        let notify_dropped = IntCounter::new(
+            "notify_dropped_total",
+            "Notifications dropped: queue full, or not accepted within five minutes.",
+        )
+        .expect("valid");
+        for m in [&store_rows_written, &store_rows_dropped, &notify_dropped] {
             registry
                 .register(Box::new(m.clone()))
                 .expect("unique metric");
@@ -193,6 +199,7 @@ impl Metrics {
             store_rows_dropped,
             config_reloads,
             limit_rejections,
+            notify_dropped,
         }
     }
 

@@ -76,6 +76,31 @@ pub struct ConfigFile {
     /// `[[routes]]`, matched in file order. Required: at least one.
     #[serde(default)]
     pub routes: Vec<RouteFile>,
+    /// `[[notify]]`: webhooks for rollout events. Default: none.
+    #[serde(default)]
+    pub notify: Vec<NotifyFile>,
+}
+
+/// `[[notify]]`: `url`, `format`, `events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyFile {
+    /// Where events are POSTed. Required.
+    pub url: Spanned<String>,
+    /// `"json"` (the event as JSON) or `"slack"` (`{"text": ...}`). Default `"json"`.
+    #[serde(default)]
+    pub format: NotifyFormatFile,
+    /// Which events: `breach`, `rollback`, `promote`, `gate_failed`,
+    /// `mirror_off`. Default: all.
+    pub events: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyFormatFile {
+    #[default]
+    Json,
+    Slack,
 }
 
 #[derive(Debug, Deserialize)]

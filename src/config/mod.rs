@@ -50,6 +50,8 @@ pub struct Config {
     pub admin: Admin,
     pub store: Store,
     pub routes: Vec<Route>,
+    /// `[[notify]]`: webhooks for rollout events.
+    pub notify: Vec<Notify>,
     /// The file this config came from, when it came from one (for reloads).
     pub source: Option<PathBuf>,
 }
@@ -150,6 +152,25 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// An endpoint called by Understudy itself (a webhook, a gate): its
+    /// scheme and authority as the upstream, and its path and query.
+    pub fn endpoint(url: &Uri, timeout: Duration) -> (Upstream, http::uri::PathAndQuery) {
+        let mut parts = url.clone().into_parts();
+        let path = parts
+            .path_and_query
+            .replace(http::uri::PathAndQuery::from_static("/"))
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let upstream = Upstream {
+            uri: Uri::from_parts(parts).unwrap_or_default(),
+            base_path: String::new(),
+            connect_timeout: timeout,
+            timeout,
+            http2: false,
+            tls_ca: None,
+        };
+        (upstream, path)
+    }
+
     pub fn is_https(&self) -> bool {
         self.uri.scheme_str() == Some("https")
     }
@@ -294,6 +315,21 @@ pub struct Guard {
     pub auto_promote: bool,
     pub steps: Vec<f64>,
     pub hold: Duration,
+}
+
+/// One `[[notify]]` sink.
+#[derive(Debug, Clone)]
+pub struct Notify {
+    pub upstream: Upstream,
+    pub path: http::uri::PathAndQuery,
+    pub format: NotifyFormat,
+    pub events: Vec<crate::notify::Kind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyFormat {
+    Json,
+    Slack,
 }
 
 /// `guard.method`: the bounds a guard decides on.

@@ -292,9 +292,6 @@ impl Rollout {
             }
             let person = matches!(actor, Actor::Cli | Actor::Api);
             let gated = to > from && person;
-            if gated && !force {
-                self.gate(route, segment)?;
-            }
             let change = Change {
                 version: None,
                 route: route.name.clone(),
@@ -306,8 +303,29 @@ impl Rollout {
                 reason: reason.to_string(),
                 forced: gated && force,
             };
+            if gated
+                && !force
+                && let Err(refused) = self.gate(route, segment)
+            {
+                let refusal = Change {
+                    reason: refused.to_string(),
+                    ..change
+                };
+                self.announce(crate::notify::Kind::GateFailed, &refusal);
+                return Err(refused);
+            }
             self.commit(change, |rs| rs.set(segment, to)).await?
         };
+        use crate::notify::Kind;
+        let kind = match (to < change.from.unwrap_or(0.0), actor) {
+            (true, Actor::Guard) => Some(Kind::Breach),
+            (true, Actor::Cli | Actor::Api) => Some(Kind::Rollback),
+            (false, Actor::Cli | Actor::Api | Actor::Guard) => Some(Kind::Promote),
+            (_, Actor::Config) => None,
+        };
+        if let Some(kind) = kind {
+            self.announce(kind, &change);
+        }
         metrics.set_weight(&route.name, segment, to);
         if actor != Actor::Guard
             && let Some(g) = lock(&self.guards)
@@ -318,6 +336,31 @@ impl Rollout {
         }
         tracing::info!(route = %route.name, segment, from = change.from, to, actor = actor.as_str(), reason, "Weight changed");
         Ok(change)
+    }
+
+    /// Announces rollout events from now on (`[[notify]]`); the first call wins.
+    pub fn notify_with(&self, notifier: crate::notify::Notifier) {
+        let _first = self.notifier.set(notifier);
+    }
+
+    /// Announces `kind` for a change (or a refusal) to the sinks that want it.
+    fn announce(&self, kind: crate::notify::Kind, change: &Change) {
+        let Some(n) = self.notifier.get() else { return };
+        let figures = self
+            .guard_status(&change.route, &change.segment)
+            .map(|(f, d, _)| format!("{}: {f}", d.as_str()));
+        n.send(&crate::notify::Event {
+            event: kind,
+            route: change.route.clone(),
+            segment: change.segment.clone(),
+            from: change.from,
+            to: change.to,
+            actor: change.actor.clone(),
+            reason: change.reason.clone(),
+            figures,
+            version: change.version,
+            ts: store::now_ms(),
+        });
     }
 
     /// The promotion gate: `Ok` when the segment's guard says pass.
@@ -360,7 +403,11 @@ impl Rollout {
             reason: reason.to_string(),
             forced: false,
         };
-        self.commit(change, |rs| rs.mirror = on).await
+        let change = self.commit(change, |rs| rs.mirror = on).await?;
+        if !on && actor != Actor::Config {
+            self.announce(crate::notify::Kind::MirrorOff, &change);
+        }
+        Ok(change)
     }
 
     /// Puts `change` in effect and in the ledger (when attached). A change

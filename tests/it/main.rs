@@ -13,6 +13,7 @@ mod faults;
 mod hostile;
 mod limits;
 mod mirror;
+mod notify;
 mod onepath;
 mod paths;
 mod proxy;
