@@ -410,3 +410,26 @@ fn a_latency_window_stays_bounded_and_its_ratio_right() {
     let exact = p99(&sorted(|s| s.candidate_ms)) / p99(&sorted(|s| s.incumbent_ms));
     assert!((exact - r).abs() / exact < 0.02, "{exact} vs {r}");
 }
+
+/// SPEC §12's "samples to a decision": a candidate at 97 % and one at 60 %
+/// against 0.9, for both methods (printed with `--nocapture`).
+#[test]
+fn samples_to_a_decision_for_good_and_bad_candidates() {
+    let sequential = defaults();
+    let mut wilson_cfg = defaults();
+    wilson_cfg.method = GuardMethod::Wilson;
+    wilson_cfg.min_samples = 1;
+    let mut seq_cfg = sequential.clone();
+    seq_cfg.min_samples = 1;
+    for p in [0.97, 0.60] {
+        let f = Figures::of(0, 0, 0, 0, None);
+        let f = Figures {
+            agreement: Some(p),
+            ..f
+        };
+        let s = f.samples_to_decide(&seq_cfg).unwrap();
+        let w = f.samples_to_decide(&wilson_cfg).unwrap();
+        println!("agreement {p} vs 0.9: sequential {s} samples, wilson {w}");
+        assert!(w <= s, "the sequence pays for its validity in samples");
+    }
+}
