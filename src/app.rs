@@ -84,6 +84,10 @@ pub async fn start_with(config: Config, options: Options) -> Result<Running, Err
         source,
     })?;
     let proxy = Arc::new(Proxy::new(config.clone(), store.clone(), metrics));
+    proxy.rollout.notify_with(crate::notify::Notifier::start(
+        &config.notify,
+        &proxy.metrics,
+    ));
     for c in proxy.rollout.attach(store, &config, &proxy.metrics).await? {
         tracing::info!(route = %c.route, segment = %c.segment, from = c.from, to = c.to, "Config weight applied");
     }
@@ -102,6 +106,7 @@ pub async fn start_with(config: Config, options: Options) -> Result<Running, Err
         proxy.clone(),
         admin_listener,
         auth,
+        admin::limits::Limits::from(&config.admin),
         stopped(stop_rx.clone()),
     ));
     let reload_task = config

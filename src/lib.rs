@@ -31,6 +31,7 @@ pub mod export;
 pub mod limit;
 pub mod loopback;
 pub mod metrics;
+pub mod notify;
 pub mod observation;
 pub mod pointer;
 pub mod proxy;

@@ -39,6 +39,7 @@ pub struct Metrics {
     pub cost_dollars: CounterVec,
     pub ttft: HistogramVec,
     pub text_stages: IntCounterVec,
+    pub notify_dropped: IntCounter,
 }
 
 /// The `kind` label of `understudy_tokens_total`.
@@ -250,7 +251,12 @@ impl Metrics {
             "Rows dropped because the queue was full.",
         )
         .expect("valid");
-        for m in [&store_rows_written, &store_rows_dropped] {
+        let notify_dropped = IntCounter::new(
+            "notify_dropped_total",
+            "Notifications dropped: queue full, or not accepted within five minutes.",
+        )
+        .expect("valid");
+        for m in [&store_rows_written, &store_rows_dropped, &notify_dropped] {
             registry
                 .register(Box::new(m.clone()))
                 .expect("unique metric");
@@ -278,6 +284,7 @@ impl Metrics {
             cost_dollars,
             ttft,
             text_stages,
+            notify_dropped,
         }
     }
 

@@ -2,11 +2,14 @@
 //! changes, the audit trail, feedback and reload. JSON in, JSON out; errors
 //! are `{"error": "..."}` with 400, 401, 403, 404 or 409.
 //!
-//! Every mutating call passes [`Auth::check`] before it reads its body.
+//! Every mutating call passes [`Auth::check`], then the JSON content-type
+//! check (415), before it reads its body (under the cap, 413).
 
 use super::auth::{Auth, Refusal};
-use super::respond;
+use super::limits::{self, BodyError, Limits};
 use super::wire;
+use super::{body_refused, respond};
+use crate::metrics::Rejected;
 use crate::proxy::Proxy;
 use crate::proxy::body::ProxyBody;
 use crate::rollout::{self, Actor, guard, state};
@@ -15,13 +18,16 @@ use crate::segment;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 
 /// Header a client sets to be audited as something other than `api` (the CLI sends `cli`).
 pub const ACTOR_HEADER: &str = "x-understudy-actor";
-const MAX_BODY: usize = 64 * 1024;
+/// Events `GET /api/v1/audit` returns without a `limit`.
+const AUDIT_DEFAULT: usize = 1000;
+/// The most events one `GET /api/v1/audit` returns, whatever its `limit`.
+pub const AUDIT_MAX: usize = 10_000;
 
 /// An API failure: its status and message.
 struct Failure(StatusCode, String);
@@ -35,27 +41,50 @@ fn ok(status: StatusCode, body: impl Serialize) -> Answer {
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
+/// A mutating call's context: who calls, and the limits its body is read under.
+struct Caller<'a> {
+    auth: &'a Auth,
+    limits: &'a Limits,
+    peer: SocketAddr,
+    proxy: &'a Proxy,
+}
+
 /// Handles a request under `/api/v1/`.
 pub async fn handle(
     proxy: &Proxy,
     auth: &Auth,
+    limits: &Limits,
+    peer: SocketAddr,
     parts: &Parts,
     body: Incoming,
 ) -> Response<ProxyBody> {
     let path = parts.uri.path().strip_prefix("/api/v1/").unwrap_or("");
     let segments: Vec<&str> = path.split('/').collect();
-    let answer = match (&parts.method, segments.as_slice()) {
-        (&Method::GET, ["routes"]) => ok(StatusCode::OK, routes(proxy)),
-        (&Method::GET, ["audit"]) => audit(proxy, parts),
-        (&Method::POST, ["routes", route, "weights"]) => {
-            mutate(auth, parts, body, |b| weights(proxy, parts, route, b)).await
+    let answer = if parts.method == Method::POST {
+        let caller = Caller {
+            auth,
+            limits,
+            peer,
+            proxy,
+        };
+        match segments.as_slice() {
+            ["routes", route, "weights"] => {
+                mutate(&caller, parts, body, |b| weights(proxy, parts, route, b)).await
+            }
+            ["feedback"] => mutate(&caller, parts, body, |b| feedback(proxy, b)).await,
+            ["reload"] => mutate(&caller, parts, body, |_| reload(proxy)).await,
+            _ => Err(not_found(parts)),
         }
-        (&Method::POST, ["feedback"]) => mutate(auth, parts, body, |b| feedback(proxy, b)).await,
-        (&Method::POST, ["reload"]) => mutate(auth, parts, body, |_| reload(proxy)).await,
-        _ => Err(Failure(
-            StatusCode::NOT_FOUND,
-            format!("no API endpoint {} {}", parts.method, parts.uri.path()),
-        )),
+    } else {
+        // Reading calls take no body; one is read under the cap and dropped.
+        if let Err(e) = limits.read(&parts.headers, body).await {
+            return body_refused(proxy, limits, &e);
+        }
+        match (&parts.method, segments.as_slice()) {
+            (&Method::GET, ["routes"]) => ok(StatusCode::OK, routes(proxy)),
+            (&Method::GET, ["audit"]) => audit(proxy, parts).await,
+            _ => Err(not_found(parts)),
+        }
     };
     let (status, mut text) = match answer {
         Ok(pair) => pair,
@@ -65,32 +94,57 @@ pub async fn handle(
         }
     };
     text.push('\n');
-    respond(status, "application/json", text)
+    let mut resp = respond(status, "application/json", text);
+    if status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        // The body may still be arriving: close rather than read it.
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    resp
 }
 
+fn not_found(parts: &Parts) -> Failure {
+    Failure(
+        StatusCode::NOT_FOUND,
+        format!("no API endpoint {} {}", parts.method, parts.uri.path()),
+    )
+}
+
+/// Auth (401/403), then `Content-Type: application/json` (415): a browser's
+/// cross-site form or `text/plain` POST is refused before anything is read.
+/// Then the body, under the cap (413).
 async fn mutate<F: Future<Output = Answer>>(
-    auth: &Auth,
+    caller: &Caller<'_>,
     parts: &Parts,
     body: Incoming,
     f: impl FnOnce(Bytes) -> F,
 ) -> Answer {
-    if let Err(refusal) = auth.check(&parts.headers) {
+    if let Err(refusal) = caller.auth.check(caller.peer, parts) {
         let status = match refusal {
             Refusal::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
         };
         return Err(Failure(status, refusal.to_string()));
     }
-    let bytes = Limited::new(body, MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            Failure(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the body: {e}"),
-            )
-        })?
-        .to_bytes();
+    if !limits::is_json(&parts.headers) {
+        return Err(Failure(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a mutating call needs `Content-Type: application/json`".into(),
+        ));
+    }
+    let bytes = match caller.limits.read(&parts.headers, body).await {
+        Ok(bytes) => bytes,
+        Err(e @ BodyError::TooLarge { .. }) => {
+            caller
+                .proxy
+                .metrics
+                .record_limit_rejection(Rejected::AdminBody);
+            return Err(Failure(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()));
+        }
+        Err(e @ BodyError::Read(_)) => return Err(Failure(StatusCode::BAD_REQUEST, e.to_string())),
+    };
     f(bytes).await
 }
 
@@ -109,7 +163,7 @@ fn rollout_failure(e: &rollout::Error) -> Failure {
             StatusCode::NOT_FOUND
         }
         state::Error::BadWeight(_) => StatusCode::BAD_REQUEST,
-        state::Error::Unchanged { .. } => StatusCode::CONFLICT,
+        state::Error::Unchanged { .. } | state::Error::Gated { .. } => StatusCode::CONFLICT,
         state::Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         state::Error::Unrecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
@@ -176,22 +230,28 @@ pub fn routes(proxy: &Proxy) -> wire::Routes {
     wire::Routes { routes }
 }
 
-fn audit(proxy: &Proxy, parts: &Parts) -> Answer {
+/// The rollout history, read on a blocking thread over its own read-only
+/// connection (a WAL snapshot): it never waits on, or holds up, the writer
+/// that appends to the ledger, nor the rollout's lock. At most [`AUDIT_MAX`]
+/// events.
+async fn audit(proxy: &Proxy, parts: &Parts) -> Answer {
     let query = parts.uri.query().unwrap_or("");
     let route = segment::query_param(query, "route");
     let limit = match segment::query_param(query, "limit") {
-        None => 1000,
-        Some(l) => l.parse().map_err(|_| {
+        None => AUDIT_DEFAULT,
+        Some(l) => l.parse::<usize>().map_err(|_| {
             Failure(
                 StatusCode::BAD_REQUEST,
                 format!("limit {l:?} is not a count"),
             )
         })?,
-    };
-    let events = proxy
-        .rollout
-        .history(route.as_deref(), limit)
-        .map_err(|e| rollout_failure(&e))?;
+    }
+    .min(AUDIT_MAX);
+    let store = proxy.store.clone();
+    let events = tokio::task::spawn_blocking(move || store.history(route.as_deref(), limit))
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let events = events.into_iter().map(wire::EventView::from).collect();
     ok(StatusCode::OK, wire::Audit { events })
 }
@@ -217,7 +277,15 @@ async fn weights(proxy: &Proxy, parts: &Parts, route: &str, bytes: Bytes) -> Ans
             let segment = body.segment.unwrap_or_else(|| segment::DEFAULT.into());
             proxy
                 .rollout
-                .set_weight(route, &segment, w, actor, &reason, &proxy.metrics)
+                .set_weight(
+                    route,
+                    &segment,
+                    w,
+                    actor,
+                    &reason,
+                    body.force,
+                    &proxy.metrics,
+                )
                 .await
         }
         (None, Some(m @ ("on" | "off"))) => {

@@ -2,35 +2,45 @@
 //! the CLI's client of that API ([`client`]); both speak [`wire`].
 //!
 //! A small `(method, path)` match; it shares nothing with the proxy listener
-//! but the `Proxy` state. Mutating calls pass [`auth::Auth`] first.
+//! but the `Proxy` state. Every request is held to [`limits::Limits`] (body
+//! cap, head and request timeouts); mutating calls pass [`auth::Auth`] first.
 
 pub mod api;
 pub mod auth;
 pub mod client;
+pub mod limits;
 pub mod wire;
 
+use crate::metrics::Rejected;
 use crate::proxy::Proxy;
 use crate::proxy::body::ProxyBody;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use limits::{BodyError, Limits};
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 
 /// Serves the admin API until `stop` resolves.
+///
+/// HTTP/1.1 only (Prometheus, curl and the CLI speak it): hyper's HTTP/1
+/// connection times the request head from the first byte, which its
+/// protocol-sniffing `auto` server does not.
 pub async fn serve(
     proxy: Arc<Proxy>,
     listener: TcpListener,
     auth: Arc<auth::Auth>,
+    limits: Limits,
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -40,29 +50,83 @@ pub async fn serve(
             },
             () = &mut stop => return,
         };
-        let proxy = proxy.clone();
-        let auth = auth.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let proxy = proxy.clone();
-                let auth = auth.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&proxy, &auth, req).await) }
-            });
-            let builder = auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %e, "Admin connection ended with an error");
-            }
-        });
+        tokio::spawn(connection(
+            proxy.clone(),
+            auth.clone(),
+            limits,
+            stream,
+            peer,
+        ));
     }
 }
 
-async fn route(proxy: &Proxy, auth: &auth::Auth, req: Request<Incoming>) -> Response<ProxyBody> {
+/// One admin connection: each request under `request_timeout`, each head
+/// under `header_read_timeout`.
+async fn connection(
+    proxy: Arc<Proxy>,
+    auth: Arc<auth::Auth>,
+    limits: Limits,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+) {
+    // A head that times out after a served request is an idle keep-alive
+    // connection closing, not a slow client: only the first one counts.
+    let served = Arc::new(AtomicBool::new(false));
+    let service = {
+        let (proxy, served) = (proxy.clone(), served.clone());
+        service_fn(move |req| {
+            let (proxy, auth, served) = (proxy.clone(), auth.clone(), served.clone());
+            async move {
+                served.store(true, Ordering::Relaxed);
+                let answer = tokio::time::timeout(
+                    limits.request_timeout,
+                    route(&proxy, &auth, &limits, peer, req),
+                )
+                .await;
+                Ok::<_, std::convert::Infallible>(answer.unwrap_or_else(|_elapsed| {
+                    proxy.metrics.record_limit_rejection(Rejected::AdminTimeout);
+                    refuse(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!(
+                            "the request took longer than the admin listener's {:?}",
+                            limits.request_timeout
+                        ),
+                    )
+                }))
+            }
+        })
+    };
+    let result = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+    if let Err(e) = result {
+        if e.is_timeout() && !served.load(Ordering::Relaxed) {
+            proxy.metrics.record_limit_rejection(Rejected::AdminTimeout);
+        }
+        tracing::debug!(error = %e, %peer, "Admin connection ended with an error");
+    }
+}
+
+async fn route(
+    proxy: &Proxy,
+    auth: &auth::Auth,
+    limits: &Limits,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let (parts, body) = req.into_parts();
+    if limits.declared_too_large(&parts.headers) {
+        return too_large(proxy, limits);
+    }
     if parts.uri.path().starts_with("/api/v1/") {
-        return api::handle(proxy, auth, &parts, body).await;
+        return api::handle(proxy, auth, limits, peer, &parts, body).await;
+    }
+    // No endpoint here takes a body; one is read (under the cap) and dropped,
+    // so that every path answers an oversized body alike.
+    if let Err(e) = limits.read(&parts.headers, body).await {
+        return body_refused(proxy, limits, &e);
     }
     match (&parts.method, parts.uri.path()) {
         (&Method::GET, "/metrics") => respond(
@@ -72,15 +136,40 @@ async fn route(proxy: &Proxy, auth: &auth::Auth, req: Request<Incoming>) -> Resp
         ),
         (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => respond(StatusCode::OK, "text/plain", readiness(proxy)),
-        _ => {
-            let _drained = body.collect().await;
-            respond(
-                StatusCode::NOT_FOUND,
-                "text/plain",
-                format!("no admin endpoint {}\n", parts.uri.path()),
-            )
-        }
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            format!("no admin endpoint {}\n", parts.uri.path()),
+        ),
     }
+}
+
+/// The answer to a body that was not read: 413 (counted) or 400.
+fn body_refused(proxy: &Proxy, limits: &Limits, e: &BodyError) -> Response<ProxyBody> {
+    match e {
+        BodyError::TooLarge { .. } => too_large(proxy, limits),
+        BodyError::Read(_) => refuse(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+fn too_large(proxy: &Proxy, limits: &Limits) -> Response<ProxyBody> {
+    proxy.metrics.record_limit_rejection(Rejected::AdminBody);
+    let e = BodyError::TooLarge {
+        max: limits.max_body,
+    };
+    refuse(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+}
+
+/// A refusal whose request may still be sending: a short JSON error, and the
+/// connection closed after it so the rest is never read.
+fn refuse(status: StatusCode, error: String) -> Response<ProxyBody> {
+    let text = serde_json::to_string(&wire::Refusal { error }).unwrap_or_else(|_| "{}".into());
+    let mut resp = respond(status, "application/json", format!("{text}\n"));
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    resp
 }
 
 /// `/readyz`: ready (the proxy serves whatever its store does: a failing

@@ -6,16 +6,28 @@
 //! renders a pointer string when it records a difference, so an agreeing pair
 //! costs the two parses and one pass without further allocation. It stops after
 //! [`MAX_DIFFS`] differences.
+//!
+//! Unordered arrays are matched greedily, which is quadratic in their length
+//! (and multiplies with nesting), so the matching has a budget of
+//! [`MAX_UNORDERED_WORK`] values visited per comparison. An array met after
+//! the budget is spent is compared in order and the outcome says so: equal
+//! in order is equal as a multiset, so a fallback can only turn a match into
+//! a mismatch, never the reverse.
 
 use super::{Outcome, Verdict};
 use crate::config::JsonCompare;
 use crate::pointer::{self, Pointer, Token};
 use serde_json::{Number, Value};
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::ops::ControlFlow;
 
 /// At most this many differing pointers are kept per comparison.
 pub const MAX_DIFFS: usize = 64;
+
+/// Values visited while matching unordered arrays, per comparison: about
+/// what a shuffled array of 1,400 numbers needs, a few milliseconds.
+pub const MAX_UNORDERED_WORK: u64 = 1_000_000;
 
 /// Compares two bodies under `spec`; `noise` pointers are ignored like `spec.ignore`.
 ///
@@ -51,13 +63,20 @@ pub fn compare(
         tolerance: spec.tolerance,
         abs_tolerance: spec.abs_tolerance,
         unordered_arrays: spec.unordered_arrays,
+        work: Cell::new(MAX_UNORDERED_WORK),
+        ordered_from: Cell::new(None),
     };
     let (diffs, capped) = walk.diffs(&inc, &cand);
     if diffs.is_empty() {
         return Outcome::new(Verdict::Match);
     }
     let mut outcome = Outcome::mismatch(diffs);
-    if capped {
+    if let Some(at) = walk.ordered_from.take() {
+        outcome.note = Some(format!(
+            "unordered_arrays: matching took more than {MAX_UNORDERED_WORK} steps; \
+             arrays from {at:?} on compared in order"
+        ));
+    } else if capped {
         outcome.note = Some(format!(
             "more than {MAX_DIFFS} differing pointers; list capped"
         ));
@@ -77,6 +96,8 @@ pub fn differing_pointers(a: &Value, b: &Value) -> Vec<String> {
         tolerance: 0.0,
         abs_tolerance: 0.0,
         unordered_arrays: false,
+        work: Cell::new(0),
+        ordered_from: Cell::new(None),
     }
     .diffs(a, b)
     .0
@@ -100,6 +121,8 @@ pub fn diffs_at(spec: &JsonCompare, prefix: &str, a: &Value, b: &Value) -> Vec<S
         tolerance: spec.tolerance,
         abs_tolerance: spec.abs_tolerance,
         unordered_arrays: spec.unordered_arrays,
+        work: Cell::new(MAX_UNORDERED_WORK),
+        ordered_from: Cell::new(None),
     };
     let mut path: Vec<Seg<'_>> = tokens.iter().map(|t| Seg::Key(t)).collect();
     let mut sink = Sink {
@@ -133,6 +156,10 @@ struct Walk<'s> {
     tolerance: f64,
     abs_tolerance: f64,
     unordered_arrays: bool,
+    /// What is left of [`MAX_UNORDERED_WORK`]: one per value a probe visits.
+    work: Cell<u64>,
+    /// The first array compared in order because `work` ran out.
+    ordered_from: Cell<Option<String>>,
 }
 
 /// Where differences go: collected (up to [`MAX_DIFFS`]), or, for a probe,
@@ -217,6 +244,9 @@ impl Walk<'_> {
         let Some(covered) = self.scope(path, covered) else {
             return ControlFlow::Continue(());
         };
+        if sink.probe {
+            self.work.set(self.work.get().saturating_sub(1));
+        }
         match (a, b) {
             (Value::Object(x), Value::Object(y)) => {
                 for (key, va) in x {
@@ -237,20 +267,12 @@ impl Walk<'_> {
                 ControlFlow::Continue(())
             }
             (Value::Array(x), Value::Array(y)) if self.unordered_arrays => {
-                self.unordered(x, y, path, covered, sink)
-            }
-            (Value::Array(x), Value::Array(y)) => {
-                for i in 0..x.len().max(y.len()) {
-                    path.push(Seg::Index(i));
-                    let flow = match (x.get(i), y.get(i)) {
-                        (Some(va), Some(vb)) => self.node(va, vb, path, covered, sink),
-                        _ => self.missing(path, covered, sink),
-                    };
-                    path.pop();
-                    flow?;
+                match self.unordered(x, y, path, covered, sink) {
+                    Some(flow) => flow,
+                    None => self.ordered(x, y, path, covered, sink),
                 }
-                ControlFlow::Continue(())
             }
+            (Value::Array(x), Value::Array(y)) => self.ordered(x, y, path, covered, sink),
             (Value::Number(x), Value::Number(y)) if self.numbers_equal(x, y) => {
                 ControlFlow::Continue(())
             }
@@ -268,11 +290,8 @@ impl Walk<'_> {
         }
     }
 
-    /// Arrays as multisets: each incumbent element is matched to a distinct
-    /// candidate element equal under the same rules (greedily, trying the same
-    /// index first). Different lengths or any unmatched element is one
-    /// difference at the array's pointer.
-    fn unordered<'a>(
+    /// Arrays element by element.
+    fn ordered<'a>(
         &self,
         x: &'a [Value],
         y: &'a [Value],
@@ -280,8 +299,45 @@ impl Walk<'_> {
         covered: bool,
         sink: &mut Sink,
     ) -> ControlFlow<()> {
+        for i in 0..x.len().max(y.len()) {
+            path.push(Seg::Index(i));
+            let flow = match (x.get(i), y.get(i)) {
+                (Some(va), Some(vb)) => self.node(va, vb, path, covered, sink),
+                _ => self.missing(path, covered, sink),
+            };
+            path.pop();
+            flow?;
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Arrays as multisets: each incumbent element is matched to a distinct
+    /// candidate element equal under the same rules (greedily, trying the same
+    /// index first). Different lengths or any unmatched element is one
+    /// difference at the array's pointer. `None` when the work budget runs
+    /// out (before or during): the caller compares the array in order.
+    fn unordered<'a>(
+        &self,
+        x: &'a [Value],
+        y: &'a [Value],
+        path: &mut Vec<Seg<'a>>,
+        covered: bool,
+        sink: &mut Sink,
+    ) -> Option<ControlFlow<()>> {
         if x.len() != y.len() {
-            return sink.record(path);
+            return Some(sink.record(path));
+        }
+        let spent = |walk: &Self, path: &[Seg<'_>]| {
+            if walk.work.get() > 0 {
+                return false;
+            }
+            let first = walk.ordered_from.take();
+            walk.ordered_from
+                .set(Some(first.unwrap_or_else(|| render(path))));
+            true
+        };
+        if spent(self, path) {
+            return None;
         }
         let mut used = vec![false; y.len()];
         for (i, va) in x.iter().enumerate() {
@@ -299,12 +355,17 @@ impl Walk<'_> {
                 (0..y.len()).find(|&j| j != i && equal(j))
             };
             path.pop();
+            // An answer found on a spent budget may be wrong (a nested array
+            // fell back to order): start over, in order.
+            if spent(self, path) {
+                return None;
+            }
             match found {
                 Some(j) => used[j] = true,
-                None => return sink.record(path),
+                None => return Some(sink.record(path)),
             }
         }
-        ControlFlow::Continue(())
+        Some(ControlFlow::Continue(()))
     }
 
     /// Equal when `|a-b| <= abs_tolerance` or `|a-b| <= tolerance * max(|a|,|b|)`.

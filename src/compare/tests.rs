@@ -276,3 +276,63 @@ fn text_mode_scores_through_compare() {
     assert_eq!(unrelated.verdict, Verdict::Mismatch);
     assert!(unrelated.score.unwrap() < 0.1);
 }
+
+/// Issue 10: unordered matching is quadratic (and multiplies with nesting);
+/// its work is capped per comparison. Within the cap a shuffled array still
+/// matches; beyond it arrays are compared in order, quickly, and the outcome
+/// says so. A fallback never turns a mismatch into a match.
+#[test]
+fn unordered_matching_has_a_bounded_cost() {
+    let mode = json(JsonCompare {
+        unordered_arrays: true,
+        ..JsonCompare::default()
+    });
+    let array = |v: &[u64]| serde_json::to_string(v).unwrap();
+    let shuffled = |n: u64| {
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(n);
+        let mut v: Vec<u64> = (0..n).collect();
+        rand::seq::SliceRandom::shuffle(v.as_mut_slice(), &mut rng);
+        v
+    };
+    let sorted = |n: u64| (0..n).collect::<Vec<u64>>();
+    // Within the budget: a shuffled array of 1,000 matches.
+    let out = run(&mode, &array(&sorted(1000)), &array(&shuffled(1000)));
+    assert!(out.is_match(), "{out:?}");
+
+    // Beyond it: 20,000 reversed elements would take 2·10^8 probes.
+    let big = sorted(20_000);
+    let reversed: Vec<u64> = big.iter().rev().copied().collect();
+    let t0 = std::time::Instant::now();
+    let out = run(&mode, &array(&big), &array(&reversed));
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert!(!out.is_match());
+    let note = out.note.unwrap_or_default();
+    assert!(note.contains("compared in order"), "{note}");
+    // Identical order is still a match, whatever the size.
+    assert!(run(&mode, &array(&big), &array(&big.clone())).is_match());
+
+    // Nested: 300 arrays of 300, each shuffled, the outer one reversed.
+    let nested = |flip: bool| {
+        let mut outer: Vec<Vec<u64>> = (0..300)
+            .map(|i| {
+                if flip {
+                    shuffled(300 + i)
+                } else {
+                    sorted(300 + i)
+                }
+            })
+            .collect();
+        if flip {
+            outer.reverse();
+        }
+        serde_json::to_string(&outer).unwrap()
+    };
+    let t0 = std::time::Instant::now();
+    let out = run(&mode, &nested(false), &nested(true));
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert!(out.note.unwrap_or_default().contains("compared in order"));
+    // A real difference past the budget is still a mismatch.
+    let mut other = big.clone();
+    other[19_999] = 7;
+    assert!(!run(&mode, &array(&big), &array(&other)).is_match());
+}

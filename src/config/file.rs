@@ -78,6 +78,31 @@ pub struct ConfigFile {
     /// `[[routes]]`, matched in file order. Required: at least one.
     #[serde(default)]
     pub routes: Vec<RouteFile>,
+    /// `[[notify]]`: webhooks for rollout events. Default: none.
+    #[serde(default)]
+    pub notify: Vec<NotifyFile>,
+}
+
+/// `[[notify]]`: `url`, `format`, `events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyFile {
+    /// Where events are POSTed. Required.
+    pub url: Spanned<String>,
+    /// `"json"` (the event as JSON) or `"slack"` (`{"text": ...}`). Default `"json"`.
+    #[serde(default)]
+    pub format: NotifyFormatFile,
+    /// Which events: `breach`, `rollback`, `promote`, `gate_failed`,
+    /// `mirror_off`. Default: all.
+    pub events: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyFormatFile {
+    #[default]
+    Json,
+    Slack,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +167,13 @@ pub struct AdminFile {
     pub addr: Spanned<String>,
     /// Environment variable holding the bearer token. Default `"UNDERSTUDY_ADMIN_TOKEN"`.
     pub token_env: String,
+    /// Cap on a request body on every admin path; larger is 413. Default `65536`.
+    pub max_body_bytes: Spanned<usize>,
+    /// A client must send its request head (from the first byte, and between
+    /// keep-alive requests) within this, or the connection is closed. Default `"10s"`.
+    pub header_read_timeout: Spanned<String>,
+    /// A whole request, head to answer, within this, or 408. Default `"30s"`.
+    pub request_timeout: Spanned<String>,
 }
 
 impl Default for AdminFile {
@@ -149,6 +181,9 @@ impl Default for AdminFile {
         AdminFile {
             addr: text("127.0.0.1:9090"),
             token_env: "UNDERSTUDY_ADMIN_TOKEN".to_string(),
+            max_body_bytes: Spanned::new(0..0, 65536),
+            header_read_timeout: text("10s"),
+            request_timeout: text("30s"),
         }
     }
 }

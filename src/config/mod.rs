@@ -52,6 +52,8 @@ pub struct Config {
     pub admin: Admin,
     pub store: Store,
     pub routes: Vec<Route>,
+    /// `[[notify]]`: webhooks for rollout events.
+    pub notify: Vec<Notify>,
     /// The file this config came from, when it came from one (for reloads).
     pub source: Option<PathBuf>,
 }
@@ -91,6 +93,13 @@ pub struct Admin {
     pub addr: SocketAddr,
     /// Name of the environment variable holding the bearer token.
     pub token_env: String,
+    /// Cap on a request body on every admin path (413 beyond).
+    pub max_body_bytes: usize,
+    /// Time to a complete request head, from the first byte and between
+    /// keep-alive requests; the connection is closed after it.
+    pub header_read_timeout: Duration,
+    /// Time for a whole request, head to answer (408 after it).
+    pub request_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -147,6 +156,25 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// An endpoint called by Understudy itself (a webhook, a gate): its
+    /// scheme and authority as the upstream, and its path and query.
+    pub fn endpoint(url: &Uri, timeout: Duration) -> (Upstream, http::uri::PathAndQuery) {
+        let mut parts = url.clone().into_parts();
+        let path = parts
+            .path_and_query
+            .replace(http::uri::PathAndQuery::from_static("/"))
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let upstream = Upstream {
+            uri: Uri::from_parts(parts).unwrap_or_default(),
+            base_path: String::new(),
+            connect_timeout: timeout,
+            timeout,
+            http2: false,
+            tls_ca: None,
+        };
+        (upstream, path)
+    }
+
     pub fn is_https(&self) -> bool {
         self.uri.scheme_str() == Some("https")
     }
@@ -300,6 +328,21 @@ pub struct Guard {
     pub auto_promote: bool,
     pub steps: Vec<f64>,
     pub hold: Duration,
+}
+
+/// One `[[notify]]` sink.
+#[derive(Debug, Clone)]
+pub struct Notify {
+    pub upstream: Upstream,
+    pub path: http::uri::PathAndQuery,
+    pub format: NotifyFormat,
+    pub events: Vec<crate::notify::Kind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyFormat {
+    Json,
+    Slack,
 }
 
 /// `guard.method`: the bounds a guard decides on.

@@ -121,6 +121,11 @@ pub fn validate(text: &str) -> Result<Config, Error> {
         admin: admin(&mut checker, &file.admin),
         store: store(&mut checker, &file.store),
         routes: route::routes(&mut checker, &file.routes),
+        notify: file
+            .notify
+            .iter()
+            .filter_map(|n| notify(&mut checker, n))
+            .collect(),
         source: None,
     };
     checker.finish(config)
@@ -217,10 +222,51 @@ fn header_bytes(c: &mut Checker<'_>, f: &toml::Spanned<usize>) -> usize {
     n
 }
 
+fn notify(c: &mut Checker<'_>, f: &super::file::NotifyFile) -> Option<super::Notify> {
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+    c.url("notify.url", &f.url)?;
+    let url: http::Uri = f.url.get_ref().parse().ok()?;
+    let events = match &f.events {
+        None => crate::notify::Kind::ALL.to_vec(),
+        Some(list) => list
+            .iter()
+            .filter_map(|e| {
+                let kind = crate::notify::Kind::parse(e.get_ref());
+                if kind.is_none() {
+                    let known: Vec<&str> = crate::notify::Kind::ALL
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect();
+                    let msg = format!(
+                        "unknown event {:?} (events: {})",
+                        e.get_ref(),
+                        known.join(", ")
+                    );
+                    c.issue(e.span(), "notify.events", msg);
+                }
+                kind
+            })
+            .collect(),
+    };
+    let (upstream, path) = super::Upstream::endpoint(&url, TIMEOUT);
+    Some(super::Notify {
+        upstream,
+        path,
+        format: match f.format {
+            super::file::NotifyFormatFile::Json => super::NotifyFormat::Json,
+            super::file::NotifyFormatFile::Slack => super::NotifyFormat::Slack,
+        },
+        events,
+    })
+}
+
 fn admin(c: &mut Checker<'_>, f: &AdminFile) -> Admin {
     Admin {
         addr: c.addr("admin.addr", &f.addr).unwrap_or(ADMIN_ADDR),
         token_env: f.token_env.clone(),
+        max_body_bytes: c.nonzero("admin.max_body_bytes", &f.max_body_bytes),
+        header_read_timeout: c.timeout("admin.header_read_timeout", &f.header_read_timeout),
+        request_timeout: c.timeout("admin.request_timeout", &f.request_timeout),
     }
 }
 

@@ -9,6 +9,8 @@ use http::{Response, StatusCode, header};
 pub enum Error {
     #[error("no route for {path}")]
     NoRoute { path: String },
+    #[error("the path {path} has a dot-segment (`.` or `..`); send it resolved")]
+    DotSegment { path: String },
     #[error("could not read the request body: {0}")]
     BodyRead(String),
     #[error(transparent)]
@@ -26,6 +28,7 @@ impl Error {
         use StatusCode as S;
         match self {
             Error::NoRoute { .. } => S::NOT_FOUND,
+            Error::DotSegment { .. } => S::BAD_REQUEST,
             Error::BodyRead(_) => S::BAD_REQUEST,
             Error::Upstream(upstream::Error::Timeout { .. }) => S::GATEWAY_TIMEOUT,
             Error::Upstream(_) => S::BAD_GATEWAY,

@@ -35,6 +35,10 @@ pub async fn handle(
     tls: bool,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = req.into_parts();
+    if crate::route::has_dot_segment(parts.uri.path()) {
+        let path = parts.uri.path().to_string();
+        return Error::DotSegment { path }.to_response();
+    }
     let (route, cap, limits) = {
         let rt = proxy.runtime.now();
         let listen = &rt.config.listen;

@@ -1,9 +1,15 @@
 //! `understudy show ID`: one exchange, the request, both answers side by side
 //! with the lines of the differing pointers marked (`>` in the gutter, and in
 //! colour when asked for: a terminal without `NO_COLOR`).
+//!
+//! Everything in a row came from a client or an upstream: no control
+//! character of it reaches the terminal ([`clean`]); only `show`'s own colour
+//! codes do.
 
 use crate::store::read::ExchangeRow;
 use serde_json::Value;
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::{self, Write};
 
 const RED: &str = "\x1b[1;31m";
@@ -29,20 +35,21 @@ pub fn show(row: &ExchangeRow, color: bool, width: usize, out: &mut dyn Write) -
         }
     };
     let diffs: Vec<String> = serde_json::from_str(&row.diff).unwrap_or_default();
-    writeln!(
-        out,
+    let title = format!(
         "exchange {}  {} UTC  route {}  segment {}  served by {}",
         row.id,
         super::period(row.ts_ms, super::By::Hour),
         row.route,
         row.segment,
         row.served_by
-    )?;
+    );
+    writeln!(out, "{}", clean(&title))?;
     let query = row
         .query
         .as_ref()
         .map_or(String::new(), |q| format!("?{q}"));
-    writeln!(out, "{} {}{query}", row.method, row.path)?;
+    let target = format!("{} {}{query}", row.method, row.path);
+    writeln!(out, "{}", clean(&target))?;
     let mut verdict = format!("verdict {}", row.verdict);
     if let Some(s) = row.score {
         verdict.push_str(&format!("  score {s:.3}"));
@@ -54,22 +61,22 @@ pub fn show(row: &ExchangeRow, color: bool, width: usize, out: &mut dyn Write) -
         verdict.push_str("  (candidate failed while serving; incumbent answered)");
     }
     let code = if row.verdict == "match" { GREEN } else { RED };
-    writeln!(out, "{}", paint(code, &verdict))?;
+    writeln!(out, "{}", paint(code, &clean(&verdict)))?;
     if !diffs.is_empty() {
         let shown: Vec<&str> = (diffs.iter())
             .map(|d| if d.is_empty() { "(whole body)" } else { d })
             .collect();
-        writeln!(out, "differs at: {}", shown.join(", "))?;
+        writeln!(out, "differs at: {}", clean(&shown.join(", ")))?;
     }
     if let Some(s) = &row.safety {
-        writeln!(out, "{}", paint(RED, &format!("safety hit: {s}")))?;
+        writeln!(out, "{}", paint(RED, &clean(&format!("safety hit: {s}"))))?;
     }
     for line in ai_lines(row) {
         writeln!(out, "{line}")?;
     }
     writeln!(out, "\n{}", paint(DIM, "request"))?;
     if let Some(h) = &row.request_headers {
-        writeln!(out, "headers {h}")?;
+        writeln!(out, "headers {}", clean(h))?;
     }
     for (_, line) in pretty(row.request_body.as_deref()) {
         writeln!(out, "  {line}")?;
@@ -85,7 +92,7 @@ pub fn show(row: &ExchangeRow, color: bool, width: usize, out: &mut dyn Write) -
         if let Some(e) = err {
             h.push_str(&format!(" error: {e}"));
         }
-        h
+        clean(&h).into_owned()
     };
     let left = pretty(row.incumbent_body.as_deref());
     let right = pretty(row.candidate_body.as_deref());
@@ -173,7 +180,7 @@ fn fit(s: &str, width: usize) -> String {
 }
 
 /// A body as lines, each with the JSON pointer it shows (pretty-printed JSON),
-/// or as text lines with the root pointer.
+/// or as text lines with the root pointer; each line [`clean`].
 pub fn pretty(body: Option<&[u8]>) -> Vec<(String, String)> {
     let Some(body) = body else {
         return vec![(String::new(), "(no body)".to_string())];
@@ -182,13 +189,48 @@ pub fn pretty(body: Option<&[u8]>) -> Vec<(String, String)> {
         Ok(v) => {
             let mut out = Vec::new();
             emit(&v, String::new(), 0, String::new(), "", &mut out);
+            for (_, line) in &mut out {
+                if let Cow::Owned(c) = clean(line) {
+                    *line = c;
+                }
+            }
             out
         }
         Err(_) => String::from_utf8_lossy(body)
             .lines()
-            .map(|l| (String::new(), l.to_string()))
+            .map(|l| (String::new(), clean(l).into_owned()))
             .collect(),
     }
+}
+
+/// `s` with every character a terminal would act on instead of showing
+/// written as a visible escape (`\x1b`, `\r`, `\u{202e}`): C0 controls
+/// but tab (a newline never gets here: text is split into lines first), DEL,
+/// C1 controls (`\u{9b}` is a one-character CSI), and the bidirectional
+/// overrides and isolates, which reorder what is shown.
+pub fn clean(s: &str) -> Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        (c.is_control() && c != '\t')
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            c if unsafe_char(c) && u32::from(c) < 0x100 => {
+                let _infallible = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if unsafe_char(c) => {
+                let _infallible = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 fn emit(
@@ -249,5 +291,60 @@ mod tests {
         assert!(differs("/a/b", &["/a".into()]));
         assert!(!differs("/ab", &["/a".into()]));
         assert!(differs("/c/1", &["".into()]));
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(clean("plain\ttext ünï"), "plain\ttext ünï");
+        assert!(matches!(clean("plain"), Cow::Borrowed(_)));
+        assert_eq!(clean("a\x1b[2Jb"), "a\\x1b[2Jb");
+        assert_eq!(clean("x\ry\x07\x00\x7f"), "x\\ry\\x07\\x00\\x7f");
+        assert_eq!(clean("\u{9b}31m"), "\\x9b31m");
+        assert_eq!(clean("abc\u{202e}fed"), "abc\\u{202e}fed");
+    }
+
+    /// Issue 10: a body, a header, a path or an error that carries terminal
+    /// escapes (clear screen, retitle the window, a C1 CSI, a carriage return
+    /// that overwrites the line) is shown, not obeyed.
+    #[test]
+    fn show_writes_no_control_character_from_a_row() {
+        let evil = "\x1b]0;pwned\x07\x1b[2J\rfake\u{9b}1m\x08";
+        let row = ExchangeRow {
+            id: format!("id{evil}"),
+            route: "r".into(),
+            segment: format!("seg{evil}"),
+            served_by: "incumbent".into(),
+            method: "GET".into(),
+            path: format!("/p{evil}"),
+            query: Some(format!("q={evil}")),
+            verdict: "mismatch".into(),
+            diff: serde_json::to_string(&[format!("/a{evil}")]).unwrap(),
+            request_headers: Some(serde_json::json!({ "x-h": evil }).to_string()),
+            request_body: Some(format!("line one\nline{evil}two\r\n").into_bytes()),
+            incumbent_status: Some(200),
+            incumbent_body: Some(serde_json::json!({ "a": evil }).to_string().into_bytes()),
+            candidate_status: Some(200),
+            candidate_body: Some(format!("{{\"a\": \"{evil}\"").into_bytes()),
+            candidate_error: Some(format!("reset{evil}")),
+            safety: Some(format!("deny{evil}")),
+            ..ExchangeRow::default()
+        };
+        for color in [false, true] {
+            let mut out = Vec::new();
+            show(&row, color, 40, &mut out).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            let mut rest = text.clone();
+            // Only show's own colour codes may carry an ESC.
+            for code in [RED, GREEN, DIM, RESET] {
+                rest = rest.replace(code, "");
+            }
+            let bad: Vec<char> = rest
+                .chars()
+                .filter(|c| c.is_control() && *c != '\n' && *c != '\t')
+                .collect();
+            assert!(bad.is_empty(), "{bad:?} in\n{text}");
+            assert!(rest.contains("\\x1b]0;pwned\\x07"), "{text}");
+            assert!(rest.contains("\\x9b1m"), "{text}");
+        }
     }
 }

@@ -15,13 +15,19 @@
 //! (each check valid alone; thousands in a row are not). The sliding window is
 //! kept either way, for the agreement gauge and the latency ratio.
 
+mod latency;
+
 use crate::compare::Verdict;
 use crate::config::{Guard, GuardMethod, OnBreach, Window};
 use crate::stats::sequence::Position;
-use crate::stats::{Z95, percentile, wilson};
+use crate::stats::{Z95, wilson};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+/// The most samples a time window holds: beyond it the oldest leave early,
+/// so a window of `10m` at 10,000 comparisons a second stays a few MiB.
+pub const MAX_TIME_WINDOW: usize = 100_000;
 
 /// What one settled exchange tells the guard.
 #[derive(Debug, Clone, Copy)]
@@ -192,6 +198,66 @@ impl Counts {
     }
 }
 
+/// The window's latencies of both sides, kept as samples enter and leave it
+/// so that the p99 ratio costs the same whatever the window holds.
+#[derive(Debug, Clone, Default)]
+struct Latencies {
+    incumbent: latency::Histogram,
+    candidate: latency::Histogram,
+    /// Times to first token (SPEC §11), for `max_ttft_ratio`.
+    incumbent_ttft: latency::Histogram,
+    candidate_ttft: latency::Histogram,
+}
+
+impl Latencies {
+    fn of(samples: &VecDeque<Sample>) -> Latencies {
+        let mut l = Latencies::default();
+        samples.iter().for_each(|s| l.add(s));
+        l
+    }
+
+    fn add(&mut self, s: &Sample) {
+        s.incumbent_ms.inspect(|ms| self.incumbent.add(*ms));
+        s.candidate_ms.inspect(|ms| self.candidate.add(*ms));
+        s.incumbent_ttft_ms
+            .inspect(|ms| self.incumbent_ttft.add(*ms));
+        s.candidate_ttft_ms
+            .inspect(|ms| self.candidate_ttft.add(*ms));
+    }
+
+    fn remove(&mut self, s: &Sample) {
+        s.incumbent_ms.inspect(|ms| self.incumbent.remove(*ms));
+        s.candidate_ms.inspect(|ms| self.candidate.remove(*ms));
+        s.incumbent_ttft_ms
+            .inspect(|ms| self.incumbent_ttft.remove(*ms));
+        s.candidate_ttft_ms
+            .inspect(|ms| self.candidate_ttft.remove(*ms));
+    }
+
+    fn clear(&mut self) {
+        self.incumbent.clear();
+        self.candidate.clear();
+        self.incumbent_ttft.clear();
+        self.candidate_ttft.clear();
+    }
+
+    /// Candidate p99 / incumbent p99 (each within 1 %: [`latency`]).
+    fn ratio(&mut self) -> Option<f64> {
+        ratio(
+            self.candidate.percentile(99.0),
+            self.incumbent.percentile(99.0),
+        )
+    }
+
+    /// The same ratio of the times to first token.
+    fn ttft_ratio(&mut self) -> Option<f64> {
+        ratio(
+            self.candidate_ttft.percentile(99.0),
+            self.incumbent_ttft.percentile(99.0),
+        )
+    }
+}
+
 impl Figures {
     /// The figures of a set of counts, with their Wilson 95 % bounds: the one
     /// input of [`decide`], whether the counts are a live window or a report's.
@@ -224,27 +290,13 @@ impl Figures {
 
 /// Computes the figures and the decision for a window.
 pub fn evaluate(cfg: &Guard, samples: &VecDeque<Sample>) -> (Figures, Decision) {
-    evaluate_counted(cfg, Counts::of(samples), samples)
+    evaluate_counted(cfg, Counts::of(samples), &mut Latencies::of(samples))
 }
 
-/// [`evaluate`] with the window's counts already known; the samples are only
-/// read for latency percentiles, when `max_latency_ratio` is set.
-fn evaluate_counted(
-    cfg: &Guard,
-    counts: Counts,
-    samples: &VecDeque<Sample>,
-) -> (Figures, Decision) {
-    let mut latency_ratio = None;
-    if cfg.max_latency_ratio.is_some() {
-        let (mut inc, mut cand) = (Vec::new(), Vec::new());
-        for s in samples {
-            inc.extend(s.incumbent_ms);
-            cand.extend(s.candidate_ms);
-        }
-        inc.sort_by(f64::total_cmp);
-        cand.sort_by(f64::total_cmp);
-        latency_ratio = ratio(percentile(&cand, 99.0), percentile(&inc, 99.0));
-    }
+/// [`evaluate`] with the window's counts and latencies already known; the
+/// latencies are only read when `max_latency_ratio` (or `max_ttft_ratio`) is set.
+fn evaluate_counted(cfg: &Guard, counts: Counts, latencies: &mut Latencies) -> (Figures, Decision) {
+    let latency_ratio = cfg.max_latency_ratio.and_then(|_max| latencies.ratio());
     let mut f = Figures::of(
         counts.matches,
         counts.mismatches,
@@ -252,16 +304,7 @@ fn evaluate_counted(
         counts.safety_events,
         latency_ratio,
     );
-    if cfg.max_ttft_ratio.is_some() {
-        let (mut inc, mut cand) = (Vec::new(), Vec::new());
-        for s in samples {
-            inc.extend(s.incumbent_ttft_ms);
-            cand.extend(s.candidate_ttft_ms);
-        }
-        inc.sort_by(f64::total_cmp);
-        cand.sort_by(f64::total_cmp);
-        f.ttft_ratio = ratio(percentile(&cand, 99.0), percentile(&inc, 99.0));
-    }
+    f.ttft_ratio = cfg.max_ttft_ratio.and_then(|_max| latencies.ttft_ratio());
     let decision = decide(cfg, &f);
     (f, decision)
 }
@@ -419,6 +462,8 @@ pub struct SegmentGuard {
     window: VecDeque<Sample>,
     /// What `window` holds, counted.
     counts: Counts,
+    /// The latencies `window` holds.
+    latencies: Latencies,
     /// Every sample since the last reset, counted (the sequential method's
     /// evidence), and when that stretch began.
     since: Counts,
@@ -444,11 +489,15 @@ impl SegmentGuard {
         self.since_start.get_or_insert(now);
         self.since.add(&sample);
         self.counts.add(&sample);
+        self.latencies.add(&sample);
         self.window.push_back(sample);
         loop {
             let expired = match (cfg.window, self.window.front()) {
                 (Window::Count(n), Some(_)) => self.window.len() > n,
-                (Window::Time(span), Some(s)) => now.saturating_duration_since(s.at) > span,
+                (Window::Time(span), Some(s)) => {
+                    now.saturating_duration_since(s.at) > span
+                        || self.window.len() > MAX_TIME_WINDOW
+                }
                 (_, None) => false,
             };
             if !expired {
@@ -456,13 +505,14 @@ impl SegmentGuard {
             }
             if let Some(old) = self.window.pop_front() {
                 self.counts.remove(&old);
+                self.latencies.remove(&old);
             }
         }
         let counts = match cfg.method {
             GuardMethod::Sequential(_) => self.since,
             GuardMethod::Wilson => self.counts,
         };
-        let (figures, decision) = evaluate_counted(cfg, counts, &self.window);
+        let (figures, decision) = evaluate_counted(cfg, counts, &mut self.latencies);
         self.last = Some((figures.clone(), decision));
         match decision {
             Decision::Breach(reason) => {
@@ -476,6 +526,7 @@ impl SegmentGuard {
                 };
                 self.window.clear();
                 self.counts = Counts::default();
+                self.latencies.clear();
                 self.reset();
                 let figures = figures.bounded(cfg);
                 let text = format!("guard breach ({}): {figures}", reason.as_str());

@@ -71,6 +71,8 @@ pub struct Rollout {
     ledger: OnceLock<crate::store::Store>,
     /// Records rollbacks after they are applied (set with the ledger).
     recorder: OnceLock<record::Recorder>,
+    /// Where rollout events are announced (`[[notify]]`); unset sends nothing.
+    notifier: OnceLock<crate::notify::Notifier>,
     /// Route → segment label → guard (nested, so a lookup allocates nothing).
     guards: Mutex<HashMap<String, HashMap<String, guard::SegmentGuard>>>,
 }

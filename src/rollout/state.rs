@@ -51,6 +51,9 @@ pub struct Change {
     /// `cli`, `api`, `config` or `guard`.
     pub actor: String,
     pub reason: String,
+    /// A raise that overrode the promotion gate.
+    #[serde(default)]
+    pub forced: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,16 @@ pub enum Error {
     },
     #[error("cannot record the change: {0}")]
     Store(#[from] store::Error),
+    #[error(
+        "the promotion gate is closed for route {route:?} segment {segment:?}: the guard says \
+         {decision} ({figures}); raise with --force (API: \"force\": true) and a reason to override"
+    )]
+    Gated {
+        route: String,
+        segment: String,
+        decision: &'static str,
+        figures: String,
+    },
     #[error(
         "{0} earlier rollback(s) are in effect but not yet recorded (the store is failing); \
          raising a weight waits until they are"
@@ -202,6 +215,7 @@ impl Rollout {
                             mirror: None,
                             actor: Actor::Config.as_str().into(),
                             reason: "initial weight in the config file".into(),
+                            forced: false,
                         });
                     }
                 }
@@ -217,6 +231,7 @@ impl Rollout {
                         mirror: Some(on_off(route.mirror.enabled).into()),
                         actor: Actor::Config.as_str().into(),
                         reason: "mirror switch in the config file".into(),
+                        forced: false,
                     });
                 } else if let (Some(e), Some(rs)) = (
                     last(&route.name, ALL_SEGMENTS, false, true),
@@ -240,7 +255,10 @@ impl Rollout {
         Ok(changes)
     }
 
-    /// Sets one segment's weight: recorded first, then in effect for the next request.
+    /// Sets one segment's weight (a raise recorded first, a rollback applied
+    /// first). A person's raise (CLI or API) passes the promotion gate
+    /// (SPEC §12): the segment's guard must say pass, unless `force`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn set_weight(
         &self,
         route: &Route,
@@ -248,6 +266,7 @@ impl Rollout {
         to: f64,
         actor: Actor,
         reason: &str,
+        force: bool,
         metrics: &Metrics,
     ) -> Result<Change, Error> {
         if !(0.0..=100.0).contains(&to) {
@@ -271,6 +290,8 @@ impl Rollout {
                     weight: from,
                 });
             }
+            let person = matches!(actor, Actor::Cli | Actor::Api);
+            let gated = to > from && person;
             let change = Change {
                 version: None,
                 route: route.name.clone(),
@@ -280,9 +301,31 @@ impl Rollout {
                 mirror: None,
                 actor: actor.as_str().into(),
                 reason: reason.to_string(),
+                forced: gated && force,
             };
+            if gated
+                && !force
+                && let Err(refused) = self.gate(route, segment)
+            {
+                let refusal = Change {
+                    reason: refused.to_string(),
+                    ..change
+                };
+                self.announce(crate::notify::Kind::GateFailed, &refusal);
+                return Err(refused);
+            }
             self.commit(change, |rs| rs.set(segment, to)).await?
         };
+        use crate::notify::Kind;
+        let kind = match (to < change.from.unwrap_or(0.0), actor) {
+            (true, Actor::Guard) => Some(Kind::Breach),
+            (true, Actor::Cli | Actor::Api) => Some(Kind::Rollback),
+            (false, Actor::Cli | Actor::Api | Actor::Guard) => Some(Kind::Promote),
+            (_, Actor::Config) => None,
+        };
+        if let Some(kind) = kind {
+            self.announce(kind, &change);
+        }
         metrics.set_weight(&route.name, segment, to);
         if actor != Actor::Guard
             && let Some(g) = lock(&self.guards)
@@ -293,6 +336,51 @@ impl Rollout {
         }
         tracing::info!(route = %route.name, segment, from = change.from, to, actor = actor.as_str(), reason, "Weight changed");
         Ok(change)
+    }
+
+    /// Announces rollout events from now on (`[[notify]]`); the first call wins.
+    pub fn notify_with(&self, notifier: crate::notify::Notifier) {
+        let _first = self.notifier.set(notifier);
+    }
+
+    /// Announces `kind` for a change (or a refusal) to the sinks that want it.
+    fn announce(&self, kind: crate::notify::Kind, change: &Change) {
+        let Some(n) = self.notifier.get() else { return };
+        let figures = self
+            .guard_status(&change.route, &change.segment)
+            .map(|(f, d, _)| format!("{}: {f}", d.as_str()));
+        n.send(&crate::notify::Event {
+            event: kind,
+            route: change.route.clone(),
+            segment: change.segment.clone(),
+            from: change.from,
+            to: change.to,
+            actor: change.actor.clone(),
+            reason: change.reason.clone(),
+            figures,
+            version: change.version,
+            ts: store::now_ms(),
+        });
+    }
+
+    /// The promotion gate: `Ok` when the segment's guard says pass.
+    fn gate(&self, route: &Route, segment: &str) -> Result<(), Error> {
+        let status = self.guard_status(&route.name, segment);
+        match status {
+            Some((_, super::guard::Decision::Pass, _)) => Ok(()),
+            other => {
+                let (figures, decision) = match other {
+                    Some((f, d, _)) => (f.to_string(), d.as_str()),
+                    None => ("no comparisons yet".to_string(), "hold"),
+                };
+                Err(Error::Gated {
+                    route: route.name.clone(),
+                    segment: segment.to_string(),
+                    decision,
+                    figures,
+                })
+            }
+        }
     }
 
     /// Turns a route's mirror on or off (the kill switch), recorded like a weight.
@@ -313,8 +401,13 @@ impl Rollout {
             mirror: Some(on_off(on).into()),
             actor: actor.as_str().into(),
             reason: reason.to_string(),
+            forced: false,
         };
-        self.commit(change, |rs| rs.mirror = on).await
+        let change = self.commit(change, |rs| rs.mirror = on).await?;
+        if !on && actor != Actor::Config {
+            self.announce(crate::notify::Kind::MirrorOff, &change);
+        }
+        Ok(change)
     }
 
     /// Puts `change` in effect and in the ledger (when attached). A change

@@ -132,9 +132,38 @@ pub(crate) fn open_rw(path: &Path) -> Result<Connection> {
             path: path.to_path_buf(),
         });
     }
+    create_private(path)?;
     let mut conn = Connection::open(path).map_err(Error::sqlite(path))?;
     schema::migrate(&mut conn).map_err(Error::sqlite(path))?;
     Ok(conn)
+}
+
+/// Creates the database file owner-only (`0600`, whatever the umask) when it
+/// does not exist yet, before SQLite opens it: it holds request and answer
+/// bodies. SQLite gives the `-wal` and `-shm` files it creates beside it the
+/// mode of the database file. An existing file keeps the mode its owner gave it.
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if path == Path::new(":memory:") {
+        return Ok(());
+    }
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        // The umask can only have taken bits away; set exactly 0600.
+        Ok(_file) => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io(e)),
+    }
 }
 
 /// The writer's last outcome, read by `/readyz`.

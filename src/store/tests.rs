@@ -301,6 +301,7 @@ fn rollout_events_are_append_only() {
     let dir = tempfile::tempdir().unwrap();
     let conn = events::open(&db(&dir)).unwrap();
     let ev = |segment: &str, to: Option<f64>, mirror: Option<&str>| NewEvent {
+        forced: false,
         ts_ms: now_ms(),
         route: "lead-score".into(),
         segment: segment.into(),
@@ -513,4 +514,30 @@ fn segment_stats_count_skips_as_samples_not_compared() {
     // `since` after the skips' minute leaves them out.
     let later = read::segment_stats(&[db(&dir)], None, Some(now + 120_000)).unwrap();
     assert!(later.is_empty(), "{later:?}");
+}
+
+/// Issue 10 (SPEC §9): the database holds bodies; it and its WAL files are
+/// created owner-only, whatever the umask; an existing file keeps its mode.
+#[test]
+fn the_database_file_and_its_wal_are_created_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let store = Store::open(&config(&path), Metrics::new()).unwrap();
+    assert!(store.record(rec(0)));
+    store.flush_blocking();
+    assert_eq!(mode(&path), 0o600, "{}", path.display());
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", path.display()));
+        assert!(side.exists(), "{}", side.display());
+        assert_eq!(mode(&side), 0o600, "{}", side.display());
+    }
+    store.close();
+
+    let kept = dir.path().join("kept.db");
+    std::fs::write(&kept, b"").unwrap();
+    std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o640)).unwrap();
+    Store::open(&config(&kept), Metrics::new()).unwrap().close();
+    assert_eq!(mode(&kept), 0o640);
 }

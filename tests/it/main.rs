@@ -7,13 +7,16 @@
 mod support;
 
 mod admin;
+mod admin_hardening;
 mod check;
 mod faults;
 mod hostile;
 mod limits;
 mod llm;
 mod mirror;
+mod notify;
 mod onepath;
+mod paths;
 mod proxy;
 mod report;
 mod rollout;

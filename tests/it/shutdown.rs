@@ -100,7 +100,8 @@ fn spawn_binary(dir: &std::path::Path, routes: &str) -> (std::process::Child, St
 }
 
 /// One request on a fresh connection: `Some(true)` answered 200,
-/// `Some(false)` accepted but not answered, `None` refused (not accepted).
+/// `Some(false)` accepted but not answered (or answered otherwise), `None`
+/// refused or reset before anything was read (not accepted by the proxy).
 async fn one(addr: &str, i: usize) -> Option<bool> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
@@ -109,8 +110,12 @@ async fn one(addr: &str, i: usize) -> Option<bool> {
         return Some(false);
     }
     let mut buf = Vec::new();
-    let _read = s.read_to_end(&mut buf).await;
-    Some(buf.starts_with(b"HTTP/1.1 200"))
+    match s.read_to_end(&mut buf).await {
+        // Reset with nothing read: the kernel completed the handshake in the
+        // instant the listener closed, and the proxy never accepted it.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && buf.is_empty() => None,
+        _ => Some(buf.starts_with(b"HTTP/1.1 200")),
+    }
 }
 
 /// Clients sending as fast as they can until the proxy stops accepting:

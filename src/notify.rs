@@ -1,0 +1,223 @@
+//! Notifications (SPEC §12): a webhook POST for each rollout event a sink
+//! asked for (`[[notify]]`), in `json` or `slack` format.
+//!
+//! Never on the request path: an event is queued (bounded, per sink) and a
+//! task per sink posts it, at once, then with back-off (1 s doubling to 30 s)
+//! until it is accepted (2xx) or five minutes have passed since the event. A
+//! full queue or an event given up on is counted in
+//! `understudy_notify_dropped_total`.
+
+use crate::config::{Notify, NotifyFormat};
+use crate::metrics::Metrics;
+use crate::upstream::{self, Client, body::UpBody};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Events a sink waits at most this long for.
+const QUEUE: usize = 256;
+/// How long an event is retried for.
+const GIVE_UP: Duration = Duration::from_secs(300);
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// One POST, connect included.
+const POST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A guard lowered a weight.
+    Breach,
+    /// A person (CLI or API) lowered a weight.
+    Rollback,
+    /// A weight was raised (by a person or a guard).
+    Promote,
+    /// A promotion was held or refused by a gate.
+    GateFailed,
+    /// The mirror kill switch was turned off.
+    MirrorOff,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Breach,
+        Kind::Rollback,
+        Kind::Promote,
+        Kind::GateFailed,
+        Kind::MirrorOff,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Breach => "breach",
+            Kind::Rollback => "rollback",
+            Kind::Promote => "promote",
+            Kind::GateFailed => "gate_failed",
+            Kind::MirrorOff => "mirror_off",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// One notification: the change and the numbers behind it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub event: Kind,
+    pub route: String,
+    pub segment: String,
+    pub from: Option<f64>,
+    pub to: Option<f64>,
+    pub actor: String,
+    pub reason: String,
+    /// The guard's figures at the time, as text, when there are any.
+    pub figures: Option<String>,
+    /// The audit version of the change (none for a refusal, or a rollback
+    /// not yet recorded).
+    pub version: Option<i64>,
+    /// Unix ms.
+    pub ts: i64,
+}
+
+impl Event {
+    fn body(&self, format: NotifyFormat) -> Bytes {
+        let json = match format {
+            NotifyFormat::Json => serde_json::to_vec(self),
+            NotifyFormat::Slack => serde_json::to_vec(&serde_json::json!({ "text": self.text() })),
+        };
+        json.map(Bytes::from).unwrap_or_default()
+    }
+
+    /// One line for a chat channel.
+    fn text(&self) -> String {
+        let w = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x}%"));
+        let mut t = format!(
+            "Understudy {}: route {} segment {}: {} → {} by {}: {}",
+            self.event.as_str(),
+            self.route,
+            self.segment,
+            w(self.from),
+            w(self.to),
+            self.actor,
+            self.reason
+        );
+        if let Some(f) = &self.figures {
+            t.push_str(&format!(" ({f})"));
+        }
+        if let Some(v) = self.version {
+            t.push_str(&format!(" [audit #{v}]"));
+        }
+        t
+    }
+}
+
+/// The sinks; cheap to share. Without `[[notify]]` it sends nothing.
+#[derive(Default)]
+pub struct Notifier {
+    sinks: Vec<Sink>,
+    metrics: Option<Metrics>,
+}
+
+struct Sink {
+    events: Vec<Kind>,
+    tx: mpsc::Sender<(Event, Instant)>,
+}
+
+impl Notifier {
+    /// Starts a task per sink on the current runtime.
+    pub fn start(sinks: &[Notify], metrics: &Metrics) -> Notifier {
+        let sinks = sinks
+            .iter()
+            .map(|cfg| {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                let tls = crate::upstream::tls_client_config(&[]);
+                let client = Client::new(&cfg.upstream, "notify", &tls);
+                let uri = client.uri_for(Some(&cfg.path));
+                tokio::spawn(deliver(client, uri, cfg.format, rx, metrics.clone()));
+                Sink {
+                    events: cfg.events.clone(),
+                    tx,
+                }
+            })
+            .collect();
+        Notifier {
+            sinks,
+            metrics: Some(metrics.clone()),
+        }
+    }
+
+    /// Queues `event` for every sink that wants its kind; never waits.
+    pub fn send(&self, event: &Event) {
+        for sink in self
+            .sinks
+            .iter()
+            .filter(|s| s.events.contains(&event.event))
+        {
+            if sink.tx.try_send((event.clone(), Instant::now())).is_err() {
+                if let Some(m) = &self.metrics {
+                    m.notify_dropped.inc();
+                }
+                tracing::warn!(
+                    event = event.event.as_str(),
+                    "Notification queue full; dropped"
+                );
+            }
+        }
+    }
+}
+
+async fn deliver(
+    client: Client,
+    uri: http::Uri,
+    format: NotifyFormat,
+    mut rx: mpsc::Receiver<(Event, Instant)>,
+    metrics: Metrics,
+) {
+    while let Some((event, at)) = rx.recv().await {
+        let body = event.body(format);
+        let mut wait = RETRY_FIRST;
+        loop {
+            match post(&client, &uri, body.clone()).await {
+                Ok(()) => break,
+                Err(why) if at.elapsed() + wait > GIVE_UP => {
+                    metrics.notify_dropped.inc();
+                    tracing::error!(event = event.event.as_str(), route = %event.route, %why,
+                        "Notification given up after five minutes");
+                    break;
+                }
+                Err(why) => {
+                    tracing::warn!(event = event.event.as_str(), %why, retry_in = ?wait,
+                        "Notification not accepted; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+}
+
+async fn post(client: &Client, uri: &http::Uri, body: Bytes) -> Result<(), String> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let req = upstream::request(Method::POST, uri.clone(), headers, UpBody::full(body));
+    let resp = client
+        .send_within(req, POST_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    // The body is not needed; reading it lets the connection be reused.
+    let _read = http_body_util::BodyExt::collect(resp.into_body()).await;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("status {status}"))
+    }
+}
