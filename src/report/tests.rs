@@ -199,6 +199,7 @@ fn weights_noise_feedback_and_events_appear() {
     ] {
         let ev = NewEvent {
             forced: false,
+            gates: None,
             ts_ms: ts,
             route: "lead-score".into(),
             segment: seg.into(),
