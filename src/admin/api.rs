@@ -163,7 +163,9 @@ fn rollout_failure(e: &rollout::Error) -> Failure {
             StatusCode::NOT_FOUND
         }
         state::Error::BadWeight(_) => StatusCode::BAD_REQUEST,
-        state::Error::Unchanged { .. } | state::Error::Gated { .. } => StatusCode::CONFLICT,
+        state::Error::Unchanged { .. }
+        | state::Error::Gated { .. }
+        | state::Error::GateFailed { .. } => StatusCode::CONFLICT,
         state::Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         state::Error::Unrecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
@@ -197,14 +199,21 @@ pub fn routes(proxy: &Proxy) -> wire::Routes {
                     segment: name.clone(),
                     weight: rs.weight(name),
                     guard: proxy.rollout.guard_status(&route.name, name).map(
-                        |(figures, decision, passing)| wire::GuardView {
-                            decision: decision.as_str().to_string(),
-                            reason: match decision {
-                                guard::Decision::Breach(r) => Some(r.as_str().to_string()),
-                                _ => None,
-                            },
-                            passing_for_s: passing.map(|d| d.as_secs_f64()),
-                            figures,
+                        |(figures, decision, passing)| {
+                            let (samples_to_decide, seconds_to_decide) = proxy
+                                .rollout
+                                .time_to_decide(route, name, &figures, decision);
+                            wire::GuardView {
+                                decision: decision.as_str().to_string(),
+                                reason: match decision {
+                                    guard::Decision::Breach(r) => Some(r.as_str().to_string()),
+                                    _ => None,
+                                },
+                                passing_for_s: passing.map(|d| d.as_secs_f64()),
+                                figures,
+                                samples_to_decide,
+                                seconds_to_decide,
+                            }
                         },
                     ),
                 })
@@ -224,6 +233,7 @@ pub fn routes(proxy: &Proxy) -> wire::Routes {
                     hold_s: g.hold.as_secs_f64(),
                 },
                 segments,
+                gates: proxy.rollout.gate_results(&route.name),
             }
         })
         .collect();

@@ -185,8 +185,8 @@ impl Admin {
             )?;
             writeln!(
                 out,
-                "  {:<14} {:>8}  {:<7} {:>7}  {:<24} {:>7}",
-                "segment", "weight", "guard", "samples", "agreement [95% CI]", "errors"
+                "  {:<14} {:>8}  {:<7} {:>7}  {:<24} {:>7}  decides in",
+                "segment", "weight", "guard", "samples", "agreement [interval]", "errors"
             )?;
             for s in &r.segments {
                 let f = s.guard.as_ref().map(|g| &g.figures);
@@ -206,9 +206,25 @@ impl Admin {
                     },
                     None => "-".into(),
                 };
+                let decides = match s
+                    .guard
+                    .as_ref()
+                    .and_then(|g| g.samples_to_decide.map(|n| (n, g)))
+                {
+                    Some((n, g)) => match g.seconds_to_decide {
+                        Some(t) => format!(
+                            "~{n} samples (~{})",
+                            humantime::format_duration(std::time::Duration::from_secs(
+                                t.ceil() as u64
+                            ),)
+                        ),
+                        None => format!("~{n} samples"),
+                    },
+                    None => "-".into(),
+                };
                 writeln!(
                     out,
-                    "  {:<14} {:>7.3}%  {:<7} {:>7}  {:<24} {:>7}",
+                    "  {:<14} {:>7.3}%  {:<7} {:>7}  {:<24} {:>7}  {decides}",
                     s.segment,
                     s.weight,
                     decision,
@@ -217,6 +233,10 @@ impl Admin {
                     f.and_then(|f| f.error_rate)
                         .map_or("-".into(), |e| format!("{:.1}%", e * 100.0)),
                 )?;
+            }
+            for g in &r.gates {
+                let verdict = if g.passed { "pass" } else { "FAIL" };
+                writeln!(out, "  gate {}: {verdict} ({})", g.name, g.detail)?;
             }
         }
         writeln!(out, "\nLast events:")?;

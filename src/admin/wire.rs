@@ -21,6 +21,9 @@ pub struct RouteView {
     pub has_candidate: bool,
     pub guard_config: GuardConfig,
     pub segments: Vec<SegmentView>,
+    /// The last result of each external gate.
+    #[serde(default)]
+    pub gates: Vec<crate::rollout::gates::GateResult>,
 }
 
 /// A route's `[routes.guard]` as the API shows it.
@@ -53,6 +56,12 @@ pub struct GuardView {
     /// How long the segment has passed without a break.
     pub passing_for_s: Option<f64>,
     pub figures: Figures,
+    /// On hold: about how many more samples until pass or breach, if
+    /// agreement stays where it is, and how long at the current rate.
+    #[serde(default)]
+    pub samples_to_decide: Option<u64>,
+    #[serde(default)]
+    pub seconds_to_decide: Option<f64>,
 }
 
 /// `POST /api/v1/routes/{route}/weights`: a weight, or the kill switch.
@@ -107,6 +116,7 @@ impl From<crate::store::events::RolloutEvent> for EventView {
                 actor: e.actor,
                 reason: e.reason,
                 forced: e.forced,
+                gates: e.gates,
             },
         }
     }

@@ -16,8 +16,8 @@ mod policy;
 
 pub use llm::{BandsFile, BudgetFile, CostFile, EmbeddingFile, FocusFile, PriceFile, TextFile};
 pub use policy::{
-    CompareFile, GuardFile, MethodFile, ModeFile, NoiseFile, OnBreachFile, RolloutFile, RuleFile,
-    ServeFile, WindowFile,
+    CompareFile, GateFile, GuardFile, MethodFile, ModeFile, NoiseFile, OnBreachFile, RolloutFile,
+    RuleFile, ServeFile, WindowFile,
 };
 
 /// A default value: it has no position in the file (span `0..0`).

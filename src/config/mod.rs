@@ -328,6 +328,29 @@ pub struct Guard {
     pub auto_promote: bool,
     pub steps: Vec<f64>,
     pub hold: Duration,
+    /// External gates checked before each raise.
+    pub gates: Vec<Gate>,
+}
+
+/// An external gate (SPEC §12).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gate {
+    pub name: String,
+    pub upstream: Upstream,
+    pub path: http::uri::PathAndQuery,
+    pub check: GateCheck,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum GateCheck {
+    /// 2xx passes.
+    Http,
+    /// An instant query's first value against a bound.
+    Prometheus {
+        query: String,
+        max: Option<f64>,
+        min: Option<f64>,
+    },
 }
 
 /// One `[[notify]]` sink.

@@ -238,13 +238,21 @@ impl Line {
         );
         figures.ttft_ratio = self.ai.as_ref().and_then(|a| a.ttft_ratio);
         self.decision = guard::decide(g, &figures).into();
+        // The interval shown is the one the guard's method decides on (the
+        // confidence sequence for `sequential`).
+        let shown = figures.clone().bounded(g);
+        if let Some(a) = &mut self.agreement {
+            (a.lo, a.hi) = (shown.agreement_lower, shown.agreement_upper);
+        }
         let enough = figures.samples >= g.min_samples;
         self.decided = enough
             && self
                 .agreement
                 .is_some_and(|a| a.hi < g.min_agreement || a.lo >= g.min_agreement);
         if !self.decided {
-            self.samples_needed = samples_needed(self.agreement, figures.samples, g);
+            self.samples_needed = figures
+                .samples_to_decide(g)
+                .or_else(|| samples_needed(self.agreement, figures.samples, g));
         }
     }
 }

@@ -99,7 +99,8 @@ fn numbers_of_one_database() {
     assert_eq!(keys, ["enterprise", "mid-market", "smb"]);
     let ent = &r.lines[0];
     assert_eq!((ent.samples, ent.matches, ent.mismatches), (100, 97, 3));
-    let (lo, hi) = stats::wilson(97, 100, stats::Z95);
+    // The interval of the guard's method: the confidence sequence by default.
+    let (lo, hi) = stats::sequence::interval(97, 100, 0.05);
     let a = ent.agreement.unwrap();
     assert_eq!((a.value, a.lo, a.hi), (0.97, lo, hi));
     // Incumbent latencies 1..=100: nearest-rank p50 50, p95 95, p99 99.
@@ -199,6 +200,7 @@ fn weights_noise_feedback_and_events_appear() {
     ] {
         let ev = NewEvent {
             forced: false,
+            gates: None,
             ts_ms: ts,
             route: "lead-score".into(),
             segment: seg.into(),
@@ -251,7 +253,7 @@ fn weights_noise_feedback_and_events_appear() {
         "{table}"
     );
     let ent_line = table.lines().nth(1).unwrap();
-    let (lo, hi) = stats::wilson(97, 100, stats::Z95);
+    let (lo, hi) = stats::sequence::interval(97, 100, 0.05);
     let interval = format!("97.0% [{:.1}–{:.1}]", lo * 100.0, hi * 100.0);
     assert!(ent_line.contains(&interval), "{table}");
     assert!(

@@ -67,6 +67,28 @@ impl Rollout {
             .and_then(|g| g.status(Instant::now()))
     }
 
+    /// For a segment on hold: about how many more samples until the guard
+    /// decides, and how long that takes at the rate seen since its reset.
+    pub fn time_to_decide(
+        &self,
+        route: &Route,
+        segment: &str,
+        figures: &Figures,
+        decision: Decision,
+    ) -> (Option<u64>, Option<f64>) {
+        if decision != Decision::Hold {
+            return (None, None);
+        }
+        let Some(samples) = figures.samples_to_decide(&route.guard) else {
+            return (None, None);
+        };
+        let rate = lock(&self.guards)
+            .get(&route.name)
+            .and_then(|r| r.get(segment))
+            .and_then(|g| g.rate(Instant::now()));
+        (Some(samples), rate.map(|r| samples as f64 / r))
+    }
+
     /// Segments a guard has seen on a route.
     pub fn guarded_segments(&self, route: &str) -> Vec<String> {
         let mut v: Vec<_> = lock(&self.guards)

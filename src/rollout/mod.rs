@@ -8,6 +8,7 @@
 
 pub mod bucket;
 mod feed;
+pub mod gates;
 pub mod guard;
 mod record;
 pub mod state;
@@ -73,6 +74,8 @@ pub struct Rollout {
     recorder: OnceLock<record::Recorder>,
     /// Where rollout events are announced (`[[notify]]`); unset sends nothing.
     notifier: OnceLock<crate::notify::Notifier>,
+    /// Route → the last result of each of its external gates.
+    gate_results: Mutex<HashMap<String, Vec<gates::GateResult>>>,
     /// Route → segment label → guard (nested, so a lookup allocates nothing).
     guards: Mutex<HashMap<String, HashMap<String, guard::SegmentGuard>>>,
 }

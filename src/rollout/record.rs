@@ -116,5 +116,6 @@ fn event(change: &Change) -> events::NewEvent {
         reason: change.reason.clone(),
         mirror: change.mirror.clone(),
         forced: change.forced,
+        gates: change.gates.clone(),
     }
 }

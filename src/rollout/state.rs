@@ -54,6 +54,9 @@ pub struct Change {
     /// A raise that overrode the promotion gate.
     #[serde(default)]
     pub forced: bool,
+    /// The external gates' results behind a raise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gates: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +88,12 @@ pub enum Error {
         segment: String,
         decision: &'static str,
         figures: String,
+    },
+    #[error("an external gate failed for route {route:?} segment {segment:?}: {results}")]
+    GateFailed {
+        route: String,
+        segment: String,
+        results: String,
     },
     #[error(
         "{0} earlier rollback(s) are in effect but not yet recorded (the store is failing); \
@@ -216,6 +225,7 @@ impl Rollout {
                             actor: Actor::Config.as_str().into(),
                             reason: "initial weight in the config file".into(),
                             forced: false,
+                            gates: None,
                         });
                     }
                 }
@@ -232,6 +242,7 @@ impl Rollout {
                         actor: Actor::Config.as_str().into(),
                         reason: "mirror switch in the config file".into(),
                         forced: false,
+                        gates: None,
                     });
                 } else if let (Some(e), Some(rs)) = (
                     last(&route.name, ALL_SEGMENTS, false, true),
@@ -280,6 +291,54 @@ impl Rollout {
                 known: known.join(", "),
             });
         }
+        // The gates, before the change is made (and outside the lock: an
+        // external gate may take seconds).
+        let person = matches!(actor, Actor::Cli | Actor::Api);
+        let current = self.route(&route.name).map_or(0.0, |s| s.weight(segment));
+        let refusal = |reason: String| Change {
+            version: None,
+            route: route.name.clone(),
+            segment: segment.to_string(),
+            from: Some(current),
+            to: Some(to),
+            mirror: None,
+            actor: actor.as_str().into(),
+            reason,
+            forced: false,
+            gates: None,
+        };
+        if to > current
+            && person
+            && !force
+            && let Err(refused) = self.gate(route, segment)
+        {
+            self.announce(
+                crate::notify::Kind::GateFailed,
+                &refusal(refused.to_string()),
+            );
+            return Err(refused);
+        }
+        let mut gates = None;
+        let checked = to > current && actor != Actor::Config && !(person && force);
+        if checked && !route.guard.gates.is_empty() {
+            let results = super::gates::check(&route.guard.gates).await;
+            let summary = super::gates::summary(&results);
+            let failed = results.iter().any(|r| !r.passed);
+            lock(&self.gate_results).insert(route.name.clone(), results);
+            if failed {
+                let refused = Error::GateFailed {
+                    route: route.name.clone(),
+                    segment: segment.to_string(),
+                    results: summary,
+                };
+                self.announce(
+                    crate::notify::Kind::GateFailed,
+                    &refusal(refused.to_string()),
+                );
+                return Err(refused);
+            }
+            gates = Some(summary);
+        }
         let change = {
             let _changing = self.changes.lock().await;
             let from = self.route(&route.name).map_or(0.0, |s| s.weight(segment));
@@ -290,7 +349,6 @@ impl Rollout {
                     weight: from,
                 });
             }
-            let person = matches!(actor, Actor::Cli | Actor::Api);
             let gated = to > from && person;
             let change = Change {
                 version: None,
@@ -302,18 +360,8 @@ impl Rollout {
                 actor: actor.as_str().into(),
                 reason: reason.to_string(),
                 forced: gated && force,
+                gates: gates.filter(|_| to > from),
             };
-            if gated
-                && !force
-                && let Err(refused) = self.gate(route, segment)
-            {
-                let refusal = Change {
-                    reason: refused.to_string(),
-                    ..change
-                };
-                self.announce(crate::notify::Kind::GateFailed, &refusal);
-                return Err(refused);
-            }
             self.commit(change, |rs| rs.set(segment, to)).await?
         };
         use crate::notify::Kind;
@@ -336,6 +384,14 @@ impl Rollout {
         }
         tracing::info!(route = %route.name, segment, from = change.from, to, actor = actor.as_str(), reason, "Weight changed");
         Ok(change)
+    }
+
+    /// The last result of each external gate of a route.
+    pub fn gate_results(&self, route: &str) -> Vec<super::gates::GateResult> {
+        lock(&self.gate_results)
+            .get(route)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Announces rollout events from now on (`[[notify]]`); the first call wins.
@@ -402,6 +458,7 @@ impl Rollout {
             actor: actor.as_str().into(),
             reason: reason.to_string(),
             forced: false,
+            gates: None,
         };
         let change = self.commit(change, |rs| rs.mirror = on).await?;
         if !on && actor != Actor::Config {

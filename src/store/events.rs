@@ -25,6 +25,8 @@ pub struct RolloutEvent {
     pub mirror: Option<String>,
     /// A raise that overrode the promotion gate (`--force`).
     pub forced: bool,
+    /// The external gates' results behind a raise.
+    pub gates: Option<String>,
 }
 
 /// An event to append; the database assigns its version.
@@ -39,6 +41,7 @@ pub struct NewEvent {
     pub reason: String,
     pub mirror: Option<String>,
     pub forced: bool,
+    pub gates: Option<String>,
 }
 
 /// A rating to record (also the body of `POST /api/v1/feedback`).
@@ -61,8 +64,8 @@ pub fn open(path: &Path) -> Result<Connection> {
 pub fn append(conn: &Connection, ev: &NewEvent) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO rollout_events
-            (ts, route, segment, from_weight, to_weight, actor, reason, mirror, forced)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            (ts, route, segment, from_weight, to_weight, actor, reason, mirror, forced, gates)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -75,6 +78,7 @@ pub fn append(conn: &Connection, ev: &NewEvent) -> Result<i64> {
             ev.reason,
             ev.mirror,
             ev.forced,
+            ev.gates,
         ])
     })
     .map_err(Error::on(conn))?;
@@ -97,7 +101,7 @@ pub fn list(conn: &Connection, route: Option<&str>, limit: usize) -> Result<Vec<
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let sql = "SELECT * FROM (
             SELECT version, ts, route, segment, from_weight, to_weight, actor, reason, mirror,
-                   forced
+                   forced, gates
             FROM rollout_events WHERE ?1 IS NULL OR route = ?1
             ORDER BY version DESC LIMIT ?2
         ) ORDER BY version";
@@ -121,6 +125,7 @@ fn event(r: &Row<'_>) -> rusqlite::Result<RolloutEvent> {
         reason: r.get(7)?,
         mirror: r.get(8)?,
         forced: r.get(9)?,
+        gates: r.get(10)?,
     })
 }
 

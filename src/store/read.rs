@@ -349,6 +349,7 @@ pub fn events(
                     from_weight: r.get(4)?,
                     to_weight: r.get(5)?,
                     forced: false,
+                    gates: None,
                     actor: r.get(6)?,
                     reason: r.get(7)?,
                     mirror: r.get(8)?,

@@ -102,6 +102,8 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
     // 4: a raise that overrode the promotion gate is marked (SPEC §12).
     "ALTER TABLE rollout_events ADD COLUMN forced INTEGER NOT NULL DEFAULT 0;",
+    // 5: the external gates' results behind a raise (SPEC §12).
+    "ALTER TABLE rollout_events ADD COLUMN gates TEXT;",
 ];
 
 /// Applies pragmas and every pending migration, each in its own transaction.

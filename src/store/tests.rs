@@ -302,6 +302,7 @@ fn rollout_events_are_append_only() {
     let conn = events::open(&db(&dir)).unwrap();
     let ev = |segment: &str, to: Option<f64>, mirror: Option<&str>| NewEvent {
         forced: false,
+        gates: None,
         ts_ms: now_ms(),
         route: "lead-score".into(),
         segment: segment.into(),

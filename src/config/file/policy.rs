@@ -210,6 +210,23 @@ pub struct GuardFile {
     pub steps: Spanned<Vec<f64>>,
     /// How long a segment must pass before an automatic step up. Default `"10m"`.
     pub hold: Spanned<String>,
+    /// `[[routes.guard.gates]]`: external checks before each raise. Default: none.
+    pub gates: Vec<GateFile>,
+}
+
+/// One external gate: `{ name, prometheus, query, max | min }` or `{ name, http }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateFile {
+    pub name: Spanned<String>,
+    /// A Prometheus server's base URL (queried at `/api/v1/query`).
+    pub prometheus: Option<Spanned<String>>,
+    /// An instant PromQL query; its first value is compared with `max` or `min`.
+    pub query: Option<String>,
+    pub max: Option<f64>,
+    pub min: Option<f64>,
+    /// A URL whose 2xx answer passes.
+    pub http: Option<Spanned<String>>,
 }
 
 impl Default for GuardFile {
@@ -227,6 +244,7 @@ impl Default for GuardFile {
             auto_promote: false,
             steps: unspanned(vec![1.0, 5.0, 10.0, 25.0, 50.0, 100.0]),
             hold: text("10m"),
+            gates: Vec::new(),
         }
     }
 }

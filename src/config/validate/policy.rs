@@ -155,6 +155,64 @@ fn noise(c: &mut Checker<'_>, f: &Spanned<NoiseFile>) -> Option<Noise> {
     })
 }
 
+fn gate(c: &mut Checker<'_>, f: &crate::config::file::GateFile) -> Option<crate::config::Gate> {
+    use crate::config::GateCheck;
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    let field = "guard.gates";
+    let (url, check) = match (&f.prometheus, &f.http) {
+        (Some(base), None) => {
+            let Some(query) = f.query.clone() else {
+                c.issue(f.name.span(), field, "a prometheus gate needs `query`");
+                return None;
+            };
+            if f.max.is_some() == f.min.is_some() {
+                c.issue(
+                    f.name.span(),
+                    field,
+                    "a prometheus gate needs exactly one of `max` and `min`",
+                );
+                return None;
+            }
+            (
+                base,
+                GateCheck::Prometheus {
+                    query,
+                    max: f.max,
+                    min: f.min,
+                },
+            )
+        }
+        (None, Some(url)) => {
+            if f.query.is_some() || f.max.is_some() || f.min.is_some() {
+                c.issue(
+                    f.name.span(),
+                    field,
+                    "an http gate takes no `query`, `max` or `min`",
+                );
+                return None;
+            }
+            (url, GateCheck::Http)
+        }
+        _ => {
+            c.issue(
+                f.name.span(),
+                field,
+                "a gate needs exactly one of `prometheus` and `http`",
+            );
+            return None;
+        }
+    };
+    c.url(field, url)?;
+    let uri: http::Uri = url.get_ref().parse().ok()?;
+    let (upstream, path) = Upstream::endpoint(&uri, TIMEOUT);
+    Some(crate::config::Gate {
+        name: f.name.get_ref().clone(),
+        upstream,
+        path,
+        check,
+    })
+}
+
 /// `compare.noise.max_pointers` when the file does not say (SPEC §9).
 const NOISE_MAX_POINTERS: usize = 64;
 
@@ -318,7 +376,9 @@ pub(super) fn guard(c: &mut Checker<'_>, f: &GuardFile) -> Guard {
             GuardMethod::Sequential(crate::stats::sequence::Sequence::new(alpha))
         }
     };
+    let gates = f.gates.iter().filter_map(|g| gate(c, g)).collect();
     Guard {
+        gates,
         method,
         window,
         min_samples: f.min_samples,

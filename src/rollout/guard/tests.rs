@@ -447,7 +447,7 @@ fn samples_to_a_decision_for_good_and_bad_candidates() {
     let mut wilson_cfg = defaults();
     wilson_cfg.method = GuardMethod::Wilson;
     wilson_cfg.min_samples = 1;
-    let mut seq_cfg = sequential.clone();
+    let mut seq_cfg = sequential;
     seq_cfg.min_samples = 1;
     for p in [0.97, 0.60] {
         let f = Figures::of(0, 0, 0, 0, None);
