@@ -115,6 +115,10 @@ pub enum Command {
         /// Why; it goes into the audit trail.
         #[arg(long)]
         reason: String,
+        /// Raise although the segment's guard does not say pass (the
+        /// promotion gate); audited as forced.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -185,8 +189,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load(&config)?;
             let rt = tokio_runtime()?;
             rt.block_on(async {
+                let stop = crate::shutdown::Stop::install();
                 let running = crate::app::start(config).await?;
-                crate::shutdown::signal().await;
+                stop.wait().await;
                 running.stop().await;
                 anyhow::Ok(())
             })?;
@@ -273,6 +278,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             to,
             next,
             reason,
+            force,
             admin,
         } => {
             let target = match (to, next) {
@@ -280,7 +286,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (None, _) => crate::admin::client::Target::Next,
             };
             ops(&admin, async |a, out| {
-                a.set_weight(&route, &segment, target, &reason, out).await
+                a.set_weight(&route, &segment, target, &reason, force, out)
+                    .await
             })
         }
         Command::Rollback {
@@ -291,7 +298,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             admin,
         } => ops(&admin, async |a, out| {
             let target = crate::admin::client::Target::To(to);
-            a.set_weight(&route, &segment, target, &reason, out).await
+            a.set_weight(&route, &segment, target, &reason, false, out)
+                .await
         }),
         Command::Audit { route, admin } => {
             ops(&admin, async |a, out| a.audit(route.as_deref(), out).await)

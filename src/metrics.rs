@@ -48,8 +48,6 @@ pub enum Rejected {
     HeaderTimeout,
     /// Request body not complete within `listen.body_read_timeout` (408).
     BodyTimeout,
-    /// Request body larger than the route's cap (413).
-    BodyBytes,
     /// A connection refused at accept: `listen.max_connections` reached.
     Connections,
     /// A connection idle longer than `listen.idle_timeout`.
@@ -66,7 +64,6 @@ impl Label for Rejected {
             Rejected::Headers => "headers",
             Rejected::HeaderTimeout => "header_timeout",
             Rejected::BodyTimeout => "body_timeout",
-            Rejected::BodyBytes => "body_bytes",
             Rejected::Connections => "connections",
             Rejected::Idle => "idle",
             Rejected::AdminBody => "admin_body",

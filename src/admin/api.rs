@@ -163,7 +163,7 @@ fn rollout_failure(e: &rollout::Error) -> Failure {
             StatusCode::NOT_FOUND
         }
         state::Error::BadWeight(_) => StatusCode::BAD_REQUEST,
-        state::Error::Unchanged { .. } => StatusCode::CONFLICT,
+        state::Error::Unchanged { .. } | state::Error::Gated { .. } => StatusCode::CONFLICT,
         state::Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         state::Error::Unrecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
@@ -277,7 +277,15 @@ async fn weights(proxy: &Proxy, parts: &Parts, route: &str, bytes: Bytes) -> Ans
             let segment = body.segment.unwrap_or_else(|| segment::DEFAULT.into());
             proxy
                 .rollout
-                .set_weight(route, &segment, w, actor, &reason, &proxy.metrics)
+                .set_weight(
+                    route,
+                    &segment,
+                    w,
+                    actor,
+                    &reason,
+                    body.force,
+                    &proxy.metrics,
+                )
                 .await
         }
         (None, Some(m @ ("on" | "off"))) => {

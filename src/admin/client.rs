@@ -232,6 +232,7 @@ impl Admin {
         segment: &str,
         target: Target,
         reason: &str,
+        force: bool,
         out: &mut dyn Write,
     ) -> anyhow::Result<()> {
         if route.is_empty() || route.contains(['/', '?', '#', ' ']) {
@@ -246,6 +247,7 @@ impl Admin {
             weight: Some(weight),
             mirror: None,
             reason: Some(reason.to_string()),
+            force,
         };
         let path = format!("/api/v1/routes/{route}/weights");
         let answer: wire::Changed = self.call(Method::POST, &path, Some(&body)).await?;

@@ -67,6 +67,9 @@ pub struct WeightChange {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mirror: Option<String>,
     pub reason: Option<String>,
+    /// Raise although the guard does not say pass (audited as forced).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// The answer to a weight change.
@@ -103,6 +106,7 @@ impl From<crate::store::events::RolloutEvent> for EventView {
                 mirror: e.mirror,
                 actor: e.actor,
                 reason: e.reason,
+                forced: e.forced,
             },
         }
     }

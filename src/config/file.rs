@@ -14,8 +14,8 @@ use toml::Spanned;
 mod policy;
 
 pub use policy::{
-    CompareFile, GuardFile, ModeFile, NoiseFile, OnBreachFile, RolloutFile, RuleFile, ServeFile,
-    WindowFile,
+    CompareFile, GuardFile, MethodFile, ModeFile, NoiseFile, OnBreachFile, RolloutFile, RuleFile,
+    ServeFile, WindowFile,
 };
 
 /// A default value: it has no position in the file (span `0..0`).

@@ -280,8 +280,10 @@ impl crate::metrics::Label for Side {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Guard {
+    /// How evidence is turned into bounds (SPEC §12).
+    pub method: GuardMethod,
     pub window: Window,
     pub min_samples: u64,
     pub min_agreement: f64,
@@ -292,6 +294,16 @@ pub struct Guard {
     pub auto_promote: bool,
     pub steps: Vec<f64>,
     pub hold: Duration,
+}
+
+/// `guard.method`: the bounds a guard decides on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GuardMethod {
+    /// An anytime-valid confidence sequence at this level, over the samples
+    /// since the guard's last reset (breach, a person's change, a new guard config).
+    Sequential(crate::stats::sequence::Sequence),
+    /// Wilson 95 % bounds over the sliding window.
+    Wilson,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -34,6 +34,8 @@ pub struct Activity {
     heads: AtomicU64,
     /// Requests whose answer is not yet sent (or dropped).
     in_progress: AtomicU64,
+    /// Woken when the first request head arrives.
+    first: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -44,6 +46,7 @@ impl Activity {
             last_idle: AtomicU64::new(0),
             heads: AtomicU64::new(0),
             in_progress: AtomicU64::new(0),
+            first: tokio::sync::Notify::new(),
         })
     }
 
@@ -58,9 +61,26 @@ impl Activity {
     /// A request head arrived: the request is in progress until the guard is
     /// dropped (with its answer's [`Tracked`] body, or with the request).
     pub fn begin(self: &Arc<Self>) -> InProgress {
-        self.heads.fetch_add(1, Ordering::Relaxed);
+        if self.heads.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.first.notify_waiters();
+        }
         self.in_progress.fetch_add(1, Ordering::Relaxed);
         InProgress(self.clone())
+    }
+
+    /// Whether a request head has arrived on this connection.
+    pub fn has_begun(&self) -> bool {
+        self.heads.load(Ordering::Relaxed) > 0
+    }
+
+    /// Resolves once the first request head has arrived.
+    pub async fn first_head(&self) {
+        let notified = self.first.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if !self.has_begun() {
+            notified.await;
+        }
     }
 
     fn end(&self) {

@@ -9,17 +9,24 @@ use crate::metrics::{Label, Rejected};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 /// Serves `listener` until `stop` resolves; then stops accepting and waits up to
 /// `listen.drain_timeout` for open requests to finish.
+///
+/// The stop is ours rather than hyper-util's `GracefulShutdown`: a
+/// connection accepted just before it (or still in the kernel's backlog)
+/// has its first request answered before the connection is closed, so no
+/// client whose connection was accepted goes without an answer.
 pub async fn serve(
     proxy: Arc<Proxy>,
     listener: TcpListener,
@@ -47,8 +54,27 @@ pub async fn serve(
         header_read_timeout: listen.header_read_timeout,
         idle_timeout: listen.idle_timeout,
     };
+    // Every open connection holds a permit: all of them back means drained.
     let connections = Arc::new(Semaphore::new(listen.max_connections));
-    let graceful = GracefulShutdown::new();
+    let (stopping, stopped) = watch::channel(false);
+    let accept = |stream: TcpStream, peer: SocketAddr| {
+        let Ok(open) = connections.clone().try_acquire_owned() else {
+            // Closed at once: the client sees a reset, not a hang.
+            proxy.metrics.record_limit_rejection(Rejected::Connections);
+            return;
+        };
+        let _nodelay = stream.set_nodelay(true);
+        let conn = Connection {
+            proxy: proxy.clone(),
+            builder: builder.clone(),
+            peer,
+            tls: tls.clone(),
+            clock,
+            stop: stopped.clone(),
+            _open: open,
+        };
+        tokio::spawn(conn.serve(stream));
+    };
     tokio::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
@@ -63,32 +89,32 @@ pub async fn serve(
             },
             () = &mut stop => break,
         };
-        let Ok(open) = connections.clone().try_acquire_owned() else {
-            // Closed at once: the client sees a reset, not a hang.
-            proxy.metrics.record_limit_rejection(Rejected::Connections);
-            drop(stream);
-            continue;
-        };
-        let _nodelay = stream.set_nodelay(true);
-        let conn = Connection {
-            proxy: proxy.clone(),
-            builder: builder.clone(),
-            peer,
-            tls: tls.clone(),
-            clock,
-            _open: open,
-        };
-        let watcher = graceful.watcher();
-        tokio::spawn(conn.serve(stream, watcher));
+        accept(stream, peer);
+    }
+    // Connections the kernel completed but we had not yet accepted would be
+    // reset when the listener closes: take them in too.
+    while let Some((stream, peer)) = backlog(&listener).await {
+        accept(stream, peer);
     }
     drop(listener);
-    if tokio::time::timeout(listen.drain_timeout, graceful.shutdown())
+    let _sent = stopping.send(true);
+    let all = u32::try_from(listen.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(listen.drain_timeout, connections.acquire_many(all))
         .await
         .is_err()
     {
         let drain = listen.drain_timeout;
         tracing::warn!(?drain, "Drain timed out; closing the remaining connections");
     }
+}
+
+/// A connection already waiting in the listener's backlog, without waiting for one.
+async fn backlog(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
+    std::future::poll_fn(|cx| match listener.poll_accept(cx) {
+        Poll::Ready(Ok(pair)) => Poll::Ready(Some(pair)),
+        _ => Poll::Ready(None),
+    })
+    .await
 }
 
 /// HTTP/2 keep-alive: a ping after this long without a frame, and the
@@ -102,20 +128,22 @@ struct Connection {
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     clock: Clock,
+    /// Turns true when the proxy stops.
+    stop: watch::Receiver<bool>,
     /// The connection's place under `max_connections`, released when it ends.
     _open: OwnedSemaphorePermit,
 }
 
 impl Connection {
-    /// Serves the connection until it ends, is closed by a limit, or the
-    /// graceful stop closes it.
-    async fn serve(self, stream: TcpStream, watcher: Watcher) {
+    /// Serves the connection until it ends, is closed by a limit, or is
+    /// closed by the stop once its requests are answered.
+    async fn serve(self, stream: TcpStream) {
         let activity = Activity::new();
         let stream = Watched::new(stream, activity.clone());
         let metrics = self.proxy.metrics.clone();
         let peer = self.peer;
         tokio::select! {
-            result = self.run(stream, activity.clone(), watcher) => {
+            result = self.run(stream, activity.clone()) => {
                 if let Err(e) = result {
                     if let Some(limit) = rejected_by(&*e) {
                         metrics.record_limit_rejection(limit);
@@ -134,30 +162,102 @@ impl Connection {
         &self,
         stream: Watched<TcpStream>,
         activity: Arc<Activity>,
-        watcher: Watcher,
     ) -> Result<(), BoxError> {
+        let stream = match &self.tls {
+            None => ClientStream::Plain(stream),
+            Some(acceptor) => ClientStream::Tls(Box::new(acceptor.accept(stream).await?)),
+        };
         let is_tls = self.tls.is_some();
-        let (proxy, peer) = (self.proxy.clone(), self.peer);
+        let (proxy, peer, served) = (self.proxy.clone(), self.peer, activity.clone());
         let service = service_fn(move |req| {
-            let in_progress = activity.begin();
+            let in_progress = served.begin();
             let proxy = proxy.clone();
             async move {
                 let resp = handle(proxy, req, peer, is_tls).await;
                 Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, in_progress)))
             }
         });
-        match &self.tls {
-            None => {
-                let conn = self.builder.serve_connection(TokioIo::new(stream), service);
-                watcher.watch(conn.into_owned()).await
+        let conn = self.builder.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(conn);
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            result = conn.as_mut() => return result,
+            _stopping = stop.wait_for(|s| *s) => {}
+        }
+        // Stopping. A connection that has not sent its first request yet is
+        // let send it (it was accepted, so it gets its answer); the watchdog
+        // bounds the wait by `header_read_timeout`.
+        if !activity.has_begun() {
+            tokio::select! {
+                result = conn.as_mut() => return result,
+                () = activity.first_head() => {}
             }
-            Some(acceptor) => {
-                let tls_stream = acceptor.accept(stream).await?;
-                let conn = self
-                    .builder
-                    .serve_connection(TokioIo::new(tls_stream), service);
-                watcher.watch(conn.into_owned()).await
-            }
+        }
+        conn.as_mut().graceful_shutdown();
+        conn.await
+    }
+}
+
+/// A client connection, plain or TLS.
+enum ClientStream {
+    Plain(Watched<TcpStream>),
+    Tls(Box<tokio_rustls::server::TlsStream<Watched<TcpStream>>>),
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ClientStream::Plain(s) => s.is_write_vectored(),
+            ClientStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -198,6 +198,7 @@ fn weights_noise_feedback_and_events_appear() {
         (SAT, "default", 0.0),
     ] {
         let ev = NewEvent {
+            forced: false,
             ts_ms: ts,
             route: "lead-score".into(),
             segment: seg.into(),

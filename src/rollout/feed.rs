@@ -46,6 +46,7 @@ impl Rollout {
                 action.to,
                 Actor::Guard,
                 &action.reason,
+                false,
                 metrics,
             )
             .await

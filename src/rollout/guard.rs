@@ -1,15 +1,25 @@
-//! Guards (SPEC §3): a sliding window of comparisons per route and segment,
-//! and the asymmetric decision breach / pass / hold drawn from it.
+//! Guards (SPEC §3, §12): the comparisons of each route and segment, and the
+//! asymmetric decision breach / pass / hold drawn from them.
 //!
 //! Pure: no IO, no tokio, the clock is passed in. Noise must neither promote
-//! nor roll back: a breach needs the Wilson 95 % *upper* bound of agreement
-//! below `min_agreement` (or errors, latency or safety clearly bad), a pass
-//! needs the *lower* bound at or above it; everything between holds.
+//! nor roll back: a breach needs the *upper* bound of agreement below
+//! `min_agreement` (or errors, latency or safety clearly bad), a pass needs
+//! the *lower* bound at or above it; everything between holds.
+//!
+//! Two methods (`guard.method`). `sequential` (the default) bounds agreement
+//! and the error rate with an anytime-valid confidence sequence
+//! ([`crate::stats::sequence`], Howard et al. 2021) over the samples since
+//! the guard's last reset (a breach, a person's change, a new guard config),
+//! so checking after every comparison, forever, keeps its error rate at
+//! `guard.alpha`. `wilson` uses Wilson 95 % bounds over the sliding window
+//! (each check valid alone; thousands in a row are not). The sliding window is
+//! kept either way, for the agreement gauge and the latency ratio.
 
 mod latency;
 
 use crate::compare::Verdict;
-use crate::config::{Guard, OnBreach, Window};
+use crate::config::{Guard, GuardMethod, OnBreach, Window};
+use crate::stats::sequence::Position;
 use crate::stats::{Z95, wilson};
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -272,15 +282,18 @@ pub fn ratio(candidate_p99: Option<f64>, incumbent_p99: Option<f64>) -> Option<f
     }
 }
 
-/// The guard's decision on its figures (SPEC §3), asymmetric: the one rule,
-/// used by the live guard and by `report`.
+/// The guard's decision on its figures (SPEC §3, §12), asymmetric: the one
+/// rule, used by the live guard and by `report`.
 ///
 /// A safety event breaches at once; everything else waits for `min_samples`.
 /// Then a breach needs the evidence to say the candidate is worse (agreement's
 /// upper bound below `min_agreement`, the error rate's lower bound above its
 /// maximum, or the latency ratio exceeded), a pass needs it to say the
 /// candidate is good (agreement's lower bound at or above `min_agreement`,
-/// errors within bounds); everything between holds.
+/// errors within bounds: for `sequential`, the error rate's upper bound);
+/// everything between holds. `wilson` reads the figures' Wilson bounds;
+/// `sequential` asks its confidence sequence where the bars lie, from the
+/// counts, in O(1).
 pub fn decide(cfg: &Guard, f: &Figures) -> Decision {
     let decided = f.matches + f.mismatches;
     if f.safety_events > 0 {
@@ -290,20 +303,92 @@ pub fn decide(cfg: &Guard, f: &Figures) -> Decision {
         return Decision::Hold;
     }
     let slow = matches!((f.latency_ratio, cfg.max_latency_ratio), (Some(r), Some(max)) if r > max);
-    if decided > 0 && f.agreement_upper < cfg.min_agreement {
+    let (agreement_below, agreement_above, errors_above, errors_within) = match &cfg.method {
+        GuardMethod::Wilson => (
+            f.agreement_upper < cfg.min_agreement,
+            f.agreement_lower >= cfg.min_agreement,
+            f.error_rate_lower > cfg.max_candidate_error_rate,
+            f.error_rate.unwrap_or(0.0) <= cfg.max_candidate_error_rate,
+        ),
+        GuardMethod::Sequential(seq) => {
+            let agreement = seq.position(f.matches, decided, cfg.min_agreement);
+            let errors = seq.position(f.candidate_errors, f.samples, cfg.max_candidate_error_rate);
+            (
+                agreement == Position::Below,
+                agreement == Position::Above,
+                errors == Position::Above,
+                seq.error_rate_within(f.candidate_errors, f.samples, cfg.max_candidate_error_rate),
+            )
+        }
+    };
+    if decided > 0 && agreement_below {
         Decision::Breach(Reason::Agreement)
-    } else if f.error_rate_lower > cfg.max_candidate_error_rate {
+    } else if errors_above {
         Decision::Breach(Reason::CandidateErrors)
     } else if slow {
         Decision::Breach(Reason::Latency)
-    } else if decided > 0
-        && f.agreement_lower >= cfg.min_agreement
-        && f.error_rate.unwrap_or(0.0) <= cfg.max_candidate_error_rate
-    {
+    } else if decided > 0 && agreement_above && errors_within {
         Decision::Pass
     } else {
         Decision::Hold
     }
+}
+
+impl Figures {
+    /// The figures with the bounds the guard's method uses: for `sequential`,
+    /// the confidence sequence's interval (some 5 µs each, so computed for
+    /// display and audit text, not per comparison).
+    pub fn bounded(mut self, cfg: &Guard) -> Figures {
+        if let GuardMethod::Sequential(seq) = &cfg.method {
+            let decided = self.matches + self.mismatches;
+            if decided > 0 {
+                (self.agreement_lower, self.agreement_upper) = seq.interval(self.matches, decided);
+            }
+            if self.samples > 0 {
+                self.error_rate_lower = seq.interval(self.candidate_errors, self.samples).0;
+            }
+        }
+        self
+    }
+
+    /// About how many more samples until agreement is decided (pass or
+    /// breach), if it stays where it is; `None` when it sits on the bar or is
+    /// decided already.
+    pub fn samples_to_decide(&self, cfg: &Guard) -> Option<u64> {
+        let decided = self.matches + self.mismatches;
+        let p = self.agreement?;
+        let needed = match &cfg.method {
+            GuardMethod::Sequential(seq) => seq.samples_to_decide(p, cfg.min_agreement, decided)?,
+            GuardMethod::Wilson => wilson_samples_to_decide(p, cfg.min_agreement, decided)?,
+        };
+        let needed = needed.max(cfg.min_samples);
+        (needed > decided).then(|| needed - decided)
+    }
+}
+
+/// The first n ≥ `n` at which a Wilson 95 % interval around `p` excludes `bar`.
+fn wilson_samples_to_decide(p: f64, bar: f64, n: u64) -> Option<u64> {
+    if p == bar || p.is_nan() {
+        return None;
+    }
+    let excluded = |m: u64| {
+        let s = (p * m as f64).round() as u64;
+        let (lo, hi) = wilson(s, m, Z95);
+        hi < bar || lo >= bar
+    };
+    let mut m = n.max(1);
+    while !excluded(m) {
+        if m > 1 << 40 {
+            return None;
+        }
+        m = m.saturating_mul(2);
+    }
+    let (mut lo, mut hi) = (m / 2, m);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if excluded(mid) { hi = mid } else { lo = mid }
+    }
+    Some(hi.max(n))
 }
 
 /// The next weight up the ladder, if any.
@@ -332,7 +417,8 @@ pub struct Action {
     pub reason: String,
 }
 
-/// The sliding window and pass streak of one route and segment.
+/// The sliding window, the counts since the last reset and the pass streak
+/// of one route and segment.
 #[derive(Debug, Default)]
 pub struct SegmentGuard {
     window: VecDeque<Sample>,
@@ -340,6 +426,12 @@ pub struct SegmentGuard {
     counts: Counts,
     /// The latencies `window` holds.
     latencies: Latencies,
+    /// Every sample since the last reset, counted (the sequential method's
+    /// evidence), and when that stretch began.
+    since: Counts,
+    since_start: Option<Instant>,
+    /// The config the counts were gathered under: a new one resets them.
+    cfg: Option<Guard>,
     passing_since: Option<Instant>,
     last: Option<(Figures, Decision)>,
 }
@@ -351,7 +443,13 @@ impl SegmentGuard {
         if !sample.counts() {
             return None;
         }
+        if self.cfg.as_ref() != Some(cfg) {
+            self.cfg = Some(cfg.clone());
+            self.reset();
+        }
         let now = sample.at;
+        self.since_start.get_or_insert(now);
+        self.since.add(&sample);
         self.counts.add(&sample);
         self.latencies.add(&sample);
         self.window.push_back(sample);
@@ -372,7 +470,11 @@ impl SegmentGuard {
                 self.latencies.remove(&old);
             }
         }
-        let (figures, decision) = evaluate_counted(cfg, self.counts, &mut self.latencies);
+        let counts = match cfg.method {
+            GuardMethod::Sequential(_) => self.since,
+            GuardMethod::Wilson => self.counts,
+        };
+        let (figures, decision) = evaluate_counted(cfg, counts, &mut self.latencies);
         self.last = Some((figures.clone(), decision));
         match decision {
             Decision::Breach(reason) => {
@@ -387,6 +489,8 @@ impl SegmentGuard {
                 self.window.clear();
                 self.counts = Counts::default();
                 self.latencies.clear();
+                self.reset();
+                let figures = figures.bounded(cfg);
                 let text = format!("guard breach ({}): {figures}", reason.as_str());
                 Some(Action {
                     to,
@@ -408,6 +512,7 @@ impl SegmentGuard {
                 }
                 let to = next_step(&cfg.steps, weight)?;
                 self.passing_since = None;
+                let figures = figures.bounded(cfg);
                 let text = format!(
                     "guard promotion: passed for {}: {figures}",
                     humantime::format_duration(round_ms(held))
@@ -422,19 +527,40 @@ impl SegmentGuard {
         }
     }
 
-    /// A person or the config changed the weight: the pass streak starts over.
+    /// A person or the config changed the weight: the pass streak and the
+    /// sequential evidence start over (the new weight is a new experiment).
     pub fn restart_hold(&mut self) {
         self.passing_since = None;
+        self.reset();
     }
 
-    /// The latest figures and decision, and how long the segment has passed.
+    /// Starts the sequential evidence over.
+    fn reset(&mut self) {
+        self.since = Counts::default();
+        self.since_start = None;
+    }
+
+    /// The latest figures (with the method's bounds) and decision, and how
+    /// long the segment has passed.
     pub fn status(&self, now: Instant) -> Option<(Figures, Decision, Option<Duration>)> {
         let (f, d) = self.last.clone()?;
+        let f = match &self.cfg {
+            Some(cfg) => f.bounded(cfg),
+            None => f,
+        };
         Some((
             f,
             d,
             self.passing_since.map(|s| now.saturating_duration_since(s)),
         ))
+    }
+
+    /// Samples per second since the last reset (for time to decision).
+    pub fn rate(&self, now: Instant) -> Option<f64> {
+        let start = self.since_start?;
+        let secs = now.saturating_duration_since(start).as_secs_f64();
+        let n = self.since.matches + self.since.mismatches + self.since.candidate_errors;
+        (secs > 0.0 && n > 0).then(|| n as f64 / secs)
     }
 
     /// Agreement over the window, for the `agreement_ratio` gauge.

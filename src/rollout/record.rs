@@ -115,5 +115,6 @@ fn event(change: &Change) -> events::NewEvent {
         actor: change.actor.clone(),
         reason: change.reason.clone(),
         mirror: change.mirror.clone(),
+        forced: change.forced,
     }
 }

@@ -51,6 +51,9 @@ pub struct Change {
     /// `cli`, `api`, `config` or `guard`.
     pub actor: String,
     pub reason: String,
+    /// A raise that overrode the promotion gate.
+    #[serde(default)]
+    pub forced: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,16 @@ pub enum Error {
     },
     #[error("cannot record the change: {0}")]
     Store(#[from] store::Error),
+    #[error(
+        "the promotion gate is closed for route {route:?} segment {segment:?}: the guard says \
+         {decision} ({figures}); raise with --force (API: \"force\": true) and a reason to override"
+    )]
+    Gated {
+        route: String,
+        segment: String,
+        decision: &'static str,
+        figures: String,
+    },
     #[error(
         "{0} earlier rollback(s) are in effect but not yet recorded (the store is failing); \
          raising a weight waits until they are"
@@ -202,6 +215,7 @@ impl Rollout {
                             mirror: None,
                             actor: Actor::Config.as_str().into(),
                             reason: "initial weight in the config file".into(),
+                            forced: false,
                         });
                     }
                 }
@@ -217,6 +231,7 @@ impl Rollout {
                         mirror: Some(on_off(route.mirror.enabled).into()),
                         actor: Actor::Config.as_str().into(),
                         reason: "mirror switch in the config file".into(),
+                        forced: false,
                     });
                 } else if let (Some(e), Some(rs)) = (
                     last(&route.name, ALL_SEGMENTS, false, true),
@@ -240,7 +255,10 @@ impl Rollout {
         Ok(changes)
     }
 
-    /// Sets one segment's weight: recorded first, then in effect for the next request.
+    /// Sets one segment's weight (a raise recorded first, a rollback applied
+    /// first). A person's raise (CLI or API) passes the promotion gate
+    /// (SPEC §12): the segment's guard must say pass, unless `force`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn set_weight(
         &self,
         route: &Route,
@@ -248,6 +266,7 @@ impl Rollout {
         to: f64,
         actor: Actor,
         reason: &str,
+        force: bool,
         metrics: &Metrics,
     ) -> Result<Change, Error> {
         if !(0.0..=100.0).contains(&to) {
@@ -271,6 +290,11 @@ impl Rollout {
                     weight: from,
                 });
             }
+            let person = matches!(actor, Actor::Cli | Actor::Api);
+            let gated = to > from && person;
+            if gated && !force {
+                self.gate(route, segment)?;
+            }
             let change = Change {
                 version: None,
                 route: route.name.clone(),
@@ -280,6 +304,7 @@ impl Rollout {
                 mirror: None,
                 actor: actor.as_str().into(),
                 reason: reason.to_string(),
+                forced: gated && force,
             };
             self.commit(change, |rs| rs.set(segment, to)).await?
         };
@@ -293,6 +318,26 @@ impl Rollout {
         }
         tracing::info!(route = %route.name, segment, from = change.from, to, actor = actor.as_str(), reason, "Weight changed");
         Ok(change)
+    }
+
+    /// The promotion gate: `Ok` when the segment's guard says pass.
+    fn gate(&self, route: &Route, segment: &str) -> Result<(), Error> {
+        let status = self.guard_status(&route.name, segment);
+        match status {
+            Some((_, super::guard::Decision::Pass, _)) => Ok(()),
+            other => {
+                let (figures, decision) = match other {
+                    Some((f, d, _)) => (f.to_string(), d.as_str()),
+                    None => ("no comparisons yet".to_string(), "hold"),
+                };
+                Err(Error::Gated {
+                    route: route.name.clone(),
+                    segment: segment.to_string(),
+                    decision,
+                    figures,
+                })
+            }
+        }
     }
 
     /// Turns a route's mirror on or off (the kill switch), recorded like a weight.
@@ -313,6 +358,7 @@ impl Rollout {
             mirror: Some(on_off(on).into()),
             actor: actor.as_str().into(),
             reason: reason.to_string(),
+            forced: false,
         };
         self.commit(change, |rs| rs.mirror = on).await
     }

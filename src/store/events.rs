@@ -23,6 +23,8 @@ pub struct RolloutEvent {
     pub reason: String,
     /// A kill-switch change: `on` or `off`.
     pub mirror: Option<String>,
+    /// A raise that overrode the promotion gate (`--force`).
+    pub forced: bool,
 }
 
 /// An event to append; the database assigns its version.
@@ -36,6 +38,7 @@ pub struct NewEvent {
     pub actor: String,
     pub reason: String,
     pub mirror: Option<String>,
+    pub forced: bool,
 }
 
 /// A rating to record (also the body of `POST /api/v1/feedback`).
@@ -58,8 +61,8 @@ pub fn open(path: &Path) -> Result<Connection> {
 pub fn append(conn: &Connection, ev: &NewEvent) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO rollout_events
-            (ts, route, segment, from_weight, to_weight, actor, reason, mirror)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            (ts, route, segment, from_weight, to_weight, actor, reason, mirror, forced)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -71,6 +74,7 @@ pub fn append(conn: &Connection, ev: &NewEvent) -> Result<i64> {
             ev.actor,
             ev.reason,
             ev.mirror,
+            ev.forced,
         ])
     })
     .map_err(Error::on(conn))?;
@@ -92,7 +96,8 @@ pub fn append_all(conn: &Connection, events: &[NewEvent]) -> Result<Vec<i64>> {
 pub fn list(conn: &Connection, route: Option<&str>, limit: usize) -> Result<Vec<RolloutEvent>> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let sql = "SELECT * FROM (
-            SELECT version, ts, route, segment, from_weight, to_weight, actor, reason, mirror
+            SELECT version, ts, route, segment, from_weight, to_weight, actor, reason, mirror,
+                   forced
             FROM rollout_events WHERE ?1 IS NULL OR route = ?1
             ORDER BY version DESC LIMIT ?2
         ) ORDER BY version";
@@ -115,6 +120,7 @@ fn event(r: &Row<'_>) -> rusqlite::Result<RolloutEvent> {
         actor: r.get(6)?,
         reason: r.get(7)?,
         mirror: r.get(8)?,
+        forced: r.get(9)?,
     })
 }
 

@@ -303,6 +303,7 @@ pub fn events(
                     segment: r.get(3)?,
                     from_weight: r.get(4)?,
                     to_weight: r.get(5)?,
+                    forced: false,
                     actor: r.get(6)?,
                     reason: r.get(7)?,
                     mirror: r.get(8)?,

@@ -100,6 +100,8 @@ pub const MIGRATIONS: &[&str] = &[
         count INTEGER NOT NULL,
         PRIMARY KEY (route, segment, minute, reason)
     ) WITHOUT ROWID;",
+    // 4: a raise that overrode the promotion gate is marked (SPEC §12).
+    "ALTER TABLE rollout_events ADD COLUMN forced INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Applies pragmas and every pending migration, each in its own transaction.

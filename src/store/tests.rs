@@ -301,6 +301,7 @@ fn rollout_events_are_append_only() {
     let dir = tempfile::tempdir().unwrap();
     let conn = events::open(&db(&dir)).unwrap();
     let ev = |segment: &str, to: Option<f64>, mirror: Option<&str>| NewEvent {
+        forced: false,
         ts_ms: now_ms(),
         route: "lead-score".into(),
         segment: segment.into(),

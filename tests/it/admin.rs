@@ -74,14 +74,25 @@ async fn a_mutating_call_without_or_with_a_wrong_token_gets_401_and_changes_noth
     assert_eq!(audit["events"].as_array().unwrap().len(), 0, "{audit}");
     assert_eq!(served(&running).await, "incumbent");
 
-    // With the token: applied, audited as api, and JSON errors for bad calls.
+    // With the token: gated (the guard has not said pass), then forced:
+    // applied, audited as api and forced, and JSON errors for bad calls.
     let (status, v) = api(&running, "POST", path, Some(TOKEN), body).await;
+    assert_eq!(status, 409, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("promotion gate"),
+        "{v}"
+    );
+    let forced = r#"{"segment":"default","weight":50,"reason":"try","force":true}"#;
+    let (status, v) = api(&running, "POST", path, Some(TOKEN), forced).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["change"]["actor"], "api");
+    assert_eq!(v["change"]["forced"], true);
+    let (_, audit) = api(&running, "GET", "/api/v1/audit", None, "").await;
+    assert_eq!(audit["events"][0]["forced"], true, "{audit}");
     for (path, body, want) in [
         (
             path,
-            r#"{"segment":"default","weight":50,"reason":"again"}"#,
+            r#"{"segment":"default","weight":50,"reason":"again","force":true}"#,
             409,
         ),
         (path, r#"{"segment":"nope","weight":5,"reason":"x"}"#, 404),
@@ -117,7 +128,17 @@ async fn a_weight_set_through_the_cli_is_in_effect_at_once_and_survives_a_restar
             .output()
             .unwrap()
     };
-    let promote = ["promote", "r", "--to", "100", "--reason", "all in"];
+    let gated = ["promote", "r", "--to", "100", "--reason", "all in"];
+    let refused = cli(running.admin_addr, &gated, TOKEN);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("promotion gate") && why.contains("agreement"),
+        "{why}"
+    );
+    let promote = [
+        "promote", "r", "--to", "100", "--reason", "all in", "--force",
+    ];
     let refused = cli(running.admin_addr, &promote, "wrong");
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
     assert_eq!(served(&running).await, "incumbent");
@@ -147,7 +168,14 @@ async fn a_weight_set_through_the_cli_is_in_effect_at_once_and_survives_a_restar
     assert_eq!(served(&running).await, "incumbent");
     let next = cli(
         running.admin_addr,
-        &["promote", "r", "--next", "--reason", "first step"],
+        &[
+            "promote",
+            "r",
+            "--next",
+            "--reason",
+            "first step",
+            "--force",
+        ],
         TOKEN,
     );
     assert!(

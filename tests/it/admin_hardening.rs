@@ -188,7 +188,7 @@ async fn a_mutation_needs_a_json_content_type() {
     let dir = tempfile::tempdir().unwrap();
     let running = start(dir.path(), "", None).await;
     let path = "/api/v1/routes/r/weights";
-    let body = r#"{"segment":"default","weight":5,"reason":"try"}"#;
+    let body = r#"{"segment":"default","weight":5,"reason":"try","force":true}"#;
     for ct in [
         "",
         "Content-Type: text/plain\r\n",
@@ -213,7 +213,7 @@ async fn without_a_token_a_rebinding_host_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let running = start(dir.path(), "", None).await;
     let path = "/api/v1/routes/r/weights";
-    let body = r#"{"segment":"default","weight":5,"reason":"rebind"}"#;
+    let body = r#"{"segment":"default","weight":5,"reason":"rebind","force":true}"#;
     let json = "Content-Type: application/json\r\n";
     for host in [
         "Host: attacker.example:9090\r\n",
@@ -237,7 +237,7 @@ async fn without_a_token_a_rebinding_host_is_refused() {
     for (w, host) in ["localhost", "127.0.0.1", "LocalHost:1"].iter().enumerate() {
         let headers = format!("Host: {host}\r\n{json}");
         let body = format!(
-            r#"{{"segment":"default","weight":{},"reason":"ok"}}"#,
+            r#"{{"segment":"default","weight":{},"reason":"ok","force":true}}"#,
             w + 1
         );
         let answer = raw_post(running.admin_addr, path, &headers, &body).await;
@@ -257,7 +257,7 @@ async fn the_audit_reads_a_snapshot_while_the_ledger_is_locked_for_writing() {
             .header("authorization", "Bearer tok")
             .header("content-type", "application/json")
             .body(http_body_util::Full::new(bytes::Bytes::from(format!(
-                r#"{{"segment":"default","weight":{w},"reason":"step"}}"#
+                r#"{{"segment":"default","weight":{w},"reason":"step","force":true}}"#
             ))))
             .unwrap()
     };

@@ -48,7 +48,8 @@ impl Drop for Locked {
 }
 
 async fn set_weight(running: &Running, weight: u32) -> (u16, serde_json::Value) {
-    let body = format!(r#"{{"segment":"default","weight":{weight},"reason":"w{weight}"}}"#);
+    let body =
+        format!(r#"{{"segment":"default","weight":{weight},"reason":"w{weight}","force":true}}"#);
     let req = Request::post(format!(
         "http://{}/api/v1/routes/r/weights",
         running.admin_addr
@@ -154,7 +155,16 @@ async fn a_failing_store_costs_clients_nothing_and_says_so_until_it_recovers() {
     }
     assert!(failing.contains("store: failing since"), "{failing}");
     assert!(failing.contains("locked"), "{failing}");
-    let dropped = metric(&p.metrics().await, "understudy_store_rows_dropped_total");
+    // Every row lost to the lock is counted (the last batch may still be
+    // waiting out its busy timeout).
+    let mut dropped = 0.0;
+    for _ in 0..150 {
+        dropped = metric(&p.metrics().await, "understudy_store_rows_dropped_total");
+        if dropped >= 5.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(dropped, 5.0, "rows lost to the lock are counted");
 
     drop(lock);
@@ -184,11 +194,17 @@ async fn a_reload_that_cannot_be_recorded_changes_nothing() {
         &cand.url(),
         "[routes.rollout]\ndefault = 100",
     );
-    std::fs::write(
-        dir.path().join("proxy.toml"),
-        config_text(dir.path(), "[store]\n", &new),
-    )
-    .unwrap();
+    // Written with its old modification time, so only our call reloads it
+    // (the file watcher would queue a second write behind the lock).
+    let file = dir.path().join("proxy.toml");
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    std::fs::write(&file, config_text(dir.path(), "[store]\n", &new)).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
     let reload = || async {
         let req = Request::post(format!("http://{}/api/v1/reload", running.admin_addr))
             .header("content-type", "application/json")

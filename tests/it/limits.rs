@@ -132,7 +132,7 @@ async fn an_oversize_or_overfull_head_gets_431() {
 }
 
 #[tokio::test]
-async fn an_http2_request_with_too_many_headers_gets_431() {
+async fn an_http2_request_with_too_many_or_too_large_headers_gets_431() {
     let incumbent = upstream().spawn().await;
     let mut p = proxy_listen("max_headers = 20", &incumbent.url()).await;
     let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
@@ -149,6 +149,13 @@ async fn an_http2_request_with_too_many_headers_gets_431() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 431);
     assert_eq!(rejections(&p, "headers").await, 1.0);
+    // A header list over max_header_bytes: h2 refuses it itself.
+    let big = http::Request::get(p.url("/x"))
+        .header("x-big", "a".repeat(70_000))
+        .body(Default::default())
+        .unwrap();
+    let refused = client.request(big).await.unwrap();
+    assert_eq!(refused.status().as_u16(), 431);
     assert!(incumbent.requests().is_empty());
     p.stop().await;
 }
@@ -229,4 +236,32 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+#[tokio::test]
+async fn a_stream_that_stalls_after_its_head_is_closed_after_idle_timeout() {
+    let (builder, chunks) = upstream()
+        .header("content-type", "text/event-stream")
+        .streaming();
+    let incumbent = builder.spawn().await;
+    let mut p = proxy_listen("idle_timeout = \"400ms\"", &incumbent.url()).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    chunks
+        .send(bytes::Bytes::from_static(b"data: first\n\n"))
+        .await
+        .unwrap();
+    // The head and the first event arrive; then the upstream says nothing more.
+    let started = Instant::now();
+    let answer = read_until_closed(&mut s, Duration::from_secs(5))
+        .await
+        .expect("a stalled stream is closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("data: first"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_millis(350));
+    assert_eq!(rejections(&p, "idle").await, 1.0);
+    drop(chunks);
+    p.stop().await;
 }

@@ -151,6 +151,7 @@ serve = "incumbent"
             100.0,
             understudy::rollout::Actor::Api,
             "all in",
+            true,
             m,
         )
         .await

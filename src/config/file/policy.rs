@@ -158,9 +158,23 @@ pub enum OnBreachFile {
     Shadow,
 }
 
+/// `guard.method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MethodFile {
+    Sequential,
+    Wilson,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GuardFile {
+    /// `"sequential"` (an anytime-valid confidence sequence over the samples
+    /// since the guard's last reset) or `"wilson"` (a Wilson 95 % interval over
+    /// the sliding window). Default `"sequential"`.
+    pub method: MethodFile,
+    /// Level of the sequential guard's confidence sequences (0 < alpha ≤ 0.5). Default `0.05`.
+    pub alpha: Spanned<f64>,
     /// Sliding window: an integer is a sample count, a string a duration. Default `1000`.
     pub window: Spanned<WindowFile>,
     /// Samples needed before a segment may pass. Default `200`.
@@ -184,6 +198,8 @@ pub struct GuardFile {
 impl Default for GuardFile {
     fn default() -> Self {
         GuardFile {
+            method: MethodFile::Sequential,
+            alpha: unspanned(0.05),
             window: unspanned(WindowFile::Count(1000)),
             min_samples: 200,
             min_agreement: unspanned(0.9),

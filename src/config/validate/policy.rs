@@ -3,11 +3,12 @@
 
 use super::Checker;
 use crate::config::file::{
-    CompareFile, GuardFile, ModeFile, NoiseFile, OnBreachFile, RolloutFile, ServeFile, WindowFile,
+    CompareFile, GuardFile, MethodFile, ModeFile, NoiseFile, OnBreachFile, RolloutFile, ServeFile,
+    WindowFile,
 };
 use crate::config::{
-    Compare, Guard, JsonCompare, JudgeCompare, Noise, OnBreach, Rollout, Rule, Segment, Side,
-    TextCompare, Upstream, Window,
+    Compare, Guard, GuardMethod, JsonCompare, JudgeCompare, Noise, OnBreach, Rollout, Rule,
+    Segment, Side, TextCompare, Upstream, Window,
 };
 use std::time::Duration;
 use toml::Spanned;
@@ -284,7 +285,22 @@ pub(super) fn guard(c: &mut Checker<'_>, f: &GuardFile) -> Guard {
             "auto_promote needs at least one step",
         );
     }
+    let method = match f.method {
+        MethodFile::Wilson => GuardMethod::Wilson,
+        MethodFile::Sequential => {
+            let alpha = *f.alpha.get_ref();
+            if !(alpha > 0.0 && alpha <= 0.5) {
+                c.issue(
+                    f.alpha.span(),
+                    "guard.alpha",
+                    format!("{alpha} must be in (0, 0.5]"),
+                );
+            }
+            GuardMethod::Sequential(crate::stats::sequence::Sequence::new(alpha))
+        }
+    };
     Guard {
+        method,
         window,
         min_samples: f.min_samples,
         min_agreement: c.fraction("guard.min_agreement", &f.min_agreement),

@@ -139,6 +139,7 @@ fn errors_and_latency_breach() {
 #[test]
 fn a_time_window_forgets_old_samples() {
     let mut cfg = defaults();
+    cfg.method = GuardMethod::Wilson;
     cfg.window = Window::Time(Duration::from_secs(1));
     cfg.min_samples = 10;
     let mut g = SegmentGuard::default();
@@ -243,6 +244,123 @@ fn harm_exposure_simulated() {
     assert!(worst_wrong <= 10 && worst_secs <= 5.0);
 }
 
+#[test]
+fn the_sequential_guard_counts_since_its_last_reset_not_over_the_window() {
+    let mut cfg = defaults();
+    assert!(
+        matches!(cfg.method, GuardMethod::Sequential(_)),
+        "the default"
+    );
+    cfg.window = Window::Count(100);
+    cfg.min_samples = 10;
+    let mut g = SegmentGuard::default();
+    // 2,000 samples at 97 %: far more than the window of 100 holds.
+    assert_eq!(feed(&mut g, &cfg, 2000, 97, 0.0), None);
+    let (f, d, _) = g.status(Instant::now()).unwrap();
+    assert_eq!(f.samples, 2000, "every sample since the reset");
+    assert_eq!(d, Decision::Pass);
+    // The interval shown is the confidence sequence's, wider than Wilson's.
+    let (wl, wu) = wilson(f.matches, f.samples, Z95);
+    assert!(f.agreement_lower < wl && f.agreement_upper > wu, "{f:?}");
+    // A person's change starts the evidence over.
+    g.restart_hold();
+    assert_eq!(feed(&mut g, &cfg, 5, 100, 0.0), None);
+    assert_eq!(g.status(Instant::now()).unwrap().0.samples, 5);
+    // So does a new guard config.
+    cfg.min_agreement = 0.8;
+    assert_eq!(feed(&mut g, &cfg, 3, 100, 0.0), None);
+    assert_eq!(g.status(Instant::now()).unwrap().0.samples, 3);
+}
+
+#[test]
+fn samples_to_decide_shrinks_as_evidence_grows() {
+    let cfg = defaults();
+    let f = |m: u64, n: u64| Figures::of(m, n - m, 0, 0, None);
+    let early = f(93, 100).samples_to_decide(&cfg).unwrap();
+    let later = f(465, 500).samples_to_decide(&cfg).unwrap();
+    assert!(later < early, "{early} then {later}");
+    // Exactly at the bar: never decided.
+    assert_eq!(f(90, 100).samples_to_decide(&cfg), None);
+    // Wilson needs fewer samples (it is valid at one n only).
+    let mut wilson_cfg = defaults();
+    wilson_cfg.method = GuardMethod::Wilson;
+    let w = f(93, 100).samples_to_decide(&wilson_cfg).unwrap();
+    assert!(w < early, "wilson {w}, sequential {early}");
+}
+
+/// SPEC §12's measurement, through this module: 100 seeded runs of 1,000,000
+/// comparisons each, checked after every comparison, for both methods.
+/// `cargo test --release --lib -- --ignored guard_long_life --nocapture`
+#[test]
+#[ignore = "a long simulation; run in release (see the README)"]
+fn guard_long_life() {
+    const RUNS: u64 = 100;
+    const N: u64 = 1_000_000;
+    let mut base = defaults();
+    base.min_samples = 200;
+    base.window = Window::Count(1000);
+    for (name, method) in [("sequential", base.method), ("wilson", GuardMethod::Wilson)] {
+        let cfg = Guard {
+            method,
+            ..base.clone()
+        };
+        let (mut false_rollbacks, mut promoting_runs) = (0, 0);
+        let (mut pass_instants, mut instants) = (0u64, 0u64);
+        for run in 0..RUNS {
+            // At 92 % against 0.9: any breach is a false rollback.
+            let mut rng = rand::rngs::StdRng::seed_from_u64(run);
+            let mut g = SegmentGuard::default();
+            let t0 = Instant::now();
+            for i in 0..N {
+                let v = if rng.r#gen::<f64>() < 0.92 {
+                    Verdict::Match
+                } else {
+                    Verdict::Mismatch
+                };
+                let at = t0 + Duration::from_millis(i);
+                if g.observe(&cfg, sample(at, v), 5.0)
+                    .is_some_and(|a| a.breach.is_some())
+                {
+                    false_rollbacks += 1;
+                    break;
+                }
+            }
+            // At 88 %: a pass sustained for `hold` (10 min at 1,000/s) would promote.
+            let mut rng = rand::rngs::StdRng::seed_from_u64(1_000 + run);
+            let mut g = SegmentGuard::default();
+            let mut promote_cfg = cfg.clone();
+            promote_cfg.auto_promote = true;
+            promote_cfg.on_breach = OnBreach::StepBack;
+            let mut promoted = false;
+            for i in 0..N {
+                let v = if rng.r#gen::<f64>() < 0.88 {
+                    Verdict::Match
+                } else {
+                    Verdict::Mismatch
+                };
+                let at = t0 + Duration::from_millis(i);
+                // A breach would roll it back: weight stays at 5 for the count.
+                if let Some(a) = g.observe(&promote_cfg, sample(at, v), 5.0)
+                    && a.breach.is_none()
+                {
+                    promoted = true;
+                }
+                if let Some((_, d)) = &g.last {
+                    instants += 1;
+                    pass_instants += u64::from(*d == Decision::Pass);
+                }
+            }
+            promoting_runs += u64::from(promoted);
+        }
+        println!(
+            "{name}: false rollbacks at 92 % in {false_rollbacks}/{RUNS} runs; \
+             at 88 %: {promoting_runs}/{RUNS} runs would auto-promote, \
+             gate says pass at {:.3} % of instants",
+            100.0 * pass_instants as f64 / instants.max(1) as f64
+        );
+    }
+}
+
 /// Issue 10: with `max_latency_ratio` set, a long time window at a high
 /// rate neither keeps every sample nor sorts them on each comparison: the
 /// window holds at most `MAX_TIME_WINDOW` samples, the latencies live in a
@@ -250,6 +368,7 @@ fn harm_exposure_simulated() {
 #[test]
 fn a_latency_window_stays_bounded_and_its_ratio_right() {
     let mut cfg = defaults();
+    cfg.method = GuardMethod::Wilson;
     cfg.window = Window::Time(Duration::from_secs(3600));
     cfg.max_latency_ratio = Some(10.0);
     cfg.min_samples = 1;

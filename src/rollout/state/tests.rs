@@ -38,23 +38,49 @@ async fn recorded_weights_win_over_the_file_until_the_file_changes() {
     assert_eq!(first.len(), 1, "the file's 5 % is recorded: {first:?}");
     assert_eq!((first[0].from, first[0].to), (Some(0.0), Some(5.0)));
     let route = &cfg.routes[0];
-    r.set_weight(route, "enterprise", 25.0, Actor::Cli, "looks good", &m)
+    // No guard says pass yet: a person's raise is gated, unless forced.
+    assert!(matches!(
+        r.set_weight(
+            route,
+            "enterprise",
+            25.0,
+            Actor::Cli,
+            "looks good",
+            false,
+            &m
+        )
+        .await,
+        Err(Error::Gated { .. })
+    ));
+    let forced = r
+        .set_weight(
+            route,
+            "enterprise",
+            25.0,
+            Actor::Cli,
+            "looks good",
+            true,
+            &m,
+        )
         .await
         .unwrap();
-    r.set_weight(route, "smb", 1.0, Actor::Api, "try", &m)
+    assert!(forced.forced);
+    r.set_weight(route, "smb", 1.0, Actor::Api, "try", true, &m)
         .await
         .unwrap();
     assert!(matches!(
-        r.set_weight(route, "smb", 1.0, Actor::Api, "again", &m)
+        r.set_weight(route, "smb", 1.0, Actor::Api, "again", true, &m)
             .await,
         Err(Error::Unchanged { .. })
     ));
     assert!(matches!(
-        r.set_weight(route, "nope", 1.0, Actor::Api, "x", &m).await,
+        r.set_weight(route, "nope", 1.0, Actor::Api, "x", true, &m)
+            .await,
         Err(Error::UnknownSegment { .. })
     ));
     assert!(matches!(
-        r.set_weight(route, "smb", 101.0, Actor::Api, "x", &m).await,
+        r.set_weight(route, "smb", 101.0, Actor::Api, "x", true, &m)
+            .await,
         Err(Error::BadWeight(_))
     ));
 
