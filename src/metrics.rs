@@ -35,6 +35,7 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub limit_rejections: IntCounterVec,
     pub notify_dropped: IntCounter,
+    pub store_bytes: IntGauge,
 }
 
 /// Which limit turned a client (or an admin caller) away: the `limit` label of
@@ -183,6 +184,14 @@ impl Metrics {
         registry
             .register(Box::new(store_queue_depth.clone()))
             .expect("unique metric");
+        let store_bytes = IntGauge::new(
+            "store_bytes",
+            "Size of the SQLite store: used pages of the main file plus the WAL.",
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(store_bytes.clone()))
+            .expect("unique metric");
         Metrics {
             registry,
             requests,
@@ -200,6 +209,7 @@ impl Metrics {
             config_reloads,
             limit_rejections,
             notify_dropped,
+            store_bytes,
         }
     }
 

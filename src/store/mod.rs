@@ -11,6 +11,7 @@
 //! WAL lets run beside the writer.
 
 pub mod events;
+pub mod policy;
 pub mod read;
 pub mod redact;
 pub mod schema;
