@@ -80,7 +80,7 @@ fn bench(c: &mut Criterion) {
         queue_capacity: 4 * ROWS,
         batch_size: 256,
         flush_interval: Duration::from_millis(50),
-        bodies: crate::config::Bodies::All,
+        bodies: understudy::config::Bodies::All,
         request_bodies: true,
         max_bytes: None,
     };
