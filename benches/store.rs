@@ -80,6 +80,9 @@ fn bench(c: &mut Criterion) {
         queue_capacity: 4 * ROWS,
         batch_size: 256,
         flush_interval: Duration::from_millis(50),
+        bodies: understudy::config::Bodies::All,
+        request_bodies: true,
+        max_bytes: None,
     };
     let metrics = Metrics::new();
     let store = Store::open(&cfg, metrics.clone()).expect("open store");

@@ -40,6 +40,7 @@ pub struct Metrics {
     pub ttft: HistogramVec,
     pub text_stages: IntCounterVec,
     pub notify_dropped: IntCounter,
+    pub store_bytes: IntGauge,
 }
 
 /// The `kind` label of `understudy_tokens_total`.
@@ -264,6 +265,14 @@ impl Metrics {
         registry
             .register(Box::new(store_queue_depth.clone()))
             .expect("unique metric");
+        let store_bytes = IntGauge::new(
+            "store_bytes",
+            "Size of the SQLite store: used pages of the main file plus the WAL.",
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(store_bytes.clone()))
+            .expect("unique metric");
         Metrics {
             registry,
             requests,
@@ -285,6 +294,7 @@ impl Metrics {
             ttft,
             text_stages,
             notify_dropped,
+            store_bytes,
         }
     }
 

@@ -16,9 +16,13 @@ const PROTOCOLS: [Protocol; 4] = [
 fuzz_target!(|data: &[u8]| {
     let Some((&split, body)) = data.split_first() else { return };
     for protocol in PROTOCOLS {
-        let whole = decode(protocol, Some("text/event-stream"), body);
+        // `decode` lets the body pick JSON or a stream; both paths run.
+        let _sniffed = decode(protocol, Some("text/event-stream"), body);
         let _json = decode(protocol, Some("application/json"), body);
-        // The same stream, pushed in pieces of `split + 1` bytes.
+        // As a stream: pushed whole, and in pieces of `split + 1` bytes.
+        let mut decoder = StreamDecoder::new(protocol);
+        let _progress = decoder.push(body);
+        let whole = decoder.finish();
         let mut decoder = StreamDecoder::new(protocol);
         for chunk in body.chunks(usize::from(split) + 1) {
             let _progress = decoder.push(chunk);

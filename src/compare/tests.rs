@@ -336,3 +336,20 @@ fn unordered_matching_has_a_bounded_cost() {
     other[19_999] = 7;
     assert!(!run(&mode, &array(&big), &array(&other)).is_match());
 }
+
+/// Issue 10, found by `cargo fuzz run json_compare`: serde_json's default
+/// float parsing is best-effort, so `20E200` and `2e201` (one number, two
+/// spellings) could parse 1 ULP apart and mismatch with no tolerance. With
+/// `float_roundtrip` every spelling of a number parses to the same f64.
+#[test]
+fn one_number_spelt_two_ways_matches() {
+    for (a, b) in [
+        ("20E200", "2e201"),
+        (r#"{"x": 20E200}"#, r#"{"x": 2e201}"#),
+        ("0.1", "1e-1"),
+        ("123456789012345678e-20", "1.23456789012345678e-3"),
+    ] {
+        let out = run(&json_default(), a, b);
+        assert!(out.is_match(), "{a} vs {b}: {out:?}");
+    }
+}

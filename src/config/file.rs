@@ -211,6 +211,23 @@ pub struct StoreFile {
     pub batch_size: Spanned<usize>,
     /// Longest wait before a partial batch is written. Default `"100ms"`.
     pub flush_interval: Spanned<String>,
+    /// Which answers keep their bodies: `"all"`, `"mismatches"` (rows whose
+    /// verdict is not `match`) or `"none"`. Default `"all"`.
+    pub bodies: BodiesFile,
+    /// Keep request bodies (replay needs them). Default `true`.
+    pub request_bodies: bool,
+    /// Size cap of the database (main file and WAL), e.g. `"10 GiB"`; above
+    /// it the oldest rows are deleted. Default: none.
+    pub max_bytes: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BodiesFile {
+    #[default]
+    All,
+    Mismatches,
+    None,
 }
 
 impl Default for StoreFile {
@@ -225,6 +242,9 @@ impl Default for StoreFile {
             queue_capacity: unspanned(65536),
             batch_size: unspanned(1024),
             flush_interval: text("100ms"),
+            bodies: BodiesFile::All,
+            request_bodies: true,
+            max_bytes: None,
         }
     }
 }

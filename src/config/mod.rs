@@ -116,6 +116,19 @@ pub struct Store {
     pub queue_capacity: usize,
     pub batch_size: usize,
     pub flush_interval: Duration,
+    /// Which answers keep their bodies.
+    pub bodies: Bodies,
+    pub request_bodies: bool,
+    /// Cap of the main file plus the WAL, in bytes; `None` unbounded.
+    pub max_bytes: Option<u64>,
+}
+
+/// `store.bodies`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bodies {
+    All,
+    Mismatches,
+    None,
 }
 
 #[derive(Debug, Clone)]

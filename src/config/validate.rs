@@ -281,5 +281,25 @@ fn store(c: &mut Checker<'_>, f: &StoreFile) -> Store {
         queue_capacity: c.nonzero("store.queue_capacity", &f.queue_capacity),
         batch_size: c.nonzero("store.batch_size", &f.batch_size),
         flush_interval: c.timeout("store.flush_interval", &f.flush_interval),
+        bodies: match f.bodies {
+            super::file::BodiesFile::All => super::Bodies::All,
+            super::file::BodiesFile::Mismatches => super::Bodies::Mismatches,
+            super::file::BodiesFile::None => super::Bodies::None,
+        },
+        request_bodies: f.request_bodies,
+        max_bytes: f.max_bytes.as_ref().and_then(|m| {
+            match m.get_ref().trim().parse::<bytesize::ByteSize>() {
+                Ok(size) if size.as_u64() >= 1024 * 1024 => Some(size.as_u64()),
+                Ok(_) => {
+                    c.issue(m.span(), "store.max_bytes", "must be at least 1 MiB");
+                    None
+                }
+                Err(e) => {
+                    let msg = format!("{:?} is not a size such as \"10 GiB\": {e}", m.get_ref());
+                    c.issue(m.span(), "store.max_bytes", msg);
+                    None
+                }
+            }
+        }),
     }
 }

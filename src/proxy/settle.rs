@@ -173,6 +173,7 @@ impl Settle {
             rec.candidate_error = c.error;
         }
         rt.redactor.apply(&mut rec);
+        crate::store::policy::apply(&rt.config.store, &mut rec);
         proxy.store.record(rec);
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod columns;
 pub mod events;
+pub mod policy;
 pub mod read;
 pub mod redact;
 pub mod schema;

@@ -16,7 +16,8 @@ PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA busy_timeout = 5000;
 PRAGMA foreign_keys = ON;
-PRAGMA cache_size = -16384;";
+PRAGMA cache_size = -16384;
+PRAGMA journal_size_limit = 67108864;";
 
 /// Each entry moves the schema from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[

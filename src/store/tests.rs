@@ -22,6 +22,9 @@ fn config(path: &Path) -> crate::config::Store {
         queue_capacity: 10_000,
         batch_size: 64,
         flush_interval: Duration::from_millis(50),
+        bodies: crate::config::Bodies::All,
+        request_bodies: true,
+        max_bytes: None,
     }
 }
 
@@ -541,4 +544,58 @@ fn the_database_file_and_its_wal_are_created_0600() {
     std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o640)).unwrap();
     Store::open(&config(&kept), Metrics::new()).unwrap().close();
     assert_eq!(mode(&kept), 0o640);
+}
+
+#[tokio::test]
+async fn over_max_bytes_the_oldest_rows_go_first_and_the_gauge_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&db(&dir));
+    cfg.max_bytes = Some(4 * 1024 * 1024);
+    cfg.batch_size = 256;
+    let metrics = Metrics::new();
+    let store = Store::open(&cfg, metrics.clone()).unwrap();
+    // 3,000 rows of about 12 KiB: some 36 MiB offered to a 4 MiB store.
+    let body = Bytes::from(vec![b'x'; 12 * 1024]);
+    for i in 0..3000 {
+        let mut r = rec(i);
+        r.ts_ms = 1_000_000 + i as i64; // oldest first
+        r.incumbent_body = Some(body.clone());
+        store.record(r);
+        if i % 500 == 499 {
+            store.flush().await;
+        }
+    }
+    store.flush().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let bytes = || metrics.store_bytes.get() as u64;
+    let conn = read::open_ro(&db(&dir)).unwrap();
+    let count = || -> i64 {
+        conn.query_row("SELECT count(*) FROM exchanges", [], |r| r.get(0))
+            .unwrap()
+    };
+    // Deleted down to the cap (the gauge is set each second; a chunk of
+    // 500 rows may take it a little below).
+    while !(count() < 3000 && bytes() <= 5 * 1024 * 1024 && bytes() > 1024 * 1024) {
+        assert!(
+            Instant::now() < deadline,
+            "still {} bytes, {} rows",
+            bytes(),
+            count()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (n, oldest, newest): (i64, String, String) = conn
+        .query_row(
+            "SELECT count(*), min(id), max(id) FROM exchanges",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert!(n > 0 && n < 3000, "{n} rows kept");
+    assert_eq!(newest, "ex-002999", "the newest rows stay");
+    assert!(
+        oldest.as_str() > "ex-000000",
+        "the oldest went first: {oldest}"
+    );
+    store.close_async().await;
 }

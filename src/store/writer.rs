@@ -54,6 +54,21 @@ const PURGE: &str = "DELETE FROM exchanges WHERE rowid IN
     (SELECT rowid FROM exchanges WHERE ts < ?1 LIMIT ?2)";
 
 const PURGE_SKIPS: &str = "DELETE FROM mirror_skips WHERE minute < ?1";
+const PURGE_FEEDBACK: &str = "DELETE FROM feedback WHERE ts < ?1";
+const PURGE_NOISE: &str = "DELETE FROM noise WHERE last_ts < ?1";
+
+/// Over `store.max_bytes`, the oldest exchanges go this many at a time, one
+/// short transaction each, between batches.
+const SHRINK_CHUNK: i64 = 500;
+const SHRINK: &str = "DELETE FROM exchanges WHERE rowid IN
+    (SELECT rowid FROM exchanges ORDER BY ts LIMIT ?1)";
+/// The WAL's bound under a size cap: a quarter of it, at most 64 MiB.
+pub fn wal_limit(max_bytes: u64) -> u64 {
+    (max_bytes / 4).min(64 * 1024 * 1024)
+}
+
+/// How often the size is looked at (and the `store_bytes` gauge set).
+const SIZE_EVERY: Duration = Duration::from_secs(1);
 
 /// Inserts `rows` and adds `skips` to `mirror_skips` in one transaction,
 /// through cached prepared statements. This is the writer's whole write path;
@@ -180,6 +195,8 @@ pub(crate) struct Writer {
     skips: Arc<Tally>,
     metrics: Metrics,
     health: Arc<super::Health>,
+    /// `store.max_bytes`: the main file's used pages plus the WAL.
+    max_bytes: Option<u64>,
 }
 
 impl Writer {
@@ -190,10 +207,18 @@ impl Writer {
         metrics: Metrics,
         health: Arc<super::Health>,
     ) -> Writer {
+        if let Some(max) = cfg.max_bytes {
+            // The WAL is cut back to this after each checkpoint.
+            let limit = i64::try_from(wal_limit(max)).unwrap_or(i64::MAX);
+            if let Err(error) = conn.pragma_update(None, "journal_size_limit", limit) {
+                tracing::warn!(%error, "Could not bound the WAL");
+            }
+        }
         Writer {
             conn,
             skips,
             health,
+            max_bytes: cfg.max_bytes,
             path: cfg.path.clone(),
             batch_size: cfg.batch_size.max(1),
             flush_interval: cfg.flush_interval,
@@ -208,6 +233,8 @@ impl Writer {
         let mut batch_started = Instant::now();
         let mut next_purge = Instant::now();
         let mut purging = false;
+        let mut next_size = Instant::now();
+        let mut shrinking = false;
         loop {
             let now = Instant::now();
             if purging || now >= next_purge {
@@ -216,6 +243,11 @@ impl Writer {
                     next_purge = Instant::now() + RETENTION_EVERY;
                 }
             }
+            if shrinking || now >= next_size {
+                shrinking = self.shrink_chunk();
+                next_size = Instant::now() + SIZE_EVERY;
+            }
+            let purging = purging || shrinking;
             let wait = if purging {
                 // More to delete: only look at the queue between chunks.
                 Duration::ZERO
@@ -338,6 +370,75 @@ impl Writer {
         batch.clear();
     }
 
+    /// Measures the database (used pages of the main file plus the WAL), sets
+    /// the `store_bytes` gauge, and when the rows are over their share of
+    /// `store.max_bytes` deletes one chunk of the oldest exchanges; true when
+    /// they may still be over. The WAL's share is its bound,
+    /// `journal_size_limit` (a quarter of the cap, at most 64 MiB): the WAL
+    /// only shrinks at checkpoints, so rows are held to the rest.
+    fn shrink_chunk(&mut self) -> bool {
+        let Some((used, wal)) = self.size() else {
+            return false;
+        };
+        let total = used.saturating_add(wal);
+        self.metrics
+            .store_bytes
+            .set(i64::try_from(total).unwrap_or(i64::MAX));
+        let Some(max) = self.max_bytes else {
+            return false;
+        };
+        let target = max.saturating_sub(wal_limit(max));
+        if used <= target {
+            return false;
+        }
+        // As many of the oldest rows as the excess takes at the average row
+        // size (rowids grow with time, so their span counts the rows cheaply).
+        let span: Option<(i64, i64)> = self
+            .conn
+            .query_row("SELECT min(rowid), max(rowid) FROM exchanges", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .ok();
+        let rows = match span {
+            Some((lo, hi)) if hi >= lo => u64::try_from(hi - lo + 1).unwrap_or(1),
+            _ => return false,
+        };
+        let per_row = (used / rows).max(1);
+        let chunk = ((used - target).div_ceil(per_row) as i64).clamp(1, SHRINK_CHUNK);
+        match self
+            .conn
+            .prepare_cached(SHRINK)
+            .and_then(|mut stmt| stmt.execute(params![chunk]))
+        {
+            Ok(0) => false,
+            Ok(_) => {
+                // Free pages are reused by the next rows; the WAL is cut back
+                // to `journal_size_limit` once checkpointed.
+                let _checkpointed = self.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);");
+                true
+            }
+            Err(error) => {
+                tracing::error!(path = %self.path.display(), %error, "Deleting the oldest rows failed");
+                false
+            }
+        }
+    }
+
+    /// Used pages of the database and the WAL's size, in bytes.
+    fn size(&self) -> Option<(u64, u64)> {
+        let pragma = |name: &str| -> Option<u64> {
+            self.conn
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+                .ok()
+                .and_then(|v| u64::try_from(v).ok())
+        };
+        let used = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let wal = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        Some((used * pragma("page_size")?, wal))
+    }
+
     /// Inserts each row on its own: (written, failed, last error).
     fn one_by_one(&self, batch: &[Record]) -> (u64, u64, Option<rusqlite::Error>) {
         let (mut written, mut failed, mut last) = (0, 0, None);
@@ -360,8 +461,14 @@ impl Writer {
         }
         let keep = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
         let cutoff = now_ms().saturating_sub(keep);
-        if let Err(error) = self.conn.execute(PURGE_SKIPS, params![cutoff]) {
-            tracing::error!(path = %self.path.display(), %error, "Retention delete of skip counts failed");
+        for (sql, what) in [
+            (PURGE_SKIPS, "skip counts"),
+            (PURGE_FEEDBACK, "feedback"),
+            (PURGE_NOISE, "noise pointers"),
+        ] {
+            if let Err(error) = self.conn.execute(sql, params![cutoff]) {
+                tracing::error!(path = %self.path.display(), %error, "Retention delete of {what} failed");
+            }
         }
         let deleted = self
             .conn

@@ -94,3 +94,40 @@ async fn segments_are_stored_raw_and_labelled_bounded_in_metrics() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+#[tokio::test]
+async fn the_report_is_the_same_whatever_bodies_are_kept() {
+    let incumbent = upstream().json(r#"{"score":1}"#).spawn().await;
+    let candidate = upstream().json(r#"{"score":2}"#).spawn().await;
+    let mut lines = Vec::new();
+    for policy in ["all", "mismatches", "none"] {
+        let routes = route("r", "/", &incumbent.url(), &candidate.url(), "");
+        let store = format!("bodies = \"{policy}\"\nrequest_bodies = false");
+        let mut p = proxy_with(&store, &routes).await;
+        for i in 0..20 {
+            let (status, _, _) = get(&p.url(&format!("/x/{i}"))).await;
+            assert_eq!(status, 200);
+        }
+        p.stop().await;
+        let conn = rusqlite::Connection::open(&p.db).unwrap();
+        let (bodies, verdicts): (i64, i64) = conn
+            .query_row(
+                "SELECT count(incumbent_body) + count(candidate_body) + count(request_body),
+                        count(verdict) FROM exchanges",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        // Every answer disagrees (/score), so "mismatches" keeps both bodies.
+        let expected = if policy == "none" { 0 } else { 40 };
+        assert_eq!((bodies, verdicts), (expected, 20), "{policy}");
+        let opts = understudy::report::ReportOptions {
+            dbs: vec![p.db.clone()],
+            ..Default::default()
+        };
+        let r = understudy::report::build(&opts).unwrap();
+        let l = &r.lines[0];
+        lines.push((l.samples, l.mismatches, l.top_diffs.clone()));
+    }
+    assert!(lines.windows(2).all(|w| w[0] == w[1]), "{lines:?}");
+}
