@@ -32,6 +32,7 @@ pub mod observation;
 pub mod pointer;
 pub mod proxy;
 pub mod query;
+pub mod replay;
 pub mod report;
 pub mod rollout;
 pub mod route;

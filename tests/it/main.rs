@@ -18,6 +18,7 @@ mod notify;
 mod onepath;
 mod paths;
 mod proxy;
+mod replay;
 mod report;
 mod rollout;
 mod shutdown;
