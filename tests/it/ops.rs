@@ -261,7 +261,7 @@ fn the_manifest_check_catches_what_does_not_agree() {
         // The database elsewhere than the volume.
         (
             "path = \"/var/lib/understudy/understudy.db\"",
-            "path = \"/tmp/understudy.db\"",
+            "path = \"/srv/understudy.db\"",
             "store.path",
         ),
         // The admin port in the Service.
