@@ -11,8 +11,20 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "understudy", version, about, propagate_version = true)]
 pub struct Cli {
+    /// How log lines on stderr are written: `plain` text, or `json` (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The `--log-format` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    Plain,
+    /// One JSON object per line, with the span fields (an exchange's `exchange_id`).
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,6 +16,7 @@ mod limits;
 mod mirror;
 mod notify;
 mod onepath;
+mod ops;
 mod paths;
 mod proxy;
 mod replay;
