@@ -164,12 +164,11 @@ fn candidate_client(opts: &Options) -> (Client, http::uri::PathAndQuery) {
     (Client::new(&upstream, "candidate", &tls), base)
 }
 
-/// The exchanges to replay, oldest first; why the others cannot be; how
-/// many were replayed under this label already.
-fn select(
-    conn: &Connection,
-    opts: &Options,
-) -> rusqlite::Result<(Vec<Logged>, Vec<(String, u64)>, u64)> {
+/// The exchanges to replay, oldest first; why the others cannot be (with
+/// counts); how many were replayed under this label already.
+type Selected = (Vec<Logged>, Vec<(String, u64)>, u64);
+
+fn select(conn: &Connection, opts: &Options) -> rusqlite::Result<Selected> {
     let since = opts
         .since
         .map_or(i64::MIN, |d| store::now_ms() - d.as_millis() as i64);
