@@ -11,8 +11,20 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "understudy", version, about, propagate_version = true)]
 pub struct Cli {
+    /// How log lines on stderr are written: `plain` text, or `json` (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The `--log-format` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    Plain,
+    /// One JSON object per line, with the span fields (an exchange's `exchange_id`).
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +72,40 @@ pub enum Command {
         /// Write to this file instead of stdout.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Report a replay (`understudy replay --label L`) instead of live traffic.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Re-send logged requests of a route to a new candidate and compare its
+    /// answers with the stored incumbent answers (table `replays`, `report --label`).
+    Replay {
+        /// The config (the route's compare settings, mirror.set_headers).
+        #[arg(short, long, default_value = "proxy.toml")]
+        config: PathBuf,
+        /// The database holding the logged exchanges (default: the config's store.path).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        #[arg(long)]
+        route: String,
+        /// The new candidate's base URL.
+        #[arg(long)]
+        candidate: String,
+        /// The name the results are kept under; a second run resumes.
+        #[arg(long)]
+        label: String,
+        /// Only exchanges newer than this (e.g. 24h).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        #[arg(long)]
+        segment: Option<String>,
+        /// Requests per second.
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Per-request timeout.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+        timeout: std::time::Duration,
     },
     /// One exchange: the request and both answers side by side, differing fields marked.
     Show {
@@ -215,6 +261,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             by,
             format,
             output,
+            label,
         } => {
             let (dbs, config) = resolve_dbs(&db)?;
             let guards = config
@@ -230,8 +277,59 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 by,
                 format,
                 guards,
+                label,
             };
             write_to(output.as_deref(), |out| Ok(crate::report::run(&opts, out)?))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay {
+            config,
+            db,
+            route,
+            candidate,
+            label,
+            since,
+            segment,
+            rate,
+            concurrency,
+            timeout,
+        } => {
+            let config = load(&config)?;
+            let candidate: http::Uri = candidate
+                .parse()
+                .map_err(|e| UserError(format!("--candidate {candidate:?}: {e}")))?;
+            let opts = crate::replay::Options {
+                db: db.unwrap_or_else(|| config.store.path.clone()),
+                route,
+                candidate,
+                label,
+                since,
+                segment,
+                rate,
+                concurrency,
+                timeout,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            let rt = tokio_runtime()?;
+            let summary = rt.block_on(crate::replay::run(&config, &opts))?;
+            println!(
+                "replayed {} exchange(s) under {:?}{}{}",
+                summary.replayed,
+                opts.label,
+                if summary.already > 0 {
+                    format!("; {} already replayed (skipped)", summary.already)
+                } else {
+                    String::new()
+                },
+                if summary.interrupted {
+                    "; interrupted"
+                } else {
+                    ""
+                }
+            );
+            for (why, n) in &summary.not_replayable {
+                println!("not replayable: {n}: {why}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { id, db, width } => {
@@ -264,6 +362,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     crate::store::now_ms().saturating_sub(ago)
                 }),
                 verdict,
+                label: None,
             };
             write_to(output.as_deref(), |out| {
                 crate::export::jsonl(&dbs, &filter, out)?;

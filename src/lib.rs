@@ -37,6 +37,7 @@ pub mod pointer;
 pub mod proxy;
 pub mod query;
 pub mod reading;
+pub mod replay;
 pub mod report;
 pub mod rollout;
 pub mod route;

@@ -12,12 +12,16 @@ fn main() -> ExitCode {
         understudy::cli::Command::Demo { .. } => "error",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        understudy::cli::LogFormat::Plain => logs.init(),
+        // The current span's fields (an exchange's id) go on every line about it.
+        understudy::cli::LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
     match understudy::cli::run(cli) {
         Ok(code) => code,
         Err(e) if understudy::cli::is_broken_pipe(&e) => ExitCode::SUCCESS,

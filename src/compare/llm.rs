@@ -141,6 +141,44 @@ pub fn decided(stage: TextStage, agree: bool, score: Option<f64>) -> Outcome {
     out
 }
 
+/// The verdict from two decoded answers without calling out: the stages
+/// that need a call (`embedding`, `judge`) make the pair `skipped` when they
+/// are reached. For `replay`, which has no judge or embeddings client.
+pub fn decide_offline(
+    spec: &LlmCompare,
+    incumbent: Result<&Completion, &DecodeError>,
+    candidate: Result<&Completion, &DecodeError>,
+) -> Outcome {
+    let (a, b) = match structure(spec, incumbent, candidate) {
+        Step::Done(outcome) => return outcome,
+        Step::Texts {
+            incumbent,
+            candidate,
+        } => (incumbent, candidate),
+    };
+    let stages = spec.text.len();
+    for (i, &stage) in spec.text.iter().enumerate() {
+        let last = i + 1 == stages;
+        let (score, call) = match stage {
+            TextStage::Exact => (None, exact(a, b, last)),
+            TextStage::Similarity => {
+                let (score, call) = similarity(spec, a, b, last);
+                (Some(score), call)
+            }
+            TextStage::Embedding | TextStage::Judge => {
+                let note = format!("text stage {} is not run offline", stage.as_str());
+                return Outcome::noted(Verdict::Skipped, note);
+            }
+        };
+        match call {
+            Call::Agree => return decided(stage, true, score),
+            Call::Disagree => return decided(stage, false, score),
+            Call::Undecided => {}
+        }
+    }
+    Outcome::noted(Verdict::Skipped, "no text stage decided")
+}
+
 /// Cosine similarity of two vectors; `None` when they cannot be compared
 /// (different lengths, empty, zero or not finite).
 pub fn cosine(a: &[f64], b: &[f64]) -> Option<f64> {
@@ -261,6 +299,22 @@ mod tests {
             panic!()
         };
         assert_eq!(out.verdict, Verdict::CandidateError);
+    }
+
+    #[test]
+    fn offline_runs_the_stages_that_need_no_call() {
+        let mut s = spec(JsonCompare::default());
+        s.text = vec![TextStage::Similarity, TextStage::Judge];
+        let a = completion("the weather in paris is mild", &[]);
+        let same = decide_offline(&s, Ok(&a), Ok(&a));
+        assert_eq!(
+            (same.verdict, same.decided_by),
+            (Verdict::Match, Some(TextStage::Similarity))
+        );
+        let other = completion("the weather in lyon is mild", &[]);
+        let pending = decide_offline(&s, Ok(&a), Ok(&other));
+        assert_eq!(pending.verdict, Verdict::Skipped, "{pending:?}");
+        assert!(pending.note.unwrap().contains("judge"));
     }
 
     #[test]

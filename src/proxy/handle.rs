@@ -26,6 +26,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 /// Handles one client request. Always answers; errors become short plain-text bodies.
 pub async fn handle(
@@ -196,6 +197,10 @@ impl Reporter {
         other: Other,
     ) -> Reporter {
         let (tx, served) = oneshot::channel();
+        // Every line logged while the exchange settles (a guard breach, a
+        // mirror target going down) carries its id. At error level so the
+        // span is on whenever any line is; off (and free) when logs are off.
+        let span = tracing::error_span!("exchange", exchange_id = %exchange.id);
         // Boxed: the settle future is large, and a box is cheaper to move into
         // (and around inside) a task than the whole state machine.
         proxy.tasks.spawn(Box::pin(
@@ -207,7 +212,8 @@ impl Reporter {
                 other,
                 served,
             }
-            .run(),
+            .run()
+            .instrument(span),
         ));
         Reporter::Settle(tx)
     }

@@ -89,6 +89,8 @@ pub struct ReportOptions {
     pub format: Format,
     /// Guard settings per route (from the config); others get the defaults.
     pub guards: BTreeMap<String, crate::config::Guard>,
+    /// Report a replay (`understudy replay --label`) instead of live traffic.
+    pub label: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +154,7 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
         segment: opts.segment.clone(),
         since_ms,
         verdict: None,
+        label: opts.label.clone(),
     };
     let bucket = read::time_range(&opts.dbs, since_ms)?
         .map_or(read::HOUR_MS, |(a, b)| read::series_bucket(a, b));

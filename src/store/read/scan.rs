@@ -22,6 +22,8 @@ pub struct Filter {
     pub since_ms: Option<i64>,
     /// Only this verdict (export).
     pub verdict: Option<String>,
+    /// A replay's results (`replays` under this label) instead of live traffic.
+    pub label: Option<String>,
 }
 
 /// Counts, latencies, diffs and skips of one route and segment (and period,
@@ -124,6 +126,15 @@ const SCAN: &str = "SELECT route, segment, ts, verdict, incumbent_ms, candidate_
     WHERE ts >= ?1 AND (?2 IS NULL OR route = ?2) AND (?3 IS NULL OR segment = ?3)
     ORDER BY route, segment, ts";
 
+/// A replay's rows in the same shape: its verdicts and candidate latencies
+/// beside the logged exchange's route, time and incumbent latency.
+const SCAN_REPLAY: &str = "SELECT e.route, r.segment, e.ts, r.verdict, e.incumbent_ms,
+        r.candidate_ms, NULL, NULL, r.diff
+    FROM replays r JOIN exchanges e ON e.id = r.exchange_id
+    WHERE r.label = ?4 AND e.ts >= ?1 AND (?2 IS NULL OR e.route = ?2)
+        AND (?3 IS NULL OR r.segment = ?3)
+    ORDER BY e.route, r.segment, e.ts";
+
 type Key = (String, String, Option<i64>);
 
 /// One pass over every file in `paths`; groups by route and segment, and by
@@ -139,14 +150,17 @@ pub fn scan(
     let mut out = Scan::default();
     for path in paths {
         let conn = open_ro(path)?;
-        let mut stmt = conn.prepare(SCAN).map_err(Error::sqlite(path))?;
-        let mut rows = stmt
-            .query(params![
-                filter.since_ms.unwrap_or(i64::MIN),
-                filter.route,
-                filter.segment
-            ])
-            .map_err(Error::sqlite(path))?;
+        let (sql, label) = match &filter.label {
+            Some(l) => (SCAN_REPLAY, l.as_str()),
+            None => (SCAN, ""),
+        };
+        let mut stmt = conn.prepare(sql).map_err(Error::sqlite(path))?;
+        let since = filter.since_ms.unwrap_or(i64::MIN);
+        let mut rows = match &filter.label {
+            Some(_) => stmt.query(params![since, filter.route, filter.segment, label]),
+            None => stmt.query(params![since, filter.route, filter.segment]),
+        }
+        .map_err(Error::sqlite(path))?;
         let mut state = State {
             period_ms,
             series_ms: series_ms.max(1),
@@ -159,6 +173,9 @@ pub fn scan(
                 .map_err(Error::sqlite(path))?;
         }
         state.finish(&mut merged, &mut out);
+        if filter.label.is_some() {
+            continue; // a replay skips nothing
+        }
         add_skips(
             &conn,
             filter,
