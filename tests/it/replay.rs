@@ -97,3 +97,75 @@ async fn a_replay_shows_per_segment_what_a_new_candidate_would_do() {
     .unwrap();
     assert!(live.lines.iter().all(|l| l.matches == 0));
 }
+
+/// Issue 14's measurement: 100,000 logged exchanges replayed with no rate
+/// limit to a loopback candidate: Understudy's own CPU per exchange.
+/// `cargo test --release --test it -- --ignored replay_overhead --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run in release"]
+async fn replay_overhead() {
+    const N: usize = 100_000;
+    let candidate = upstream().json(r#"{"score":1}"#).spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = route("r", "/", "http://127.0.0.1:9", &candidate.url(), "");
+    let text = config_text(dir.path(), "[store]\n", &routes);
+    let config = understudy::config::parse(&text).unwrap();
+    {
+        let store =
+            understudy::store::Store::open(&config.store, understudy::metrics::Metrics::new())
+                .unwrap();
+        for i in 0..N {
+            store.record(understudy::store::Record {
+                id: format!("ex-{i:08}"),
+                ts_ms: 1_000_000 + i as i64,
+                route: "r".into(),
+                segment: "default".into(),
+                served_by: "incumbent",
+                method: "GET".into(),
+                path: format!("/score/{i}"),
+                request_headers: "{}".into(),
+                verdict: "match",
+                diff: "[]".into(),
+                incumbent_status: Some(200),
+                incumbent_body: Some(Bytes::from_static(br#"{"score":1}"#)),
+                ..Default::default()
+            });
+            if i % 10_000 == 9_999 {
+                store.flush().await;
+            }
+        }
+        store.flush().await;
+    }
+    let cpu = || {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let f: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / 100.0
+    };
+    let opts = understudy::replay::Options {
+        db: config.store.path.clone(),
+        route: "r".into(),
+        candidate: candidate.url().parse().unwrap(),
+        label: "load".into(),
+        since: None,
+        segment: None,
+        rate: 1e9,
+        concurrency: 32,
+        timeout: Duration::from_secs(5),
+        progress: false,
+    };
+    let (t0, c0) = (Instant::now(), cpu());
+    let s = understudy::replay::run(&config, &opts).await.unwrap();
+    let (wall, used) = (t0.elapsed().as_secs_f64(), cpu() - c0);
+    assert_eq!(s.replayed, N as u64);
+    println!(
+        "replay of {N}: {:.0} exchanges/s unthrottled, {:.0} µs of CPU per exchange \
+         (the whole process: replay, loopback candidate, SQLite)",
+        N as f64 / wall,
+        used * 1e6 / N as f64
+    );
+}

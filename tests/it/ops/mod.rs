@@ -5,6 +5,7 @@
 use crate::support::*;
 use std::path::{Path, PathBuf};
 
+mod container;
 mod dashboards;
 mod kubernetes;
 mod logs;
