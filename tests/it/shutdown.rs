@@ -14,48 +14,15 @@ async fn n_requests_then_sigterm_gives_exactly_n_rows() {
         .spawn()
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("proxy.toml");
-    let text = config_text(
-        dir.path(),
-        "",
-        &route("r", "/", &incumbent.url(), &candidate.url(), ""),
-    );
-    std::fs::write(&config, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_understudy"))
-        .args(["serve", "-c"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The listening line names the bound address (port 0 was asked for).
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut addr = None;
-    let mut line = String::new();
-    while addr.is_none() && stderr.read_line(&mut line).unwrap() > 0 {
-        if let Some(rest) = line.split("addr=").nth(1) {
-            addr = rest.split_whitespace().next().map(str::to_string);
-        }
-        line.clear();
-    }
-    let addr = addr.expect("the proxy logs its address");
+    let routes = route("r", "/", &incumbent.url(), &candidate.url(), "");
+    let (child, addr, _) = spawn_binary(dir.path(), &routes);
     let n = 50;
     for i in 0..n {
         let (status, _, _) = get(&format!("http://{addr}/item/{i}")).await;
         assert_eq!(status, 200);
     }
     // Mirrors are still in flight (the candidate takes 200 ms): stop now.
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(terminate(child).await, Some(0));
     let rows = rows(&dir.path().join("understudy.db"));
     assert_eq!(rows.len(), n);
     assert!(
@@ -166,16 +133,13 @@ async fn sigterm_under_load_drops_no_request_and_writes_every_row() {
         .await;
     let dir = tempfile::tempdir().unwrap();
     let routes = route("r", "/", &incumbent.url(), &candidate.url(), "");
-    let (mut child, addr, _) = spawn_binary(dir.path(), &routes);
+    let (child, addr, _) = spawn_binary(dir.path(), &routes);
     let clients = load(addr, 16);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    signal(&child, "-TERM");
+    // Sent now (a spawned task), while the clients keep sending.
+    let stopped = tokio::spawn(terminate(child));
     let (answered, lost) = clients.await.unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(stopped.await.unwrap(), Some(0));
     assert!(answered > 50, "the load ran: {answered}");
     assert_eq!(lost, 0, "requests accepted and not answered");
     let rows = rows(&dir.path().join("understudy.db"));
@@ -224,12 +188,7 @@ async fn kill_9_under_load_leaves_a_sound_file_with_every_reported_row() {
     );
     drop(conn);
     // And it starts again on the same file, and serves.
-    let (mut again, addr, _) = spawn_binary(dir.path(), &routes);
+    let (again, addr, _) = spawn_binary(dir.path(), &routes);
     assert_eq!(one(&addr, 0).await, Some(true));
-    signal(&again, "-TERM");
-    let status = tokio::task::spawn_blocking(move || again.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(terminate(again).await, Some(0));
 }

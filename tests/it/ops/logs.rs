@@ -77,16 +77,7 @@ guard = { min_samples = 20 }
             break;
         }
     }
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(terminate(child).await, Some(0));
     reader.join().unwrap();
     lines.extend(rx.try_iter());
     lines

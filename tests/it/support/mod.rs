@@ -421,6 +421,21 @@ pub fn route(name: &str, prefix: &str, incumbent: &str, candidate: &str, extra: 
     )
 }
 
+/// Sends SIGTERM to a proxy started as a process and waits for it: its exit
+/// code (`None` when a signal ended it).
+pub async fn terminate(mut child: std::process::Child) -> Option<i32> {
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap()
+        .code()
+}
+
 /// The value of one series in Prometheus text (`name{labels}` exactly as
 /// exposed, labels sorted), 0 when it is absent.
 pub fn metric(text: &str, series: &str) -> f64 {
