@@ -165,20 +165,20 @@ fn judge(route: &Route, before: Option<&Judge>) -> Option<Judge> {
         Compare::Llm(l) => l.judge.as_ref()?,
         _ => return None,
     };
-    let (upstream, path) = endpoint(&cfg.url, cfg.timeout);
+    let (upstream, path) = Upstream::endpoint(&cfg.url, cfg.timeout);
     Some(Judge {
         client: client(route, before.map(|b| &b.client), &upstream, "judge"),
-        path,
+        path: Some(path),
         permits: limit(before.map(|b| &b.permits), cfg.max_in_flight),
     })
 }
 
 fn embedder(route: &Route, before: Option<&Embedder>) -> Option<Embedder> {
     let cfg = route.llm()?.embedding.as_ref()?;
-    let (upstream, path) = endpoint(&cfg.url, cfg.timeout);
+    let (upstream, path) = Upstream::endpoint(&cfg.url, cfg.timeout);
     Some(Embedder {
         client: client(route, before.map(|b| &b.client), &upstream, "embedding"),
-        path,
+        path: Some(path),
         permits: limit(before.map(|b| &b.permits), cfg.max_in_flight),
     })
 }
@@ -197,21 +197,6 @@ fn spend(route: &Route, store: &std::path::Path) -> Arc<crate::spend::Spend> {
             0.0
         });
     Arc::new(Spend::seeded(spent, Some(budget), now))
-}
-
-/// An endpoint URL as an upstream (scheme and authority) and its path.
-fn endpoint(url: &http::Uri, timeout: std::time::Duration) -> (Upstream, Option<PathAndQuery>) {
-    let mut parts = url.clone().into_parts();
-    let path = parts.path_and_query.replace(PathAndQuery::from_static("/"));
-    let upstream = Upstream {
-        uri: http::Uri::from_parts(parts).unwrap_or_default(),
-        base_path: String::new(),
-        connect_timeout: timeout,
-        timeout,
-        http2: false,
-        tls_ca: None,
-    };
-    (upstream, path)
 }
 
 /// The route's noise learner: kept across reloads while its settings are the

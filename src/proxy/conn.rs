@@ -113,7 +113,7 @@ pub async fn watchdog(activity: Arc<Activity>, clock: Clock) -> Rejected {
             (since.saturating_add(ms(clock.idle_timeout)), Rejected::Idle)
         };
         let now = a.now_ms();
-        if now >= deadline && state_unchanged(a, broken) {
+        if now >= deadline {
             return broken;
         }
         // The state may change while this sleeps (the first head arrives and
@@ -121,15 +121,6 @@ pub async fn watchdog(activity: Arc<Activity>, clock: Clock) -> Rejected {
         let step = clock.idle_timeout.min(clock.header_read_timeout);
         let wait = Duration::from_millis(deadline.saturating_sub(now).max(1)).min(step);
         tokio::time::sleep(wait).await;
-    }
-}
-
-/// A breach found by `watchdog` still holds after its sleep: a request in
-/// progress is never cut by the idle rule meant for a connection with none.
-fn state_unchanged(a: &Activity, broken: Rejected) -> bool {
-    match broken {
-        Rejected::HeaderTimeout => a.heads.load(Ordering::Relaxed) == 0,
-        _ => true,
     }
 }
 

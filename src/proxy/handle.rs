@@ -40,17 +40,17 @@ pub async fn handle(
         let path = parts.uri.path().to_string();
         return Error::DotSegment { path }.to_response();
     }
-    let (route, cap, limits) = {
+    let (route, cap, max_headers, body_read_timeout) = {
         let rt = proxy.runtime.now();
-        let listen = &rt.config.listen;
-        let limits = (listen.max_headers, listen.body_read_timeout);
+        let (store, listen) = (&rt.config.store, &rt.config.listen);
+        let route = rt.find(&parts).cloned();
         (
-            rt.find(&parts).cloned(),
-            rt.config.store.max_body_bytes,
-            limits,
+            route,
+            store.max_body_bytes,
+            listen.max_headers,
+            listen.body_read_timeout,
         )
     };
-    let (max_headers, body_read_timeout) = limits;
     // HTTP/1 heads are held to this by hyper; HTTP/2 ones are checked here.
     if parts.headers.len() > max_headers {
         proxy.metrics.record_limit_rejection(Rejected::Headers);
