@@ -41,6 +41,56 @@ pub struct Metrics {
     pub text_stages: IntCounterVec,
     pub notify_dropped: IntCounter,
     pub store_bytes: IntGauge,
+    /// `[fleet]` (SPEC §10).
+    pub fleet: FleetMetrics,
+}
+
+/// The fleet's metrics (registered whether or not `[fleet]` is set, so a
+/// dashboard reads 0 rather than nothing on a single replica).
+#[derive(Clone)]
+pub struct FleetMetrics {
+    /// 1 while this replica reaches PostgreSQL.
+    pub connected: IntGauge,
+    /// 1 on the replica that runs the fleet's guards.
+    pub evaluator: IntGauge,
+    /// Rollout events from other replicas (or the evaluator) applied here.
+    pub events_applied: IntCounter,
+    /// Per-second evidence not shipped: the backlog bound was reached during
+    /// a long partition (the oldest seconds are dropped first).
+    pub evidence_dropped: IntCounter,
+    /// Exchange rows copied to PostgreSQL (`fleet.ship_rows`).
+    pub rows_shipped: IntCounter,
+}
+
+impl FleetMetrics {
+    fn register(registry: &Registry) -> FleetMetrics {
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        FleetMetrics {
+            connected: gauge("fleet_connected", "1 while this replica reaches the fleet's PostgreSQL."),
+            evaluator: gauge("fleet_evaluator", "1 on the replica that runs the fleet's guards."),
+            events_applied: counter(
+                "fleet_events_applied_total",
+                "Rollout events made elsewhere in the fleet and applied here.",
+            ),
+            evidence_dropped: counter(
+                "fleet_evidence_dropped_total",
+                "Seconds of evidence not shipped: the partition backlog was full.",
+            ),
+            rows_shipped: counter(
+                "fleet_rows_shipped_total",
+                "Exchange rows copied to PostgreSQL (fleet.ship_rows).",
+            ),
+        }
+    }
 }
 
 /// The `kind` label of `understudy_tokens_total`.
@@ -273,6 +323,7 @@ impl Metrics {
         registry
             .register(Box::new(store_bytes.clone()))
             .expect("unique metric");
+        let fleet = FleetMetrics::register(&registry);
         Metrics {
             registry,
             requests,
@@ -295,6 +346,7 @@ impl Metrics {
             text_stages,
             notify_dropped,
             store_bytes,
+            fleet,
         }
     }
 

@@ -117,6 +117,8 @@ impl From<crate::store::events::RolloutEvent> for EventView {
                 reason: e.reason,
                 forced: e.forced,
                 gates: e.gates,
+                replica: e.replica,
+                fleet_version: e.fleet_version,
             },
         }
     }

@@ -81,6 +81,27 @@ pub struct ConfigFile {
     /// `[[notify]]`: webhooks for rollout events. Default: none.
     #[serde(default)]
     pub notify: Vec<NotifyFile>,
+    /// `[fleet]`: several replicas sharing state through PostgreSQL (SPEC §10).
+    /// Default: none (one replica, SQLite only).
+    pub fleet: Option<FleetFile>,
+}
+
+/// `[fleet]`: `url` or `url_env`, `replica`, `ship_rows`, `ca`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetFile {
+    /// `postgres://user@host/db` (wins over `url_env`).
+    pub url: Option<Spanned<String>>,
+    /// The environment variable holding the URL. Default `"UNDERSTUDY_FLEET_URL"`.
+    pub url_env: Option<Spanned<String>>,
+    /// This replica's name, unique in the fleet. Default: the host name.
+    pub replica: Option<Spanned<String>>,
+    /// Copy exchange rows to PostgreSQL too. Default `false`.
+    #[serde(default)]
+    pub ship_rows: bool,
+    /// A PEM file of CA certificates to trust for TLS to PostgreSQL, beside
+    /// the public roots. Default: the public roots only.
+    pub ca: Option<PathBuf>,
 }
 
 /// `[[notify]]`: `url`, `format`, `events`.

@@ -54,8 +54,22 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// `[[notify]]`: webhooks for rollout events.
     pub notify: Vec<Notify>,
+    /// `[fleet]`: PostgreSQL shared by several replicas; `None` alone.
+    pub fleet: Option<Fleet>,
     /// The file this config came from, when it came from one (for reloads).
     pub source: Option<PathBuf>,
+}
+
+/// `[fleet]`, validated (SPEC §10).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fleet {
+    /// The connection URL (from `url`, else the `url_env` variable).
+    pub url: String,
+    /// This replica's name.
+    pub replica: String,
+    pub ship_rows: bool,
+    /// Extra CA certificates (PEM) for TLS to PostgreSQL.
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]

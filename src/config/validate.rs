@@ -126,6 +126,7 @@ pub fn validate(text: &str) -> Result<Config, Error> {
             .iter()
             .filter_map(|n| notify(&mut checker, n))
             .collect(),
+        fleet: file.fleet.as_ref().and_then(|f| fleet(&mut checker, f)),
         source: None,
     };
     checker.finish(config)
@@ -220,6 +221,59 @@ fn header_bytes(c: &mut Checker<'_>, f: &toml::Spanned<usize>) -> usize {
         return MIN;
     }
     n
+}
+
+/// The variable `[fleet]` reads the URL from when `url` is not set.
+pub const FLEET_URL_ENV: &str = "UNDERSTUDY_FLEET_URL";
+
+fn fleet(c: &mut Checker<'_>, f: &super::file::FleetFile) -> Option<super::Fleet> {
+    let url = match (&f.url, &f.url_env) {
+        (Some(url), _) => url.clone(),
+        (None, var) => {
+            let (span, name) = var
+                .as_ref()
+                .map_or((0..0, FLEET_URL_ENV.to_string()), |v| {
+                    (v.span(), v.get_ref().clone())
+                });
+            match std::env::var(&name) {
+                Ok(v) if !v.is_empty() => toml::Spanned::new(span, v),
+                _ => {
+                    let msg = format!("the variable {name} that holds the PostgreSQL URL is not set");
+                    c.issue(span, "fleet.url_env", msg);
+                    return None;
+                }
+            }
+        }
+    };
+    if let Err(e) = url.get_ref().parse::<tokio_postgres::Config>() {
+        // The URL may hold a password: say what is wrong, not what it is.
+        c.issue(url.span(), "fleet.url", format!("not a PostgreSQL URL: {e}"));
+        return None;
+    }
+    let replica = match &f.replica {
+        Some(r) if r.get_ref().trim().is_empty() || r.get_ref().len() > 64 => {
+            c.issue(r.span(), "fleet.replica", "must be 1 to 64 bytes");
+            return None;
+        }
+        Some(r) => r.get_ref().clone(),
+        None => host_name(),
+    };
+    Some(super::Fleet {
+        url: url.into_inner(),
+        replica,
+        ship_rows: f.ship_rows,
+        ca: f.ca.clone(),
+    })
+}
+
+/// The machine's host name (the default replica name).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "understudy".to_string())
 }
 
 fn notify(c: &mut Checker<'_>, f: &super::file::NotifyFile) -> Option<super::Notify> {

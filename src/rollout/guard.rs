@@ -15,7 +15,7 @@
 //! (each check valid alone; thousands in a row are not). The sliding window is
 //! kept either way, for the agreement gauge and the latency ratio.
 
-mod latency;
+pub mod latency;
 
 use crate::compare::Verdict;
 use crate::config::{Guard, GuardMethod, OnBreach, Window};
@@ -481,6 +481,34 @@ impl SegmentGuard {
         if !sample.counts() {
             return None;
         }
+        let now = sample.at;
+        self.push(cfg, sample);
+        self.judge(cfg, now, weight)
+    }
+
+    /// Adds many samples (pooled evidence, SPEC §10), then evaluates once at
+    /// `now`: the same counts and the same decision as adding them one by
+    /// one, checked after the last.
+    pub fn observe_all(
+        &mut self,
+        cfg: &Guard,
+        samples: impl IntoIterator<Item = Sample>,
+        now: Instant,
+        weight: f64,
+    ) -> Option<Action> {
+        let mut any = false;
+        for s in samples.into_iter().filter(Sample::counts) {
+            self.push(cfg, s);
+            any = true;
+        }
+        if !any {
+            return None;
+        }
+        self.judge(cfg, now, weight)
+    }
+
+    /// Adds a counted sample to the window and the evidence since the reset.
+    fn push(&mut self, cfg: &Guard, sample: Sample) {
         if self.cfg.as_ref() != Some(cfg) {
             self.cfg = Some(cfg.clone());
             self.reset();
@@ -508,6 +536,10 @@ impl SegmentGuard {
                 self.latencies.remove(&old);
             }
         }
+    }
+
+    /// Evaluates the evidence and says what the weight should become.
+    fn judge(&mut self, cfg: &Guard, now: Instant, weight: f64) -> Option<Action> {
         let counts = match cfg.method {
             GuardMethod::Sequential(_) => self.since,
             GuardMethod::Wilson => self.counts,

@@ -117,5 +117,7 @@ fn event(change: &Change) -> events::NewEvent {
         mirror: change.mirror.clone(),
         forced: change.forced,
         gates: change.gates.clone(),
+        replica: change.replica.clone(),
+        fleet_version: change.fleet_version,
     }
 }

@@ -57,6 +57,12 @@ pub struct Change {
     /// The external gates' results behind a raise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gates: Option<String>,
+    /// The replica that made it, under `[fleet]` (SPEC §10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    /// Its version in the fleet's PostgreSQL, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_version: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -226,6 +232,8 @@ impl Rollout {
                             reason: "initial weight in the config file".into(),
                             forced: false,
                             gates: None,
+                            replica: None,
+                            fleet_version: None,
                         });
                     }
                 }
@@ -243,6 +251,8 @@ impl Rollout {
                         reason: "mirror switch in the config file".into(),
                         forced: false,
                         gates: None,
+                        replica: None,
+                        fleet_version: None,
                     });
                 } else if let (Some(e), Some(rs)) = (
                     last(&route.name, ALL_SEGMENTS, false, true),
@@ -306,6 +316,8 @@ impl Rollout {
             reason,
             forced: false,
             gates: None,
+            replica: None,
+            fleet_version: None,
         };
         if to > current
             && person
@@ -361,6 +373,8 @@ impl Rollout {
                 reason: reason.to_string(),
                 forced: gated && force,
                 gates: gates.filter(|_| to > from),
+                replica: None,
+                fleet_version: None,
             };
             self.commit(change, |rs| rs.set(segment, to)).await?
         };
@@ -459,6 +473,8 @@ impl Rollout {
             reason: reason.to_string(),
             forced: false,
             gates: None,
+            replica: None,
+            fleet_version: None,
         };
         let change = self.commit(change, |rs| rs.mirror = on).await?;
         if !on && actor != Actor::Config {

@@ -27,6 +27,10 @@ pub struct RolloutEvent {
     pub forced: bool,
     /// The external gates' results behind a raise.
     pub gates: Option<String>,
+    /// The replica that made it (events made under `[fleet]`).
+    pub replica: Option<String>,
+    /// Its version in the fleet's PostgreSQL, when it has one.
+    pub fleet_version: Option<i64>,
 }
 
 /// An event to append; the database assigns its version.
@@ -42,6 +46,8 @@ pub struct NewEvent {
     pub mirror: Option<String>,
     pub forced: bool,
     pub gates: Option<String>,
+    pub replica: Option<String>,
+    pub fleet_version: Option<i64>,
 }
 
 /// A rating to record (also the body of `POST /api/v1/feedback`).
@@ -64,8 +70,9 @@ pub fn open(path: &Path) -> Result<Connection> {
 pub fn append(conn: &Connection, ev: &NewEvent) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO rollout_events
-            (ts, route, segment, from_weight, to_weight, actor, reason, mirror, forced, gates)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            (ts, route, segment, from_weight, to_weight, actor, reason, mirror, forced, gates,
+             replica, fleet_version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -79,6 +86,8 @@ pub fn append(conn: &Connection, ev: &NewEvent) -> Result<i64> {
             ev.mirror,
             ev.forced,
             ev.gates,
+            ev.replica,
+            ev.fleet_version,
         ])
     })
     .map_err(Error::on(conn))?;
@@ -101,7 +110,7 @@ pub fn list(conn: &Connection, route: Option<&str>, limit: usize) -> Result<Vec<
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let sql = "SELECT * FROM (
             SELECT version, ts, route, segment, from_weight, to_weight, actor, reason, mirror,
-                   forced, gates
+                   forced, gates, replica, fleet_version
             FROM rollout_events WHERE ?1 IS NULL OR route = ?1
             ORDER BY version DESC LIMIT ?2
         ) ORDER BY version";
@@ -126,7 +135,64 @@ fn event(r: &Row<'_>) -> rusqlite::Result<RolloutEvent> {
         mirror: r.get(8)?,
         forced: r.get(9)?,
         gates: r.get(10)?,
+        replica: r.get(11)?,
+        fleet_version: r.get(12)?,
     })
+}
+
+/// Per route, the newest fleet version this file has applied or pushed.
+pub fn fleet_applied(conn: &Connection) -> Result<Vec<(String, i64)>> {
+    let sql = "SELECT route, MAX(v) FROM (
+            SELECT route, fleet_version AS v FROM rollout_events WHERE fleet_version IS NOT NULL
+            UNION ALL
+            SELECT e.route, p.fleet_version FROM fleet_pushed p
+            JOIN rollout_events e ON e.version = p.local_version
+        ) GROUP BY route ORDER BY route";
+    let mut stmt = conn.prepare_cached(sql).map_err(Error::on(conn))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(Error::on(conn))?;
+    Ok(rows)
+}
+
+/// Whether fleet version `version` of `route` is already here (applied from
+/// the fleet, or made here and pushed).
+pub fn has_fleet_version(conn: &Connection, route: &str, version: i64) -> Result<bool> {
+    let sql = "SELECT EXISTS (
+            SELECT 1 FROM rollout_events WHERE route = ?1 AND fleet_version = ?2
+            UNION ALL
+            SELECT 1 FROM fleet_pushed p JOIN rollout_events e ON e.version = p.local_version
+            WHERE e.route = ?1 AND p.fleet_version = ?2)";
+    conn.query_row(sql, params![route, version], |r| r.get(0))
+        .map_err(Error::on(conn))
+}
+
+/// Events made here under `[fleet]` that PostgreSQL does not have yet
+/// (local lowerings while disconnected), oldest first.
+pub fn unpushed(conn: &Connection) -> Result<Vec<RolloutEvent>> {
+    let sql = "SELECT version, ts, route, segment, from_weight, to_weight, actor, reason, mirror,
+                   forced, gates, replica, fleet_version
+            FROM rollout_events
+            WHERE replica IS NOT NULL AND fleet_version IS NULL
+              AND version NOT IN (SELECT local_version FROM fleet_pushed)
+            ORDER BY version";
+    let mut stmt = conn.prepare_cached(sql).map_err(Error::on(conn))?;
+    let rows = stmt
+        .query_map([], event)
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(Error::on(conn))?;
+    Ok(rows)
+}
+
+/// Notes that local event `local` is version `fleet` in PostgreSQL.
+pub fn mark_pushed(conn: &Connection, local: i64, fleet: i64) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO fleet_pushed (local_version, fleet_version) VALUES (?1, ?2)",
+        params![local, fleet],
+    )
+    .map_err(Error::on(conn))?;
+    Ok(())
 }
 
 /// The current weight of every route and segment that has one: the

@@ -203,6 +203,8 @@ pub(crate) enum Msg {
     /// Commit what is queued (the rated exchange may be in it), then record
     /// the rating.
     Feedback(events::NewFeedback, oneshot::Sender<Result<()>>),
+    /// A local event reached the fleet's PostgreSQL as this version.
+    Pushed(i64, i64, oneshot::Sender<Result<()>>),
 }
 
 /// A cheap, cloneable handle on the exchange log.
@@ -325,6 +327,26 @@ impl Store {
     /// Records a rating through the writer; an unknown exchange id is an error.
     pub async fn add_feedback(&self, feedback: events::NewFeedback) -> Result<()> {
         self.ask(|reply| Msg::Feedback(feedback, reply)).await
+    }
+
+    /// Notes that local event `local` became version `fleet` in PostgreSQL.
+    pub async fn mark_pushed(&self, local: i64, fleet: i64) -> Result<()> {
+        self.ask(|reply| Msg::Pushed(local, fleet, reply)).await
+    }
+
+    /// Per route, the newest fleet version this replica has.
+    pub fn fleet_applied(&self) -> Result<Vec<(String, i64)>> {
+        events::fleet_applied(&read::open_ro(self.path())?)
+    }
+
+    /// Whether this replica already has fleet version `version` of `route`.
+    pub fn has_fleet_version(&self, route: &str, version: i64) -> Result<bool> {
+        events::has_fleet_version(&read::open_ro(self.path())?, route, version)
+    }
+
+    /// Local events the fleet does not have yet, oldest first.
+    pub fn unpushed(&self) -> Result<Vec<events::RolloutEvent>> {
+        events::unpushed(&read::open_ro(self.path())?)
     }
 
     /// The last `limit` rollout events (of one route, or all), oldest first,

@@ -350,6 +350,8 @@ pub fn events(
                     to_weight: r.get(5)?,
                     forced: false,
                     gates: None,
+                    replica: None,
+                    fleet_version: None,
                     actor: r.get(6)?,
                     reason: r.get(7)?,
                     mirror: r.get(8)?,

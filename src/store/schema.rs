@@ -105,6 +105,19 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE rollout_events ADD COLUMN forced INTEGER NOT NULL DEFAULT 0;",
     // 5: the external gates' results behind a raise (SPEC §12).
     "ALTER TABLE rollout_events ADD COLUMN gates TEXT;",
+    // 6: the fleet (SPEC §10). `replica` is set on events made under
+    // `[fleet]`; `fleet_version` is the event's version in PostgreSQL (set
+    // when it came from there, or went there first). A local lowering not yet
+    // in PostgreSQL has a replica and no fleet version until `fleet_pushed`
+    // says which version it became.
+    "ALTER TABLE rollout_events ADD COLUMN replica TEXT;
+    ALTER TABLE rollout_events ADD COLUMN fleet_version INTEGER;
+    CREATE UNIQUE INDEX rollout_events_fleet ON rollout_events (route, fleet_version)
+        WHERE fleet_version IS NOT NULL;
+    CREATE TABLE fleet_pushed (
+        local_version INTEGER PRIMARY KEY,  -- rollout_events.version here
+        fleet_version INTEGER NOT NULL       -- its version in PostgreSQL
+    );",
 ];
 
 /// Applies pragmas and every pending migration, each in its own transaction.

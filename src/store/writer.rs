@@ -303,6 +303,12 @@ impl Writer {
                         .send(super::events::append_all(&self.conn, &events))
                         .ok();
                 }
+                Ok(Msg::Pushed(local, fleet, reply)) => {
+                    self.commit(&mut batch);
+                    reply
+                        .send(super::events::mark_pushed(&self.conn, local, fleet))
+                        .ok();
+                }
                 Ok(Msg::Feedback(feedback, reply)) => {
                     self.commit(&mut batch);
                     reply

@@ -85,7 +85,8 @@ impl Histogram {
         None
     }
 
-    fn index(ms: f64) -> usize {
+    /// The bucket of a value (pooled evidence ships bucket indices).
+    pub fn index(ms: f64) -> usize {
         let last = bucket_count() - 1;
         if ms.is_nan() || ms <= MIN_MS {
             return 0;
@@ -95,7 +96,7 @@ impl Histogram {
     }
 
     /// The geometric middle of bucket `i`.
-    fn value(i: usize) -> f64 {
+    pub fn value(i: usize) -> f64 {
         MIN_MS * GAMMA.powf(i as f64 + 0.5)
     }
 }
