@@ -31,6 +31,8 @@ pub enum Error {
     Tls(#[from] crate::tls::Error),
     #[error("cannot restore the rollout state: {0}")]
     Rollout(#[from] rollout::Error),
+    #[error("fleet: {0}")]
+    Fleet(#[from] crate::fleet::Error),
 }
 
 /// Start-time settings that do not come from the config file.
@@ -50,6 +52,8 @@ pub struct Running {
     proxy_task: JoinHandle<()>,
     admin_task: JoinHandle<()>,
     reload_task: Option<JoinHandle<()>>,
+    /// The fleet session and row shipping, stopped after the settle tasks.
+    fleet: Option<(watch::Sender<bool>, Vec<JoinHandle<()>>)>,
 }
 
 /// Opens the store, binds both listeners and starts serving, with the admin
@@ -88,6 +92,15 @@ pub async fn start_with(config: Config, options: Options) -> Result<Running, Err
         &config.notify,
         &proxy.metrics,
     ));
+    let fleet = match &config.fleet {
+        Some(cfg) => {
+            let fleet = crate::fleet::Fleet::new(cfg, &proxy.metrics)?;
+            fleet.restore(&store)?;
+            proxy.rollout.join_fleet(fleet.clone());
+            Some(fleet)
+        }
+        None => None,
+    };
     for c in proxy.rollout.attach(store, &config, &proxy.metrics).await? {
         tracing::info!(route = %c.route, segment = %c.segment, from = c.from, to = c.to, "Config weight applied");
     }
@@ -113,6 +126,18 @@ pub async fn start_with(config: Config, options: Options) -> Result<Running, Err
         .source
         .clone()
         .map(|path| tokio::spawn(watch(proxy.clone(), path, stopped(stop_rx))));
+    let fleet = fleet.map(|fleet| {
+        let (tx, rx) = watch::channel(false);
+        let mut tasks = vec![tokio::spawn(crate::fleet::run(
+            fleet.clone(),
+            proxy.clone(),
+            rx.clone(),
+        ))];
+        if fleet.ship_rows() {
+            tasks.push(tokio::spawn(crate::fleet::ship::run(fleet, proxy.clone(), rx)));
+        }
+        (tx, tasks)
+    });
     tracing::info!(%addr, %admin_addr, routes = config.routes.len(), "Understudy listening");
     Ok(Running {
         proxy,
@@ -122,6 +147,7 @@ pub async fn start_with(config: Config, options: Options) -> Result<Running, Err
         proxy_task,
         admin_task,
         reload_task,
+        fleet,
     })
 }
 
@@ -169,6 +195,18 @@ impl Running {
         }
         if let Some(t) = self.reload_task {
             t.abort();
+        }
+        if let Some((stop, tasks)) = self.fleet {
+            // Every row is queued by now: flush them, then the last evidence
+            // and rows go to the fleet (bounded: a dead PostgreSQL cannot
+            // hold the stop).
+            self.proxy.store.flush().await;
+            let _sent = stop.send(true);
+            for t in tasks {
+                if tokio::time::timeout(Duration::from_secs(10), t).await.is_err() {
+                    tracing::warn!("The fleet session did not finish within 10 s at stop");
+                }
+            }
         }
         self.proxy.store.close_async().await;
         if let Err(e) = self.admin_task.await {

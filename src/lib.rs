@@ -28,6 +28,7 @@ pub mod config;
 pub mod demo;
 pub mod exchange;
 pub mod export;
+pub mod fleet;
 pub mod limit;
 pub mod loopback;
 pub mod metrics;

@@ -168,6 +168,8 @@ fn rollout_failure(e: &rollout::Error) -> Failure {
         | state::Error::GateFailed { .. } => StatusCode::CONFLICT,
         state::Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         state::Error::Unrecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
+        state::Error::Fleet(crate::fleet::Error::Conflict { .. }) => StatusCode::CONFLICT,
+        state::Error::Fleet(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     Failure(status, e.to_string())
 }

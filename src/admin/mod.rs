@@ -185,6 +185,10 @@ fn readiness(proxy: &Proxy) -> String {
             "store: failing since {since}: {error} (rows are dropped and counted)\n"
         ));
     }
+    if let Some(fleet) = proxy.rollout.fleet() {
+        out.push_str(&fleet.readiness());
+        out.push('\n');
+    }
     out
 }
 

@@ -34,7 +34,15 @@ impl Rollout {
         if let Some(a) = agreement {
             metrics.set_agreement(&route.name, label, a);
         }
+        let fleet = self.fleet();
+        if let Some(f) = fleet {
+            f.add_evidence(&route.name, label, &sample);
+        }
         let Some(action) = action else { return };
+        if fleet.is_some() && action.breach.is_none() {
+            // Under [fleet] only the evaluator promotes, on the fleet's evidence.
+            return;
+        }
         if let Some(reason) = action.breach {
             metrics.record_guard_trip(&route.name, label, reason);
             tracing::warn!(route = %route.name, segment = label, reason = %action.reason, "Guard breach");

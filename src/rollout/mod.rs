@@ -74,6 +74,8 @@ pub struct Rollout {
     recorder: OnceLock<record::Recorder>,
     /// Where rollout events are announced (`[[notify]]`); unset sends nothing.
     notifier: OnceLock<crate::notify::Notifier>,
+    /// The fleet (SPEC §10), when `[fleet]` is set: raises go through it.
+    fleet: OnceLock<crate::fleet::Fleet>,
     /// Route → the last result of each of its external gates.
     gate_results: Mutex<HashMap<String, Vec<gates::GateResult>>>,
     /// Route → segment label → guard (nested, so a lookup allocates nothing).

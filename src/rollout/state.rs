@@ -101,6 +101,8 @@ pub enum Error {
         segment: String,
         results: String,
     },
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::Error),
     #[error(
         "{0} earlier rollback(s) are in effect but not yet recorded (the store is failing); \
          raising a weight waits until they are"
@@ -134,6 +136,38 @@ pub(super) fn initial(config: &Config) -> HashMap<String, RouteState> {
             (r.name.clone(), rs)
         })
         .collect()
+}
+
+/// The file's weights (and a kill switch that is off) of a route as
+/// `config` changes: what seeds a route the fleet does not know yet.
+pub fn file_changes(route: &Route) -> Vec<Change> {
+    let config = |segment: String, to: Option<f64>, mirror: Option<String>, reason: &str| Change {
+        version: None,
+        route: route.name.clone(),
+        segment,
+        from: to.map(|_| 0.0),
+        to,
+        mirror,
+        actor: Actor::Config.as_str().into(),
+        reason: reason.into(),
+        forced: false,
+        gates: None,
+        replica: None,
+        fleet_version: None,
+    };
+    let mut out: Vec<Change> = std::iter::once((segment::DEFAULT.to_string(), route.rollout.default))
+        .chain(route.rollout.segments.clone())
+        .map(|(seg, w)| config(seg, Some(w), None, "initial weight in the config file"))
+        .collect();
+    if !route.mirror.enabled {
+        out.push(config(
+            ALL_SEGMENTS.into(),
+            None,
+            Some("off".into()),
+            "mirror switch in the config file",
+        ));
+    }
+    out
 }
 
 /// The route named `name` in `config`.
@@ -214,7 +248,15 @@ impl Rollout {
                 })
             };
             let mut pending = Vec::new();
-            for route in &config.routes {
+            // Under [fleet] the file only seeds a route the fleet does not
+            // know; once it does, its weights are the fleet's (SPEC §10).
+            let fleet_managed = |route: &str| {
+                self.fleet.get().is_some()
+                    && history
+                        .iter()
+                        .any(|e| e.route == route && e.fleet_version.is_some())
+            };
+            for route in config.routes.iter().filter(|r| !fleet_managed(&r.name)) {
                 let file = std::iter::once((segment::DEFAULT.to_string(), route.rollout.default))
                     .chain(route.rollout.segments.clone());
                 for (seg, w) in file {
@@ -259,6 +301,14 @@ impl Rollout {
                     next.get_mut(&route.name),
                 ) {
                     rs.mirror = on(e);
+                }
+            }
+            for route in config.routes.iter().filter(|r| fleet_managed(&r.name)) {
+                if let (Some(e), Some(rs)) = (
+                    last(&route.name, ALL_SEGMENTS, false, true),
+                    next.get_mut(&route.name),
+                ) {
+                    rs.mirror = e.mirror.as_deref() != Some("off");
                 }
             }
             // All of a reload's config changes land together, or none does.
@@ -502,17 +552,105 @@ impl Rollout {
             self.update(apply);
             return Ok(change);
         };
+        let fleet = self.fleet.get();
+        let mut change = change;
+        if let Some(f) = fleet {
+            change.replica = Some(f.replica().to_string());
+        }
         if change.lowers() {
+            // Under [fleet] too: in effect here at once, pushed to the fleet
+            // by the session (now, or when PostgreSQL is back).
             self.update(apply);
-            return Ok(recorder.record(change).await);
+            let recorded = recorder.record(change).await;
+            if let Some(f) = fleet {
+                f.kick();
+            }
+            return Ok(recorded);
         }
         let pending = recorder.unrecorded();
         if pending > 0 {
             return Err(Error::Unrecorded(pending));
         }
+        if let Some(f) = fleet {
+            // A raise is the fleet's: its next version or a 409.
+            change.fleet_version = Some(f.insert_raise(&change).await?);
+        }
         let change = append(store, change).await?;
+        if let (Some(f), Some(v)) = (fleet, change.fleet_version) {
+            f.set_applied_version(&change.route, v);
+        }
         self.update(apply);
         Ok(change)
+    }
+
+    /// Raises go through `fleet` from now on (the first call wins).
+    pub fn join_fleet(&self, fleet: crate::fleet::Fleet) {
+        let _first = self.fleet.set(fleet);
+    }
+
+    /// The fleet this replica belongs to, if any.
+    pub fn fleet(&self) -> Option<&crate::fleet::Fleet> {
+        self.fleet.get()
+    }
+
+    /// Applies events from the fleet, in order: each one this replica does
+    /// not have yet is cached in its ledger; the live state follows them all
+    /// (setting a weight twice is harmless; recording it twice is not).
+    /// Returns how many were new here.
+    pub async fn apply_fleet(
+        &self,
+        events: Vec<Change>,
+        store: &crate::store::Store,
+        metrics: &Metrics,
+    ) -> Result<usize, crate::fleet::Error> {
+        let _changing = self.changes.lock().await;
+        let mut new = Vec::new();
+        for e in &events {
+            let (route, v) = (e.route.clone(), e.fleet_version.unwrap_or(0));
+            let s = store.clone();
+            let known = tokio::task::spawn_blocking(move || s.has_fleet_version(&route, v))
+                .await
+                .map_err(|e| crate::fleet::Error::Build(e.to_string()))??;
+            if !known {
+                new.push(e.clone());
+            }
+        }
+        super::record::append_all(store, new.clone()).await?;
+        self.update(|state| {
+            for e in &events {
+                let Some(rs) = state.get_mut(&e.route) else { continue };
+                match (e.to, e.mirror.as_deref()) {
+                    (Some(w), _) => rs.set(&e.segment, w),
+                    (None, Some(m)) => rs.mirror = m != "off",
+                    _ => {}
+                }
+            }
+        });
+        let snapshot = self.snapshot();
+        for e in &new {
+            if let Some(rs) = snapshot.get(&e.route) {
+                set_gauges(metrics, &e.route, rs);
+            }
+            if e.actor != Actor::Guard.as_str()
+                && let Some(g) = lock(&self.guards)
+                    .get_mut(&e.route)
+                    .and_then(|r| r.get_mut(&e.segment))
+            {
+                g.restart_hold();
+            }
+            tracing::info!(route = %e.route, segment = %e.segment, from = e.from, to = e.to, mirror = e.mirror, actor = %e.actor, replica = e.replica, version = e.fleet_version, "Fleet change applied");
+        }
+        Ok(new.len())
+    }
+
+    /// Announces a decision of the fleet's evaluator (`[[notify]]`).
+    pub fn announce_fleet(&self, change: &Change) {
+        let kind = if change.lowers() {
+            crate::notify::Kind::Breach
+        } else {
+            crate::notify::Kind::Promote
+        };
+        self.announce(kind, change);
     }
 
     /// The last `limit` events (of one route, or all), oldest first.

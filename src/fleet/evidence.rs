@@ -1,0 +1,293 @@
+//! Pooled evidence (SPEC §10): each replica counts its settled exchanges per
+//! second, route and segment, and ships closed seconds to PostgreSQL; the
+//! evaluator turns the fleet's rows back into guard samples.
+//!
+//! The counts are exactly the guard's ([`crate::rollout::guard::Counts`]);
+//! latencies travel as the guard's own 2 % histogram buckets, and come back
+//! as each bucket's middle value, which falls in the same bucket, so the
+//! pooled p99 ratio is the one a single replica would compute over the same
+//! samples.
+
+use crate::compare::Verdict;
+use crate::rollout::guard::Sample;
+use crate::rollout::guard::latency::Histogram;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Closed seconds kept while PostgreSQL is unreachable; beyond it the oldest
+/// are dropped (and counted). An hour of a route with ten segments.
+pub const MAX_BACKLOG: usize = 36_000;
+
+/// The latency buckets of one second: bucket index → count.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latencies {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub incumbent: BTreeMap<u16, u32>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub candidate: BTreeMap<u16, u32>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub incumbent_ttft: BTreeMap<u16, u32>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub candidate_ttft: BTreeMap<u16, u32>,
+}
+
+/// One second of one route and segment on one replica.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Row {
+    pub route: String,
+    pub segment: String,
+    /// Unix seconds.
+    pub second: i64,
+    pub matches: u64,
+    pub mismatches: u64,
+    pub candidate_errors: u64,
+    /// Every safety hit (compared or not), as the guard counts them.
+    pub safety_events: u64,
+    /// Safety hits on exchanges that were not compared (they count as a
+    /// sample of their own).
+    pub safety_only: u64,
+    pub latencies: Latencies,
+}
+
+impl Row {
+    /// Adds one settled exchange (only what the guard would count).
+    pub fn add(&mut self, s: &Sample) {
+        if !s.counts() {
+            return;
+        }
+        match s.verdict {
+            Verdict::Match => self.matches += 1,
+            Verdict::Mismatch => self.mismatches += 1,
+            Verdict::CandidateError => self.candidate_errors += 1,
+            Verdict::IncumbentError | Verdict::Skipped => self.safety_only += 1,
+        }
+        if s.safety {
+            self.safety_events += 1;
+        }
+        let put = |side: &mut BTreeMap<u16, u32>, ms: Option<f64>| {
+            if let Some(ms) = ms {
+                let i = u16::try_from(Histogram::index(ms)).unwrap_or(u16::MAX);
+                *side.entry(i).or_insert(0) += 1;
+            }
+        };
+        put(&mut self.latencies.incumbent, s.incumbent_ms);
+        put(&mut self.latencies.candidate, s.candidate_ms);
+        put(&mut self.latencies.incumbent_ttft, s.incumbent_ttft_ms);
+        put(&mut self.latencies.candidate_ttft, s.candidate_ttft_ms);
+    }
+
+    /// The samples this row stands for, dated `at`: the same counts and
+    /// latency buckets as the samples that made it.
+    pub fn samples(&self, at: Instant) -> Vec<Sample> {
+        let verdicts = std::iter::repeat_n(Verdict::Match, self.matches as usize)
+            .chain(std::iter::repeat_n(Verdict::Mismatch, self.mismatches as usize))
+            .chain(std::iter::repeat_n(
+                Verdict::CandidateError,
+                self.candidate_errors as usize,
+            ))
+            .chain(std::iter::repeat_n(Verdict::Skipped, self.safety_only as usize));
+        let compared_safety = self.safety_events.saturating_sub(self.safety_only);
+        let mut out: Vec<Sample> = verdicts
+            .enumerate()
+            .map(|(i, verdict)| Sample {
+                at,
+                verdict,
+                safety: verdict == Verdict::Skipped || (i as u64) < compared_safety,
+                incumbent_ms: None,
+                candidate_ms: None,
+                incumbent_ttft_ms: None,
+                candidate_ttft_ms: None,
+            })
+            .collect();
+        let spread = |side: &BTreeMap<u16, u32>, out: &mut Vec<Sample>, set: fn(&mut Sample, f64)| {
+            let values = side
+                .iter()
+                .flat_map(|(i, n)| std::iter::repeat_n(Histogram::value(usize::from(*i)), *n as usize));
+            for (s, ms) in out.iter_mut().zip(values) {
+                set(s, ms);
+            }
+        };
+        spread(&self.latencies.incumbent, &mut out, |s, v| s.incumbent_ms = Some(v));
+        spread(&self.latencies.candidate, &mut out, |s, v| s.candidate_ms = Some(v));
+        spread(&self.latencies.incumbent_ttft, &mut out, |s, v| {
+            s.incumbent_ttft_ms = Some(v)
+        });
+        spread(&self.latencies.candidate_ttft, &mut out, |s, v| {
+            s.candidate_ttft_ms = Some(v)
+        });
+        out
+    }
+
+    fn is_empty(&self) -> bool {
+        self.matches + self.mismatches + self.candidate_errors + self.safety_only == 0
+    }
+}
+
+/// This replica's evidence not yet in PostgreSQL: the open seconds and the
+/// closed ones waiting (bounded).
+#[derive(Debug, Default)]
+pub struct Buffer {
+    inner: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    open: HashMap<(String, String, i64), Row>,
+    closed: VecDeque<Row>,
+}
+
+impl Buffer {
+    /// Counts one settled exchange in the current second.
+    pub fn add(&self, route: &str, segment: &str, sample: &Sample) {
+        if !sample.counts() {
+            return;
+        }
+        let second = unix_seconds();
+        let mut state = super::lock(&self.inner);
+        state
+            .open
+            .entry((route.to_string(), segment.to_string(), second))
+            .or_insert_with(|| Row {
+                route: route.to_string(),
+                segment: segment.to_string(),
+                second,
+                ..Row::default()
+            })
+            .add(sample);
+    }
+
+    /// Closes every second before `now_second` and takes what waits to be
+    /// shipped; returns the rows and how many old ones the bound dropped.
+    pub fn take(&self, now_second: i64) -> (Vec<Row>, u64) {
+        let mut state = super::lock(&self.inner);
+        let done: Vec<_> = state
+            .open
+            .keys()
+            .filter(|(_, _, s)| *s < now_second)
+            .cloned()
+            .collect();
+        for key in done {
+            if let Some(row) = state.open.remove(&key)
+                && !row.is_empty()
+            {
+                state.closed.push_back(row);
+            }
+        }
+        let mut dropped = 0;
+        while state.closed.len() > MAX_BACKLOG {
+            state.closed.pop_front();
+            dropped += 1;
+        }
+        (state.closed.drain(..).collect(), dropped)
+    }
+
+    /// Puts rows that could not be shipped back at the front, in order.
+    pub fn put_back(&self, rows: Vec<Row>) {
+        let mut state = super::lock(&self.inner);
+        for row in rows.into_iter().rev() {
+            state.closed.push_front(row);
+        }
+    }
+}
+
+pub fn unix_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The instant that was `second` (unix) on this machine's clock.
+pub fn instant_of(second: i64, now: Instant) -> Instant {
+    let age = (unix_seconds() - second).max(0) as u64;
+    now.checked_sub(Duration::from_secs(age)).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::guard::SegmentGuard;
+
+    fn sample(at: Instant, verdict: Verdict, safety: bool, i: u32) -> Sample {
+        Sample {
+            at,
+            verdict,
+            safety,
+            incumbent_ms: Some(10.0 + f64::from(i % 37)),
+            candidate_ms: Some(12.0 + f64::from(i % 91) * 1.7),
+            incumbent_ttft_ms: None,
+            candidate_ttft_ms: None,
+        }
+    }
+
+    /// The pooled statistics are a single replica's over the same samples:
+    /// the same samples dealt to three replicas, shipped as per-second rows
+    /// and pooled, give the evaluator the figures and decision one guard
+    /// computes seeing them all.
+    #[test]
+    fn pooled_evidence_gives_a_single_replicas_statistics() {
+        for method in ["sequential", "wilson"] {
+            let text = format!(
+                "[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nincumbent = \"http://127.0.0.1:1\"\n\
+                 candidate = \"http://127.0.0.1:2\"\n[routes.guard]\nmethod = \"{method}\"\n\
+                 max_latency_ratio = 3.0\n"
+            );
+            let cfg = crate::config::for_test(&text).routes[0].guard.clone();
+            let now = Instant::now();
+            let verdicts = [Verdict::Match, Verdict::Mismatch, Verdict::CandidateError, Verdict::Skipped];
+            let samples: Vec<Sample> = (0..3000u32)
+                .map(|i| {
+                    let v = verdicts[((i * 7919) % 13 % 4) as usize];
+                    let v = if i % 5 < 3 { Verdict::Match } else { v };
+                    sample(now, v, i % 97 == 0, i)
+                })
+                .collect();
+            let mut single = SegmentGuard::default();
+            for s in &samples {
+                single.observe(&cfg, *s, 5.0);
+            }
+            // Three replicas, round robin, one second each.
+            let mut rows = vec![Row::default(), Row::default(), Row::default()];
+            for (i, s) in samples.iter().enumerate() {
+                rows[i % 3].add(s);
+            }
+            let mut pooled = SegmentGuard::default();
+            pooled.observe_all(&cfg, rows.iter().flat_map(|r| r.samples(now)), now, 5.0);
+            let (a, da, _) = single.status(now).expect("judged");
+            let (b, db, _) = pooled.status(now).expect("judged");
+            assert_eq!(da, db, "{method}");
+            assert_eq!(
+                (a.samples, a.matches, a.mismatches, a.candidate_errors, a.safety_events),
+                (b.samples, b.matches, b.mismatches, b.candidate_errors, b.safety_events),
+                "{method}"
+            );
+            assert_eq!(a.agreement_lower, b.agreement_lower, "{method}");
+            assert_eq!(a.agreement_upper, b.agreement_upper, "{method}");
+            assert_eq!(a.latency_ratio, b.latency_ratio, "{method}");
+            assert!(a.latency_ratio.is_some());
+        }
+    }
+
+    #[test]
+    fn a_full_backlog_drops_the_oldest_seconds_and_counts_them() {
+        let buffer = Buffer::default();
+        {
+            let mut state = super::super::lock(&buffer.inner);
+            for s in 0..(MAX_BACKLOG as i64 + 5) {
+                state.closed.push_back(Row {
+                    second: s,
+                    matches: 1,
+                    ..Row::default()
+                });
+            }
+        }
+        let (rows, dropped) = buffer.take(0);
+        assert_eq!(dropped, 5);
+        assert_eq!(rows.len(), MAX_BACKLOG);
+        assert_eq!(rows[0].second, 5);
+        buffer.put_back(rows);
+        let (again, _) = buffer.take(0);
+        assert_eq!(again[0].second, 5);
+    }
+}

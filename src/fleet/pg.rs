@@ -1,0 +1,314 @@
+//! The fleet's SQL: rollout events (compare-and-set raises, re-based
+//! lowerings, catching up), the replicas heartbeat and evidence.
+
+use super::Error;
+use super::evidence::Row as EvidenceRow;
+use crate::rollout::Change;
+use std::time::Duration;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{GenericClient, Row};
+
+/// Longest wait for one PostgreSQL request made for a person (a raise).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `fut` within [`REQUEST_TIMEOUT`].
+pub async fn timed<T>(fut: impl Future<Output = T>) -> Result<T, Error> {
+    tokio::time::timeout(REQUEST_TIMEOUT, fut)
+        .await
+        .map_err(|_| Error::Timeout(REQUEST_TIMEOUT))
+}
+
+const COLUMNS: &str =
+    "route, version, ts, segment, from_weight, to_weight, actor, reason, mirror, forced, gates, replica";
+
+/// Inserts `change` as version `version` of its route; `None` when that
+/// version exists already (another replica's change won the race).
+pub async fn insert_at(
+    client: &impl GenericClient,
+    change: &Change,
+    replica: &str,
+    version: i64,
+) -> Result<Option<i64>, Error> {
+    let sql = format!(
+        "INSERT INTO understudy.rollout_events ({COLUMNS})
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    );
+    let done = timed(client.execute(
+        &sql,
+        &[
+            &change.route,
+            &version,
+            &crate::store::now_ms(),
+            &change.segment,
+            &change.from,
+            &change.to,
+            &change.actor,
+            &change.reason,
+            &change.mirror,
+            &change.forced,
+            &change.gates,
+            &replica,
+        ],
+    ))
+    .await?;
+    match done {
+        Ok(_) => Ok(Some(version)),
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Appends a lowering on top of whatever the fleet holds for its route (never
+/// refused: re-based and retried on a race). `from_weight` becomes the
+/// fleet's weight of the segment at that moment. Returns the version.
+pub async fn insert_rebased(
+    client: &impl GenericClient,
+    change: &Change,
+    replica: &str,
+    ts_ms: i64,
+) -> Result<i64, Error> {
+    let sql = format!(
+        "INSERT INTO understudy.rollout_events ({COLUMNS})
+         SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3,
+                CASE WHEN $4::float8 IS NULL THEN NULL ELSE COALESCE(
+                    (SELECT to_weight FROM understudy.rollout_events
+                     WHERE route = $1 AND segment = $3 AND to_weight IS NOT NULL
+                     ORDER BY version DESC LIMIT 1),
+                    (SELECT to_weight FROM understudy.rollout_events
+                     WHERE route = $1 AND segment = 'default' AND to_weight IS NOT NULL
+                     ORDER BY version DESC LIMIT 1),
+                    0) END,
+                $4, $5, $6, $7, false, NULL, $8
+         FROM understudy.rollout_events WHERE route = $1
+         RETURNING version"
+    );
+    for _attempt in 0..20 {
+        let done = client
+            .query_one(
+                &sql,
+                &[
+                    &change.route,
+                    &ts_ms,
+                    &change.segment,
+                    &change.to,
+                    &change.actor,
+                    &change.reason,
+                    &change.mirror,
+                    &replica,
+                ],
+            )
+            .await;
+        match done {
+            Ok(row) => return Ok(row.get(0)),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Conflict {
+        route: change.route.clone(),
+        applied: 0,
+    })
+}
+
+/// Events newer than the applied version of their route (0 for routes not
+/// in `routes`), in route and version order.
+pub async fn since(
+    client: &impl GenericClient,
+    routes: &[String],
+    versions: &[i64],
+) -> Result<Vec<Change>, Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM understudy.rollout_events e
+         WHERE e.version > COALESCE(
+             (SELECT a.v FROM unnest($1::text[], $2::int8[]) AS a(r, v) WHERE a.r = e.route), 0)
+         ORDER BY e.route, e.version"
+    );
+    let rows = client.query(&sql, &[&routes, &versions]).await?;
+    Ok(rows.iter().map(change).collect())
+}
+
+/// Every event (of one route, or all), oldest first: `audit --fleet`.
+pub async fn history(
+    client: &impl GenericClient,
+    route: Option<&str>,
+    limit: i64,
+) -> Result<Vec<(i64, Change)>, Error> {
+    let sql = format!(
+        "SELECT * FROM (SELECT {COLUMNS} FROM understudy.rollout_events
+             WHERE $1::text IS NULL OR route = $1 ORDER BY ts DESC, version DESC LIMIT $2) l
+         ORDER BY ts, route, version"
+    );
+    let rows = client.query(&sql, &[&route, &limit]).await?;
+    Ok(rows.iter().map(|r| (r.get("ts"), change(r))).collect())
+}
+
+fn change(r: &Row) -> Change {
+    Change {
+        version: None,
+        route: r.get("route"),
+        segment: r.get("segment"),
+        from: r.get("from_weight"),
+        to: r.get("to_weight"),
+        mirror: r.get("mirror"),
+        actor: r.get("actor"),
+        reason: r.get("reason"),
+        forced: r.get("forced"),
+        gates: r.get("gates"),
+        replica: Some(r.get("replica")),
+        fleet_version: Some(r.get("version")),
+    }
+}
+
+/// Seeds a route the fleet has no events for with the file's weights (and
+/// its kill switch when off), as `config` events 1, 2, ...: whichever replica
+/// gets there first writes them; the others find them there.
+pub async fn seed(
+    client: &mut tokio_postgres::Client,
+    route: &str,
+    changes: &[Change],
+    replica: &str,
+) -> Result<bool, Error> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1)::int8)", &[&route])
+        .await?;
+    let known: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM understudy.rollout_events WHERE route = $1)",
+            &[&route],
+        )
+        .await?
+        .get(0);
+    if known {
+        return Ok(false);
+    }
+    for (i, c) in changes.iter().enumerate() {
+        insert_at(&tx, c, replica, i as i64 + 1).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// This replica is alive (and whether it evaluates).
+pub async fn heartbeat(
+    client: &impl GenericClient,
+    replica: &str,
+    started_ms: i64,
+    evaluator: bool,
+) -> Result<(), Error> {
+    client
+        .execute(
+            "INSERT INTO understudy.replicas (replica, started_ms, seen_ms, evaluator)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (replica) DO UPDATE
+             SET started_ms = $2, seen_ms = $3, evaluator = $4",
+            &[&replica, &started_ms, &crate::store::now_ms(), &evaluator],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Inserts seconds of evidence (idempotent: a second already there is kept).
+pub async fn insert_evidence(
+    client: &mut tokio_postgres::Client,
+    replica: &str,
+    rows: &[EvidenceRow],
+) -> Result<(), Error> {
+    let tx = client.transaction().await?;
+    let stmt = tx
+        .prepare(
+            "INSERT INTO understudy.evidence (replica, route, segment, second, matches,
+                 mismatches, candidate_errors, safety_events, safety_only, latencies)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (replica, route, segment, second) DO NOTHING",
+        )
+        .await?;
+    for r in rows {
+        let latencies = serde_json::to_value(&r.latencies).unwrap_or(serde_json::Value::Null);
+        tx.execute(
+            &stmt,
+            &[
+                &replica,
+                &r.route,
+                &r.segment,
+                &r.second,
+                &(r.matches as i64),
+                &(r.mismatches as i64),
+                &(r.candidate_errors as i64),
+                &(r.safety_events as i64),
+                &(r.safety_only as i64),
+                &latencies,
+            ],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Evidence rows after `cursor` (arrival order), at most `limit`: `(id, row)`.
+/// At a takeover (`fresh`), the rows since each segment's latest event instead.
+pub async fn evidence_after(
+    client: &impl GenericClient,
+    cursor: i64,
+    fresh: Option<i64>,
+) -> Result<Vec<(i64, EvidenceRow)>, Error> {
+    let cols = "ev.id, ev.route, ev.segment, ev.second, ev.matches, ev.mismatches,
+        ev.candidate_errors, ev.safety_events, ev.safety_only, ev.latencies";
+    let rows = match fresh {
+        None => {
+            client
+                .query(
+                    &format!(
+                        "SELECT {cols} FROM understudy.evidence ev WHERE ev.id > $1
+                         ORDER BY ev.id LIMIT 100000"
+                    ),
+                    &[&cursor],
+                )
+                .await?
+        }
+        Some(oldest_second) => {
+            client
+                .query(
+                    &format!(
+                        "SELECT {cols} FROM understudy.evidence ev
+                         WHERE ev.second >= $1 AND ev.second * 1000 >= COALESCE(
+                             (SELECT MAX(r.ts) FROM understudy.rollout_events r
+                              WHERE r.route = ev.route AND r.segment IN (ev.segment, '*')), 0)
+                         ORDER BY ev.id"
+                    ),
+                    &[&oldest_second],
+                )
+                .await?
+        }
+    };
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let latencies: Option<serde_json::Value> = r.get(9);
+            let n = |i: usize| u64::try_from(r.get::<_, i64>(i)).unwrap_or(0);
+            (
+                r.get(0),
+                EvidenceRow {
+                    route: r.get(1),
+                    segment: r.get(2),
+                    second: r.get(3),
+                    matches: n(4),
+                    mismatches: n(5),
+                    candidate_errors: n(6),
+                    safety_events: n(7),
+                    safety_only: n(8),
+                    latencies: latencies
+                        .and_then(|v| serde_json::from_value(v).ok())
+                        .unwrap_or_default(),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Drops evidence older than `before` (unix seconds).
+pub async fn prune_evidence(client: &impl GenericClient, before: i64) -> Result<u64, Error> {
+    Ok(client
+        .execute("DELETE FROM understudy.evidence WHERE second < $1", &[&before])
+        .await?)
+}

@@ -1,0 +1,136 @@
+//! The fleet's tables in PostgreSQL (schema `understudy`) and their
+//! migrations, applied at start under an advisory lock so that replicas
+//! starting together migrate once. Versioned in `understudy.migrations`;
+//! a released step is never edited.
+
+use tokio_postgres::Client;
+
+/// The advisory lock key of migrations (any constant unique to Understudy).
+const MIGRATION_LOCK: i64 = 0x756e_6465_7273_7475; // "understu"
+/// The advisory lock the evaluator holds.
+pub const EVALUATOR_LOCK: i64 = 0x756e_6465_7276_616c; // "undereval"-ish
+
+/// Each entry moves the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: rollout state, evidence, replicas, shipped rows.
+    "CREATE TABLE understudy.rollout_events (
+        route TEXT NOT NULL,
+        version BIGINT NOT NULL,          -- per route: 1, 2, 3, ...
+        ts BIGINT NOT NULL,               -- unix ms
+        segment TEXT NOT NULL,
+        from_weight DOUBLE PRECISION,
+        to_weight DOUBLE PRECISION,
+        actor TEXT NOT NULL,              -- cli | api | config | guard
+        reason TEXT NOT NULL DEFAULT '',
+        mirror TEXT,                      -- kill switch: 'on' | 'off'
+        forced BOOLEAN NOT NULL DEFAULT false,
+        gates TEXT,
+        replica TEXT NOT NULL,            -- who wrote it
+        PRIMARY KEY (route, version)      -- of two racing changes, one wins
+    );
+    CREATE FUNCTION understudy.append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'understudy.rollout_events is append-only'; END $$;
+    CREATE TRIGGER rollout_events_append_only BEFORE UPDATE OR DELETE ON understudy.rollout_events
+        FOR EACH ROW EXECUTE FUNCTION understudy.append_only();
+    CREATE TRIGGER rollout_events_no_truncate BEFORE TRUNCATE ON understudy.rollout_events
+        FOR EACH STATEMENT EXECUTE FUNCTION understudy.append_only();
+    CREATE FUNCTION understudy.announce_event() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_notify('understudy_rollout', NEW.route || ' ' || NEW.version); RETURN NEW; END $$;
+    CREATE TRIGGER rollout_events_announce AFTER INSERT ON understudy.rollout_events
+        FOR EACH ROW EXECUTE FUNCTION understudy.announce_event();
+
+    CREATE TABLE understudy.evidence (
+        id BIGSERIAL PRIMARY KEY,         -- arrival order: the evaluator's cursor
+        replica TEXT NOT NULL,
+        route TEXT NOT NULL,
+        segment TEXT NOT NULL,            -- the metric label
+        second BIGINT NOT NULL,           -- unix seconds
+        matches BIGINT NOT NULL,
+        mismatches BIGINT NOT NULL,
+        candidate_errors BIGINT NOT NULL,
+        safety_events BIGINT NOT NULL,
+        safety_only BIGINT NOT NULL,      -- safety hits on exchanges not compared
+        latencies JSONB,                  -- 2 % buckets of both sides' latencies
+        UNIQUE (replica, route, segment, second)
+    );
+    CREATE INDEX evidence_second ON understudy.evidence (second);
+
+    CREATE TABLE understudy.replicas (
+        replica TEXT PRIMARY KEY,
+        started_ms BIGINT NOT NULL,
+        seen_ms BIGINT NOT NULL,
+        evaluator BOOLEAN NOT NULL DEFAULT false
+    );
+
+    CREATE TABLE understudy.exchanges (
+        id TEXT PRIMARY KEY,
+        replica TEXT NOT NULL,
+        ts BIGINT NOT NULL,
+        route TEXT NOT NULL,
+        segment TEXT NOT NULL,
+        served_by TEXT NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        query TEXT,
+        verdict TEXT NOT NULL,
+        diff TEXT NOT NULL,
+        score DOUBLE PRECISION,
+        skip_reason TEXT,
+        incumbent_status INTEGER,
+        incumbent_ms DOUBLE PRECISION,
+        incumbent_error TEXT,
+        candidate_status INTEGER,
+        candidate_ms DOUBLE PRECISION,
+        candidate_error TEXT,
+        fallback BOOLEAN NOT NULL,
+        safety TEXT
+    );
+    CREATE INDEX exchanges_route_segment_ts ON understudy.exchanges (route, segment, ts);
+    CREATE TABLE understudy.ship_cursor (
+        replica TEXT PRIMARY KEY,
+        local_rowid BIGINT NOT NULL        -- the last SQLite rowid shipped
+    );",
+];
+
+/// Creates the schema if needed and applies pending migrations, all under
+/// one transaction-scoped advisory lock.
+pub async fn migrate(client: &Client) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(&format!(
+            "BEGIN;
+             SELECT pg_advisory_xact_lock({MIGRATION_LOCK});
+             CREATE SCHEMA IF NOT EXISTS understudy;
+             CREATE TABLE IF NOT EXISTS understudy.migrations (
+                 version INTEGER PRIMARY KEY,
+                 applied_ms BIGINT NOT NULL
+             );"
+        ))
+        .await?;
+    let result = async {
+        let row = client
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM understudy.migrations",
+                &[],
+            )
+            .await?;
+        let current = usize::try_from(row.get::<_, i32>(0)).unwrap_or(0);
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(current) {
+            client.batch_execute(step).await?;
+            client
+                .execute(
+                    "INSERT INTO understudy.migrations (version, applied_ms) VALUES ($1, $2)",
+                    &[&((i + 1) as i32), &crate::store::now_ms()],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => client.batch_execute("COMMIT").await,
+        Err(e) => {
+            client.batch_execute("ROLLBACK").await.ok();
+            Err(e)
+        }
+    }
+}

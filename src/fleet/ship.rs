@@ -1,0 +1,205 @@
+//! `fleet.ship_rows`: exchange rows copied from this replica's SQLite to
+//! PostgreSQL's `understudy.exchanges` in batches (binary `COPY` into a
+//! temporary table, then an insert that keeps rows already there), so
+//! `report --fleet` covers every replica. The cursor (the last SQLite rowid
+//! shipped) is written in the same transaction, so a batch lands once; rows
+//! wait in SQLite while PostgreSQL is unreachable. Bodies and headers stay
+//! in the replica's file: the report does not need them.
+
+use super::{Error, Fleet};
+use crate::proxy::Proxy;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+
+/// Rows per batch.
+const BATCH: i64 = 5000;
+
+/// The shipped columns, in `understudy.exchanges` order.
+const TYPES: &[Type] = &[
+    Type::TEXT,   // id
+    Type::TEXT,   // replica
+    Type::INT8,   // ts
+    Type::TEXT,   // route
+    Type::TEXT,   // segment
+    Type::TEXT,   // served_by
+    Type::TEXT,   // method
+    Type::TEXT,   // path
+    Type::TEXT,   // query
+    Type::TEXT,   // verdict
+    Type::TEXT,   // diff
+    Type::FLOAT8, // score
+    Type::TEXT,   // skip_reason
+    Type::INT4,   // incumbent_status
+    Type::FLOAT8, // incumbent_ms
+    Type::TEXT,   // incumbent_error
+    Type::INT4,   // candidate_status
+    Type::FLOAT8, // candidate_ms
+    Type::TEXT,   // candidate_error
+    Type::BOOL,   // fallback
+    Type::TEXT,   // safety
+];
+
+/// One row as read from SQLite.
+struct Shipped {
+    rowid: i64,
+    id: String,
+    ts: i64,
+    texts: [Option<String>; 8], // route segment served_by method path query verdict diff
+    score: Option<f64>,
+    skip_reason: Option<String>,
+    incumbent_status: Option<i32>,
+    incumbent_ms: Option<f64>,
+    incumbent_error: Option<String>,
+    candidate_status: Option<i32>,
+    candidate_ms: Option<f64>,
+    candidate_error: Option<String>,
+    fallback: bool,
+    safety: Option<String>,
+}
+
+/// Ships rows every `store.flush_interval` until `stop`, then once more.
+pub async fn run(fleet: Fleet, proxy: Arc<Proxy>, mut stop: watch::Receiver<bool>) {
+    let every = proxy.runtime.load().config.store.flush_interval.max(Duration::from_millis(100));
+    let mut cursor: Option<i64> = None;
+    loop {
+        let stopping = tokio::select! {
+            () = super::stopped(&mut stop) => true,
+            () = tokio::time::sleep(every) => false,
+        };
+        loop {
+            match ship_once(&fleet, &proxy, &mut cursor).await {
+                Ok(n) if n == BATCH as usize => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    cursor = None;
+                    tracing::debug!(error = %e, "Shipping rows failed; they wait in SQLite");
+                    break;
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// Ships the next batch; returns how many rows it held.
+async fn ship_once(fleet: &Fleet, proxy: &Proxy, cursor: &mut Option<i64>) -> Result<usize, Error> {
+    let mut pooled = super::pg::timed(fleet.inner.pool.get()).await??;
+    let client: &mut tokio_postgres::Client = &mut pooled;
+    let after = match *cursor {
+        Some(c) => c,
+        None => client
+            .query_opt(
+                "SELECT local_rowid FROM understudy.ship_cursor WHERE replica = $1",
+                &[&fleet.replica()],
+            )
+            .await?
+            .map_or(0, |r| r.get(0)),
+    };
+    let path = proxy.store.path().to_path_buf();
+    let rows = tokio::task::spawn_blocking(move || read(&path, after))
+        .await
+        .map_err(|e| Error::Build(e.to_string()))??;
+    let Some(last) = rows.last().map(|r| r.rowid) else {
+        *cursor = Some(after);
+        return Ok(0);
+    };
+    let tx = client.transaction().await?;
+    tx.batch_execute("CREATE TEMP TABLE ship (LIKE understudy.exchanges) ON COMMIT DROP")
+        .await?;
+    let sink = tx.copy_in("COPY ship FROM STDIN BINARY").await?;
+    let writer = BinaryCopyInWriter::new(sink, TYPES);
+    let mut writer = std::pin::pin!(writer);
+    let replica = fleet.replica().to_string();
+    for r in &rows {
+        let [route, segment, served_by, method, path, query, verdict, diff] = &r.texts;
+        let values: [&(dyn ToSql + Sync); 21] = [
+            &r.id,
+            &replica,
+            &r.ts,
+            route,
+            segment,
+            served_by,
+            method,
+            path,
+            query,
+            verdict,
+            diff,
+            &r.score,
+            &r.skip_reason,
+            &r.incumbent_status,
+            &r.incumbent_ms,
+            &r.incumbent_error,
+            &r.candidate_status,
+            &r.candidate_ms,
+            &r.candidate_error,
+            &r.fallback,
+            &r.safety,
+        ];
+        writer.as_mut().write(&values).await?;
+    }
+    writer.finish().await?;
+    tx.execute(
+        "INSERT INTO understudy.exchanges SELECT * FROM ship ON CONFLICT (id) DO NOTHING",
+        &[],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO understudy.ship_cursor (replica, local_rowid) VALUES ($1, $2)
+         ON CONFLICT (replica) DO UPDATE SET local_rowid = $2",
+        &[&replica, &last],
+    )
+    .await?;
+    tx.commit().await?;
+    *cursor = Some(last);
+    fleet.inner.metrics.rows_shipped.inc_by(rows.len() as u64);
+    Ok(rows.len())
+}
+
+fn read(path: &std::path::Path, after: i64) -> Result<Vec<Shipped>, Error> {
+    let conn = crate::store::read::open_ro(path)?;
+    let sqlite = |e: rusqlite::Error| Error::Build(format!("reading {}: {e}", path.display()));
+    let mut stmt = conn
+        .prepare(
+            "SELECT rowid, id, ts, route, segment, served_by, method, path, query, verdict, diff,
+                    score, skip_reason, incumbent_status, incumbent_ms, incumbent_error,
+                    candidate_status, candidate_ms, candidate_error, fallback, safety
+             FROM exchanges WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+        )
+        .map_err(sqlite)?;
+    let rows = stmt
+        .query_map([after, BATCH], |r| {
+            Ok(Shipped {
+                rowid: r.get(0)?,
+                id: r.get(1)?,
+                ts: r.get(2)?,
+                texts: [
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                ],
+                score: r.get(11)?,
+                skip_reason: r.get(12)?,
+                incumbent_status: r.get(13)?,
+                incumbent_ms: r.get(14)?,
+                incumbent_error: r.get(15)?,
+                candidate_status: r.get(16)?,
+                candidate_ms: r.get(17)?,
+                candidate_error: r.get(18)?,
+                fallback: r.get(19)?,
+                safety: r.get(20)?,
+            })
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(sqlite)?;
+    Ok(rows)
+}

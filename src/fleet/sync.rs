@@ -1,0 +1,345 @@
+//! The session: one connection to PostgreSQL per replica that migrates,
+//! seeds, pushes local events and evidence, follows the fleet's events
+//! (`LISTEN understudy_rollout` plus a 1 s poll), keeps the heartbeat and,
+//! on the replica holding the evaluator lock, runs the fleet's guards.
+//!
+//! When the connection fails the replica is disconnected: it serves with its
+//! last weights and logs to SQLite; the session reconnects every second and,
+//! once back, pushes what it did alone before it follows the fleet again.
+
+use super::{Fleet, pg, schema};
+use crate::proxy::Proxy;
+use crate::rollout::Change;
+use crate::rollout::guard::{Sample, SegmentGuard};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio_postgres::AsyncMessage;
+
+/// The poll beside `LISTEN`, the heartbeat, evidence shipping and the evaluator's pace.
+const TICK: Duration = Duration::from_secs(1);
+/// Evidence older than this is pruned by the evaluator.
+const EVIDENCE_KEPT_S: i64 = 3600;
+
+/// Runs the session until `stop` says so, reconnecting after each failure.
+pub async fn run(fleet: Fleet, proxy: Arc<Proxy>, mut stop: watch::Receiver<bool>) {
+    let started_ms = crate::store::now_ms();
+    loop {
+        let ended = session(&fleet, &proxy, &mut stop, started_ms).await;
+        fleet.set_connected(false);
+        match ended {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, since = %fleet.down_since(), "Fleet disconnected; serving with the last weights");
+            }
+        }
+        tokio::select! {
+            () = super::stopped(&mut stop) => return,
+            () = tokio::time::sleep(TICK) => {}
+        }
+    }
+}
+
+async fn session(
+    fleet: &Fleet,
+    proxy: &Arc<Proxy>,
+    stop: &mut watch::Receiver<bool>,
+    started_ms: i64,
+) -> Result<(), super::Error> {
+    let (mut client, mut connection) = fleet.inner.pg.connect(fleet.inner.tls.clone()).await?;
+    let (notes_tx, mut notes) = mpsc::channel::<()>(16);
+    let driver = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(_))) => {
+                    let _full_is_fine = notes_tx.try_send(());
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Ok(()),
+            }
+        }
+    });
+    let _abort = AbortOnDrop(driver.abort_handle());
+    let mut driver = driver;
+    schema::migrate(&client).await?;
+    client.batch_execute("LISTEN understudy_rollout").await?;
+    seed(fleet, proxy, &mut client).await?;
+    // What this replica did alone goes first, then it follows the fleet.
+    push_local(fleet, proxy, &client).await?;
+    push_evidence(fleet, &mut client).await?;
+    catch_up(fleet, proxy, &client, None).await?;
+    fleet.set_connected(true);
+    tracing::info!(replica = %fleet.replica(), "Fleet connected");
+    let mut evaluator: Option<Evaluator> = None;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = super::stopped(stop) => {
+                // Last evidence out; the lock goes with the session.
+                push_evidence(fleet, &mut client).await.ok();
+                pg::heartbeat(&client, fleet.replica(), started_ms, false).await.ok();
+                return Ok(());
+            }
+            ended = &mut driver => {
+                return match ended {
+                    Ok(Err(e)) => Err(e.into()),
+                    _ => Err(super::Error::Build("the PostgreSQL connection closed".into())),
+                };
+            }
+            Some(()) = notes.recv() => {
+                catch_up(fleet, proxy, &client, evaluator.as_mut()).await?;
+            }
+            () = fleet.inner.kick.notified() => {
+                push_local(fleet, proxy, &client).await?;
+                catch_up(fleet, proxy, &client, evaluator.as_mut()).await?;
+            }
+            _ = tick.tick() => {
+                push_local(fleet, proxy, &client).await?;
+                catch_up(fleet, proxy, &client, evaluator.as_mut()).await?;
+                push_evidence(fleet, &mut client).await?;
+                if evaluator.is_none() {
+                    let got: bool = client
+                        .query_one("SELECT pg_try_advisory_lock($1)", &[&schema::EVALUATOR_LOCK])
+                        .await?
+                        .get(0);
+                    if got {
+                        tracing::info!(replica = %fleet.replica(), "This replica is the fleet's evaluator");
+                        fleet.inner.metrics.evaluator.set(1);
+                        evaluator = Some(Evaluator::default());
+                    }
+                }
+                if let Some(ev) = evaluator.as_mut() {
+                    ev.step(fleet, proxy, &client).await?;
+                }
+                pg::heartbeat(&client, fleet.replica(), started_ms, evaluator.is_some()).await?;
+            }
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Seeds each configured route the fleet does not know with the file's weights.
+async fn seed(
+    fleet: &Fleet,
+    proxy: &Arc<Proxy>,
+    client: &mut tokio_postgres::Client,
+) -> Result<(), super::Error> {
+    let config = proxy.runtime.load().config.clone();
+    for route in &config.routes {
+        let changes = crate::rollout::state::file_changes(route);
+        if pg::seed(client, &route.name, &changes, fleet.replica()).await? {
+            tracing::info!(route = %route.name, "Seeded the fleet with the file's weights");
+        }
+    }
+    Ok(())
+}
+
+/// Pushes local events the fleet does not have (lowerings made here, alone
+/// or while disconnected), each re-based on the fleet's latest version.
+async fn push_local(
+    fleet: &Fleet,
+    proxy: &Arc<Proxy>,
+    client: &tokio_postgres::Client,
+) -> Result<(), super::Error> {
+    let store = proxy.store.clone();
+    let local = tokio::task::spawn_blocking(move || store.unpushed())
+        .await
+        .map_err(|e| super::Error::Build(e.to_string()))??;
+    for ev in local {
+        let change = Change {
+            version: Some(ev.version),
+            route: ev.route.clone(),
+            segment: ev.segment.clone(),
+            from: ev.from_weight,
+            to: ev.to_weight,
+            mirror: ev.mirror.clone(),
+            actor: ev.actor.clone(),
+            reason: ev.reason.clone(),
+            forced: ev.forced,
+            gates: ev.gates.clone(),
+            replica: ev.replica.clone(),
+            fleet_version: None,
+        };
+        let v = pg::insert_rebased(client, &change, fleet.replica(), ev.ts_ms).await?;
+        proxy.store.mark_pushed(ev.version, v).await?;
+        tracing::info!(route = %ev.route, segment = %ev.segment, local = ev.version, fleet = v, "Local change pushed to the fleet");
+    }
+    Ok(())
+}
+
+/// Applies the fleet's events newer than what this replica has; tells the
+/// evaluator (when this replica is it) which segments changed.
+async fn catch_up(
+    fleet: &Fleet,
+    proxy: &Arc<Proxy>,
+    client: &tokio_postgres::Client,
+    evaluator: Option<&mut Evaluator>,
+) -> Result<(), super::Error> {
+    let (routes, versions) = fleet.applied_all();
+    let events = pg::since(client, &routes, &versions).await?;
+    if events.is_empty() {
+        return Ok(());
+    }
+    if let Some(ev) = evaluator {
+        for e in &events {
+            ev.changed(e);
+        }
+    }
+    let applied = proxy
+        .rollout
+        .apply_fleet(events.clone(), &proxy.store, &proxy.metrics)
+        .await?;
+    fleet.inner.metrics.events_applied.inc_by(applied as u64);
+    for e in &events {
+        if let Some(v) = e.fleet_version {
+            fleet.set_applied(&e.route, v);
+        }
+    }
+    Ok(())
+}
+
+async fn push_evidence(
+    fleet: &Fleet,
+    client: &mut tokio_postgres::Client,
+) -> Result<(), super::Error> {
+    let (rows, dropped) = fleet.inner.evidence.take(super::evidence::unix_seconds());
+    fleet.inner.metrics.evidence_dropped.inc_by(dropped);
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if let Err(e) = pg::insert_evidence(client, fleet.replica(), &rows).await {
+        fleet.inner.evidence.put_back(rows);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The fleet's guards, on the replica that holds the evaluator lock.
+#[derive(Default)]
+struct Evaluator {
+    /// The last evidence row read (arrival order); `None` until the first read.
+    cursor: Option<i64>,
+    guards: HashMap<String, HashMap<String, SegmentGuard>>,
+    /// Per route and segment, the second of the last change: older evidence
+    /// (a partitioned replica's, arriving late) belongs to the old weight.
+    reset_at: HashMap<(String, String), i64>,
+    pruned_at: Option<Instant>,
+}
+
+impl Evaluator {
+    /// A change made by anyone: the segment's evidence starts over (a guard
+    /// breach elsewhere clears it; a person's change restarts the hold).
+    fn changed(&mut self, change: &Change) {
+        let segments: Vec<String> = match self.guards.get(&change.route) {
+            Some(r) if change.segment == crate::rollout::state::ALL_SEGMENTS => {
+                r.keys().cloned().collect()
+            }
+            _ => vec![change.segment.clone()],
+        };
+        for seg in segments {
+            self.reset_at.insert(
+                (change.route.clone(), seg.clone()),
+                super::evidence::unix_seconds(),
+            );
+            if let Some(g) = self.guards.get_mut(&change.route).and_then(|r| r.get_mut(&seg)) {
+                if change.actor == crate::rollout::Actor::Guard.as_str() {
+                    *g = SegmentGuard::default();
+                } else {
+                    g.restart_hold();
+                }
+            }
+        }
+    }
+
+    /// Reads the new evidence, runs each segment's guard over it, and writes
+    /// what they decide as fleet events.
+    async fn step(
+        &mut self,
+        fleet: &Fleet,
+        proxy: &Arc<Proxy>,
+        client: &tokio_postgres::Client,
+    ) -> Result<(), super::Error> {
+        let now = Instant::now();
+        let fresh = self
+            .cursor
+            .is_none()
+            .then(|| super::evidence::unix_seconds() - 600);
+        let rows = pg::evidence_after(client, self.cursor.unwrap_or(0), fresh).await?;
+        let mut batches: HashMap<(String, String), Vec<Sample>> = HashMap::new();
+        let mut last = self.cursor.unwrap_or(0);
+        for (id, row) in rows {
+            last = last.max(id);
+            let key = (row.route.clone(), row.segment.clone());
+            if self.reset_at.get(&key).is_some_and(|s| row.second < *s) {
+                continue;
+            }
+            let at = super::evidence::instant_of(row.second, now);
+            batches.entry(key).or_default().extend(row.samples(at));
+        }
+        self.cursor = Some(last);
+        let runtime = proxy.runtime.load();
+        for ((route_name, segment), samples) in batches {
+            let Some(route) = runtime.config.routes.iter().find(|r| r.name == route_name) else {
+                continue;
+            };
+            let weight = proxy
+                .rollout
+                .snapshot_now()
+                .get(&route_name)
+                .map_or(0.0, |s| s.weight(&segment));
+            let guard = self
+                .guards
+                .entry(route_name.clone())
+                .or_default()
+                .entry(segment.clone())
+                .or_default();
+            let Some(action) = guard.observe_all(&route.guard, samples, now, weight) else {
+                continue;
+            };
+            let change = Change {
+                version: None,
+                route: route_name.clone(),
+                segment: segment.clone(),
+                from: Some(weight),
+                to: Some(action.to),
+                mirror: None,
+                actor: crate::rollout::Actor::Guard.as_str().into(),
+                reason: format!("fleet {}", action.reason),
+                forced: false,
+                gates: None,
+                replica: Some(fleet.replica().to_string()),
+                fleet_version: None,
+            };
+            let written = if let Some(reason) = action.breach {
+                proxy.metrics.record_guard_trip(&route_name, &segment, reason);
+                tracing::warn!(route = %route_name, segment = %segment, reason = %action.reason, "Fleet guard breach");
+                Some(pg::insert_rebased(client, &change, fleet.replica(), crate::store::now_ms()).await?)
+            } else {
+                // A promotion is a raise: it must be based on the latest version.
+                pg::insert_at(client, &change, fleet.replica(), fleet.applied(&route_name) + 1).await?
+            };
+            if let Some(v) = written {
+                let mut announced = change.clone();
+                announced.fleet_version = Some(v);
+                proxy.rollout.announce_fleet(&announced);
+                self.reset_at
+                    .insert((route_name.clone(), segment.clone()), super::evidence::unix_seconds());
+            }
+        }
+        if self.pruned_at.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+            pg::prune_evidence(client, super::evidence::unix_seconds() - EVIDENCE_KEPT_S).await?;
+            self.pruned_at = Some(now);
+        }
+        catch_up(fleet, proxy, client, Some(self)).await
+    }
+}
