@@ -134,7 +134,11 @@ pub async fn start_with(config: Config, options: Options) -> Result<Running, Err
             rx.clone(),
         ))];
         if fleet.ship_rows() {
-            tasks.push(tokio::spawn(crate::fleet::ship::run(fleet, proxy.clone(), rx)));
+            tasks.push(tokio::spawn(crate::fleet::ship::run(
+                fleet,
+                proxy.clone(),
+                rx,
+            )));
         }
         (tx, tasks)
     });
@@ -203,7 +207,10 @@ impl Running {
             self.proxy.store.flush().await;
             let _sent = stop.send(true);
             for t in tasks {
-                if tokio::time::timeout(Duration::from_secs(10), t).await.is_err() {
+                if tokio::time::timeout(Duration::from_secs(10), t)
+                    .await
+                    .is_err()
+                {
                     tracing::warn!("The fleet session did not finish within 10 s at stop");
                 }
             }

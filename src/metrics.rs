@@ -66,17 +66,27 @@ impl FleetMetrics {
     fn register(registry: &Registry) -> FleetMetrics {
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric");
-            registry.register(Box::new(g.clone())).expect("unique metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
             g
         };
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid metric");
-            registry.register(Box::new(c.clone())).expect("unique metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
             c
         };
         FleetMetrics {
-            connected: gauge("fleet_connected", "1 while this replica reaches the fleet's PostgreSQL."),
-            evaluator: gauge("fleet_evaluator", "1 on the replica that runs the fleet's guards."),
+            connected: gauge(
+                "fleet_connected",
+                "1 while this replica reaches the fleet's PostgreSQL.",
+            ),
+            evaluator: gauge(
+                "fleet_evaluator",
+                "1 on the replica that runs the fleet's guards.",
+            ),
             events_applied: counter(
                 "fleet_events_applied_total",
                 "Rollout events made elsewhere in the fleet and applied here.",

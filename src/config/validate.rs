@@ -230,15 +230,14 @@ fn fleet(c: &mut Checker<'_>, f: &super::file::FleetFile) -> Option<super::Fleet
     let url = match (&f.url, &f.url_env) {
         (Some(url), _) => url.clone(),
         (None, var) => {
-            let (span, name) = var
-                .as_ref()
-                .map_or((0..0, FLEET_URL_ENV.to_string()), |v| {
-                    (v.span(), v.get_ref().clone())
-                });
+            let (span, name) = var.as_ref().map_or((0..0, FLEET_URL_ENV.to_string()), |v| {
+                (v.span(), v.get_ref().clone())
+            });
             match std::env::var(&name) {
                 Ok(v) if !v.is_empty() => toml::Spanned::new(span, v),
                 _ => {
-                    let msg = format!("the variable {name} that holds the PostgreSQL URL is not set");
+                    let msg =
+                        format!("the variable {name} that holds the PostgreSQL URL is not set");
                     c.issue(span, "fleet.url_env", msg);
                     return None;
                 }
@@ -247,7 +246,11 @@ fn fleet(c: &mut Checker<'_>, f: &super::file::FleetFile) -> Option<super::Fleet
     };
     if let Err(e) = url.get_ref().parse::<tokio_postgres::Config>() {
         // The URL may hold a password: say what is wrong, not what it is.
-        c.issue(url.span(), "fleet.url", format!("not a PostgreSQL URL: {e}"));
+        c.issue(
+            url.span(),
+            "fleet.url",
+            format!("not a PostgreSQL URL: {e}"),
+        );
         return None;
     }
     let replica = match &f.replica {

@@ -37,9 +37,9 @@ pub fn tls(ca: Option<&std::path::Path>) -> Result<MakeRustlsConnect, Error> {
         })?],
         None => Vec::new(),
     };
-    Ok(MakeRustlsConnect::new(
-        crate::upstream::tls_client_config(&extra),
-    ))
+    Ok(MakeRustlsConnect::new(crate::upstream::tls_client_config(
+        &extra,
+    )))
 }
 
 /// The pool for requests that do not come from the session.
@@ -65,7 +65,10 @@ pub fn pool(
 }
 
 /// One connection (its driver spawned), migrated: for the CLI's `--fleet`.
-pub async fn connect_once(url: &str, ca: Option<&std::path::Path>) -> Result<tokio_postgres::Client, Error> {
+pub async fn connect_once(
+    url: &str,
+    ca: Option<&std::path::Path>,
+) -> Result<tokio_postgres::Client, Error> {
     let mut pg: tokio_postgres::Config = url
         .parse()
         .map_err(|e: tokio_postgres::Error| Error::Build(e.to_string()))?;

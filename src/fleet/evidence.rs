@@ -82,12 +82,18 @@ impl Row {
     /// latency buckets as the samples that made it.
     pub fn samples(&self, at: Instant) -> Vec<Sample> {
         let verdicts = std::iter::repeat_n(Verdict::Match, self.matches as usize)
-            .chain(std::iter::repeat_n(Verdict::Mismatch, self.mismatches as usize))
+            .chain(std::iter::repeat_n(
+                Verdict::Mismatch,
+                self.mismatches as usize,
+            ))
             .chain(std::iter::repeat_n(
                 Verdict::CandidateError,
                 self.candidate_errors as usize,
             ))
-            .chain(std::iter::repeat_n(Verdict::Skipped, self.safety_only as usize));
+            .chain(std::iter::repeat_n(
+                Verdict::Skipped,
+                self.safety_only as usize,
+            ));
         let compared_safety = self.safety_events.saturating_sub(self.safety_only);
         let mut out: Vec<Sample> = verdicts
             .enumerate()
@@ -101,16 +107,21 @@ impl Row {
                 candidate_ttft_ms: None,
             })
             .collect();
-        let spread = |side: &BTreeMap<u16, u32>, out: &mut Vec<Sample>, set: fn(&mut Sample, f64)| {
-            let values = side
-                .iter()
-                .flat_map(|(i, n)| std::iter::repeat_n(Histogram::value(usize::from(*i)), *n as usize));
-            for (s, ms) in out.iter_mut().zip(values) {
-                set(s, ms);
-            }
-        };
-        spread(&self.latencies.incumbent, &mut out, |s, v| s.incumbent_ms = Some(v));
-        spread(&self.latencies.candidate, &mut out, |s, v| s.candidate_ms = Some(v));
+        let spread =
+            |side: &BTreeMap<u16, u32>, out: &mut Vec<Sample>, set: fn(&mut Sample, f64)| {
+                let values = side.iter().flat_map(|(i, n)| {
+                    std::iter::repeat_n(Histogram::value(usize::from(*i)), *n as usize)
+                });
+                for (s, ms) in out.iter_mut().zip(values) {
+                    set(s, ms);
+                }
+            };
+        spread(&self.latencies.incumbent, &mut out, |s, v| {
+            s.incumbent_ms = Some(v)
+        });
+        spread(&self.latencies.candidate, &mut out, |s, v| {
+            s.candidate_ms = Some(v)
+        });
         spread(&self.latencies.incumbent_ttft, &mut out, |s, v| {
             s.incumbent_ttft_ms = Some(v)
         });
@@ -235,7 +246,12 @@ mod tests {
             );
             let cfg = crate::config::for_test(&text).routes[0].guard.clone();
             let now = Instant::now();
-            let verdicts = [Verdict::Match, Verdict::Mismatch, Verdict::CandidateError, Verdict::Skipped];
+            let verdicts = [
+                Verdict::Match,
+                Verdict::Mismatch,
+                Verdict::CandidateError,
+                Verdict::Skipped,
+            ];
             let samples: Vec<Sample> = (0..3000u32)
                 .map(|i| {
                     let v = verdicts[((i * 7919) % 13 % 4) as usize];
@@ -258,8 +274,20 @@ mod tests {
             let (b, db, _) = pooled.status(now).expect("judged");
             assert_eq!(da, db, "{method}");
             assert_eq!(
-                (a.samples, a.matches, a.mismatches, a.candidate_errors, a.safety_events),
-                (b.samples, b.matches, b.mismatches, b.candidate_errors, b.safety_events),
+                (
+                    a.samples,
+                    a.matches,
+                    a.mismatches,
+                    a.candidate_errors,
+                    a.safety_events
+                ),
+                (
+                    b.samples,
+                    b.matches,
+                    b.mismatches,
+                    b.candidate_errors,
+                    b.safety_events
+                ),
                 "{method}"
             );
             assert_eq!(a.agreement_lower, b.agreement_lower, "{method}");

@@ -80,7 +80,10 @@ struct Inner {
 
 impl Fleet {
     /// The handle for `cfg` (no connection is made yet).
-    pub fn new(cfg: &crate::config::Fleet, metrics: &crate::metrics::Metrics) -> Result<Fleet, Error> {
+    pub fn new(
+        cfg: &crate::config::Fleet,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<Fleet, Error> {
         let (pg, tls) = connect::config(cfg)?;
         let pool = connect::pool(&pg, &tls)?;
         metrics.fleet.connected.set(0);

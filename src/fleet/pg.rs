@@ -18,8 +18,7 @@ pub async fn timed<T>(fut: impl Future<Output = T>) -> Result<T, Error> {
         .map_err(|_| Error::Timeout(REQUEST_TIMEOUT))
 }
 
-const COLUMNS: &str =
-    "route, version, ts, segment, from_weight, to_weight, actor, reason, mirror, forced, gates, replica";
+const COLUMNS: &str = "route, version, ts, segment, from_weight, to_weight, actor, reason, mirror, forced, gates, replica";
 
 /// Inserts `change` as version `version` of its route; `None` when that
 /// version exists already (another replica's change won the race).
@@ -169,8 +168,11 @@ pub async fn seed(
     replica: &str,
 ) -> Result<bool, Error> {
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1)::int8)", &[&route])
-        .await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1)::int8)",
+        &[&route],
+    )
+    .await?;
     let known: bool = tx
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM understudy.rollout_events WHERE route = $1)",
@@ -309,6 +311,9 @@ pub async fn evidence_after(
 /// Drops evidence older than `before` (unix seconds).
 pub async fn prune_evidence(client: &impl GenericClient, before: i64) -> Result<u64, Error> {
     Ok(client
-        .execute("DELETE FROM understudy.evidence WHERE second < $1", &[&before])
+        .execute(
+            "DELETE FROM understudy.evidence WHERE second < $1",
+            &[&before],
+        )
         .await?)
 }

@@ -62,7 +62,13 @@ struct Shipped {
 
 /// Ships rows every `store.flush_interval` until `stop`, then once more.
 pub async fn run(fleet: Fleet, proxy: Arc<Proxy>, mut stop: watch::Receiver<bool>) {
-    let every = proxy.runtime.load().config.store.flush_interval.max(Duration::from_millis(100));
+    let every = proxy
+        .runtime
+        .load()
+        .config
+        .store
+        .flush_interval
+        .max(Duration::from_millis(100));
     let mut cursor: Option<i64> = None;
     loop {
         let stopping = tokio::select! {
@@ -116,7 +122,16 @@ async fn ship_once(fleet: &Fleet, proxy: &Proxy, cursor: &mut Option<i64>) -> Re
     let mut writer = std::pin::pin!(writer);
     let replica = fleet.replica().to_string();
     for r in &rows {
-        let [route, segment, served_by, method, path, query, verdict, diff] = &r.texts;
+        let [
+            route,
+            segment,
+            served_by,
+            method,
+            path,
+            query,
+            verdict,
+            diff,
+        ] = &r.texts;
         let values: [&(dyn ToSql + Sync); 21] = [
             &r.id,
             &replica,

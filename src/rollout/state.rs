@@ -155,10 +155,11 @@ pub fn file_changes(route: &Route) -> Vec<Change> {
         replica: None,
         fleet_version: None,
     };
-    let mut out: Vec<Change> = std::iter::once((segment::DEFAULT.to_string(), route.rollout.default))
-        .chain(route.rollout.segments.clone())
-        .map(|(seg, w)| config(seg, Some(w), None, "initial weight in the config file"))
-        .collect();
+    let mut out: Vec<Change> =
+        std::iter::once((segment::DEFAULT.to_string(), route.rollout.default))
+            .chain(route.rollout.segments.clone())
+            .map(|(seg, w)| config(seg, Some(w), None, "initial weight in the config file"))
+            .collect();
     if !route.mirror.enabled {
         out.push(config(
             ALL_SEGMENTS.into(),
@@ -618,7 +619,9 @@ impl Rollout {
         super::record::append_all(store, new.clone()).await?;
         self.update(|state| {
             for e in &events {
-                let Some(rs) = state.get_mut(&e.route) else { continue };
+                let Some(rs) = state.get_mut(&e.route) else {
+                    continue;
+                };
                 match (e.to, e.mirror.as_deref()) {
                     (Some(w), _) => rs.set(&e.segment, w),
                     (None, Some(m)) => rs.mirror = m != "off",

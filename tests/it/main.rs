@@ -10,6 +10,7 @@ mod admin;
 mod admin_hardening;
 mod check;
 mod faults;
+mod fleet;
 mod gates;
 mod hostile;
 mod limits;

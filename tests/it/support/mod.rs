@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use understudy::loopback;
 
+pub mod pg;
+
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// What an upstream received.
