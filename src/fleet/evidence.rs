@@ -16,9 +16,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Closed seconds kept while PostgreSQL is unreachable; beyond it the oldest
-/// are dropped (and counted). An hour of a route with ten segments.
-pub const MAX_BACKLOG: usize = 36_000;
+/// Closed slices kept while PostgreSQL is unreachable; beyond it the oldest
+/// are dropped (and counted). An hour of a busy route with ten segments.
+pub const MAX_BACKLOG: usize = 180_000;
 
 /// The latency buckets of one second: bucket index → count.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -33,13 +33,20 @@ pub struct Latencies {
     pub candidate_ttft: BTreeMap<u16, u32>,
 }
 
-/// One second of one route and segment on one replica.
+/// Evidence is counted in slices of this many milliseconds (five a second),
+/// so a closed slice reaches the evaluator a fraction of a second after it
+/// happened.
+pub const SLICE_MS: i64 = 200;
+
+/// One slice of a second of one route and segment on one replica.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Row {
     pub route: String,
     pub segment: String,
     /// Unix seconds.
     pub second: i64,
+    /// Which slice of the second (0 to 4).
+    pub slice: i16,
     pub matches: u64,
     pub mismatches: u64,
     pub candidate_errors: u64,
@@ -155,28 +162,33 @@ impl Buffer {
         if !sample.counts() {
             return;
         }
-        let second = unix_seconds();
+        let slice = unix_ms() / SLICE_MS;
         let mut state = super::lock(&self.inner);
         state
             .open
-            .entry((route.to_string(), segment.to_string(), second))
+            .entry((route.to_string(), segment.to_string(), slice))
             .or_insert_with(|| Row {
                 route: route.to_string(),
                 segment: segment.to_string(),
-                second,
+                second: slice * SLICE_MS / 1000,
+                slice: ((slice * SLICE_MS % 1000) / SLICE_MS) as i16,
                 ..Row::default()
             })
             .add(sample);
     }
 
-    /// Closes every second before `now_second` and takes what waits to be
+    /// Closes every slice before the current one and takes what waits to be
     /// shipped; returns the rows and how many old ones the bound dropped.
-    pub fn take(&self, now_second: i64) -> (Vec<Row>, u64) {
+    pub fn take(&self) -> (Vec<Row>, u64) {
+        self.take_before(unix_ms() / SLICE_MS)
+    }
+
+    fn take_before(&self, now_slice: i64) -> (Vec<Row>, u64) {
         let mut state = super::lock(&self.inner);
         let done: Vec<_> = state
             .open
             .keys()
-            .filter(|(_, _, s)| *s < now_second)
+            .filter(|(_, _, s)| *s < now_slice)
             .cloned()
             .collect();
         for key in done {
@@ -204,9 +216,11 @@ impl Buffer {
 }
 
 pub fn unix_seconds() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    unix_ms() / 1000
+}
+
+fn unix_ms() -> i64 {
+    crate::store::now_ms()
 }
 
 /// The instant that was `second` (unix) on this machine's clock.
@@ -232,7 +246,9 @@ mod tests {
         }
     }
 
-    /// The pooled statistics are a single replica's over the same samples:
+    /// The pooled statistics are a single replica's over the same samples
+    /// (a time window: a count window's oldest samples depend on the order
+    /// within a 200 ms slice, which pooling does not keep):
     /// the same samples dealt to three replicas, shipped as per-second rows
     /// and pooled, give the evaluator the figures and decision one guard
     /// computes seeing them all.
@@ -242,7 +258,7 @@ mod tests {
             let text = format!(
                 "[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nincumbent = \"http://127.0.0.1:1\"\n\
                  candidate = \"http://127.0.0.1:2\"\n[routes.guard]\nmethod = \"{method}\"\n\
-                 max_latency_ratio = 3.0\n"
+                 max_latency_ratio = 3.0\nwindow = \"10m\"\n"
             );
             let cfg = crate::config::for_test(&text).routes[0].guard.clone();
             let now = Instant::now();
@@ -259,9 +275,11 @@ mod tests {
                     sample(now, v, i % 97 == 0, i)
                 })
                 .collect();
+            // At weight 0 a guard judges without acting (nothing resets midway),
+            // so the single guard's last figures cover every sample.
             let mut single = SegmentGuard::default();
             for s in &samples {
-                single.observe(&cfg, *s, 5.0);
+                single.observe(&cfg, *s, 0.0);
             }
             // Three replicas, round robin, one second each.
             let mut rows = vec![Row::default(), Row::default(), Row::default()];
@@ -269,7 +287,7 @@ mod tests {
                 rows[i % 3].add(s);
             }
             let mut pooled = SegmentGuard::default();
-            pooled.observe_all(&cfg, rows.iter().flat_map(|r| r.samples(now)), now, 5.0);
+            pooled.observe_all(&cfg, rows.iter().flat_map(|r| r.samples(now)), now, 0.0);
             let (a, da, _) = single.status(now).expect("judged");
             let (b, db, _) = pooled.status(now).expect("judged");
             assert_eq!(da, db, "{method}");
@@ -310,12 +328,12 @@ mod tests {
                 });
             }
         }
-        let (rows, dropped) = buffer.take(0);
+        let (rows, dropped) = buffer.take_before(0);
         assert_eq!(dropped, 5);
         assert_eq!(rows.len(), MAX_BACKLOG);
         assert_eq!(rows[0].second, 5);
         buffer.put_back(rows);
-        let (again, _) = buffer.take(0);
+        let (again, _) = buffer.take_before(0);
         assert_eq!(again[0].second, 5);
     }
 }

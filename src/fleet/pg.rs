@@ -218,10 +218,10 @@ pub async fn insert_evidence(
     let tx = client.transaction().await?;
     let stmt = tx
         .prepare(
-            "INSERT INTO understudy.evidence (replica, route, segment, second, matches,
+            "INSERT INTO understudy.evidence (replica, route, segment, second, slice, matches,
                  mismatches, candidate_errors, safety_events, safety_only, latencies)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (replica, route, segment, second) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $11, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (replica, route, segment, second, slice) DO NOTHING",
         )
         .await?;
     for r in rows {
@@ -239,6 +239,7 @@ pub async fn insert_evidence(
                 &(r.safety_events as i64),
                 &(r.safety_only as i64),
                 &latencies,
+                &r.slice,
             ],
         )
         .await?;
@@ -294,6 +295,7 @@ pub async fn evidence_after(
                     route: r.get(1),
                     segment: r.get(2),
                     second: r.get(3),
+                    slice: 0,
                     matches: n(4),
                     mismatches: n(5),
                     candidate_errors: n(6),

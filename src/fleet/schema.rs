@@ -45,13 +45,14 @@ const MIGRATIONS: &[&str] = &[
         route TEXT NOT NULL,
         segment TEXT NOT NULL,            -- the metric label
         second BIGINT NOT NULL,           -- unix seconds
+        slice SMALLINT NOT NULL DEFAULT 0, -- fifth of the second (200 ms slices)
         matches BIGINT NOT NULL,
         mismatches BIGINT NOT NULL,
         candidate_errors BIGINT NOT NULL,
         safety_events BIGINT NOT NULL,
         safety_only BIGINT NOT NULL,      -- safety hits on exchanges not compared
         latencies JSONB,                  -- 2 % buckets of both sides' latencies
-        UNIQUE (replica, route, segment, second)
+        UNIQUE (replica, route, segment, second, slice)
     );
     CREATE INDEX evidence_second ON understudy.evidence (second);
 

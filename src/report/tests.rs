@@ -209,6 +209,7 @@ fn weights_noise_feedback_and_events_appear() {
             actor: "cli".into(),
             reason: "step".into(),
             mirror: None,
+            ..NewEvent::default()
         };
         events::append(&conn, &ev).unwrap();
     }

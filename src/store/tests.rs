@@ -314,6 +314,7 @@ fn rollout_events_are_append_only() {
         actor: "cli".into(),
         reason: "test".into(),
         mirror: mirror.map(String::from),
+        ..NewEvent::default()
     };
     let v1 = events::append(&conn, &ev("enterprise", Some(5.0), None)).unwrap();
     let v2 = events::append(&conn, &ev("enterprise", Some(10.0), None)).unwrap();

@@ -265,7 +265,10 @@ async fn a_partitioned_replica_keeps_serving_and_rejoins_without_losing_or_repea
     let (status, h, _) = send(req).await;
     assert_eq!(
         (status, &h["x-understudy-served-by"]),
-        (http::StatusCode::OK, &http::HeaderValue::from_static("candidate"))
+        (
+            http::StatusCode::OK,
+            &http::HeaderValue::from_static("candidate")
+        )
     );
     // A rollback needs nobody; a raise needs the fleet.
     let (status, body) = set_weight(&a, "enterprise", 0.0).await;
