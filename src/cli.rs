@@ -75,6 +75,8 @@ pub enum Command {
         /// Report a replay (`understudy replay --label L`) instead of live traffic.
         #[arg(long)]
         label: Option<String>,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Re-send logged requests of a route to a new candidate and compare its
     /// answers with the stored incumbent answers (table `replays`, `report --label`).
@@ -144,6 +146,8 @@ pub enum Command {
     Status {
         #[command(flatten)]
         admin: AdminArgs,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Change a segment's weight on a running proxy (in effect for the next request).
     Promote {
@@ -191,7 +195,21 @@ pub enum Command {
         route: Option<String>,
         #[command(flatten)]
         admin: AdminArgs,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
+}
+
+/// `--fleet`: read the whole fleet from PostgreSQL (SPEC §10).
+#[derive(Debug, clap::Args)]
+pub struct FleetArgs {
+    /// Read the whole fleet from PostgreSQL instead of one replica. The URL
+    /// comes from -c's [fleet], else --fleet-url, else UNDERSTUDY_FLEET_URL.
+    #[arg(long)]
+    pub fleet: bool,
+    /// The fleet's PostgreSQL URL, when the config has no [fleet].
+    #[arg(long, requires = "fleet")]
+    pub fleet_url: Option<String>,
 }
 
 /// Where the running proxy's admin API is.
@@ -262,8 +280,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             output,
             label,
+            fleet,
         } => {
-            let (dbs, config) = resolve_dbs(&db)?;
+            // Under --fleet the fleet's rows are copied into a temporary
+            // file and reported like any other log.
+            let fleet_db = match fleet.fleet {
+                true => Some(fleet_report_db(
+                    &db.config,
+                    fleet.fleet_url.as_deref(),
+                    since,
+                )?),
+                false => None,
+            };
+            let (dbs, config) = match &fleet_db {
+                Some((dir, _)) => (
+                    vec![dir.path().join("fleet.db")],
+                    config::load(&db.config).ok(),
+                ),
+                None => resolve_dbs(&db)?,
+            };
             let guards = config
                 .iter()
                 .flat_map(|c| &c.routes)
@@ -370,7 +405,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { admin } => ops(&admin, async |a, out| a.status(out).await),
+        Command::Status { fleet, admin } if fleet.fleet => {
+            fleet_ops(&admin.config, &fleet, async |c, out| {
+                Ok(crate::fleet::read::status(c, out).await?)
+            })
+        }
+        Command::Status { admin, .. } => ops(&admin, async |a, out| a.status(out).await),
         Command::Promote {
             route,
             segment,
@@ -400,7 +440,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             a.set_weight(&route, &segment, target, &reason, false, out)
                 .await
         }),
-        Command::Audit { route, admin } => {
+        Command::Audit {
+            route,
+            fleet,
+            admin,
+        } if fleet.fleet => fleet_ops(&admin.config, &fleet, async |c, out| {
+            Ok(crate::fleet::read::audit(c, route.as_deref(), out).await?)
+        }),
+        Command::Audit { route, admin, .. } => {
             ops(&admin, async |a, out| a.audit(route.as_deref(), out).await)
         }
     }
@@ -414,6 +461,50 @@ fn ops(
     let admin = crate::admin::client::Admin::resolve(args.admin.as_deref(), &args.config)?;
     tokio_runtime()?.block_on(f(&admin, &mut std::io::stdout()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The fleet's PostgreSQL URL for `--fleet` (the config's `[fleet]`, else
+/// `--fleet-url`, else the variable) and a migrated connection to it.
+async fn fleet_client(config: &Path, flag: Option<&str>) -> anyhow::Result<tokio_postgres::Client> {
+    let (url, ca) = crate::fleet::read::url(config, flag).ok_or_else(|| {
+        UserError(format!(
+            "--fleet needs the fleet's PostgreSQL: a [fleet] in {}, --fleet-url, or {}",
+            config.display(),
+            config::FLEET_URL_ENV
+        ))
+    })?;
+    Ok(crate::fleet::connect_once(&url, ca.as_deref()).await?)
+}
+
+/// Runs `f` against the fleet's PostgreSQL.
+fn fleet_ops(
+    config: &Path,
+    args: &FleetArgs,
+    f: impl AsyncFnOnce(&tokio_postgres::Client, &mut dyn std::io::Write) -> anyhow::Result<()>,
+) -> anyhow::Result<ExitCode> {
+    tokio_runtime()?.block_on(async {
+        let client = fleet_client(config, args.fleet_url.as_deref()).await?;
+        f(&client, &mut std::io::stdout()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The fleet's rows and events in a temporary SQLite file, for `report --fleet`.
+fn fleet_report_db(
+    config: &Path,
+    flag: Option<&str>,
+    since: Option<std::time::Duration>,
+) -> anyhow::Result<(tempfile::TempDir, usize)> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("fleet.db");
+    let since_ms = since.map(|d| {
+        crate::store::now_ms().saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    });
+    let n = tokio_runtime()?.block_on(async {
+        let client = fleet_client(config, flag).await?;
+        anyhow::Ok(crate::fleet::read::materialize(&client, &path, since_ms).await?)
+    })?;
+    Ok((dir, n))
 }
 
 /// Loads a config; its problems are the user's (exit 1), printed one per line.

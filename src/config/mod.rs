@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use llm::{Band, Bands, Cost, Embedding, Focus, LlmCompare, Price, Protocol, TextStage};
-pub use validate::{Error, Issue};
+pub use validate::{Error, FLEET_URL_ENV, Issue};
 
 /// Loads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, Error> {

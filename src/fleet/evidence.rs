@@ -282,7 +282,7 @@ mod tests {
                 single.observe(&cfg, *s, 0.0);
             }
             // Three replicas, round robin, one second each.
-            let mut rows = vec![Row::default(), Row::default(), Row::default()];
+            let mut rows = [Row::default(), Row::default(), Row::default()];
             for (i, s) in samples.iter().enumerate() {
                 rows[i % 3].add(s);
             }

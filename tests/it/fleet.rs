@@ -500,3 +500,139 @@ async fn shipped_rows_reach_postgresql_once() {
         .collect();
     assert_eq!(shipped, [("a".to_string(), 15), ("b".to_string(), 15)]);
 }
+
+/// Two real `understudy serve` processes on one PostgreSQL: a `promote`
+/// through one replica's CLI is the fleet's; `status|audit|report --fleet`
+/// read the whole fleet; SIGTERM ships the last rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_runs_as_a_fleet_and_the_cli_reads_it() {
+    let Some(pg) = pg::start("fleet_binary").await else {
+        return;
+    };
+    let incumbent = upstream().spawn().await;
+    let candidate = upstream().spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = route(
+        "r",
+        "/",
+        &incumbent.url(),
+        &candidate.url(),
+        "segment = { header = \"x-tier\", values = [\"smb\", \"enterprise\"] }\n",
+    );
+    let mut procs = Vec::new();
+    for name in ["a", "b"] {
+        let sub = dir.path().join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let text = config_text(&sub, "[store]\nflush_interval = \"100ms\"\n", &routes).replace(
+            "[store]",
+            &format!(
+                "[fleet]\nurl = \"{}\"\nreplica = \"{name}\"\nship_rows = true\n[store]",
+                pg.url
+            ),
+        );
+        let config = sub.join("proxy.toml");
+        std::fs::write(&config, text).unwrap();
+        let (child, addr, admin) = serve_binary(&config);
+        procs.push((Reaped(Some(child)), addr, admin, config));
+    }
+    for (_, _, admin, _) in &procs {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let (_, _, body) = get(&format!("http://{admin}/readyz")).await;
+            if String::from_utf8_lossy(&body).contains("fleet: connected") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for i in 0..20 {
+        for (_, addr, _, _) in &procs {
+            let req = Request::get(format!("http://{addr}/q{i}"))
+                .header("x-tier", "smb")
+                .body(Full::default())
+                .unwrap();
+            assert_eq!(send(req).await.0, 200);
+        }
+    }
+    let cfg_a = procs[0].3.to_str().unwrap().to_string();
+    let cfg_b = procs[1].3.to_str().unwrap().to_string();
+    let (ok, out, err) = cli(&[
+        "promote",
+        "r",
+        "--segment",
+        "enterprise",
+        "--to",
+        "50",
+        "--reason",
+        "binary fleet test",
+        "--force",
+        "-c",
+        &cfg_a,
+        "--admin",
+        &procs[0].2,
+    ]);
+    assert!(ok, "{out}{err}");
+    // B serves it within a second.
+    let b_admin = procs[1].2.clone();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (_, _, body) = get(&format!("http://{b_admin}/api/v1/routes")).await;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let w = v["routes"][0]["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["segment"] == "enterprise")
+            .map(|s| s["weight"].as_f64().unwrap());
+        if w == Some(50.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (ok, out, err) = cli(&["status", "--fleet", "-c", &cfg_b]);
+    assert!(ok, "{err}");
+    assert!(out.contains("enterprise") && out.contains("50%"), "{out}");
+    assert!(out.contains("  a ") && out.contains("  b "), "{out}");
+    let (ok, out, err) = cli(&["audit", "--fleet", "-c", &cfg_b]);
+    assert!(ok, "{err}");
+    assert!(out.contains("binary fleet test"), "{out}");
+    for (mut child, _, _, _) in procs.drain(..).rev() {
+        let child = child.0.take().unwrap();
+        assert_eq!(terminate(child).await, Some(0));
+    }
+    let (ok, out, err) = cli(&["report", "--fleet", "-c", &cfg_a, "--format", "csv"]);
+    assert!(ok, "{err}");
+    let smb = out
+        .lines()
+        .find(|l| l.contains(",smb,"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        smb.contains(",40,"),
+        "all 40 exchanges of both replicas: {out}"
+    );
+    // Without a fleet URL anywhere, --fleet says what it needs.
+    let (ok, _, err) = cli(&["audit", "--fleet", "-c", "/nonexistent.toml"]);
+    assert!(!ok);
+    assert!(
+        err.contains("--fleet needs the fleet's PostgreSQL"),
+        "{err}"
+    );
+}
+
+/// A child process killed if the test fails before it stops it.
+struct Reaped(Option<std::process::Child>);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            c.kill().ok();
+            c.wait().ok();
+        }
+    }
+}

@@ -1,8 +1,7 @@
 //! The real binary: SIGTERM stops accepting, drains, flushes every row, exits 0.
 
 use crate::support::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 #[tokio::test]
@@ -33,37 +32,10 @@ async fn n_requests_then_sigterm_gives_exactly_n_rows() {
 
 /// The real binary on `dir/proxy.toml`, with its proxy and admin addresses
 /// from its listening line. The caller waits for the child.
-#[allow(clippy::zombie_processes)]
 fn spawn_binary(dir: &std::path::Path, routes: &str) -> (std::process::Child, String, String) {
     let config = dir.join("proxy.toml");
     std::fs::write(&config, config_text(dir, "", routes)).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_understudy"))
-        .args(["serve", "-c"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "no listening line"
-        );
-        let field = |name: &str| {
-            line.split_whitespace()
-                .find_map(|t| t.strip_prefix(name))
-                .map(str::to_string)
-        };
-        if let (Some(addr), Some(admin)) = (field("addr="), field("admin_addr=")) {
-            // Keep draining its log so the child never blocks on a full pipe.
-            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-            return (child, addr, admin);
-        }
-    }
+    serve_binary(&config)
 }
 
 /// One request on a fresh connection: `Some(true)` answered 200,

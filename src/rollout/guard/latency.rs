@@ -56,7 +56,7 @@ impl Histogram {
 
     /// Values held.
     #[cfg(test)]
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.len
     }
 

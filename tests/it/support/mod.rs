@@ -451,3 +451,52 @@ pub fn metric(text: &str, series: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// `understudy serve -c config` (the real binary), with its proxy and admin
+/// addresses from its listening line. The caller waits for the child.
+#[allow(clippy::zombie_processes)]
+pub fn serve_binary(config: &std::path::Path) -> (std::process::Child, String, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_understudy"))
+        .args(["serve", "-c"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no listening line"
+        );
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|t| t.strip_prefix(name))
+                .map(str::to_string)
+        };
+        if let (Some(addr), Some(admin)) = (field("addr="), field("admin_addr=")) {
+            // Keep draining its log so the child never blocks on a full pipe.
+            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+            return (child, addr, admin);
+        }
+    }
+}
+
+/// Runs the real binary with `args` to completion: (success, stdout, stderr).
+pub fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_understudy"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
