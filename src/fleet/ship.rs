@@ -16,6 +16,8 @@ use tokio_postgres::types::{ToSql, Type};
 
 /// Rows per batch.
 const BATCH: i64 = 5000;
+/// The longest one batch may take (a server that stops answering).
+const BATCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The shipped columns, in `understudy.exchanges` order.
 const TYPES: &[Type] = &[
@@ -76,7 +78,8 @@ pub async fn run(fleet: Fleet, proxy: Arc<Proxy>, mut stop: watch::Receiver<bool
             () = tokio::time::sleep(every) => false,
         };
         loop {
-            match ship_once(&fleet, &proxy, &mut cursor).await {
+            let batch = tokio::time::timeout(BATCH_TIMEOUT, ship_once(&fleet, &proxy, &mut cursor));
+            match batch.await.unwrap_or(Err(Error::Timeout(BATCH_TIMEOUT))) {
                 Ok(n) if n == BATCH as usize => continue,
                 Ok(_) => break,
                 Err(e) => {

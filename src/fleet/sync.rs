@@ -24,6 +24,11 @@ use tokio_postgres::AsyncMessage;
 const TICK: Duration = Duration::from_millis(200);
 /// How often a disconnected replica tries again.
 const RETRY: Duration = Duration::from_secs(1);
+/// The longest a connection and catch-up, or one step, may take before the
+/// session is given up and started over.
+const WORK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The last evidence at stop gets this long.
+const STOP_TIMEOUT: Duration = Duration::from_secs(3);
 /// Evidence older than this is pruned by the evaluator.
 const EVIDENCE_KEPT_S: i64 = 3600;
 
@@ -52,77 +57,117 @@ async fn session(
     stop: &mut watch::Receiver<bool>,
     started_ms: i64,
 ) -> Result<(), super::Error> {
-    let (mut client, mut connection) = fleet.inner.pg.connect(fleet.inner.tls.clone()).await?;
-    let (notes_tx, mut notes) = mpsc::channel::<()>(16);
-    let driver = tokio::spawn(async move {
-        loop {
-            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                Some(Ok(AsyncMessage::Notification(_))) => {
-                    let _full_is_fine = notes_tx.try_send(());
+    // Connecting and catching up are bounded (a server that accepts and never
+    // answers must not hold the session), and a stop cuts them short.
+    let setup = async {
+        let (mut client, mut connection) = fleet.inner.pg.connect(fleet.inner.tls.clone()).await?;
+        let (notes_tx, notes) = mpsc::channel::<()>(16);
+        let driver = tokio::spawn(async move {
+            loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(AsyncMessage::Notification(_))) => {
+                        let _full_is_fine = notes_tx.try_send(());
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e),
+                    None => return Ok(()),
                 }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e),
-                None => return Ok(()),
             }
+        });
+        let abort = AbortOnDrop(driver.abort_handle());
+        schema::migrate(&client).await?;
+        client.batch_execute("LISTEN understudy_rollout").await?;
+        seed(fleet, proxy, &mut client).await?;
+        // What this replica did alone goes first, then it follows the fleet.
+        push_local(fleet, proxy, &client).await?;
+        push_evidence(fleet, &mut client).await?;
+        catch_up(fleet, proxy, &client, None).await?;
+        Ok::<_, super::Error>((client, driver, abort, notes))
+    };
+    let (mut client, mut driver, _abort, mut notes) = tokio::select! {
+        ready = tokio::time::timeout(WORK_TIMEOUT, setup) => {
+            ready.map_err(|_| super::Error::Timeout(WORK_TIMEOUT))??
         }
-    });
-    let _abort = AbortOnDrop(driver.abort_handle());
-    let mut driver = driver;
-    schema::migrate(&client).await?;
-    client.batch_execute("LISTEN understudy_rollout").await?;
-    seed(fleet, proxy, &mut client).await?;
-    // What this replica did alone goes first, then it follows the fleet.
-    push_local(fleet, proxy, &client).await?;
-    push_evidence(fleet, &mut client).await?;
-    catch_up(fleet, proxy, &client, None).await?;
+        () = super::stopped(stop) => return Ok(()),
+    };
     fleet.set_connected(true);
     tracing::info!(replica = %fleet.replica(), "Fleet connected");
     let mut evaluator: Option<Evaluator> = None;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            () = super::stopped(stop) => {
-                // Last evidence out; the lock goes with the session.
-                push_evidence(fleet, &mut client).await.ok();
-                pg::heartbeat(&client, fleet.replica(), started_ms, false).await.ok();
-                return Ok(());
-            }
+        let work = tokio::select! {
+            () = super::stopped(stop) => Work::Stop,
             ended = &mut driver => {
                 return match ended {
                     Ok(Err(e)) => Err(e.into()),
                     _ => Err(super::Error::Build("the PostgreSQL connection closed".into())),
                 };
             }
-            Some(()) = notes.recv() => {
-                catch_up(fleet, proxy, &client, evaluator.as_mut()).await?;
-            }
-            () = fleet.inner.kick.notified() => {
-                push_local(fleet, proxy, &client).await?;
-                catch_up(fleet, proxy, &client, evaluator.as_mut()).await?;
-            }
-            _ = tick.tick() => {
-                push_local(fleet, proxy, &client).await?;
-                catch_up(fleet, proxy, &client, evaluator.as_mut()).await?;
-                push_evidence(fleet, &mut client).await?;
-                if evaluator.is_none() {
-                    let got: bool = client
-                        .query_one("SELECT pg_try_advisory_lock($1)", &[&schema::EVALUATOR_LOCK])
-                        .await?
-                        .get(0);
-                    if got {
-                        tracing::info!(replica = %fleet.replica(), "This replica is the fleet's evaluator");
-                        fleet.inner.metrics.evaluator.set(1);
-                        evaluator = Some(Evaluator::default());
+            Some(()) = notes.recv() => Work::Follow,
+            () = fleet.inner.kick.notified() => Work::Push,
+            _ = tick.tick() => Work::Tick,
+        };
+        // Each step is bounded: a server that stops answering mid-session
+        // ends the session (and the replica reconnects), never hangs it.
+        let step = async {
+            match work {
+                Work::Stop => {
+                    // Last evidence out; the lock goes with the session.
+                    push_evidence(fleet, &mut client).await?;
+                    pg::heartbeat(&client, fleet.replica(), started_ms, false).await
+                }
+                Work::Follow => catch_up(fleet, proxy, &client, evaluator.as_mut()).await,
+                Work::Push => {
+                    push_local(fleet, proxy, &client).await?;
+                    catch_up(fleet, proxy, &client, evaluator.as_mut()).await
+                }
+                Work::Tick => {
+                    push_local(fleet, proxy, &client).await?;
+                    catch_up(fleet, proxy, &client, evaluator.as_mut()).await?;
+                    push_evidence(fleet, &mut client).await?;
+                    if evaluator.is_none() {
+                        let got: bool = client
+                            .query_one(
+                                "SELECT pg_try_advisory_lock($1)",
+                                &[&schema::EVALUATOR_LOCK],
+                            )
+                            .await?
+                            .get(0);
+                        if got {
+                            tracing::info!(replica = %fleet.replica(), "This replica is the fleet's evaluator");
+                            fleet.inner.metrics.evaluator.set(1);
+                            evaluator = Some(Evaluator::default());
+                        }
                     }
+                    if let Some(ev) = evaluator.as_mut() {
+                        ev.step(fleet, proxy, &client).await?;
+                    }
+                    pg::heartbeat(&client, fleet.replica(), started_ms, evaluator.is_some()).await
                 }
-                if let Some(ev) = evaluator.as_mut() {
-                    ev.step(fleet, proxy, &client).await?;
-                }
-                pg::heartbeat(&client, fleet.replica(), started_ms, evaluator.is_some()).await?;
             }
+        };
+        let limit = if matches!(work, Work::Stop) {
+            STOP_TIMEOUT
+        } else {
+            WORK_TIMEOUT
+        };
+        let done = tokio::time::timeout(limit, step).await;
+        match (work, done) {
+            (Work::Stop, _) => return Ok(()),
+            (_, Ok(result)) => result?,
+            (_, Err(_)) => return Err(super::Error::Timeout(limit)),
         }
     }
+}
+
+/// What the session does next.
+#[derive(Clone, Copy)]
+enum Work {
+    Stop,
+    Follow,
+    Push,
+    Tick,
 }
 
 struct AbortOnDrop(tokio::task::AbortHandle);

@@ -636,3 +636,81 @@ impl Drop for Reaped {
         }
     }
 }
+
+/// A PostgreSQL that accepts connections and never answers (the worst kind
+/// of slow): the replica starts at once, serves every request, says it is
+/// disconnected, and refuses raises quickly. Prints the clients' latency
+/// beside a replica without `[fleet]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_never_answers_costs_the_client_nothing() {
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "postgres://u@{}/db?sslmode=disable",
+        hole.local_addr().unwrap()
+    );
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = hole.accept().await {
+            open.push(s); // accepted, never answered
+        }
+    });
+    let incumbent = upstream().spawn().await;
+    let candidate = upstream().spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Pg::external_url(&url);
+    let started = Instant::now();
+    let rollout = "{ segments = { smb = 5.0 } }";
+    let with = replica(
+        &fake,
+        dir.path(),
+        "with",
+        &incumbent.url(),
+        &candidate.url(),
+        rollout,
+        "",
+    )
+    .await;
+    let start_took = started.elapsed();
+    assert!(
+        start_took < Duration::from_secs(2),
+        "start waited for PostgreSQL: {start_took:?}"
+    );
+    let routes = route("r", "/", &incumbent.url(), &candidate.url(), "");
+    let without = proxy(&routes).await;
+    let lat = |v: &mut Vec<f64>, t: Instant| v.push(t.elapsed().as_secs_f64() * 1000.0);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for i in 0..300 {
+        let t = Instant::now();
+        let req = Request::get(format!("http://{}/x{i}", with.addr))
+            .header("x-tier", "smb")
+            .header("x-user-id", format!("u{i}"))
+            .body(Full::default())
+            .unwrap();
+        assert_eq!(send(req).await.0, 200);
+        lat(&mut a, t);
+        let t = Instant::now();
+        assert_eq!(get(&without.url(&format!("/x{i}"))).await.0, 200);
+        lat(&mut b, t);
+    }
+    for v in [&mut a, &mut b] {
+        v.sort_by(f64::total_cmp);
+    }
+    println!(
+        "client latency, PostgreSQL never answering vs no [fleet] (300 requests each, interleaved): \
+         p50 {:.2} vs {:.2} ms, p99 {:.2} vs {:.2} ms",
+        a[150], b[150], a[296], b[296]
+    );
+    assert!(readyz(&with).await.contains("fleet: disconnected since "));
+    let t = Instant::now();
+    let (status, body) = set_weight(&with, "smb", 50.0).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "a raise waited {:?}",
+        t.elapsed()
+    );
+    let (status, _) = set_weight(&with, "smb", 0.0).await;
+    assert_eq!(status, 200, "a rollback needs no database");
+    with.stop().await;
+    held.abort();
+}

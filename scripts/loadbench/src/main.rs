@@ -17,7 +17,8 @@
 //!
 //! Environment: `LOAD_SECS` (per wrk run, default 3), `LOAD_REPS` (default 2),
 //! `LOAD_ONLY` (comma-separated scenario names; then BENCHMARKS.md is not written),
-//! `LOAD_BIN` (another `understudy` binary to run instead of this build's).
+//! `LOAD_BIN` (another `understudy` binary to run instead of this build's),
+//! `LOAD_FLEET_URL` (run Understudy with `[fleet]` on that PostgreSQL).
 //! A rewrite keeps BENCHMARKS.md's hand-written part, from its `## Notes` heading on.
 
 use bytes::Bytes;
@@ -405,8 +406,13 @@ fn understudy_config(
     let candidate = c.map_or(String::new(), |c| {
         format!("candidate = \"http://{}\"\n", ups.candidate(c).0)
     });
+    // `LOAD_FLEET_URL` runs Understudy as a one-replica fleet on that
+    // PostgreSQL (SPEC §10): the [fleet] on/off A/B.
+    let fleet = std::env::var("LOAD_FLEET_URL").map_or(String::new(), |url| {
+        format!("[fleet]\nurl = \"{url}\"\nreplica = \"bench\"\n")
+    });
     format!(
-        r#"[listen]
+        r#"{fleet}[listen]
 addr = "127.0.0.1:{port}"
 [admin]
 addr = "127.0.0.1:{admin}"

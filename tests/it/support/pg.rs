@@ -83,6 +83,18 @@ pub async fn start(test: &str) -> Option<Pg> {
 }
 
 impl Pg {
+    /// A handle on a URL this harness did not start (nothing to stop).
+    pub fn external_url(url: &str) -> Pg {
+        Pg {
+            url: url.to_string(),
+            port: 0,
+            dir: None,
+            child: None,
+            owner: None,
+            bin: None,
+        }
+    }
+
     /// Whether this server can be stopped and started (a private one).
     pub fn private(&self) -> bool {
         self.dir.is_some()
