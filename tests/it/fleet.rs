@@ -714,3 +714,84 @@ async fn a_database_that_never_answers_costs_the_client_nothing() {
     with.stop().await;
     held.abort();
 }
+
+/// Local safety: cut off from PostgreSQL, a replica's own guard still rolls
+/// a bad segment back at once; on reconnect its breach becomes the fleet's
+/// (actor `guard`, its replica) and the other replica follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_guard_rolls_back_while_partitioned_and_the_fleet_follows() {
+    let Some(mut pg) = pg::start("fleet_local_guard").await else {
+        return;
+    };
+    if !pg.private() {
+        eprintln!("SKIPPED: needs a private PostgreSQL to stop");
+        return;
+    }
+    let incumbent = upstream().json(r#"{"score":1}"#).spawn().await;
+    let candidate = upstream().json(r#"{"score":0}"#).spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rollout = "{ segments = { smb = 5.0 } }";
+    let a = replica(
+        &pg,
+        dir.path(),
+        "a",
+        &incumbent.url(),
+        &candidate.url(),
+        rollout,
+        "",
+    )
+    .await;
+    let b = replica(
+        &pg,
+        dir.path(),
+        "b",
+        &incumbent.url(),
+        &candidate.url(),
+        rollout,
+        "",
+    )
+    .await;
+    all_connected(&[&a, &b]).await;
+    pg.pause();
+    let deadline = Instant::now() + PATIENCE;
+    let mut i = 0;
+    while weight(&a, "smb") >= 5.0 {
+        assert!(Instant::now() < deadline, "no local rollback");
+        let req = Request::get(format!("http://{}/s{i}", a.addr))
+            .header("x-tier", "smb")
+            .header("x-user-id", format!("u{i}"))
+            .body(Full::default())
+            .unwrap();
+        assert_eq!(send(req).await.0, 200);
+        i += 1;
+    }
+    assert!(readyz(&a).await.contains("fleet: disconnected"));
+    assert_eq!(weight(&b, "smb"), 5.0);
+    let lowered = weight(&a, "smb");
+    pg.resume().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while weight(&b, "smb") != lowered {
+        assert!(
+            Instant::now() < deadline,
+            "b never followed a's local breach"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events = pg_events(&pg).await;
+    let breach: Vec<_> = events.iter().filter(|e| e.4 == "guard").collect();
+    assert_eq!(breach.len(), 1, "{events:?}");
+    assert_eq!(
+        (breach[0].2, breach[0].3, breach[0].5.as_str()),
+        (Some(5.0), Some(lowered), "a")
+    );
+    for r in [a, b] {
+        r.stop().await;
+    }
+}
+
+#[test]
+fn the_example_fleet_configuration_is_valid() {
+    let c = understudy::config::load(std::path::Path::new("examples/fleet.toml")).unwrap();
+    let f = c.fleet.expect("[fleet]");
+    assert_eq!((f.replica.as_str(), f.ship_rows), ("eu-1", true));
+}
