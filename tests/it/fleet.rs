@@ -795,3 +795,71 @@ fn the_example_fleet_configuration_is_valid() {
     let f = c.fleet.expect("[fleet]");
     assert_eq!((f.replica.as_str(), f.ship_rows), ("eu-1", true));
 }
+
+/// TLS to PostgreSQL with rustls: `sslmode=require` and `fleet.ca` trusting
+/// the server's certificate; the session is encrypted (pg_stat_ssl says so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_talks_tls_to_postgresql_when_the_url_asks() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_pem, key_pem) = (cert.cert.pem(), cert.key_pair.serialize_pem());
+    let Some(pg) = pg::start_tls("fleet_tls", &cert_pem, &key_pem).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert_pem).unwrap();
+    let port = pg
+        .url
+        .split(':')
+        .nth(2)
+        .and_then(|p| p.split('/').next())
+        .unwrap()
+        .to_string();
+    let tls = Pg::external_url(&format!(
+        "postgres://postgres@localhost:{port}/postgres?sslmode=require"
+    ));
+    let incumbent = upstream().spawn().await;
+    let extra = format!("ca = \"{}\"", ca.display());
+    let a = replica(
+        &tls,
+        dir.path(),
+        "a",
+        &incumbent.url(),
+        &incumbent.url(),
+        "{ default = 0.0 }",
+        &extra,
+    )
+    .await;
+    all_connected(&[&a]).await;
+    let encrypted: bool = pg
+        .client()
+        .await
+        .query_one(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a ON a.pid = s.pid
+             WHERE a.application_name = 'understudy a'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted);
+    a.stop().await;
+    // Without the CA the certificate is refused: never connected.
+    let b = replica(
+        &tls,
+        dir.path(),
+        "b",
+        &incumbent.url(),
+        &incumbent.url(),
+        "{ default = 0.0 }",
+        "",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        readyz(&b).await.contains("fleet: disconnected since"),
+        "{}",
+        readyz(&b).await
+    );
+    b.stop().await;
+}

@@ -24,11 +24,27 @@ pub struct Pg {
     child: Option<Child>,
     owner: Option<(u32, u32)>,
     bin: Option<PathBuf>,
+    /// Extra `postgres -c` settings (TLS).
+    settings: Vec<String>,
 }
 
 /// A server for this test, or `None` (with a message) when the machine has
 /// no PostgreSQL and the run does not require one.
 pub async fn start(test: &str) -> Option<Pg> {
+    start_with(test, None).await
+}
+
+/// A private server that speaks TLS with this certificate and key (PEM).
+/// `None` also when only `UNDERSTUDY_TEST_PG_URL` is available.
+pub async fn start_tls(test: &str, cert: &str, key: &str) -> Option<Pg> {
+    if std::env::var_os("UNDERSTUDY_TEST_PG_URL").is_some() {
+        eprintln!("SKIPPED {test}: needs a private PostgreSQL for TLS");
+        return None;
+    }
+    start_with(test, Some((cert, key))).await
+}
+
+async fn start_with(test: &str, tls: Option<(&str, &str)>) -> Option<Pg> {
     if let Ok(url) = std::env::var("UNDERSTUDY_TEST_PG_URL") {
         return Some(external(&url, test).await);
     }
@@ -66,6 +82,24 @@ pub async fn start(test: &str) -> Option<Pg> {
         .status()
         .expect("cp");
     assert!(status.success(), "copying the PostgreSQL template");
+    let mut settings = Vec::new();
+    if let Some((cert, key)) = tls {
+        let (c, k) = (data.join("server.crt"), data.join("server.key"));
+        std::fs::write(&c, cert).expect("cert");
+        std::fs::write(&k, key).expect("key");
+        std::fs::set_permissions(&k, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
+        for f in [&c, &k] {
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(f, Some(uid), Some(gid)).expect("chown");
+            }
+        }
+        settings = vec![
+            "ssl=on".to_string(),
+            format!("ssl_cert_file={}", c.display()),
+            format!("ssl_key_file={}", k.display()),
+        ];
+    }
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
     }
@@ -77,6 +111,7 @@ pub async fn start(test: &str) -> Option<Pg> {
         child: None,
         owner,
         bin: Some(bin),
+        settings,
     };
     pg.resume().await;
     Some(pg)
@@ -92,6 +127,7 @@ impl Pg {
             child: None,
             owner: None,
             bin: None,
+            settings: Vec::new(),
         }
     }
 
@@ -136,6 +172,7 @@ impl Pg {
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=100", "-c", "shared_buffers=16MB"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .env("LC_ALL", "C")
             .current_dir("/")
             .stdin(Stdio::null())
@@ -223,6 +260,7 @@ async fn external(url: &str, test: &str) -> Pg {
         child: None,
         owner: None,
         bin: None,
+        settings: Vec::new(),
     }
 }
 
