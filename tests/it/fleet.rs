@@ -12,32 +12,36 @@ use understudy::loopback;
 
 /// A replica named `name` of route `r` (segment header `x-tier`, sticky on
 /// `x-user-id`) with `rollout` weights, in `dir`.
-async fn replica(
-    pg: &Pg,
-    dir: &std::path::Path,
-    name: &str,
-    incumbent: &str,
-    candidate: &str,
-    rollout: &str,
-    extra: &str,
-) -> Running {
+/// What the replicas of a test share: PostgreSQL, a temp dir, the upstreams
+/// of route `r` (segment header `x-tier`, sticky on `x-user-id`) and its weights.
+struct Spec<'a> {
+    pg: &'a Pg,
+    dir: &'a std::path::Path,
+    incumbent: String,
+    candidate: String,
+    rollout: &'a str,
+}
+
+/// Replica `name` of `spec`, with extra `[fleet]` keys.
+async fn replica(spec: &Spec<'_>, name: &str, extra: &str) -> Running {
     let routes = route(
         "r",
         "/",
-        incumbent,
-        candidate,
+        &spec.incumbent,
+        &spec.candidate,
         &format!(
             "segment = {{ header = \"x-tier\", values = [\"smb\", \"enterprise\"] }}\n\
-             sticky = {{ header = \"x-user-id\" }}\nrollout = {rollout}\n"
+             sticky = {{ header = \"x-user-id\" }}\nrollout = {}\n",
+            spec.rollout
         ),
     );
-    let sub = dir.join(name);
+    let sub = spec.dir.join(name);
     std::fs::create_dir_all(&sub).unwrap();
     let text = config_text(&sub, "[store]\nflush_interval = \"100ms\"\n", &routes).replace(
         "[store]",
         &format!(
             "[fleet]\nurl = \"{}\"\nreplica = \"{name}\"\n{extra}\n[store]",
-            pg.url
+            spec.pg.url
         ),
     );
     let config = understudy::config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -100,36 +104,16 @@ async fn a_change_on_one_replica_reaches_the_fleet_and_a_race_gets_409() {
     let candidate = upstream().spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let rollout = "{ segments = { smb = 5.0 } }";
-    let a = replica(
-        &pg,
-        dir.path(),
-        "a",
-        &incumbent.url(),
-        &candidate.url(),
+    let spec = Spec {
+        pg: &pg,
+        dir: dir.path(),
+        incumbent: incumbent.url(),
+        candidate: candidate.url(),
         rollout,
-        "",
-    )
-    .await;
-    let b = replica(
-        &pg,
-        dir.path(),
-        "b",
-        &incumbent.url(),
-        &candidate.url(),
-        rollout,
-        "",
-    )
-    .await;
-    let c = replica(
-        &pg,
-        dir.path(),
-        "c",
-        &incumbent.url(),
-        &candidate.url(),
-        rollout,
-        "",
-    )
-    .await;
+    };
+    let a = replica(&spec, "a", "").await;
+    let b = replica(&spec, "b", "").await;
+    let c = replica(&spec, "c", "").await;
     all_connected(&[&a, &b, &c]).await;
     // Seeded once, by whichever replica came first: default and smb.
     let seeded = pg_events(&pg).await;
@@ -222,26 +206,15 @@ async fn a_partitioned_replica_keeps_serving_and_rejoins_without_losing_or_repea
     let candidate = upstream().json(r#"{"from":"candidate"}"#).spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let rollout = "{ segments = { enterprise = 100.0 } }";
-    let a = replica(
-        &pg,
-        dir.path(),
-        "a",
-        &incumbent.url(),
-        &candidate.url(),
+    let spec = Spec {
+        pg: &pg,
+        dir: dir.path(),
+        incumbent: incumbent.url(),
+        candidate: candidate.url(),
         rollout,
-        "",
-    )
-    .await;
-    let b = replica(
-        &pg,
-        dir.path(),
-        "b",
-        &incumbent.url(),
-        &candidate.url(),
-        rollout,
-        "",
-    )
-    .await;
+    };
+    let a = replica(&spec, "a", "").await;
+    let b = replica(&spec, "b", "").await;
     all_connected(&[&a, &b]).await;
 
     pg.pause();
@@ -320,26 +293,15 @@ async fn the_evaluator_fails_over_within_five_seconds() {
     let candidate = upstream().spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let rollout = "{ segments = { smb = 5.0 } }";
-    let a = replica(
-        &pg,
-        dir.path(),
-        "a",
-        &incumbent.url(),
-        &candidate.url(),
+    let spec = Spec {
+        pg: &pg,
+        dir: dir.path(),
+        incumbent: incumbent.url(),
+        candidate: candidate.url(),
         rollout,
-        "",
-    )
-    .await;
-    let b = replica(
-        &pg,
-        dir.path(),
-        "b",
-        &incumbent.url(),
-        &candidate.url(),
-        rollout,
-        "",
-    )
-    .await;
+    };
+    let a = replica(&spec, "a", "").await;
+    let b = replica(&spec, "b", "").await;
     all_connected(&[&a, &b]).await;
     let evaluator = |r: &Running| metric(&r.proxy.metrics.encode(), "understudy_fleet_evaluator");
     let deadline = Instant::now() + PATIENCE;
@@ -392,9 +354,16 @@ async fn fleet_harm_exposure_at_5_percent_and_100_rps() {
     let dir = tempfile::tempdir().unwrap();
     let cand = candidate.url();
     let rollout = "{ segments = { smb = 5.0 } }";
-    let a = replica(&pg, dir.path(), "a", &incumbent.url(), &cand, rollout, "").await;
-    let b = replica(&pg, dir.path(), "b", &incumbent.url(), &cand, rollout, "").await;
-    let c = replica(&pg, dir.path(), "c", &incumbent.url(), &cand, rollout, "").await;
+    let spec = Spec {
+        pg: &pg,
+        dir: dir.path(),
+        incumbent: incumbent.url(),
+        candidate: cand.clone(),
+        rollout,
+    };
+    let a = replica(&spec, "a", "").await;
+    let b = replica(&spec, "b", "").await;
+    let c = replica(&spec, "c", "").await;
     all_connected(&[&a, &b, &c]).await;
     let replicas = [&a, &b, &c];
     let started = Instant::now();
@@ -455,26 +424,15 @@ async fn shipped_rows_reach_postgresql_once() {
     let candidate = upstream().spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let rollout = "{ default = 0.0 }";
-    let a = replica(
-        &pg,
-        dir.path(),
-        "a",
-        &incumbent.url(),
-        &candidate.url(),
+    let spec = Spec {
+        pg: &pg,
+        dir: dir.path(),
+        incumbent: incumbent.url(),
+        candidate: candidate.url(),
         rollout,
-        "ship_rows = true",
-    )
-    .await;
-    let b = replica(
-        &pg,
-        dir.path(),
-        "b",
-        &incumbent.url(),
-        &candidate.url(),
-        rollout,
-        "ship_rows = true",
-    )
-    .await;
+    };
+    let a = replica(&spec, "a", "ship_rows = true").await;
+    let b = replica(&spec, "b", "ship_rows = true").await;
     all_connected(&[&a, &b]).await;
     for i in 0..30 {
         let r = if i % 2 == 0 { &a } else { &b };
@@ -660,16 +618,14 @@ async fn a_database_that_never_answers_costs_the_client_nothing() {
     let fake = Pg::external_url(&url);
     let started = Instant::now();
     let rollout = "{ segments = { smb = 5.0 } }";
-    let with = replica(
-        &fake,
-        dir.path(),
-        "with",
-        &incumbent.url(),
-        &candidate.url(),
+    let spec = Spec {
+        pg: &fake,
+        dir: dir.path(),
+        incumbent: incumbent.url(),
+        candidate: candidate.url(),
         rollout,
-        "",
-    )
-    .await;
+    };
+    let with = replica(&spec, "with", "").await;
     let start_took = started.elapsed();
     assert!(
         start_took < Duration::from_secs(2),
@@ -731,26 +687,15 @@ async fn a_local_guard_rolls_back_while_partitioned_and_the_fleet_follows() {
     let candidate = upstream().json(r#"{"score":0}"#).spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let rollout = "{ segments = { smb = 5.0 } }";
-    let a = replica(
-        &pg,
-        dir.path(),
-        "a",
-        &incumbent.url(),
-        &candidate.url(),
+    let spec = Spec {
+        pg: &pg,
+        dir: dir.path(),
+        incumbent: incumbent.url(),
+        candidate: candidate.url(),
         rollout,
-        "",
-    )
-    .await;
-    let b = replica(
-        &pg,
-        dir.path(),
-        "b",
-        &incumbent.url(),
-        &candidate.url(),
-        rollout,
-        "",
-    )
-    .await;
+    };
+    let a = replica(&spec, "a", "").await;
+    let b = replica(&spec, "b", "").await;
     all_connected(&[&a, &b]).await;
     pg.pause();
     let deadline = Instant::now() + PATIENCE;
@@ -820,16 +765,14 @@ async fn the_fleet_talks_tls_to_postgresql_when_the_url_asks() {
     ));
     let incumbent = upstream().spawn().await;
     let extra = format!("ca = \"{}\"", ca.display());
-    let a = replica(
-        &tls,
-        dir.path(),
-        "a",
-        &incumbent.url(),
-        &incumbent.url(),
-        "{ default = 0.0 }",
-        &extra,
-    )
-    .await;
+    let spec = Spec {
+        pg: &tls,
+        dir: dir.path(),
+        incumbent: incumbent.url(),
+        candidate: incumbent.url(),
+        rollout: "{ default = 0.0 }",
+    };
+    let a = replica(&spec, "a", &extra).await;
     all_connected(&[&a]).await;
     let encrypted: bool = pg
         .client()
@@ -845,16 +788,7 @@ async fn the_fleet_talks_tls_to_postgresql_when_the_url_asks() {
     assert!(encrypted);
     a.stop().await;
     // Without the CA the certificate is refused: never connected.
-    let b = replica(
-        &tls,
-        dir.path(),
-        "b",
-        &incumbent.url(),
-        &incumbent.url(),
-        "{ default = 0.0 }",
-        "",
-    )
-    .await;
+    let b = replica(&spec, "b", "").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         readyz(&b).await.contains("fleet: disconnected since"),
