@@ -24,9 +24,12 @@ use tokio_postgres::AsyncMessage;
 const TICK: Duration = Duration::from_millis(200);
 /// How often a disconnected replica tries again.
 const RETRY: Duration = Duration::from_secs(1);
-/// The longest a connection and catch-up, or one step, may take before the
-/// session is given up and started over.
+/// The longest connecting and catching up may take before the attempt is
+/// given up and started over.
 const WORK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest one step of a connected session may take: a replica cut off
+/// mid-session knows it (and stops counting itself the evaluator) within this.
+const STEP_TIMEOUT: Duration = Duration::from_secs(4);
 /// The last evidence at stop gets this long.
 const STOP_TIMEOUT: Duration = Duration::from_secs(3);
 /// Evidence older than this is pruned by the evaluator.
@@ -75,6 +78,15 @@ async fn session(
             }
         });
         let abort = AbortOnDrop(driver.abort_handle());
+        // The server drops this session (and with it the evaluator lock)
+        // within about 4 s of the replica vanishing from the network, not
+        // after the system's two-hour keepalive default.
+        client
+            .batch_execute(
+                "SET tcp_keepalives_idle = 2; SET tcp_keepalives_interval = 1; \
+                 SET tcp_keepalives_count = 2",
+            )
+            .await?;
         schema::migrate(&client).await?;
         client.batch_execute("LISTEN understudy_rollout").await?;
         seed(fleet, proxy, &mut client).await?;
