@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod autonomy;
 pub mod cli;
 pub mod coding;
 pub mod compare;

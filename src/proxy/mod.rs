@@ -41,6 +41,8 @@ pub struct Proxy {
     pub tasks: Arc<Tasks>,
     /// Client requests waiting for an upstream's answer; none left means 503.
     pub in_flight: Limit,
+    /// Deliveries of approved answers and reviews (SPEC §14).
+    pub outbox: crate::autonomy::outbox::Outbox,
 }
 
 impl Proxy {
@@ -54,6 +56,7 @@ impl Proxy {
             metrics,
             rollout,
             tasks: Arc::default(),
+            outbox: Default::default(),
         }
     }
 

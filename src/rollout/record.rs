@@ -117,5 +117,7 @@ fn event(change: &Change) -> events::NewEvent {
         mirror: change.mirror.clone(),
         forced: change.forced,
         gates: change.gates.clone(),
+        from_stage: change.from_stage.clone(),
+        to_stage: change.to_stage.clone(),
     }
 }

@@ -27,6 +27,9 @@ pub struct RolloutEvent {
     pub forced: bool,
     /// The external gates' results behind a raise.
     pub gates: Option<String>,
+    /// A stage change (SPEC §14): the stage before and after.
+    pub from_stage: Option<String>,
+    pub to_stage: Option<String>,
 }
 
 /// An event to append; the database assigns its version.
@@ -42,6 +45,8 @@ pub struct NewEvent {
     pub mirror: Option<String>,
     pub forced: bool,
     pub gates: Option<String>,
+    pub from_stage: Option<String>,
+    pub to_stage: Option<String>,
 }
 
 /// A rating to record (also the body of `POST /api/v1/feedback`).
@@ -49,9 +54,23 @@ pub struct NewEvent {
 #[serde(deny_unknown_fields)]
 pub struct NewFeedback {
     pub exchange_id: String,
-    pub rating: i64,
+    /// Optional when `reversed` is true.
+    #[serde(default)]
+    pub rating: Option<i64>,
     #[serde(default)]
     pub comment: String,
+    /// A person reversed the answer the candidate gave (SPEC §14, `notify`).
+    #[serde(default)]
+    pub reversed: bool,
+}
+
+/// The exchange a rating was recorded for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rated {
+    pub route: String,
+    /// The raw segment value.
+    pub segment: String,
+    pub served_by: String,
 }
 
 /// Opens (creating and migrating) the database for writing: the writer
@@ -64,8 +83,9 @@ pub fn open(path: &Path) -> Result<Connection> {
 pub fn append(conn: &Connection, ev: &NewEvent) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO rollout_events
-            (ts, route, segment, from_weight, to_weight, actor, reason, mirror, forced, gates)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            (ts, route, segment, from_weight, to_weight, actor, reason, mirror, forced, gates,
+             from_stage, to_stage)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -79,6 +99,8 @@ pub fn append(conn: &Connection, ev: &NewEvent) -> Result<i64> {
             ev.mirror,
             ev.forced,
             ev.gates,
+            ev.from_stage,
+            ev.to_stage,
         ])
     })
     .map_err(Error::on(conn))?;
@@ -101,7 +123,7 @@ pub fn list(conn: &Connection, route: Option<&str>, limit: usize) -> Result<Vec<
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let sql = "SELECT * FROM (
             SELECT version, ts, route, segment, from_weight, to_weight, actor, reason, mirror,
-                   forced, gates
+                   forced, gates, from_stage, to_stage
             FROM rollout_events WHERE ?1 IS NULL OR route = ?1
             ORDER BY version DESC LIMIT ?2
         ) ORDER BY version";
@@ -126,6 +148,8 @@ fn event(r: &Row<'_>) -> rusqlite::Result<RolloutEvent> {
         mirror: r.get(8)?,
         forced: r.get(9)?,
         gates: r.get(10)?,
+        from_stage: r.get(11)?,
+        to_stage: r.get(12)?,
     })
 }
 
@@ -146,31 +170,56 @@ pub fn latest_weights(conn: &Connection) -> Result<Vec<(String, String, f64)>> {
     Ok(rows)
 }
 
-/// Records a rating for an exchange; an unknown exchange id is an error.
-pub fn insert_feedback(conn: &Connection, feedback: &NewFeedback) -> Result<()> {
+/// The current stage of every route and segment that has one recorded: the
+/// `to_stage` of its latest stage event. Sorted by route, then segment.
+pub fn latest_stages(conn: &Connection) -> Result<Vec<(String, String, String)>> {
+    let sql = "SELECT e.route, e.segment, e.to_stage FROM rollout_events e
+        JOIN (SELECT MAX(version) AS version FROM rollout_events
+              WHERE to_stage IS NOT NULL GROUP BY route, segment) l
+          ON e.version = l.version
+        ORDER BY e.route, e.segment";
+    let mut stmt = conn.prepare_cached(sql).map_err(Error::on(conn))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(Error::on(conn))?;
+    Ok(rows)
+}
+
+/// Records a rating (or a reversal) for an exchange; an unknown exchange id
+/// is an error. Returns the exchange's route, segment and who served it.
+pub fn insert_feedback(conn: &Connection, feedback: &NewFeedback) -> Result<Rated> {
     let NewFeedback {
         exchange_id,
         rating,
         comment,
+        reversed,
     } = feedback;
     let known = conn
         .query_row(
-            "SELECT 1 FROM exchanges WHERE id = ?1",
+            "SELECT route, segment, served_by FROM exchanges WHERE id = ?1",
             [exchange_id],
-            |_| Ok(()),
+            |r| {
+                Ok(Rated {
+                    route: r.get(0)?,
+                    segment: r.get(1)?,
+                    served_by: r.get(2)?,
+                })
+            },
         )
         .optional()
         .map_err(Error::on(conn))?;
-    if known.is_none() {
+    let Some(rated) = known else {
         return Err(Error::UnknownExchange {
             path: super::conn_path(conn),
             id: exchange_id.to_string(),
         });
-    }
+    };
     conn.execute(
-        "INSERT INTO feedback (exchange_id, ts, rating, comment) VALUES (?1, ?2, ?3, ?4)",
-        params![exchange_id, now_ms(), rating, comment],
+        "INSERT INTO feedback (exchange_id, ts, rating, comment, reversed)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![exchange_id, now_ms(), rating, comment, reversed],
     )
     .map_err(Error::on(conn))?;
-    Ok(())
+    Ok(rated)
 }

@@ -297,7 +297,7 @@ pub fn ratings(
             let mut stmt = conn.prepare(
                 "SELECT e.route, e.segment, f.rating, COUNT(*)
                  FROM feedback f JOIN exchanges e ON e.id = f.exchange_id
-                 WHERE e.ts >= ?1 AND (?2 IS NULL OR e.route = ?2)
+                 WHERE f.rating IS NOT NULL AND e.ts >= ?1 AND (?2 IS NULL OR e.route = ?2)
                    AND (?3 IS NULL OR e.segment = ?3)
                  GROUP BY 1, 2, 3",
             )?;
@@ -350,6 +350,8 @@ pub fn events(
                     to_weight: r.get(5)?,
                     forced: false,
                     gates: None,
+                    from_stage: None,
+                    to_stage: None,
                     actor: r.get(6)?,
                     reason: r.get(7)?,
                     mirror: r.get(8)?,
