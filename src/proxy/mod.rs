@@ -14,8 +14,10 @@ pub mod error;
 pub mod handle;
 pub mod headers;
 pub mod mirror;
+mod people;
 pub mod server;
 pub mod settle;
+pub mod suggest;
 
 use crate::config::Config;
 use crate::limit::Limit;
