@@ -59,7 +59,7 @@ pub(super) async fn decide(proxy: &Proxy, parts: &Parts, id: &str, bytes: Bytes)
         Err(e @ E::Store(store::Error::UnknownApproval { .. })) => {
             Err(Failure(StatusCode::NOT_FOUND, e.to_string()))
         }
-        Err(e @ E::Store(store::Error::NotPending { .. })) => {
+        Err(e @ E::Store(store::Error::NotPending { .. } | store::Error::Expired { .. })) => {
             Err(Failure(StatusCode::CONFLICT, e.to_string()))
         }
         Err(e) => Err(Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),

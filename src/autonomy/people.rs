@@ -88,10 +88,8 @@ pub async fn decide(
     let decided = match proxy.store.approvals(op).await {
         Ok(approvals::Done::Decided(a)) => *a,
         Ok(approvals::Done::Expired(_)) => return Err(store::Error::UnknownApproval { id }.into()),
-        Err(e @ store::Error::NotPending { .. }) => {
-            if let (store::Error::NotPending { status, .. }, Some(r)) = (&e, route)
-                && status == approvals::EXPIRED
-            {
+        Err(e @ store::Error::Expired { .. }) => {
+            if let Some(r) = route {
                 let label = segment::label(r.segment.as_ref(), &found.segment);
                 proxy.metrics.record_approval(&r.name, label, "expired");
             }

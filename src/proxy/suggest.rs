@@ -244,10 +244,11 @@ fn suggest(
     skipped: Option<SkipReason>,
 ) -> (Outcome, Bytes) {
     let Some(c) = candidate else {
-        let outcome = if skipped.is_some() {
-            Outcome::Skipped
-        } else {
-            Outcome::Late
+        let outcome = match skipped {
+            // Known to refuse connections (backed off): a failing candidate.
+            Some(SkipReason::CandidateDown) => Outcome::Failed,
+            Some(_) => Outcome::Skipped,
+            None => Outcome::Late,
         };
         return (outcome, body);
     };

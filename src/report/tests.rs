@@ -8,8 +8,9 @@ use crate::store::events::{self, NewEvent, NewFeedback};
 fn fb(id: &str, rating: i64, comment: &str) -> NewFeedback {
     NewFeedback {
         exchange_id: id.to_string(),
-        rating,
+        rating: Some(rating),
         comment: comment.to_string(),
+        reversed: false,
     }
 }
 use crate::store::{Record, writer};
@@ -209,6 +210,7 @@ fn weights_noise_feedback_and_events_appear() {
             actor: "cli".into(),
             reason: "step".into(),
             mirror: None,
+            ..NewEvent::default()
         };
         events::append(&conn, &ev).unwrap();
     }

@@ -150,10 +150,7 @@ pub(crate) fn apply(conn: &Connection, op: &Op) -> Result<Done> {
             let decided = get(&tx, *id)?.ok_or(Error::UnknownApproval { id: *id })?;
             tx.commit().map_err(Error::on(conn))?;
             if status == EXPIRED {
-                return Err(Error::NotPending {
-                    id: *id,
-                    status: EXPIRED.into(),
-                });
+                return Err(Error::Expired { id: *id });
             }
             Ok(Done::Decided(Box::new(decided)))
         }

@@ -97,6 +97,8 @@ pub enum Error {
     Closed { path: PathBuf },
     #[error("no approval with id {id}")]
     UnknownApproval { id: i64 },
+    #[error("approval {id} was pending longer than approval_ttl: it expired")]
+    Expired { id: i64 },
     #[error("approval {id} is {status}, not pending")]
     NotPending { id: i64, status: String },
 }

@@ -314,6 +314,7 @@ fn rollout_events_are_append_only() {
         actor: "cli".into(),
         reason: "test".into(),
         mirror: mirror.map(String::from),
+        ..NewEvent::default()
     };
     let v1 = events::append(&conn, &ev("enterprise", Some(5.0), None)).unwrap();
     let v2 = events::append(&conn, &ev("enterprise", Some(10.0), None)).unwrap();
@@ -354,8 +355,9 @@ fn feedback_needs_a_known_exchange() {
         &conn,
         &events::NewFeedback {
             exchange_id: "ex-999999".into(),
-            rating: 1,
+            rating: Some(1),
             comment: "good".into(),
+            reversed: false,
         },
     )
     .unwrap_err();
@@ -364,8 +366,9 @@ fn feedback_needs_a_known_exchange() {
         &conn,
         &events::NewFeedback {
             exchange_id: "ex-000007".into(),
-            rating: -1,
+            rating: Some(-1),
             comment: "wrong score".into(),
+            reversed: false,
         },
     )
     .unwrap();
