@@ -467,7 +467,9 @@ impl Metrics {
 
     /// Feedback: `kind` rating or reversal.
     pub fn record_feedback(&self, route: &str, segment: &str, kind: &'static str) {
-        self.feedback.with_label_values(&[route, segment, kind]).inc();
+        self.feedback
+            .with_label_values(&[route, segment, kind])
+            .inc();
     }
 
     /// A config reload, `ok` or `error`.

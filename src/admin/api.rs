@@ -386,7 +386,15 @@ async fn stage(proxy: &Proxy, parts: &Parts, route: &str, bytes: Bytes) -> Answe
     let segment = body.segment.unwrap_or_else(|| segment::DEFAULT.into());
     let change = proxy
         .rollout
-        .set_stage(route, &segment, to, actor, &reason, body.force, &proxy.metrics)
+        .set_stage(
+            route,
+            &segment,
+            to,
+            actor,
+            &reason,
+            body.force,
+            &proxy.metrics,
+        )
         .await
         .map_err(|e| rollout_failure(&e))?;
     ok(StatusCode::OK, wire::Changed { change })

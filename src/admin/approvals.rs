@@ -38,8 +38,10 @@ pub(super) async fn list(proxy: &Proxy, parts: &Parts) -> Answer {
 }
 
 pub(super) async fn decide(proxy: &Proxy, parts: &Parts, id: &str, bytes: Bytes) -> Answer {
-    let body: wire::ApprovalDecision =
-        parse(&bytes, r#"{"decision": "approve"|"reject", "reason": "..."}"#)?;
+    let body: wire::ApprovalDecision = parse(
+        &bytes,
+        r#"{"decision": "approve"|"reject", "reason": "..."}"#,
+    )?;
     let id: i64 = id.parse().map_err(|_| {
         Failure(
             StatusCode::NOT_FOUND,

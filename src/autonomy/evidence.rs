@@ -88,13 +88,14 @@ impl std::fmt::Display for Evidence {
 /// that is not configured is not checked.
 pub fn decide(c: &Criteria, method: &GuardMethod, stage: Stage, e: &Evidence) -> Decision {
     let min = c.min_samples.max(1);
-    let judge = |k: u64, n: u64, bar: f64, side: Bar| guard::judge_rate(method, k, n, bar, side, min);
+    let judge =
+        |k: u64, n: u64, bar: f64, side: Bar| guard::judge_rate(method, k, n, bar, side, min);
     let checks = [
         (
             Reason::Reversals,
-            c.max_reversal_rate.filter(|_| stage == Stage::Notify).map(|b| {
-                judge(e.reversed.min(e.reviewed), e.reviewed, b, Bar::Max)
-            }),
+            c.max_reversal_rate
+                .filter(|_| stage == Stage::Notify)
+                .map(|b| judge(e.reversed.min(e.reviewed), e.reviewed, b, Bar::Max)),
         ),
         (
             Reason::Rejects,
@@ -160,7 +161,8 @@ pub struct Judge<'a> {
 impl Tracker {
     /// Adds `event` at `stage` and says where the stage should go: one down
     /// at once on a breach, one up when it has passed for `hold` (with
-    /// `auto_advance`, and only while the segment has canary users).
+    /// `auto_advance`). Either only while the segment has canary users
+    /// (`canary`, weight > 0), as the guard moves weights only then.
     pub fn observe(
         &mut self,
         judge: &Judge<'_>,
@@ -175,15 +177,14 @@ impl Tracker {
         match decision {
             Decision::Breach(reason) => {
                 self.passing_since = None;
+                if !canary {
+                    return None;
+                }
                 let to = stage.previous()?;
                 Some(Move {
                     to,
                     breach: Some(reason),
-                    reason: format!(
-                        "autonomy breach ({}): {}",
-                        reason.as_str(),
-                        self.evidence
-                    ),
+                    reason: format!("autonomy breach ({}): {}", reason.as_str(), self.evidence),
                 })
             }
             Decision::Hold => {
@@ -225,8 +226,7 @@ impl Tracker {
     }
 
     pub fn passing_for(&self, now: Instant) -> Option<Duration> {
-        self.passing_since
-            .map(|s| now.saturating_duration_since(s))
+        self.passing_since.map(|s| now.saturating_duration_since(s))
     }
 }
 
@@ -309,14 +309,26 @@ mod tests {
         let mut moved = None;
         for i in 0..100 {
             let at = t0 + Duration::from_millis(20 * i);
-            moved = moved.or(t.observe(&judge, Stage::Recommend, Event::Compared { agree: true }, true, at));
+            moved = moved.or(t.observe(
+                &judge,
+                Stage::Recommend,
+                Event::Compared { agree: true },
+                true,
+                at,
+            ));
         }
         let m = moved.expect("advanced");
         assert_eq!((m.to, m.breach), (Stage::Approve, None));
         let mut t = Tracker::default();
         let mut moved = None;
         for _ in 0..40 {
-            moved = moved.or(t.observe(&judge, Stage::Approve, Event::Decided { approved: false }, true, t0));
+            moved = moved.or(t.observe(
+                &judge,
+                Stage::Approve,
+                Event::Decided { approved: false },
+                true,
+                t0,
+            ));
         }
         let m = moved.expect("regressed");
         assert_eq!((m.to, m.breach), (Stage::Recommend, Some(Reason::Rejects)));

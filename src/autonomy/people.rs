@@ -102,7 +102,11 @@ pub async fn decide(
     };
     let label = segment::label(route.segment.as_ref(), &decided.segment);
     let m = &proxy.metrics;
-    m.record_approval(&route.name, label, if approve { "approved" } else { "rejected" });
+    m.record_approval(
+        &route.name,
+        label,
+        if approve { "approved" } else { "rejected" },
+    );
     if approve && let Some(endpoint) = &route.autonomy.deliver {
         let body = json!({
             "approval_id": decided.id,
@@ -118,9 +122,13 @@ pub async fn decide(
             "reason": decided.reason,
         });
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        proxy
-            .outbox
-            .post(&route.name, outbox::Kind::Deliver, endpoint, bytes.into(), m);
+        proxy.outbox.post(
+            &route.name,
+            outbox::Kind::Deliver,
+            endpoint,
+            bytes.into(),
+            m,
+        );
     }
     proxy
         .rollout
@@ -156,7 +164,9 @@ pub async fn expire_loop(proxy: std::sync::Arc<Proxy>, stop: impl Future<Output 
                 }
                 Ok(approvals::Done::Decided(_)) => {}
                 Err(store::Error::Closed { .. }) => return,
-                Err(e) => tracing::warn!(route = %route.name, error = %e, "Expiring approvals failed"),
+                Err(e) => {
+                    tracing::warn!(route = %route.name, error = %e, "Expiring approvals failed")
+                }
             }
         }
     }

@@ -308,9 +308,10 @@ pub struct RouteFile {
     /// `cost = { incumbent = {...}, candidate = {...} }`. Default: prices unknown.
     #[serde(default)]
     pub cost: CostFile,
-    /// `[routes.autonomy]` (SPEC §14). Default: every segment `autonomous`.
+    /// `[routes.autonomy]` (SPEC §14). Default: none (every segment
+    /// `autonomous`, and stages never move by themselves).
     #[serde(default)]
-    pub autonomy: AutonomyFile,
+    pub autonomy: Option<AutonomyFile>,
 }
 
 fn default_route_timeout() -> Spanned<String> {

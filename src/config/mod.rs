@@ -159,6 +159,9 @@ pub struct Route {
 /// and lost (SPEC §14).
 #[derive(Debug, Clone)]
 pub struct Autonomy {
+    /// The route has an `[routes.autonomy]` table: only then do its stages
+    /// move by themselves (a route without one behaves as before stages).
+    pub configured: bool,
     /// Stage of segments without their own.
     pub stage: Stage,
     pub stages: BTreeMap<String, Stage>,

@@ -211,7 +211,10 @@ pub enum ProxyBody {
     Full(Once),
     /// An upstream's body of which the first bytes were read already
     /// (`recommend` found it over the cap): those, then the rest as it comes.
-    Resumed { head: Option<Bytes>, inner: Incoming },
+    Resumed {
+        head: Option<Bytes>,
+        inner: Incoming,
+    },
 }
 
 impl ProxyBody {

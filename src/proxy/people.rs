@@ -34,7 +34,9 @@ pub(super) async fn after(
     rec: &mut Record,
 ) -> Owed {
     let ok = rec.candidate_error.is_none()
-        && rec.candidate_status.is_some_and(|s| (200..300).contains(&s));
+        && rec
+            .candidate_status
+            .is_some_and(|s| (200..300).contains(&s));
     let label = || segment::label(route.cfg.segment.as_ref(), &rec.segment).to_string();
     match canary {
         Some(Stage::Approve) if served_by == Side::Incumbent && ok => {

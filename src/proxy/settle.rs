@@ -102,17 +102,18 @@ impl Settle {
         } = self;
         let cfg = &route.cfg;
         let fallback = matches!(other, Other::FellBack(_));
-        let (other, skip) = match other {
-            Other::Copy(call) => (Some(call.run(&cfg.name).await), None),
-            Other::Skipped(reason) => (None, Some(reason)),
-            Other::FellBack(failure) | Other::Called(failure) => (Some(failure), None),
-            Other::Pending(task) => (
-                Some(task.await.unwrap_or_else(|e| {
-                    Observation::failed(e.to_string(), ex.started.elapsed())
-                })),
-                None,
-            ),
-        };
+        let (other, skip) =
+            match other {
+                Other::Copy(call) => (Some(call.run(&cfg.name).await), None),
+                Other::Skipped(reason) => (None, Some(reason)),
+                Other::FellBack(failure) | Other::Called(failure) => (Some(failure), None),
+                Other::Pending(task) => (
+                    Some(task.await.unwrap_or_else(|e| {
+                        Observation::failed(e.to_string(), ex.started.elapsed())
+                    })),
+                    None,
+                ),
+            };
         let served = served
             .await
             .unwrap_or_else(|_| Observation::failed("answer lost", ex.started.elapsed()));

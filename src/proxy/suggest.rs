@@ -83,7 +83,10 @@ pub async fn serve(
         Ok(plan) => {
             let copy = plan.build(route, &parts);
             let name = route.cfg.name.clone();
-            (Some(tokio::spawn(async move { copy.run(&name).await })), None)
+            (
+                Some(tokio::spawn(async move { copy.run(&name).await })),
+                None,
+            )
         }
         Err(reason) => (None, Some(reason)),
     };
@@ -121,7 +124,11 @@ pub async fn serve(
     strip_hop_by_hop(&mut head.headers);
     let sent = answer.sent;
     let read = read_up_to(inner, cap).await;
-    let (served, mut call, skipped) = (observation(head.status.as_u16(), &read, sent), call, skipped);
+    let (served, mut call, skipped) = (
+        observation(head.status.as_u16(), &read, sent),
+        call,
+        skipped,
+    );
     let (tx, rx) = tokio::sync::oneshot::channel();
     let body = match read {
         Read::Whole(bytes) => {
@@ -193,7 +200,10 @@ fn over_cap(resp: &Response<Incoming>, cap: usize) -> bool {
 enum Read {
     Whole(Bytes),
     /// Over the cap: what was read, and the rest to stream.
-    Over { head: Bytes, rest: Incoming },
+    Over {
+        head: Bytes,
+        rest: Incoming,
+    },
     /// Broke off midway: what was read.
     Broken(Bytes),
 }

@@ -405,7 +405,14 @@ pub enum RateCheck {
 /// asymmetric rule [`decide`] applies to agreement and errors: `sequential`
 /// asks the confidence sequence, `wilson` the Wilson 95 % interval. Below
 /// `min_samples` nothing is decided.
-pub fn judge_rate(method: &GuardMethod, k: u64, n: u64, bar: f64, side: Bar, min: u64) -> RateCheck {
+pub fn judge_rate(
+    method: &GuardMethod,
+    k: u64,
+    n: u64,
+    bar: f64,
+    side: Bar,
+    min: u64,
+) -> RateCheck {
     if n == 0 || n < min {
         return RateCheck::Unknown;
     }
@@ -691,12 +698,7 @@ impl SegmentGuard {
     /// what the weight should become: one step back when satisfaction or the
     /// reversal rate is confidently bad (`guard.min_satisfaction`,
     /// `guard.max_reversal_rate`).
-    pub fn observe_feedback(
-        &mut self,
-        cfg: &Guard,
-        add: Feedback,
-        weight: f64,
-    ) -> Option<Action> {
+    pub fn observe_feedback(&mut self, cfg: &Guard, add: Feedback, weight: f64) -> Option<Action> {
         if self.cfg.as_ref() != Some(cfg) {
             self.cfg = Some(cfg.clone());
             self.reset();
@@ -714,7 +716,11 @@ impl SegmentGuard {
             OnBreach::Shadow => 0.0,
         };
         let text = format!("guard breach ({}): {}", reason.as_str(), self.feedback);
-        let figures = self.last.as_ref().map(|(f, _)| f.clone()).unwrap_or_default();
+        let figures = self
+            .last
+            .as_ref()
+            .map(|(f, _)| f.clone())
+            .unwrap_or_default();
         self.passing_since = None;
         self.reset();
         Some(Action {

@@ -8,10 +8,10 @@
 
 pub mod bucket;
 mod feed;
-mod stage;
 pub mod gates;
 pub mod guard;
 mod record;
+mod stage;
 pub mod state;
 
 use crate::autonomy::Stage;

@@ -152,10 +152,15 @@ impl Rollout {
     /// criteria decide: one stage down at once on a breach, one up after
     /// `hold` with `auto_advance`.
     pub async fn observe_stage(&self, route: &Route, label: &str, event: Event, metrics: &Metrics) {
+        if !route.autonomy.configured {
+            return;
+        }
         let (stage, weight) = self
             .snapshot_now()
             .get(&route.name)
-            .map_or((Stage::default(), 0.0), |s| (s.stage(label), s.weight(label)));
+            .map_or((Stage::default(), 0.0), |s| {
+                (s.stage(label), s.weight(label))
+            });
         let a = &route.autonomy;
         let judge = Judge {
             criteria: &a.criteria,
@@ -168,7 +173,9 @@ impl Rollout {
             let per_route = trackers.entry(route.name.clone()).or_default();
             let t = match per_route.get_mut(label) {
                 Some(t) => t,
-                None => per_route.entry(label.to_string()).or_insert_with(Tracker::default),
+                None => per_route
+                    .entry(label.to_string())
+                    .or_insert_with(Tracker::default),
             };
             t.observe(&judge, stage, event, weight > 0.0, Instant::now())
         };
@@ -216,7 +223,15 @@ impl Rollout {
             tracing::warn!(route = %route.name, segment = label, reason = %action.reason, "Guard breach");
         }
         if let Err(e) = self
-            .set_weight(route, label, action.to, Actor::Guard, &action.reason, false, metrics)
+            .set_weight(
+                route,
+                label,
+                action.to,
+                Actor::Guard,
+                &action.reason,
+                false,
+                metrics,
+            )
             .await
         {
             tracing::error!(route = %route.name, segment = label, error = %e, "Guard could not change the weight");

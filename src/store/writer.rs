@@ -308,9 +308,7 @@ impl Writer {
                 }
                 Ok(Msg::Approvals(op, reply)) => {
                     self.commit(&mut batch);
-                    reply
-                        .send(super::approvals::apply(&self.conn, &op))
-                        .ok();
+                    reply.send(super::approvals::apply(&self.conn, &op)).ok();
                 }
                 Ok(Msg::Feedback(feedback, reply)) => {
                     self.commit(&mut batch);

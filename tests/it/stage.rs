@@ -88,7 +88,10 @@ async fn recommend_inserts_the_candidates_answer_and_measures_what_it_costs() {
     assert_eq!(h["x-understudy-served-by"], "incumbent");
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["score"], 0.5);
-    assert_eq!(v["suggestion"], serde_json::from_str::<Value>(CANDIDATE).unwrap());
+    assert_eq!(
+        v["suggestion"],
+        serde_json::from_str::<Value>(CANDIDATE).unwrap()
+    );
     assert_eq!(h["content-length"], body.len().to_string().as_str());
 
     // What the wait costs with a fast candidate: recommend (gold) against
@@ -111,7 +114,10 @@ async fn recommend_inserts_the_candidates_answer_and_measures_what_it_costs() {
     assert!(p99 < Duration::from_millis(300), "p99 {p99:?}");
     let m = proxy.metrics().await;
     assert_eq!(
-        metric(&m, r#"understudy_suggestions_total{outcome="inserted",route="r"}"#),
+        metric(
+            &m,
+            r#"understudy_suggestions_total{outcome="inserted",route="r"}"#
+        ),
         301.0
     );
     assert_eq!(
@@ -120,7 +126,11 @@ async fn recommend_inserts_the_candidates_answer_and_measures_what_it_costs() {
     );
     proxy.stop().await;
     // Every recommended exchange is compared like any other.
-    let gold = proxy.rows().into_iter().filter(|r| r.segment == "gold").count();
+    let gold = proxy
+        .rows()
+        .into_iter()
+        .filter(|r| r.segment == "gold")
+        .count();
     assert_eq!(gold, 301);
 }
 
@@ -148,7 +158,10 @@ async fn a_non_json_answer_carries_the_suggestion_in_a_header_cut_at_4_kib() {
     assert!(s.len() <= 4096, "{}", s.len());
     let m = proxy.metrics().await;
     assert_eq!(
-        metric(&m, r#"understudy_suggestions_total{outcome="header",route="r"}"#),
+        metric(
+            &m,
+            r#"understudy_suggestions_total{outcome="header",route="r"}"#
+        ),
         1.0
     );
     proxy.stop().await;
@@ -226,17 +239,44 @@ async fn approve_keeps_the_candidates_answer_pending_until_a_person_decides_and_
 
     let id = list[0]["id"].as_i64().unwrap();
     let path = format!("/api/v1/approvals/{id}");
-    let (status, v) = admin(addr, "POST", &path, json!({"decision": "approve", "reason": "looks right"})).await;
+    let (status, v) = admin(
+        addr,
+        "POST",
+        &path,
+        json!({"decision": "approve", "reason": "looks right"}),
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["approval"]["status"], "approved");
     assert_eq!(v["approval"]["decided_by"], "api");
     // Decided once only.
-    let (status, _) = admin(addr, "POST", &path, json!({"decision": "reject", "reason": "no"})).await;
+    let (status, _) = admin(
+        addr,
+        "POST",
+        &path,
+        json!({"decision": "reject", "reason": "no"}),
+    )
+    .await;
     assert_eq!(status, 409);
     let other = format!("/api/v1/approvals/{}", list[1]["id"]);
-    let (status, v) = admin(addr, "POST", &other, json!({"decision": "reject", "reason": "wrong"})).await;
-    assert_eq!((status, v["approval"]["status"].as_str()), (200, Some("rejected")));
-    let (status, _) = admin(addr, "POST", &other, json!({"decision": "maybe", "reason": "x"})).await;
+    let (status, v) = admin(
+        addr,
+        "POST",
+        &other,
+        json!({"decision": "reject", "reason": "wrong"}),
+    )
+    .await;
+    assert_eq!(
+        (status, v["approval"]["status"].as_str()),
+        (200, Some("rejected"))
+    );
+    let (status, _) = admin(
+        addr,
+        "POST",
+        &other,
+        json!({"decision": "maybe", "reason": "x"}),
+    )
+    .await;
     assert_eq!(status, 400);
 
     // The approved answer reaches deliver_url with its exchange id and the request.
@@ -251,9 +291,8 @@ async fn approve_keeps_the_candidates_answer_pending_until_a_person_decides_and_
     assert_eq!(delivered["answer"]["body"]["model"], "v2");
     let m = proxy.metrics().await;
     for (event, n) in [("created", 3.0), ("approved", 1.0), ("rejected", 1.0)] {
-        let series = format!(
-            r#"understudy_approvals_total{{event="{event}",route="r",segment="gold"}}"#
-        );
+        let series =
+            format!(r#"understudy_approvals_total{{event="{event}",route="r",segment="gold"}}"#);
         assert_eq!(metric(&m, &series), n, "{event}");
     }
     proxy.stop().await;
@@ -323,7 +362,10 @@ async fn a_pending_approval_expires_after_approval_ttl() {
     assert_eq!(status, 409);
     let m = proxy.metrics().await;
     assert_eq!(
-        metric(&m, r#"understudy_approvals_total{event="expired",route="r",segment="gold"}"#),
+        metric(
+            &m,
+            r#"understudy_approvals_total{event="expired",route="r",segment="gold"}"#
+        ),
         1.0
     );
     proxy.stop().await;
@@ -364,15 +406,27 @@ async fn notify_serves_the_candidate_posts_each_answer_for_review_and_counts_rev
     )
     .await;
     assert_eq!(status, 201, "{v}");
-    let (status, _) = admin(proxy.admin, "POST", "/api/v1/feedback", json!({"exchange_id": id})).await;
+    let (status, _) = admin(
+        proxy.admin,
+        "POST",
+        "/api/v1/feedback",
+        json!({"exchange_id": id}),
+    )
+    .await;
     assert_eq!(status, 400, "neither a rating nor a reversal");
     let m = proxy.metrics().await;
     assert_eq!(
-        metric(&m, r#"understudy_feedback_total{kind="reversal",route="r",segment="gold"}"#),
+        metric(
+            &m,
+            r#"understudy_feedback_total{kind="reversal",route="r",segment="gold"}"#
+        ),
         1.0
     );
     assert_eq!(
-        metric(&m, r#"understudy_autonomy_posts_total{kind="review",result="sent",route="r"}"#),
+        metric(
+            &m,
+            r#"understudy_autonomy_posts_total{kind="review",result="sent",route="r"}"#
+        ),
         1.0
     );
     let (_, routes) = admin(proxy.admin, "GET", "/api/v1/routes", Value::Null).await;
@@ -388,7 +442,9 @@ async fn notify_serves_the_candidate_posts_each_answer_for_review_and_counts_rev
     proxy.stop().await;
     let conn = rusqlite::Connection::open(&proxy.db).unwrap();
     let (rating, reversed): (Option<i64>, i64) = conn
-        .query_row("SELECT rating, reversed FROM feedback", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT rating, reversed FROM feedback", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
     assert_eq!((rating, reversed), (None, 1));
 }
@@ -420,7 +476,13 @@ async fn a_burst_of_reversals_moves_the_segment_one_stage_down_within_seconds() 
     let burst = Instant::now();
     let mut reversals = 0;
     for id in &ids {
-        let (status, _) = admin(addr, "POST", "/api/v1/feedback", json!({"exchange_id": id, "reversed": true})).await;
+        let (status, _) = admin(
+            addr,
+            "POST",
+            "/api/v1/feedback",
+            json!({"exchange_id": id, "reversed": true}),
+        )
+        .await;
         assert_eq!(status, 201);
         reversals += 1;
         if stage_of(addr, "gold").await != "notify" {
@@ -428,8 +490,15 @@ async fn a_burst_of_reversals_moves_the_segment_one_stage_down_within_seconds() 
         }
     }
     let took = burst.elapsed();
-    println!("reversal burst: notify → {} after {reversals} reversal(s) of 60 reviewed, {took:?}", stage_of(addr, "gold").await);
-    assert_eq!(stage_of(addr, "gold").await, "approve", "exactly one stage down");
+    println!(
+        "reversal burst: notify → {} after {reversals} reversal(s) of 60 reviewed, {took:?}",
+        stage_of(addr, "gold").await
+    );
+    assert_eq!(
+        stage_of(addr, "gold").await,
+        "approve",
+        "exactly one stage down"
+    );
     assert!(took < Duration::from_secs(5), "{took:?}");
     // The canary users now get the incumbent's answer.
     let (_, h, _, _) = ask(addr_of(&proxy), "gold", 1).await;
@@ -437,15 +506,28 @@ async fn a_burst_of_reversals_moves_the_segment_one_stage_down_within_seconds() 
     let (_, audit) = admin(addr, "GET", "/api/v1/audit?route=r", Value::Null).await;
     let last = audit["events"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(
-        (last["actor"].as_str(), last["from_stage"].as_str(), last["to_stage"].as_str()),
+        (
+            last["actor"].as_str(),
+            last["from_stage"].as_str(),
+            last["to_stage"].as_str()
+        ),
         (Some("guard"), Some("notify"), Some("approve")),
         "{last}"
     );
-    assert!(last["reason"].as_str().unwrap().contains("reversals"), "{last}");
+    assert!(
+        last["reason"].as_str().unwrap().contains("reversals"),
+        "{last}"
+    );
     let m = proxy.metrics().await;
-    assert_eq!(metric(&m, r#"understudy_autonomy_stage{route="r",segment="gold"}"#), 2.0);
     assert_eq!(
-        metric(&m, r#"understudy_guard_trips_total{reason="reversals",route="r",segment="gold"}"#),
+        metric(&m, r#"understudy_autonomy_stage{route="r",segment="gold"}"#),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"understudy_guard_trips_total{reason="reversals",route="r",segment="gold"}"#
+        ),
         1.0
     );
     proxy.stop().await;
@@ -481,7 +563,13 @@ async fn satisfaction_below_the_bar_rolls_the_weight_back() {
     let addr = proxy.admin;
     let mut rated = 0;
     for id in &ids {
-        let (status, v) = admin(addr, "POST", "/api/v1/feedback", json!({"exchange_id": id, "rating": -1})).await;
+        let (status, v) = admin(
+            addr,
+            "POST",
+            "/api/v1/feedback",
+            json!({"exchange_id": id, "rating": -1}),
+        )
+        .await;
         assert_eq!(status, 201, "{v}");
         rated += 1;
         let (_, routes) = admin(addr, "GET", "/api/v1/routes", Value::Null).await;
@@ -490,11 +578,18 @@ async fn satisfaction_below_the_bar_rolls_the_weight_back() {
         }
     }
     let (_, routes) = admin(addr, "GET", "/api/v1/routes", Value::Null).await;
-    assert_eq!(weight(&routes), 5.0, "one step back after {rated} rating(s)");
+    assert_eq!(
+        weight(&routes),
+        5.0,
+        "one step back after {rated} rating(s)"
+    );
     let (_, audit) = admin(addr, "GET", "/api/v1/audit?route=r", Value::Null).await;
     let last = audit["events"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["actor"], "guard");
-    assert!(last["reason"].as_str().unwrap().contains("satisfaction"), "{last}");
+    assert!(
+        last["reason"].as_str().unwrap().contains("satisfaction"),
+        "{last}"
+    );
     proxy.stop().await;
 }
 
@@ -512,20 +607,38 @@ async fn stages_change_by_hand_raising_gated_lowering_never_and_survive_a_restar
     let raise = json!({"segment": "gold", "stage": "notify", "reason": "reviews look fine"});
     let (status, v) = admin(addr, "POST", path, raise.clone()).await;
     assert_eq!(status, 409, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("promotion gate"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("promotion gate"),
+        "{v}"
+    );
     let mut forced = raise;
     forced["force"] = json!(true);
     let (status, v) = admin(addr, "POST", path, forced).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["change"]["forced"], true);
-    assert_eq!((v["change"]["from_stage"].as_str(), v["change"]["to_stage"].as_str()), (Some("recommend"), Some("notify")));
+    assert_eq!(
+        (
+            v["change"]["from_stage"].as_str(),
+            v["change"]["to_stage"].as_str()
+        ),
+        (Some("recommend"), Some("notify"))
+    );
     let (_, h, _, _) = ask(running.addr, "gold", 1).await;
     assert_eq!(h["x-understudy-served-by"], "candidate");
     for (body, want) in [
-        (json!({"segment": "gold", "stage": "autopilot", "reason": "x"}), 400),
+        (
+            json!({"segment": "gold", "stage": "autopilot", "reason": "x"}),
+            400,
+        ),
         (json!({"segment": "gold", "stage": "approve"}), 400),
-        (json!({"segment": "nope", "stage": "approve", "reason": "x"}), 404),
-        (json!({"segment": "gold", "stage": "notify", "reason": "again"}), 409),
+        (
+            json!({"segment": "nope", "stage": "approve", "reason": "x"}),
+            404,
+        ),
+        (
+            json!({"segment": "gold", "stage": "notify", "reason": "again"}),
+            409,
+        ),
     ] {
         let (status, v) = admin(addr, "POST", path, body.clone()).await;
         assert_eq!(status, want, "{body}: {v}");
@@ -538,7 +651,16 @@ async fn stages_change_by_hand_raising_gated_lowering_never_and_survive_a_restar
     let admin_addr = running.admin_addr.to_string();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_understudy"))
-            .args(["stage", "r", "--segment", "gold", "--to", "shadow", "--reason", "pause"])
+            .args([
+                "stage",
+                "r",
+                "--segment",
+                "gold",
+                "--to",
+                "shadow",
+                "--reason",
+                "pause",
+            ])
             .args(["--admin", &admin_addr, "-c", "/nonexistent/proxy.toml"])
             .output()
             .unwrap()
@@ -546,9 +668,15 @@ async fn stages_change_by_hand_raising_gated_lowering_never_and_survive_a_restar
     .await
     .unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("stage notify → shadow"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("stage notify → shadow"),
+        "{out:?}"
+    );
     let (_, h, _, _) = ask(running.addr, "gold", 1).await;
-    assert_eq!(h["x-understudy-served-by"], "incumbent", "shadow never serves");
+    assert_eq!(
+        h["x-understudy-served-by"], "incumbent",
+        "shadow never serves"
+    );
     let admin_addr = running.admin_addr.to_string();
     let status = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_understudy"))
@@ -559,6 +687,58 @@ async fn stages_change_by_hand_raising_gated_lowering_never_and_survive_a_restar
     .await
     .unwrap();
     let text = String::from_utf8_lossy(&status.stdout);
-    assert!(text.contains("shadow") && text.contains("notify → shadow"), "{text}");
+    assert!(
+        text.contains("shadow") && text.contains("notify → shadow"),
+        "{text}"
+    );
     running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_that_passes_for_hold_advances_one_stage_by_itself() {
+    let incumbent = upstream().json(INCUMBENT).spawn().await;
+    let candidate = upstream().json(CANDIDATE).spawn().await;
+    let extra = "rollout = { segments = { gold = 100.0 } }\n\
+                 [routes.autonomy]\nstages = { gold = \"recommend\", silver = \"recommend\" }\n\
+                 auto_advance = true\nhold = \"300ms\"\n\
+                 [routes.autonomy.criteria]\nmin_agreement = 0.5\nmin_samples = 20\n";
+    let mut proxy = proxy(&routes(&incumbent.url(), &candidate.url(), extra)).await;
+    let started = Instant::now();
+    let mut sent = 0;
+    while stage_of(proxy.admin, "gold").await == "recommend" {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "no advance after {sent} requests"
+        );
+        ask(proxy.addr, "gold", sent).await;
+        // Silver agrees as well, but has no canary users (weight 0): it stays.
+        ask(proxy.addr, "silver", sent).await;
+        sent += 1;
+    }
+    println!(
+        "recommend → {} after {sent} agreeing exchanges, {:?}",
+        stage_of(proxy.admin, "gold").await,
+        started.elapsed()
+    );
+    assert_eq!(
+        stage_of(proxy.admin, "gold").await,
+        "approve",
+        "one stage up"
+    );
+    assert_eq!(stage_of(proxy.admin, "silver").await, "recommend");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "not before hold"
+    );
+    let (_, audit) = admin(proxy.admin, "GET", "/api/v1/audit?route=r", Value::Null).await;
+    let last = audit["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["actor"], "guard");
+    assert!(
+        last["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("autonomy advance: passed for"),
+        "{last}"
+    );
+    proxy.stop().await;
 }

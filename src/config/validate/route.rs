@@ -101,8 +101,12 @@ fn route(c: &mut Checker<'_>, f: &RouteFile) -> Route {
     let sticky =
         (f.sticky.as_ref()).and_then(|s| c.source("sticky", s.span(), s.get_ref().source_keys()));
     let guard = policy::guard(c, &f.guard);
-    let autonomy =
-        super::autonomy::autonomy(c, &f.autonomy, segment.as_ref(), guard.min_agreement);
+    let autonomy = super::autonomy::autonomy(
+        c,
+        f.autonomy.as_ref(),
+        segment.as_ref(),
+        guard.min_agreement,
+    );
     Route {
         name: f.name.get_ref().clone(),
         path_prefix: f.path_prefix.get_ref().clone(),
