@@ -10,7 +10,7 @@
 use super::state::{Actor, Change, Error, known_segments};
 use super::{Rollout, lock};
 use crate::autonomy::Stage;
-use crate::autonomy::evidence::{Event, Evidence, Judge, Tracker};
+use crate::autonomy::evidence::{Event, Evidence, Judge};
 use crate::config::Route;
 use crate::metrics::Metrics;
 use crate::rollout::guard::{self, Decision};
@@ -173,9 +173,7 @@ impl Rollout {
             let per_route = trackers.entry(route.name.clone()).or_default();
             let t = match per_route.get_mut(label) {
                 Some(t) => t,
-                None => per_route
-                    .entry(label.to_string())
-                    .or_insert_with(Tracker::default),
+                None => per_route.entry(label.to_string()).or_default(),
             };
             t.observe(&judge, stage, event, weight > 0.0, Instant::now())
         };
