@@ -187,7 +187,7 @@ pub fn mirror_spend(path: &std::path::Path, route: &str, since_ms: i64) -> Resul
     read().map_err(Error::sqlite(path))
 }
 
-fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+pub(crate) fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
     let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
     let names = stmt.query_map([], |r| r.get::<_, String>(1))?;
     for name in names {
