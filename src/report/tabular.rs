@@ -22,7 +22,6 @@ pub const CSV_HEADER: &[&str] = &[
     "guard",
     "decided",
     "weight",
-    "stage",
     "candidate_error_rate",
     "incumbent_error_rate",
     "compared",
@@ -49,6 +48,7 @@ pub const CSV_HEADER: &[&str] = &[
     "candidate_cost_per_1k",
     "cost_difference_per_1k",
     "decided_by",
+    "stage",
 ];
 
 fn num(v: Option<f64>) -> String {
@@ -92,7 +92,6 @@ pub fn csv(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             l.decision.as_str().to_string(),
             l.decided.to_string(),
             num(l.weight),
-            l.stage.clone().unwrap_or_default(),
             num(l.candidate_error_rate),
             num(l.incumbent_error_rate),
             num(l.coverage),
@@ -133,6 +132,7 @@ pub fn csv(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             l.ai.as_ref()
                 .map(|a| pairs(&a.decided_by))
                 .unwrap_or_default(),
+            l.stage.clone().unwrap_or_default(),
         ];
         let row: Vec<String> = row.iter().map(|c| field(c)).collect();
         writeln!(out, "{}", row.join(","))?;

@@ -453,10 +453,15 @@ async fn notify_serves_the_candidate_posts_each_answer_for_review_and_counts_rev
 async fn a_burst_of_reversals_moves_the_segment_one_stage_down_within_seconds() {
     let incumbent = upstream().json(INCUMBENT).spawn().await;
     let candidate = upstream().json(CANDIDATE).spawn().await;
-    let extra = "rollout = { segments = { gold = 100.0 } }\n\
-                 [routes.autonomy]\nstages = { gold = \"notify\" }\n\
-                 [routes.autonomy.criteria]\nmax_reversal_rate = 0.1\nmin_samples = 20\n";
-    let mut proxy = proxy(&routes(&incumbent.url(), &candidate.url(), extra)).await;
+    let sink = upstream().spawn().await;
+    let extra = format!(
+        "rollout = {{ segments = {{ gold = 100.0 }} }}\n\
+         [routes.autonomy]\nstages = {{ gold = \"notify\" }}\n\
+         [routes.autonomy.criteria]\nmax_reversal_rate = 0.1\nmin_samples = 20\n\n\
+         [[notify]]\nurl = \"{}/hook\"\nevents = [\"breach\"]\n",
+        sink.url()
+    );
+    let mut proxy = proxy(&routes(&incumbent.url(), &candidate.url(), &extra)).await;
     let mut ids = Vec::new();
     for i in 0..60 {
         let (_, h, _, _) = ask(proxy.addr, "gold", i).await;
@@ -517,6 +522,18 @@ async fn a_burst_of_reversals_moves_the_segment_one_stage_down_within_seconds() 
     assert!(
         last["reason"].as_str().unwrap().contains("reversals"),
         "{last}"
+    );
+    // Announced as a breach, with the stages.
+    assert!(eventually(|| !sink.requests().is_empty()).await);
+    let event: Value = serde_json::from_slice(&sink.requests()[0].body).unwrap();
+    assert_eq!(
+        (
+            event["event"].as_str(),
+            event["from_stage"].as_str(),
+            event["to_stage"].as_str()
+        ),
+        (Some("breach"), Some("notify"), Some("approve")),
+        "{event}"
     );
     let m = proxy.metrics().await;
     assert_eq!(
