@@ -66,10 +66,14 @@ pub async fn decide(
     if reason.trim().is_empty() {
         return Err(Error::NoReason);
     }
-    let found = {
-        let conn = store::read::open_ro(proxy.store.path())?;
-        approvals::get(&conn, id)?
-    }
+    let path = proxy.store.path().to_path_buf();
+    let closed = store::Error::Closed { path: path.clone() };
+    let found = tokio::task::spawn_blocking(move || {
+        let conn = store::read::open_ro(&path)?;
+        approvals::get(&conn, id)
+    })
+    .await
+    .map_err(|_| closed)??
     .ok_or(store::Error::UnknownApproval { id })?;
     let rt = proxy.runtime.load();
     let route = rt.config.routes.iter().find(|r| r.name == found.route);
@@ -149,7 +153,8 @@ pub async fn expire_loop(proxy: std::sync::Arc<Proxy>, stop: impl Future<Output 
             _ = tick.tick() => {}
         }
         let rt = proxy.runtime.load();
-        for route in rt.config.routes.iter().filter(|r| r.candidate.is_some()) {
+        let routes = rt.config.routes.iter();
+        for route in routes.filter(|r| r.candidate.is_some() && r.autonomy.configured) {
             let ttl = i64::try_from(route.autonomy.approval_ttl.as_millis()).unwrap_or(i64::MAX);
             let op = approvals::Op::Expire {
                 route: route.name.clone(),

@@ -50,7 +50,8 @@ pub enum Outcome {
     Compressed,
     /// The incumbent's answer is over `store.max_body_bytes`: streamed as it is.
     TooLarge,
-    /// The candidate was not asked (a mirror bound: in flight, budget, ...).
+    /// No suggestion was due: the candidate was not asked (a mirror bound:
+    /// in flight, budget, ...), or the incumbent's answer is not a 2xx or broke off.
     Skipped,
 }
 
@@ -141,7 +142,8 @@ pub async fn serve(
                 },
                 None => None,
             };
-            let (outcome, body) = suggest(route, &mut head, bytes, candidate.as_ref(), skipped);
+            let (outcome, body) =
+                suggest(route, &mut head, bytes, candidate.as_ref(), skipped, cap);
             metrics.record_suggestion(name, outcome);
             let other = match (candidate, call) {
                 (Some(obs), _) => Other::Called(obs),
@@ -158,10 +160,12 @@ pub async fn serve(
                 inner: rest,
             }
         }
-        Read::Broken(_) => {
-            metrics.record_suggestion(name, Outcome::Failed);
+        Read::Broken(partial) => {
+            // The incumbent broke off: the client gets what came, no suggestion.
+            metrics.record_suggestion(name, Outcome::Skipped);
             spawn_settle(proxy, route, ex, other(call, skipped), rx);
-            ProxyBody::bytes(Bytes::new())
+            head.headers.remove(http::header::CONTENT_LENGTH);
+            ProxyBody::bytes(partial)
         }
     };
     // The comparison sees the incumbent's own answer, without the suggestion.
@@ -245,14 +249,19 @@ fn observation(status: u16, read: &Read, sent: Instant) -> Observation {
     }
 }
 
-/// The client's body with the suggestion, and what became of it.
+/// The client's body with the suggestion, and what became of it. Only a
+/// successful (2xx) incumbent answer gets one.
 fn suggest(
     route: &RouteRuntime,
     head: &mut http::response::Parts,
     body: Bytes,
     candidate: Option<&Observation>,
     skipped: Option<SkipReason>,
+    cap: usize,
 ) -> (Outcome, Bytes) {
+    if !head.status.is_success() {
+        return (Outcome::Skipped, body);
+    }
     let Some(c) = candidate else {
         let outcome = match skipped {
             // Known to refuse connections (backed off): a failing candidate.
@@ -266,7 +275,7 @@ fn suggest(
         return (Outcome::Failed, body);
     }
     let mut c = c.clone();
-    c.decode(usize::MAX / 2);
+    c.decode(cap);
     if let Some(pointer) = &route.cfg.autonomy.suggest_pointer
         && let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&body)
     {
