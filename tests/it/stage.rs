@@ -759,3 +759,31 @@ async fn a_segment_that_passes_for_hold_advances_one_stage_by_itself() {
     );
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_answer_is_passed_through_without_a_suggestion_and_counted() {
+    // The body is not really gzip: Understudy must not touch it either way.
+    let incumbent = upstream()
+        .header("content-encoding", "gzip")
+        .json(INCUMBENT)
+        .spawn()
+        .await;
+    let candidate = upstream().json(CANDIDATE).spawn().await;
+    let extra = "rollout = { segments = { gold = 100.0 } }\n\
+                 [routes.autonomy]\nstages = { gold = \"recommend\" }\nsuggest_pointer = \"/s\"\n";
+    let mut proxy = proxy(&routes(&incumbent.url(), &candidate.url(), extra)).await;
+    let (status, h, body, _) = ask(proxy.addr, "gold", 1).await;
+    assert_eq!(status, 200);
+    assert_eq!(&body[..], INCUMBENT.as_bytes());
+    assert_eq!(h["content-encoding"], "gzip");
+    assert!(h.get("x-understudy-suggestion").is_none());
+    let m = proxy.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"understudy_suggestions_total{outcome="compressed",route="r"}"#
+        ),
+        1.0
+    );
+    proxy.stop().await;
+}
