@@ -5,7 +5,8 @@
 //! through the tee of [`body`]); [`settle`] finishes the exchange on its own
 //! task (the shadow call, the comparison, the guard, the row). The client's
 //! path never blocks on side work: mirroring, comparison and logging are
-//! bounded and counted.
+//! bounded and counted. The one wait is [`suggest`]'s (`recommend` stage),
+//! bounded by `autonomy.suggest_timeout`.
 
 pub mod body;
 pub mod cascade;
