@@ -182,11 +182,18 @@ impl Rollout {
             metrics.record_guard_trip(&route.name, label, reason);
             tracing::warn!(route = %route.name, segment = label, reason = %m.reason, "Autonomy breach");
         }
-        if let Err(e) = self
+        match self
             .set_stage(route, label, m.to, Actor::Guard, &m.reason, false, metrics)
             .await
         {
-            tracing::error!(route = %route.name, segment = label, error = %e, "Could not change the stage");
+            Ok(_) => {}
+            // Two settle tasks saw the same breach at once: the first moved it.
+            Err(Error::StageUnchanged { .. }) => {
+                tracing::debug!(route = %route.name, segment = label, "Stage already moved");
+            }
+            Err(e) => {
+                tracing::error!(route = %route.name, segment = label, error = %e, "Could not change the stage");
+            }
         }
     }
 
