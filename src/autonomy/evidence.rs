@@ -150,6 +150,9 @@ pub struct Move {
 /// how long it has passed.
 #[derive(Debug, Clone, Default)]
 pub struct Tracker {
+    /// The stage the evidence was gathered at: evidence never carries over
+    /// to another stage, even when a move and an observation race.
+    stage: Option<Stage>,
     evidence: Evidence,
     passing_since: Option<Instant>,
     last: Option<Decision>,
@@ -176,6 +179,12 @@ impl Tracker {
         canary: bool,
         now: Instant,
     ) -> Option<Move> {
+        if self.stage != Some(stage) {
+            *self = Tracker {
+                stage: Some(stage),
+                ..Tracker::default()
+            };
+        }
         self.evidence.add(event);
         let decision = decide(judge.criteria, judge.method, stage, &self.evidence);
         self.last = Some(decision);
