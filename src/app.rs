@@ -122,6 +122,10 @@ pub async fn start_with(config: Config, options: Options) -> Result<Running, Err
         admin::limits::Limits::from(&config.admin),
         stopped(stop_rx.clone()),
     ));
+    tokio::spawn(crate::autonomy::people::expire_loop(
+        proxy.clone(),
+        stopped(stop_rx.clone()),
+    ));
     let reload_task = config
         .source
         .clone()

@@ -138,6 +138,10 @@ pub enum Command {
         /// Output format (jsonl: one JSON object per line).
         #[arg(long, value_enum, default_value_t)]
         format: ExportFormat,
+        /// Export the decided approvals (SPEC §14: approved, rejected,
+        /// expired) with the request and both answers, instead of exchanges.
+        #[arg(long, conflicts_with = "verdict")]
+        approvals: bool,
         /// Write to this file instead of stdout.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -167,6 +171,27 @@ pub enum Command {
         reason: String,
         /// Raise although the segment's guard does not say pass (the
         /// promotion gate); audited as forced.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Change a segment's stage of autonomy on a running proxy (SPEC §14):
+    /// shadow, recommend, approve, notify or autonomous. Raising needs the
+    /// stage's criteria to pass (or --force); lowering is never refused.
+    Stage {
+        /// The route.
+        route: String,
+        /// The segment (`default` is the stage of segments without their own).
+        #[arg(long, default_value = "default")]
+        segment: String,
+        /// The new stage: shadow, recommend, approve, notify or autonomous.
+        #[arg(long)]
+        to: String,
+        /// Why; it goes into the audit trail.
+        #[arg(long)]
+        reason: String,
+        /// Raise although the stage's criteria do not say pass; audited as forced.
         #[arg(long)]
         force: bool,
         #[command(flatten)]
@@ -386,9 +411,26 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             segment,
             verdict,
             format: ExportFormat::Jsonl,
+            approvals,
             output,
         } => {
             let (dbs, _) = resolve_dbs(&db)?;
+            if approvals {
+                let filter = crate::store::approvals::Filter {
+                    route,
+                    segment,
+                    status: None,
+                    since_ms: since.map(|d| {
+                        let ago = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                        crate::store::now_ms().saturating_sub(ago)
+                    }),
+                };
+                write_to(output.as_deref(), |out| {
+                    crate::export::approvals(&dbs, &filter, out)?;
+                    Ok(())
+                })?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let filter = crate::store::read::Filter {
                 route,
                 segment,
@@ -438,6 +480,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => ops(&admin, async |a, out| {
             let target = crate::admin::client::Target::To(to);
             a.set_weight(&route, &segment, target, &reason, false, out)
+                .await
+        }),
+        Command::Stage {
+            route,
+            segment,
+            to,
+            reason,
+            force,
+            admin,
+        } => ops(&admin, async |a, out| {
+            a.set_stage(&route, &segment, &to, &reason, force, out)
                 .await
         }),
         Command::Audit {

@@ -24,6 +24,9 @@ pub struct Exchange {
     pub headers: HeaderMap,
     /// The request body when it was buffered (within the cap).
     pub body: Option<Bytes>,
+    /// The segment's stage when the weight (or a rule) put this request in
+    /// the canary (SPEC §14); `None` outside the canary.
+    pub canary: Option<crate::autonomy::Stage>,
 }
 
 impl Exchange {
@@ -49,6 +52,7 @@ impl Exchange {
             query: None,
             headers: HeaderMap::new(),
             body: body.cloned(),
+            canary: None,
         }
     }
 

@@ -19,6 +19,8 @@ pub enum Error {
     Verdict(String),
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
 }
 
 /// Writes every exchange the filter selects as one JSON line; returns how many.
@@ -35,6 +37,43 @@ pub fn jsonl(dbs: &[PathBuf], filter: &Filter, out: &mut dyn Write) -> Result<u6
         serde_json::to_writer(&mut *out, &object(&row))?;
         writeln!(out)
     })?)
+}
+
+/// `export --approvals`: every decided approval (approved, rejected,
+/// expired) as one JSON line, with the request and both answers: a
+/// training signal of what people accepted. Returns how many.
+pub fn approvals(
+    dbs: &[PathBuf],
+    filter: &crate::store::approvals::Filter,
+    out: &mut dyn Write,
+) -> Result<u64, Error> {
+    use crate::store::approvals;
+    if dbs.is_empty() {
+        return Err(Error::NoDatabase);
+    }
+    let mut n = 0;
+    for path in dbs {
+        let conn = read::open_ro(path)?;
+        let has = conn
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'approvals'",
+                [],
+                |_| Ok(()),
+            )
+            .is_ok();
+        if !has {
+            continue;
+        }
+        for a in approvals::list(&conn, filter)? {
+            if a.status == approvals::PENDING {
+                continue;
+            }
+            serde_json::to_writer(&mut *out, &a.to_json()).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// The exported shape of one exchange.

@@ -41,6 +41,12 @@ pub struct Metrics {
     pub text_stages: IntCounterVec,
     pub notify_dropped: IntCounter,
     pub store_bytes: IntGauge,
+    /// Staged autonomy (SPEC §14).
+    pub autonomy_stage: GaugeVec,
+    pub suggestions: IntCounterVec,
+    pub approvals: IntCounterVec,
+    pub autonomy_posts: IntCounterVec,
+    pub feedback: IntCounterVec,
     /// `[fleet]` (SPEC §10).
     pub fleet: FleetMetrics,
 }
@@ -334,7 +340,37 @@ impl Metrics {
             .register(Box::new(store_bytes.clone()))
             .expect("unique metric");
         let fleet = FleetMetrics::register(&registry);
+        let autonomy_stage = gauge(
+            "autonomy_stage",
+            "Stage of autonomy: 0 shadow, 1 recommend, 2 approve, 3 notify, 4 autonomous.",
+            &["route", "segment"],
+        );
+        let suggestions = counter(
+            "suggestions_total",
+            "recommend stage: suggestions by outcome (inserted, header, late, failed, compressed, skipped).",
+            &["route", "outcome"],
+        );
+        let approvals = counter(
+            "approvals_total",
+            "approve stage: approvals by event (created, approved, rejected, expired).",
+            &["route", "segment", "event"],
+        );
+        let autonomy_posts = counter(
+            "autonomy_posts_total",
+            "Approved answers delivered and answers posted for review, by kind and result (sent, failed, dropped).",
+            &["route", "kind", "result"],
+        );
+        let feedback = counter(
+            "feedback_total",
+            "Feedback by kind (rating, reversal).",
+            &["route", "segment", "kind"],
+        );
         Metrics {
+            autonomy_stage,
+            suggestions,
+            approvals,
+            autonomy_posts,
+            feedback,
             registry,
             requests,
             upstream_duration,
@@ -462,6 +498,40 @@ impl Metrics {
         self.canary_weight
             .with_label_values(&[route, segment])
             .set(weight);
+    }
+
+    pub fn set_stage(&self, route: &str, segment: &str, stage: crate::autonomy::Stage) {
+        self.autonomy_stage
+            .with_label_values(&[route, segment])
+            .set(f64::from(stage.as_index()));
+    }
+
+    /// A `recommend` suggestion's outcome.
+    pub fn record_suggestion(&self, route: &str, outcome: impl Label) {
+        self.suggestions
+            .with_label_values(&[route, outcome.as_label()])
+            .inc();
+    }
+
+    /// An approval created, approved, rejected or expired.
+    pub fn record_approval(&self, route: &str, segment: &str, event: &'static str) {
+        self.approvals
+            .with_label_values(&[route, segment, event])
+            .inc();
+    }
+
+    /// A delivery or review POST: `kind` deliver|review, `result` sent|failed|dropped.
+    pub fn record_post(&self, route: &str, kind: &'static str, result: &'static str) {
+        self.autonomy_posts
+            .with_label_values(&[route, kind, result])
+            .inc();
+    }
+
+    /// Feedback: `kind` rating or reversal.
+    pub fn record_feedback(&self, route: &str, segment: &str, kind: &'static str) {
+        self.feedback
+            .with_label_values(&[route, segment, kind])
+            .inc();
     }
 
     /// A config reload, `ok` or `error`.

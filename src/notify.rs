@@ -73,6 +73,11 @@ pub struct Event {
     pub segment: String,
     pub from: Option<f64>,
     pub to: Option<f64>,
+    /// A stage change (SPEC §14): the stage before and after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_stage: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_stage: Option<String>,
     pub actor: String,
     pub reason: String,
     /// The guard's figures at the time, as text, when there are any.
@@ -96,13 +101,17 @@ impl Event {
     /// One line for a chat channel.
     fn text(&self) -> String {
         let w = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x}%"));
+        let (from, to) = match (&self.from_stage, &self.to_stage) {
+            (Some(f), Some(t)) => (format!("stage {f}"), format!("stage {t}")),
+            _ => (w(self.from), w(self.to)),
+        };
         let mut t = format!(
             "Understudy {}: route {} segment {}: {} → {} by {}: {}",
             self.event.as_str(),
             self.route,
             self.segment,
-            w(self.from),
-            w(self.to),
+            from,
+            to,
             self.actor,
             self.reason
         );
@@ -125,7 +134,8 @@ pub struct Notifier {
 
 struct Sink {
     events: Vec<Kind>,
-    tx: mpsc::Sender<(Event, Instant)>,
+    format: NotifyFormat,
+    hook: Webhook,
 }
 
 impl Notifier {
@@ -134,14 +144,16 @@ impl Notifier {
         let sinks = sinks
             .iter()
             .map(|cfg| {
-                let (tx, rx) = mpsc::channel(QUEUE);
-                let tls = crate::upstream::tls_client_config(&[]);
-                let client = Client::new(&cfg.upstream, "notify", &tls);
-                let uri = client.uri_for(Some(&cfg.path));
-                tokio::spawn(deliver(client, uri, cfg.format, rx, metrics.clone()));
+                let m = metrics.clone();
+                let hook = Webhook::start(&cfg.upstream, &cfg.path, "notification", move |p| {
+                    if p == Posted::GivenUp {
+                        m.notify_dropped.inc();
+                    }
+                });
                 Sink {
                     events: cfg.events.clone(),
-                    tx,
+                    format: cfg.format,
+                    hook,
                 }
             })
             .collect();
@@ -158,7 +170,7 @@ impl Notifier {
             .iter()
             .filter(|s| s.events.contains(&event.event))
         {
-            if sink.tx.try_send((event.clone(), Instant::now())).is_err() {
+            if !sink.hook.send(event.body(sink.format)) {
                 if let Some(m) = &self.metrics {
                     m.notify_dropped.inc();
                 }
@@ -171,28 +183,69 @@ impl Notifier {
     }
 }
 
+/// What became of one POST, for the owner's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Posted {
+    /// Accepted (2xx).
+    Sent,
+    /// Not accepted; retried with back-off.
+    Retrying,
+    /// Not accepted within five minutes; dropped.
+    GivenUp,
+}
+
+/// One URL behind a bounded queue: each body is POSTed as JSON by one task,
+/// at once, then with back-off (1 s doubling to 30 s) for up to five minutes.
+/// Shared by notifications and staged autonomy's deliveries and reviews.
+pub struct Webhook {
+    tx: mpsc::Sender<(Bytes, Instant)>,
+}
+
+impl Webhook {
+    /// Starts the posting task on the current runtime; `report` hears how each POST went.
+    pub fn start(
+        upstream: &crate::config::Upstream,
+        path: &http::uri::PathAndQuery,
+        what: &'static str,
+        report: impl Fn(Posted) + Send + Sync + 'static,
+    ) -> Webhook {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let tls = crate::upstream::tls_client_config(&[]);
+        let client = Client::new(upstream, "notify", &tls);
+        let uri = client.uri_for(Some(path));
+        tokio::spawn(deliver(client, uri, what, rx, report));
+        Webhook { tx }
+    }
+
+    /// Queues a body; never waits. False when the queue is full (dropped).
+    pub fn send(&self, body: Bytes) -> bool {
+        self.tx.try_send((body, Instant::now())).is_ok()
+    }
+}
+
 async fn deliver(
     client: Client,
     uri: http::Uri,
-    format: NotifyFormat,
-    mut rx: mpsc::Receiver<(Event, Instant)>,
-    metrics: Metrics,
+    what: &'static str,
+    mut rx: mpsc::Receiver<(Bytes, Instant)>,
+    report: impl Fn(Posted),
 ) {
-    while let Some((event, at)) = rx.recv().await {
-        let body = event.body(format);
+    while let Some((body, at)) = rx.recv().await {
         let mut wait = RETRY_FIRST;
         loop {
             match post(&client, &uri, body.clone()).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    report(Posted::Sent);
+                    break;
+                }
                 Err(why) if at.elapsed() + wait > GIVE_UP => {
-                    metrics.notify_dropped.inc();
-                    tracing::error!(event = event.event.as_str(), route = %event.route, %why,
-                        "Notification given up after five minutes");
+                    report(Posted::GivenUp);
+                    tracing::error!(what, %uri, %why, "POST given up after five minutes");
                     break;
                 }
                 Err(why) => {
-                    tracing::warn!(event = event.event.as_str(), %why, retry_in = ?wait,
-                        "Notification not accepted; retrying");
+                    report(Posted::Retrying);
+                    tracing::warn!(what, %uri, %why, retry_in = ?wait, "POST not accepted; retrying");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(RETRY_MAX);
                 }

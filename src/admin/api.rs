@@ -30,12 +30,12 @@ const AUDIT_DEFAULT: usize = 1000;
 pub const AUDIT_MAX: usize = 10_000;
 
 /// An API failure: its status and message.
-struct Failure(StatusCode, String);
+pub(super) struct Failure(pub(super) StatusCode, pub(super) String);
 
 /// A status and a body of the wire format ([`wire`]), as JSON text.
-type Answer = Result<(StatusCode, String), Failure>;
+pub(super) type Answer = Result<(StatusCode, String), Failure>;
 
-fn ok(status: StatusCode, body: impl Serialize) -> Answer {
+pub(super) fn ok(status: StatusCode, body: impl Serialize) -> Answer {
     serde_json::to_string_pretty(&body)
         .map(|text| (status, text))
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
@@ -71,6 +71,15 @@ pub async fn handle(
             ["routes", route, "weights"] => {
                 mutate(&caller, parts, body, |b| weights(proxy, parts, route, b)).await
             }
+            ["routes", route, "stage"] => {
+                mutate(&caller, parts, body, |b| stage(proxy, parts, route, b)).await
+            }
+            ["approvals", id] => {
+                mutate(&caller, parts, body, |b| {
+                    super::approvals::decide(proxy, parts, id, b)
+                })
+                .await
+            }
             ["feedback"] => mutate(&caller, parts, body, |b| feedback(proxy, b)).await,
             ["reload"] => mutate(&caller, parts, body, |_| reload(proxy)).await,
             _ => Err(not_found(parts)),
@@ -83,6 +92,7 @@ pub async fn handle(
         match (&parts.method, segments.as_slice()) {
             (&Method::GET, ["routes"]) => ok(StatusCode::OK, routes(proxy)),
             (&Method::GET, ["audit"]) => audit(proxy, parts).await,
+            (&Method::GET, ["approvals"]) => super::approvals::list(proxy, parts).await,
             _ => Err(not_found(parts)),
         }
     };
@@ -148,7 +158,7 @@ async fn mutate<F: Future<Output = Answer>>(
     f(bytes).await
 }
 
-fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8], shape: &str) -> Result<T, Failure> {
+pub(super) fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8], shape: &str) -> Result<T, Failure> {
     serde_json::from_slice(bytes).map_err(|e| {
         Failure(
             StatusCode::BAD_REQUEST,
@@ -164,6 +174,7 @@ fn rollout_failure(e: &rollout::Error) -> Failure {
         }
         state::Error::BadWeight(_) => StatusCode::BAD_REQUEST,
         state::Error::Unchanged { .. }
+        | state::Error::StageUnchanged { .. }
         | state::Error::Gated { .. }
         | state::Error::GateFailed { .. } => StatusCode::CONFLICT,
         state::Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -200,6 +211,18 @@ pub fn routes(proxy: &Proxy) -> wire::Routes {
                 .map(|name| wire::SegmentView {
                     segment: name.clone(),
                     weight: rs.weight(name),
+                    stage: rs.stage(name),
+                    autonomy: proxy.rollout.autonomy_status(&route.name, name).map(
+                        |(evidence, decision, passing)| wire::AutonomyView {
+                            decision: decision.map_or("hold", |d| d.as_str()).to_string(),
+                            reason: match decision {
+                                Some(guard::Decision::Breach(r)) => Some(r.as_str().to_string()),
+                                _ => None,
+                            },
+                            passing_for_s: passing.map(|d| d.as_secs_f64()),
+                            evidence,
+                        },
+                    ),
                     guard: proxy.rollout.guard_status(&route.name, name).map(
                         |(figures, decision, passing)| {
                             let (samples_to_decide, seconds_to_decide) = proxy
@@ -320,15 +343,63 @@ async fn weights(proxy: &Proxy, parts: &Parts, route: &str, bytes: Bytes) -> Ans
 async fn feedback(proxy: &Proxy, bytes: Bytes) -> Answer {
     let feedback: wire::Feedback = parse(
         &bytes,
-        r#"{"exchange_id": "...", "rating": 1, "comment": "..."}"#,
+        r#"{"exchange_id": "...", "rating": 1, "comment": "...", "reversed": false}"#,
     )?;
-    match proxy.store.add_feedback(feedback).await {
-        Ok(()) => ok(StatusCode::CREATED, Created { ok: true }),
-        Err(e @ crate::store::Error::UnknownExchange { .. }) => {
+    use crate::autonomy::people::Error as E;
+    match crate::autonomy::people::feedback(proxy, feedback).await {
+        Ok(_) => ok(StatusCode::CREATED, Created { ok: true }),
+        Err(e @ E::Empty) => Err(Failure(StatusCode::BAD_REQUEST, e.to_string())),
+        Err(e @ E::Store(crate::store::Error::UnknownExchange { .. })) => {
             Err(Failure(StatusCode::NOT_FOUND, e.to_string()))
         }
         Err(e) => Err(Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
+}
+
+/// `POST /api/v1/routes/{route}/stage` (SPEC §14): raising gated like a
+/// weight (the stage's criteria must say pass, unless forced), lowering never.
+async fn stage(proxy: &Proxy, parts: &Parts, route: &str, bytes: Bytes) -> Answer {
+    const SHAPE: &str =
+        r#"{"segment": "...", "stage": "recommend", "reason": "...", "force": false}"#;
+    let body: wire::StageChange = parse(&bytes, SHAPE)?;
+    let actor = match parts.headers.get(ACTOR_HEADER).map(|v| v.as_bytes()) {
+        Some(b"cli") => Actor::Cli,
+        _ => Actor::Api,
+    };
+    let Some(to) = crate::autonomy::Stage::parse(&body.stage) else {
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unknown stage {:?} (stages: {})",
+                body.stage,
+                crate::autonomy::Stage::names()
+            ),
+        ));
+    };
+    let reason = body.reason.unwrap_or_default();
+    if reason.trim().is_empty() {
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            "a reason is required: it goes into the audit trail".into(),
+        ));
+    }
+    let rt = proxy.runtime.load();
+    let route = state::find_route(&rt.config, route).map_err(|e| rollout_failure(&e))?;
+    let segment = body.segment.unwrap_or_else(|| segment::DEFAULT.into());
+    let change = proxy
+        .rollout
+        .set_stage(
+            route,
+            &segment,
+            to,
+            actor,
+            &reason,
+            body.force,
+            &proxy.metrics,
+        )
+        .await
+        .map_err(|e| rollout_failure(&e))?;
+    ok(StatusCode::OK, wire::Changed { change })
 }
 
 /// The answer to a recorded rating.

@@ -185,8 +185,8 @@ impl Admin {
             )?;
             writeln!(
                 out,
-                "  {:<14} {:>8}  {:<7} {:>7}  {:<24} {:>7}  decides in",
-                "segment", "weight", "guard", "samples", "agreement [interval]", "errors"
+                "  {:<14} {:>8}  {:<10} {:<7} {:>7}  {:<24} {:>7}  decides in",
+                "segment", "weight", "stage", "guard", "samples", "agreement [interval]", "errors"
             )?;
             for s in &r.segments {
                 let f = s.guard.as_ref().map(|g| &g.figures);
@@ -224,15 +224,23 @@ impl Admin {
                 };
                 writeln!(
                     out,
-                    "  {:<14} {:>7.3}%  {:<7} {:>7}  {:<24} {:>7}  {decides}",
+                    "  {:<14} {:>7.3}%  {:<10} {:<7} {:>7}  {:<24} {:>7}  {decides}",
                     s.segment,
                     s.weight,
+                    s.stage.as_str(),
                     decision,
                     f.map_or("-".into(), |f| f.samples.to_string()),
                     agreement,
                     f.and_then(|f| f.error_rate)
                         .map_or("-".into(), |e| format!("{:.1}%", e * 100.0)),
                 )?;
+                if let Some(a) = &s.autonomy {
+                    let decision = match &a.reason {
+                        Some(reason) => format!("breach:{reason}"),
+                        None => a.decision.clone(),
+                    };
+                    writeln!(out, "    stage {}: {decision}: {}", s.stage, a.evidence)?;
+                }
             }
             for g in &r.gates {
                 let verdict = if g.passed { "pass" } else { "FAIL" };
@@ -282,6 +290,45 @@ impl Admin {
         Ok(())
     }
 
+    /// `understudy stage`: one stage change, with its reason (SPEC §14).
+    pub async fn set_stage(
+        &self,
+        route: &str,
+        segment: &str,
+        stage: &str,
+        reason: &str,
+        force: bool,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<()> {
+        if route.is_empty() || route.contains(['/', '?', '#', ' ']) {
+            return Err(Error::Usage(format!("{route:?} is not a route name")).into());
+        }
+        if crate::autonomy::Stage::parse(stage).is_none() {
+            return Err(Error::Usage(format!(
+                "unknown stage {stage:?} (stages: {})",
+                crate::autonomy::Stage::names()
+            ))
+            .into());
+        }
+        let body = wire::StageChange {
+            segment: Some(segment.to_string()),
+            stage: stage.to_string(),
+            reason: Some(reason.to_string()),
+            force,
+        };
+        let path = format!("/api/v1/routes/{route}/stage");
+        let answer: wire::Changed = self.call(Method::POST, &path, Some(&body)).await?;
+        let c = &answer.change;
+        writeln!(
+            out,
+            "{route}/{segment}: stage {} → {} (version {}); in effect for the next request",
+            c.from_stage.as_deref().unwrap_or("-"),
+            c.to_stage.as_deref().unwrap_or("-"),
+            c.version.map_or("-".into(), |v| v.to_string())
+        )?;
+        Ok(())
+    }
+
     async fn next_step(&self, route: &str, segment: &str) -> Result<f64, Error> {
         let routes: wire::Routes = self.get("/api/v1/routes").await?;
         let r = routes
@@ -322,9 +369,10 @@ pub fn print_events(audit: &wire::Audit, out: &mut dyn Write) -> std::io::Result
     }
     for event in &audit.events {
         let e = &event.change;
-        let change = match &e.mirror {
-            Some(m) => format!("mirror {m}"),
-            None => format!("{} → {}", weight(e.from), weight(e.to)),
+        let change = match (&e.mirror, &e.from_stage, &e.to_stage) {
+            (Some(m), _, _) => format!("mirror {m}"),
+            (None, Some(from), Some(to)) => format!("{from} → {to}"),
+            _ => format!("{} → {}", weight(e.from), weight(e.to)),
         };
         writeln!(
             out,

@@ -6,6 +6,7 @@
 //! cap, head and request timeouts); mutating calls pass [`auth::Auth`] first.
 
 pub mod api;
+mod approvals;
 pub mod auth;
 pub mod client;
 pub mod limits;

@@ -38,12 +38,28 @@ pub struct GuardConfig {
     pub hold_s: f64,
 }
 
-/// One segment: its weight and, once it has seen comparisons, its guard.
+/// One segment: its weight and stage and, once it has seen comparisons, its guard.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SegmentView {
     pub segment: String,
     pub weight: f64,
+    /// The stage of autonomy (SPEC §14).
+    #[serde(default)]
+    pub stage: crate::autonomy::Stage,
     pub guard: Option<GuardView>,
+    /// The stage's evidence since it last changed, once there is any.
+    #[serde(default)]
+    pub autonomy: Option<AutonomyView>,
+}
+
+/// What a segment's stage has learnt since it last changed, and its decision.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AutonomyView {
+    /// `pass`, `hold` or `breach`.
+    pub decision: String,
+    pub reason: Option<String>,
+    pub passing_for_s: Option<f64>,
+    pub evidence: crate::autonomy::evidence::Evidence,
 }
 
 /// The guard's latest decision on a segment, and the figures behind it.
@@ -79,6 +95,29 @@ pub struct WeightChange {
     /// Raise although the guard does not say pass (audited as forced).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
+}
+
+/// `POST /api/v1/routes/{route}/stage` (SPEC §14).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageChange {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    /// `shadow`, `recommend`, `approve`, `notify` or `autonomous`.
+    pub stage: String,
+    pub reason: Option<String>,
+    /// Raise although the stage's criteria do not say pass (audited as forced).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+}
+
+/// `POST /api/v1/approvals/{id}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalDecision {
+    /// `approve` or `reject`.
+    pub decision: String,
+    pub reason: Option<String>,
 }
 
 /// The answer to a weight change.
@@ -119,6 +158,8 @@ impl From<crate::store::events::RolloutEvent> for EventView {
                 gates: e.gates,
                 replica: e.replica,
                 fleet_version: e.fleet_version,
+                from_stage: e.from_stage,
+                to_stage: e.to_stage,
             },
         }
     }

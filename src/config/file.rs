@@ -11,8 +11,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use toml::Spanned;
 
+mod autonomy;
 mod llm;
 mod policy;
+
+pub use autonomy::{AutonomyFile, CriteriaFile};
 
 pub use llm::{BandsFile, BudgetFile, CostFile, EmbeddingFile, FocusFile, PriceFile, TextFile};
 pub use policy::{
@@ -326,6 +329,10 @@ pub struct RouteFile {
     /// `cost = { incumbent = {...}, candidate = {...} }`. Default: prices unknown.
     #[serde(default)]
     pub cost: CostFile,
+    /// `[routes.autonomy]` (SPEC §14). Default: none (every segment
+    /// `autonomous`, and stages never move by themselves).
+    #[serde(default)]
+    pub autonomy: Option<AutonomyFile>,
 }
 
 fn default_route_timeout() -> Spanned<String> {

@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::autonomy::Stage;
 pub use llm::{Band, Bands, Cost, Embedding, Focus, LlmCompare, Price, Protocol, TextStage};
 pub use validate::{Error, FLEET_URL_ENV, Issue};
 
@@ -164,6 +165,55 @@ pub struct Route {
     pub safety: Safety,
     /// `[routes.cost]` prices (SPEC §11).
     pub cost: Cost,
+    /// `[routes.autonomy]` (SPEC §14).
+    pub autonomy: Autonomy,
+}
+
+/// `[routes.autonomy]`: the stage of each segment and how stages are earned
+/// and lost (SPEC §14).
+#[derive(Debug, Clone)]
+pub struct Autonomy {
+    /// The route has an `[routes.autonomy]` table: only then do its stages
+    /// move by themselves (a route without one behaves as before stages).
+    pub configured: bool,
+    /// Stage of segments without their own.
+    pub stage: Stage,
+    pub stages: BTreeMap<String, Stage>,
+    /// `recommend`: where the suggestion goes in a JSON answer; `None`: the header.
+    pub suggest_pointer: Option<Pointer>,
+    pub suggest_timeout: Duration,
+    /// `approve`: where approved answers are POSTed.
+    pub deliver: Option<Endpoint>,
+    /// `notify`: where answers the candidate served are POSTed for review.
+    pub review: Option<Endpoint>,
+    pub approval_ttl: Duration,
+    pub auto_advance: bool,
+    pub hold: Duration,
+    pub criteria: Criteria,
+}
+
+/// A URL Understudy POSTs to: its upstream settings and path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub upstream: Upstream,
+    pub path: http::uri::PathAndQuery,
+}
+
+/// `[routes.autonomy.criteria]`; `None` is not checked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Criteria {
+    pub min_agreement: f64,
+    pub max_reject_rate: Option<f64>,
+    pub max_reversal_rate: Option<f64>,
+    pub min_satisfaction: Option<f64>,
+    pub min_samples: u64,
+}
+
+impl Autonomy {
+    /// The configured stage of a segment name (its own, else the route's).
+    pub fn stage_of(&self, segment: &str) -> Stage {
+        self.stages.get(segment).copied().unwrap_or(self.stage)
+    }
 }
 
 /// An upstream base URL (`http://host:port/base`) with its timeouts.
@@ -357,6 +407,10 @@ pub struct Guard {
     pub hold: Duration,
     /// External gates checked before each raise.
     pub gates: Vec<Gate>,
+    /// Share of rated exchanges with `rating > 0`; confidently below it breaches.
+    pub min_satisfaction: Option<f64>,
+    /// Share of reviewed answers reversed; confidently above it breaches.
+    pub max_reversal_rate: Option<f64>,
 }
 
 /// An external gate (SPEC §12).

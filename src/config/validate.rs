@@ -5,6 +5,7 @@
 //! complete [`Config`] or every [`Issue`] found ([`Error::Invalid`]), sorted by
 //! position. Byte offsets become `line:col` in exactly one place, [`line_col`].
 
+mod autonomy;
 mod llm;
 mod policy;
 mod route;

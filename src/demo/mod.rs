@@ -3,13 +3,20 @@
 //! real proxy between them, synthetic traffic; the guard promotes enterprise
 //! step by step and rolls mid-market back; then the audit trail and the report.
 //!
-//! Holds are compressed to a second so the story fits in a few seconds.
+//! Then staged autonomy (SPEC §14): enterprise starts at `recommend` and,
+//! once at 100 %, advances to `notify` on its reviewers' good ratings, while
+//! smb, served at `notify`, has reviewers who reverse two answers in five and
+//! drops to `approve` at once.
+//!
+//! Holds are compressed to a second (half a second for stages) so the story
+//! fits in a few seconds.
 
 pub mod scorer;
 pub mod traffic;
 
+use crate::autonomy::Stage;
 use crate::loopback;
-use crate::store::events::RolloutEvent;
+use crate::store::events::{NewFeedback, RolloutEvent};
 use anyhow::Context;
 use std::io::Write;
 use std::path::Path;
@@ -35,8 +42,16 @@ segment = { header = "x-customer-tier", values = ["enterprise", "mid-market", "s
 sticky = { header = "x-user-id" }
 mirror = { methods = ["POST"], timeout = "2s", max_in_flight = 256 }
 compare = { mode = "json", ignore = ["/request_id", "/model"], tolerance = 0.05 }
-rollout = { segments = { enterprise = 1.0, mid-market = 1.0 } }
+rollout = { segments = { enterprise = 1.0, mid-market = 1.0, smb = 100.0 } }
 guard = { min_samples = 100, window = 400, auto_promote = true, hold = "1s" }
+
+[routes.autonomy]
+stage = "recommend"
+stages = { smb = "notify" }
+suggest_pointer = "/suggestion"
+auto_advance = true
+hold = "500ms"
+criteria = { min_agreement = 0.8, min_satisfaction = 0.7, max_reversal_rate = 0.1, min_samples = 40 }
 "#;
 
 const ROUTE: &str = "lead-score";
@@ -45,6 +60,8 @@ const BATCH: usize = 100;
 /// The least time a batch takes (about 400 requests per second), so the
 /// one-second holds pass at a pace a reader can follow.
 const BATCH_TIME: Duration = Duration::from_millis(250);
+/// Batches the stages get once enterprise is at 100 %, at most.
+const STAGE_BATCHES: usize = 24;
 
 /// Runs the demo, writing its log to `db` (replaced if it exists). Sends at
 /// most `requests`, stopping once the guard has settled both canaries.
@@ -71,9 +88,12 @@ pub async fn run(db: &Path, requests: usize, out: &mut dyn Write) -> anyhow::Res
     writeln!(out, "  proxy                 http://{}", running.addr)?;
     writeln!(
         out,
-        "enterprise and mid-market start as canaries at 1 %, smb stays in shadow; every\n\
+        "enterprise and mid-market start as canaries at 1 %, smb is served at 100 %; every\n\
          request is compared. The guard promotes a segment one step (1 → 5 → 10 → 25 → 50\n\
-         → 100 %) after it passes for 1 s and rolls it back when its agreement is bad:"
+         → 100 %) after it passes for 1 s and rolls it back when its agreement is bad.\n\
+         Stages: canary users of enterprise get the candidate's score as a suggestion\n\
+         (recommend) until their reviewers' ratings earn it more; smb's answers go to\n\
+         reviewers (notify), who reverse some:"
     )?;
     let bar = traffic::bar(requests);
     let weight = |seg: &str| {
@@ -83,12 +103,29 @@ pub async fn run(db: &Path, requests: usize, out: &mut dyn Write) -> anyhow::Res
             .route(ROUTE)
             .map_or(0.0, |r| r.weight(seg))
     };
-    let (mut sent, mut ok, mut seen) = (0, 0, 0);
-    while sent < requests && (weight("enterprise") < 100.0 || weight("mid-market") > 0.0) {
+    let stage = |seg: &str| {
+        running
+            .proxy
+            .rollout
+            .route(ROUTE)
+            .map_or(Stage::default(), |r| r.stage(seg))
+    };
+    let settled = || {
+        weight("enterprise") >= 100.0
+            && weight("mid-market") <= 0.0
+            && stage("enterprise") >= Stage::Notify
+            && stage("smb") < Stage::Notify
+    };
+    let (mut sent, mut ok, mut seen, mut rated, mut extra) = (0, 0, 0, 0, 0);
+    while sent < requests && !settled() && extra < STAGE_BATCHES {
         let started = Instant::now();
         let n = BATCH.min(requests - sent);
         ok += traffic::send(running.addr, n, 7 + sent as u64, &bar).await;
         sent += n;
+        if weight("enterprise") >= 100.0 {
+            extra += 1;
+        }
+        rated = reviewers(&running.proxy, rated, weight("enterprise") >= 100.0).await?;
         for e in running.proxy.rollout.history(None, 1000)? {
             if e.version > seen {
                 seen = e.version;
@@ -109,7 +146,15 @@ pub async fn run(db: &Path, requests: usize, out: &mut dyn Write) -> anyhow::Res
         "\n{ok}/{sent} requests answered. Final weights: enterprise {} %, mid-market {} %, smb {} %.",
         weight_in(&trail, "enterprise", 1.0),
         weight_in(&trail, "mid-market", 1.0),
-        weight_in(&trail, "smb", 0.0),
+        weight_in(&trail, "smb", 100.0),
+    )?;
+    writeln!(
+        out,
+        "Stages: enterprise {}, mid-market {}, smb {} (enterprise earned notify on good ratings; \
+         smb's reviewers reversed too many answers).",
+        stage_in(&trail, "enterprise", "recommend"),
+        stage_in(&trail, "mid-market", "recommend"),
+        stage_in(&trail, "smb", "notify"),
     )?;
     if let Ok(wrong) = wrong_mid_market_answers(db) {
         writeln!(
@@ -139,16 +184,63 @@ pub async fn run(db: &Path, requests: usize, out: &mut dyn Write) -> anyhow::Res
 /// One audit event as the demo prints it.
 pub fn event_line(e: &RolloutEvent) -> String {
     let w = |v: Option<f64>| v.map_or("-".to_string(), |w| format!("{w} %"));
+    let (from, to) = match (&e.from_stage, &e.to_stage) {
+        (Some(f), Some(t)) => (f.clone(), t.clone()),
+        _ => (w(e.from_weight), w(e.to_weight)),
+    };
     format!(
         "  #{:<3} {:<7} {}/{:<11} {:>5} → {:<6} {}",
-        e.version,
-        e.actor,
-        e.route,
-        e.segment,
-        w(e.from_weight),
-        w(e.to_weight),
-        e.reason
+        e.version, e.actor, e.route, e.segment, from, to, e.reason
     )
+}
+
+/// The demo's reviewers, on the exchanges logged since row `after`:
+/// enterprise's rate every answer well once it is at 100 % (`rate`); smb's
+/// reverse two answers in five that the candidate served. Returns the last
+/// row seen.
+async fn reviewers(proxy: &crate::proxy::Proxy, after: i64, rate: bool) -> anyhow::Result<i64> {
+    proxy.store.flush().await;
+    let rows: Vec<(i64, String, String, String)> = {
+        let conn = crate::store::read::open_ro(proxy.store.path())?;
+        let mut stmt = conn.prepare(
+            "SELECT rowid, id, segment, served_by FROM exchanges WHERE rowid > ?1 ORDER BY rowid",
+        )?;
+        stmt.query_map([after], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<Result<_, _>>()?
+    };
+    let mut last = after;
+    for (rowid, id, segment, served_by) in rows {
+        last = rowid;
+        let feedback = match segment.as_str() {
+            "enterprise" if rate => NewFeedback {
+                exchange_id: id,
+                rating: Some(1),
+                comment: "good lead score".into(),
+                reversed: false,
+            },
+            "smb" if served_by == "candidate" && rowid % 5 < 2 => NewFeedback {
+                exchange_id: id,
+                rating: None,
+                comment: "rep overrode the score".into(),
+                reversed: true,
+            },
+            _ => continue,
+        };
+        crate::autonomy::people::feedback(proxy, feedback).await?;
+    }
+    Ok(last)
+}
+
+/// The last recorded stage of a segment, or its starting stage.
+fn stage_in<'a>(trail: &'a [RolloutEvent], segment: &str, start: &'a str) -> &'a str {
+    trail
+        .iter()
+        .rev()
+        .find(|e| e.segment == segment && e.to_stage.is_some())
+        .and_then(|e| e.to_stage.as_deref())
+        .unwrap_or(start)
 }
 
 /// The last recorded weight of a segment, or its starting weight.

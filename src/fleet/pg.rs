@@ -18,7 +18,8 @@ pub async fn timed<T>(fut: impl Future<Output = T>) -> Result<T, Error> {
         .map_err(|_| Error::Timeout(REQUEST_TIMEOUT))
 }
 
-const COLUMNS: &str = "route, version, ts, segment, from_weight, to_weight, actor, reason, mirror, forced, gates, replica";
+const COLUMNS: &str = "route, version, ts, segment, from_weight, to_weight, actor, reason, mirror, \
+     forced, gates, replica, from_stage, to_stage";
 
 /// Inserts `change` as version `version` of its route; `None` when that
 /// version exists already (another replica's change won the race).
@@ -30,7 +31,7 @@ pub async fn insert_at(
 ) -> Result<Option<i64>, Error> {
     let sql = format!(
         "INSERT INTO understudy.rollout_events ({COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     );
     let done = timed(client.execute(
         &sql,
@@ -47,6 +48,8 @@ pub async fn insert_at(
             &change.forced,
             &change.gates,
             &replica,
+            &change.from_stage,
+            &change.to_stage,
         ],
     ))
     .await?;
@@ -77,7 +80,7 @@ pub async fn insert_rebased(
                      WHERE route = $1 AND segment = 'default' AND to_weight IS NOT NULL
                      ORDER BY version DESC LIMIT 1),
                     0) END,
-                $4, $5, $6, $7, false, NULL, $8
+                $4, $5, $6, $7, false, NULL, $8, $9, $10
          FROM understudy.rollout_events WHERE route = $1
          RETURNING version"
     );
@@ -94,6 +97,8 @@ pub async fn insert_rebased(
                     &change.reason,
                     &change.mirror,
                     &replica,
+                    &change.from_stage,
+                    &change.to_stage,
                 ],
             )
             .await;
@@ -155,6 +160,8 @@ fn change(r: &Row) -> Change {
         gates: r.get("gates"),
         replica: Some(r.get("replica")),
         fleet_version: Some(r.get("version")),
+        from_stage: r.get("from_stage"),
+        to_stage: r.get("to_stage"),
     }
 }
 

@@ -186,6 +186,8 @@ pub async fn materialize(
                     gates: c.gates.clone(),
                     replica: c.replica.clone(),
                     fleet_version: c.fleet_version,
+                    from_stage: c.from_stage.clone(),
+                    to_stage: c.to_stage.clone(),
                 },
             )?;
         }

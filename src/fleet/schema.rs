@@ -26,6 +26,8 @@ const MIGRATIONS: &[&str] = &[
         forced BOOLEAN NOT NULL DEFAULT false,
         gates TEXT,
         replica TEXT NOT NULL,            -- who wrote it
+        from_stage TEXT,                  -- a stage change (SPEC §14)
+        to_stage TEXT,
         PRIMARY KEY (route, version)      -- of two racing changes, one wins
     );
     CREATE FUNCTION understudy.append_only() RETURNS trigger LANGUAGE plpgsql AS $$

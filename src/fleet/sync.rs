@@ -162,7 +162,7 @@ async fn session(
         let limit = if matches!(work, Work::Stop) {
             STOP_TIMEOUT
         } else {
-            WORK_TIMEOUT
+            STEP_TIMEOUT
         };
         let done = tokio::time::timeout(limit, step).await;
         match (work, done) {
@@ -231,6 +231,8 @@ async fn push_local(
             gates: ev.gates.clone(),
             replica: ev.replica.clone(),
             fleet_version: None,
+            from_stage: ev.from_stage.clone(),
+            to_stage: ev.to_stage.clone(),
         };
         let v = pg::insert_rebased(client, &change, fleet.replica(), ev.ts_ms).await?;
         proxy.store.mark_pushed(ev.version, v).await?;
@@ -385,6 +387,8 @@ impl Evaluator {
                 gates: None,
                 replica: Some(fleet.replica().to_string()),
                 fleet_version: None,
+                from_stage: None,
+                to_stage: None,
             };
             let written = if let Some(reason) = action.breach {
                 proxy

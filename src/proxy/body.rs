@@ -209,6 +209,12 @@ pub enum ProxyBody {
     Pass { inner: Incoming, _timer: Timer },
     /// A body we made (errors, admin answers, buffered bodies).
     Full(Once),
+    /// An upstream's body of which the first bytes were read already
+    /// (`recommend` found it over the cap): those, then the rest as it comes.
+    Resumed {
+        head: Option<Bytes>,
+        inner: Incoming,
+    },
 }
 
 impl ProxyBody {
@@ -232,6 +238,10 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Full(once) => once.poll(),
             ProxyBody::Pass { inner, .. } => Pin::new(inner).poll_frame(cx),
+            ProxyBody::Resumed { head, inner } => match head.take() {
+                Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                None => Pin::new(inner).poll_frame(cx),
+            },
             ProxyBody::Tee { inner, capture } => {
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
                 match &polled {
@@ -260,6 +270,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Full(once) => once.is_end(),
             ProxyBody::Tee { inner, .. } | ProxyBody::Pass { inner, .. } => inner.is_end_stream(),
+            ProxyBody::Resumed { head, inner } => head.is_none() && inner.is_end_stream(),
         }
     }
 
@@ -267,6 +278,8 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Full(once) => once.hint(),
             ProxyBody::Tee { inner, .. } | ProxyBody::Pass { inner, .. } => inner.size_hint(),
+            ProxyBody::Resumed { head: None, inner } => inner.size_hint(),
+            ProxyBody::Resumed { .. } => SizeHint::default(),
         }
     }
 }

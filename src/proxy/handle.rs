@@ -8,7 +8,8 @@ use super::body::{self, Capture, Prepared, ProxyBody, Timer};
 use super::error::Error;
 use super::headers::{self, EXCHANGE_ID, SERVED_BY};
 use super::mirror::{self, Plan, SkipReason};
-use super::settle::{Other, Settle};
+use super::settle::Other;
+use crate::autonomy::Stage;
 use crate::coding::Coding;
 use crate::config::Side;
 use crate::exchange::Exchange;
@@ -26,7 +27,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
-use tracing::Instrument;
 
 /// Handles one client request. Always answers; errors become short plain-text bodies.
 pub async fn handle(
@@ -76,7 +76,15 @@ pub async fn handle(
         return Error::Overloaded.to_response();
     };
     let mut ex = Exchange::begin(&route.cfg, &parts, body.buffered());
-    let (serving, mirror_on) = who_serves(&proxy, &route, &parts, &ex);
+    let (chosen, stage, mirror_on) = who_serves(&proxy, &route, &parts, &ex);
+    // The stage decides what the candidate may do for a canary user (SPEC
+    // §14): below `notify` the incumbent answers and the candidate is asked
+    // beside it (a suggestion, an approval, or only the comparison).
+    ex.canary = (chosen == Side::Candidate).then_some(stage);
+    let serving = match ex.canary {
+        Some(Stage::Notify | Stage::Autonomous) | None => chosen,
+        Some(Stage::Shadow | Stage::Recommend | Stage::Approve) => Side::Incumbent,
+    };
     let plan = mirror::plan(&route, mirror_on, &ex, serving.other(), cap);
     if let Err(reason) = &plan {
         proxy.metrics.record_mirror_skip(&route.cfg.name, *reason);
@@ -97,18 +105,22 @@ pub async fn handle(
     );
     let exchange_id = HeaderValue::try_from(ex.id.as_str()).ok();
     let label = segment::label(route.cfg.segment.as_ref(), &ex.segment).to_string();
-    let (answer, reporter) = match serving {
-        Side::Incumbent => {
-            let reporter = Reporter::beside_incumbent(&proxy, &route, ex, plan, &parts);
-            (incumbent(&route, parts, body).await, reporter)
+    let (side, mut resp) = if ex.canary == Some(Stage::Recommend) {
+        let resp = super::suggest::serve(&proxy, &route, ex, plan, parts, body, cap).await;
+        (Side::Incumbent, resp)
+    } else {
+        let (answer, reporter) = match serving {
+            Side::Incumbent => {
+                let reporter = Reporter::beside_incumbent(&proxy, &route, ex, plan, &parts);
+                (incumbent(&route, parts, body).await, reporter)
+            }
+            Side::Candidate => candidate(&proxy, &route, ex, plan, parts, body).await,
+        };
+        if answer.fell_back {
+            proxy.metrics.record_fallback(&route.cfg.name, &label);
         }
-        Side::Candidate => candidate(&proxy, &route, ex, plan, parts, body).await,
+        (answer.side, reporter.respond(&proxy, &route, answer, cap))
     };
-    if answer.fell_back {
-        proxy.metrics.record_fallback(&route.cfg.name, &label);
-    }
-    let side = answer.side;
-    let mut resp = reporter.respond(&proxy, &route, answer, cap);
     let h = resp.headers_mut();
     if let Some(id) = exchange_id {
         h.insert(EXCHANGE_ID, id);
@@ -125,37 +137,48 @@ pub async fn handle(
 /// sticky bucket) and whether the kill switch lets mirrors go, from one read
 /// of the live rollout state. Bodies over the cap always go to the
 /// incumbent: a fallback could not replay them.
-fn who_serves(proxy: &Proxy, route: &RouteRuntime, parts: &Parts, ex: &Exchange) -> (Side, bool) {
+fn who_serves(
+    proxy: &Proxy,
+    route: &RouteRuntime,
+    parts: &Parts,
+    ex: &Exchange,
+) -> (Side, Stage, bool) {
     let rollout = proxy.rollout.snapshot_now();
     let state = rollout.get(&route.cfg.name);
     let mirror_on = state.is_none_or(|s| s.mirror);
     let Some(body) = ex.body.as_ref() else {
-        return (Side::Incumbent, mirror_on);
+        return (Side::Incumbent, Stage::Shadow, mirror_on);
     };
     if route.live.candidate.is_none() {
-        return (Side::Incumbent, mirror_on);
+        return (Side::Incumbent, Stage::Shadow, mirror_on);
     }
+    let stage = state.map_or(Stage::default(), |s| {
+        s.stage_for(
+            &ex.segment,
+            segment::label(route.cfg.segment.as_ref(), &ex.segment),
+        )
+    });
     let rule = if route.cfg.rollout.rules.is_empty() {
         None
     } else {
         rollout::rule_for(&route.cfg, parts, &mut JsonBody::new(body))
     };
     let side = rollout::decide(state, &route.cfg, &ex.segment, ex.sticky.as_deref(), rule);
-    (side, mirror_on)
+    (side, stage, mirror_on)
 }
 
 /// Who answered the client, and their answer.
-struct Answer {
-    side: Side,
-    result: Result<Response<Incoming>, upstream::Error>,
+pub(super) struct Answer {
+    pub(super) side: Side,
+    pub(super) result: Result<Response<Incoming>, upstream::Error>,
     /// When the request went to `side` (its latency runs from here).
-    sent: Instant,
+    pub(super) sent: Instant,
     /// The serving candidate failed and the incumbent answered instead.
-    fell_back: bool,
+    pub(super) fell_back: bool,
 }
 
 /// Where the client's answer goes besides the client.
-enum Reporter {
+pub(super) enum Reporter {
     /// A settle task waits for the answer as the tee captures it.
     Settle(oneshot::Sender<Observation>),
     /// No settle task (the skip is counted already): the upstream's duration
@@ -189,7 +212,7 @@ impl Reporter {
     }
 
     /// Spawns the exchange's settle task; it waits for the client's answer.
-    fn settle(
+    pub(super) fn settle(
         proxy: &Arc<Proxy>,
         route: &Arc<RouteRuntime>,
         exchange: Exchange,
@@ -197,30 +220,13 @@ impl Reporter {
         other: Other,
     ) -> Reporter {
         let (tx, served) = oneshot::channel();
-        // Every line logged while the exchange settles (a guard breach, a
-        // mirror target going down) carries its id. At error level so the
-        // span is on whenever any line is; off (and free) when logs are off.
-        let span = tracing::error_span!("exchange", exchange_id = %exchange.id);
-        // Boxed: the settle future is large, and a box is cheaper to move into
-        // (and around inside) a task than the whole state machine.
-        proxy.tasks.spawn(Box::pin(
-            Settle {
-                proxy: proxy.clone(),
-                route: route.clone(),
-                exchange,
-                served_by,
-                other,
-                served,
-            }
-            .run()
-            .instrument(span),
-        ));
+        super::settle::spawn(proxy, route, exchange, served_by, other, served);
         Reporter::Settle(tx)
     }
 
     /// The client's response: the upstream's answer streamed through (and
     /// captured for the settle task), or a short error.
-    fn respond(
+    pub(super) fn respond(
         self,
         proxy: &Proxy,
         route: &RouteRuntime,
@@ -270,7 +276,7 @@ impl Reporter {
 }
 
 /// The incumbent serves: the client's request head, moved (not copied).
-async fn incumbent(route: &RouteRuntime, parts: Parts, body: Prepared) -> Answer {
+pub(super) async fn incumbent(route: &RouteRuntime, parts: Parts, body: Prepared) -> Answer {
     let client = &route.live.incumbent;
     let body = match body {
         Prepared::Buffered(b) => UpBody::full(b),

@@ -5,7 +5,8 @@
 //! through the tee of [`body`]); [`settle`] finishes the exchange on its own
 //! task (the shadow call, the comparison, the guard, the row). The client's
 //! path never blocks on side work: mirroring, comparison and logging are
-//! bounded and counted.
+//! bounded and counted. The one wait is [`suggest`]'s (`recommend` stage),
+//! bounded by `autonomy.suggest_timeout`.
 
 pub mod body;
 pub mod cascade;
@@ -14,8 +15,10 @@ pub mod error;
 pub mod handle;
 pub mod headers;
 pub mod mirror;
+mod people;
 pub mod server;
 pub mod settle;
+pub mod suggest;
 
 use crate::config::Config;
 use crate::limit::Limit;
@@ -41,6 +44,8 @@ pub struct Proxy {
     pub tasks: Arc<Tasks>,
     /// Client requests waiting for an upstream's answer; none left means 503.
     pub in_flight: Limit,
+    /// Deliveries of approved answers and reviews (SPEC §14).
+    pub outbox: crate::autonomy::outbox::Outbox,
 }
 
 impl Proxy {
@@ -54,6 +59,7 @@ impl Proxy {
             metrics,
             rollout,
             tasks: Arc::default(),
+            outbox: Default::default(),
         }
     }
 

@@ -22,6 +22,7 @@ use http::HeaderValue;
 use http::uri::PathAndQuery;
 use std::sync::Arc;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 /// Everything the settle task needs, moved onto it.
 pub struct Settle {
@@ -48,6 +49,39 @@ pub enum Other {
     /// The serving candidate failed and the incumbent answered instead: the
     /// candidate's failure is its side of the comparison, and no copy is sent.
     FellBack(Observation),
+    /// `recommend`: the candidate's answer, already in hand.
+    Called(Observation),
+    /// `recommend`: the candidate's call, still running (it was late).
+    Pending(tokio::task::JoinHandle<Observation>),
+}
+
+/// Spawns the exchange's settle task; it waits for the client's answer on `served`.
+pub fn spawn(
+    proxy: &Arc<Proxy>,
+    route: &Arc<RouteRuntime>,
+    exchange: Exchange,
+    served_by: Side,
+    other: Other,
+    served: oneshot::Receiver<Observation>,
+) {
+    // Every line logged while the exchange settles (a guard breach, a
+    // mirror target going down) carries its id. At error level so the
+    // span is on whenever any line is; off (and free) when logs are off.
+    let span = tracing::error_span!("exchange", exchange_id = %exchange.id);
+    // Boxed: the settle future is large, and a box is cheaper to move into
+    // (and around inside) a task than the whole state machine.
+    proxy.tasks.spawn(Box::pin(
+        Settle {
+            proxy: proxy.clone(),
+            route: route.clone(),
+            exchange,
+            served_by,
+            other,
+            served,
+        }
+        .run()
+        .instrument(span),
+    ));
 }
 
 /// Both sides' answers, as far as there are any.
@@ -68,11 +102,18 @@ impl Settle {
         } = self;
         let cfg = &route.cfg;
         let fallback = matches!(other, Other::FellBack(_));
-        let (other, skip) = match other {
-            Other::Copy(call) => (Some(call.run(&cfg.name).await), None),
-            Other::Skipped(reason) => (None, Some(reason)),
-            Other::FellBack(failure) => (Some(failure), None),
-        };
+        let (other, skip) =
+            match other {
+                Other::Copy(call) => (Some(call.run(&cfg.name).await), None),
+                Other::Skipped(reason) => (None, Some(reason)),
+                Other::FellBack(failure) | Other::Called(failure) => (Some(failure), None),
+                Other::Pending(task) => (
+                    Some(task.await.unwrap_or_else(|e| {
+                        Observation::failed(e.to_string(), ex.started.elapsed())
+                    })),
+                    None,
+                ),
+            };
         let served = served
             .await
             .unwrap_or_else(|_| Observation::failed("answer lost", ex.started.elapsed()));
@@ -130,6 +171,14 @@ impl Settle {
             candidate_ttft_ms: figures.1.ttft_ms,
         };
         proxy.rollout.observe(cfg, label, sample, metrics).await;
+        if matches!(outcome.verdict, Verdict::Match | Verdict::Mismatch) {
+            let agree = outcome.verdict == Verdict::Match;
+            let event = crate::autonomy::evidence::Event::Compared { agree };
+            proxy
+                .rollout
+                .observe_stage(cfg, label, event, metrics)
+                .await;
+        }
         if cfg.mirror.focus == crate::config::Focus::Undecided {
             let decided = proxy
                 .rollout
@@ -173,8 +222,10 @@ impl Settle {
             rec.candidate_error = c.error;
         }
         rt.redactor.apply(&mut rec);
+        let people = super::people::after(&proxy, &route, ex.canary, served_by, &mut rec).await;
         crate::store::policy::apply(&rt.config.store, &mut rec);
         proxy.store.record(rec);
+        people.finish(&proxy, &route).await;
     }
 }
 

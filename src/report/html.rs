@@ -81,9 +81,12 @@ fn summary(report: &Report, lines: &[&Line], out: &mut dyn Write) -> io::Result<
                 a.hi * 100.0
             )
         });
-        let weight = l.weight.map_or_else(String::new, |w| {
+        let mut weight = l.weight.map_or_else(String::new, |w| {
             format!("<br>candidate now serves {w}% of this segment")
         });
+        if let Some(stage) = &l.stage {
+            weight.push_str(&format!(", stage {}", esc(stage)));
+        }
         writeln!(
             out,
             "<div class=\"card {class}\"><div class=\"muted\">{} · {}</div><div class=\"big\">{agreement}</div><div>{words}</div><div class=\"muted\">{interval}<br>{} comparisons, target {:.0}%{weight}</div></div>",

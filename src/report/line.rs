@@ -160,6 +160,8 @@ pub struct Line {
     pub top_diffs: Vec<(String, u64)>,
     /// The current weight in percent (newest rollout event), when known.
     pub weight: Option<f64>,
+    /// The current stage of autonomy (newest stage event), when one is recorded.
+    pub stage: Option<String>,
     pub ratings: Ratings,
     pub guard: GuardSettings,
     pub decision: Decision,
@@ -208,6 +210,7 @@ impl Line {
             safety_patterns: top(s.safety.iter().map(|(k, n)| (k.clone(), *n)), usize::MAX),
             top_diffs: top(s.diffs.iter().map(|(k, n)| (k.clone(), *n)), TOP_DIFFS),
             weight: None,
+            stage: None,
             ratings: Ratings::default(),
             guard: guard.into(),
             decision: Decision::Hold,

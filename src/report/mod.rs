@@ -165,6 +165,7 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
         last_ts,
     } = read::scan(&opts.dbs, &filter, opts.by.period_ms(), bucket)?;
     let weights = read::weights(&opts.dbs)?;
+    let stages = read::stages(&opts.dbs)?;
     let mut ratings = read::ratings(&opts.dbs, &filter)?;
     let mut ai_stats = read::ai::scan(&opts.dbs, &filter, opts.by.period_ms())?;
     let default_guard = crate::config::Guard::default();
@@ -177,6 +178,10 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
                 .get(&(s.route.clone(), s.segment.clone()))
                 .or_else(|| weights.get(&(s.route.clone(), crate::segment::DEFAULT.into())))
                 .copied();
+            line.stage = stages
+                .get(&(s.route.clone(), s.segment.clone()))
+                .or_else(|| stages.get(&(s.route.clone(), crate::segment::DEFAULT.into())))
+                .cloned();
             if s.period.is_none() {
                 let key = (s.route.clone(), s.segment.clone());
                 line.ratings = Ratings::of(ratings.remove(&key).unwrap_or_default());

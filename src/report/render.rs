@@ -36,7 +36,7 @@ pub fn cells(l: &Line, by: By) -> [String; 13] {
         l.samples.to_string(),
         agreement(l),
         guard(l),
-        l.weight.map_or_else(|| "–".into(), |w| format!("{w}%")),
+        weight_and_stage(l),
         pct(l.candidate_error_rate),
         pct(l.incumbent_error_rate),
         pct(l.coverage),
@@ -44,6 +44,15 @@ pub fn cells(l: &Line, by: By) -> [String; 13] {
         latency(&l.candidate_ms),
         l.safety_hits.to_string(),
     ]
+}
+
+/// The weight, and the stage of autonomy when one is recorded (`5% recommend`).
+pub fn weight_and_stage(l: &Line) -> String {
+    let w = l.weight.map_or_else(|| "–".into(), |w| format!("{w}%"));
+    match &l.stage {
+        Some(s) => format!("{w} {s}"),
+        None => w,
+    }
 }
 
 /// `pass`, `breach`, or `hold (~N more)`.

@@ -48,6 +48,7 @@ pub const CSV_HEADER: &[&str] = &[
     "candidate_cost_per_1k",
     "cost_difference_per_1k",
     "decided_by",
+    "stage",
 ];
 
 fn num(v: Option<f64>) -> String {
@@ -131,6 +132,7 @@ pub fn csv(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             l.ai.as_ref()
                 .map(|a| pairs(&a.decided_by))
                 .unwrap_or_default(),
+            l.stage.clone().unwrap_or_default(),
         ];
         let row: Vec<String> = row.iter().map(|c| field(c)).collect();
         writeln!(out, "{}", row.join(","))?;

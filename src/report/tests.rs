@@ -8,8 +8,9 @@ use crate::store::events::{self, NewEvent, NewFeedback};
 fn fb(id: &str, rating: i64, comment: &str) -> NewFeedback {
     NewFeedback {
         exchange_id: id.to_string(),
-        rating,
+        rating: Some(rating),
         comment: comment.to_string(),
+        reversed: false,
     }
 }
 use crate::store::{Record, writer};

@@ -11,8 +11,10 @@ mod feed;
 pub mod gates;
 pub mod guard;
 mod record;
+mod stage;
 pub mod state;
 
+use crate::autonomy::Stage;
 use crate::config::{Config, Route, Side};
 use crate::segment;
 use arc_swap::ArcSwap;
@@ -21,13 +23,16 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 pub use state::{Actor, Change, Error};
 
-/// Weights of one route.
+/// Weights and stages of one route.
 #[derive(Debug, Clone, Default)]
 pub struct RouteState {
     /// Weight of segments without one of their own (segment name `default`).
     pub default: f64,
     pub segments: HashMap<String, f64>,
     pub mirror: bool,
+    /// Stage of segments without one of their own (SPEC §14).
+    pub default_stage: Stage,
+    pub stages: HashMap<String, Stage>,
 }
 
 impl RouteState {
@@ -47,6 +52,34 @@ impl RouteState {
             .or_else(|| self.segments.get(label))
             .copied()
             .unwrap_or(self.default)
+    }
+
+    /// The stage of a segment name (`default` is the route's default stage).
+    pub fn stage(&self, segment: &str) -> Stage {
+        if segment == segment::DEFAULT {
+            return self.default_stage;
+        }
+        self.stages
+            .get(segment)
+            .copied()
+            .unwrap_or(self.default_stage)
+    }
+
+    /// The stage a request of raw segment `raw` (metric label `label`) gets.
+    pub fn stage_for(&self, raw: &str, label: &str) -> Stage {
+        self.stages
+            .get(raw)
+            .or_else(|| self.stages.get(label))
+            .copied()
+            .unwrap_or(self.default_stage)
+    }
+
+    fn set_stage(&mut self, segment: &str, stage: Stage) {
+        if segment == segment::DEFAULT {
+            self.default_stage = stage;
+        } else {
+            self.stages.insert(segment.to_string(), stage);
+        }
     }
 
     fn set(&mut self, segment: &str, weight: f64) {
@@ -80,6 +113,8 @@ pub struct Rollout {
     gate_results: Mutex<HashMap<String, Vec<gates::GateResult>>>,
     /// Route → segment label → guard (nested, so a lookup allocates nothing).
     guards: Mutex<HashMap<String, HashMap<String, guard::SegmentGuard>>>,
+    /// Route → segment label → the evidence of its stage (SPEC §14).
+    trackers: Mutex<HashMap<String, HashMap<String, crate::autonomy::evidence::Tracker>>>,
 }
 
 impl Rollout {

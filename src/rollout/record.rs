@@ -119,5 +119,7 @@ fn event(change: &Change) -> events::NewEvent {
         gates: change.gates.clone(),
         replica: change.replica.clone(),
         fleet_version: change.fleet_version,
+        from_stage: change.from_stage.clone(),
+        to_stage: change.to_stage.clone(),
     }
 }

@@ -9,6 +9,7 @@
 //! not applied.
 
 use super::{Rollout, RouteState, lock};
+use crate::autonomy::Stage;
 use crate::config::{Config, Route};
 use crate::metrics::Metrics;
 use crate::segment;
@@ -63,6 +64,11 @@ pub struct Change {
     /// Its version in the fleet's PostgreSQL, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet_version: Option<i64>,
+    /// A stage change (SPEC §14): the stage before and after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_stage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_stage: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +88,12 @@ pub enum Error {
         route: String,
         segment: String,
         weight: f64,
+    },
+    #[error("route {route:?} segment {segment:?} is already at stage {stage}")]
+    StageUnchanged {
+        route: String,
+        segment: String,
+        stage: Stage,
     },
     #[error("cannot record the change: {0}")]
     Store(#[from] store::Error),
@@ -114,6 +126,9 @@ impl Change {
     /// Lowers exposure: a weight lowered or the mirror switched off. Such a
     /// change is applied before it is recorded (SPEC §9).
     pub fn lowers(&self) -> bool {
+        if let (Some(from), Some(to)) = (&self.from_stage, &self.to_stage) {
+            return Stage::parse(to) < Stage::parse(from);
+        }
         match (self.from, self.to, self.mirror.as_deref()) {
             (Some(from), Some(to), _) => to < from,
             (_, _, Some(m)) => m == "off",
@@ -132,6 +147,8 @@ pub(super) fn initial(config: &Config) -> HashMap<String, RouteState> {
                 default: r.rollout.default,
                 segments: r.rollout.segments.clone().into_iter().collect(),
                 mirror: r.mirror.enabled,
+                default_stage: r.autonomy.stage,
+                stages: r.autonomy.stages.clone().into_iter().collect(),
             };
             (r.name.clone(), rs)
         })
@@ -154,6 +171,8 @@ pub fn file_changes(route: &Route) -> Vec<Change> {
         gates: None,
         replica: None,
         fleet_version: None,
+        from_stage: None,
+        to_stage: None,
     };
     let mut out: Vec<Change> =
         std::iter::once((segment::DEFAULT.to_string(), route.rollout.default))
@@ -168,6 +187,7 @@ pub fn file_changes(route: &Route) -> Vec<Change> {
             "mirror switch in the config file",
         ));
     }
+    out.extend(stage_changes(route, &[]));
     out
 }
 
@@ -277,6 +297,8 @@ impl Rollout {
                             gates: None,
                             replica: None,
                             fleet_version: None,
+                            from_stage: None,
+                            to_stage: None,
                         });
                     }
                 }
@@ -296,6 +318,8 @@ impl Rollout {
                         gates: None,
                         replica: None,
                         fleet_version: None,
+                        from_stage: None,
+                        to_stage: None,
                     });
                 } else if let (Some(e), Some(rs)) = (
                     last(&route.name, ALL_SEGMENTS, false, true),
@@ -312,6 +336,10 @@ impl Rollout {
                     rs.mirror = e.mirror.as_deref() != Some("off");
                 }
             }
+            // Stages are fleet state too: the file seeds them like weights.
+            for route in config.routes.iter().filter(|r| !fleet_managed(&r.name)) {
+                pending.extend(stage_changes(route, &history));
+            }
             // All of a reload's config changes land together, or none does.
             changes = super::record::append_all(store, pending).await?;
             for (route, seg, w) in store.latest_weights()? {
@@ -319,9 +347,21 @@ impl Rollout {
                     rs.set(&seg, w);
                 }
             }
+            for (route, seg, stage) in store.latest_stages()? {
+                if let (Some(rs), Some(stage)) = (next.get_mut(&route), Stage::parse(&stage)) {
+                    rs.set_stage(&seg, stage);
+                }
+            }
         }
         for (name, rs) in &next {
             set_gauges(metrics, name, rs);
+        }
+        for route in &config.routes {
+            if let Some(rs) = next.get(&route.name) {
+                for seg in known_segments(route) {
+                    metrics.set_stage(&route.name, &seg, rs.stage(&seg));
+                }
+            }
         }
         self.update(|state| *state = next);
         Ok(changes)
@@ -369,6 +409,8 @@ impl Rollout {
             gates: None,
             replica: None,
             fleet_version: None,
+            from_stage: None,
+            to_stage: None,
         };
         if to > current
             && person
@@ -426,6 +468,8 @@ impl Rollout {
                 gates: gates.filter(|_| to > from),
                 replica: None,
                 fleet_version: None,
+                from_stage: None,
+                to_stage: None,
             };
             self.commit(change, |rs| rs.set(segment, to)).await?
         };
@@ -465,7 +509,7 @@ impl Rollout {
     }
 
     /// Announces `kind` for a change (or a refusal) to the sinks that want it.
-    fn announce(&self, kind: crate::notify::Kind, change: &Change) {
+    pub(super) fn announce(&self, kind: crate::notify::Kind, change: &Change) {
         let Some(n) = self.notifier.get() else { return };
         let figures = self
             .guard_status(&change.route, &change.segment)
@@ -476,6 +520,8 @@ impl Rollout {
             segment: change.segment.clone(),
             from: change.from,
             to: change.to,
+            from_stage: change.from_stage.clone(),
+            to_stage: change.to_stage.clone(),
             actor: change.actor.clone(),
             reason: change.reason.clone(),
             figures,
@@ -485,7 +531,7 @@ impl Rollout {
     }
 
     /// The promotion gate: `Ok` when the segment's guard says pass.
-    fn gate(&self, route: &Route, segment: &str) -> Result<(), Error> {
+    pub(super) fn gate(&self, route: &Route, segment: &str) -> Result<(), Error> {
         let status = self.guard_status(&route.name, segment);
         match status {
             Some((_, super::guard::Decision::Pass, _)) => Ok(()),
@@ -526,6 +572,8 @@ impl Rollout {
             gates: None,
             replica: None,
             fleet_version: None,
+            from_stage: None,
+            to_stage: None,
         };
         let change = self.commit(change, |rs| rs.mirror = on).await?;
         if !on && actor != Actor::Config {
@@ -538,7 +586,7 @@ impl Rollout {
     /// that lowers exposure is applied first and recorded after, retried
     /// until it lands; any other is recorded first and applied only once
     /// recorded. The caller holds `changes` throughout.
-    async fn commit(
+    pub(super) async fn commit(
         &self,
         change: Change,
         apply: impl FnOnce(&mut RouteState),
@@ -622,9 +670,15 @@ impl Rollout {
                 let Some(rs) = state.get_mut(&e.route) else {
                     continue;
                 };
-                match (e.to, e.mirror.as_deref()) {
-                    (Some(w), _) => rs.set(&e.segment, w),
-                    (None, Some(m)) => rs.mirror = m != "off",
+                match (e.to, e.mirror.as_deref(), e.to_stage.as_deref()) {
+                    (Some(w), _, _) => rs.set(&e.segment, w),
+                    (None, Some(m), _) => rs.mirror = m != "off",
+                    (None, None, Some(stage)) => {
+                        if let Some(stage) = crate::autonomy::Stage::parse(stage) {
+                            rs.set_stage(&e.segment, stage);
+                            metrics.set_stage(&e.route, &e.segment, stage);
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -667,6 +721,40 @@ impl Rollout {
             None => Ok(Vec::new()),
         }
     }
+}
+
+/// The file's stages that differ from the last `config` stage event of their
+/// segment (none recorded counts as `autonomous`, the default), as `config`
+/// changes from the segment's last recorded stage.
+fn stage_changes(route: &Route, history: &[events::RolloutEvent]) -> Vec<Change> {
+    let last = |seg: &str, config_only: bool| {
+        history
+            .iter()
+            .rev()
+            .filter(|e| e.route == route.name && e.segment == seg)
+            .filter(|e| !config_only || e.actor == Actor::Config.as_str())
+            .find_map(|e| e.to_stage.as_deref().and_then(Stage::parse))
+    };
+    let file = std::iter::once((segment::DEFAULT.to_string(), route.autonomy.stage))
+        .chain(route.autonomy.stages.clone());
+    file.filter(|(seg, stage)| last(seg, true).unwrap_or_default() != *stage)
+        .map(|(seg, stage)| Change {
+            version: None,
+            route: route.name.clone(),
+            from: None,
+            to: None,
+            mirror: None,
+            actor: Actor::Config.as_str().into(),
+            reason: "initial stage in the config file".into(),
+            forced: false,
+            gates: None,
+            replica: None,
+            fleet_version: None,
+            from_stage: Some(last(&seg, false).unwrap_or_default().as_str().into()),
+            to_stage: Some(stage.as_str().into()),
+            segment: seg,
+        })
+        .collect()
 }
 
 async fn append(store: &crate::store::Store, change: Change) -> Result<Change, Error> {

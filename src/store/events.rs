@@ -31,6 +31,9 @@ pub struct RolloutEvent {
     pub replica: Option<String>,
     /// Its version in the fleet's PostgreSQL, when it has one.
     pub fleet_version: Option<i64>,
+    /// A stage change (SPEC §14): the stage before and after.
+    pub from_stage: Option<String>,
+    pub to_stage: Option<String>,
 }
 
 /// An event to append; the database assigns its version.
@@ -48,6 +51,8 @@ pub struct NewEvent {
     pub gates: Option<String>,
     pub replica: Option<String>,
     pub fleet_version: Option<i64>,
+    pub from_stage: Option<String>,
+    pub to_stage: Option<String>,
 }
 
 /// A rating to record (also the body of `POST /api/v1/feedback`).
@@ -55,9 +60,23 @@ pub struct NewEvent {
 #[serde(deny_unknown_fields)]
 pub struct NewFeedback {
     pub exchange_id: String,
-    pub rating: i64,
+    /// Optional when `reversed` is true.
+    #[serde(default)]
+    pub rating: Option<i64>,
     #[serde(default)]
     pub comment: String,
+    /// A person reversed the answer the candidate gave (SPEC §14, `notify`).
+    #[serde(default)]
+    pub reversed: bool,
+}
+
+/// The exchange a rating was recorded for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rated {
+    pub route: String,
+    /// The raw segment value.
+    pub segment: String,
+    pub served_by: String,
 }
 
 /// Opens (creating and migrating) the database for writing: the writer
@@ -71,8 +90,8 @@ pub fn append(conn: &Connection, ev: &NewEvent) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO rollout_events
             (ts, route, segment, from_weight, to_weight, actor, reason, mirror, forced, gates,
-             replica, fleet_version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             replica, fleet_version, from_stage, to_stage)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -88,6 +107,8 @@ pub fn append(conn: &Connection, ev: &NewEvent) -> Result<i64> {
             ev.gates,
             ev.replica,
             ev.fleet_version,
+            ev.from_stage,
+            ev.to_stage,
         ])
     })
     .map_err(Error::on(conn))?;
@@ -110,7 +131,7 @@ pub fn list(conn: &Connection, route: Option<&str>, limit: usize) -> Result<Vec<
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let sql = "SELECT * FROM (
             SELECT version, ts, route, segment, from_weight, to_weight, actor, reason, mirror,
-                   forced, gates, replica, fleet_version
+                   forced, gates, replica, fleet_version, from_stage, to_stage
             FROM rollout_events WHERE ?1 IS NULL OR route = ?1
             ORDER BY version DESC LIMIT ?2
         ) ORDER BY version";
@@ -137,6 +158,8 @@ fn event(r: &Row<'_>) -> rusqlite::Result<RolloutEvent> {
         gates: r.get(10)?,
         replica: r.get(11)?,
         fleet_version: r.get(12)?,
+        from_stage: r.get(13)?,
+        to_stage: r.get(14)?,
     })
 }
 
@@ -172,7 +195,7 @@ pub fn has_fleet_version(conn: &Connection, route: &str, version: i64) -> Result
 /// (local lowerings while disconnected), oldest first.
 pub fn unpushed(conn: &Connection) -> Result<Vec<RolloutEvent>> {
     let sql = "SELECT version, ts, route, segment, from_weight, to_weight, actor, reason, mirror,
-                   forced, gates, replica, fleet_version
+                   forced, gates, replica, fleet_version, from_stage, to_stage
             FROM rollout_events
             WHERE replica IS NOT NULL AND fleet_version IS NULL
               AND version NOT IN (SELECT local_version FROM fleet_pushed)
@@ -212,31 +235,56 @@ pub fn latest_weights(conn: &Connection) -> Result<Vec<(String, String, f64)>> {
     Ok(rows)
 }
 
-/// Records a rating for an exchange; an unknown exchange id is an error.
-pub fn insert_feedback(conn: &Connection, feedback: &NewFeedback) -> Result<()> {
+/// The current stage of every route and segment that has one recorded: the
+/// `to_stage` of its latest stage event. Sorted by route, then segment.
+pub fn latest_stages(conn: &Connection) -> Result<Vec<(String, String, String)>> {
+    let sql = "SELECT e.route, e.segment, e.to_stage FROM rollout_events e
+        JOIN (SELECT MAX(version) AS version FROM rollout_events
+              WHERE to_stage IS NOT NULL GROUP BY route, segment) l
+          ON e.version = l.version
+        ORDER BY e.route, e.segment";
+    let mut stmt = conn.prepare_cached(sql).map_err(Error::on(conn))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(Error::on(conn))?;
+    Ok(rows)
+}
+
+/// Records a rating (or a reversal) for an exchange; an unknown exchange id
+/// is an error. Returns the exchange's route, segment and who served it.
+pub fn insert_feedback(conn: &Connection, feedback: &NewFeedback) -> Result<Rated> {
     let NewFeedback {
         exchange_id,
         rating,
         comment,
+        reversed,
     } = feedback;
     let known = conn
         .query_row(
-            "SELECT 1 FROM exchanges WHERE id = ?1",
+            "SELECT route, segment, served_by FROM exchanges WHERE id = ?1",
             [exchange_id],
-            |_| Ok(()),
+            |r| {
+                Ok(Rated {
+                    route: r.get(0)?,
+                    segment: r.get(1)?,
+                    served_by: r.get(2)?,
+                })
+            },
         )
         .optional()
         .map_err(Error::on(conn))?;
-    if known.is_none() {
+    let Some(rated) = known else {
         return Err(Error::UnknownExchange {
             path: super::conn_path(conn),
             id: exchange_id.to_string(),
         });
-    }
+    };
     conn.execute(
-        "INSERT INTO feedback (exchange_id, ts, rating, comment) VALUES (?1, ?2, ?3, ?4)",
-        params![exchange_id, now_ms(), rating, comment],
+        "INSERT INTO feedback (exchange_id, ts, rating, comment, reversed)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![exchange_id, now_ms(), rating, comment, reversed],
     )
     .map_err(Error::on(conn))?;
-    Ok(())
+    Ok(rated)
 }

@@ -10,6 +10,7 @@
 //! `show`, the audit) goes through [`read`] on read-only connections, which
 //! WAL lets run beside the writer.
 
+pub mod approvals;
 pub mod columns;
 pub mod events;
 pub mod policy;
@@ -69,6 +70,8 @@ pub struct Record {
     /// llm mode: time to first token, tokens and cost of each side (SPEC §11).
     pub incumbent_llm: crate::reading::Figures,
     pub candidate_llm: crate::reading::Figures,
+    /// `approve` stage (SPEC §14): a pending approval written with the row.
+    pub approval: Option<Box<approvals::NewApproval>>,
 }
 
 /// Errors at the store boundary; each names the database file involved.
@@ -92,6 +95,12 @@ pub enum Error {
     UnknownExchange { path: PathBuf, id: String },
     #[error("{path}: the store is closed")]
     Closed { path: PathBuf },
+    #[error("no approval with id {id}")]
+    UnknownApproval { id: i64 },
+    #[error("approval {id} was pending longer than approval_ttl: it expired")]
+    Expired { id: i64 },
+    #[error("approval {id} is {status}, not pending")]
+    NotPending { id: i64, status: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -202,9 +211,11 @@ pub(crate) enum Msg {
     Events(Vec<events::NewEvent>, oneshot::Sender<Result<Vec<i64>>>),
     /// Commit what is queued (the rated exchange may be in it), then record
     /// the rating.
-    Feedback(events::NewFeedback, oneshot::Sender<Result<()>>),
+    Feedback(events::NewFeedback, oneshot::Sender<Result<events::Rated>>),
     /// A local event reached the fleet's PostgreSQL as this version.
     Pushed(i64, i64, oneshot::Sender<Result<()>>),
+    /// Commit what is queued, then run one change of `approvals`.
+    Approvals(approvals::Op, oneshot::Sender<Result<approvals::Done>>),
 }
 
 /// A cheap, cloneable handle on the exchange log.
@@ -324,8 +335,9 @@ impl Store {
         self.ask(|reply| Msg::Events(events, reply)).await
     }
 
-    /// Records a rating through the writer; an unknown exchange id is an error.
-    pub async fn add_feedback(&self, feedback: events::NewFeedback) -> Result<()> {
+    /// Records a rating through the writer; an unknown exchange id is an
+    /// error. Returns the rated exchange's route, segment and server.
+    pub async fn add_feedback(&self, feedback: events::NewFeedback) -> Result<events::Rated> {
         self.ask(|reply| Msg::Feedback(feedback, reply)).await
     }
 
@@ -347,6 +359,16 @@ impl Store {
     /// Local events the fleet does not have yet, oldest first.
     pub fn unpushed(&self) -> Result<Vec<events::RolloutEvent>> {
         events::unpushed(&read::open_ro(self.path())?)
+    }
+
+    /// Changes `approvals` through the writer (a decision, an expiry sweep).
+    pub async fn approvals(&self, op: approvals::Op) -> Result<approvals::Done> {
+        self.ask(|reply| Msg::Approvals(op, reply)).await
+    }
+
+    /// The latest stage of every route and segment that has one recorded.
+    pub fn latest_stages(&self) -> Result<Vec<(String, String, String)>> {
+        events::latest_stages(&read::open_ro(self.path())?)
     }
 
     /// The last `limit` rollout events (of one route, or all), oldest first,

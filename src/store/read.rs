@@ -297,7 +297,7 @@ pub fn ratings(
             let mut stmt = conn.prepare(
                 "SELECT e.route, e.segment, f.rating, COUNT(*)
                  FROM feedback f JOIN exchanges e ON e.id = f.exchange_id
-                 WHERE e.ts >= ?1 AND (?2 IS NULL OR e.route = ?2)
+                 WHERE f.rating IS NOT NULL AND e.ts >= ?1 AND (?2 IS NULL OR e.route = ?2)
                    AND (?3 IS NULL OR e.segment = ?3)
                  GROUP BY 1, 2, 3",
             )?;
@@ -335,11 +335,18 @@ pub fn events(
             if !has_table(&conn, "rollout_events")? {
                 return Ok(Vec::new());
             }
-            let mut stmt = conn.prepare(
-                "SELECT version, ts, route, segment, from_weight, to_weight, actor, reason, mirror
+            // Files from before staged autonomy have no stage columns.
+            let stages = if ai::has_column(&conn, "rollout_events", "to_stage")? {
+                "from_stage, to_stage"
+            } else {
+                "NULL, NULL"
+            };
+            let mut stmt = conn.prepare(&format!(
+                "SELECT version, ts, route, segment, from_weight, to_weight, actor, reason, mirror,
+                        {stages}
                  FROM rollout_events WHERE ts >= ?1 AND (?2 IS NULL OR route = ?2)
-                 ORDER BY version",
-            )?;
+                 ORDER BY version"
+            ))?;
             stmt.query_map(params![since_ms.unwrap_or(i64::MIN), route], |r| {
                 Ok(RolloutEvent {
                     version: r.get(0)?,
@@ -352,6 +359,8 @@ pub fn events(
                     gates: None,
                     replica: None,
                     fleet_version: None,
+                    from_stage: r.get(9)?,
+                    to_stage: r.get(10)?,
                     actor: r.get(6)?,
                     reason: r.get(7)?,
                     mirror: r.get(8)?,
@@ -385,6 +394,21 @@ pub fn weights(paths: &[PathBuf]) -> Result<BTreeMap<(String, String), f64>> {
         }
     }
     Ok(newest.into_iter().map(|(k, (_, _, w))| (k, w)).collect())
+}
+
+/// The current stage of every route and segment with a recorded one (the
+/// newest stage event over every file), by (route, segment).
+pub fn stages(paths: &[PathBuf]) -> Result<BTreeMap<(String, String), String>> {
+    let mut newest: BTreeMap<(String, String), (i64, i64, String)> = BTreeMap::new();
+    for ev in events(paths, None, None)? {
+        let Some(s) = ev.to_stage else { continue };
+        let key = (ev.route, ev.segment);
+        let at = (ev.ts_ms, ev.version);
+        if newest.get(&key).is_none_or(|(t, v, _)| (*t, *v) <= at) {
+            newest.insert(key, (at.0, at.1, s));
+        }
+    }
+    Ok(newest.into_iter().map(|(k, (_, _, s))| (k, s)).collect())
 }
 
 /// Calls `each` for every exchange the filter selects, file by file, each

@@ -105,7 +105,47 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE rollout_events ADD COLUMN forced INTEGER NOT NULL DEFAULT 0;",
     // 5: the external gates' results behind a raise (SPEC §12).
     "ALTER TABLE rollout_events ADD COLUMN gates TEXT;",
-    // 6: the fleet (SPEC §10). `replica` is set on events made under
+    // 6: staged autonomy (SPEC §14): stage changes in the ledger, pending
+    // approvals (self-contained: the request and both answers, redacted, so a
+    // decision can be delivered and exported after the exchange row is
+    // purged), and feedback that reverses an answer without a rating.
+    "ALTER TABLE rollout_events ADD COLUMN from_stage TEXT;
+    ALTER TABLE rollout_events ADD COLUMN to_stage TEXT;
+    CREATE TABLE approvals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        exchange_id TEXT NOT NULL UNIQUE,
+        ts INTEGER NOT NULL,             -- unix ms the approval was created
+        route TEXT NOT NULL,
+        segment TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending', -- pending | approved | rejected | expired
+        decided_by TEXT,                 -- cli | api | ttl
+        reason TEXT NOT NULL DEFAULT '',
+        decided_ts INTEGER,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        query TEXT,
+        request_headers TEXT,            -- JSON object, redacted
+        request_body BLOB,               -- redacted
+        incumbent_status INTEGER,
+        incumbent_body BLOB,
+        candidate_status INTEGER,
+        candidate_body BLOB
+    );
+    CREATE INDEX approvals_route_status ON approvals (route, segment, status, ts);
+    CREATE INDEX approvals_status_ts ON approvals (status, ts);
+    CREATE TABLE feedback_v6 (
+        exchange_id TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        rating INTEGER,                  -- NULL: a reversal without a rating
+        comment TEXT NOT NULL DEFAULT '',
+        reversed INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO feedback_v6 (exchange_id, ts, rating, comment)
+        SELECT exchange_id, ts, rating, comment FROM feedback;
+    DROP TABLE feedback;
+    ALTER TABLE feedback_v6 RENAME TO feedback;
+    CREATE INDEX feedback_exchange ON feedback (exchange_id);",
+    // 7: the fleet (SPEC §10). `replica` is set on events made under
     // `[fleet]`; `fleet_version` is the event's version in PostgreSQL (set
     // when it came from there, or went there first). A local lowering not yet
     // in PostgreSQL has a replica and no fleet version until `fleet_pushed`

@@ -355,8 +355,9 @@ fn feedback_needs_a_known_exchange() {
         &conn,
         &events::NewFeedback {
             exchange_id: "ex-999999".into(),
-            rating: 1,
+            rating: Some(1),
             comment: "good".into(),
+            reversed: false,
         },
     )
     .unwrap_err();
@@ -365,8 +366,9 @@ fn feedback_needs_a_known_exchange() {
         &conn,
         &events::NewFeedback {
             exchange_id: "ex-000007".into(),
-            rating: -1,
+            rating: Some(-1),
             comment: "wrong score".into(),
+            reversed: false,
         },
     )
     .unwrap();

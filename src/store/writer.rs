@@ -155,12 +155,15 @@ fn insert_with(
         let mut stmt = conn.prepare_cached(NOISE)?;
         stmt.execute(params![r.route, pointer, r.ts_ms])?;
     }
+    if let Some(a) = &r.approval {
+        super::approvals::insert(conn, r, a)?;
+    }
     Ok(())
 }
 
 /// A body column: TEXT when it is valid UTF-8 (readable with the `sqlite3`
 /// shell and `json_extract`), BLOB otherwise. Borrowed, never copied.
-struct Body<'a>(Option<&'a Bytes>);
+pub(crate) struct Body<'a>(pub(crate) Option<&'a Bytes>);
 
 impl ToSql for Body<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -308,6 +311,10 @@ impl Writer {
                     reply
                         .send(super::events::mark_pushed(&self.conn, local, fleet))
                         .ok();
+                }
+                Ok(Msg::Approvals(op, reply)) => {
+                    self.commit(&mut batch);
+                    reply.send(super::approvals::apply(&self.conn, &op)).ok();
                 }
                 Ok(Msg::Feedback(feedback, reply)) => {
                     self.commit(&mut batch);

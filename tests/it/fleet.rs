@@ -797,3 +797,63 @@ async fn the_fleet_talks_tls_to_postgresql_when_the_url_asks() {
     );
     b.stop().await;
 }
+
+/// Stages are fleet state like weights (SPEC §14 with §10): a stage set on
+/// one replica is served by the other, and recorded once in PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_set_on_one_replica_reaches_the_fleet() {
+    let Some(pg) = pg::start("fleet_stage").await else {
+        return;
+    };
+    let incumbent = upstream().spawn().await;
+    let candidate = upstream().spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rollout = "{ segments = { smb = 5.0 } }";
+    let spec = Spec {
+        pg: &pg,
+        dir: dir.path(),
+        incumbent: incumbent.url(),
+        candidate: candidate.url(),
+        rollout,
+    };
+    let a = replica(&spec, "a", "").await;
+    let b = replica(&spec, "b", "").await;
+    all_connected(&[&a, &b]).await;
+    let body = r#"{"segment":"smb","stage":"recommend","reason":"fleet stage test"}"#;
+    let (status, _, answer) = post(
+        &format!("http://{}/api/v1/routes/r/stage", a.admin_addr),
+        body,
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let stage = |r: &Running| r.proxy.rollout.route("r").unwrap().stage("smb");
+    let deadline = Instant::now() + PATIENCE;
+    while stage(&b) != understudy::autonomy::Stage::Recommend {
+        assert!(Instant::now() < deadline, "b never applied the stage");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rows = pg
+        .client()
+        .await
+        .query(
+            "SELECT from_stage, to_stage, replica FROM understudy.rollout_events WHERE to_stage IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    let stages: Vec<(Option<String>, Option<String>, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        stages,
+        [(
+            Some("autonomous".into()),
+            Some("recommend".into()),
+            "a".into()
+        )]
+    );
+    for r in [a, b] {
+        r.stop().await;
+    }
+}

@@ -25,4 +25,5 @@ mod replay;
 mod report;
 mod rollout;
 mod shutdown;
+mod stage;
 mod store;

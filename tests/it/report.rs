@@ -361,8 +361,9 @@ async fn show_export_and_feedback_on_a_real_log() {
         &conn,
         &understudy::store::events::NewFeedback {
             exchange_id: ids[0].clone(),
-            rating: 5,
+            rating: Some(5),
             comment: "spot on".into(),
+            reversed: false,
         },
     )
     .unwrap();
@@ -370,8 +371,9 @@ async fn show_export_and_feedback_on_a_real_log() {
         &conn,
         &understudy::store::events::NewFeedback {
             exchange_id: ids[3].clone(),
-            rating: 1,
+            rating: Some(1),
             comment: "wrong".into(),
+            reversed: false,
         },
     )
     .unwrap();

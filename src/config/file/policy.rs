@@ -212,6 +212,12 @@ pub struct GuardFile {
     pub hold: Spanned<String>,
     /// `[[routes.guard.gates]]`: external checks before each raise. Default: none.
     pub gates: Vec<GateFile>,
+    /// Lowest share (0..=1) of rated exchanges with `rating > 0`; below it
+    /// (confidently) the weight steps back. Default: not checked.
+    pub min_satisfaction: Option<Spanned<f64>>,
+    /// Highest share (0..=1) of reviewed answers reversed; above it
+    /// (confidently) the weight steps back. Default: not checked.
+    pub max_reversal_rate: Option<Spanned<f64>>,
 }
 
 /// One external gate: `{ name, prometheus, query, max | min }` or `{ name, http }`.
@@ -245,6 +251,8 @@ impl Default for GuardFile {
             steps: unspanned(vec![1.0, 5.0, 10.0, 25.0, 50.0, 100.0]),
             hold: text("10m"),
             gates: Vec::new(),
+            min_satisfaction: None,
+            max_reversal_rate: None,
         }
     }
 }

@@ -396,6 +396,10 @@ pub(super) fn guard(c: &mut Checker<'_>, f: &GuardFile) -> Guard {
         auto_promote: f.auto_promote,
         steps: f.steps.get_ref().clone(),
         hold: c.timeout("guard.hold", &f.hold),
+        min_satisfaction: (f.min_satisfaction.as_ref())
+            .map(|x| c.fraction("guard.min_satisfaction", x)),
+        max_reversal_rate: (f.max_reversal_rate.as_ref())
+            .map(|x| c.fraction("guard.max_reversal_rate", x)),
     }
 }
 

@@ -100,6 +100,13 @@ fn route(c: &mut Checker<'_>, f: &RouteFile) -> Route {
     let segment = f.segment.as_ref().and_then(|s| segment(c, s));
     let sticky =
         (f.sticky.as_ref()).and_then(|s| c.source("sticky", s.span(), s.get_ref().source_keys()));
+    let guard = policy::guard(c, &f.guard);
+    let autonomy = super::autonomy::autonomy(
+        c,
+        f.autonomy.as_ref(),
+        segment.as_ref(),
+        guard.min_agreement,
+    );
     Route {
         name: f.name.get_ref().clone(),
         path_prefix: f.path_prefix.get_ref().clone(),
@@ -115,9 +122,10 @@ fn route(c: &mut Checker<'_>, f: &RouteFile) -> Route {
             segment.as_ref(),
             candidate.is_some(),
         ),
-        guard: policy::guard(c, &f.guard),
+        guard,
         safety: safety(c, &f.safety),
         cost: super::llm::cost(c, &f.cost),
+        autonomy,
         candidate,
         segment,
         sticky,

@@ -461,3 +461,64 @@ fn samples_to_a_decision_for_good_and_bad_candidates() {
         assert!(w <= s, "the sequence pays for its validity in samples");
     }
 }
+
+/// Issue 16: people's verdicts judged by the guard's own rule, both methods.
+#[test]
+fn rates_are_judged_asymmetrically_by_either_method() {
+    let seq = GuardMethod::Sequential(crate::stats::sequence::Sequence::new(0.05));
+    for method in [seq, GuardMethod::Wilson] {
+        // Below min_samples nothing is decided, whatever the rate.
+        assert_eq!(
+            judge_rate(&method, 0, 10, 0.8, Bar::Min, 20),
+            RateCheck::Unknown
+        );
+        assert_eq!(
+            judge_rate(&method, 0, 200, 0.8, Bar::Min, 20),
+            RateCheck::Bad
+        );
+        assert_eq!(
+            judge_rate(&method, 200, 200, 0.8, Bar::Min, 20),
+            RateCheck::Good
+        );
+        assert_eq!(
+            judge_rate(&method, 100, 200, 0.1, Bar::Max, 20),
+            RateCheck::Bad
+        );
+        assert_eq!(
+            judge_rate(&method, 0, 200, 0.1, Bar::Max, 20),
+            RateCheck::Good
+        );
+        // Near the bar: undecided.
+        assert_eq!(
+            judge_rate(&method, 16, 20, 0.8, Bar::Min, 20),
+            RateCheck::Unknown
+        );
+    }
+}
+
+#[test]
+fn low_satisfaction_steps_the_weight_back_once_confident() {
+    let cfg = Guard {
+        min_samples: 20,
+        min_satisfaction: Some(0.8),
+        ..defaults()
+    };
+    let mut g = SegmentGuard::default();
+    let unhappy = Feedback {
+        rated: 1,
+        ..Feedback::default()
+    };
+    let mut action = None;
+    let mut n = 0;
+    while action.is_none() && n < 100 {
+        action = g.observe_feedback(&cfg, unhappy, 50.0);
+        n += 1;
+    }
+    let a = action.expect("a breach");
+    assert!(n >= 20, "not before min_samples: {n}");
+    assert_eq!((a.to, a.breach), (25.0, Some(Reason::Satisfaction)));
+    assert!(a.reason.contains("satisfaction 0.000"), "{}", a.reason);
+    // At weight 0 there is nothing to roll back.
+    let mut g = SegmentGuard::default();
+    assert!((0..100).all(|_| g.observe_feedback(&cfg, unhappy, 0.0).is_none()));
+}

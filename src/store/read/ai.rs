@@ -127,7 +127,7 @@ pub struct Calibration {
 
 const CALIBRATION: &str = "SELECT e.route, e.verdict = 'match', f.rating > 0, COUNT(*)
     FROM feedback f JOIN exchanges e ON e.id = f.exchange_id
-    WHERE e.decided_by = 'judge' AND e.verdict IN ('match', 'mismatch')
+    WHERE f.rating IS NOT NULL AND e.decided_by = 'judge' AND e.verdict IN ('match', 'mismatch')
       AND e.ts >= ?1 AND (?2 IS NULL OR e.route = ?2) AND (?3 IS NULL OR e.segment = ?3)
     GROUP BY 1, 2, 3";
 
@@ -187,7 +187,7 @@ pub fn mirror_spend(path: &std::path::Path, route: &str, since_ms: i64) -> Resul
     read().map_err(Error::sqlite(path))
 }
 
-fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+pub(crate) fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
     let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
     let names = stmt.query_map([], |r| r.get::<_, String>(1))?;
     for name in names {

@@ -200,8 +200,9 @@ cost = {{ candidate = {{ input_per_mtok = 1.0, output_per_mtok = 2.0 }} }}",
     for (id, rating) in ids[4..].iter().zip([1, -1, -1, -1]) {
         let feedback = understudy::store::events::NewFeedback {
             exchange_id: id.clone(),
-            rating,
+            rating: Some(rating),
             comment: String::new(),
+            reversed: false,
         };
         understudy::store::events::insert_feedback(&rw, &feedback).unwrap();
     }
