@@ -63,6 +63,14 @@ pub async fn status(client: &tokio_postgres::Client, out: &mut dyn Write) -> Res
             &[],
         )
         .await?;
+    let stages = client
+        .query(
+            "SELECT DISTINCT ON (route, segment) route, segment, to_stage
+             FROM understudy.rollout_events WHERE to_stage IS NOT NULL
+             ORDER BY route, segment, version DESC",
+            &[],
+        )
+        .await?;
     let mut route = String::new();
     for r in &rows {
         let name: String = r.get(0);
@@ -71,7 +79,16 @@ pub async fn status(client: &tokio_postgres::Client, out: &mut dyn Write) -> Res
                 .iter()
                 .find(|m| m.get::<_, String>(0) == name)
                 .map_or("on".to_string(), |m| m.get(1));
-            writeln!(out, "{name}  mirror {mirror}").map_err(io)?;
+            let staged: Vec<String> = stages
+                .iter()
+                .filter(|s| s.get::<_, String>(0) == name)
+                .map(|s| format!("{}={}", s.get::<_, String>(1), s.get::<_, String>(2)))
+                .collect();
+            let staged = match staged.is_empty() {
+                true => String::new(),
+                false => format!("  stages {}", staged.join(" ")),
+            };
+            writeln!(out, "{name}  mirror {mirror}{staged}").map_err(io)?;
             writeln!(
                 out,
                 "  {:<14} {:>8}  {:>7}  set by",

@@ -841,6 +841,16 @@ async fn a_stage_set_on_one_replica_reaches_the_fleet() {
         )
         .await
         .unwrap();
+    let (ok, out, err) = cli(&[
+        "status",
+        "--fleet",
+        "--fleet-url",
+        &pg.url,
+        "-c",
+        "/nonexistent.toml",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("stages smb=recommend"), "{out}");
     let stages: Vec<(Option<String>, Option<String>, String)> = rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
