@@ -653,17 +653,20 @@ impl Rollout {
         metrics: &Metrics,
     ) -> Result<usize, crate::fleet::Error> {
         let _changing = self.changes.lock().await;
-        let mut new = Vec::new();
-        for e in &events {
-            let (route, v) = (e.route.clone(), e.fleet_version.unwrap_or(0));
-            let s = store.clone();
-            let known = tokio::task::spawn_blocking(move || s.has_fleet_version(&route, v))
-                .await
-                .map_err(|e| crate::fleet::Error::Build(e.to_string()))??;
-            if !known {
-                new.push(e.clone());
-            }
-        }
+        let wanted: Vec<(String, i64)> = events
+            .iter()
+            .map(|e| (e.route.clone(), e.fleet_version.unwrap_or(0)))
+            .collect();
+        let s = store.clone();
+        let known = tokio::task::spawn_blocking(move || s.has_fleet_versions(&wanted))
+            .await
+            .map_err(|e| crate::fleet::Error::Build(e.to_string()))??;
+        let new: Vec<Change> = events
+            .iter()
+            .zip(known)
+            .filter(|(_, known)| !known)
+            .map(|(e, _)| e.clone())
+            .collect();
         super::record::append_all(store, new.clone()).await?;
         self.update(|state| {
             for e in &events {

@@ -351,9 +351,13 @@ impl Store {
         events::fleet_applied(&read::open_ro(self.path())?)
     }
 
-    /// Whether this replica already has fleet version `version` of `route`.
-    pub fn has_fleet_version(&self, route: &str, version: i64) -> Result<bool> {
-        events::has_fleet_version(&read::open_ro(self.path())?, route, version)
+    /// Which of these fleet versions (route, version) this replica already has.
+    pub fn has_fleet_versions(&self, wanted: &[(String, i64)]) -> Result<Vec<bool>> {
+        let conn = read::open_ro(self.path())?;
+        wanted
+            .iter()
+            .map(|(route, v)| events::has_fleet_version(&conn, route, *v))
+            .collect()
     }
 
     /// Local events the fleet does not have yet, oldest first.
