@@ -787,3 +787,42 @@ async fn a_compressed_answer_is_passed_through_without_a_suggestion_and_counted(
     );
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_changed_in_the_file_is_applied_on_reload_and_audited_as_config() {
+    let incumbent = upstream().json(INCUMBENT).spawn().await;
+    let candidate = upstream().json(CANDIDATE).spawn().await;
+    let text = |stage: &str| {
+        routes(
+            &incumbent.url(),
+            &candidate.url(),
+            &format!(
+                "rollout = {{ segments = {{ gold = 100.0 }} }}\n\
+                 [routes.autonomy]\nstages = {{ gold = \"{stage}\" }}\n"
+            ),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let running = start_in(dir.path(), &text("recommend"), None).await;
+    let addr = running.admin_addr;
+    assert_eq!(stage_of(addr, "gold").await, "recommend");
+    let file = config_text(dir.path(), "[store]\n", &text("notify"));
+    std::fs::write(dir.path().join("proxy.toml"), file).unwrap();
+    let (status, v) = admin(addr, "POST", "/api/v1/reload", Value::Null).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(stage_of(addr, "gold").await, "notify");
+    let (_, h, _, _) = ask(running.addr, "gold", 1).await;
+    assert_eq!(h["x-understudy-served-by"], "candidate");
+    let (_, audit) = admin(addr, "GET", "/api/v1/audit?route=r", Value::Null).await;
+    let last = audit["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (
+            last["actor"].as_str(),
+            last["from_stage"].as_str(),
+            last["to_stage"].as_str()
+        ),
+        (Some("config"), Some("recommend"), Some("notify")),
+        "{last}"
+    );
+    running.stop().await;
+}
