@@ -69,27 +69,14 @@ impl Rollout {
             );
             return Err(refused);
         }
-        let mut gates = None;
         let checked = to > current && actor != Actor::Config && !(person && force);
-        if checked && !route.guard.gates.is_empty() {
-            let results = super::gates::check(&route.guard.gates).await;
-            let summary = super::gates::summary(&results);
-            let failed = results.iter().any(|r| !r.passed);
-            lock(&self.gate_results).insert(route.name.clone(), results);
-            if failed {
-                let refused = Error::GateFailed {
-                    route: route.name.clone(),
-                    segment: segment.to_string(),
-                    results: summary,
-                };
-                self.announce(
-                    crate::notify::Kind::GateFailed,
-                    &change_to(current, refused.to_string()),
-                );
-                return Err(refused);
+        let gates = match checked {
+            true => {
+                self.external_gates(route, segment, |r| change_to(current, r))
+                    .await?
             }
-            gates = Some(summary);
-        }
+            false => None,
+        };
         let change = {
             let _changing = self.changes.lock().await;
             let from = self

@@ -423,27 +423,11 @@ impl Rollout {
             );
             return Err(refused);
         }
-        let mut gates = None;
         let checked = to > current && actor != Actor::Config && !(person && force);
-        if checked && !route.guard.gates.is_empty() {
-            let results = super::gates::check(&route.guard.gates).await;
-            let summary = super::gates::summary(&results);
-            let failed = results.iter().any(|r| !r.passed);
-            lock(&self.gate_results).insert(route.name.clone(), results);
-            if failed {
-                let refused = Error::GateFailed {
-                    route: route.name.clone(),
-                    segment: segment.to_string(),
-                    results: summary,
-                };
-                self.announce(
-                    crate::notify::Kind::GateFailed,
-                    &refusal(refused.to_string()),
-                );
-                return Err(refused);
-            }
-            gates = Some(summary);
-        }
+        let gates = match checked {
+            true => self.external_gates(route, segment, refusal).await?,
+            false => None,
+        };
         let change = {
             let _changing = self.changes.lock().await;
             let from = self.route(&route.name).map_or(0.0, |s| s.weight(segment));
@@ -493,6 +477,37 @@ impl Rollout {
         }
         tracing::info!(route = %route.name, segment, from = change.from, to, actor = actor.as_str(), reason, "Weight changed");
         Ok(change)
+    }
+
+    /// Runs a route's external gates before a raise (SPEC §12): their summary
+    /// when they all pass (`None` without gates), else the refusal, announced
+    /// as `gate_failed` with the change `refusal` describes.
+    pub(super) async fn external_gates(
+        &self,
+        route: &Route,
+        segment: &str,
+        refusal: impl Fn(String) -> Change,
+    ) -> Result<Option<String>, Error> {
+        if route.guard.gates.is_empty() {
+            return Ok(None);
+        }
+        let results = super::gates::check(&route.guard.gates).await;
+        let summary = super::gates::summary(&results);
+        let failed = results.iter().any(|r| !r.passed);
+        lock(&self.gate_results).insert(route.name.clone(), results);
+        if failed {
+            let refused = Error::GateFailed {
+                route: route.name.clone(),
+                segment: segment.to_string(),
+                results: summary,
+            };
+            self.announce(
+                crate::notify::Kind::GateFailed,
+                &refusal(refused.to_string()),
+            );
+            return Err(refused);
+        }
+        Ok(Some(summary))
     }
 
     /// The last result of each external gate of a route.
