@@ -38,9 +38,22 @@ impl Rollout {
         if let Some(f) = fleet {
             f.add_evidence(&route.name, label, &sample);
         }
-        let Some(action) = action else { return };
-        if fleet.is_some() && action.breach.is_none() {
-            // Under [fleet] only the evaluator promotes, on the fleet's evidence.
+        if let Some(action) = action {
+            self.act(route, label, action, metrics).await;
+        }
+    }
+
+    /// Applies what a segment's guard decided: a breach steps the weight
+    /// back (counted and logged), a pass steps it up — except under
+    /// `[fleet]`, where only the evaluator promotes, on the fleet's evidence.
+    pub(super) async fn act(
+        &self,
+        route: &Route,
+        label: &str,
+        action: super::guard::Action,
+        metrics: &Metrics,
+    ) {
+        if self.fleet().is_some() && action.breach.is_none() {
             return;
         }
         if let Some(reason) = action.breach {

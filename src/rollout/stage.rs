@@ -211,24 +211,8 @@ impl Rollout {
                 .or_default()
                 .observe_feedback(g, add, weight)
         };
-        let Some(action) = action else { return };
-        if let Some(reason) = action.breach {
-            metrics.record_guard_trip(&route.name, label, reason);
-            tracing::warn!(route = %route.name, segment = label, reason = %action.reason, "Guard breach");
-        }
-        if let Err(e) = self
-            .set_weight(
-                route,
-                label,
-                action.to,
-                Actor::Guard,
-                &action.reason,
-                false,
-                metrics,
-            )
-            .await
-        {
-            tracing::error!(route = %route.name, segment = label, error = %e, "Guard could not change the weight");
+        if let Some(action) = action {
+            self.act(route, label, action, metrics).await;
         }
     }
 
