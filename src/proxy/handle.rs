@@ -22,7 +22,6 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -32,8 +31,7 @@ use tracing::Instrument;
 pub async fn handle(
     proxy: Arc<Proxy>,
     req: Request<Incoming>,
-    peer: SocketAddr,
-    tls: bool,
+    hop: &headers::Forwarding,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = req.into_parts();
     if crate::route::has_dot_segment(parts.uri.path()) {
@@ -88,15 +86,10 @@ pub async fn handle(
         ex.keep_request(&parts);
     }
     let via = headers::via_value(parts.version);
-    headers::prepare_request(
-        &mut parts.headers,
-        parts.uri.authority(),
-        peer.ip(),
-        tls,
-        &via,
-    );
+    headers::prepare_request(&mut parts.headers, parts.uri.authority(), hop, &via);
     let exchange_id = HeaderValue::try_from(ex.id.as_str()).ok();
-    let label = segment::label(route.cfg.segment.as_ref(), &ex.segment).to_string();
+    // Borrowed from the route (not the exchange, which moves on below).
+    let label = segment::label(route.cfg.segment.as_ref(), &ex.segment);
     let (answer, reporter) = match serving {
         Side::Incumbent => {
             let reporter = Reporter::beside_incumbent(&proxy, &route, ex, plan, &parts);
@@ -105,7 +98,7 @@ pub async fn handle(
         Side::Candidate => candidate(&proxy, &route, ex, plan, parts, body).await,
     };
     if answer.fell_back {
-        proxy.metrics.record_fallback(&route.cfg.name, &label);
+        proxy.metrics.record_fallback(&route.cfg.name, label);
     }
     let side = answer.side;
     let mut resp = reporter.respond(&proxy, &route, answer, cap);
@@ -117,7 +110,7 @@ pub async fn handle(
     let status = resp.status().as_u16();
     proxy
         .metrics
-        .record_request(&route.cfg.name, &label, side, status);
+        .record_request(&route.cfg.name, label, side, status);
     resp
 }
 

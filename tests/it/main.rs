@@ -19,6 +19,7 @@ mod notify;
 mod onepath;
 mod ops;
 mod paths;
+mod percore;
 mod proxy;
 mod replay;
 mod report;
