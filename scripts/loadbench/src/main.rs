@@ -991,7 +991,12 @@ fn run_streams(rt: &tokio::runtime::Runtime) -> String {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0);
-    let proxied = rt.block_on(streams::drive(port, s, Some(child.id())));
+    let cpu_before = cpu_us(child.id());
+    let wall = Instant::now();
+    let mut proxied = rt.block_on(streams::drive(port, s, Some(child.id())));
+    proxied.cpu = cpu_before
+        .zip(cpu_us(child.id()))
+        .map(|(b, a)| (a - b, wall.elapsed().as_secs_f64()));
     eprintln!(
         "streams proxied: ok {} short {} failed {} p99 {:.2} ms plateau {:?}",
         proxied.ok,

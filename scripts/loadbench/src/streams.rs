@@ -216,6 +216,8 @@ pub struct Run {
     pub failed: Vec<String>,
     pub delays_us: Vec<u32>,
     pub plateau: Option<Plateau>,
+    /// The proxy's CPU time over the run (µs) and the run's length (s).
+    pub cpu: Option<(f64, f64)>,
 }
 
 /// The proxy while every stream is open.
@@ -277,6 +279,7 @@ pub async fn drive(port: u16, settings: Settings, pid: Option<u32>) -> Run {
         plateau,
         ..Run::default()
     };
+    run.cpu = None;
     for t in tasks {
         match t.await {
             Ok(Ok(d)) => {
@@ -383,6 +386,16 @@ pub fn render(
             p.fds as f64 / n,
             p.threads,
             peak_rss_kib as f64 / 1024.0
+        );
+    }
+    if let Some((cpu_us, secs)) = proxied.cpu {
+        let chunks = proxied.delays_us.len().max(1) as f64;
+        let _w = writeln!(
+            out,
+            "- proxy CPU over the run: {:.1} s in {secs:.0} s ({:.2} cores on average), {:.1} µs per client chunk (each also read from the candidate)",
+            cpu_us / 1e6,
+            cpu_us / 1e6 / secs,
+            cpu_us / chunks
         );
     }
     if !proxied.failed.is_empty() {
