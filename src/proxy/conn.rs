@@ -394,3 +394,44 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clock(header_ms: u64, idle_ms: u64) -> Clock {
+        Clock {
+            header_read_timeout: Duration::from_millis(header_ms),
+            idle_timeout: Duration::from_millis(idle_ms),
+        }
+    }
+
+    #[test]
+    fn the_tick_is_an_eighth_of_the_shorter_limit_within_5ms_and_1s() {
+        assert_eq!(clock(300, 10_000).tick(), Duration::from_micros(37_500));
+        assert_eq!(clock(10_000, 60_000).tick(), Duration::from_secs(1));
+        assert_eq!(clock(10, 10).tick(), Duration::from_millis(5));
+    }
+
+    #[test]
+    fn a_limit_is_broken_at_its_deadline_and_not_before() {
+        let c = clock(300, 1_000);
+        let a = Arc::new(Activity::new());
+        let at = |ms: u64| a.opened + Duration::from_millis(ms);
+        // No head yet: header_read_timeout from accept.
+        assert_eq!(a.broken_at(at(299), &c), None);
+        assert_eq!(a.broken_at(at(300), &c), Some(HEADER_TIMEOUT));
+        // A request in progress: idle_timeout from the last byte moved.
+        let in_progress = a.begin();
+        a.last_io.store(500, Ordering::Relaxed);
+        assert_eq!(a.broken_at(at(1_499), &c), None);
+        assert_eq!(a.broken_at(at(1_500), &c), Some(IDLE));
+        // None in progress: idle_timeout from when the last one ended.
+        drop(in_progress);
+        a.last_idle.store(2_000, Ordering::Relaxed);
+        assert_eq!(a.broken_at(at(2_999), &c), None);
+        assert_eq!(a.broken_at(at(3_000), &c), Some(IDLE));
+        assert_eq!(broken(IDLE | STOP), Some(Rejected::Idle));
+        assert_eq!(broken(STOP | CLOSE), None);
+    }
+}

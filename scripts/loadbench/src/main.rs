@@ -17,7 +17,9 @@
 //!
 //! Environment: `LOAD_SECS` (per wrk run, default 3), `LOAD_REPS` (default 2),
 //! `LOAD_ONLY` (comma-separated scenario names; then BENCHMARKS.md is not written),
-//! `LOAD_BIN` (another `understudy` binary to run instead of this build's).
+//! `LOAD_BIN` (another `understudy` binary to run instead of this build's),
+//! `LOAD_STREAMS` and `LOAD_STREAM_SECS` (the long-AI-streams scenario,
+//! `streams.rs`: default 2,000 streams of 30 s; `LOAD_ONLY=streams` runs it alone).
 //! A rewrite keeps BENCHMARKS.md's hand-written part, from its `## Notes` heading on.
 
 use bytes::Bytes;
@@ -1076,7 +1078,8 @@ fn render(
          whole run {:.0} s\n\
          - upstreams: in the benchmark process (2 tokio workers), HTTP/1.1, a 190-byte JSON answer; \
          POST sends a ~1 KiB JSON body\n\
-         - Understudy: release build, mirror methods GET+POST, json compare, SQLite logging on, \
+         - Understudy: release build, a thread per core (`serve`'s default) unless the row says \
+         shared runtime (`--shared-runtime`), mirror methods GET+POST, json compare, SQLite logging on, \
          default store and mirror settings (max_in_flight 256, timeout 2 s)\n\
          - nginx: {nginx_version}, one worker, keep-alive pools (64) to both upstreams, \
          `mirror` + `mirror_request_body on`\n",
