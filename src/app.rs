@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,10 @@ pub struct Options {
     /// The admin bearer token. [`start`] reads it once from the environment
     /// variable named by `admin.token_env`; tests pass it here.
     pub admin_token: Option<String>,
+    /// Serve on this many threads, each with its own current-thread runtime,
+    /// `SO_REUSEPORT` listener and upstream pools (`serve --thread-per-core`);
+    /// `None`: every connection on the caller's runtime.
+    pub serving_threads: Option<usize>,
 }
 
 /// A started Understudy. Dropping it does not stop it: call [`Running::stop`].
@@ -60,7 +64,11 @@ pub struct Running {
 /// token from the environment.
 pub async fn start(config: Config) -> Result<Running, Error> {
     let admin_token = std::env::var(&config.admin.token_env).ok();
-    start_with(config, Options { admin_token }).await
+    let options = Options {
+        admin_token,
+        ..Options::default()
+    };
+    start_with(config, options).await
 }
 
 /// Like [`start`], with explicit [`Options`].
@@ -77,12 +85,30 @@ pub async fn start_with(config: Config, options: Options) -> Result<Running, Err
             .await
             .map_err(|source| Error::Bind { addr, source })
     };
-    let listener = bind(config.listen.addr).await?;
-    let admin_listener = bind(config.admin.addr).await?;
-    let addr = listener.local_addr().map_err(|source| Error::Bind {
+    let threads = options.serving_threads.unwrap_or(1).max(1);
+    let listeners = reuse_port_listeners(
+        config.listen.addr,
+        threads,
+        options.serving_threads.is_some(),
+    )
+    .map_err(|source| Error::Bind {
         addr: config.listen.addr,
         source,
     })?;
+    let admin_listener = bind(config.admin.addr).await?;
+    let addr = listeners
+        .first()
+        .map_or(Ok(config.listen.addr), std::net::TcpListener::local_addr)
+        .map_err(|source| Error::Bind {
+            addr: config.listen.addr,
+            source,
+        })?;
+    // Clients built from here on keep one pool per serving thread.
+    crate::shard::set_count(if options.serving_threads.is_some() {
+        threads
+    } else {
+        1
+    });
     let admin_addr = admin_listener.local_addr().map_err(|source| Error::Bind {
         addr: config.admin.addr,
         source,
@@ -109,12 +135,24 @@ pub async fn start_with(config: Config, options: Options) -> Result<Running, Err
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _closed = rx.wait_for(|s| *s).await;
     };
-    let listen = config.listen.clone();
-    let serving = proxy.clone();
-    let stop = stopped(stop_rx.clone());
-    let proxy_task = tokio::spawn(async move {
-        server::serve(serving, listener, acceptor, &listen, stop).await;
-    });
+    let connections = Arc::new(Semaphore::new(config.listen.max_connections));
+    let proxy_task = if options.serving_threads.is_some() {
+        per_core(&proxy, listeners, acceptor.as_ref(), &connections, &stop_rx)
+    } else {
+        let listen = config.listen.clone();
+        let serving = proxy.clone();
+        let stop = stopped(stop_rx.clone());
+        let listener = listeners
+            .into_iter()
+            .next()
+            .map(TcpListener::from_std)
+            .transpose()
+            .and_then(|l| l.ok_or_else(|| std::io::Error::other("no listener")))
+            .map_err(|source| Error::Bind { addr, source })?;
+        tokio::spawn(async move {
+            server::serve(serving, listener, acceptor, &listen, connections, stop).await;
+        })
+    };
     let admin_task = tokio::spawn(admin::serve(
         proxy.clone(),
         admin_listener,
@@ -156,6 +194,105 @@ pub async fn start_with(config: Config, options: Options) -> Result<Running, Err
         admin_task,
         reload_task,
         fleet,
+    })
+}
+
+/// Binds `n` listeners to `addr` (the first one's port for the others, when
+/// `addr` asks for any port), with `SO_REUSEPORT` when `reuse` is set: the
+/// kernel spreads new connections over them.
+fn reuse_port_listeners(
+    addr: SocketAddr,
+    n: usize,
+    reuse: bool,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut listeners: Vec<std::net::TcpListener> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let at = match listeners.first() {
+            Some(first) => first.local_addr()?,
+            None => addr,
+        };
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(at),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        if reuse {
+            socket.set_reuse_port(true)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&at.into())?;
+        socket.listen(1024)?;
+        listeners.push(socket.into());
+    }
+    Ok(listeners)
+}
+
+/// Thread per core: one thread per listener, each with its own
+/// current-thread runtime serving its listener, its connections' requests
+/// and their settle tasks (which run on the runtime that spawned them; the
+/// thread waits for them before its runtime goes). Returns a task that ends
+/// when every serving thread has.
+fn per_core(
+    proxy: &Arc<Proxy>,
+    listeners: Vec<std::net::TcpListener>,
+    acceptor: Option<&tokio_rustls::TlsAcceptor>,
+    connections: &Arc<Semaphore>,
+    stop_rx: &watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let mut threads = Vec::with_capacity(listeners.len());
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let (proxy, acceptor) = (proxy.clone(), acceptor.cloned());
+        let (connections, mut stop) = (connections.clone(), stop_rx.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("understudy-serve-{i}"))
+            .spawn(move || {
+                crate::shard::enter(i);
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "Cannot start a serving thread's runtime");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let listener = match TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!(error = %e, "Cannot serve on a listener");
+                            return;
+                        }
+                    };
+                    let listen = proxy.runtime.load().config.listen.clone();
+                    let stopped = async move {
+                        let _closed = stop.wait_for(|s| *s).await;
+                    };
+                    server::serve(
+                        proxy.clone(),
+                        listener,
+                        acceptor,
+                        &listen,
+                        connections,
+                        stopped,
+                    )
+                    .await;
+                    proxy.tasks.wait_idle(listen.drain_timeout).await;
+                });
+            });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => tracing::error!(error = %e, "Cannot start a serving thread"),
+        }
+    }
+    tokio::task::spawn_blocking(move || {
+        for t in threads {
+            if t.join().is_err() {
+                tracing::error!("A serving thread panicked");
+            }
+        }
     })
 }
 

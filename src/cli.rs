@@ -34,6 +34,11 @@ pub enum Command {
         /// The config file.
         #[arg(short, long, default_value = "proxy.toml")]
         config: PathBuf,
+        /// Serve every connection on one shared multi-thread runtime instead
+        /// of a thread per core (each with its own runtime, SO_REUSEPORT
+        /// listener and upstream pools, the default).
+        #[arg(long, env = "UNDERSTUDY_SHARED_RUNTIME")]
+        shared_runtime: bool,
     },
     /// Validate a config file; exit 1 with line and column on error.
     Check {
@@ -274,12 +279,31 @@ pub struct UserError(pub String);
 /// Runs a parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { config } => {
+        Command::Serve {
+            config,
+            shared_runtime,
+        } => {
+            let thread_per_core = !shared_runtime;
             let config = load(&config)?;
-            let rt = tokio_runtime()?;
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            let options = crate::app::Options {
+                admin_token: std::env::var(&config.admin.token_env).ok(),
+                serving_threads: thread_per_core.then_some(cores),
+            };
+            // With a thread per core the shared runtime keeps only the
+            // admin listener, reloads and the stop: one worker is enough.
+            let rt = if thread_per_core {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .context("cannot start the async runtime")?
+            } else {
+                tokio_runtime()?
+            };
             rt.block_on(async {
                 let stop = crate::shutdown::Stop::install();
-                let running = crate::app::start(config).await?;
+                let running = crate::app::start_with(config, options).await?;
                 stop.wait().await;
                 running.stop().await;
                 anyhow::Ok(())

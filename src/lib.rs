@@ -52,6 +52,7 @@ pub mod rollout;
 pub mod route;
 pub mod runtime;
 pub mod segment;
+pub mod shard;
 pub mod shutdown;
 pub mod spend;
 pub mod stats;

@@ -23,7 +23,6 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -32,8 +31,7 @@ use tokio::sync::oneshot;
 pub async fn handle(
     proxy: Arc<Proxy>,
     req: Request<Incoming>,
-    peer: SocketAddr,
-    tls: bool,
+    hop: &headers::Forwarding,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = req.into_parts();
     if crate::route::has_dot_segment(parts.uri.path()) {
@@ -96,15 +94,10 @@ pub async fn handle(
         ex.keep_request(&parts);
     }
     let via = headers::via_value(parts.version);
-    headers::prepare_request(
-        &mut parts.headers,
-        parts.uri.authority(),
-        peer.ip(),
-        tls,
-        &via,
-    );
+    headers::prepare_request(&mut parts.headers, parts.uri.authority(), hop, &via);
     let exchange_id = HeaderValue::try_from(ex.id.as_str()).ok();
-    let label = segment::label(route.cfg.segment.as_ref(), &ex.segment).to_string();
+    // Borrowed from the route (not the exchange, which moves on below).
+    let label = segment::label(route.cfg.segment.as_ref(), &ex.segment);
     let (side, mut resp) = if ex.canary == Some(Stage::Recommend) {
         let resp = super::suggest::serve(&proxy, &route, ex, plan, parts, body, cap).await;
         (Side::Incumbent, resp)
@@ -117,7 +110,7 @@ pub async fn handle(
             Side::Candidate => candidate(&proxy, &route, ex, plan, parts, body).await,
         };
         if answer.fell_back {
-            proxy.metrics.record_fallback(&route.cfg.name, &label);
+            proxy.metrics.record_fallback(&route.cfg.name, label);
         }
         (answer.side, reporter.respond(&proxy, &route, answer, cap))
     };
@@ -129,7 +122,7 @@ pub async fn handle(
     let status = resp.status().as_u16();
     proxy
         .metrics
-        .record_request(&route.cfg.name, &label, side, status);
+        .record_request(&route.cfg.name, label, side, status);
     resp
 }
 

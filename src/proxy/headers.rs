@@ -31,6 +31,11 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the (few) names first: most messages carry no
+    // hop-by-hop header, and then nothing is hashed or removed.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -43,6 +48,53 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// What the forwarding headers say about one client connection, rendered
+/// once when it is accepted rather than for every request on it.
+pub struct Forwarding {
+    client_ip: IpAddr,
+    /// `X-Forwarded-For` when the client sent none: the client's address.
+    for_value: Option<HeaderValue>,
+    /// `X-Forwarded-Proto`.
+    proto: &'static str,
+    /// The `Forwarded` element without its host: `for=…;proto=…`.
+    element: String,
+}
+
+impl Forwarding {
+    pub fn new(client_ip: IpAddr, tls: bool) -> Forwarding {
+        let proto = if tls { "https" } else { "http" };
+        let mut element = match client_ip {
+            IpAddr::V4(ip) => format!("for={ip}"),
+            IpAddr::V6(ip) => format!("for=\"[{ip}]\""),
+        };
+        element.push_str(";proto=");
+        element.push_str(proto);
+        Forwarding {
+            client_ip,
+            for_value: HeaderValue::try_from(client_ip.to_string()).ok(),
+            proto,
+            element,
+        }
+    }
+
+    /// The RFC 7239 `Forwarded` element for this hop (quoted where the grammar asks).
+    fn forwarded(&self, host: Option<&HeaderValue>) -> Option<HeaderValue> {
+        // A host with characters outside a token (`:` of a port) is quoted; one
+        // that cannot be quoted safely is left out.
+        match host.and_then(|h| h.to_str().ok()) {
+            Some(host) if !host.contains(['"', '\\']) => {
+                let mut out = String::with_capacity(self.element.len() + host.len() + 8);
+                out.push_str(&self.element);
+                out.push_str(";host=\"");
+                out.push_str(host);
+                out.push('"');
+                HeaderValue::try_from(out).ok()
+            }
+            _ => HeaderValue::try_from(self.element.as_str()).ok(),
+        }
+    }
+}
+
 /// The request as the upstream should see it: hop-by-hop headers and a
 /// client's own `x-understudy-mirror` gone, `X-Forwarded-For` appended,
 /// `X-Forwarded-Proto`, `X-Forwarded-Host`, `Forwarded` and `Via` set by us
@@ -52,54 +104,32 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 pub fn prepare_request(
     headers: &mut HeaderMap,
     authority: Option<&http::uri::Authority>,
-    client_ip: IpAddr,
-    tls: bool,
+    hop: &Forwarding,
     via: &HeaderValue,
 ) {
     strip_hop_by_hop(headers);
     headers.remove(MIRROR);
     let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) => HeaderValue::try_from(format!("{prior}, {client_ip}")),
-        None => HeaderValue::try_from(client_ip.to_string()),
+        Some(prior) => HeaderValue::try_from(format!("{prior}, {}", hop.client_ip)).ok(),
+        None => hop.for_value.clone(),
     };
-    if let Ok(v) = forwarded_for {
+    if let Some(v) = forwarded_for {
         headers.insert(X_FORWARDED_FOR, v);
     }
-    let proto = if tls { "https" } else { "http" };
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto));
     let host = headers
         .remove(HOST)
         .or_else(|| authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     headers.remove(X_FORWARDED_HOST);
-    let forwarded = forwarded(client_ip, proto, host.as_ref());
+    let forwarded = hop.forwarded(host.as_ref());
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST, host);
     }
     headers.remove(FORWARDED);
-    if let Ok(v) = HeaderValue::try_from(forwarded) {
+    if let Some(v) = forwarded {
         headers.insert(FORWARDED, v);
     }
     headers.append(VIA, via.clone());
-}
-
-/// The RFC 7239 `Forwarded` element for this hop (quoted where the grammar asks).
-fn forwarded(client_ip: IpAddr, proto: &str, host: Option<&HeaderValue>) -> String {
-    let mut out = match client_ip {
-        IpAddr::V4(ip) => format!("for={ip}"),
-        IpAddr::V6(ip) => format!("for=\"[{ip}]\""),
-    };
-    out.push_str(";proto=");
-    out.push_str(proto);
-    // A host with characters outside a token (`:` of a port) is quoted; one
-    // that cannot be quoted safely is left out.
-    if let Some(host) = host.and_then(|h| h.to_str().ok())
-        && !host.contains(['"', '\\'])
-    {
-        out.push_str(";host=\"");
-        out.push_str(host);
-        out.push('"');
-    }
-    out
 }
 
 /// The `Via` value for a request of this HTTP version.
@@ -139,7 +169,8 @@ mod tests {
         let via = via_value(http::Version::HTTP_11);
         h.insert(MIRROR, HeaderValue::from_static("1"));
         h.insert(FORWARDED, HeaderValue::from_static("for=6.6.6.6;host=evil"));
-        prepare_request(&mut h, None, "127.0.0.1".parse().unwrap(), true, &via);
+        let hop = Forwarding::new("127.0.0.1".parse().unwrap(), true);
+        prepare_request(&mut h, None, &hop, &via);
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
         assert_eq!(h[&X_FORWARDED_PROTO], "https");
         assert_eq!(h[&X_FORWARDED_HOST], "api.example.com");
@@ -158,13 +189,8 @@ mod tests {
         h.insert(X_FORWARDED_HOST, HeaderValue::from_static("evil.example"));
         let authority: http::uri::Authority = "api.example.com:8443".parse().unwrap();
         let via = via_value(http::Version::HTTP_2);
-        prepare_request(
-            &mut h,
-            Some(&authority),
-            "::1".parse().unwrap(),
-            false,
-            &via,
-        );
+        let hop = Forwarding::new("::1".parse().unwrap(), false);
+        prepare_request(&mut h, Some(&authority), &hop, &via);
         assert_eq!(h[&X_FORWARDED_HOST], "api.example.com:8443");
         assert_eq!(
             h[FORWARDED],
@@ -173,7 +199,8 @@ mod tests {
         // Neither Host nor authority: the client's value is not passed on.
         let mut h = HeaderMap::new();
         h.insert(X_FORWARDED_HOST, HeaderValue::from_static("evil.example"));
-        prepare_request(&mut h, None, "10.1.1.1".parse().unwrap(), false, &via);
+        let hop = Forwarding::new("10.1.1.1".parse().unwrap(), false);
+        prepare_request(&mut h, None, &hop, &via);
         assert!(h.get(X_FORWARDED_HOST).is_none());
         assert_eq!(h[FORWARDED], "for=10.1.1.1;proto=http");
     }

@@ -2,8 +2,9 @@
 //! and HTTP/2 on them until told to stop, then drains in-flight requests.
 
 use super::Proxy;
-use super::conn::{Activity, Clock, Tracked, Watched, watchdog};
+use super::conn::{self, Activity, CLOSE, Clock, STOP, Sentinel, Tracked, Watched};
 use super::handle::handle;
+use super::headers::Forwarding;
 use crate::config::Listen;
 use crate::metrics::{Label, Rejected};
 use hyper::service::service_fn;
@@ -17,11 +18,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 /// Serves `listener` until `stop` resolves; then stops accepting and waits up to
-/// `listen.drain_timeout` for open requests to finish.
+/// `listen.drain_timeout` for open requests to finish. Every open connection
+/// holds one of `connections`' permits (`max_connections` of them, shared by
+/// every listener of a thread-per-core proxy): all of them back means drained.
 ///
 /// The stop is ours rather than hyper-util's `GracefulShutdown`: a
 /// connection accepted just before it (or still in the kernel's backlog)
@@ -32,6 +35,7 @@ pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     listen: &Listen,
+    connections: Arc<Semaphore>,
     stop: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -55,13 +59,10 @@ pub async fn serve(
         .keep_alive_interval(H2_PING)
         .keep_alive_timeout(H2_PING);
     let builder = Arc::new(builder);
-    let clock = Clock {
+    let sentinel = Sentinel::start(Clock {
         header_read_timeout: listen.header_read_timeout,
         idle_timeout: listen.idle_timeout,
-    };
-    // Every open connection holds a permit: all of them back means drained.
-    let connections = Arc::new(Semaphore::new(listen.max_connections));
-    let (stopping, stopped) = watch::channel(false);
+    });
     let accept = |stream: TcpStream, peer: SocketAddr| {
         let Ok(open) = connections.clone().try_acquire_owned() else {
             // Closed at once: the client sees a reset, not a hang.
@@ -74,8 +75,9 @@ pub async fn serve(
             builder: builder.clone(),
             peer,
             tls: tls.clone(),
-            clock,
-            stop: stopped.clone(),
+            // Registered here, not in the task: a stop right after this
+            // accept reaches the connection.
+            activity: sentinel.watch(),
             _open: open,
         };
         tokio::spawn(conn.serve(stream));
@@ -102,7 +104,7 @@ pub async fn serve(
         accept(stream, peer);
     }
     drop(listener);
-    let _sent = stopping.send(true);
+    sentinel.stop();
     let all = u32::try_from(listen.max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(listen.drain_timeout, connections.acquire_many(all))
         .await
@@ -110,6 +112,7 @@ pub async fn serve(
     {
         let drain = listen.drain_timeout;
         tracing::warn!(?drain, "Drain timed out; closing the remaining connections");
+        sentinel.close_all();
     }
 }
 
@@ -135,75 +138,127 @@ struct Connection {
     builder: Arc<auto::Builder<TokioExecutor>>,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
-    clock: Clock,
-    /// Turns true when the proxy stops.
-    stop: watch::Receiver<bool>,
+    /// Its clock and flags, watched by the listener's [`Sentinel`].
+    activity: Arc<Activity>,
     /// The connection's place under `max_connections`, released when it ends.
     _open: OwnedSemaphorePermit,
+}
+
+/// How a connection ended.
+enum End {
+    Served(Result<(), BoxError>),
+    Broken(Rejected),
+    /// Closed by [`CLOSE`] (the drain timed out).
+    Closed,
 }
 
 impl Connection {
     /// Serves the connection until it ends, is closed by a limit, or is
     /// closed by the stop once its requests are answered.
     async fn serve(self, stream: TcpStream) {
-        let activity = Activity::new();
-        let stream = Watched::new(stream, activity.clone());
         let metrics = self.proxy.metrics.clone();
         let peer = self.peer;
-        tokio::select! {
-            result = self.run(stream, activity.clone()) => {
-                if let Err(e) = result {
-                    if let Some(limit) = rejected_by(&*e) {
-                        metrics.record_limit_rejection(limit);
-                    }
-                    tracing::debug!(%peer, error = %e, "Connection ended with an error");
+        match self.run(stream).await {
+            End::Served(Ok(())) | End::Closed => {}
+            End::Served(Err(e)) => {
+                if let Some(limit) = rejected_by(&*e) {
+                    metrics.record_limit_rejection(limit);
                 }
+                tracing::debug!(%peer, error = %e, "Connection ended with an error");
             }
-            broken = watchdog(activity, self.clock) => {
-                metrics.record_limit_rejection(broken);
-                tracing::debug!(%peer, limit = broken.as_label(), "Connection closed by a limit");
+            End::Broken(limit) => {
+                metrics.record_limit_rejection(limit);
+                tracing::debug!(%peer, limit = limit.as_label(), "Connection closed by a limit");
             }
         }
     }
 
-    async fn run(
-        &self,
-        stream: Watched<TcpStream>,
-        activity: Arc<Activity>,
-    ) -> Result<(), BoxError> {
+    async fn run(self, stream: TcpStream) -> End {
+        let activity = self.activity.clone();
+        let mut flags = activity.flags();
+        let stream = Watched::new(stream, activity.clone());
         let stream = match &self.tls {
             None => ClientStream::Plain(stream),
-            Some(acceptor) => ClientStream::Tls(Box::new(acceptor.accept(stream).await?)),
+            Some(acceptor) => {
+                // The handshake is timed too (the stop waits for it).
+                let mut handshake = acceptor.accept(stream);
+                let accepted = std::future::poll_fn(|cx| {
+                    let f = flags.poll(cx);
+                    if let Some(limit) = conn::broken(f) {
+                        return Poll::Ready(Err(End::Broken(limit)));
+                    }
+                    if f & CLOSE != 0 {
+                        return Poll::Ready(Err(End::Closed));
+                    }
+                    Pin::new(&mut handshake).poll(cx).map(Ok)
+                })
+                .await;
+                match accepted {
+                    Ok(Ok(s)) => ClientStream::Tls(Box::new(s)),
+                    Ok(Err(e)) => return End::Served(Err(e.into())),
+                    Err(end) => return end,
+                }
+            }
         };
         let is_tls = self.tls.is_some();
-        let (proxy, peer, served) = (self.proxy.clone(), self.peer, activity.clone());
+        let forwarding = Arc::new(Forwarding::new(self.peer.ip(), is_tls));
+        let (proxy, served) = (self.proxy.clone(), activity.clone());
         let service = service_fn(move |req| {
             let in_progress = served.begin();
             let proxy = proxy.clone();
+            let forwarding = forwarding.clone();
             async move {
-                let resp = handle(proxy, req, peer, is_tls).await;
+                let resp = handle(proxy, req, &forwarding).await;
                 Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, in_progress)))
             }
         });
         let conn = self.builder.serve_connection(TokioIo::new(stream), service);
-        tokio::pin!(conn);
-        let mut stop = self.stop.clone();
-        tokio::select! {
-            result = conn.as_mut() => return result,
-            _stopping = stop.wait_for(|s| *s) => {}
+        drive(conn, flags, &activity, |c| c.graceful_shutdown()).await
+    }
+}
+
+/// Serves one connection until it ends, breaks a limit, or is closed.
+///
+/// Stopping: a connection that has not sent its first request yet is let
+/// send it (it was accepted, so it gets its answer; the sentinel bounds the
+/// wait by `header_read_timeout`); then `graceful` has hyper finish the
+/// request in progress and close.
+async fn drive<C, E>(
+    conn: C,
+    mut flags: conn::Flags,
+    activity: &Activity,
+    graceful: impl Fn(Pin<&mut C>),
+) -> End
+where
+    C: Future<Output = Result<(), E>>,
+    E: Into<BoxError>,
+{
+    tokio::pin!(conn);
+    let mut draining = false;
+    std::future::poll_fn(|cx| {
+        let f = flags.poll(cx);
+        if let Some(limit) = conn::broken(f) {
+            return Poll::Ready(End::Broken(limit));
         }
-        // Stopping. A connection that has not sent its first request yet is
-        // let send it (it was accepted, so it gets its answer); the watchdog
-        // bounds the wait by `header_read_timeout`.
-        if !activity.has_begun() {
-            tokio::select! {
-                result = conn.as_mut() => return result,
-                () = activity.first_head() => {}
+        if f & CLOSE != 0 {
+            return Poll::Ready(End::Closed);
+        }
+        if !draining && f & STOP != 0 && activity.has_begun() {
+            draining = true;
+            graceful(conn.as_mut());
+        }
+        match conn.as_mut().poll(cx) {
+            Poll::Ready(result) => Poll::Ready(End::Served(result.map_err(Into::into))),
+            Poll::Pending => {
+                // The first head arrived during this poll: drain now.
+                if !draining && f & STOP != 0 && activity.has_begun() {
+                    cx.waker().wake_by_ref();
+                }
+                Poll::Pending
             }
         }
-        conn.as_mut().graceful_shutdown();
-        conn.await
-    }
+    })
+    .await
 }
 
 /// A client connection, plain or TLS.

@@ -18,7 +18,9 @@ use std::time::Duration;
 /// A pooled client bound to one upstream base URL.
 #[derive(Clone)]
 pub struct Client {
-    inner: HyperClient<HttpsConnector<HttpConnector>, UpBody>,
+    /// One pool per serving thread ([`crate::shard`]); one in all unless
+    /// the proxy runs a thread per core.
+    pools: Arc<[HyperClient<HttpsConnector<HttpConnector>, UpBody>]>,
     upstream: Upstream,
     target: &'static str,
     /// Whether the upstream takes connections, shared by every clone (the
@@ -49,12 +51,20 @@ impl Client {
         if upstream.http2 {
             builder.http2_only(true);
         }
+        let pools = (0..crate::shard::count())
+            .map(|_| builder.build(https.clone()))
+            .collect();
         Client {
-            inner: builder.build(https),
+            pools,
             upstream: upstream.clone(),
             target,
             backoff: Arc::default(),
         }
+    }
+
+    /// This thread's pool.
+    fn pool(&self) -> &HyperClient<HttpsConnector<HttpConnector>, UpBody> {
+        &self.pools[crate::shard::current() % self.pools.len()]
     }
 
     pub fn target(&self) -> &'static str {
@@ -102,7 +112,7 @@ impl Client {
         timeout: Duration,
     ) -> Result<Response<Incoming>, Error> {
         let target = self.target;
-        match tokio::time::timeout(timeout, self.inner.request(req)).await {
+        match tokio::time::timeout(timeout, self.pool().request(req)).await {
             Err(_elapsed) => Err(Error::Timeout {
                 target,
                 at_connect: false,

@@ -23,6 +23,7 @@ async fn start(dir: &std::path::Path, admin_extra: &str, token: Option<&str>) ->
     let config = understudy::config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let options = Options {
         admin_token: token.map(str::to_string),
+        ..Options::default()
     };
     understudy::app::start_with(config, options).await.unwrap()
 }

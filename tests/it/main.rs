@@ -20,6 +20,7 @@ mod notify;
 mod onepath;
 mod ops;
 mod paths;
+mod percore;
 mod proxy;
 mod replay;
 mod report;

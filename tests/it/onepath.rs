@@ -146,6 +146,7 @@ async fn feedback_for_a_queued_exchange_is_accepted() {
         config,
         understudy::app::Options {
             admin_token: Some("tok".into()),
+            ..understudy::app::Options::default()
         },
     )
     .await

@@ -20,6 +20,7 @@ pub async fn start_in(dir: &Path, routes: &str, token: Option<&str>) -> Running 
     let config = understudy::config::load(&path).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let options = Options {
         admin_token: token.map(str::to_string),
+        ..Options::default()
     };
     understudy::app::start_with(config, options).await.unwrap()
 }

@@ -28,6 +28,37 @@ pub fn run(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let route = config.routes.first().ok_or("no route")?;
     let base = route.incumbent.uri.clone();
     let addr = config.listen.addr;
+    // `LOAD_BARE_TPC`: a thread per core, as `understudy serve --thread-per-core`.
+    if std::env::var_os("LOAD_BARE_TPC").is_some() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let threads: Vec<_> = (0..cores)
+            .map(|_| {
+                let base = base.clone();
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    rt.block_on(async move {
+                        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+                        socket.set_reuseaddr(true).map_err(|e| e.to_string())?;
+                        socket.set_reuseport(true).map_err(|e| e.to_string())?;
+                        socket.bind(addr).map_err(|e| e.to_string())?;
+                        let listener = socket.listen(1024).map_err(|e| e.to_string())?;
+                        serve_on(listener, base).await.map_err(|e| e.to_string())
+                    })
+                })
+            })
+            .collect();
+        for t in threads {
+            match t.join() {
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Err("a serving thread panicked".into()),
+                Ok(Ok(())) => {}
+            }
+        }
+        return Ok(());
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -35,13 +66,19 @@ pub fn run(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn serve(addr: std::net::SocketAddr, base: Uri) -> Result<(), Box<dyn std::error::Error>> {
+    serve_on(tokio::net::TcpListener::bind(addr).await?, base).await
+}
+
+async fn serve_on(
+    listener: tokio::net::TcpListener,
+    base: Uri,
+) -> Result<(), Box<dyn std::error::Error>> {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(usize::MAX)
         .build(http);
     let base = Arc::new(base);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     loop {
         let (stream, _) = listener.accept().await?;
