@@ -867,3 +867,62 @@ async fn a_stage_set_on_one_replica_reaches_the_fleet() {
         r.stop().await;
     }
 }
+
+/// A replica that restarts while PostgreSQL is down serves the fleet's
+/// weights from its SQLite cache (not the file's), and once PostgreSQL is
+/// back it catches up without recording any event twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_restarted_while_partitioned_serves_from_its_cache() {
+    let Some(mut pg) = pg::start("fleet_restart").await else {
+        return;
+    };
+    if !pg.private() {
+        eprintln!("SKIPPED: needs a private PostgreSQL to stop");
+        return;
+    }
+    let incumbent = upstream().spawn().await;
+    let candidate = upstream().spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rollout = "{ segments = { smb = 5.0 } }";
+    let spec = Spec {
+        pg: &pg,
+        dir: dir.path(),
+        incumbent: incumbent.url(),
+        candidate: candidate.url(),
+        rollout,
+    };
+    let a = replica(&spec, "a", "").await;
+    all_connected(&[&a]).await;
+    let (status, body) = set_weight(&a, "smb", 50.0).await;
+    assert_eq!(status, 200, "{body}");
+    a.stop().await;
+    let (incumbent_url, candidate_url) = (spec.incumbent.clone(), spec.candidate.clone());
+    let down = Pg::external_url(&pg.url);
+    pg.pause();
+    let spec = Spec {
+        pg: &down,
+        dir: dir.path(),
+        incumbent: incumbent_url,
+        candidate: candidate_url,
+        rollout,
+    };
+    let a = replica(&spec, "a", "").await;
+    assert_eq!(
+        weight(&a, "smb"),
+        50.0,
+        "the cached fleet weight, not the file's 5"
+    );
+    assert!(readyz(&a).await.contains("fleet: disconnected"));
+    pg.resume().await;
+    all_connected(&[&a]).await;
+    // A few more polls, then the cache holds each fleet version once.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let local = a.proxy.rollout.history(Some("r"), 1000).unwrap();
+    let mut versions: Vec<i64> = local.iter().filter_map(|e| e.fleet_version).collect();
+    let n = versions.len();
+    versions.dedup();
+    assert_eq!(versions.len(), n, "{local:#?}");
+    assert_eq!(n, pg_events(&pg).await.len(), "{local:#?}");
+    assert_eq!(weight(&a, "smb"), 50.0);
+    a.stop().await;
+}
