@@ -926,3 +926,64 @@ async fn a_replica_restarted_while_partitioned_serves_from_its_cache() {
     assert_eq!(weight(&a, "smb"), 50.0);
     a.stop().await;
 }
+
+/// The evaluator's process is killed (SIGKILL, no goodbye): another real
+/// replica takes over within 5 s. Prints the time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_evaluator_fails_over_when_its_process_is_killed() {
+    let Some(pg) = pg::start("fleet_kill").await else {
+        return;
+    };
+    let incumbent = upstream().spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = route("r", "/", &incumbent.url(), &incumbent.url(), "");
+    let mut procs = Vec::new();
+    for name in ["a", "b"] {
+        let sub = dir.path().join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let text = config_text(&sub, "", &routes).replace(
+            "[store]",
+            &format!(
+                "[fleet]\nurl = \"{}\"\nreplica = \"{name}\"\n[store]",
+                pg.url
+            ),
+        );
+        let config = sub.join("proxy.toml");
+        std::fs::write(&config, text).unwrap();
+        let (child, _, admin) = serve_binary(&config);
+        procs.push((Reaped(Some(child)), admin));
+    }
+    let evaluator = async |admin: &str| {
+        let (_, _, body) = get(&format!("http://{admin}/metrics")).await;
+        metric(
+            &String::from_utf8_lossy(&body),
+            "understudy_fleet_evaluator",
+        )
+    };
+    let deadline = Instant::now() + PATIENCE;
+    let leader = loop {
+        let (a, b) = (evaluator(&procs[0].1).await, evaluator(&procs[1].1).await);
+        if a + b == 1.0 {
+            break if a == 1.0 { 0 } else { 1 };
+        }
+        assert!(Instant::now() < deadline, "no single evaluator");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let other = procs[1 - leader].1.clone();
+    let killed = Instant::now();
+    if let Some(mut c) = procs[leader].0.0.take() {
+        c.kill().unwrap(); // SIGKILL
+        c.wait().unwrap();
+    }
+    while evaluator(&other).await != 1.0 {
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "no takeover within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "evaluator failover after SIGKILL (real binaries): {:.2} s",
+        killed.elapsed().as_secs_f64()
+    );
+}
