@@ -145,22 +145,7 @@ impl From<crate::store::events::RolloutEvent> for EventView {
     fn from(e: crate::store::events::RolloutEvent) -> EventView {
         EventView {
             ts: e.ts_ms,
-            change: Change {
-                version: Some(e.version),
-                route: e.route,
-                segment: e.segment,
-                from: e.from_weight,
-                to: e.to_weight,
-                mirror: e.mirror,
-                actor: e.actor,
-                reason: e.reason,
-                forced: e.forced,
-                gates: e.gates,
-                replica: e.replica,
-                fleet_version: e.fleet_version,
-                from_stage: e.from_stage,
-                to_stage: e.to_stage,
-            },
+            change: Change::from(e),
         }
     }
 }

@@ -152,29 +152,51 @@ pub struct Buffer {
 
 #[derive(Debug, Default)]
 struct State {
-    open: HashMap<(String, String, i64), Row>,
+    /// Route → segment → the open slice (its index since the epoch) and its
+    /// counts: nested, so counting a sample allocates nothing.
+    open: HashMap<String, HashMap<String, (i64, Row)>>,
     closed: VecDeque<Row>,
 }
 
+impl Row {
+    fn new(route: &str, segment: &str, slice: i64) -> Row {
+        Row {
+            route: route.to_string(),
+            segment: segment.to_string(),
+            second: slice * SLICE_MS / 1000,
+            slice: ((slice * SLICE_MS % 1000) / SLICE_MS) as i16,
+            ..Row::default()
+        }
+    }
+}
+
 impl Buffer {
-    /// Counts one settled exchange in the current second.
+    /// Counts one settled exchange in the current slice.
     pub fn add(&self, route: &str, segment: &str, sample: &Sample) {
         if !sample.counts() {
             return;
         }
         let slice = unix_ms() / SLICE_MS;
         let mut state = super::lock(&self.inner);
-        state
-            .open
-            .entry((route.to_string(), segment.to_string(), slice))
-            .or_insert_with(|| Row {
-                route: route.to_string(),
-                segment: segment.to_string(),
-                second: slice * SLICE_MS / 1000,
-                slice: ((slice * SLICE_MS % 1000) / SLICE_MS) as i16,
-                ..Row::default()
-            })
-            .add(sample);
+        let State { open, closed } = &mut *state;
+        let per_route = match open.get_mut(route) {
+            Some(r) => r,
+            None => open.entry(route.to_string()).or_default(),
+        };
+        let (at, row) = match per_route.get_mut(segment) {
+            Some(e) => e,
+            None => per_route
+                .entry(segment.to_string())
+                .or_insert_with(|| (slice, Row::new(route, segment, slice))),
+        };
+        if *at != slice {
+            let done = std::mem::replace(row, Row::new(route, segment, slice));
+            *at = slice;
+            if !done.is_empty() {
+                closed.push_back(done);
+            }
+        }
+        row.add(sample);
     }
 
     /// Closes every slice before the current one and takes what waits to be
@@ -185,19 +207,19 @@ impl Buffer {
 
     fn take_before(&self, now_slice: i64) -> (Vec<Row>, u64) {
         let mut state = super::lock(&self.inner);
-        let done: Vec<_> = state
-            .open
-            .keys()
-            .filter(|(_, _, s)| *s < now_slice)
-            .cloned()
-            .collect();
-        for key in done {
-            if let Some(row) = state.open.remove(&key)
-                && !row.is_empty()
-            {
-                state.closed.push_back(row);
-            }
+        let State { open, closed } = &mut *state;
+        for per_route in open.values_mut() {
+            per_route.retain(|_, (at, row)| {
+                if *at >= now_slice {
+                    return true;
+                }
+                if !row.is_empty() {
+                    closed.push_back(std::mem::take(row));
+                }
+                false
+            });
         }
+        open.retain(|_, per_route| !per_route.is_empty());
         let mut dropped = 0;
         while state.closed.len() > MAX_BACKLOG {
             state.closed.pop_front();
@@ -313,6 +335,32 @@ mod tests {
             assert_eq!(a.latency_ratio, b.latency_ratio, "{method}");
             assert!(a.latency_ratio.is_some());
         }
+    }
+
+    #[test]
+    fn a_slice_is_shipped_once_it_is_closed() {
+        let buffer = Buffer::default();
+        let now = Instant::now();
+        for i in 0..3 {
+            buffer.add("r", "smb", &sample(now, Verdict::Match, false, i));
+        }
+        buffer.add("r", "smb", &sample(now, Verdict::Skipped, false, 3)); // not counted
+        buffer.add("r", "gold", &sample(now, Verdict::Mismatch, false, 4));
+        let later = unix_ms() / SLICE_MS + 1;
+        let (rows, dropped) = buffer.take_before(later);
+        assert_eq!(dropped, 0);
+        let count = |seg: &str| -> (u64, u64) {
+            rows.iter()
+                .filter(|r| r.route == "r" && r.segment == seg)
+                .fold((0, 0), |(m, x), r| (m + r.matches, x + r.mismatches))
+        };
+        assert_eq!((count("smb"), count("gold")), ((3, 0), (0, 1)));
+        assert!(rows.iter().all(|r| (0..5).contains(&r.slice)));
+        assert_eq!(
+            buffer.take_before(later + 1).0,
+            Vec::<Row>::new(),
+            "shipped once"
+        );
     }
 
     #[test]

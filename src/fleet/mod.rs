@@ -150,12 +150,8 @@ impl Fleet {
         lock(&self.inner.applied).get(route).copied().unwrap_or(0)
     }
 
-    /// Notes that `version` of `route` is in effect here.
-    pub fn set_applied_version(&self, route: &str, version: i64) {
-        self.set_applied(route, version);
-    }
-
-    fn set_applied(&self, route: &str, version: i64) {
+    /// Notes that `version` of `route` is in effect here (an older one is ignored).
+    pub fn set_applied(&self, route: &str, version: i64) {
         let mut applied = lock(&self.inner.applied);
         let v = applied.entry(route.to_string()).or_insert(0);
         *v = (*v).max(version);

@@ -218,25 +218,11 @@ async fn push_local(
         .await
         .map_err(|e| super::Error::Build(e.to_string()))??;
     for ev in local {
-        let change = Change {
-            version: Some(ev.version),
-            route: ev.route.clone(),
-            segment: ev.segment.clone(),
-            from: ev.from_weight,
-            to: ev.to_weight,
-            mirror: ev.mirror.clone(),
-            actor: ev.actor.clone(),
-            reason: ev.reason.clone(),
-            forced: ev.forced,
-            gates: ev.gates.clone(),
-            replica: ev.replica.clone(),
-            fleet_version: None,
-            from_stage: ev.from_stage.clone(),
-            to_stage: ev.to_stage.clone(),
-        };
-        let v = pg::insert_rebased(client, &change, fleet.replica(), ev.ts_ms).await?;
-        proxy.store.mark_pushed(ev.version, v).await?;
-        tracing::info!(route = %ev.route, segment = %ev.segment, local = ev.version, fleet = v, "Local change pushed to the fleet");
+        let (local, ts_ms) = (ev.version, ev.ts_ms);
+        let change = Change::from(ev);
+        let v = pg::insert_rebased(client, &change, fleet.replica(), ts_ms).await?;
+        proxy.store.mark_pushed(local, v).await?;
+        tracing::info!(route = %change.route, segment = %change.segment, local, fleet = v, "Local change pushed to the fleet");
     }
     Ok(())
 }
@@ -259,15 +245,18 @@ async fn catch_up(
             ev.changed(e);
         }
     }
+    // `set_applied` keeps each route's newest.
+    let newest: Vec<(String, i64)> = events
+        .iter()
+        .filter_map(|e| Some((e.route.clone(), e.fleet_version?)))
+        .collect();
     let applied = proxy
         .rollout
-        .apply_fleet(events.clone(), &proxy.store, &proxy.metrics)
+        .apply_fleet(events, &proxy.store, &proxy.metrics)
         .await?;
     fleet.inner.metrics.events_applied.inc_by(applied as u64);
-    for e in &events {
-        if let Some(v) = e.fleet_version {
-            fleet.set_applied(&e.route, v);
-        }
+    for (route, v) in newest {
+        fleet.set_applied(&route, v);
     }
     Ok(())
 }
@@ -374,21 +363,12 @@ impl Evaluator {
             let Some(action) = guard.observe_all(&route.guard, samples, now, weight) else {
                 continue;
             };
+            let reason = format!("fleet {}", action.reason);
             let change = Change {
-                version: None,
-                route: route_name.clone(),
-                segment: segment.clone(),
                 from: Some(weight),
                 to: Some(action.to),
-                mirror: None,
-                actor: crate::rollout::Actor::Guard.as_str().into(),
-                reason: format!("fleet {}", action.reason),
-                forced: false,
-                gates: None,
                 replica: Some(fleet.replica().to_string()),
-                fleet_version: None,
-                from_stage: None,
-                to_stage: None,
+                ..Change::new(&route_name, &segment, crate::rollout::Actor::Guard, reason)
             };
             let written = if let Some(reason) = action.breach {
                 proxy

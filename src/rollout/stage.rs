@@ -7,7 +7,7 @@
 //! pass) unless forced, and automatic or manual raises pass the external
 //! gates. People's verdicts (ratings, reversals) also feed the weight's guard.
 
-use super::state::{Actor, Change, Error, known_segments};
+use super::state::{Actor, Change, Error, check_segment};
 use super::{Rollout, lock};
 use crate::autonomy::Stage;
 use crate::autonomy::evidence::{Event, Evidence, Judge};
@@ -30,33 +30,15 @@ impl Rollout {
         force: bool,
         metrics: &Metrics,
     ) -> Result<Change, Error> {
-        let known = known_segments(route);
-        if !known.iter().any(|k| k == segment) {
-            return Err(Error::UnknownSegment {
-                route: route.name.clone(),
-                segment: segment.to_string(),
-                known: known.join(", "),
-            });
-        }
+        check_segment(route, segment)?;
         let person = matches!(actor, Actor::Cli | Actor::Api);
         let current = self
             .route(&route.name)
             .map_or(Stage::default(), |s| s.stage(segment));
         let change_to = |from: Stage, reason: String| Change {
-            version: None,
-            route: route.name.clone(),
-            segment: segment.to_string(),
-            from: None,
-            to: None,
-            mirror: None,
-            actor: actor.as_str().into(),
-            reason,
-            forced: false,
-            gates: None,
-            replica: None,
-            fleet_version: None,
             from_stage: Some(from.as_str().into()),
             to_stage: Some(to.as_str().into()),
+            ..Change::new(&route.name, segment, actor, reason)
         };
         if to > current
             && person

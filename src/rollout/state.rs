@@ -71,6 +71,27 @@ pub struct Change {
     pub to_stage: Option<String>,
 }
 
+impl From<events::RolloutEvent> for Change {
+    fn from(e: events::RolloutEvent) -> Change {
+        Change {
+            version: Some(e.version),
+            route: e.route,
+            segment: e.segment,
+            from: e.from_weight,
+            to: e.to_weight,
+            mirror: e.mirror,
+            actor: e.actor,
+            reason: e.reason,
+            forced: e.forced,
+            gates: e.gates,
+            replica: e.replica,
+            fleet_version: e.fleet_version,
+            from_stage: e.from_stage,
+            to_stage: e.to_stage,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("no route named {route:?} (routes: {known})")]
@@ -123,6 +144,27 @@ pub enum Error {
 }
 
 impl Change {
+    /// A change of `route`/`segment` by `actor`, with nothing changed yet:
+    /// the caller sets what the change is (weights, mirror or stages).
+    pub fn new(route: &str, segment: &str, actor: Actor, reason: impl Into<String>) -> Change {
+        Change {
+            version: None,
+            route: route.to_string(),
+            segment: segment.to_string(),
+            from: None,
+            to: None,
+            mirror: None,
+            actor: actor.as_str().into(),
+            reason: reason.into(),
+            forced: false,
+            gates: None,
+            replica: None,
+            fleet_version: None,
+            from_stage: None,
+            to_stage: None,
+        }
+    }
+
     /// Lowers exposure: a weight lowered or the mirror switched off. Such a
     /// change is applied before it is recorded (SPEC §9).
     pub fn lowers(&self) -> bool {
@@ -159,20 +201,10 @@ pub(super) fn initial(config: &Config) -> HashMap<String, RouteState> {
 /// `config` changes: what seeds a route the fleet does not know yet.
 pub fn file_changes(route: &Route) -> Vec<Change> {
     let config = |segment: String, to: Option<f64>, mirror: Option<String>, reason: &str| Change {
-        version: None,
-        route: route.name.clone(),
-        segment,
         from: to.map(|_| 0.0),
         to,
         mirror,
-        actor: Actor::Config.as_str().into(),
-        reason: reason.into(),
-        forced: false,
-        gates: None,
-        replica: None,
-        fleet_version: None,
-        from_stage: None,
-        to_stage: None,
+        ..Change::new(&route.name, &segment, Actor::Config, reason)
     };
     let mut out: Vec<Change> =
         std::iter::once((segment::DEFAULT.to_string(), route.rollout.default))
@@ -189,6 +221,19 @@ pub fn file_changes(route: &Route) -> Vec<Change> {
     }
     out.extend(stage_changes(route, &[]));
     out
+}
+
+/// `Ok` when a weight or stage may be set for `segment` of `route`.
+pub fn check_segment(route: &Route, segment: &str) -> Result<(), Error> {
+    let known = known_segments(route);
+    if known.iter().any(|k| k == segment) {
+        return Ok(());
+    }
+    Err(Error::UnknownSegment {
+        route: route.name.clone(),
+        segment: segment.to_string(),
+        known: known.join(", "),
+    })
 }
 
 /// The route named `name` in `config`.
@@ -285,20 +330,14 @@ impl Rollout {
                     if (recorded.unwrap_or(0.0) - w).abs() > 1e-9 {
                         let from = last(&route.name, &seg, false, false).and_then(|e| e.to_weight);
                         pending.push(Change {
-                            version: None,
-                            route: route.name.clone(),
-                            segment: seg,
                             from: Some(from.unwrap_or(0.0)),
                             to: Some(w),
-                            mirror: None,
-                            actor: Actor::Config.as_str().into(),
-                            reason: "initial weight in the config file".into(),
-                            forced: false,
-                            gates: None,
-                            replica: None,
-                            fleet_version: None,
-                            from_stage: None,
-                            to_stage: None,
+                            ..Change::new(
+                                &route.name,
+                                &seg,
+                                Actor::Config,
+                                "initial weight in the config file",
+                            )
                         });
                     }
                 }
@@ -306,20 +345,13 @@ impl Rollout {
                 let recorded = last(&route.name, ALL_SEGMENTS, true, true).is_none_or(on);
                 if recorded != route.mirror.enabled {
                     pending.push(Change {
-                        version: None,
-                        route: route.name.clone(),
-                        segment: ALL_SEGMENTS.into(),
-                        from: None,
-                        to: None,
                         mirror: Some(on_off(route.mirror.enabled).into()),
-                        actor: Actor::Config.as_str().into(),
-                        reason: "mirror switch in the config file".into(),
-                        forced: false,
-                        gates: None,
-                        replica: None,
-                        fleet_version: None,
-                        from_stage: None,
-                        to_stage: None,
+                        ..Change::new(
+                            &route.name,
+                            ALL_SEGMENTS,
+                            Actor::Config,
+                            "mirror switch in the config file",
+                        )
                     });
                 } else if let (Some(e), Some(rs)) = (
                     last(&route.name, ALL_SEGMENTS, false, true),
@@ -384,33 +416,15 @@ impl Rollout {
         if !(0.0..=100.0).contains(&to) {
             return Err(Error::BadWeight(to));
         }
-        let known = known_segments(route);
-        if !known.iter().any(|k| k == segment) {
-            return Err(Error::UnknownSegment {
-                route: route.name.clone(),
-                segment: segment.to_string(),
-                known: known.join(", "),
-            });
-        }
+        check_segment(route, segment)?;
         // The gates, before the change is made (and outside the lock: an
         // external gate may take seconds).
         let person = matches!(actor, Actor::Cli | Actor::Api);
         let current = self.route(&route.name).map_or(0.0, |s| s.weight(segment));
         let refusal = |reason: String| Change {
-            version: None,
-            route: route.name.clone(),
-            segment: segment.to_string(),
             from: Some(current),
             to: Some(to),
-            mirror: None,
-            actor: actor.as_str().into(),
-            reason,
-            forced: false,
-            gates: None,
-            replica: None,
-            fleet_version: None,
-            from_stage: None,
-            to_stage: None,
+            ..Change::new(&route.name, segment, actor, reason)
         };
         if to > current
             && person
@@ -440,20 +454,11 @@ impl Rollout {
             }
             let gated = to > from && person;
             let change = Change {
-                version: None,
-                route: route.name.clone(),
-                segment: segment.to_string(),
                 from: Some(from),
                 to: Some(to),
-                mirror: None,
-                actor: actor.as_str().into(),
-                reason: reason.to_string(),
                 forced: gated && force,
                 gates: gates.filter(|_| to > from),
-                replica: None,
-                fleet_version: None,
-                from_stage: None,
-                to_stage: None,
+                ..Change::new(&route.name, segment, actor, reason)
             };
             self.commit(change, |rs| rs.set(segment, to)).await?
         };
@@ -575,20 +580,8 @@ impl Rollout {
     ) -> Result<Change, Error> {
         let _changing = self.changes.lock().await;
         let change = Change {
-            version: None,
-            route: route.name.clone(),
-            segment: ALL_SEGMENTS.into(),
-            from: None,
-            to: None,
             mirror: Some(on_off(on).into()),
-            actor: actor.as_str().into(),
-            reason: reason.to_string(),
-            forced: false,
-            gates: None,
-            replica: None,
-            fleet_version: None,
-            from_stage: None,
-            to_stage: None,
+            ..Change::new(&route.name, ALL_SEGMENTS, actor, reason)
         };
         let change = self.commit(change, |rs| rs.mirror = on).await?;
         if !on && actor != Actor::Config {
@@ -641,7 +634,7 @@ impl Rollout {
         }
         let change = append(store, change).await?;
         if let (Some(f), Some(v)) = (fleet, change.fleet_version) {
-            f.set_applied_version(&change.route, v);
+            f.set_applied(&change.route, v);
         }
         self.update(apply);
         Ok(change)
@@ -757,20 +750,14 @@ fn stage_changes(route: &Route, history: &[events::RolloutEvent]) -> Vec<Change>
         .chain(route.autonomy.stages.clone());
     file.filter(|(seg, stage)| last(seg, true).unwrap_or_default() != *stage)
         .map(|(seg, stage)| Change {
-            version: None,
-            route: route.name.clone(),
-            from: None,
-            to: None,
-            mirror: None,
-            actor: Actor::Config.as_str().into(),
-            reason: "initial stage in the config file".into(),
-            forced: false,
-            gates: None,
-            replica: None,
-            fleet_version: None,
             from_stage: Some(last(&seg, false).unwrap_or_default().as_str().into()),
             to_stage: Some(stage.as_str().into()),
-            segment: seg,
+            ..Change::new(
+                &route.name,
+                &seg,
+                Actor::Config,
+                "initial stage in the config file",
+            )
         })
         .collect()
 }

@@ -222,28 +222,28 @@ pub fn mark_pushed(conn: &Connection, local: i64, fleet: i64) -> Result<()> {
 /// `to_weight` of its latest event that set a weight (kill-switch events carry
 /// none and are passed over). Sorted by route, then segment.
 pub fn latest_weights(conn: &Connection) -> Result<Vec<(String, String, f64)>> {
-    let sql = "SELECT e.route, e.segment, e.to_weight FROM rollout_events e
-        JOIN (SELECT MAX(version) AS version FROM rollout_events
-              WHERE to_weight IS NOT NULL GROUP BY route, segment) l
-          ON e.version = l.version
-        ORDER BY e.route, e.segment";
-    let mut stmt = conn.prepare_cached(sql).map_err(Error::on(conn))?;
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-        .map_err(Error::on(conn))?;
-    Ok(rows)
+    latest(conn, "to_weight")
 }
 
 /// The current stage of every route and segment that has one recorded: the
 /// `to_stage` of its latest stage event. Sorted by route, then segment.
 pub fn latest_stages(conn: &Connection) -> Result<Vec<(String, String, String)>> {
-    let sql = "SELECT e.route, e.segment, e.to_stage FROM rollout_events e
+    latest(conn, "to_stage")
+}
+
+/// Per route and segment, `column` of its latest event that sets it.
+fn latest<T: rusqlite::types::FromSql>(
+    conn: &Connection,
+    column: &'static str,
+) -> Result<Vec<(String, String, T)>> {
+    let sql = format!(
+        "SELECT e.route, e.segment, e.{column} FROM rollout_events e
         JOIN (SELECT MAX(version) AS version FROM rollout_events
-              WHERE to_stage IS NOT NULL GROUP BY route, segment) l
+              WHERE {column} IS NOT NULL GROUP BY route, segment) l
           ON e.version = l.version
-        ORDER BY e.route, e.segment";
-    let mut stmt = conn.prepare_cached(sql).map_err(Error::on(conn))?;
+        ORDER BY e.route, e.segment"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(Error::on(conn))?;
     let rows = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())

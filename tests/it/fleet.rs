@@ -15,11 +15,55 @@ use understudy::loopback;
 /// What the replicas of a test share: PostgreSQL, a temp dir, the upstreams
 /// of route `r` (segment header `x-tier`, sticky on `x-user-id`) and its weights.
 struct Spec<'a> {
-    pg: &'a Pg,
+    url: String,
     dir: &'a std::path::Path,
     incumbent: String,
     candidate: String,
     rollout: &'a str,
+}
+
+impl<'a> Spec<'a> {
+    fn new(
+        pg: &Pg,
+        dir: &'a tempfile::TempDir,
+        incumbent: String,
+        candidate: String,
+        rollout: &'a str,
+    ) -> Self {
+        Spec {
+            url: pg.url.clone(),
+            dir: dir.path(),
+            incumbent,
+            candidate,
+            rollout,
+        }
+    }
+}
+
+/// The config of replica `name` in `dir/name` (a 100 ms flush), with extra
+/// `[fleet]` keys.
+fn fleet_config(url: &str, dir: &std::path::Path, name: &str, routes: &str, extra: &str) -> String {
+    let sub = dir.join(name);
+    std::fs::create_dir_all(&sub).unwrap();
+    config_text(&sub, "[store]\nflush_interval = \"100ms\"\n", routes).replace(
+        "[store]",
+        &format!("[fleet]\nurl = \"{url}\"\nreplica = \"{name}\"\n{extra}\n[store]"),
+    )
+}
+
+/// `understudy serve` (the real binary) as replica `name`: the child (killed
+/// if the test fails first), its proxy and admin addresses, its config file.
+fn serve_replica(
+    pg: &Pg,
+    dir: &std::path::Path,
+    name: &str,
+    routes: &str,
+    extra: &str,
+) -> (Reaped, String, String, std::path::PathBuf) {
+    let config = dir.join(name).join("proxy.toml");
+    std::fs::write(&config, fleet_config(&pg.url, dir, name, routes, extra)).unwrap();
+    let (child, addr, admin) = serve_binary(&config);
+    (Reaped(Some(child)), addr, admin, config)
 }
 
 /// Replica `name` of `spec`, with extra `[fleet]` keys.
@@ -35,15 +79,7 @@ async fn replica(spec: &Spec<'_>, name: &str, extra: &str) -> Running {
             spec.rollout
         ),
     );
-    let sub = spec.dir.join(name);
-    std::fs::create_dir_all(&sub).unwrap();
-    let text = config_text(&sub, "[store]\nflush_interval = \"100ms\"\n", &routes).replace(
-        "[store]",
-        &format!(
-            "[fleet]\nurl = \"{}\"\nreplica = \"{name}\"\n{extra}\n[store]",
-            spec.pg.url
-        ),
-    );
+    let text = fleet_config(&spec.url, spec.dir, name, &routes, extra);
     let config = understudy::config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     understudy::app::start(config).await.unwrap()
 }
@@ -104,13 +140,7 @@ async fn a_change_on_one_replica_reaches_the_fleet_and_a_race_gets_409() {
     let candidate = upstream().spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let rollout = "{ segments = { smb = 5.0 } }";
-    let spec = Spec {
-        pg: &pg,
-        dir: dir.path(),
-        incumbent: incumbent.url(),
-        candidate: candidate.url(),
-        rollout,
-    };
+    let spec = Spec::new(&pg, &dir, incumbent.url(), candidate.url(), rollout);
     let a = replica(&spec, "a", "").await;
     let b = replica(&spec, "b", "").await;
     let c = replica(&spec, "c", "").await;
@@ -206,13 +236,7 @@ async fn a_partitioned_replica_keeps_serving_and_rejoins_without_losing_or_repea
     let candidate = upstream().json(r#"{"from":"candidate"}"#).spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let rollout = "{ segments = { enterprise = 100.0 } }";
-    let spec = Spec {
-        pg: &pg,
-        dir: dir.path(),
-        incumbent: incumbent.url(),
-        candidate: candidate.url(),
-        rollout,
-    };
+    let spec = Spec::new(&pg, &dir, incumbent.url(), candidate.url(), rollout);
     let a = replica(&spec, "a", "").await;
     let b = replica(&spec, "b", "").await;
     all_connected(&[&a, &b]).await;
@@ -293,13 +317,7 @@ async fn the_evaluator_fails_over_within_five_seconds() {
     let candidate = upstream().spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let rollout = "{ segments = { smb = 5.0 } }";
-    let spec = Spec {
-        pg: &pg,
-        dir: dir.path(),
-        incumbent: incumbent.url(),
-        candidate: candidate.url(),
-        rollout,
-    };
+    let spec = Spec::new(&pg, &dir, incumbent.url(), candidate.url(), rollout);
     let a = replica(&spec, "a", "").await;
     let b = replica(&spec, "b", "").await;
     all_connected(&[&a, &b]).await;
@@ -354,13 +372,7 @@ async fn fleet_harm_exposure_at_5_percent_and_100_rps() {
     let dir = tempfile::tempdir().unwrap();
     let cand = candidate.url();
     let rollout = "{ segments = { smb = 5.0 } }";
-    let spec = Spec {
-        pg: &pg,
-        dir: dir.path(),
-        incumbent: incumbent.url(),
-        candidate: cand.clone(),
-        rollout,
-    };
+    let spec = Spec::new(&pg, &dir, incumbent.url(), cand.clone(), rollout);
     let a = replica(&spec, "a", "").await;
     let b = replica(&spec, "b", "").await;
     let c = replica(&spec, "c", "").await;
@@ -424,13 +436,7 @@ async fn shipped_rows_reach_postgresql_once() {
     let candidate = upstream().spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let rollout = "{ default = 0.0 }";
-    let spec = Spec {
-        pg: &pg,
-        dir: dir.path(),
-        incumbent: incumbent.url(),
-        candidate: candidate.url(),
-        rollout,
-    };
+    let spec = Spec::new(&pg, &dir, incumbent.url(), candidate.url(), rollout);
     let a = replica(&spec, "a", "ship_rows = true").await;
     let b = replica(&spec, "b", "ship_rows = true").await;
     all_connected(&[&a, &b]).await;
@@ -479,19 +485,13 @@ async fn the_binary_runs_as_a_fleet_and_the_cli_reads_it() {
     );
     let mut procs = Vec::new();
     for name in ["a", "b"] {
-        let sub = dir.path().join(name);
-        std::fs::create_dir_all(&sub).unwrap();
-        let text = config_text(&sub, "[store]\nflush_interval = \"100ms\"\n", &routes).replace(
-            "[store]",
-            &format!(
-                "[fleet]\nurl = \"{}\"\nreplica = \"{name}\"\nship_rows = true\n[store]",
-                pg.url
-            ),
-        );
-        let config = sub.join("proxy.toml");
-        std::fs::write(&config, text).unwrap();
-        let (child, addr, admin) = serve_binary(&config);
-        procs.push((Reaped(Some(child)), addr, admin, config));
+        procs.push(serve_replica(
+            &pg,
+            dir.path(),
+            name,
+            &routes,
+            "ship_rows = true",
+        ));
     }
     for (_, _, admin, _) in &procs {
         let deadline = Instant::now() + PATIENCE;
@@ -618,13 +618,7 @@ async fn a_database_that_never_answers_costs_the_client_nothing() {
     let fake = Pg::external_url(&url);
     let started = Instant::now();
     let rollout = "{ segments = { smb = 5.0 } }";
-    let spec = Spec {
-        pg: &fake,
-        dir: dir.path(),
-        incumbent: incumbent.url(),
-        candidate: candidate.url(),
-        rollout,
-    };
+    let spec = Spec::new(&fake, &dir, incumbent.url(), candidate.url(), rollout);
     let with = replica(&spec, "with", "").await;
     let start_took = started.elapsed();
     assert!(
@@ -687,13 +681,7 @@ async fn a_local_guard_rolls_back_while_partitioned_and_the_fleet_follows() {
     let candidate = upstream().json(r#"{"score":0}"#).spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let rollout = "{ segments = { smb = 5.0 } }";
-    let spec = Spec {
-        pg: &pg,
-        dir: dir.path(),
-        incumbent: incumbent.url(),
-        candidate: candidate.url(),
-        rollout,
-    };
+    let spec = Spec::new(&pg, &dir, incumbent.url(), candidate.url(), rollout);
     let a = replica(&spec, "a", "").await;
     let b = replica(&spec, "b", "").await;
     all_connected(&[&a, &b]).await;
@@ -765,13 +753,13 @@ async fn the_fleet_talks_tls_to_postgresql_when_the_url_asks() {
     ));
     let incumbent = upstream().spawn().await;
     let extra = format!("ca = \"{}\"", ca.display());
-    let spec = Spec {
-        pg: &tls,
-        dir: dir.path(),
-        incumbent: incumbent.url(),
-        candidate: incumbent.url(),
-        rollout: "{ default = 0.0 }",
-    };
+    let spec = Spec::new(
+        &tls,
+        &dir,
+        incumbent.url(),
+        incumbent.url(),
+        "{ default = 0.0 }",
+    );
     let a = replica(&spec, "a", &extra).await;
     all_connected(&[&a]).await;
     let encrypted: bool = pg
@@ -809,13 +797,7 @@ async fn a_stage_set_on_one_replica_reaches_the_fleet() {
     let candidate = upstream().spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let rollout = "{ segments = { smb = 5.0 } }";
-    let spec = Spec {
-        pg: &pg,
-        dir: dir.path(),
-        incumbent: incumbent.url(),
-        candidate: candidate.url(),
-        rollout,
-    };
+    let spec = Spec::new(&pg, &dir, incumbent.url(), candidate.url(), rollout);
     let a = replica(&spec, "a", "").await;
     let b = replica(&spec, "b", "").await;
     all_connected(&[&a, &b]).await;
@@ -884,28 +866,13 @@ async fn a_replica_restarted_while_partitioned_serves_from_its_cache() {
     let candidate = upstream().spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let rollout = "{ segments = { smb = 5.0 } }";
-    let spec = Spec {
-        pg: &pg,
-        dir: dir.path(),
-        incumbent: incumbent.url(),
-        candidate: candidate.url(),
-        rollout,
-    };
+    let spec = Spec::new(&pg, &dir, incumbent.url(), candidate.url(), rollout);
     let a = replica(&spec, "a", "").await;
     all_connected(&[&a]).await;
     let (status, body) = set_weight(&a, "smb", 50.0).await;
     assert_eq!(status, 200, "{body}");
     a.stop().await;
-    let (incumbent_url, candidate_url) = (spec.incumbent.clone(), spec.candidate.clone());
-    let down = Pg::external_url(&pg.url);
     pg.pause();
-    let spec = Spec {
-        pg: &down,
-        dir: dir.path(),
-        incumbent: incumbent_url,
-        candidate: candidate_url,
-        rollout,
-    };
     let a = replica(&spec, "a", "").await;
     assert_eq!(
         weight(&a, "smb"),
@@ -939,19 +906,8 @@ async fn the_evaluator_fails_over_when_its_process_is_killed() {
     let routes = route("r", "/", &incumbent.url(), &incumbent.url(), "");
     let mut procs = Vec::new();
     for name in ["a", "b"] {
-        let sub = dir.path().join(name);
-        std::fs::create_dir_all(&sub).unwrap();
-        let text = config_text(&sub, "", &routes).replace(
-            "[store]",
-            &format!(
-                "[fleet]\nurl = \"{}\"\nreplica = \"{name}\"\n[store]",
-                pg.url
-            ),
-        );
-        let config = sub.join("proxy.toml");
-        std::fs::write(&config, text).unwrap();
-        let (child, _, admin) = serve_binary(&config);
-        procs.push((Reaped(Some(child)), admin));
+        let (child, _, admin, _) = serve_replica(&pg, dir.path(), name, &routes, "");
+        procs.push((child, admin));
     }
     let evaluator = async |admin: &str| {
         let (_, _, body) = get(&format!("http://{admin}/metrics")).await;
