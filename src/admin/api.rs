@@ -175,6 +175,8 @@ fn rollout_failure(e: &rollout::Error) -> Failure {
         state::Error::BadWeight(_) => StatusCode::BAD_REQUEST,
         state::Error::Unchanged { .. }
         | state::Error::StageUnchanged { .. }
+        | state::Error::MirrorUnchanged { .. }
+        | state::Error::Moved { .. }
         | state::Error::Gated { .. }
         | state::Error::GateFailed { .. } => StatusCode::CONFLICT,
         state::Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -326,7 +328,7 @@ async fn weights(proxy: &Proxy, parts: &Parts, route: &str, bytes: Bytes) -> Ans
         (None, Some(m @ ("on" | "off"))) => {
             proxy
                 .rollout
-                .set_mirror(route, m == "on", actor, &reason)
+                .set_mirror(route, m == "on", actor, &reason, &proxy.metrics)
                 .await
         }
         _ => {

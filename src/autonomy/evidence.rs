@@ -156,6 +156,8 @@ pub struct Tracker {
     evidence: Evidence,
     passing_since: Option<Instant>,
     last: Option<Decision>,
+    /// The last reset: events from before it are never counted.
+    floor: Option<Instant>,
 }
 
 /// The settings a tracker judges by.
@@ -179,9 +181,13 @@ impl Tracker {
         canary: bool,
         now: Instant,
     ) -> Option<Move> {
+        if self.floor.is_some_and(|f| now < f) {
+            return None;
+        }
         if self.stage != Some(stage) {
             *self = Tracker {
                 stage: Some(stage),
+                floor: self.floor,
                 ..Tracker::default()
             };
         }
@@ -226,9 +232,14 @@ impl Tracker {
         }
     }
 
-    /// The stage changed: its evidence starts over.
-    pub fn restart(&mut self) {
-        *self = Tracker::default();
+    /// A change touched this segment ([`crate::rollout::Reset`], the one
+    /// rule): its evidence starts over, and events from before `at` are
+    /// never counted.
+    pub fn reset_at(&mut self, at: Instant) {
+        *self = Tracker {
+            floor: Some(self.floor.map_or(at, |f| f.max(at))),
+            ..Tracker::default()
+        };
     }
 
     pub fn evidence(&self) -> Evidence {

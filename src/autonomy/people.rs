@@ -136,7 +136,13 @@ pub async fn decide(
     }
     proxy
         .rollout
-        .observe_stage(route, label, Event::Decided { approved: approve }, m)
+        .observe_stage(
+            route,
+            label,
+            Event::Decided { approved: approve },
+            std::time::Instant::now(),
+            m,
+        )
         .await;
     Ok(decided)
 }

@@ -19,7 +19,7 @@ pub async fn timed<T>(fut: impl Future<Output = T>) -> Result<T, Error> {
 }
 
 const COLUMNS: &str = "route, version, ts, segment, from_weight, to_weight, actor, reason, mirror, \
-     forced, gates, replica, from_stage, to_stage";
+     forced, gates, replica, from_stage, to_stage, intent";
 
 /// Inserts `change` as version `version` of its route; `None` when that
 /// version exists already (another replica's change won the race).
@@ -31,7 +31,7 @@ pub async fn insert_at(
 ) -> Result<Option<i64>, Error> {
     let sql = format!(
         "INSERT INTO understudy.rollout_events ({COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     );
     let done = timed(client.execute(
         &sql,
@@ -50,6 +50,7 @@ pub async fn insert_at(
             &replica,
             &change.from_stage,
             &change.to_stage,
+            &change.intent.as_str(),
         ],
     ))
     .await?;
@@ -60,28 +61,44 @@ pub async fn insert_at(
     }
 }
 
-/// Appends a lowering on top of whatever the fleet holds for its route (never
-/// refused: re-based and retried on a race). `from_weight` becomes the
-/// fleet's weight of the segment at that moment. Returns the version.
+/// Appends a lowering on top of whatever the fleet holds for its route
+/// (never refused: re-based and retried on a race). A lowering is "at most":
+/// `from_weight`/`from_stage` become the fleet's value of the segment at that
+/// moment and `to_weight`/`to_stage` the lower of that and the asked value,
+/// in the same statement, so a lowering pushed after the fleet went lower
+/// (a person's rollback elsewhere) records no raise. Returns the version.
 pub async fn insert_rebased(
     client: &impl GenericClient,
     change: &Change,
     replica: &str,
     ts_ms: i64,
 ) -> Result<i64, Error> {
+    let latest = |column: &str, segment: &str| {
+        format!(
+            "(SELECT {column} FROM understudy.rollout_events
+              WHERE route = $1 AND segment = {segment} AND {column} IS NOT NULL
+              ORDER BY version DESC LIMIT 1)"
+        )
+    };
+    let (w, wd) = (latest("to_weight", "$3"), latest("to_weight", "'default'"));
+    let (st, sd) = (latest("to_stage", "$3"), latest("to_stage", "'default'"));
     let sql = format!(
-        "INSERT INTO understudy.rollout_events ({COLUMNS})
-         SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3,
-                CASE WHEN $4::float8 IS NULL THEN NULL ELSE COALESCE(
-                    (SELECT to_weight FROM understudy.rollout_events
-                     WHERE route = $1 AND segment = $3 AND to_weight IS NOT NULL
-                     ORDER BY version DESC LIMIT 1),
-                    (SELECT to_weight FROM understudy.rollout_events
-                     WHERE route = $1 AND segment = 'default' AND to_weight IS NOT NULL
-                     ORDER BY version DESC LIMIT 1),
-                    0) END,
-                $4, $5, $6, $7, false, NULL, $8, $9, $10
-         FROM understudy.rollout_events WHERE route = $1
+        "WITH cur AS (
+             SELECT COALESCE({w}, {wd}, 0) AS w, COALESCE({st}, {sd}, 'autonomous') AS s,
+                    ARRAY['shadow','recommend','approve','notify','autonomous'] AS order_
+         )
+         INSERT INTO understudy.rollout_events ({COLUMNS})
+         SELECT $1, (SELECT COALESCE(MAX(version), 0) + 1 FROM understudy.rollout_events
+                     WHERE route = $1), $2, $3,
+                CASE WHEN $4::float8 IS NULL THEN NULL ELSE cur.w END,
+                CASE WHEN $4::float8 IS NULL THEN NULL ELSE LEAST(cur.w, $4::float8) END,
+                $5, $6, $7, false, NULL, $8,
+                CASE WHEN $9::text IS NULL THEN NULL ELSE cur.s END,
+                CASE WHEN $9::text IS NULL THEN NULL
+                     WHEN array_position(cur.order_, $9::text) < array_position(cur.order_, cur.s)
+                     THEN $9::text ELSE cur.s END,
+                'lower'
+         FROM cur
          RETURNING version"
     );
     for _attempt in 0..20 {
@@ -97,7 +114,6 @@ pub async fn insert_rebased(
                     &change.reason,
                     &change.mirror,
                     &replica,
-                    &change.from_stage,
                     &change.to_stage,
                 ],
             )
@@ -147,7 +163,8 @@ pub async fn history(
 }
 
 fn change(r: &Row) -> Change {
-    Change {
+    let recorded: Option<String> = r.get("intent");
+    let mut c = Change {
         version: None,
         route: r.get("route"),
         segment: r.get("segment"),
@@ -162,7 +179,10 @@ fn change(r: &Row) -> Change {
         fleet_version: Some(r.get("version")),
         from_stage: r.get("from_stage"),
         to_stage: r.get("to_stage"),
-    }
+        intent: crate::rollout::Intent::Set,
+    };
+    c.intent = crate::rollout::Intent::read(recorded.as_deref(), &c);
+    c
 }
 
 /// Seeds a route the fleet has no events for with the file's weights (and

@@ -188,25 +188,7 @@ pub async fn materialize(
                 .map_err(sqlite)?;
         }
         for (ts, c) in &events {
-            crate::store::events::append(
-                &tx,
-                &crate::store::events::NewEvent {
-                    ts_ms: *ts,
-                    route: c.route.clone(),
-                    segment: c.segment.clone(),
-                    from_weight: c.from,
-                    to_weight: c.to,
-                    actor: c.actor.clone(),
-                    reason: c.reason.clone(),
-                    mirror: c.mirror.clone(),
-                    forced: c.forced,
-                    gates: c.gates.clone(),
-                    replica: c.replica.clone(),
-                    fleet_version: c.fleet_version,
-                    from_stage: c.from_stage.clone(),
-                    to_stage: c.to_stage.clone(),
-                },
-            )?;
+            crate::store::events::append(&tx, &c.new_event(*ts))?;
         }
     }
     tx.commit().map_err(sqlite)?;

@@ -93,6 +93,10 @@ const MIGRATIONS: &[&str] = &[
         replica TEXT PRIMARY KEY,
         local_rowid BIGINT NOT NULL        -- the last SQLite rowid shipped
     );",
+    // 2: what a change means (`lower` | `raise` | `set`). A lowering is
+    // "at most `to`": its `to_weight`/`to_stage` are the minimum of the
+    // asked value and the fleet's at insert time, so it never raises.
+    "ALTER TABLE understudy.rollout_events ADD COLUMN intent TEXT;",
 ];
 
 /// Creates the schema if needed and applies pending migrations, all under

@@ -9,8 +9,8 @@
 
 use super::{Fleet, pg, schema};
 use crate::proxy::Proxy;
-use crate::rollout::Change;
 use crate::rollout::guard::{Sample, SegmentGuard};
+use crate::rollout::{Actor, Change, Evidence, Intent, Reset, Target};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -290,31 +290,21 @@ struct Evaluator {
 }
 
 impl Evaluator {
-    /// A change made by anyone: the segment's evidence starts over (a guard
-    /// breach elsewhere clears it; a person's change restarts the hold).
+    /// A change made by anyone: the evidence it touches starts over, by the
+    /// one rule ([`Reset::of`]) the local guards follow too; pooled rows of
+    /// the seconds before it belong to the old state and are passed over.
     fn changed(&mut self, change: &Change) {
-        let segments: Vec<String> = match self.guards.get(&change.route) {
-            Some(r) if change.segment == crate::rollout::state::ALL_SEGMENTS => {
-                r.keys().cloned().collect()
+        let reset = Reset::of(change);
+        let now = Instant::now();
+        let second = super::evidence::unix_seconds();
+        for (route, per) in self.guards.iter_mut() {
+            for (seg, g) in per.iter_mut().filter(|(s, _)| reset.touches(route, s)) {
+                g.reset_at(now);
+                self.reset_at.insert((route.clone(), seg.clone()), second);
             }
-            _ => vec![change.segment.clone()],
-        };
-        for seg in segments {
-            self.reset_at.insert(
-                (change.route.clone(), seg.clone()),
-                super::evidence::unix_seconds(),
-            );
-            if let Some(g) = self
-                .guards
-                .get_mut(&change.route)
-                .and_then(|r| r.get_mut(&seg))
-            {
-                if change.actor == crate::rollout::Actor::Guard.as_str() {
-                    *g = SegmentGuard::default();
-                } else {
-                    g.restart_hold();
-                }
-            }
+        }
+        if let Reset::Segment(route, seg) = reset {
+            self.reset_at.insert((route, seg), second);
         }
     }
 
@@ -364,40 +354,16 @@ impl Evaluator {
                 continue;
             };
             let reason = format!("fleet {}", action.reason);
-            let change = Change {
-                from: Some(weight),
-                to: Some(action.to),
-                replica: Some(fleet.replica().to_string()),
-                ..Change::new(&route_name, &segment, crate::rollout::Actor::Guard, reason)
-            };
-            let written = if let Some(reason) = action.breach {
-                proxy
-                    .metrics
-                    .record_guard_trip(&route_name, &segment, reason);
-                tracing::warn!(route = %route_name, segment = %segment, reason = %action.reason, "Fleet guard breach");
-                Some(
-                    pg::insert_rebased(client, &change, fleet.replica(), crate::store::now_ms())
-                        .await?,
-                )
-            } else {
-                // A promotion is a raise: it must be based on the latest version.
-                pg::insert_at(
-                    client,
-                    &change,
-                    fleet.replica(),
-                    fleet.applied(&route_name) + 1,
+            let Some(written) = self
+                .write(
+                    fleet, proxy, client, route, &segment, weight, &action, reason,
                 )
                 .await?
+            else {
+                continue;
             };
-            if let Some(v) = written {
-                let mut announced = change.clone();
-                announced.fleet_version = Some(v);
-                proxy.rollout.announce_fleet(&announced);
-                self.reset_at.insert(
-                    (route_name.clone(), segment.clone()),
-                    super::evidence::unix_seconds(),
-                );
-            }
+            proxy.rollout.announce_fleet(&written);
+            self.changed(&written);
         }
         if self
             .pruned_at
@@ -407,5 +373,71 @@ impl Evaluator {
             self.pruned_at = Some(now);
         }
         catch_up(fleet, proxy, client, Some(self)).await
+    }
+
+    /// Writes a fleet guard's decision as the fleet's next event: a breach
+    /// as a lowering ("at most", re-based: never refused, never a raise), a
+    /// promotion as a raise through the same gates as any other (the pooled
+    /// evidence is its evidence gate; the route's external gates follow),
+    /// compare-and-set on the version this replica applied.
+    #[allow(clippy::too_many_arguments)]
+    async fn write(
+        &self,
+        fleet: &Fleet,
+        proxy: &Arc<Proxy>,
+        client: &tokio_postgres::Client,
+        route: &crate::config::Route,
+        segment: &str,
+        weight: f64,
+        action: &crate::rollout::guard::Action,
+        reason: String,
+    ) -> Result<Option<Change>, super::Error> {
+        let mut change = Change {
+            from: Some(weight),
+            to: Some(action.to),
+            replica: Some(fleet.replica().to_string()),
+            ..Change::new(&route.name, segment, Actor::Guard, reason)
+        };
+        if let Some(trip) = action.breach {
+            proxy.metrics.record_guard_trip(&route.name, segment, trip);
+            tracing::warn!(route = %route.name, segment, reason = %action.reason, "Fleet guard breach");
+            change.intent = Intent::Lower;
+            let v = pg::insert_rebased(client, &change, fleet.replica(), crate::store::now_ms())
+                .await?;
+            change.fleet_version = Some(v);
+            return Ok(Some(change));
+        }
+        change.intent = Intent::Raise;
+        let refusal = |why: String| Change {
+            reason: why,
+            ..change.clone()
+        };
+        let target = Target::Weight(action.to);
+        let admitted = proxy
+            .rollout
+            .admit(
+                route,
+                segment,
+                target,
+                Actor::Guard,
+                false,
+                Evidence::Pooled,
+                refusal,
+            )
+            .await;
+        change.gates = match admitted {
+            Ok((_, gates)) => gates,
+            Err(e) => {
+                tracing::info!(route = %route.name, segment, error = %e, "Fleet promotion held by a gate");
+                return Ok(None);
+            }
+        };
+        let base = fleet.applied(&route.name) + 1;
+        Ok(pg::insert_at(client, &change, fleet.replica(), base)
+            .await?
+            .map(|v| Change {
+                fleet_version: Some(v),
+                ..change
+            }))
     }
 }

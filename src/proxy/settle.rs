@@ -162,7 +162,9 @@ impl Settle {
         readings.account(&route, served_by, &figures, metrics);
         let ms = |o: &Option<Observation>| o.as_ref().map(|o| o.latency.as_secs_f64() * 1000.0);
         let sample = guard::Sample {
-            at: std::time::Instant::now(),
+            // Placed when the exchange began: evidence gathered before a
+            // change is never counted after it (`rollout::Reset`).
+            at: ex.started,
             verdict: outcome.verdict,
             safety: safety.is_some(),
             incumbent_ms: ms(&answers.incumbent),
@@ -176,7 +178,7 @@ impl Settle {
             let event = crate::autonomy::evidence::Event::Compared { agree };
             proxy
                 .rollout
-                .observe_stage(cfg, label, event, metrics)
+                .observe_stage(cfg, label, event, ex.started, metrics)
                 .await;
         }
         if cfg.mirror.focus == crate::config::Focus::Undecided {

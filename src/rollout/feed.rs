@@ -4,8 +4,8 @@
 //! Called from the settle task, never from the client's path.
 
 use super::guard::{Decision, Figures, Sample};
-use super::state::Actor;
-use super::{Rollout, lock};
+use super::state::{Ask, Error, Target};
+use super::{Actor, Intent, Rollout, lock};
 use crate::config::Route;
 use crate::metrics::Metrics;
 use std::time::{Duration, Instant};
@@ -14,10 +14,10 @@ impl Rollout {
     /// Feeds one settled exchange to its segment's guard and applies what the
     /// guard decides: a breach steps the weight back, a long enough pass steps it up.
     pub async fn observe(&self, route: &Route, label: &str, sample: Sample, metrics: &Metrics) {
-        let weight = self
+        let (weight, epoch) = self
             .snapshot_now()
             .get(&route.name)
-            .map_or(0.0, |s| s.weight(label));
+            .map_or((0.0, 0), |s| (s.weight(label), s.epoch));
         let (action, agreement) = {
             let mut guards = lock(&self.guards);
             let per_route = match guards.get_mut(&route.name) {
@@ -39,18 +39,24 @@ impl Rollout {
             f.add_evidence(&route.name, label, &sample);
         }
         if let Some(action) = action {
-            self.act(route, label, action, metrics).await;
+            self.act(route, label, action, epoch, metrics).await;
         }
     }
 
     /// Applies what a segment's guard decided: a breach steps the weight
     /// back (counted and logged), a pass steps it up — except under
     /// `[fleet]`, where only the evaluator promotes, on the fleet's evidence.
+    ///
+    /// A breach is a lowering ("at most one step below what the guard saw"):
+    /// if the weight went lower meanwhile, it changes nothing. A promotion is
+    /// a raise, compare-and-set on the `epoch` the evidence was judged at,
+    /// through the same gates as a person's.
     pub(super) async fn act(
         &self,
         route: &Route,
         label: &str,
         action: super::guard::Action,
+        epoch: u64,
         metrics: &Metrics,
     ) {
         if self.fleet().is_some() && action.breach.is_none() {
@@ -60,19 +66,28 @@ impl Rollout {
             metrics.record_guard_trip(&route.name, label, reason);
             tracing::warn!(route = %route.name, segment = label, reason = %action.reason, "Guard breach");
         }
-        if let Err(e) = self
-            .set_weight(
-                route,
+        let intent = match action.breach {
+            Some(_) => Intent::Lower,
+            None => Intent::Raise,
+        };
+        let ask = Ask {
+            intent: Some(intent),
+            epoch: Some(epoch),
+            ..Ask::new(
                 label,
-                action.to,
+                Target::Weight(action.to),
                 Actor::Guard,
                 &action.reason,
-                false,
-                metrics,
             )
-            .await
-        {
-            tracing::error!(route = %route.name, segment = label, error = %e, "Guard could not change the weight");
+        };
+        match self.change(route, ask, metrics).await {
+            Ok(_) => {}
+            Err(e @ (Error::Unchanged { .. } | Error::Moved { .. })) => {
+                tracing::debug!(route = %route.name, segment = label, error = %e, "Guard's change not needed");
+            }
+            Err(e) => {
+                tracing::error!(route = %route.name, segment = label, error = %e, "Guard could not change the weight");
+            }
         }
     }
 

@@ -486,13 +486,17 @@ pub struct SegmentGuard {
     last: Option<(Figures, Decision)>,
     /// Ratings and reviews since the last reset.
     feedback: Feedback,
+    /// The last reset ([`crate::rollout::Reset`]): samples gathered before
+    /// it (an exchange that began before a change and settled after it)
+    /// are never counted.
+    floor: Option<Instant>,
 }
 
 impl SegmentGuard {
     /// Adds a sample, re-evaluates, and says what the weight should become.
     /// A breach clears the window, so the lower step is judged on fresh evidence.
     pub fn observe(&mut self, cfg: &Guard, sample: Sample, weight: f64) -> Option<Action> {
-        if !sample.counts() {
+        if !sample.counts() || self.floor.is_some_and(|f| sample.at < f) {
             return None;
         }
         let now = sample.at;
@@ -511,7 +515,9 @@ impl SegmentGuard {
         weight: f64,
     ) -> Option<Action> {
         let mut any = false;
-        for s in samples.into_iter().filter(Sample::counts) {
+        let floor = self.floor;
+        let fresh = |s: &Sample| s.counts() && floor.is_none_or(|f| s.at >= f);
+        for s in samples.into_iter().filter(fresh) {
             self.push(cfg, s);
             any = true;
         }
@@ -611,11 +617,18 @@ impl SegmentGuard {
         }
     }
 
-    /// A person or the config changed the weight: the pass streak and the
-    /// sequential evidence start over (the new weight is a new experiment).
-    pub fn restart_hold(&mut self) {
+    /// A change touched this segment ([`crate::rollout::Reset`], the one
+    /// rule): the window, the evidence since the last reset, the latencies,
+    /// people's verdicts, the pass streak and the last decision start over,
+    /// and samples gathered before `at` are never counted.
+    pub fn reset_at(&mut self, at: Instant) {
+        self.window.clear();
+        self.counts = Counts::default();
+        self.latencies.clear();
         self.passing_since = None;
+        self.last = None;
         self.reset();
+        self.floor = Some(self.floor.map_or(at, |f| f.max(at)));
     }
 
     /// Starts the sequential evidence over.

@@ -2,11 +2,13 @@
 //! and the decision of who serves an exchange.
 //!
 //! Weights are an immutable snapshot swapped on change, so a request reads them
-//! without waiting for a writer. Every change goes through [`state`], which
-//! appends it to `rollout_events` (through the store's writer) before it
-//! takes effect.
+//! without waiting for a writer. Every change goes through one path
+//! ([`state`]): typed by what it means ([`change::Intent`]), gated when it
+//! raises, put in effect by one rule ([`change::apply`]) and recorded in
+//! `rollout_events`.
 
 pub mod bucket;
+mod change;
 mod feed;
 pub mod gates;
 pub mod guard;
@@ -21,7 +23,8 @@ use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-pub use state::{Actor, Change, Error};
+pub use change::{ALL_SEGMENTS, Actor, Change, Intent, Reset, apply};
+pub use state::{Ask, Error, Evidence, Target};
 
 /// Weights and stages of one route.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +36,9 @@ pub struct RouteState {
     /// Stage of segments without one of their own (SPEC §14).
     pub default_stage: Stage,
     pub stages: HashMap<String, Stage>,
+    /// Bumped by every change applied to the route here ([`apply`]): a raise
+    /// is compare-and-set on it, and a decision knows which state it saw.
+    pub epoch: u64,
 }
 
 impl RouteState {

@@ -4,7 +4,7 @@
 //! order the changes were made. Until it has landed, raises are refused, so
 //! the ledger never records a raise before the rollback that preceded it.
 
-use super::state::Change;
+use super::Change;
 use crate::store::{self, Store, events};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -106,20 +106,5 @@ pub async fn append_all(
 }
 
 fn event(change: &Change) -> events::NewEvent {
-    events::NewEvent {
-        ts_ms: store::now_ms(),
-        route: change.route.clone(),
-        segment: change.segment.clone(),
-        from_weight: change.from,
-        to_weight: change.to,
-        actor: change.actor.clone(),
-        reason: change.reason.clone(),
-        mirror: change.mirror.clone(),
-        forced: change.forced,
-        gates: change.gates.clone(),
-        replica: change.replica.clone(),
-        fleet_version: change.fleet_version,
-        from_stage: change.from_stage.clone(),
-        to_stage: change.to_stage.clone(),
-    }
+    change.new_event(store::now_ms())
 }

@@ -7,8 +7,8 @@
 //! pass) unless forced, and automatic or manual raises pass the external
 //! gates. People's verdicts (ratings, reversals) also feed the weight's guard.
 
-use super::state::{Actor, Change, Error, check_segment};
-use super::{Rollout, lock};
+use super::state::{Ask, Error, Target};
+use super::{Actor, Change, Intent, Rollout, lock};
 use crate::autonomy::Stage;
 use crate::autonomy::evidence::{Event, Evidence, Judge};
 use crate::config::Route;
@@ -17,8 +17,8 @@ use crate::rollout::guard::{self, Decision};
 use std::time::{Duration, Instant};
 
 impl Rollout {
-    /// Sets one segment's stage. A person's raise (CLI or API) passes the
-    /// promotion gate unless `force`; lowering is never gated.
+    /// Sets one segment's stage (see [`Rollout::change`]): a person's raise
+    /// passes the promotion gate unless `force`; lowering is never gated.
     #[allow(clippy::too_many_arguments)]
     pub async fn set_stage(
         &self,
@@ -30,107 +30,33 @@ impl Rollout {
         force: bool,
         metrics: &Metrics,
     ) -> Result<Change, Error> {
-        check_segment(route, segment)?;
-        let person = matches!(actor, Actor::Cli | Actor::Api);
-        let current = self
-            .route(&route.name)
-            .map_or(Stage::default(), |s| s.stage(segment));
-        let change_to = |from: Stage, reason: String| Change {
-            from_stage: Some(from.as_str().into()),
-            to_stage: Some(to.as_str().into()),
-            ..Change::new(&route.name, segment, actor, reason)
+        let ask = Ask {
+            force,
+            ..Ask::new(segment, Target::Stage(to), actor, reason)
         };
-        if to > current
-            && person
-            && !force
-            && let Err(refused) = self.stage_gate(route, segment)
-        {
-            self.announce(
-                crate::notify::Kind::GateFailed,
-                &change_to(current, refused.to_string()),
-            );
-            return Err(refused);
-        }
-        let checked = to > current && actor != Actor::Config && !(person && force);
-        let gates = match checked {
-            true => {
-                self.external_gates(route, segment, |r| change_to(current, r))
-                    .await?
-            }
-            false => None,
-        };
-        let change = {
-            let _changing = self.changes.lock().await;
-            let from = self
-                .route(&route.name)
-                .map_or(Stage::default(), |s| s.stage(segment));
-            if from == to {
-                return Err(Error::StageUnchanged {
-                    route: route.name.clone(),
-                    segment: segment.to_string(),
-                    stage: to,
-                });
-            }
-            let mut change = change_to(from, reason.to_string());
-            change.forced = to > from && person && force;
-            change.gates = gates.filter(|_| to > from);
-            self.commit(change, |rs| rs.set_stage(segment, to)).await?
-        };
-        use crate::notify::Kind;
-        let down = change.lowers();
-        let kind = match (down, actor) {
-            (true, Actor::Guard) => Some(Kind::Breach),
-            (true, Actor::Cli | Actor::Api) => Some(Kind::Rollback),
-            (false, Actor::Cli | Actor::Api | Actor::Guard) => Some(Kind::Promote),
-            (_, Actor::Config) => None,
-        };
-        if let Some(kind) = kind {
-            self.announce(kind, &change);
-        }
-        metrics.set_stage(&route.name, segment, to);
-        if let Some(t) = lock(&self.trackers)
-            .get_mut(&route.name)
-            .and_then(|r| r.get_mut(segment))
-        {
-            t.restart();
-        }
-        tracing::info!(route = %route.name, segment, from = ?change.from_stage, to = to.as_str(), actor = actor.as_str(), reason, "Stage changed");
-        Ok(change)
-    }
-
-    /// The stage's promotion gate: `Ok` when its criteria say pass.
-    fn stage_gate(&self, route: &Route, segment: &str) -> Result<(), Error> {
-        let status = self.autonomy_status(&route.name, segment);
-        match status {
-            Some((_, Some(Decision::Pass), _)) => Ok(()),
-            other => {
-                let (figures, decision) = match other {
-                    Some((e, d, _)) => (e.to_string(), d.map_or("hold", Decision::as_str)),
-                    None => ("no evidence yet".to_string(), "hold"),
-                };
-                Err(Error::Gated {
-                    route: route.name.clone(),
-                    segment: segment.to_string(),
-                    decision,
-                    figures,
-                })
-            }
-        }
+        self.change(route, ask, metrics).await
     }
 
     /// Adds what a segment's stage learns from (a comparison, an approval
     /// decided, a review, a reversal, a rating) and applies what its
     /// criteria decide: one stage down at once on a breach, one up after
     /// `hold` with `auto_advance`.
-    pub async fn observe_stage(&self, route: &Route, label: &str, event: Event, metrics: &Metrics) {
+    pub async fn observe_stage(
+        &self,
+        route: &Route,
+        label: &str,
+        event: Event,
+        at: Instant,
+        metrics: &Metrics,
+    ) {
         if !route.autonomy.configured {
             return;
         }
-        let (stage, weight) = self
+        let (stage, weight, epoch) = self
             .snapshot_now()
             .get(&route.name)
-            .map_or((Stage::default(), 0.0), |s| {
-                (s.stage(label), s.weight(label))
+            .map_or((Stage::default(), 0.0, 0), |s| {
+                (s.stage(label), s.weight(label), s.epoch)
             });
         let a = &route.autonomy;
         let judge = Judge {
@@ -146,21 +72,30 @@ impl Rollout {
                 Some(t) => t,
                 None => per_route.entry(label.to_string()).or_default(),
             };
-            t.observe(&judge, stage, event, weight > 0.0, Instant::now())
+            t.observe(&judge, stage, event, weight > 0.0, at)
         };
         let Some(m) = moved else { return };
         if let Some(reason) = m.breach {
             metrics.record_guard_trip(&route.name, label, reason);
             tracing::warn!(route = %route.name, segment = label, reason = %m.reason, "Autonomy breach");
         }
-        match self
-            .set_stage(route, label, m.to, Actor::Guard, &m.reason, false, metrics)
-            .await
-        {
+        // A breach is "at most one stage down from what I saw"; an advance
+        // is compare-and-set on the state the evidence was gathered in.
+        let ask = Ask {
+            intent: Some(if m.breach.is_some() {
+                Intent::Lower
+            } else {
+                Intent::Raise
+            }),
+            epoch: Some(epoch),
+            ..Ask::new(label, Target::Stage(m.to), Actor::Guard, &m.reason)
+        };
+        match self.change(route, ask, metrics).await {
             Ok(_) => {}
-            // Two settle tasks saw the same breach at once: the first moved it.
-            Err(Error::StageUnchanged { .. }) => {
-                tracing::debug!(route = %route.name, segment = label, "Stage already moved");
+            // Two settle tasks saw the same breach at once (the first moved
+            // it), or the state moved on since the evidence was gathered.
+            Err(e @ (Error::StageUnchanged { .. } | Error::Moved { .. })) => {
+                tracing::debug!(route = %route.name, segment = label, error = %e, "Stage not moved");
             }
             Err(e) => {
                 tracing::error!(route = %route.name, segment = label, error = %e, "Could not change the stage");
@@ -181,10 +116,10 @@ impl Rollout {
         if g.min_satisfaction.is_none() && g.max_reversal_rate.is_none() {
             return;
         }
-        let weight = self
+        let (weight, epoch) = self
             .snapshot_now()
             .get(&route.name)
-            .map_or(0.0, |s| s.weight(label));
+            .map_or((0.0, 0), |s| (s.weight(label), s.epoch));
         let action = {
             let mut guards = lock(&self.guards);
             let per_route = guards.entry(route.name.clone()).or_default();
@@ -194,7 +129,7 @@ impl Rollout {
                 .observe_feedback(g, add, weight)
         };
         if let Some(action) = action {
-            self.act(route, label, action, metrics).await;
+            self.act(route, label, action, epoch, metrics).await;
         }
     }
 
@@ -213,7 +148,8 @@ impl Rollout {
         if let Some(r) = rating {
             add.rated = 1;
             add.satisfied = u64::from(r > 0);
-            self.observe_stage(route, label, Event::Rated { satisfied: r > 0 }, metrics)
+            let event = Event::Rated { satisfied: r > 0 };
+            self.observe_stage(route, label, event, Instant::now(), metrics)
                 .await;
         }
         if reversed {
@@ -223,7 +159,7 @@ impl Rollout {
                 .get(&route.name)
                 .map_or(Stage::default(), |s| s.stage(label));
             if stage == Stage::Notify {
-                self.observe_stage(route, label, Event::Reversed, metrics)
+                self.observe_stage(route, label, Event::Reversed, Instant::now(), metrics)
                     .await;
             }
         }
@@ -232,7 +168,7 @@ impl Rollout {
 
     /// An answer the candidate served at `notify` was put up for review.
     pub async fn reviewed(&self, route: &Route, label: &str, metrics: &Metrics) {
-        self.observe_stage(route, label, Event::Reviewed, metrics)
+        self.observe_stage(route, label, Event::Reviewed, Instant::now(), metrics)
             .await;
         let add = guard::Feedback {
             reviewed: 1,

@@ -1,96 +1,25 @@
-//! Persistence of the rollout state: every weight or kill-switch change is
-//! appended to `rollout_events` (by the store's writer) and applied to the
-//! live snapshot: a raise recorded first, a rollback applied first
-//! ([`super::record`]). The guards' verdicts arrive here as changes too.
+//! The control plane's one path: every change to a weight, a stage or the
+//! mirror switch, whoever asks (a person, the file, a guard, the stage's
+//! evidence, the fleet), goes through [`Rollout::change`] here or arrives
+//! from the fleet through [`Rollout::apply_fleet`]; both put it in effect
+//! with [`apply`] and settle it the same way. A raise passes one gate
+//! pipeline ([`Rollout::admit`]); a lowering is applied first and recorded
+//! after ([`super::record`]), a raise recorded first.
 //!
 //! Order on start and reload: the file's initial weights that differ from the
-//! last `config` event are recorded as `config` changes, then the latest
-//! recorded weight of every segment wins. A raise that cannot be recorded is
+//! last `config` event are recorded as `config` changes, then the recorded
+//! history is replayed through [`apply`]. A raise that cannot be recorded is
 //! not applied.
 
+use super::change::{ALL_SEGMENTS, Actor, Change, Intent, Reset, apply};
+use super::guard::Decision;
 use super::{Rollout, RouteState, lock};
 use crate::autonomy::Stage;
 use crate::config::{Config, Route};
 use crate::metrics::Metrics;
 use crate::segment;
 use crate::store::{self, events};
-use serde::Serialize;
 use std::collections::HashMap;
-
-/// Who changed a weight: the `actor` column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Actor {
-    Cli,
-    Api,
-    Config,
-    Guard,
-}
-
-impl Actor {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Actor::Cli => "cli",
-            Actor::Api => "api",
-            Actor::Config => "config",
-            Actor::Guard => "guard",
-        }
-    }
-}
-
-/// Segment name of route-wide kill-switch events.
-pub const ALL_SEGMENTS: &str = "*";
-
-/// A recorded and applied change.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct Change {
-    pub version: Option<i64>,
-    pub route: String,
-    pub segment: String,
-    pub from: Option<f64>,
-    pub to: Option<f64>,
-    pub mirror: Option<String>,
-    /// `cli`, `api`, `config` or `guard`.
-    pub actor: String,
-    pub reason: String,
-    /// A raise that overrode the promotion gate.
-    #[serde(default)]
-    pub forced: bool,
-    /// The external gates' results behind a raise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gates: Option<String>,
-    /// The replica that made it, under `[fleet]` (SPEC §10).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replica: Option<String>,
-    /// Its version in the fleet's PostgreSQL, when it has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fleet_version: Option<i64>,
-    /// A stage change (SPEC §14): the stage before and after.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from_stage: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to_stage: Option<String>,
-}
-
-impl From<events::RolloutEvent> for Change {
-    fn from(e: events::RolloutEvent) -> Change {
-        Change {
-            version: Some(e.version),
-            route: e.route,
-            segment: e.segment,
-            from: e.from_weight,
-            to: e.to_weight,
-            mirror: e.mirror,
-            actor: e.actor,
-            reason: e.reason,
-            forced: e.forced,
-            gates: e.gates,
-            replica: e.replica,
-            fleet_version: e.fleet_version,
-            from_stage: e.from_stage,
-            to_stage: e.to_stage,
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -136,47 +65,18 @@ pub enum Error {
     },
     #[error(transparent)]
     Fleet(#[from] crate::fleet::Error),
+    #[error("route {route:?} mirror is already {state}")]
+    MirrorUnchanged { route: String, state: &'static str },
+    #[error(
+        "route {route:?} segment {segment:?} changed while the raise was being checked; \
+         look again and retry"
+    )]
+    Moved { route: String, segment: String },
     #[error(
         "{0} earlier rollback(s) are in effect but not yet recorded (the store is failing); \
          raising a weight waits until they are"
     )]
     Unrecorded(usize),
-}
-
-impl Change {
-    /// A change of `route`/`segment` by `actor`, with nothing changed yet:
-    /// the caller sets what the change is (weights, mirror or stages).
-    pub fn new(route: &str, segment: &str, actor: Actor, reason: impl Into<String>) -> Change {
-        Change {
-            version: None,
-            route: route.to_string(),
-            segment: segment.to_string(),
-            from: None,
-            to: None,
-            mirror: None,
-            actor: actor.as_str().into(),
-            reason: reason.into(),
-            forced: false,
-            gates: None,
-            replica: None,
-            fleet_version: None,
-            from_stage: None,
-            to_stage: None,
-        }
-    }
-
-    /// Lowers exposure: a weight lowered or the mirror switched off. Such a
-    /// change is applied before it is recorded (SPEC §9).
-    pub fn lowers(&self) -> bool {
-        if let (Some(from), Some(to)) = (&self.from_stage, &self.to_stage) {
-            return Stage::parse(to) < Stage::parse(from);
-        }
-        match (self.from, self.to, self.mirror.as_deref()) {
-            (Some(from), Some(to), _) => to < from,
-            (_, _, Some(m)) => m == "off",
-            _ => false,
-        }
-    }
 }
 
 /// The state a config alone describes.
@@ -191,6 +91,7 @@ pub(super) fn initial(config: &Config) -> HashMap<String, RouteState> {
                 mirror: r.mirror.enabled,
                 default_stage: r.autonomy.stage,
                 stages: r.autonomy.stages.clone().into_iter().collect(),
+                epoch: 0,
             };
             (r.name.clone(), rs)
         })
@@ -269,6 +170,101 @@ pub fn known_segments(route: &Route) -> Vec<String> {
     known
 }
 
+/// What a change asks for, in one dimension: a segment's weight or stage,
+/// or the route's mirror switch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    Weight(f64),
+    Stage(Stage),
+    Mirror(bool),
+}
+
+/// The evidence a raise is admitted on (the first of the gates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    /// This replica's guard (for a weight) or stage tracker (for a stage)
+    /// must say pass now.
+    Local,
+    /// The fleet's evaluator judged the fleet's pooled evidence and it says pass.
+    Pooled,
+}
+
+/// A change asked for: what, by whom and why, and what it means.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    pub segment: &'a str,
+    pub target: Target,
+    pub actor: Actor,
+    pub reason: &'a str,
+    /// A person's override of the gates (audited as `forced`).
+    pub force: bool,
+    /// What the asker means; `None` reads it from the values: below the
+    /// current value a lowering, from the file a set, above it a raise.
+    pub intent: Option<Intent>,
+    /// The route's epoch the decision was made against: a raise is
+    /// compare-and-set on it. `None`: the epoch when the change is asked.
+    pub epoch: Option<u64>,
+}
+
+impl<'a> Ask<'a> {
+    /// `target` for `segment`, by `actor`, meaning what its values say.
+    pub fn new(segment: &'a str, target: Target, actor: Actor, reason: &'a str) -> Ask<'a> {
+        Ask {
+            segment,
+            target,
+            actor,
+            reason,
+            force: false,
+            intent: None,
+            epoch: None,
+        }
+    }
+}
+
+impl Target {
+    /// The segment's current value of this dimension, as a target.
+    fn current(self, rs: Option<&RouteState>, segment: &str) -> Target {
+        match self {
+            Target::Weight(_) => Target::Weight(rs.map_or(0.0, |s| s.weight(segment))),
+            Target::Stage(_) => Target::Stage(rs.map_or(Stage::default(), |s| s.stage(segment))),
+            Target::Mirror(_) => Target::Mirror(rs.is_none_or(|s| s.mirror)),
+        }
+    }
+
+    /// Below `current` (a lowering), equal to it, or above (a raise).
+    fn cmp(self, current: Target) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        match (self, current) {
+            (Target::Weight(a), Target::Weight(b)) if (a - b).abs() < 1e-9 => Ordering::Equal,
+            (Target::Weight(a), Target::Weight(b)) => a.total_cmp(&b),
+            (Target::Stage(a), Target::Stage(b)) => a.cmp(&b),
+            (Target::Mirror(a), Target::Mirror(b)) => a.cmp(&b),
+            _ => Ordering::Equal,
+        }
+    }
+
+    /// The change that moves `from` to this target.
+    fn change(self, from: Target, base: Change) -> Change {
+        match (from, self) {
+            (Target::Weight(f), Target::Weight(t)) => Change {
+                from: Some(f),
+                to: Some(t),
+                ..base
+            },
+            (Target::Stage(f), Target::Stage(t)) => Change {
+                from_stage: Some(f.as_str().into()),
+                to_stage: Some(t.as_str().into()),
+                ..base
+            },
+            (_, Target::Mirror(on)) => Change {
+                mirror: Some(on_off(on).into()),
+                ..base
+            },
+            _ => base,
+        }
+    }
+}
+
 impl Rollout {
     /// Records through `store` from now on, records changed file weights and
     /// applies the history: after a restart the last recorded weights are served.
@@ -289,8 +285,9 @@ impl Rollout {
     }
 
     /// Applies a (new) config: initial weights and kill switches that changed
-    /// since the last `config` event are recorded as `config`; then the latest
-    /// recorded state of every segment wins.
+    /// since the last `config` event are recorded as `config`; then the
+    /// recorded history is replayed through [`apply`], the one rule, and the
+    /// lowerings made here that the fleet does not have yet go on top.
     pub async fn reconcile(
         &self,
         config: &Config,
@@ -353,35 +350,20 @@ impl Rollout {
                             "mirror switch in the config file",
                         )
                     });
-                } else if let (Some(e), Some(rs)) = (
-                    last(&route.name, ALL_SEGMENTS, false, true),
-                    next.get_mut(&route.name),
-                ) {
-                    rs.mirror = on(e);
                 }
-            }
-            for route in config.routes.iter().filter(|r| fleet_managed(&r.name)) {
-                if let (Some(e), Some(rs)) = (
-                    last(&route.name, ALL_SEGMENTS, false, true),
-                    next.get_mut(&route.name),
-                ) {
-                    rs.mirror = e.mirror.as_deref() != Some("off");
-                }
-            }
-            // Stages are fleet state too: the file seeds them like weights.
-            for route in config.routes.iter().filter(|r| !fleet_managed(&r.name)) {
+                // Stages are fleet state too: the file seeds them like weights.
                 pending.extend(stage_changes(route, &history));
             }
             // All of a reload's config changes land together, or none does.
             changes = super::record::append_all(store, pending).await?;
-            for (route, seg, w) in store.latest_weights()? {
-                if let Some(rs) = next.get_mut(&route) {
-                    rs.set(&seg, w);
+            for e in history.into_iter().map(Change::from).chain(changes.clone()) {
+                if let Some(rs) = next.get_mut(&e.route) {
+                    apply(rs, &e);
                 }
             }
-            for (route, seg, stage) in store.latest_stages()? {
-                if let (Some(rs), Some(stage)) = (next.get_mut(&route), Stage::parse(&stage)) {
-                    rs.set_stage(&seg, stage);
+            for e in self.unpushed(store)? {
+                if let Some(rs) = next.get_mut(&e.route) {
+                    apply(rs, &e);
                 }
             }
         }
@@ -395,13 +377,35 @@ impl Rollout {
                 }
             }
         }
+        let now = std::time::Instant::now();
+        for c in &changes {
+            self.reset_evidence(&Reset::of(c), now);
+        }
+        // A reload moves every route's epoch on: a raise decided before it
+        // is compare-and-set against a state that is gone.
+        let old = self.snapshot();
+        for (name, rs) in next.iter_mut() {
+            rs.epoch = old.get(name).map_or(0, |o| o.epoch + 1).max(rs.epoch);
+        }
         self.update(|state| *state = next);
         Ok(changes)
     }
 
-    /// Sets one segment's weight (a raise recorded first, a rollback applied
-    /// first). A person's raise (CLI or API) passes the promotion gate
-    /// (SPEC §12): the segment's guard must say pass, unless `force`.
+    /// Lowerings made here under `[fleet]` that PostgreSQL does not have
+    /// yet: they stay in effect over whatever the fleet says until pushed.
+    fn unpushed(&self, store: &crate::store::Store) -> Result<Vec<Change>, Error> {
+        if self.fleet.get().is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(store
+            .unpushed()?
+            .into_iter()
+            .map(Change::from)
+            .filter(Change::lowers)
+            .collect())
+    }
+
+    /// Sets one segment's weight (see [`Rollout::change`]).
     #[allow(clippy::too_many_arguments)]
     pub async fn set_weight(
         &self,
@@ -413,23 +417,148 @@ impl Rollout {
         force: bool,
         metrics: &Metrics,
     ) -> Result<Change, Error> {
-        if !(0.0..=100.0).contains(&to) {
-            return Err(Error::BadWeight(to));
+        let ask = Ask {
+            force,
+            ..Ask::new(segment, Target::Weight(to), actor, reason)
+        };
+        self.change(route, ask, metrics).await
+    }
+
+    /// Turns a route's mirror on or off (the kill switch), recorded like a weight.
+    pub async fn set_mirror(
+        &self,
+        route: &Route,
+        on: bool,
+        actor: Actor,
+        reason: &str,
+        metrics: &Metrics,
+    ) -> Result<Change, Error> {
+        let ask = Ask::new(ALL_SEGMENTS, Target::Mirror(on), actor, reason);
+        self.change(route, ask, metrics).await
+    }
+
+    /// The one path of every change made on this replica, whoever asks (a
+    /// person, the config file, the guard, the stage's evidence):
+    ///
+    /// 1. what it means ([`Ask::intent`]): a lowering, a set or a raise;
+    /// 2. a raise passes the gates ([`Rollout::admit`]), unless a person forces it;
+    /// 3. under the lock: a lowering takes the lower of its target and the
+    ///    value now (never a raise, however stale the decision behind it); a
+    ///    raise is compare-and-set on the epoch it was decided and gated
+    ///    against ([`Error::Moved`] when the route changed meanwhile);
+    /// 4. [`Rollout::commit`] puts it in effect and in the ledger;
+    /// 5. [`Rollout::settled`]: announced, gauges set, evidence reset.
+    pub async fn change(
+        &self,
+        route: &Route,
+        ask: Ask<'_>,
+        metrics: &Metrics,
+    ) -> Result<Change, Error> {
+        let Ask {
+            segment,
+            target,
+            actor,
+            reason,
+            force,
+            ..
+        } = ask;
+        match target {
+            Target::Weight(w) if !(0.0..=100.0).contains(&w) => return Err(Error::BadWeight(w)),
+            Target::Mirror(_) => {}
+            _ => check_segment(route, segment)?,
         }
-        check_segment(route, segment)?;
-        // The gates, before the change is made (and outside the lock: an
-        // external gate may take seconds).
-        let person = matches!(actor, Actor::Cli | Actor::Api);
-        let current = self.route(&route.name).map_or(0.0, |s| s.weight(segment));
-        let refusal = |reason: String| Change {
-            from: Some(current),
-            to: Some(to),
+        let (current, epoch) = self.current(route, segment, target);
+        let epoch = ask.epoch.unwrap_or(epoch);
+        let base = |intent: Intent| Change {
+            intent,
             ..Change::new(&route.name, segment, actor, reason)
         };
-        if to > current
-            && person
-            && !force
-            && let Err(refused) = self.gate(route, segment)
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        let intent = match (ask.intent, target.cmp(current), actor, target) {
+            // The kill switch is always a lowering (pressing it twice records it twice).
+            (Some(Intent::Lower), _, _, _) | (None, Less, _, _) => Intent::Lower,
+            (None, _, _, Target::Mirror(false)) => Intent::Lower,
+            (None, _, Actor::Config, _) | (None, _, _, Target::Mirror(true)) => Intent::Set,
+            (Some(Intent::Set), _, _, _) => Intent::Set,
+            (_, Equal | Less, _, _) => return Err(unchanged(route, segment, current)),
+            (_, Greater, _, _) => Intent::Raise,
+        };
+        let (forced, gates) = match intent {
+            Intent::Raise => {
+                let refusal = |why: String| target.change(current, base(intent)).with_reason(why);
+                self.admit(
+                    route,
+                    segment,
+                    target,
+                    actor,
+                    force,
+                    Evidence::Local,
+                    refusal,
+                )
+                .await?
+            }
+            Intent::Lower | Intent::Set => (false, None),
+        };
+        let change = {
+            let _changing = self.changes.lock().await;
+            let (now, now_epoch) = self.current(route, segment, target);
+            match intent {
+                Intent::Lower
+                    if target.cmp(now).is_ge() && !matches!(target, Target::Mirror(_)) =>
+                {
+                    return Err(unchanged(route, segment, now));
+                }
+                Intent::Raise if now_epoch != epoch => {
+                    return Err(Error::Moved {
+                        route: route.name.clone(),
+                        segment: segment.to_string(),
+                    });
+                }
+                Intent::Set if target.cmp(now).is_eq() && !matches!(target, Target::Mirror(_)) => {
+                    return Err(unchanged(route, segment, now));
+                }
+                _ => {}
+            }
+            let mut change = target.change(now, base(intent));
+            change.forced = forced;
+            change.gates = gates;
+            self.commit(change).await?
+        };
+        self.settled(&change, metrics);
+        Ok(change)
+    }
+
+    /// The segment's current value of `target`'s dimension and the route's
+    /// epoch, from one snapshot.
+    fn current(&self, route: &Route, segment: &str, target: Target) -> (Target, u64) {
+        let snapshot = self.snapshot_now();
+        let rs = snapshot.get(&route.name);
+        (target.current(rs, segment), rs.map_or(0, |s| s.epoch))
+    }
+
+    /// The gates every raise passes, whoever asks (SPEC §12): the evidence
+    /// gate (this replica's guard or stage tracker says pass, or the fleet's
+    /// evaluator's pooled evidence does), then the route's external gates.
+    /// Only a person's `force` skips them (and the change says so:
+    /// `forced`). A refusal is announced as `gate_failed` with the change
+    /// `refusal` describes. Returns whether the raise is forced, and the
+    /// external gates' summary.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn admit(
+        &self,
+        route: &Route,
+        segment: &str,
+        target: Target,
+        actor: Actor,
+        force: bool,
+        evidence: Evidence,
+        refusal: impl Fn(String) -> Change,
+    ) -> Result<(bool, Option<String>), Error> {
+        if force && actor.is_person() {
+            return Ok((true, None));
+        }
+        if evidence == Evidence::Local
+            && let Err(refused) = self.evidence_gate(route, segment, target)
         {
             self.announce(
                 crate::notify::Kind::GateFailed,
@@ -437,57 +566,41 @@ impl Rollout {
             );
             return Err(refused);
         }
-        let checked = to > current && actor != Actor::Config && !(person && force);
-        let gates = match checked {
-            true => self.external_gates(route, segment, refusal).await?,
-            false => None,
+        Ok((false, self.external_gates(route, segment, refusal).await?))
+    }
+
+    /// The evidence gate: `Ok` when the segment's guard (a weight) or stage
+    /// tracker (a stage) says pass.
+    fn evidence_gate(&self, route: &Route, segment: &str, target: Target) -> Result<(), Error> {
+        let status = match target {
+            Target::Stage(_) => self
+                .autonomy_status(&route.name, segment)
+                .map(|(e, d, _)| (e.to_string(), d.unwrap_or(Decision::Hold))),
+            _ => self
+                .guard_status(&route.name, segment)
+                .map(|(f, d, _)| (f.to_string(), d)),
         };
-        let change = {
-            let _changing = self.changes.lock().await;
-            let from = self.route(&route.name).map_or(0.0, |s| s.weight(segment));
-            if (from - to).abs() < 1e-9 && actor != Actor::Guard {
-                return Err(Error::Unchanged {
+        match status {
+            Some((_, Decision::Pass)) => Ok(()),
+            other => {
+                let (figures, decision) = match other {
+                    Some((f, d)) => (f, d.as_str()),
+                    None => ("no evidence yet".to_string(), "hold"),
+                };
+                Err(Error::Gated {
                     route: route.name.clone(),
                     segment: segment.to_string(),
-                    weight: from,
-                });
+                    decision,
+                    figures,
+                })
             }
-            let gated = to > from && person;
-            let change = Change {
-                from: Some(from),
-                to: Some(to),
-                forced: gated && force,
-                gates: gates.filter(|_| to > from),
-                ..Change::new(&route.name, segment, actor, reason)
-            };
-            self.commit(change, |rs| rs.set(segment, to)).await?
-        };
-        use crate::notify::Kind;
-        let kind = match (to < change.from.unwrap_or(0.0), actor) {
-            (true, Actor::Guard) => Some(Kind::Breach),
-            (true, Actor::Cli | Actor::Api) => Some(Kind::Rollback),
-            (false, Actor::Cli | Actor::Api | Actor::Guard) => Some(Kind::Promote),
-            (_, Actor::Config) => None,
-        };
-        if let Some(kind) = kind {
-            self.announce(kind, &change);
         }
-        metrics.set_weight(&route.name, segment, to);
-        if actor != Actor::Guard
-            && let Some(g) = lock(&self.guards)
-                .get_mut(&route.name)
-                .and_then(|r| r.get_mut(segment))
-        {
-            g.restart_hold();
-        }
-        tracing::info!(route = %route.name, segment, from = change.from, to, actor = actor.as_str(), reason, "Weight changed");
-        Ok(change)
     }
 
     /// Runs a route's external gates before a raise (SPEC §12): their summary
     /// when they all pass (`None` without gates), else the refusal, announced
     /// as `gate_failed` with the change `refusal` describes.
-    pub(super) async fn external_gates(
+    async fn external_gates(
         &self,
         route: &Route,
         segment: &str,
@@ -513,6 +626,42 @@ impl Rollout {
             return Err(refused);
         }
         Ok(Some(summary))
+    }
+
+    /// What follows every change applied here or from the fleet: it is
+    /// announced, the gauges follow, and the evidence of what it touched
+    /// starts over ([`Reset::of`], the one rule).
+    fn settled(&self, change: &Change, metrics: &Metrics) {
+        if let Some(kind) = change.notification() {
+            self.announce(kind, change);
+        }
+        if let Some(rs) = self.snapshot_now().get(&change.route) {
+            metrics.set_weight(&change.route, &change.segment, rs.weight(&change.segment));
+            if change.to_stage.is_some() {
+                metrics.set_stage(&change.route, &change.segment, rs.stage(&change.segment));
+            }
+        }
+        self.reset_evidence(&Reset::of(change), std::time::Instant::now());
+        tracing::info!(route = %change.route, segment = %change.segment, from = change.from, to = change.to,
+            from_stage = change.from_stage, to_stage = change.to_stage, mirror = change.mirror,
+            intent = change.intent.as_str(), actor = %change.actor, reason = %change.reason,
+            version = change.version, fleet_version = change.fleet_version, "Rollout changed");
+    }
+
+    /// Starts over the evidence a change touched, in the local guards and
+    /// stage trackers; evidence gathered before `at` is never counted after.
+    fn reset_evidence(&self, reset: &Reset, at: std::time::Instant) {
+        for (route, per) in lock(&self.guards).iter_mut() {
+            for (seg, g) in per.iter_mut().filter(|(s, _)| reset.touches(route, s)) {
+                let _ = seg;
+                g.reset_at(at);
+            }
+        }
+        for (route, per) in lock(&self.trackers).iter_mut() {
+            for (_, t) in per.iter_mut().filter(|(s, _)| reset.touches(route, s)) {
+                t.reset_at(at);
+            }
+        }
     }
 
     /// The last result of each external gate of a route.
@@ -550,74 +699,24 @@ impl Rollout {
         });
     }
 
-    /// The promotion gate: `Ok` when the segment's guard says pass.
-    pub(super) fn gate(&self, route: &Route, segment: &str) -> Result<(), Error> {
-        let status = self.guard_status(&route.name, segment);
-        match status {
-            Some((_, super::guard::Decision::Pass, _)) => Ok(()),
-            other => {
-                let (figures, decision) = match other {
-                    Some((f, d, _)) => (f.to_string(), d.as_str()),
-                    None => ("no comparisons yet".to_string(), "hold"),
-                };
-                Err(Error::Gated {
-                    route: route.name.clone(),
-                    segment: segment.to_string(),
-                    decision,
-                    figures,
-                })
-            }
-        }
-    }
-
-    /// Turns a route's mirror on or off (the kill switch), recorded like a weight.
-    pub async fn set_mirror(
-        &self,
-        route: &Route,
-        on: bool,
-        actor: Actor,
-        reason: &str,
-    ) -> Result<Change, Error> {
-        let _changing = self.changes.lock().await;
-        let change = Change {
-            mirror: Some(on_off(on).into()),
-            ..Change::new(&route.name, ALL_SEGMENTS, actor, reason)
-        };
-        let change = self.commit(change, |rs| rs.mirror = on).await?;
-        if !on && actor != Actor::Config {
-            self.announce(crate::notify::Kind::MirrorOff, &change);
-        }
-        Ok(change)
-    }
-
-    /// Puts `change` in effect and in the ledger (when attached). A change
-    /// that lowers exposure is applied first and recorded after, retried
-    /// until it lands; any other is recorded first and applied only once
+    /// Puts `change` in effect (through [`apply`]) and in the ledger (when
+    /// attached). A lowering is applied first and recorded after, retried
+    /// until it lands; any other change is recorded first (under `[fleet]`:
+    /// as the fleet's next version, or a 409) and applied only once
     /// recorded. The caller holds `changes` throughout.
-    pub(super) async fn commit(
-        &self,
-        change: Change,
-        apply: impl FnOnce(&mut RouteState),
-    ) -> Result<Change, Error> {
-        let route = change.route.clone();
-        let apply = |state: &mut HashMap<String, RouteState>| {
-            if let Some(rs) = state.get_mut(&route) {
-                apply(rs);
-            }
-        };
+    async fn commit(&self, mut change: Change) -> Result<Change, Error> {
         let (Some(store), Some(recorder)) = (self.ledger.get(), self.recorder.get()) else {
-            self.update(apply);
+            self.apply_all(std::slice::from_ref(&change));
             return Ok(change);
         };
         let fleet = self.fleet.get();
-        let mut change = change;
         if let Some(f) = fleet {
             change.replica = Some(f.replica().to_string());
         }
         if change.lowers() {
             // Under [fleet] too: in effect here at once, pushed to the fleet
             // by the session (now, or when PostgreSQL is back).
-            self.update(apply);
+            self.apply_all(std::slice::from_ref(&change));
             let recorded = recorder.record(change).await;
             if let Some(f) = fleet {
                 f.kick();
@@ -632,12 +731,23 @@ impl Rollout {
             // A raise is the fleet's: its next version or a 409.
             change.fleet_version = Some(f.insert_raise(&change).await?);
         }
-        let change = append(store, change).await?;
+        let change = super::record::append(store, change).await?;
         if let (Some(f), Some(v)) = (fleet, change.fleet_version) {
             f.set_applied(&change.route, v);
         }
-        self.update(apply);
+        self.apply_all(std::slice::from_ref(&change));
         Ok(change)
+    }
+
+    /// Applies changes to a copy of the state, through [`apply`], and swaps it in.
+    fn apply_all(&self, changes: &[Change]) {
+        self.update(|state| {
+            for c in changes {
+                if let Some(rs) = state.get_mut(&c.route) {
+                    apply(rs, c);
+                }
+            }
+        });
     }
 
     /// Raises go through `fleet` from now on (the first call wins).
@@ -650,9 +760,10 @@ impl Rollout {
         self.fleet.get()
     }
 
-    /// Applies events from the fleet, in order: each one this replica does
-    /// not have yet is cached in its ledger; the live state follows them all
-    /// (setting a weight twice is harmless; recording it twice is not).
+    /// Applies events from the fleet, in order, through [`apply`]: each one
+    /// this replica does not have yet is cached in its ledger and settled
+    /// (announced locally only by its maker, gauges, evidence reset); the
+    /// lowerings made here that the fleet does not have yet stay on top.
     /// Returns how many were new here.
     pub async fn apply_fleet(
         &self,
@@ -676,36 +787,21 @@ impl Rollout {
             .map(|(e, _)| e.clone())
             .collect();
         super::record::append_all(store, new.clone()).await?;
-        self.update(|state| {
-            for e in &events {
-                let Some(rs) = state.get_mut(&e.route) else {
-                    continue;
-                };
-                match (e.to, e.mirror.as_deref(), e.to_stage.as_deref()) {
-                    (Some(w), _, _) => rs.set(&e.segment, w),
-                    (None, Some(m), _) => rs.mirror = m != "off",
-                    (None, None, Some(stage)) => {
-                        if let Some(stage) = crate::autonomy::Stage::parse(stage) {
-                            rs.set_stage(&e.segment, stage);
-                            metrics.set_stage(&e.route, &e.segment, stage);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        });
+        let local = self.unpushed(store).map_err(|e| match e {
+            Error::Store(s) => crate::fleet::Error::Store(s),
+            other => crate::fleet::Error::Build(other.to_string()),
+        })?;
+        self.apply_all(&[events, local].concat());
         let snapshot = self.snapshot();
+        let now = std::time::Instant::now();
         for e in &new {
             if let Some(rs) = snapshot.get(&e.route) {
                 set_gauges(metrics, &e.route, rs);
+                if e.to_stage.is_some() {
+                    metrics.set_stage(&e.route, &e.segment, rs.stage(&e.segment));
+                }
             }
-            if e.actor != Actor::Guard.as_str()
-                && let Some(g) = lock(&self.guards)
-                    .get_mut(&e.route)
-                    .and_then(|r| r.get_mut(&e.segment))
-            {
-                g.restart_hold();
-            }
+            self.reset_evidence(&Reset::of(e), now);
             tracing::info!(route = %e.route, segment = %e.segment, from = e.from, to = e.to, mirror = e.mirror, actor = %e.actor, replica = e.replica, version = e.fleet_version, "Fleet change applied");
         }
         Ok(new.len())
@@ -713,12 +809,9 @@ impl Rollout {
 
     /// Announces a decision of the fleet's evaluator (`[[notify]]`).
     pub fn announce_fleet(&self, change: &Change) {
-        let kind = if change.lowers() {
-            crate::notify::Kind::Breach
-        } else {
-            crate::notify::Kind::Promote
-        };
-        self.announce(kind, change);
+        if let Some(kind) = change.notification() {
+            self.announce(kind, change);
+        }
     }
 
     /// The last `limit` events (of one route, or all), oldest first.
@@ -731,6 +824,33 @@ impl Rollout {
             Some(store) => Ok(store.history(route, limit)?),
             None => Ok(Vec::new()),
         }
+    }
+}
+
+/// The refusal of a change that would change nothing.
+fn unchanged(route: &Route, segment: &str, current: Target) -> Error {
+    match current {
+        Target::Stage(stage) => Error::StageUnchanged {
+            route: route.name.clone(),
+            segment: segment.to_string(),
+            stage,
+        },
+        Target::Weight(weight) => Error::Unchanged {
+            route: route.name.clone(),
+            segment: segment.to_string(),
+            weight,
+        },
+        Target::Mirror(on) => Error::MirrorUnchanged {
+            route: route.name.clone(),
+            state: on_off(on),
+        },
+    }
+}
+
+impl Change {
+    fn with_reason(mut self, reason: String) -> Change {
+        self.reason = reason;
+        self
     }
 }
 
@@ -760,10 +880,6 @@ fn stage_changes(route: &Route, history: &[events::RolloutEvent]) -> Vec<Change>
             )
         })
         .collect()
-}
-
-async fn append(store: &crate::store::Store, change: Change) -> Result<Change, Error> {
-    Ok(super::record::append(store, change).await?)
 }
 
 fn set_gauges(metrics: &Metrics, route: &str, rs: &RouteState) {

@@ -34,6 +34,8 @@ pub struct RolloutEvent {
     /// A stage change (SPEC §14): the stage before and after.
     pub from_stage: Option<String>,
     pub to_stage: Option<String>,
+    /// What the change means: `lower`, `raise` or `set` (NULL before migration 8).
+    pub intent: Option<String>,
 }
 
 /// An event to append; the database assigns its version.
@@ -53,6 +55,7 @@ pub struct NewEvent {
     pub fleet_version: Option<i64>,
     pub from_stage: Option<String>,
     pub to_stage: Option<String>,
+    pub intent: Option<String>,
 }
 
 /// A rating to record (also the body of `POST /api/v1/feedback`).
@@ -90,8 +93,8 @@ pub fn append(conn: &Connection, ev: &NewEvent) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO rollout_events
             (ts, route, segment, from_weight, to_weight, actor, reason, mirror, forced, gates,
-             replica, fleet_version, from_stage, to_stage)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+             replica, fleet_version, from_stage, to_stage, intent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -109,6 +112,7 @@ pub fn append(conn: &Connection, ev: &NewEvent) -> Result<i64> {
             ev.fleet_version,
             ev.from_stage,
             ev.to_stage,
+            ev.intent,
         ])
     })
     .map_err(Error::on(conn))?;
@@ -131,7 +135,7 @@ pub fn list(conn: &Connection, route: Option<&str>, limit: usize) -> Result<Vec<
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let sql = "SELECT * FROM (
             SELECT version, ts, route, segment, from_weight, to_weight, actor, reason, mirror,
-                   forced, gates, replica, fleet_version, from_stage, to_stage
+                   forced, gates, replica, fleet_version, from_stage, to_stage, intent
             FROM rollout_events WHERE ?1 IS NULL OR route = ?1
             ORDER BY version DESC LIMIT ?2
         ) ORDER BY version";
@@ -160,6 +164,7 @@ fn event(r: &Row<'_>) -> rusqlite::Result<RolloutEvent> {
         fleet_version: r.get(12)?,
         from_stage: r.get(13)?,
         to_stage: r.get(14)?,
+        intent: r.get(15)?,
     })
 }
 
@@ -195,7 +200,7 @@ pub fn has_fleet_version(conn: &Connection, route: &str, version: i64) -> Result
 /// (local lowerings while disconnected), oldest first.
 pub fn unpushed(conn: &Connection) -> Result<Vec<RolloutEvent>> {
     let sql = "SELECT version, ts, route, segment, from_weight, to_weight, actor, reason, mirror,
-                   forced, gates, replica, fleet_version, from_stage, to_stage
+                   forced, gates, replica, fleet_version, from_stage, to_stage, intent
             FROM rollout_events
             WHERE replica IS NOT NULL AND fleet_version IS NULL
               AND version NOT IN (SELECT local_version FROM fleet_pushed)

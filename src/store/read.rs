@@ -361,6 +361,7 @@ pub fn events(
                     fleet_version: None,
                     from_stage: r.get(9)?,
                     to_stage: r.get(10)?,
+                    intent: None,
                     actor: r.get(6)?,
                     reason: r.get(7)?,
                     mirror: r.get(8)?,

@@ -158,6 +158,10 @@ pub const MIGRATIONS: &[&str] = &[
         local_version INTEGER PRIMARY KEY,  -- rollout_events.version here
         fleet_version INTEGER NOT NULL       -- its version in PostgreSQL
     );",
+    // 8: what a change means (`lower` | `raise` | `set`): a lowering is "at
+    // most `to`" and never raises wherever it is applied. Older rows are NULL
+    // and read as a lowering when `to` is below `from` (or the mirror goes off).
+    "ALTER TABLE rollout_events ADD COLUMN intent TEXT;",
 ];
 
 /// Applies pragmas and every pending migration, each in its own transaction.

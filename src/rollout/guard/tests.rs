@@ -289,7 +289,7 @@ fn the_sequential_guard_counts_since_its_last_reset_not_over_the_window() {
     let (wl, wu) = wilson(f.matches, f.samples, Z95);
     assert!(f.agreement_lower < wl && f.agreement_upper > wu, "{f:?}");
     // A person's change starts the evidence over.
-    g.restart_hold();
+    g.reset_at(Instant::now());
     assert_eq!(feed(&mut g, &cfg, 5, 100, 0.0), None);
     assert_eq!(g.status(Instant::now()).unwrap().0.samples, 5);
     // So does a new guard config.
