@@ -943,3 +943,297 @@ async fn the_evaluator_fails_over_when_its_process_is_killed() {
         killed.elapsed().as_secs_f64()
     );
 }
+
+/// Replica `name` of `spec` through `relay` (so it alone can be cut off).
+async fn replica_via(spec: &Spec<'_>, relay: &pg::Relay, name: &str) -> Running {
+    let via = Spec {
+        url: relay.url.clone(),
+        dir: spec.dir,
+        incumbent: spec.incumbent.clone(),
+        candidate: spec.candidate.clone(),
+        rollout: spec.rollout,
+    };
+    replica(&via, name, "").await
+}
+
+/// Waits until `check` holds on every replica (or fails after PATIENCE).
+async fn converge(replicas: &[&Running], what: &str, check: impl Fn(&Running) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !replicas.iter().all(|r| check(r)) {
+        assert!(Instant::now() < deadline, "never converged: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The fleet's events that go up while recorded as lowerings, or that go up
+/// without having passed the gates (not forced, not the file's): none may exist.
+async fn raises_without_gates(pg: &Pg) -> Vec<String> {
+    let order = "ARRAY['shadow','recommend','approve','notify','autonomous']";
+    pg.client()
+        .await
+        .query(
+            &format!(
+                "SELECT version || ' ' || actor || ' ' || COALESCE(intent, '?') || ' '
+                        || COALESCE(from_weight::text, from_stage, '') || ' -> '
+                        || COALESCE(to_weight::text, to_stage, '')
+                 FROM understudy.rollout_events
+                 WHERE route = 'r' AND actor <> 'config' AND NOT forced
+                   AND (to_weight > from_weight OR
+                        array_position({order}, to_stage) > array_position({order}, from_stage))
+                   AND (intent IS DISTINCT FROM 'raise')"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Issue 21: a replica cut off from PostgreSQL lowers a segment 50 → 25 by
+/// its local guard; meanwhile a person rolls the segment back to 0 on
+/// another replica. When the first one rejoins, its lowering is "at most
+/// 25" on top of the fleet's 0: nothing goes back up, anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejoining_replica_cannot_undo_a_persons_rollback() {
+    let Some(pg) = pg::start("fleet_rejoin_rollback").await else {
+        return;
+    };
+    let incumbent = upstream().json(r#"{"score":1}"#).spawn().await;
+    let candidate = upstream().json(r#"{"score":0}"#).spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rollout = "{ segments = { smb = 50.0 } }";
+    let spec = Spec::new(&pg, &dir, incumbent.url(), candidate.url(), rollout);
+    let relay = pg::Relay::start(&pg).await;
+    let a = replica_via(&spec, &relay, "a").await;
+    let b = replica(&spec, "b", "").await;
+    all_connected(&[&a, &b]).await;
+    relay.cut();
+    // a's own guard sees a bad candidate and lowers smb 50 → 25, alone.
+    let deadline = Instant::now() + PATIENCE;
+    let mut i = 0;
+    while weight(&a, "smb") >= 50.0 {
+        assert!(Instant::now() < deadline, "no local rollback");
+        let req = Request::get(format!("http://{}/s{i}", a.addr))
+            .header("x-tier", "smb")
+            .header("x-user-id", format!("u{i}"))
+            .body(Full::default())
+            .unwrap();
+        assert_eq!(send(req).await.0, 200);
+        i += 1;
+    }
+    assert_eq!(weight(&a, "smb"), 25.0);
+    assert!(readyz(&a).await.contains("fleet: disconnected"));
+    // Meanwhile a person rolls smb back to 0 on b.
+    let (status, body) = set_weight(&b, "smb", 0.0).await;
+    assert_eq!(status, 200, "{body}");
+    relay.heal();
+    all_connected(&[&a, &b]).await;
+    // a's lowering reaches the fleet (recorded once), and the rollback stands.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !pg_events(&pg)
+        .await
+        .iter()
+        .any(|e| e.4 == "guard" && e.5 == "a")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "a's lowering never reached the fleet"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    converge(&[&a, &b], "smb at 0", |r| weight(r, "smb") == 0.0).await;
+    let events = pg_events(&pg).await;
+    let pushed: Vec<_> = events
+        .iter()
+        .filter(|e| e.4 == "guard" && e.5 == "a")
+        .collect();
+    assert_eq!(pushed.len(), 1, "{events:?}");
+    assert_eq!(
+        (pushed[0].2, pushed[0].3),
+        (Some(0.0), Some(0.0)),
+        "{events:?}"
+    );
+    assert_eq!(raises_without_gates(&pg).await, Vec::<String>::new());
+    // It stays so: a later tick applies nothing new.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!((weight(&a, "smb"), weight(&b, "smb")), (0.0, 0.0));
+    for r in [a, b] {
+        r.stop().await;
+    }
+}
+
+/// Issue 21, the same for stages: a local `autonomous → notify` lowering
+/// pushed after the fleet went to `shadow` leaves the segment at `shadow`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejoining_replica_cannot_undo_a_stage_rollback() {
+    let Some(pg) = pg::start("fleet_rejoin_stage").await else {
+        return;
+    };
+    let incumbent = upstream().spawn().await;
+    let candidate = upstream().spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rollout = "{ segments = { smb = 50.0 } }";
+    let spec = Spec::new(&pg, &dir, incumbent.url(), candidate.url(), rollout);
+    let relay = pg::Relay::start(&pg).await;
+    let a = replica_via(&spec, &relay, "a").await;
+    let b = replica(&spec, "b", "").await;
+    all_connected(&[&a, &b]).await;
+    let stage = |r: &Running| r.proxy.rollout.route("r").unwrap().stage("smb");
+    let set_stage = |r: &Running, to: &'static str| {
+        let url = format!("http://{}/api/v1/routes/r/stage", r.admin_addr);
+        async move {
+            let body = format!(r#"{{"segment":"smb","stage":"{to}","reason":"test"}}"#);
+            let (status, _, answer) = post(&url, &body).await;
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+        }
+    };
+    relay.cut();
+    converge(&[&a], "a disconnected", |r| {
+        !r.proxy.rollout.fleet().unwrap().connected()
+    })
+    .await;
+    set_stage(&a, "notify").await;
+    set_stage(&b, "shadow").await;
+    relay.heal();
+    all_connected(&[&a, &b]).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !pg_events(&pg)
+        .await
+        .iter()
+        .any(|e| e.4 == "api" && e.5 == "a")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "a's lowering never reached the fleet"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    use understudy::autonomy::Stage;
+    converge(&[&a, &b], "smb at shadow", |r| stage(r) == Stage::Shadow).await;
+    assert_eq!(raises_without_gates(&pg).await, Vec::<String>::new());
+    for r in [a, b] {
+        r.stop().await;
+    }
+}
+
+/// An HTTP gate whose answer the test sets, counting the times it is asked.
+struct Gate {
+    url: String,
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn gate(status: u16) -> Gate {
+    use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/check", listener.local_addr().unwrap());
+    let status = std::sync::Arc::new(AtomicU16::new(status));
+    let asked = std::sync::Arc::new(AtomicUsize::new(0));
+    let (s, a) = (status.clone(), asked.clone());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (s, a) = (s.clone(), a.clone());
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                a.fetch_add(1, Ordering::AcqRel);
+                let code = s.load(Ordering::Acquire);
+                let answer =
+                    format!("HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = conn.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    Gate { url, status, asked }
+}
+
+/// Issue 21: the fleet's evaluator promotes through the same gates as any
+/// raise (SPEC §12): a failing external gate holds its promotion; once the
+/// gate passes, the promotion lands with the gate's result in its row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_promotions_pass_the_external_gates() {
+    use std::sync::atomic::Ordering;
+    let Some(pg) = pg::start("fleet_promotion_gates").await else {
+        return;
+    };
+    let incumbent = upstream().json(r#"{"score":1}"#).spawn().await;
+    let candidate = upstream().json(r#"{"score":1}"#).spawn().await;
+    let check = gate(503).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rollout = format!(
+        "{{ segments = {{ smb = 5.0 }} }}\n\
+         guard = {{ min_samples = 20, min_agreement = 0.5, auto_promote = true, hold = \"1ms\", \
+         steps = [5, 10, 25], gates = [{{ name = \"canary\", http = \"{}\" }}] }}",
+        check.url
+    );
+    let spec = Spec::new(&pg, &dir, incumbent.url(), candidate.url(), &rollout);
+    let a = replica(&spec, "a", "").await;
+    let b = replica(&spec, "b", "").await;
+    all_connected(&[&a, &b]).await;
+    let traffic = |n: usize, from: usize| {
+        let addr = a.addr;
+        async move {
+            for i in from..from + n {
+                let req = Request::get(format!("http://{addr}/s{i}"))
+                    .header("x-tier", "smb")
+                    .header("x-user-id", format!("u{i}"))
+                    .body(Full::default())
+                    .unwrap();
+                assert_eq!(send(req).await.0, 200);
+            }
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut sent = 0;
+    while check.asked.load(Ordering::Acquire) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the evaluator never asked the gate"
+        );
+        traffic(20, sent).await;
+        sent += 20;
+    }
+    assert_eq!((weight(&a, "smb"), weight(&b, "smb")), (5.0, 5.0));
+    let guard_raises = |events: &[(i64, String, Option<f64>, Option<f64>, String, String)]| {
+        events
+            .iter()
+            .filter(|e| e.4 == "guard" && e.3 > e.2)
+            .count()
+    };
+    assert_eq!(guard_raises(&pg_events(&pg).await), 0);
+    check.status.store(200, Ordering::Release);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while weight(&b, "smb") != 10.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no promotion once the gate passed"
+        );
+        traffic(20, sent).await;
+        sent += 20;
+    }
+    let rows = pg
+        .client()
+        .await
+        .query(
+            "SELECT gates, intent FROM understudy.rollout_events WHERE actor = 'guard' AND to_weight > from_weight",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let gates: Option<String> = rows[0].get(0);
+    assert!(
+        gates.as_deref().unwrap_or("").contains("canary: pass"),
+        "{gates:?}"
+    );
+    assert_eq!(
+        rows[0].get::<_, Option<String>>(1).as_deref(),
+        Some("raise")
+    );
+    for r in [a, b] {
+        r.stop().await;
+    }
+}

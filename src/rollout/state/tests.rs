@@ -1,5 +1,6 @@
 use super::*;
 use crate::rollout::guard::Sample;
+use crate::rollout::{Ask, Intent, Target};
 use std::time::{Duration, Instant};
 
 fn config(enterprise: f64) -> Config {
@@ -163,4 +164,169 @@ async fn the_guard_rolls_a_bad_segment_back_and_records_why() {
         "{text}"
     );
     assert!(text.contains("agreement_ratio{route=\"lead-score\",segment=\"enterprise\"}"));
+}
+
+/// Issue 21: a guard's breach decided at weight 50 ("one step back: 25")
+/// lands after a person rolled the segment back to 0: it is a lowering, "at
+/// most 25", so it changes nothing, and the ledger records no raise.
+#[tokio::test]
+async fn a_stale_breach_never_raises() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, cfg) = (Metrics::new(), config(50.0));
+    let r = Rollout::from_config(&cfg);
+    r.attach(store(&dir.path().join("u.db")), &cfg, &m)
+        .await
+        .unwrap();
+    let route = &cfg.routes[0];
+    let decided_at = r.route("lead-score").unwrap().epoch;
+    r.set_weight(route, "enterprise", 0.0, Actor::Api, "rollback", false, &m)
+        .await
+        .unwrap();
+    let breach = crate::rollout::guard::Action {
+        to: 25.0,
+        breach: Some(crate::rollout::guard::Reason::Agreement),
+        figures: Default::default(),
+        reason: "guard breach (agreement)".into(),
+    };
+    r.act(route, "enterprise", breach, decided_at, &m).await;
+    assert_eq!(weight(&r, "enterprise"), 0.0);
+    let history = r.history(None, 100).unwrap();
+    assert!(history.iter().all(|e| e.actor != "guard"), "{history:?}");
+    // The same for a stage: "at most notify" after a person set shadow.
+    r.set_stage(
+        route,
+        "enterprise",
+        Stage::Shadow,
+        Actor::Api,
+        "stop",
+        false,
+        &m,
+    )
+    .await
+    .unwrap();
+    let lower = Ask {
+        intent: Some(Intent::Lower),
+        ..Ask::new(
+            "enterprise",
+            Target::Stage(Stage::Notify),
+            Actor::Guard,
+            "breach",
+        )
+    };
+    assert!(matches!(
+        r.change(route, lower, &m).await,
+        Err(Error::StageUnchanged { .. })
+    ));
+    assert_eq!(
+        r.route("lead-score").unwrap().stage("enterprise"),
+        Stage::Shadow
+    );
+}
+
+/// A guard's promotion is compare-and-set on the state it judged: a change
+/// made meanwhile (here a person's lowering and raise back) refuses it.
+#[tokio::test]
+async fn a_stale_promotion_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, cfg) = (Metrics::new(), config(5.0));
+    let r = Rollout::from_config(&cfg);
+    r.attach(store(&dir.path().join("u.db")), &cfg, &m)
+        .await
+        .unwrap();
+    let route = &cfg.routes[0];
+    let decided_at = r.route("lead-score").unwrap().epoch;
+    r.set_weight(route, "enterprise", 1.0, Actor::Api, "down", false, &m)
+        .await
+        .unwrap();
+    r.set_weight(route, "enterprise", 5.0, Actor::Api, "up", true, &m)
+        .await
+        .unwrap();
+    // Forced, so no gate stands in the way: only the compare-and-set.
+    let raise = Ask {
+        intent: Some(Intent::Raise),
+        epoch: Some(decided_at),
+        force: true,
+        ..Ask::new("enterprise", Target::Weight(10.0), Actor::Api, "promote")
+    };
+    let refused = r.change(route, raise, &m).await;
+    assert!(matches!(refused, Err(Error::Moved { .. })), "{refused:?}");
+    assert_eq!(weight(&r, "enterprise"), 5.0);
+    // The guard cannot force: its raise without a pass is gated.
+    let guard = Ask {
+        intent: Some(Intent::Raise),
+        force: true,
+        ..Ask::new("enterprise", Target::Weight(10.0), Actor::Guard, "promote")
+    };
+    let gated = r.change(route, guard, &m).await;
+    assert!(matches!(gated, Err(Error::Gated { .. })), "{gated:?}");
+}
+
+/// Issue 21: one rule resets the evidence, whatever the change: a weight, a
+/// stage, the mirror switch (every segment), the guard's own promotion;
+/// and a sample gathered before a change is never counted after it.
+#[tokio::test]
+async fn every_change_resets_the_evidence_it_touches_by_one_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, cfg) = (Metrics::new(), config(5.0));
+    let r = Rollout::from_config(&cfg);
+    r.attach(store(&dir.path().join("u.db")), &cfg, &m)
+        .await
+        .unwrap();
+    let route = &cfg.routes[0];
+    let feed = |n: usize, at: Instant| {
+        let r = &r;
+        let m = &m;
+        async move {
+            for seg in ["enterprise", "smb"] {
+                for _ in 0..n {
+                    let s = Sample {
+                        at,
+                        verdict: crate::compare::Verdict::Match,
+                        safety: false,
+                        incumbent_ms: None,
+                        candidate_ms: None,
+                        incumbent_ttft_ms: None,
+                        candidate_ttft_ms: None,
+                    };
+                    r.observe(route, seg, s, m).await;
+                }
+            }
+        }
+    };
+    let samples = |seg: &str| r.guard_status("lead-score", seg).map(|(f, _, _)| f.samples);
+    let before = Instant::now();
+    feed(10, Instant::now()).await;
+    assert_eq!(
+        (samples("enterprise"), samples("smb")),
+        (Some(10), Some(10))
+    );
+    // A stage change resets its segment only.
+    r.set_stage(
+        route,
+        "enterprise",
+        Stage::Notify,
+        Actor::Api,
+        "x",
+        false,
+        &m,
+    )
+    .await
+    .unwrap();
+    assert_eq!((samples("enterprise"), samples("smb")), (None, Some(10)));
+    // A sample gathered before that change (settled after it) is not counted.
+    feed(1, before).await;
+    assert_eq!(samples("enterprise"), None);
+    feed(3, Instant::now()).await;
+    assert_eq!((samples("enterprise"), samples("smb")), (Some(3), Some(14)));
+    // The mirror switch resets every segment of the route.
+    r.set_mirror(route, false, Actor::Api, "stop", &m)
+        .await
+        .unwrap();
+    assert_eq!((samples("enterprise"), samples("smb")), (None, None));
+    feed(2, Instant::now()).await;
+    // A raise (here a person's forced one) resets its segment too.
+    r.set_weight(route, "smb", 1.0, Actor::Api, "go", true, &m)
+        .await
+        .unwrap();
+    assert_eq!((samples("enterprise"), samples("smb")), (Some(2), None));
 }

@@ -377,3 +377,72 @@ fn watchdog(pg: u32) {
         .spawn()
         .ok();
 }
+
+/// A loopback TCP relay in front of a PostgreSQL server, so that one replica
+/// can be cut off (a network partition) while others stay connected. Each
+/// connection is copied both ways until [`Relay::cut`], which closes every
+/// open one and refuses new ones until [`Relay::heal`].
+pub struct Relay {
+    /// The server's URL with the relay's port.
+    pub url: String,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// A relay to the server `pg` runs on loopback.
+    pub async fn start(pg: &Pg) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let target = format!("127.0.0.1:{}", pg.port);
+        let url = pg
+            .url
+            .replace(&format!(":{}/", pg.port), &format!(":{port}/"));
+        assert_ne!(url, pg.url, "the relay needs the server's port in its URL");
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, o) = (cut.clone(), open.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if c.load(Ordering::Acquire) {
+                    continue; // dropped: refused
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                o.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Relay {
+            url,
+            cut,
+            open,
+            accept,
+        }
+    }
+
+    /// Cuts every connection through the relay and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::Release);
+        for task in self.open.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
