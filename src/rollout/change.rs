@@ -271,9 +271,10 @@ impl Reset {
     /// whoever made it: a person, the file, a guard here or in the fleet)
     /// starts the evidence of what it touched over: the candidate's exposure
     /// or role changed, so evidence gathered before it says nothing of the
-    /// state after it.
+    /// state after it. The mirror switch and a change to `default` (which
+    /// every segment without a value of its own follows) touch the route.
     pub fn of(change: &Change) -> Reset {
-        if change.segment == ALL_SEGMENTS {
+        if change.segment == ALL_SEGMENTS || change.segment == crate::segment::DEFAULT {
             Reset::Route(change.route.clone())
         } else {
             Reset::Segment(change.route.clone(), change.segment.clone())

@@ -894,4 +894,6 @@ fn on_off(on: bool) -> &'static str {
 }
 
 #[cfg(test)]
+mod model;
+#[cfg(test)]
 mod tests;
