@@ -37,6 +37,7 @@ pub mod demo;
 pub mod exchange;
 pub mod export;
 pub mod fleet;
+pub mod judge;
 pub mod limit;
 pub mod loopback;
 pub mod metrics;

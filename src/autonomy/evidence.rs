@@ -2,12 +2,12 @@
 //! it: advance only when confidently good, regress when confidently bad.
 //!
 //! Pure: no IO, the clock is passed in. Every rate is judged by
-//! [`guard::judge_rate`], the guard's own statistics (its `method` and
-//! `alpha`), so a stage is earned and lost by the same rule as a weight.
+//! [`crate::judge`], the guard's own statistics (its `method` and `alpha`)
+//! and hysteresis, so a stage is earned and lost by the same rule as a weight.
 
 use super::Stage;
 use crate::config::{Criteria, GuardMethod};
-use crate::rollout::guard::{self, Bar, Decision, RateCheck, Reason};
+use crate::judge::{Bar, Decision, RateCheck, Reason, Step, Streak, judge_rate};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -93,8 +93,7 @@ impl std::fmt::Display for Evidence {
 /// that is not configured is not checked.
 pub fn decide(c: &Criteria, method: &GuardMethod, stage: Stage, e: &Evidence) -> Decision {
     let min = c.min_samples.max(1);
-    let judge =
-        |k: u64, n: u64, bar: f64, side: Bar| guard::judge_rate(method, k, n, bar, side, min);
+    let judge = |k: u64, n: u64, bar: f64, side: Bar| judge_rate(method, k, n, bar, side, min);
     let checks = [
         (
             Reason::Reversals,
@@ -154,7 +153,7 @@ pub struct Tracker {
     /// to another stage, even when a move and an observation race.
     stage: Option<Stage>,
     evidence: Evidence,
-    passing_since: Option<Instant>,
+    streak: Streak,
     last: Option<Decision>,
     /// The last reset: events from before it are never counted.
     floor: Option<Instant>,
@@ -194,41 +193,25 @@ impl Tracker {
         self.evidence.add(event);
         let decision = decide(judge.criteria, judge.method, stage, &self.evidence);
         self.last = Some(decision);
-        match decision {
-            Decision::Breach(reason) => {
-                self.passing_since = None;
-                if !canary {
-                    return None;
-                }
-                let to = stage.previous()?;
-                Some(Move {
-                    to,
-                    breach: Some(reason),
-                    reason: format!("autonomy breach ({}): {}", reason.as_str(), self.evidence),
-                })
-            }
-            Decision::Hold => {
-                self.passing_since = None;
-                None
-            }
-            Decision::Pass => {
-                let since = *self.passing_since.get_or_insert(now);
-                let held = now.saturating_duration_since(since);
-                if !judge.auto_advance || !canary || held < judge.hold {
-                    return None;
-                }
-                let to = stage.next()?;
-                self.passing_since = None;
-                Some(Move {
-                    to,
-                    breach: None,
-                    reason: format!(
-                        "autonomy advance: passed for {}: {}",
-                        humantime::format_duration(Duration::from_millis(held.as_millis() as u64)),
-                        self.evidence
-                    ),
-                })
-            }
+        let step = self
+            .streak
+            .step(decision, now, judge.hold, canary, judge.auto_advance);
+        match step {
+            Step::Breach(reason) => Some(Move {
+                to: stage.previous()?,
+                breach: Some(reason),
+                reason: format!("autonomy breach ({}): {}", reason.as_str(), self.evidence),
+            }),
+            Step::Stay => None,
+            Step::Advance(held) => Some(Move {
+                to: stage.next()?,
+                breach: None,
+                reason: format!(
+                    "autonomy advance: passed for {}: {}",
+                    humantime::format_duration(Duration::from_millis(held.as_millis() as u64)),
+                    self.evidence
+                ),
+            }),
         }
     }
 
@@ -251,7 +234,7 @@ impl Tracker {
     }
 
     pub fn passing_for(&self, now: Instant) -> Option<Duration> {
-        self.passing_since.map(|s| now.saturating_duration_since(s))
+        self.streak.passing_for(now)
     }
 }
 

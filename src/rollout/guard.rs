@@ -18,11 +18,12 @@
 pub mod latency;
 mod people;
 
-pub use people::{Bar, Feedback, RateCheck, judge_rate};
+pub use crate::judge::{Bar, Decision, RateCheck, Reason, judge_rate};
+pub use people::Feedback;
 
 use crate::compare::Verdict;
 use crate::config::{Guard, GuardMethod, OnBreach, Window};
-use crate::stats::sequence::Position;
+use crate::judge::{Step, Streak, within};
 use crate::stats::{Z95, wilson};
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -56,64 +57,6 @@ impl Sample {
                 self.verdict,
                 Verdict::Match | Verdict::Mismatch | Verdict::CandidateError
             )
-    }
-}
-
-/// Why a guard breached; a `guard_trips_total` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    Agreement,
-    CandidateErrors,
-    Latency,
-    /// Time to first token (`max_ttft_ratio`, SPEC §11).
-    Ttft,
-    Safety,
-    /// Satisfaction (share of ratings > 0) below its minimum (SPEC §14).
-    Satisfaction,
-    /// Reversed answers above `max_reversal_rate` (SPEC §14).
-    Reversals,
-    /// Rejected approvals above `max_reject_rate` (SPEC §14).
-    Rejects,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Agreement => "agreement",
-            Reason::CandidateErrors => "candidate_errors",
-            Reason::Latency => "latency",
-            Reason::Ttft => "ttft",
-            Reason::Safety => "safety",
-            Reason::Satisfaction => "satisfaction",
-            Reason::Reversals => "reversals",
-            Reason::Rejects => "rejects",
-        }
-    }
-}
-
-impl crate::metrics::Label for Reason {
-    fn as_label(self) -> &'static str {
-        self.as_str()
-    }
-}
-
-/// The guard's verdict on a window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "decision", content = "reason")]
-pub enum Decision {
-    Breach(Reason),
-    Pass,
-    Hold,
-}
-
-impl Decision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Breach(_) => "breach",
-            Decision::Pass => "pass",
-            Decision::Hold => "hold",
-        }
     }
 }
 
@@ -351,24 +294,27 @@ pub fn decide(cfg: &Guard, f: &Figures) -> Decision {
     }
     let slow = matches!((f.latency_ratio, cfg.max_latency_ratio), (Some(r), Some(max)) if r > max);
     let slow_start = matches!((f.ttft_ratio, cfg.max_ttft_ratio), (Some(r), Some(max)) if r > max);
-    let (agreement_below, agreement_above, errors_above, errors_within) = match &cfg.method {
-        GuardMethod::Wilson => (
-            f.agreement_upper < cfg.min_agreement,
-            f.agreement_lower >= cfg.min_agreement,
-            f.error_rate_lower > cfg.max_candidate_error_rate,
-            f.error_rate.unwrap_or(0.0) <= cfg.max_candidate_error_rate,
+    let m = &cfg.method;
+    let agreement = judge_rate(m, f.matches, decided, cfg.min_agreement, Bar::Min, 1);
+    let errors = judge_rate(
+        m,
+        f.candidate_errors,
+        f.samples,
+        cfg.max_candidate_error_rate,
+        Bar::Max,
+        1,
+    );
+    let (agreement_below, agreement_above, errors_above, errors_within) = (
+        agreement == RateCheck::Bad,
+        agreement == RateCheck::Good,
+        errors == RateCheck::Bad,
+        within(
+            m,
+            f.candidate_errors,
+            f.samples,
+            cfg.max_candidate_error_rate,
         ),
-        GuardMethod::Sequential(seq) => {
-            let agreement = seq.position(f.matches, decided, cfg.min_agreement);
-            let errors = seq.position(f.candidate_errors, f.samples, cfg.max_candidate_error_rate);
-            (
-                agreement == Position::Below,
-                agreement == Position::Above,
-                errors == Position::Above,
-                seq.error_rate_within(f.candidate_errors, f.samples, cfg.max_candidate_error_rate),
-            )
-        }
-    };
+    );
     if decided > 0 && agreement_below {
         Decision::Breach(Reason::Agreement)
     } else if errors_above {
@@ -482,7 +428,7 @@ pub struct SegmentGuard {
     since_start: Option<Instant>,
     /// The config the counts were gathered under: a new one resets them.
     cfg: Option<Guard>,
-    passing_since: Option<Instant>,
+    streak: Streak,
     last: Option<(Figures, Decision)>,
     /// Ratings and reviews since the last reset.
     feedback: Feedback,
@@ -566,12 +512,11 @@ impl SegmentGuard {
         };
         let (figures, decision) = evaluate_counted(cfg, counts, &mut self.latencies);
         self.last = Some((figures.clone(), decision));
-        match decision {
-            Decision::Breach(reason) => {
-                self.passing_since = None;
-                if weight <= 0.0 {
-                    return None;
-                }
+        match self
+            .streak
+            .step(decision, now, cfg.hold, weight > 0.0, cfg.auto_promote)
+        {
+            Step::Breach(reason) => {
                 let to = match cfg.on_breach {
                     OnBreach::StepBack => step_back(&cfg.steps, weight),
                     OnBreach::Shadow => 0.0,
@@ -589,19 +534,10 @@ impl SegmentGuard {
                     reason: text,
                 })
             }
-            Decision::Hold => {
-                self.passing_since = None;
-                None
-            }
-            Decision::Pass => {
-                let since = *self.passing_since.get_or_insert(now);
-                let held = now.saturating_duration_since(since);
-                // Shadow (0) is never left automatically: the first step is a person's.
-                if !cfg.auto_promote || weight <= 0.0 || held < cfg.hold {
-                    return None;
-                }
+            Step::Stay => None,
+            // Shadow (0) is never left automatically: the first step is a person's.
+            Step::Advance(held) => {
                 let to = next_step(&cfg.steps, weight)?;
-                self.passing_since = None;
                 let figures = figures.bounded(cfg);
                 let text = format!(
                     "guard promotion: passed for {}: {figures}",
@@ -625,7 +561,7 @@ impl SegmentGuard {
         self.window.clear();
         self.counts = Counts::default();
         self.latencies.clear();
-        self.passing_since = None;
+        self.streak = Streak::default();
         self.last = None;
         self.reset();
         self.floor = Some(self.floor.map_or(at, |f| f.max(at)));
@@ -665,7 +601,7 @@ impl SegmentGuard {
             .as_ref()
             .map(|(f, _)| f.clone())
             .unwrap_or_default();
-        self.passing_since = None;
+        self.streak = Streak::default();
         self.reset();
         Some(Action {
             to,
@@ -683,11 +619,7 @@ impl SegmentGuard {
             Some(cfg) => f.bounded(cfg),
             None => f,
         };
-        Some((
-            f,
-            d,
-            self.passing_since.map(|s| now.saturating_duration_since(s)),
-        ))
+        Some((f, d, self.streak.passing_for(now)))
     }
 
     /// Samples per second since the last reset (for time to decision).

@@ -6,65 +6,8 @@
 //!
 //! Pure: no IO.
 
-use super::Reason;
-use crate::config::{Guard, GuardMethod};
-use crate::stats::sequence::Position;
-use crate::stats::{Z95, wilson};
-
-/// Which side of its bar a rate must be on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bar {
-    /// At least the bar (agreement, satisfaction).
-    Min,
-    /// At most the bar (error, reject and reversal rates).
-    Max,
-}
-
-/// What the evidence says of one rate against its bar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RateCheck {
-    /// Confidently on the right side of the bar.
-    Good,
-    /// Confidently on the wrong side.
-    Bad,
-    /// Not decided yet (or fewer than `min_samples`).
-    Unknown,
-}
-
-/// Judges the rate `k / n` against `bar` with the guard's method, the same
-/// asymmetric rule [`decide`] applies to agreement and errors: `sequential`
-/// asks the confidence sequence, `wilson` the Wilson 95 % interval. Below
-/// `min_samples` nothing is decided.
-pub fn judge_rate(
-    method: &GuardMethod,
-    k: u64,
-    n: u64,
-    bar: f64,
-    side: Bar,
-    min: u64,
-) -> RateCheck {
-    if n == 0 || n < min {
-        return RateCheck::Unknown;
-    }
-    let position = match method {
-        GuardMethod::Sequential(seq) => seq.position(k, n, bar),
-        GuardMethod::Wilson => {
-            let (lo, hi) = wilson(k.min(n), n, Z95);
-            if hi < bar {
-                Position::Below
-            } else if lo >= bar {
-                Position::Above
-            } else {
-                Position::Inside
-            }
-        }
-    };
-    match (side, position) {
-        (Bar::Min, Position::Above) | (Bar::Max, Position::Below) => RateCheck::Good,
-        (Bar::Min, Position::Below) | (Bar::Max, Position::Above) => RateCheck::Bad,
-        (_, Position::Inside) => RateCheck::Unknown,
-    }
-}
+use crate::config::Guard;
+use crate::judge::{Bar, RateCheck, Reason, judge_rate};
 
 /// What people said about a segment's answers since the guard's last reset:
 /// ratings and reviews (SPEC §14, guard inputs `min_satisfaction` and

@@ -1,0 +1,209 @@
+//! Judging: the one place where evidence becomes a decision, below the
+//! weight guard (`rollout::guard`), the stage tracker (`autonomy::evidence`)
+//! and the fleet's evaluator, which all call it.
+//!
+//! - [`judge_rate`] puts any rate against its bar with the guard's method
+//!   (the anytime-valid confidence sequence, or Wilson), asymmetrically: a
+//!   rate is good or bad only when the evidence says so, else unknown. The
+//!   switch between the methods exists here only.
+//! - [`Streak`] is the one pass/hold/breach hysteresis: a breach moves at
+//!   once, a pass moves only after it has held for `hold`.
+//!
+//! Pure: no IO, the clock is passed in.
+
+use crate::config::GuardMethod;
+use crate::stats::sequence::Position;
+use crate::stats::{Z95, wilson};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// Why a guard breached; a `guard_trips_total` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Agreement,
+    CandidateErrors,
+    Latency,
+    /// Time to first token (`max_ttft_ratio`, SPEC §11).
+    Ttft,
+    Safety,
+    /// Satisfaction (share of ratings > 0) below its minimum (SPEC §14).
+    Satisfaction,
+    /// Reversed answers above `max_reversal_rate` (SPEC §14).
+    Reversals,
+    /// Rejected approvals above `max_reject_rate` (SPEC §14).
+    Rejects,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Agreement => "agreement",
+            Reason::CandidateErrors => "candidate_errors",
+            Reason::Latency => "latency",
+            Reason::Ttft => "ttft",
+            Reason::Safety => "safety",
+            Reason::Satisfaction => "satisfaction",
+            Reason::Reversals => "reversals",
+            Reason::Rejects => "rejects",
+        }
+    }
+}
+
+impl crate::metrics::Label for Reason {
+    fn as_label(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+/// The guard's verdict on a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "decision", content = "reason")]
+pub enum Decision {
+    Breach(Reason),
+    Pass,
+    Hold,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Breach(_) => "breach",
+            Decision::Pass => "pass",
+            Decision::Hold => "hold",
+        }
+    }
+}
+
+/// Which side of its bar a rate must be on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bar {
+    /// At least the bar (agreement, satisfaction).
+    Min,
+    /// At most the bar (error, reject and reversal rates).
+    Max,
+}
+
+/// What the evidence says of one rate against its bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateCheck {
+    /// Confidently on the right side of the bar.
+    Good,
+    /// Confidently on the wrong side.
+    Bad,
+    /// Not decided yet (or fewer than `min_samples`).
+    Unknown,
+}
+
+/// Judges the rate `k / n` against `bar` with the guard's method, the same
+/// asymmetric rule [`decide`] applies to agreement and errors: `sequential`
+/// asks the confidence sequence, `wilson` the Wilson 95 % interval. Below
+/// `min_samples` nothing is decided.
+pub fn judge_rate(
+    method: &GuardMethod,
+    k: u64,
+    n: u64,
+    bar: f64,
+    side: Bar,
+    min: u64,
+) -> RateCheck {
+    if n == 0 || n < min {
+        return RateCheck::Unknown;
+    }
+    let position = match method {
+        GuardMethod::Sequential(seq) => seq.position(k, n, bar),
+        GuardMethod::Wilson => {
+            let (lo, hi) = wilson(k.min(n), n, Z95);
+            // Above an "at most" bar needs the lower bound strictly over it
+            // (a bar of zero is not exceeded by zero events).
+            let above = match side {
+                Bar::Min => lo >= bar,
+                Bar::Max => lo > bar,
+            };
+            if hi < bar {
+                Position::Below
+            } else if above {
+                Position::Above
+            } else {
+                Position::Inside
+            }
+        }
+    };
+    match (side, position) {
+        (Bar::Min, Position::Above) | (Bar::Max, Position::Below) => RateCheck::Good,
+        (Bar::Min, Position::Below) | (Bar::Max, Position::Above) => RateCheck::Bad,
+        (_, Position::Inside) => RateCheck::Unknown,
+    }
+}
+
+/// Whether errors are within a maximum for a pass (SPEC §12: the error
+/// rate's upper bound within its maximum, for the sequential method; the
+/// observed rate, for the older Wilson method).
+pub fn within(method: &GuardMethod, k: u64, n: u64, max: f64) -> bool {
+    match method {
+        GuardMethod::Sequential(seq) => seq.error_rate_within(k, n, max),
+        GuardMethod::Wilson => n == 0 || k as f64 / n as f64 <= max,
+    }
+}
+
+/// Where a decision leads once the hysteresis is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Move down now.
+    Breach(Reason),
+    /// Move up: passed for this long.
+    Advance(Duration),
+    /// Nothing to do.
+    Stay,
+}
+
+/// The one pass/hold/breach hysteresis, for weights and stages: a breach
+/// moves at once; a pass moves up only once it has held for `hold` without
+/// a hold or breach in between.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Streak {
+    passing_since: Option<Instant>,
+}
+
+impl Streak {
+    /// Applies `decision` at `now`. `may_move`: the segment may move at all
+    /// (it has canary users); `advance`: moving up is enabled (`auto_promote`,
+    /// `auto_advance`).
+    pub fn step(
+        &mut self,
+        decision: Decision,
+        now: Instant,
+        hold: Duration,
+        may_move: bool,
+        advance: bool,
+    ) -> Step {
+        match decision {
+            Decision::Breach(reason) => {
+                self.passing_since = None;
+                if may_move {
+                    Step::Breach(reason)
+                } else {
+                    Step::Stay
+                }
+            }
+            Decision::Hold => {
+                self.passing_since = None;
+                Step::Stay
+            }
+            Decision::Pass => {
+                let since = *self.passing_since.get_or_insert(now);
+                let held = now.saturating_duration_since(since);
+                if !advance || !may_move || held < hold {
+                    return Step::Stay;
+                }
+                self.passing_since = None;
+                Step::Advance(held)
+            }
+        }
+    }
+
+    /// How long the segment has passed, if it passes.
+    pub fn passing_for(&self, now: Instant) -> Option<Duration> {
+        self.passing_since.map(|s| now.saturating_duration_since(s))
+    }
+}
