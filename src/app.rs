@@ -122,7 +122,7 @@ pub async fn start_with(config: Config, options: Options) -> Result<Running, Err
         Some(cfg) => {
             let fleet = crate::fleet::Fleet::new(cfg, &proxy.metrics)?;
             fleet.restore(&store)?;
-            proxy.rollout.join_fleet(fleet.clone());
+            proxy.rollout.join_fleet(std::sync::Arc::new(fleet.clone()));
             Some(fleet)
         }
         None => None,
@@ -160,7 +160,7 @@ pub async fn start_with(config: Config, options: Options) -> Result<Running, Err
         admin::limits::Limits::from(&config.admin),
         stopped(stop_rx.clone()),
     ));
-    tokio::spawn(crate::autonomy::people::expire_loop(
+    tokio::spawn(crate::admin::people::expire_loop(
         proxy.clone(),
         stopped(stop_rx.clone()),
     ));

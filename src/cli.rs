@@ -522,7 +522,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             fleet,
             admin,
         } if fleet.fleet => fleet_ops(&admin.config, &fleet, async |c, out| {
-            Ok(crate::fleet::read::audit(c, route.as_deref(), out).await?)
+            let events = crate::fleet::read::audit(c, route.as_deref()).await?;
+            let audit = crate::admin::wire::Audit {
+                events: events
+                    .into_iter()
+                    .map(|(ts, change)| crate::admin::wire::EventView { ts, change })
+                    .collect(),
+            };
+            Ok(crate::admin::client::print_events(&audit, out)?)
         }),
         Command::Audit { route, admin, .. } => {
             ops(&admin, async |a, out| a.audit(route.as_deref(), out).await)

@@ -26,7 +26,7 @@ pub struct Exchange {
     pub body: Option<Bytes>,
     /// The segment's stage when the weight (or a rule) put this request in
     /// the canary (SPEC §14); `None` outside the canary.
-    pub canary: Option<crate::autonomy::Stage>,
+    pub canary: Option<crate::config::Stage>,
 }
 
 impl Exchange {

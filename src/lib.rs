@@ -24,7 +24,7 @@
 //!    scrubs the row and `store` queues it for the SQLite writer thread (with a
 //!    pending approval at `approve`; a review is posted at `notify`). The
 //!    guard and the stage's evidence see the verdict; people's feedback and
-//!    decisions reach them through `autonomy::people`.
+//!    decisions reach them through `admin::people`.
 
 pub mod admin;
 pub mod app;

@@ -500,7 +500,7 @@ impl Metrics {
             .set(weight);
     }
 
-    pub fn set_stage(&self, route: &str, segment: &str, stage: crate::autonomy::Stage) {
+    pub fn set_stage(&self, route: &str, segment: &str, stage: crate::config::Stage) {
         self.autonomy_stage
             .with_label_values(&[route, segment])
             .set(f64::from(stage.as_index()));
@@ -548,5 +548,17 @@ impl Metrics {
             return String::new();
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Label for crate::config::Side {
+    fn as_label(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Label for crate::config::TextStage {
+    fn as_label(self) -> &'static str {
+        self.as_str()
     }
 }

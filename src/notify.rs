@@ -7,6 +7,7 @@
 //! full queue or an event given up on is counted in
 //! `understudy_notify_dropped_total`.
 
+pub use crate::config::Kind;
 use crate::config::{Notify, NotifyFormat};
 use crate::metrics::Metrics;
 use crate::upstream::{self, Client, body::UpBody};
@@ -24,46 +25,6 @@ const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 /// One POST, connect included.
 const POST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// A guard lowered a weight.
-    Breach,
-    /// A person (CLI or API) lowered a weight.
-    Rollback,
-    /// A weight was raised (by a person or a guard).
-    Promote,
-    /// A promotion was held or refused by a gate.
-    GateFailed,
-    /// The mirror kill switch was turned off.
-    MirrorOff,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 5] = [
-        Kind::Breach,
-        Kind::Rollback,
-        Kind::Promote,
-        Kind::GateFailed,
-        Kind::MirrorOff,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Breach => "breach",
-            Kind::Rollback => "rollback",
-            Kind::Promote => "promote",
-            Kind::GateFailed => "gate_failed",
-            Kind::MirrorOff => "mirror_off",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
 
 /// One notification: the change and the numbers behind it.
 #[derive(Debug, Clone, Serialize)]

@@ -4,7 +4,9 @@
 //! compared after percent-decoding, ASCII case-insensitively; every other
 //! parameter keeps its bytes exactly.
 
-use crate::store::redact::REDACTED;
+/// What a redacted value is replaced with, in queries, headers and JSON bodies.
+pub const REDACTED: &str = "[redacted]";
+
 use std::borrow::Cow;
 
 /// `query` with the value of each parameter named in `names` replaced by

@@ -4,10 +4,7 @@
 use crate::config::{Segment, Source};
 use http::request::Parts;
 
-/// The segment of requests that carry no value (and of routes without segments).
-pub const DEFAULT: &str = "default";
-/// The metric label of values outside the configured list.
-pub const OTHER: &str = "other";
+pub use crate::config::{DEFAULT, OTHER};
 
 /// A request body parsed as JSON at most once, and only if some source needs it.
 pub struct JsonBody<'a> {

@@ -181,7 +181,7 @@ fn rollout_failure(e: &rollout::Error) -> Failure {
         | state::Error::GateFailed { .. } => StatusCode::CONFLICT,
         state::Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         state::Error::Unrecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
-        state::Error::Fleet(crate::fleet::Error::Conflict { .. }) => StatusCode::CONFLICT,
+        state::Error::Fleet(rollout::FleetError::Conflict(_)) => StatusCode::CONFLICT,
         state::Error::Fleet(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     Failure(status, e.to_string())
@@ -347,8 +347,8 @@ async fn feedback(proxy: &Proxy, bytes: Bytes) -> Answer {
         &bytes,
         r#"{"exchange_id": "...", "rating": 1, "comment": "...", "reversed": false}"#,
     )?;
-    use crate::autonomy::people::Error as E;
-    match crate::autonomy::people::feedback(proxy, feedback).await {
+    use crate::admin::people::Error as E;
+    match crate::admin::people::feedback(proxy, feedback).await {
         Ok(_) => ok(StatusCode::CREATED, Created { ok: true }),
         Err(e @ E::Empty) => Err(Failure(StatusCode::BAD_REQUEST, e.to_string())),
         Err(e @ E::Store(crate::store::Error::UnknownExchange { .. })) => {
@@ -368,13 +368,13 @@ async fn stage(proxy: &Proxy, parts: &Parts, route: &str, bytes: Bytes) -> Answe
         Some(b"cli") => Actor::Cli,
         _ => Actor::Api,
     };
-    let Some(to) = crate::autonomy::Stage::parse(&body.stage) else {
+    let Some(to) = crate::config::Stage::parse(&body.stage) else {
         return Err(Failure(
             StatusCode::BAD_REQUEST,
             format!(
                 "unknown stage {:?} (stages: {})",
                 body.stage,
-                crate::autonomy::Stage::names()
+                crate::config::Stage::names()
             ),
         ));
     };

@@ -4,7 +4,7 @@
 
 use super::api::{ACTOR_HEADER, Answer, Failure, ok, parse};
 use super::wire;
-use crate::autonomy::people::{self, Error as E};
+use crate::admin::people::{self, Error as E};
 use crate::proxy::Proxy;
 use crate::segment;
 use crate::store::{self, approvals};

@@ -303,10 +303,10 @@ impl Admin {
         if route.is_empty() || route.contains(['/', '?', '#', ' ']) {
             return Err(Error::Usage(format!("{route:?} is not a route name")).into());
         }
-        if crate::autonomy::Stage::parse(stage).is_none() {
+        if crate::config::Stage::parse(stage).is_none() {
             return Err(Error::Usage(format!(
                 "unknown stage {stage:?} (stages: {})",
-                crate::autonomy::Stage::names()
+                crate::config::Stage::names()
             ))
             .into());
         }

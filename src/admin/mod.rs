@@ -10,6 +10,7 @@ mod approvals;
 pub mod auth;
 pub mod client;
 pub mod limits;
+pub mod people;
 pub mod wire;
 
 use crate::metrics::Rejected;

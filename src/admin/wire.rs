@@ -45,7 +45,7 @@ pub struct SegmentView {
     pub weight: f64,
     /// The stage of autonomy (SPEC §14).
     #[serde(default)]
-    pub stage: crate::autonomy::Stage,
+    pub stage: crate::config::Stage,
     pub guard: Option<GuardView>,
     /// The stage's evidence since it last changed, once there is any.
     #[serde(default)]

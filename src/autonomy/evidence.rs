@@ -215,9 +215,8 @@ impl Tracker {
         }
     }
 
-    /// A change touched this segment ([`crate::rollout::Reset`], the one
-    /// rule): its evidence starts over, and events from before `at` are
-    /// never counted.
+    /// A change touched this segment (the rollout's one reset rule): its
+    /// evidence starts over, and events from before `at` are never counted.
     pub fn reset_at(&mut self, at: Instant) {
         *self = Tracker {
             floor: Some(self.floor.map_or(at, |f| f.max(at))),

@@ -1,14 +1,14 @@
 //! Staged autonomy (SPEC §14): the weight decides *which* users are in a
 //! segment's canary, the stage *what the candidate may do* for them.
 //!
-//! [`stage`] is the ordered stage itself; [`evidence`] counts what each stage
-//! produces (agreement, approvals, reviews, reversals, ratings) and judges it
-//! with the guard's statistics; [`suggest`] builds the `recommend`
-//! suggestion; [`outbox`] posts approved answers and reviews.
+//! The ordered stage itself is a value of the configuration
+//! ([`crate::config::Stage`]); [`evidence`] counts what each stage produces
+//! (agreement, approvals, reviews, reversals, ratings) and judges it with the
+//! guard's statistics ([`crate::judge`]); [`outbox`] posts approved answers
+//! and reviews. People's decisions and feedback arrive through
+//! `admin::people`; the request path's side of each stage is `proxy::stage`.
 
 pub mod evidence;
 pub mod outbox;
-pub mod people;
-pub mod stage;
 
-pub use stage::Stage;
+pub use crate::config::Stage;

@@ -77,12 +77,6 @@ impl TextStage {
     }
 }
 
-impl crate::metrics::Label for TextStage {
-    fn as_label(self) -> &'static str {
-        self.as_str()
-    }
-}
-
 /// Scores below `low` disagree, at or above `high` agree, between them the
 /// pair goes on to the next stage.
 #[derive(Debug, Clone, Copy, PartialEq)]

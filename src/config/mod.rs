@@ -5,8 +5,10 @@
 //! never parses a string: durations, URIs, header names, pointers and regexes
 //! are all built here. Priority: route value > built-in default.
 
+pub mod event;
 pub mod file;
 pub mod llm;
+pub mod stage;
 pub mod validate;
 
 use crate::pointer::Pointer;
@@ -17,9 +19,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use crate::autonomy::Stage;
+pub use event::Kind;
 pub use llm::{Band, Bands, Cost, Embedding, Focus, LlmCompare, Price, Protocol, TextStage};
+pub use stage::Stage;
 pub use validate::{Error, FLEET_URL_ENV, Issue};
+
+/// The segment of requests that carry no value (and of routes without segments).
+pub const DEFAULT: &str = "default";
+/// The metric label of values outside the configured list.
+pub const OTHER: &str = "other";
 
 /// Loads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, Error> {
@@ -383,12 +391,6 @@ impl Side {
     }
 }
 
-impl crate::metrics::Label for Side {
-    fn as_label(self) -> &'static str {
-        self.as_str()
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Guard {
     /// How evidence is turned into bounds (SPEC §12).
@@ -440,7 +442,7 @@ pub struct Notify {
     pub upstream: Upstream,
     pub path: http::uri::PathAndQuery,
     pub format: NotifyFormat,
-    pub events: Vec<crate::notify::Kind>,
+    pub events: Vec<Kind>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -285,13 +285,13 @@ fn notify(c: &mut Checker<'_>, f: &super::file::NotifyFile) -> Option<super::Not
     c.url("notify.url", &f.url)?;
     let url: http::Uri = f.url.get_ref().parse().ok()?;
     let events = match &f.events {
-        None => crate::notify::Kind::ALL.to_vec(),
+        None => crate::config::Kind::ALL.to_vec(),
         Some(list) => list
             .iter()
             .filter_map(|e| {
-                let kind = crate::notify::Kind::parse(e.get_ref());
+                let kind = crate::config::Kind::parse(e.get_ref());
                 if kind.is_none() {
-                    let known: Vec<&str> = crate::notify::Kind::ALL
+                    let known: Vec<&str> = crate::config::Kind::ALL
                         .iter()
                         .map(|k| k.as_str())
                         .collect();

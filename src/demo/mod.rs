@@ -14,7 +14,7 @@
 pub mod scorer;
 pub mod traffic;
 
-use crate::autonomy::Stage;
+use crate::config::Stage;
 use crate::loopback;
 use crate::store::events::{NewFeedback, RolloutEvent};
 use anyhow::Context;
@@ -228,7 +228,7 @@ async fn reviewers(proxy: &crate::proxy::Proxy, after: i64, rate: bool) -> anyho
             },
             _ => continue,
         };
-        crate::autonomy::people::feedback(proxy, feedback).await?;
+        crate::admin::people::feedback(proxy, feedback).await?;
     }
     Ok(last)
 }

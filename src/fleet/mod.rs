@@ -54,6 +54,48 @@ pub enum Error {
     Timeout(std::time::Duration),
     #[error("cannot read the local store: {0}")]
     Store(#[from] crate::store::Error),
+    #[error(transparent)]
+    Rollout(#[from] crate::rollout::Error),
+}
+
+impl crate::rollout::FleetLink for Fleet {
+    fn replica(&self) -> &str {
+        Fleet::replica(self)
+    }
+
+    fn connected(&self) -> bool {
+        Fleet::connected(self)
+    }
+
+    fn readiness(&self) -> String {
+        Fleet::readiness(self)
+    }
+
+    fn kick(&self) {
+        Fleet::kick(self);
+    }
+
+    fn set_applied(&self, route: &str, version: i64) {
+        Fleet::set_applied(self, route, version);
+    }
+
+    fn add_evidence(&self, route: &str, segment: &str, sample: &crate::rollout::guard::Sample) {
+        Fleet::add_evidence(self, route, segment, sample);
+    }
+
+    fn insert_raise<'a>(
+        &'a self,
+        change: &'a Change,
+    ) -> crate::rollout::Pending<'a, Result<i64, crate::rollout::FleetError>> {
+        Box::pin(async move {
+            Fleet::insert_raise(self, change)
+                .await
+                .map_err(|e| match e {
+                    Error::Conflict { .. } => crate::rollout::FleetError::Conflict(e.to_string()),
+                    other => crate::rollout::FleetError::Unavailable(other.to_string()),
+                })
+        })
+    }
 }
 
 /// A cheap, cloneable handle on this replica's link to the fleet.

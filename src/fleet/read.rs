@@ -26,24 +26,20 @@ pub fn url(
         .map(|u| (u, None))
 }
 
-/// `audit --fleet`: every replica's changes, oldest first, with who made them.
+/// `audit --fleet`: every replica's changes (of one route, or all), oldest
+/// first, each with its time (unix ms) and its fleet version as `version`.
 pub async fn audit(
     client: &tokio_postgres::Client,
     route: Option<&str>,
-    out: &mut dyn Write,
-) -> Result<(), Error> {
+) -> Result<Vec<(i64, crate::rollout::Change)>, Error> {
     let events = pg::history(client, route, 10_000).await?;
-    let audit = crate::admin::wire::Audit {
-        events: events
-            .into_iter()
-            .map(|(ts, mut change)| {
-                change.version = change.fleet_version;
-                crate::admin::wire::EventView { ts, change }
-            })
-            .collect(),
-    };
-    crate::admin::client::print_events(&audit, out).map_err(io)?;
-    Ok(())
+    Ok(events
+        .into_iter()
+        .map(|(ts, mut change)| {
+            change.version = change.fleet_version;
+            (ts, change)
+        })
+        .collect())
 }
 
 /// `status --fleet`: the fleet's weights and kill switches, and its replicas.

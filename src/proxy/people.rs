@@ -7,9 +7,9 @@
 //! Runs on the settle task, after redaction: nothing unredacted leaves here.
 
 use super::Proxy;
-use crate::autonomy::Stage;
 use crate::autonomy::outbox;
 use crate::config::Side;
+use crate::config::Stage;
 use crate::runtime::RouteRuntime;
 use crate::segment;
 use crate::store::Record;

@@ -11,7 +11,7 @@
 //! file's value, a person's decision, applied as it is.
 
 use super::RouteState;
-use crate::autonomy::Stage;
+use crate::config::Stage;
 use crate::store::events;
 use serde::{Deserialize, Serialize};
 

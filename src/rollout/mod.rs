@@ -12,11 +12,12 @@ mod change;
 mod feed;
 pub mod gates;
 pub mod guard;
+mod link;
 mod record;
 mod stage;
 pub mod state;
 
-use crate::autonomy::Stage;
+use crate::config::Stage;
 use crate::config::{Config, Route, Side};
 use crate::segment;
 use arc_swap::ArcSwap;
@@ -24,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub use change::{ALL_SEGMENTS, Actor, Change, Intent, Reset, apply};
+pub use link::{FleetError, FleetLink, Pending};
 pub use state::{Ask, Error, Evidence, Target};
 
 /// Weights and stages of one route.
@@ -114,7 +116,7 @@ pub struct Rollout {
     /// Where rollout events are announced (`[[notify]]`); unset sends nothing.
     notifier: OnceLock<crate::notify::Notifier>,
     /// The fleet (SPEC §10), when `[fleet]` is set: raises go through it.
-    fleet: OnceLock<crate::fleet::Fleet>,
+    fleet: OnceLock<Arc<dyn FleetLink>>,
     /// Route → the last result of each of its external gates.
     gate_results: Mutex<HashMap<String, Vec<gates::GateResult>>>,
     /// Route → segment label → guard (nested, so a lookup allocates nothing).

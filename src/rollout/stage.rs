@@ -9,9 +9,9 @@
 
 use super::state::{Ask, Error, Target};
 use super::{Actor, Change, Intent, Rollout, lock};
-use crate::autonomy::Stage;
 use crate::autonomy::evidence::{Event, Evidence, Judge};
 use crate::config::Route;
+use crate::config::Stage;
 use crate::metrics::Metrics;
 use crate::rollout::guard::{self, Decision};
 use std::time::{Duration, Instant};

@@ -14,7 +14,7 @@
 use super::change::{ALL_SEGMENTS, Actor, Change, Intent, Reset, apply};
 use super::guard::Decision;
 use super::{Rollout, RouteState, lock};
-use crate::autonomy::Stage;
+use crate::config::Stage;
 use crate::config::{Config, Route};
 use crate::metrics::Metrics;
 use crate::segment;
@@ -64,7 +64,7 @@ pub enum Error {
         results: String,
     },
     #[error(transparent)]
-    Fleet(#[from] crate::fleet::Error),
+    Fleet(#[from] super::FleetError),
     #[error("route {route:?} mirror is already {state}")]
     MirrorUnchanged { route: String, state: &'static str },
     #[error(
@@ -709,7 +709,7 @@ impl Rollout {
             self.apply_all(std::slice::from_ref(&change));
             return Ok(change);
         };
-        let fleet = self.fleet.get();
+        let fleet = self.fleet();
         if let Some(f) = fleet {
             change.replica = Some(f.replica().to_string());
         }
@@ -751,13 +751,13 @@ impl Rollout {
     }
 
     /// Raises go through `fleet` from now on (the first call wins).
-    pub fn join_fleet(&self, fleet: crate::fleet::Fleet) {
+    pub fn join_fleet(&self, fleet: std::sync::Arc<dyn super::FleetLink>) {
         let _first = self.fleet.set(fleet);
     }
 
     /// The fleet this replica belongs to, if any.
-    pub fn fleet(&self) -> Option<&crate::fleet::Fleet> {
-        self.fleet.get()
+    pub fn fleet(&self) -> Option<&dyn super::FleetLink> {
+        self.fleet.get().map(|f| &**f)
     }
 
     /// Applies events from the fleet, in order, through [`apply`]: each one
@@ -770,7 +770,7 @@ impl Rollout {
         events: Vec<Change>,
         store: &crate::store::Store,
         metrics: &Metrics,
-    ) -> Result<usize, crate::fleet::Error> {
+    ) -> Result<usize, Error> {
         let _changing = self.changes.lock().await;
         let wanted: Vec<(String, i64)> = events
             .iter()
@@ -779,7 +779,9 @@ impl Rollout {
         let s = store.clone();
         let known = tokio::task::spawn_blocking(move || s.has_fleet_versions(&wanted))
             .await
-            .map_err(|e| crate::fleet::Error::Build(e.to_string()))??;
+            .map_err(|e| store::Error::Closed {
+                path: std::path::PathBuf::from(e.to_string()),
+            })??;
         let new: Vec<Change> = events
             .iter()
             .zip(known)
@@ -787,10 +789,7 @@ impl Rollout {
             .map(|(e, _)| e.clone())
             .collect();
         super::record::append_all(store, new.clone()).await?;
-        let local = self.unpushed(store).map_err(|e| match e {
-            Error::Store(s) => crate::fleet::Error::Store(s),
-            other => crate::fleet::Error::Build(other.to_string()),
-        })?;
+        let local = self.unpushed(store)?;
         self.apply_all(&[events, local].concat());
         let snapshot = self.snapshot();
         let now = std::time::Instant::now();

@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderName};
 use serde_json::Value;
 
 /// What a redacted value becomes.
-pub const REDACTED: &str = "[redacted]";
+pub use crate::query::REDACTED;
 
 /// Built once from `store.redact_headers` and `store.redact_json`.
 #[derive(Debug, Clone, Default)]

@@ -2,7 +2,7 @@
 //! pointer, the delivery and review URLs, the criteria.
 
 use super::Checker;
-use crate::autonomy::Stage;
+use crate::config::Stage;
 use crate::config::file::AutonomyFile;
 use crate::config::{Autonomy, Criteria, Endpoint, Segment, Upstream};
 use std::time::Duration;
@@ -35,7 +35,7 @@ pub(super) fn autonomy(
             Some(seg)
                 if !seg.values.is_empty()
                     && !seg.values.contains(name.get_ref())
-                    && name.get_ref() != crate::segment::OTHER =>
+                    && name.get_ref() != crate::config::OTHER =>
             {
                 let msg = format!(
                     "{:?} is not one of segment.values {:?}",
@@ -108,7 +108,7 @@ fn endpoint(c: &mut Checker<'_>, field: &str, url: &Spanned<String>) -> Option<E
 
 #[cfg(test)]
 mod tests {
-    use crate::autonomy::Stage;
+    use crate::config::Stage;
     use crate::config::parse;
 
     fn route(autonomy: &str) -> String {

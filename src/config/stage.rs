@@ -1,5 +1,6 @@
 //! The stage of autonomy (SPEC §14): what the candidate may do for the users
-//! its weight puts in the canary. Pure: no IO.
+//! its weight puts in the canary. Pure: no IO. A value of the configuration
+//! (`[routes.autonomy]`), used by the autonomy, the rollout and the metrics.
 //!
 //! Stages are ordered; `as_index` (0–4) is the `understudy_autonomy_stage`
 //! gauge and `as_str` the name in the config, the API and `rollout_events`.
