@@ -284,7 +284,7 @@ async fn replay_one(
         ..Observation::default()
     };
     let mut outcome = compare::compare(&route.compare, &incumbent, &candidate, noise);
-    if let (Some(spec), Some(compare::LLM_PENDING)) = (route.llm(), outcome.note.as_deref()) {
+    if let (Some(spec), Some(compare::Pending::Llm)) = (route.llm(), outcome.pending) {
         // llm mode: both answers decoded; stages that call out are not run here.
         let read = |o: &Observation| crate::reading::Reading::of(spec.protocol, o);
         if let (Some(i), Some(c)) = (read(&incumbent), read(&candidate)) {

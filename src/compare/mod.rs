@@ -75,6 +75,27 @@ pub struct Outcome {
     /// `llm` mode: the text stage that decided (none when the tool calls, a
     /// failure or two empty texts did).
     pub decided_by: Option<crate::config::TextStage>,
+    /// Not decided here: the settle step decides it asynchronously (the
+    /// verdict is `skipped` until it does).
+    pub pending: Option<Pending>,
+}
+
+/// What an undecided outcome waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// The external judge's answer (`judge` mode).
+    Judge,
+    /// Both answers decoded and the text stages run (`llm` mode, [`llm`]).
+    Llm,
+}
+
+impl Pending {
+    fn as_str(self) -> &'static str {
+        match self {
+            Pending::Judge => "judge pending",
+            Pending::Llm => "llm pending",
+        }
+    }
 }
 
 impl Outcome {
@@ -85,6 +106,15 @@ impl Outcome {
             score: None,
             note: None,
             decided_by: None,
+            pending: None,
+        }
+    }
+
+    /// An outcome the settle step decides later: `skipped` until then.
+    pub fn pending(what: Pending) -> Outcome {
+        Outcome {
+            pending: Some(what),
+            ..Outcome::noted(Verdict::Skipped, what.as_str())
         }
     }
 
@@ -122,9 +152,9 @@ impl Outcome {
 ///    what we did not keep;
 /// 5. the mode decides on the bodies: [`exact`], [`json`] (where `noise`, the
 ///    pointers learned as noise, are ignored like the configured `ignore`),
-///    [`text`], or `judge` → `skipped` ("judge pending") until the asynchronous
-///    judge answers, or `llm` → `skipped` ("llm pending") until the settle step
-///    has decoded both answers ([`llm`]).
+///    [`text`], or `judge` and `llm` → [`Outcome::pending`]: the settle step
+///    decides them (the asynchronous judge answers; both answers are decoded
+///    and the text stages run, [`llm`]).
 pub fn compare(
     mode: &Compare,
     incumbent: &Observation,
@@ -152,17 +182,10 @@ pub fn compare(
         Compare::Exact => exact::compare(incumbent, candidate),
         Compare::Json(spec) => json::compare(spec, noise, &incumbent.body, &candidate.body),
         Compare::Text(spec) => text::compare(spec, &incumbent.body, &candidate.body),
-        Compare::Judge(_) => Outcome::noted(Verdict::Skipped, JUDGE_PENDING),
-        Compare::Llm(_) => Outcome::noted(Verdict::Skipped, LLM_PENDING),
+        Compare::Judge(_) => Outcome::pending(Pending::Judge),
+        Compare::Llm(_) => Outcome::pending(Pending::Llm),
     }
 }
-
-/// The note of an `llm` outcome before the settle step has decoded both
-/// answers and run the text stages ([`llm`]).
-pub const LLM_PENDING: &str = "llm pending";
-
-/// The note of a `judge` outcome before the judge has answered.
-pub const JUDGE_PENDING: &str = "judge pending";
 
 /// The diff entry for a status difference.
 pub const STATUS_POINTER: &str = "/status";

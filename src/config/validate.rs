@@ -6,6 +6,7 @@
 //! position. Byte offsets become `line:col` in exactly one place, [`line_col`].
 
 mod autonomy;
+mod compare;
 mod llm;
 mod policy;
 mod route;

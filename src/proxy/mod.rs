@@ -8,6 +8,7 @@
 //! bounded and counted. The one wait is [`suggest`]'s (`recommend` stage),
 //! bounded by `autonomy.suggest_timeout`.
 
+mod answer;
 pub mod body;
 pub mod cascade;
 pub mod conn;
@@ -15,9 +16,9 @@ pub mod error;
 pub mod handle;
 pub mod headers;
 pub mod mirror;
-mod people;
 pub mod server;
 pub mod settle;
+mod stage;
 pub mod suggest;
 
 use crate::config::Config;

@@ -224,7 +224,7 @@ impl Settle {
             rec.candidate_error = c.error;
         }
         rt.redactor.apply(&mut rec);
-        let people = super::people::after(&proxy, &route, ex.canary, served_by, &mut rec).await;
+        let people = super::stage::after(&proxy, &route, ex.canary, served_by, &mut rec).await;
         crate::store::policy::apply(&rt.config.store, &mut rec);
         proxy.store.record(rec);
         people.finish(&proxy, &route).await;
@@ -315,9 +315,9 @@ async fn judge_pair(
         .map(|n| n.learner.pointers())
         .unwrap_or_default();
     let outcome = compare::compare(&route.cfg.compare, i, c, &noise);
-    match outcome.note.as_deref() {
-        Some(compare::JUDGE_PENDING) => {}
-        Some(compare::LLM_PENDING) => {
+    match outcome.pending {
+        Some(compare::Pending::Judge) => {}
+        Some(compare::Pending::Llm) => {
             return match (route.cfg.llm(), &readings.incumbent, &readings.candidate) {
                 (Some(spec), Some(a), Some(b)) => {
                     cascade::decide(route, spec, ex, a, b, metrics).await
@@ -325,7 +325,7 @@ async fn judge_pair(
                 _ => Outcome::noted(Verdict::Skipped, "answers not read"),
             };
         }
-        _ => return outcome,
+        None => return outcome,
     }
     let Some(j) = &route.live.judge else {
         return outcome;

@@ -11,8 +11,8 @@
 //! `store.max_body_bytes`) stream through without a suggestion (counted).
 
 use super::Proxy;
+use super::answer::{Answer, Ctx, Reporter, incumbent};
 use super::body::{Prepared, ProxyBody};
-use super::handle::{Answer, Reporter, incumbent};
 use super::headers::strip_hop_by_hop;
 use super::mirror::{Plan, SkipReason};
 use super::settle::Other;
@@ -70,15 +70,14 @@ impl crate::metrics::Label for Outcome {
 }
 
 /// Serves a canary user of a `recommend` segment.
-pub async fn serve(
-    proxy: &Arc<Proxy>,
-    route: &Arc<RouteRuntime>,
+pub(super) async fn serve(
+    ctx: &Ctx,
     ex: Exchange,
     plan: Result<Plan, SkipReason>,
     parts: Parts,
     body: Prepared,
-    cap: usize,
 ) -> Response<ProxyBody> {
+    let (proxy, route, cap) = (&ctx.proxy, &ctx.route, ctx.cap);
     let deadline = tokio::time::Instant::from_std(ex.started) + route.cfg.autonomy.suggest_timeout;
     let (call, skipped) = match plan {
         Ok(plan) => {
@@ -103,22 +102,22 @@ pub async fn serve(
             };
             metrics.record_suggestion(name, outcome);
             let other = other(call, skipped);
-            let reporter = Reporter::settle(proxy, route, ex, Side::Incumbent, other);
+            let reporter = Reporter::settle(ctx, ex, Side::Incumbent, other);
             let answer = Answer {
                 result: Ok(resp),
                 ..answer
             };
-            return reporter.respond(proxy, route, answer, cap);
+            return reporter.respond(ctx, answer);
         }
         Ok(resp) => resp,
         Err(e) => {
             let other = other(call, skipped);
-            let reporter = Reporter::settle(proxy, route, ex, Side::Incumbent, other);
+            let reporter = Reporter::settle(ctx, ex, Side::Incumbent, other);
             let answer = Answer {
                 result: Err(e),
                 ..answer
             };
-            return reporter.respond(proxy, route, answer, cap);
+            return reporter.respond(ctx, answer);
         }
     };
     let (mut head, inner) = whole.into_parts();

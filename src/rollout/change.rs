@@ -246,7 +246,8 @@ pub fn apply(rs: &mut RouteState, c: &Change) -> bool {
         rs.set_stage(&c.segment, next);
     }
     if let Some(m) = c.mirror.as_deref() {
-        let on = m != "off" && !(lower && !rs.mirror);
+        // A lowering can switch the mirror off, never on.
+        let on = m != "off" && (rs.mirror || !lower);
         changed |= on != rs.mirror;
         rs.mirror = on;
     }

@@ -1,106 +1,22 @@
-//! Checks a route's decision tables: `compare`, `rollout` and `guard`.
-//! Each key that belongs to another compare mode is an issue, never silently ignored.
+//! Checks a route's decision tables: the `json` and `judge` compare modes,
+//! `rollout` and `guard` (the mode itself is chosen in [`super::compare`]).
 
 use super::Checker;
 use crate::config::file::{
-    CompareFile, GuardFile, MethodFile, ModeFile, NoiseFile, OnBreachFile, RolloutFile, ServeFile,
-    WindowFile,
+    CompareFile, GuardFile, MethodFile, NoiseFile, OnBreachFile, RolloutFile, ServeFile, WindowFile,
 };
 use crate::config::{
-    Compare, Guard, GuardMethod, JsonCompare, JudgeCompare, Noise, OnBreach, Rollout, Rule,
-    Segment, Side, TextCompare, Upstream, Window,
+    Guard, GuardMethod, JsonCompare, JudgeCompare, Noise, OnBreach, Rollout, Rule, Segment, Side,
+    Upstream, Window,
 };
 use std::time::Duration;
 use toml::Spanned;
 
-const TEXT_THRESHOLD: f64 = 0.8;
 const JUDGE_TIMEOUT: Duration = Duration::from_secs(10);
 const JUDGE_MAX_IN_FLIGHT: usize = 16;
 /// Connect and header timeout of the noise secondary; the probe as a whole is
 /// bounded by `mirror.timeout`.
 const NOISE_TIMEOUT: Duration = Duration::from_secs(10);
-
-pub(super) fn compare(c: &mut Checker<'_>, f: &CompareFile) -> Compare {
-    let mode = *f.mode.get_ref();
-    reject_foreign_keys(c, f, mode);
-    match mode {
-        ModeFile::Exact => Compare::Exact,
-        ModeFile::Json => Compare::Json(json_compare(c, f)),
-        ModeFile::Text => Compare::Text(TextCompare {
-            field: (f.field.as_ref()).and_then(|p| c.pointer("compare.field", p)),
-            threshold: f
-                .threshold
-                .as_ref()
-                .map_or(TEXT_THRESHOLD, |t| c.fraction("compare.threshold", t)),
-        }),
-        ModeFile::Judge => Compare::Judge(judge_compare(c, f)),
-        ModeFile::Llm => Compare::Llm(Box::new(super::llm::compare(c, f))),
-    }
-}
-
-/// A mode-specific key: its name, the modes it belongs to, where it was given.
-type Owned<'a> = (&'a str, &'a [ModeFile], Option<std::ops::Range<usize>>);
-
-/// Reports each mode-specific key given with another mode, at the key's value.
-fn reject_foreign_keys(c: &mut Checker<'_>, f: &CompareFile, mode: ModeFile) {
-    use ModeFile::{Json, Judge, Llm, Text};
-    let keys: [Owned<'_>; 15] = [
-        ("ignore", &[Json, Llm], f.ignore.as_ref().map(Spanned::span)),
-        ("only", &[Json, Llm], f.only.as_ref().map(Spanned::span)),
-        (
-            "tolerance",
-            &[Json, Llm],
-            f.tolerance.as_ref().map(Spanned::span),
-        ),
-        (
-            "abs_tolerance",
-            &[Json, Llm],
-            f.abs_tolerance.as_ref().map(Spanned::span),
-        ),
-        (
-            "unordered_arrays",
-            &[Json, Llm],
-            f.unordered_arrays.as_ref().map(Spanned::span),
-        ),
-        ("field", &[Text], f.field.as_ref().map(Spanned::span)),
-        (
-            "threshold",
-            &[Text, Llm],
-            f.threshold.as_ref().map(Spanned::span),
-        ),
-        ("url", &[Judge, Llm], f.url.as_ref().map(Spanned::span)),
-        (
-            "judge_timeout",
-            &[Judge, Llm],
-            f.judge_timeout.as_ref().map(Spanned::span),
-        ),
-        (
-            "judge_max_in_flight",
-            &[Judge, Llm],
-            f.judge_max_in_flight.as_ref().map(Spanned::span),
-        ),
-        ("noise", &[Json], f.noise.as_ref().map(Spanned::span)),
-        ("protocol", &[Llm], f.protocol.as_ref().map(Spanned::span)),
-        ("text", &[Llm], f.text.as_ref().map(Spanned::span)),
-        ("bands", &[Llm], f.bands.as_ref().map(Spanned::span)),
-        ("embedding", &[Llm], f.embedding.as_ref().map(Spanned::span)),
-    ];
-    for (key, owners, span) in keys {
-        let Some(span) = span else { continue };
-        if !owners.contains(&mode) {
-            let names: Vec<String> = owners
-                .iter()
-                .map(|o| format!("\"{}\"", o.as_str()))
-                .collect();
-            let msg = format!(
-                "`{key}` belongs to mode {}, but mode is \"{}\"",
-                names.join(" or "),
-                mode.as_str()
-            );
-            c.issue(span, format!("compare.{key}"), msg);
-        }
-    }
-}
 
 pub(super) fn json_compare(c: &mut Checker<'_>, f: &CompareFile) -> JsonCompare {
     let mut pointers = |field: &str, list: &Option<Spanned<Vec<Spanned<String>>>>| {

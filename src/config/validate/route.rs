@@ -114,7 +114,7 @@ fn route(c: &mut Checker<'_>, f: &RouteFile) -> Route {
         host,
         incumbent,
         mirror: mirror(c, &f.mirror),
-        compare: policy::compare(c, &f.compare),
+        compare: super::compare::compare(c, &f.compare),
         rollout: policy::rollout(
             c,
             &f.rollout,

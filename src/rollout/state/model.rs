@@ -192,7 +192,9 @@ impl World {
             };
             let route = self.config.routes[0].clone();
             self.rollout.observe(&route, seg, s, &self.metrics).await;
-            self.segs.get_mut(seg).map(|s| s.fresh += 1);
+            if let Some(s) = self.segs.get_mut(seg) {
+                s.fresh += 1;
+            }
             let after = self.live(seg).0;
             if after != before {
                 // Only a breach moves a weight here (auto_promote is off):

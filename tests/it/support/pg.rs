@@ -412,7 +412,10 @@ impl Relay {
                 let target = target.clone();
                 let task = tokio::spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        // Either side closing (or a cut) ends the copy.
+                        tokio::io::copy_bidirectional(&mut inbound, &mut outbound)
+                            .await
+                            .ok();
                     }
                 });
                 o.lock().unwrap().push(task.abort_handle());

@@ -1,10 +1,14 @@
-//! What a settled exchange owes people at its stage (SPEC §14): at
-//! `approve`, the candidate's answer becomes a pending approval, written with
-//! the exchange's row; at `notify`, the answer the candidate served is posted
-//! to `autonomy.review_url` (a bounded queue; drops counted) and counts as
-//! reviewed for the reversal rate.
+//! What the stage lets the candidate do for a canary user (SPEC §14), in one
+//! place on the request path: who answers ([`serving`]: below `notify` the
+//! incumbent, the candidate beside it; at `recommend` with the candidate's
+//! suggestion, [`super::suggest`]), and what the settled exchange owes
+//! people ([`after`]): at `approve`, the candidate's answer
+//! becomes a pending approval, written with the exchange's row; at `notify`,
+//! the answer the candidate served is posted to `autonomy.review_url` (a
+//! bounded queue; drops counted) and counts as reviewed for the reversal rate.
 //!
-//! Runs on the settle task, after redaction: nothing unredacted leaves here.
+//! [`after`] runs on the settle task, after redaction: nothing unredacted
+//! leaves here.
 
 use super::Proxy;
 use crate::autonomy::outbox;
@@ -15,6 +19,15 @@ use crate::segment;
 use crate::store::Record;
 use crate::store::approvals::{self, NewApproval};
 use serde_json::json;
+
+/// Who answers a user the weight put on `chosen`, at the stage of its
+/// canary (`None`: not a canary user).
+pub(super) fn serving(chosen: Side, canary: Option<Stage>) -> Side {
+    match canary {
+        Some(Stage::Notify | Stage::Autonomous) | None => chosen,
+        Some(Stage::Shadow | Stage::Recommend | Stage::Approve) => Side::Incumbent,
+    }
+}
 
 /// What is left to do once the row is queued.
 #[derive(Debug, Default)]
