@@ -686,18 +686,7 @@ async fn a_local_guard_rolls_back_while_partitioned_and_the_fleet_follows() {
     let b = replica(&spec, "b", "").await;
     all_connected(&[&a, &b]).await;
     pg.pause();
-    let deadline = Instant::now() + PATIENCE;
-    let mut i = 0;
-    while weight(&a, "smb") >= 5.0 {
-        assert!(Instant::now() < deadline, "no local rollback");
-        let req = Request::get(format!("http://{}/s{i}", a.addr))
-            .header("x-tier", "smb")
-            .header("x-user-id", format!("u{i}"))
-            .body(Full::default())
-            .unwrap();
-        assert_eq!(send(req).await.0, 200);
-        i += 1;
-    }
+    smb_until(&a, "no local rollback", || weight(&a, "smb") < 5.0).await;
     assert!(readyz(&a).await.contains("fleet: disconnected"));
     assert_eq!(weight(&b, "smb"), 5.0);
     let lowered = weight(&a, "smb");
@@ -944,6 +933,22 @@ async fn the_evaluator_fails_over_when_its_process_is_killed() {
     );
 }
 
+/// Sends `smb` requests to `r`, a new user each, until `done` (or fails with `what`).
+async fn smb_until(r: &Running, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 0;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        let req = Request::get(format!("http://{}/s{i}", r.addr))
+            .header("x-tier", "smb")
+            .header("x-user-id", format!("u{i}"))
+            .body(Full::default())
+            .unwrap();
+        assert_eq!(send(req).await.0, 200);
+        i += 1;
+    }
+}
+
 /// Replica `name` of `spec` through `relay` (so it alone can be cut off).
 async fn replica_via(spec: &Spec<'_>, relay: &pg::Relay, name: &str) -> Running {
     let via = Spec {
@@ -1011,18 +1016,7 @@ async fn a_rejoining_replica_cannot_undo_a_persons_rollback() {
     all_connected(&[&a, &b]).await;
     relay.cut();
     // a's own guard sees a bad candidate and lowers smb 50 → 25, alone.
-    let deadline = Instant::now() + PATIENCE;
-    let mut i = 0;
-    while weight(&a, "smb") >= 50.0 {
-        assert!(Instant::now() < deadline, "no local rollback");
-        let req = Request::get(format!("http://{}/s{i}", a.addr))
-            .header("x-tier", "smb")
-            .header("x-user-id", format!("u{i}"))
-            .body(Full::default())
-            .unwrap();
-        assert_eq!(send(req).await.0, 200);
-        i += 1;
-    }
+    smb_until(&a, "no local rollback", || weight(&a, "smb") < 50.0).await;
     assert_eq!(weight(&a, "smb"), 25.0);
     assert!(readyz(&a).await.contains("fleet: disconnected"));
     // Meanwhile a person rolls smb back to 0 on b.
@@ -1174,43 +1168,15 @@ async fn fleet_promotions_pass_the_external_gates() {
     let a = replica(&spec, "a", "").await;
     let b = replica(&spec, "b", "").await;
     all_connected(&[&a, &b]).await;
-    let traffic = |n: usize, from: usize| {
-        let addr = a.addr;
-        async move {
-            for i in from..from + n {
-                let req = Request::get(format!("http://{addr}/s{i}"))
-                    .header("x-tier", "smb")
-                    .header("x-user-id", format!("u{i}"))
-                    .body(Full::default())
-                    .unwrap();
-                assert_eq!(send(req).await.0, 200);
-            }
-        }
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut sent = 0;
-    while check.asked.load(Ordering::Acquire) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the evaluator never asked the gate"
-        );
-        traffic(20, sent).await;
-        sent += 20;
-    }
+    let asked = || check.asked.load(Ordering::Acquire) > 0;
+    smb_until(&a, "the evaluator never asked the gate", asked).await;
     assert_eq!((weight(&a, "smb"), weight(&b, "smb")), (5.0, 5.0));
     let events = pg_events(&pg).await;
     let guard_raises = events.iter().filter(|e| e.4 == "guard" && e.3 > e.2);
     assert_eq!(guard_raises.count(), 0, "{events:?}");
     check.status.store(200, Ordering::Release);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while weight(&b, "smb") != 10.0 {
-        assert!(
-            Instant::now() < deadline,
-            "no promotion once the gate passed"
-        );
-        traffic(20, sent).await;
-        sent += 20;
-    }
+    let promoted = || weight(&b, "smb") == 10.0;
+    smb_until(&a, "no promotion once the gate passed", promoted).await;
     let rows = pg
         .client()
         .await

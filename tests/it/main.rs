@@ -13,6 +13,7 @@ mod faults;
 mod fleet;
 mod gates;
 mod hostile;
+mod layers;
 mod limits;
 mod llm;
 mod mirror;

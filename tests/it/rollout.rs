@@ -242,7 +242,7 @@ async fn the_guard_rolls_back_a_bad_segment_and_promotes_a_good_one() {
         r#"segment = { header = "x-tier", values = ["enterprise", "mid-market"] }
 sticky = { header = "x-user-id" }
 rollout = { segments = { enterprise = 1.0, mid-market = 5.0 } }
-guard = { min_samples = 50, window = 200, auto_promote = true, hold = "200ms" }
+guard = { min_samples = 50, window = 200, auto_promote = true, hold = "200ms", max_candidate_error_rate = 0.1 }
 "#,
     );
     let dir = tempfile::tempdir().unwrap();

@@ -24,6 +24,17 @@ fn store(db: &std::path::Path) -> crate::store::Store {
     crate::store::Store::open(&cfg, Metrics::new()).unwrap()
 }
 
+/// A rollout of `config(enterprise)` attached to a fresh SQLite file.
+async fn attached(enterprise: f64) -> (tempfile::TempDir, Rollout, Metrics, Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, cfg) = (Metrics::new(), config(enterprise));
+    let r = Rollout::from_config(&cfg);
+    r.attach(store(&dir.path().join("u.db")), &cfg, &m)
+        .await
+        .unwrap();
+    (dir, r, m, cfg)
+}
+
 fn weight(r: &Rollout, seg: &str) -> f64 {
     r.route("lead-score").unwrap().weight(seg)
 }
@@ -171,12 +182,7 @@ async fn the_guard_rolls_a_bad_segment_back_and_records_why() {
 /// most 25", so it changes nothing, and the ledger records no raise.
 #[tokio::test]
 async fn a_stale_breach_never_raises() {
-    let dir = tempfile::tempdir().unwrap();
-    let (m, cfg) = (Metrics::new(), config(50.0));
-    let r = Rollout::from_config(&cfg);
-    r.attach(store(&dir.path().join("u.db")), &cfg, &m)
-        .await
-        .unwrap();
+    let (_dir, r, m, cfg) = attached(50.0).await;
     let route = &cfg.routes[0];
     let decided_at = r.route("lead-score").unwrap().epoch;
     r.set_weight(route, "enterprise", 0.0, Actor::Api, "rollback", false, &m)
@@ -227,12 +233,7 @@ async fn a_stale_breach_never_raises() {
 /// made meanwhile (here a person's lowering and raise back) refuses it.
 #[tokio::test]
 async fn a_stale_promotion_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let (m, cfg) = (Metrics::new(), config(5.0));
-    let r = Rollout::from_config(&cfg);
-    r.attach(store(&dir.path().join("u.db")), &cfg, &m)
-        .await
-        .unwrap();
+    let (_dir, r, m, cfg) = attached(5.0).await;
     let route = &cfg.routes[0];
     let decided_at = r.route("lead-score").unwrap().epoch;
     r.set_weight(route, "enterprise", 1.0, Actor::Api, "down", false, &m)
@@ -266,12 +267,7 @@ async fn a_stale_promotion_is_refused() {
 /// and a sample gathered before a change is never counted after it.
 #[tokio::test]
 async fn every_change_resets_the_evidence_it_touches_by_one_rule() {
-    let dir = tempfile::tempdir().unwrap();
-    let (m, cfg) = (Metrics::new(), config(5.0));
-    let r = Rollout::from_config(&cfg);
-    r.attach(store(&dir.path().join("u.db")), &cfg, &m)
-        .await
-        .unwrap();
+    let (_dir, r, m, cfg) = attached(5.0).await;
     let route = &cfg.routes[0];
     let feed = |n: usize, at: Instant| {
         let r = &r;
