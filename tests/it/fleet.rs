@@ -14,7 +14,7 @@ use understudy::loopback;
 /// `x-user-id`) with `rollout` weights, in `dir`.
 /// What the replicas of a test share: PostgreSQL, a temp dir, the upstreams
 /// of route `r` (segment header `x-tier`, sticky on `x-user-id`) and its weights.
-struct Spec<'a> {
+pub(super) struct Spec<'a> {
     url: String,
     dir: &'a std::path::Path,
     incumbent: String,
@@ -23,7 +23,7 @@ struct Spec<'a> {
 }
 
 impl<'a> Spec<'a> {
-    fn new(
+    pub(super) fn new(
         pg: &Pg,
         dir: &'a tempfile::TempDir,
         incumbent: String,
@@ -84,7 +84,7 @@ async fn replica(spec: &Spec<'_>, name: &str, extra: &str) -> Running {
     understudy::app::start(config).await.unwrap()
 }
 
-fn weight(r: &Running, segment: &str) -> f64 {
+pub(super) fn weight(r: &Running, segment: &str) -> f64 {
     r.proxy.rollout.route("r").unwrap().weight(segment)
 }
 
@@ -93,7 +93,7 @@ async fn readyz(r: &Running) -> String {
     String::from_utf8_lossy(&body).to_string()
 }
 
-async fn all_connected(replicas: &[&Running]) {
+pub(super) async fn all_connected(replicas: &[&Running]) {
     for r in replicas {
         let deadline = Instant::now() + PATIENCE;
         while !readyz(r).await.contains("fleet: connected") {
@@ -934,7 +934,7 @@ async fn the_evaluator_fails_over_when_its_process_is_killed() {
 }
 
 /// Sends `smb` requests to `r`, a new user each, until `done` (or fails with `what`).
-async fn smb_until(r: &Running, what: &str, mut done: impl FnMut() -> bool) {
+pub(super) async fn smb_until(r: &Running, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut i = 0;
     while !done() {
@@ -950,7 +950,7 @@ async fn smb_until(r: &Running, what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// Replica `name` of `spec` through `relay` (so it alone can be cut off).
-async fn replica_via(spec: &Spec<'_>, relay: &pg::Relay, name: &str) -> Running {
+pub(super) async fn replica_via(spec: &Spec<'_>, relay: &pg::Relay, name: &str) -> Running {
     let via = Spec {
         url: relay.url.clone(),
         dir: spec.dir,
@@ -962,7 +962,7 @@ async fn replica_via(spec: &Spec<'_>, relay: &pg::Relay, name: &str) -> Running 
 }
 
 /// Waits until `check` holds on every replica (or fails after PATIENCE).
-async fn converge(replicas: &[&Running], what: &str, check: impl Fn(&Running) -> bool) {
+pub(super) async fn converge(replicas: &[&Running], what: &str, check: impl Fn(&Running) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !replicas.iter().all(|r| check(r)) {
         assert!(Instant::now() < deadline, "never converged: {what}");
@@ -972,7 +972,7 @@ async fn converge(replicas: &[&Running], what: &str, check: impl Fn(&Running) ->
 
 /// The fleet's events that go up while recorded as lowerings, or that go up
 /// without having passed the gates (not forced, not the file's): none may exist.
-async fn raises_without_gates(pg: &Pg) -> Vec<String> {
+pub(super) async fn raises_without_gates(pg: &Pg) -> Vec<String> {
     let order = "ARRAY['shadow','recommend','approve','notify','autonomous']";
     pg.client()
         .await

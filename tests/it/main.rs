@@ -11,6 +11,7 @@ mod admin_hardening;
 mod check;
 mod faults;
 mod fleet;
+mod fleet_model;
 mod gates;
 mod hostile;
 mod layers;
