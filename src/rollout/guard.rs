@@ -347,6 +347,54 @@ impl Figures {
         self
     }
 
+    /// What keeps `decision` from being a pass, in words: the first
+    /// criterion that holds it, and about how many more samples it needs if
+    /// the rates stay where they are (for a breach, the criterion breached).
+    pub fn holding(&self, cfg: &Guard, decision: Decision) -> String {
+        if let Decision::Breach(reason) = decision {
+            return format!("breached: {}", reason.as_str());
+        }
+        if self.samples < cfg.min_samples.max(1) {
+            let more = cfg.min_samples.max(1) - self.samples;
+            return format!(
+                "held by min_samples: {} of {} comparisons, {more} more",
+                self.samples, cfg.min_samples
+            );
+        }
+        let m = &cfg.method;
+        let decided = self.matches + self.mismatches;
+        if judge_rate(m, self.matches, decided, cfg.min_agreement, Bar::Min, 1) != RateCheck::Good {
+            let more = self
+                .samples_to_decide(cfg)
+                .map_or("none can tell at this rate".to_string(), |n| {
+                    format!("about {n} more comparisons")
+                });
+            return format!(
+                "held by min_agreement {}: agreement's lower bound {:.3} is below it ({more})",
+                cfg.min_agreement, self.agreement_lower
+            );
+        }
+        let max = cfg.max_candidate_error_rate;
+        if !within(m, self.candidate_errors, self.samples, max) {
+            let p = self.candidate_errors as f64 / self.samples.max(1) as f64;
+            let more = match m {
+                GuardMethod::Sequential(seq) => seq.samples_to_decide(p, max, self.samples),
+                GuardMethod::Wilson => None,
+            };
+            let more = more
+                .filter(|n| *n > self.samples)
+                .map_or("none can tell at this rate".to_string(), |n| {
+                    format!("about {} more comparisons", n - self.samples)
+                });
+            return format!(
+                "held by max_candidate_error_rate {max}: the error rate's upper bound is above it \
+                 ({} errors in {} comparisons; {more})",
+                self.candidate_errors, self.samples
+            );
+        }
+        "held: no comparison has decided agreement yet".to_string()
+    }
+
     /// About how many more samples until agreement is decided (pass or
     /// breach), if it stays where it is; `None` when it sits on the bar or is
     /// decided already.

@@ -49,13 +49,16 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error(
         "the promotion gate is closed for route {route:?} segment {segment:?}: the guard says \
-         {decision} ({figures}); raise with --force (API: \"force\": true) and a reason to override"
+         {decision} ({figures}); {holding}. Wait for the evidence, or raise with --force \
+         (API: \"force\": true) and a reason to override"
     )]
     Gated {
         route: String,
         segment: String,
         decision: &'static str,
         figures: String,
+        /// What holds it, and about how much more evidence it needs.
+        holding: String,
     },
     #[error("an external gate failed for route {route:?} segment {segment:?}: {results}")]
     GateFailed {
@@ -573,25 +576,32 @@ impl Rollout {
     /// tracker (a stage) says pass.
     fn evidence_gate(&self, route: &Route, segment: &str, target: Target) -> Result<(), Error> {
         let status = match target {
-            Target::Stage(_) => self
-                .autonomy_status(&route.name, segment)
-                .map(|(e, d, _)| (e.to_string(), d.unwrap_or(Decision::Hold))),
-            _ => self
-                .guard_status(&route.name, segment)
-                .map(|(f, d, _)| (f.to_string(), d)),
+            Target::Stage(_) => self.autonomy_status(&route.name, segment).map(|(e, d, _)| {
+                let held = "held by the stage's criteria ([routes.autonomy.criteria])";
+                (e.to_string(), d.unwrap_or(Decision::Hold), held.to_string())
+            }),
+            _ => self.guard_status(&route.name, segment).map(|(f, d, _)| {
+                let held = f.holding(&route.guard, d);
+                (f.to_string(), d, held)
+            }),
         };
         match status {
-            Some((_, Decision::Pass)) => Ok(()),
+            Some((_, Decision::Pass, _)) => Ok(()),
             other => {
-                let (figures, decision) = match other {
-                    Some((f, d)) => (f, d.as_str()),
-                    None => ("no evidence yet".to_string(), "hold"),
+                let (figures, decision, holding) = match other {
+                    Some((f, d, h)) => (f, d.as_str(), h),
+                    None => (
+                        "no evidence since the last change".to_string(),
+                        "hold",
+                        "held by min_samples: no comparison yet".to_string(),
+                    ),
                 };
                 Err(Error::Gated {
                     route: route.name.clone(),
                     segment: segment.to_string(),
                     decision,
                     figures,
+                    holding,
                 })
             }
         }

@@ -326,3 +326,82 @@ async fn every_change_resets_the_evidence_it_touches_by_one_rule() {
         .unwrap();
     assert_eq!((samples("enterprise"), samples("smb")), (Some(2), None));
 }
+
+/// Issue 22: the promotion gate cannot be clicked through. A pass lets one
+/// raise through; that raise starts the evidence over, so the next raise,
+/// with no comparison in between, finds no pass (it was 1 → 5 → 10 → 25 → 50
+/// on one old pass).
+#[tokio::test]
+async fn one_pass_lets_one_raise_through() {
+    let (_dir, r, m, cfg) = attached(1.0).await;
+    let route = &cfg.routes[0];
+    for _ in 0..400 {
+        let s = Sample {
+            at: Instant::now(),
+            verdict: crate::compare::Verdict::Match,
+            safety: false,
+            incumbent_ms: None,
+            candidate_ms: None,
+            incumbent_ttft_ms: None,
+            candidate_ttft_ms: None,
+        };
+        r.observe(route, "enterprise", s, &m).await;
+    }
+    let pass = r
+        .guard_status("lead-score", "enterprise")
+        .map(|(_, d, _)| d);
+    assert_eq!(pass, Some(crate::rollout::guard::Decision::Pass));
+    r.set_weight(route, "enterprise", 5.0, Actor::Cli, "next", false, &m)
+        .await
+        .unwrap();
+    let again = r
+        .set_weight(route, "enterprise", 10.0, Actor::Cli, "next", false, &m)
+        .await;
+    assert!(matches!(again, Err(Error::Gated { .. })), "{again:?}");
+    assert_eq!(weight(&r, "enterprise"), 5.0);
+    assert!(
+        r.guard_status("lead-score", "enterprise").is_none(),
+        "no stale pass shown"
+    );
+}
+
+/// Issue 22: a hold names what holds it. At 203 matches of 203 the error
+/// rate's upper bound (a pass needs it under 2 %) is what holds, and the
+/// refusal says so, with about how many more comparisons it needs.
+#[tokio::test]
+async fn a_refused_raise_names_the_criterion_that_holds_it() {
+    let (_dir, r, m, cfg) = attached(1.0).await;
+    let route = &cfg.routes[0];
+    for _ in 0..203 {
+        let s = Sample {
+            at: Instant::now(),
+            verdict: crate::compare::Verdict::Match,
+            safety: false,
+            incumbent_ms: None,
+            candidate_ms: None,
+            incumbent_ttft_ms: None,
+            candidate_ttft_ms: None,
+        };
+        r.observe(route, "enterprise", s, &m).await;
+    }
+    let refused = r
+        .set_weight(route, "enterprise", 5.0, Actor::Cli, "next", false, &m)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("held by max_candidate_error_rate 0.02"),
+        "{refused}"
+    );
+    assert!(refused.contains("more comparisons"), "{refused}");
+    // And with nothing gathered since the last change: min_samples holds.
+    r.set_weight(route, "enterprise", 0.5, Actor::Cli, "down", false, &m)
+        .await
+        .unwrap();
+    let refused = r
+        .set_weight(route, "enterprise", 5.0, Actor::Cli, "next", false, &m)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("held by min_samples"), "{refused}");
+}
