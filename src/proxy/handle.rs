@@ -41,6 +41,10 @@ pub async fn handle(
     let (route, cap, max_headers, body_read_timeout) = {
         let rt = proxy.runtime.now();
         let (store, listen) = (&rt.config.store, &rt.config.listen);
+        // One host for routing and forwarding; malformed heads refused (400/501).
+        if let Some(refused) = super::conform::request(&mut parts, listen, &proxy.metrics) {
+            return refused;
+        }
         let route = rt.find(&parts).cloned();
         (
             route,
@@ -94,7 +98,7 @@ pub async fn handle(
         ex.keep_request(&parts);
     }
     let via = headers::via_value(parts.version);
-    headers::prepare_request(&mut parts.headers, parts.uri.authority(), hop, &via);
+    headers::prepare_request(&mut parts.headers, hop, &via);
     let exchange_id = HeaderValue::try_from(ex.id.as_str()).ok();
     // Borrowed from the route (not the exchange, which moves on below).
     let label = segment::label(route.cfg.segment.as_ref(), &ex.segment);

@@ -98,15 +98,11 @@ impl Forwarding {
 /// The request as the upstream should see it: hop-by-hop headers and a
 /// client's own `x-understudy-mirror` gone, `X-Forwarded-For` appended,
 /// `X-Forwarded-Proto`, `X-Forwarded-Host`, `Forwarded` and `Via` set by us
-/// whatever the client sent (SPEC §9). The host is the `Host` header, else
-/// the HTTP/2 `:authority` (`authority`); `Host` itself is dropped: the
-/// client sets it from the upstream URL.
-pub fn prepare_request(
-    headers: &mut HeaderMap,
-    authority: Option<&http::uri::Authority>,
-    hop: &Forwarding,
-    via: &HeaderValue,
-) {
+/// whatever the client sent (SPEC §9). The host is the request's one `Host`
+/// header, as [`super::conform::one_host`] left it (also for HTTP/2's
+/// `:authority`); `Host` itself is dropped: the client sets it from the
+/// upstream URL.
+pub fn prepare_request(headers: &mut HeaderMap, hop: &Forwarding, via: &HeaderValue) {
     strip_hop_by_hop(headers);
     headers.remove(MIRROR);
     let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
@@ -117,9 +113,7 @@ pub fn prepare_request(
         headers.insert(X_FORWARDED_FOR, v);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto));
-    let host = headers
-        .remove(HOST)
-        .or_else(|| authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let host = headers.remove(HOST);
     headers.remove(X_FORWARDED_HOST);
     let forwarded = hop.forwarded(host.as_ref());
     if let Some(host) = host {
@@ -170,7 +164,7 @@ mod tests {
         h.insert(MIRROR, HeaderValue::from_static("1"));
         h.insert(FORWARDED, HeaderValue::from_static("for=6.6.6.6;host=evil"));
         let hop = Forwarding::new("127.0.0.1".parse().unwrap(), true);
-        prepare_request(&mut h, None, &hop, &via);
+        prepare_request(&mut h, &hop, &via);
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
         assert_eq!(h[&X_FORWARDED_PROTO], "https");
         assert_eq!(h[&X_FORWARDED_HOST], "api.example.com");
@@ -185,22 +179,29 @@ mod tests {
 
     #[test]
     fn the_host_of_an_http2_request_comes_from_its_authority_not_the_client() {
-        let mut h = HeaderMap::new();
-        h.insert(X_FORWARDED_HOST, HeaderValue::from_static("evil.example"));
-        let authority: http::uri::Authority = "api.example.com:8443".parse().unwrap();
+        // `conform::one_host` leaves `:authority` as the one Host header.
+        let mut req = http::Request::get("http://api.example.com:8443/x")
+            .version(http::Version::HTTP_2)
+            .header(X_FORWARDED_HOST, "evil.example")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        assert!(super::super::conform::one_host(&mut req).is_ok());
+        let mut h = req.headers;
         let via = via_value(http::Version::HTTP_2);
         let hop = Forwarding::new("::1".parse().unwrap(), false);
-        prepare_request(&mut h, Some(&authority), &hop, &via);
+        prepare_request(&mut h, &hop, &via);
         assert_eq!(h[&X_FORWARDED_HOST], "api.example.com:8443");
         assert_eq!(
             h[FORWARDED],
             "for=\"[::1]\";proto=http;host=\"api.example.com:8443\""
         );
-        // Neither Host nor authority: the client's value is not passed on.
+        // No host: the client's value is not passed on.
         let mut h = HeaderMap::new();
         h.insert(X_FORWARDED_HOST, HeaderValue::from_static("evil.example"));
         let hop = Forwarding::new("10.1.1.1".parse().unwrap(), false);
-        prepare_request(&mut h, None, &hop, &via);
+        prepare_request(&mut h, &hop, &via);
         assert!(h.get(X_FORWARDED_HOST).is_none());
         assert_eq!(h[FORWARDED], "for=10.1.1.1;proto=http");
     }
