@@ -56,10 +56,15 @@ pub fn request(
     listen: &Listen,
     metrics: &Metrics,
 ) -> Option<Response<ProxyBody>> {
-    let checked = fields(parts, listen.underscores_in_headers).and_then(|()| one_host(parts));
-    let refused = checked.err()?;
+    let refused = check(parts, listen.underscores_in_headers).err()?;
     metrics.record_limit_rejection(refused.limit());
     Some(Error::from(refused).to_response())
+}
+
+/// [`request`]'s checks, without the counting and the answer.
+pub fn check(parts: &mut Parts, underscores_in_headers: bool) -> Result<(), Refusal> {
+    fields(parts, underscores_in_headers)?;
+    one_host(parts).map(drop)
 }
 
 /// One pass over the header fields: transfer codings, HTTP/2 field values,
