@@ -79,7 +79,8 @@ fn fields(parts: &mut Parts, underscores: bool) -> Result<(), Refusal> {
         }
         if name == TRANSFER_ENCODING {
             // hyper decodes the body when the last coding is `chunked`; any
-            // other coding would be dropped with the header: refused instead.
+            // other coding would be lost with the header (hop-by-hop, so not
+            // forwarded): refused instead (RFC 9112 §6.1).
             for coding in v.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
                 if coding.eq_ignore_ascii_case(b"chunked") {
                     chunked += 1;
