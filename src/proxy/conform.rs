@@ -8,7 +8,7 @@ use super::body::ProxyBody;
 use super::error::Error;
 use crate::config::Listen;
 use crate::metrics::{Metrics, Rejected};
-use http::header::{HOST, HeaderName, HeaderValue, TRANSFER_ENCODING};
+use http::header::{HOST, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{Response, Version};
 
@@ -124,29 +124,42 @@ fn is_ws(b: &u8) -> bool {
 /// ([`super::headers::prepare_request`]) read it, and returned; `None` when
 /// an HTTP/1.0 or HTTP/2 request names none.
 pub fn one_host(parts: &mut Parts) -> Result<Option<&HeaderValue>, Refusal> {
-    let http11 = parts.version == Version::HTTP_11;
-    let mut hosts = parts.headers.get_all(HOST).iter();
+    if parts.uri.authority().is_some() {
+        target_authority_as_host(parts)?;
+        return Ok(parts.headers.get(HOST));
+    }
+    let host = only_host(&parts.headers)?;
+    if host.is_none() && parts.version == Version::HTTP_11 {
+        return Err(Refusal::NoHost);
+    }
+    Ok(host)
+}
+
+/// The `Host` header, if there is exactly one and it is valid.
+fn only_host(headers: &HeaderMap) -> Result<Option<&HeaderValue>, Refusal> {
+    let mut hosts = headers.get_all(HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
         return Err(Refusal::ManyHosts);
     }
-    if let Some(h) = host
-        && !valid_authority(h.as_bytes())
-    {
-        return Err(Refusal::InvalidHost);
+    match host {
+        Some(h) if !valid_authority(h.as_bytes()) => Err(Refusal::InvalidHost),
+        _ => Ok(host),
     }
+}
+
+/// A request with an authority in its target: the authority, valid, is its
+/// host, and a `Host` beside it names the same; it becomes the one `Host`.
+fn target_authority_as_host(parts: &mut Parts) -> Result<(), Refusal> {
     let Some(authority) = parts.uri.authority() else {
-        if host.is_none() && http11 {
-            return Err(Refusal::NoHost);
-        }
-        return Ok(parts.headers.get(HOST));
+        return Ok(());
     };
     let target = authority.as_str();
     if !valid_authority(target.as_bytes()) {
         return Err(Refusal::InvalidAuthority);
     }
-    match host {
-        Some(h) if h.as_bytes() == target.as_bytes() => return Ok(parts.headers.get(HOST)),
+    match only_host(&parts.headers)? {
+        Some(h) if h.as_bytes() == target.as_bytes() => return Ok(()),
         Some(h) => {
             let default_port = match parts.uri.scheme_str() {
                 Some(s) if s.eq_ignore_ascii_case("http") => Some(80),
@@ -157,12 +170,12 @@ pub fn one_host(parts: &mut Parts) -> Result<Option<&HeaderValue>, Refusal> {
                 return Err(Refusal::HostMismatch);
             }
         }
-        None if http11 => return Err(Refusal::NoHost),
+        None if parts.version == Version::HTTP_11 => return Err(Refusal::NoHost),
         None => {}
     }
     let value = HeaderValue::from_str(target).map_err(|_| Refusal::InvalidAuthority)?;
     parts.headers.insert(HOST, value);
-    Ok(parts.headers.get(HOST))
+    Ok(())
 }
 
 /// RFC 3986 `host [ ":" port ]` without userinfo: a reg-name (unreserved,
@@ -206,24 +219,46 @@ fn port_number(p: &[u8]) -> Option<u16> {
     std::str::from_utf8(p).ok()?.parse().ok()
 }
 
-fn valid_reg_name(name: &[u8]) -> bool {
+/// RFC 3986 reg-name bytes other than `%`: unreserved and sub-delims, but no `,`.
+const REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
     let mut i = 0;
-    while i < name.len() {
-        match name[i] {
-            b'%' => {
-                let hex = name.get(i + 1..i + 3);
-                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                    return false;
-                }
-                i += 3;
-                continue;
-            }
-            b if b.is_ascii_alphanumeric() => {}
-            b'-' | b'.' | b'_' | b'~' => {}
-            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b';' | b'=' => {}
-            _ => return false,
-        }
+    while i < 256 {
+        let b = i as u8;
+        table[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b';'
+                    | b'='
+            );
         i += 1;
+    }
+    table
+};
+
+fn valid_reg_name(name: &[u8]) -> bool {
+    let mut rest = name;
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = match tail {
+            _ if REG_NAME[usize::from(b)] => tail,
+            [h1, h2, after @ ..]
+                if b == b'%' && h1.is_ascii_hexdigit() && h2.is_ascii_hexdigit() =>
+            {
+                after
+            }
+            _ => return false,
+        };
     }
     !name.is_empty()
 }
