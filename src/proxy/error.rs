@@ -23,7 +23,7 @@ pub enum Error {
     #[error("too many request header fields")]
     TooManyHeaders,
     #[error(transparent)]
-    Refused(#[from] super::conform::Refusal),
+    Refused(#[from] Refusal),
 }
 
 impl Error {
