@@ -170,6 +170,13 @@ pub enum Rejected {
     AdminBody,
     /// An admin request that did not complete within its timeout.
     AdminTimeout,
+    /// A request without one valid host: `Host` missing (HTTP/1.1),
+    /// repeated, invalid, or not the target's authority (400).
+    Host,
+    /// A transfer coding other than `chunked` (501), or `chunked` twice (400).
+    TransferCoding,
+    /// An HTTP/2 field value that begins or ends with whitespace (400).
+    FieldValue,
 }
 
 impl Label for Rejected {
@@ -182,6 +189,9 @@ impl Label for Rejected {
             Rejected::Idle => "idle",
             Rejected::AdminBody => "admin_body",
             Rejected::AdminTimeout => "admin_timeout",
+            Rejected::Host => "host",
+            Rejected::TransferCoding => "transfer_coding",
+            Rejected::FieldValue => "field_value",
         }
     }
 }

@@ -63,13 +63,12 @@ pub fn has_dot_segment(path: &str) -> bool {
     })
 }
 
-/// The host the client asked for, without port: the `Host` header (HTTP/1.1) or
-/// the URI authority (HTTP/2). Used for matching only, never to pick a destination.
+/// The host the client asked for, without port: the request's one `Host`
+/// header, where [`crate::proxy::conform::one_host`] leaves the host it
+/// decided on (the target's authority, or HTTP/2 `:authority`, when there is
+/// one). Used for matching only, never to pick a destination.
 pub fn request_host(parts: &Parts) -> Option<&str> {
-    let raw = parts
-        .uri
-        .host()
-        .or_else(|| parts.headers.get(http::header::HOST)?.to_str().ok())?;
+    let raw = parts.headers.get(http::header::HOST)?.to_str().ok()?;
     Some(strip_port(raw))
 }
 

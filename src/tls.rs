@@ -1,4 +1,5 @@
-//! rustls server config from PEM files, offering HTTP/2 and HTTP/1.1 by ALPN.
+//! rustls server config from PEM files, offering HTTP/2 and HTTP/1.1 by ALPN
+//! (the listener serves the protocol ALPN chose: `proxy::server`).
 
 use std::path::Path;
 use std::sync::Arc;

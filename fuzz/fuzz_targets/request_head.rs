@@ -1,13 +1,14 @@
 //! The request head path on arbitrary bytes: parse a head as hyper would
 //! (httparse), then what the proxy does with it before any upstream is
-//! called: the dot-segment check, route matching (path, method, host), the
-//! segment and sticky key, and the upstream's headers.
+//! called: the dot-segment check, the conformance checks and the one host,
+//! route matching (path, method, host), the segment and sticky key, and the
+//! upstream's headers.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 use understudy::config::Config;
-use understudy::proxy::headers;
+use understudy::proxy::{conform, headers};
 use understudy::route;
 use understudy::segment::{self, JsonBody};
 
@@ -38,6 +39,16 @@ fuzz_target!(|data: &[u8]| {
     if route::has_dot_segment(parts.uri.path()) {
         return;
     }
+    if conform::check(&mut parts, false).is_err() {
+        return;
+    }
+    // The one host is now the only `Host`, and a valid one.
+    let mut hosts = parts.headers.get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    assert!(hosts.next().is_none(), "one Host at most");
+    if let Some(h) = host {
+        assert!(conform::valid_authority(h.as_bytes()), "{h:?}");
+    }
     let _host = route::request_host(&parts);
     let body = &data[len..];
     if let Some(r) = config().routes.iter().find(|r| route::matches(r, &parts)) {
@@ -50,9 +61,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let via = headers::via_value(parts.version);
-    let authority = parts.uri.authority().cloned();
-    let peer = std::net::IpAddr::from([127, 0, 0, 1]);
-    headers::prepare_request(&mut parts.headers, authority.as_ref(), peer, false, &via);
+    let hop = headers::Forwarding::new(std::net::IpAddr::from([127, 0, 0, 1]), false);
+    headers::prepare_request(&mut parts.headers, &hop, &via);
     for name in ["connection", "transfer-encoding", "upgrade", "te", "keep-alive"] {
         assert!(!parts.headers.contains_key(name), "{name} was forwarded");
     }

@@ -155,6 +155,9 @@ pub struct ListenFile {
     pub max_headers: Spanned<usize>,
     /// Concurrent streams on one HTTP/2 connection. Default `100`.
     pub max_concurrent_streams: Spanned<usize>,
+    /// Forward request header names with `_` (`X_Api_Key`). Default `false`:
+    /// dropped, as nginx does, since some servers read `_` as `-`.
+    pub underscores_in_headers: bool,
 }
 
 impl Default for ListenFile {
@@ -171,6 +174,7 @@ impl Default for ListenFile {
             max_header_bytes: Spanned::new(0..0, 64 * 1024),
             max_headers: Spanned::new(0..0, 100),
             max_concurrent_streams: Spanned::new(0..0, 100),
+            underscores_in_headers: false,
         }
     }
 }

@@ -103,6 +103,8 @@ pub struct Listen {
     pub max_headers: usize,
     /// Concurrent streams per HTTP/2 connection.
     pub max_concurrent_streams: u32,
+    /// Request header names with `_` are forwarded (else dropped).
+    pub underscores_in_headers: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -207,6 +207,7 @@ fn listen(c: &mut Checker<'_>, f: &ListenFile) -> Listen {
             c.nonzero("listen.max_concurrent_streams", &f.max_concurrent_streams),
         )
         .unwrap_or(u32::MAX),
+        underscores_in_headers: f.underscores_in_headers,
     }
 }
 

@@ -1,6 +1,7 @@
 //! `proxy::Error` and its single mapping to a status with a short plain-text body.
 
 use super::body::ProxyBody;
+use super::conform::Refusal;
 use crate::upstream;
 use http::{Response, StatusCode, header};
 
@@ -21,6 +22,8 @@ pub enum Error {
     BodyTimeout,
     #[error("too many request header fields")]
     TooManyHeaders,
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
 impl Error {
@@ -35,6 +38,8 @@ impl Error {
             Error::Overloaded => S::SERVICE_UNAVAILABLE,
             Error::BodyTimeout => S::REQUEST_TIMEOUT,
             Error::TooManyHeaders => S::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Error::Refused(Refusal::TransferCoding) => S::NOT_IMPLEMENTED,
+            Error::Refused(_) => S::BAD_REQUEST,
         }
     }
 

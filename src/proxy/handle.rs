@@ -30,7 +30,7 @@ pub async fn handle(
     hop: &headers::Forwarding,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = req.into_parts();
-    let (ctx, body) = match admit(proxy, &parts, body).await {
+    let (ctx, body) = match admit(proxy, &mut parts, body).await {
         Ok(admitted) => admitted,
         Err(refused) => return refused.to_response(),
     };
@@ -54,7 +54,7 @@ pub async fn handle(
         ex.keep_request(&parts);
     }
     let via = headers::via_value(parts.version);
-    headers::prepare_request(&mut parts.headers, parts.uri.authority(), hop, &via);
+    headers::prepare_request(&mut parts.headers, hop, &via);
     let exchange_id = HeaderValue::try_from(ex.id.as_str()).ok();
     // Borrowed from the route (not the exchange, which moves on below).
     let label = segment::label(route.cfg.segment.as_ref(), &ex.segment);
@@ -106,7 +106,11 @@ async fn answer(
 /// runtime: the path, the header count, the route, and the body read under
 /// the cap within `body_read_timeout` (before an in-flight slot is taken: a
 /// client still uploading holds none, and gets 408 when it is too slow).
-async fn admit(proxy: Arc<Proxy>, parts: &Parts, body: Incoming) -> Result<(Ctx, Prepared), Error> {
+async fn admit(
+    proxy: Arc<Proxy>,
+    parts: &mut Parts,
+    body: Incoming,
+) -> Result<(Ctx, Prepared), Error> {
     if crate::route::has_dot_segment(parts.uri.path()) {
         let path = parts.uri.path().to_string();
         return Err(Error::DotSegment { path });
@@ -114,6 +118,11 @@ async fn admit(proxy: Arc<Proxy>, parts: &Parts, body: Incoming) -> Result<(Ctx,
     let (route, cap, max_headers, body_read_timeout) = {
         let rt = proxy.runtime.now();
         let (store, listen) = (&rt.config.store, &rt.config.listen);
+        // One host for routing and forwarding; malformed heads refused (400/501).
+        if let Err(refused) = super::conform::check(parts, listen.underscores_in_headers) {
+            proxy.metrics.record_limit_rejection(refused.limit());
+            return Err(refused.into());
+        }
         let route = rt.find(parts).cloned();
         let limits = (listen.max_headers, listen.body_read_timeout);
         (route, store.max_body_bytes, limits.0, limits.1)

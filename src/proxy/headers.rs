@@ -17,8 +17,11 @@ const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const PROXY_AUTHENTICATE: HeaderName = HeaderName::from_static("proxy-authenticate");
 
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
+const HOPS: usize = 8;
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1);
+/// `Connection` first.
+const HOP_BY_HOP: [HeaderName; HOPS] = [
     CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
@@ -31,19 +34,36 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the (few) names first: most messages carry no
-    // hop-by-hop header, and then nothing is hashed or removed.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
-        return;
+    // One pass over the (few) names first: most messages carry no hop-by-hop
+    // header, or only `Connection: keep-alive`; only the names that are there
+    // are hashed and removed.
+    let mut present = [false; HOPS];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+        }
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    if present[0] {
+        // The names `Connection` lists, other than the hop-by-hop ones
+        // removed below anyway (so `keep-alive` allocates nothing).
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|name| {
+                !HOP_BY_HOP
+                    .iter()
+                    .any(|h| name.eq_ignore_ascii_case(h.as_str()))
+            })
+            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+            .collect();
+        for name in &named {
+            headers.remove(name);
+        }
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, there)| *there) {
         headers.remove(name);
     }
 }
@@ -98,15 +118,11 @@ impl Forwarding {
 /// The request as the upstream should see it: hop-by-hop headers and a
 /// client's own `x-understudy-mirror` gone, `X-Forwarded-For` appended,
 /// `X-Forwarded-Proto`, `X-Forwarded-Host`, `Forwarded` and `Via` set by us
-/// whatever the client sent (SPEC §9). The host is the `Host` header, else
-/// the HTTP/2 `:authority` (`authority`); `Host` itself is dropped: the
-/// client sets it from the upstream URL.
-pub fn prepare_request(
-    headers: &mut HeaderMap,
-    authority: Option<&http::uri::Authority>,
-    hop: &Forwarding,
-    via: &HeaderValue,
-) {
+/// whatever the client sent (SPEC §9). The host is the request's one `Host`
+/// header, as [`super::conform::one_host`] left it (also for HTTP/2's
+/// `:authority`); `Host` itself is dropped: the client sets it from the
+/// upstream URL.
+pub fn prepare_request(headers: &mut HeaderMap, hop: &Forwarding, via: &HeaderValue) {
     strip_hop_by_hop(headers);
     headers.remove(MIRROR);
     let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
@@ -117,9 +133,7 @@ pub fn prepare_request(
         headers.insert(X_FORWARDED_FOR, v);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto));
-    let host = headers
-        .remove(HOST)
-        .or_else(|| authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let host = headers.remove(HOST);
     headers.remove(X_FORWARDED_HOST);
     let forwarded = hop.forwarded(host.as_ref());
     if let Some(host) = host {
@@ -159,6 +173,23 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert_eq!(h["x-kept"], "yes");
+        // Several `Connection` lines, names in any case, a listed hop-by-hop
+        // name, and an option (`close`) that is also a field's name.
+        let mut h = HeaderMap::new();
+        h.append(CONNECTION, HeaderValue::from_static("Upgrade , close"));
+        h.append(CONNECTION, HeaderValue::from_static("X-Other"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("close", HeaderValue::from_static("1"));
+        h.insert("x-other", HeaderValue::from_static("1"));
+        h.insert(TE, HeaderValue::from_static("trailers"));
+        h.insert("x-kept", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
+        // None there: nothing changes.
+        let mut h = HeaderMap::new();
+        h.insert("x-kept", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
     }
 
     #[test]
@@ -170,7 +201,7 @@ mod tests {
         h.insert(MIRROR, HeaderValue::from_static("1"));
         h.insert(FORWARDED, HeaderValue::from_static("for=6.6.6.6;host=evil"));
         let hop = Forwarding::new("127.0.0.1".parse().unwrap(), true);
-        prepare_request(&mut h, None, &hop, &via);
+        prepare_request(&mut h, &hop, &via);
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
         assert_eq!(h[&X_FORWARDED_PROTO], "https");
         assert_eq!(h[&X_FORWARDED_HOST], "api.example.com");
@@ -185,22 +216,29 @@ mod tests {
 
     #[test]
     fn the_host_of_an_http2_request_comes_from_its_authority_not_the_client() {
-        let mut h = HeaderMap::new();
-        h.insert(X_FORWARDED_HOST, HeaderValue::from_static("evil.example"));
-        let authority: http::uri::Authority = "api.example.com:8443".parse().unwrap();
+        // `conform::one_host` leaves `:authority` as the one Host header.
+        let mut req = http::Request::get("http://api.example.com:8443/x")
+            .version(http::Version::HTTP_2)
+            .header(X_FORWARDED_HOST, "evil.example")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        assert!(super::super::conform::one_host(&mut req).is_ok());
+        let mut h = req.headers;
         let via = via_value(http::Version::HTTP_2);
         let hop = Forwarding::new("::1".parse().unwrap(), false);
-        prepare_request(&mut h, Some(&authority), &hop, &via);
+        prepare_request(&mut h, &hop, &via);
         assert_eq!(h[&X_FORWARDED_HOST], "api.example.com:8443");
         assert_eq!(
             h[FORWARDED],
             "for=\"[::1]\";proto=http;host=\"api.example.com:8443\""
         );
-        // Neither Host nor authority: the client's value is not passed on.
+        // No host: the client's value is not passed on.
         let mut h = HeaderMap::new();
         h.insert(X_FORWARDED_HOST, HeaderValue::from_static("evil.example"));
         let hop = Forwarding::new("10.1.1.1".parse().unwrap(), false);
-        prepare_request(&mut h, None, &hop, &via);
+        prepare_request(&mut h, &hop, &via);
         assert!(h.get(X_FORWARDED_HOST).is_none());
         assert_eq!(h[FORWARDED], "for=10.1.1.1;proto=http");
     }

@@ -1,6 +1,7 @@
 //! The exchange path and its shared state.
 //!
-//! [`server`] accepts connections; [`handle`] reads as SPEC §1 (route, body,
+//! [`server`] accepts connections; [`conform`] refuses malformed heads and
+//! decides a request's one host; [`handle`] reads as SPEC §1 (route, body,
 //! who serves, the shadow copy planned by [`mirror`], the forward, the answer
 //! through the tee of [`body`]); [`settle`] finishes the exchange on its own
 //! task (the shadow call, the comparison, the guard, the row). The client's
@@ -11,6 +12,7 @@
 mod answer;
 pub mod body;
 pub mod cascade;
+pub mod conform;
 pub mod conn;
 pub mod error;
 pub mod handle;

@@ -1,5 +1,8 @@
 //! The listener: accepts TCP (optionally TLS) connections and serves HTTP/1.1
-//! and HTTP/2 on them until told to stop, then drains in-flight requests.
+//! and HTTP/2 on them until told to stop, then drains in-flight requests. On
+//! TLS, ALPN decides the protocol (`h2`: HTTP/2 only; `http/1.1` or none:
+//! HTTP/1.1 only); a plain connection is served by what its first bytes are
+//! (HTTP/2 with prior knowledge, h2c, or HTTP/1).
 
 use super::Proxy;
 use super::conn::{self, Activity, CLOSE, Clock, STOP, Sentinel, Tracked, Watched};
@@ -58,7 +61,11 @@ pub async fn serve(
         .max_header_list_size(u32::try_from(listen.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(H2_PING)
         .keep_alive_timeout(H2_PING);
-    let builder = Arc::new(builder);
+    let builders = Arc::new(Builders {
+        http1: builder.clone().http1_only(),
+        http2: builder.clone().http2_only(),
+        sniff: builder,
+    });
     let sentinel = Sentinel::start(Clock {
         header_read_timeout: listen.header_read_timeout,
         idle_timeout: listen.idle_timeout,
@@ -72,7 +79,7 @@ pub async fn serve(
         let _nodelay = stream.set_nodelay(true);
         let conn = Connection {
             proxy: proxy.clone(),
-            builder: builder.clone(),
+            builders: builders.clone(),
             peer,
             tls: tls.clone(),
             // Registered here, not in the task: a stop right after this
@@ -132,10 +139,32 @@ const HYPER_MAX_HEADERS: usize = 100;
 /// connection closed when its answer takes longer.
 const H2_PING: Duration = Duration::from_secs(20);
 
+/// A listener's connection builders, all with the same settings.
+struct Builders {
+    /// Plain connections: HTTP/2 when the first bytes are its preface.
+    sniff: auto::Builder<TokioExecutor>,
+    /// TLS connections that negotiated `http/1.1`, or nothing, by ALPN.
+    http1: auto::Builder<TokioExecutor>,
+    /// TLS connections that negotiated `h2`.
+    http2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    /// The builder for `stream`: on TLS, the protocol ALPN chose (RFC 9113
+    /// §3.2; RFC 7301), never a guess from the first bytes.
+    fn for_stream(&self, stream: &ClientStream) -> &auto::Builder<TokioExecutor> {
+        match stream {
+            ClientStream::Plain(_) => &self.sniff,
+            ClientStream::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => &self.http2,
+            ClientStream::Tls(_) => &self.http1,
+        }
+    }
+}
+
 /// One accepted client connection and what it needs to be served.
 struct Connection {
     proxy: Arc<Proxy>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<Builders>,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     /// Its clock and flags, watched by the listener's [`Sentinel`].
@@ -212,7 +241,8 @@ impl Connection {
                 Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, in_progress)))
             }
         });
-        let conn = self.builder.serve_connection(TokioIo::new(stream), service);
+        let builder = self.builders.for_stream(&stream);
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
         drive(conn, flags, &activity, |c| c.graceful_shutdown()).await
     }
 }

@@ -246,10 +246,15 @@ pub fn config_text(dir: &std::path::Path, extra: &str, routes: &str) -> String {
 
 /// A proxy in front of `incumbent` alone (route `a` on `/`), with extra `[listen]` keys.
 pub async fn proxy_listen(listen_extra: &str, incumbent: &str) -> TestProxy {
-    let dir = tempfile::tempdir().unwrap();
     let routes =
         format!("[[routes]]\nname = \"a\"\npath_prefix = \"/\"\nincumbent = \"{incumbent}\"\n");
-    let text = config_text(dir.path(), "", &routes).replace(
+    proxy_listen_routes(listen_extra, &routes).await
+}
+
+/// A proxy with extra `[listen]` keys in front of `routes` (TOML `[[routes]]` tables).
+pub async fn proxy_listen_routes(listen_extra: &str, routes: &str) -> TestProxy {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(dir.path(), "", routes).replace(
         "addr = \"127.0.0.1:0\"\n[admin]",
         &format!("addr = \"127.0.0.1:0\"\n{listen_extra}\n[admin]"),
     );
