@@ -41,6 +41,8 @@ pub struct Metrics {
     pub text_stages: IntCounterVec,
     pub notify_dropped: IntCounter,
     pub store_bytes: IntGauge,
+    /// Pending approvals deleted to meet `store.max_bytes` before anyone decided them.
+    pub approvals_evicted: IntCounter,
     /// Staged autonomy (SPEC §14).
     pub autonomy_stage: GaugeVec,
     pub suggestions: IntCounterVec,
@@ -323,7 +325,17 @@ impl Metrics {
             "Notifications dropped: queue full, or not accepted within five minutes.",
         )
         .expect("valid");
-        for m in [&store_rows_written, &store_rows_dropped, &notify_dropped] {
+        let approvals_evicted = IntCounter::new(
+            "approvals_evicted_total",
+            "Pending approvals deleted to meet store.max_bytes before anyone decided them.",
+        )
+        .expect("valid");
+        for m in [
+            &store_rows_written,
+            &store_rows_dropped,
+            &notify_dropped,
+            &approvals_evicted,
+        ] {
             registry
                 .register(Box::new(m.clone()))
                 .expect("unique metric");
@@ -333,7 +345,7 @@ impl Metrics {
             .expect("unique metric");
         let store_bytes = IntGauge::new(
             "store_bytes",
-            "Size of the SQLite store: used pages of the main file plus the WAL.",
+            "Size of the SQLite store on disk: the database file plus its WAL.",
         )
         .expect("valid");
         registry
@@ -392,6 +404,7 @@ impl Metrics {
             text_stages,
             notify_dropped,
             store_bytes,
+            approvals_evicted,
             fleet,
         }
     }

@@ -28,3 +28,4 @@ mod rollout;
 mod shutdown;
 mod stage;
 mod store;
+mod trust;

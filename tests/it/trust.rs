@@ -1,0 +1,293 @@
+//! Issue 23: people's data behind the token, approvals that follow
+//! retention, and a disk budget that bounds the file on disk. Real proxy on
+//! loopback, real SQLite files.
+
+use crate::support::*;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use understudy::app::{Options, Running};
+
+const INCUMBENT: &str = r#"{"score":0.5,"label":"warm"}"#;
+const CANDIDATE: &str = r#"{"score":0.5,"label":"warm","model":"v2","email":"a@b.example"}"#;
+
+/// A route `r` whose `gold` segment is at `approve`, with `store` extras and
+/// an optional admin token.
+async fn approving(
+    dir: &std::path::Path,
+    store: &str,
+    token: Option<&str>,
+    incumbent: &str,
+    candidate: &str,
+) -> Running {
+    let routes = route(
+        "r",
+        "/",
+        incumbent,
+        candidate,
+        "segment = { header = \"x-tier\", values = [\"gold\"] }\n\
+         compare = { mode = \"json\", ignore = [\"/model\", \"/email\"] }\n\
+         rollout = { segments = { gold = 100.0 } }\n\
+         [routes.autonomy]\nstages = { gold = \"approve\" }\n",
+    );
+    let text = config_text(dir, &format!("[store]\n{store}"), &routes);
+    let config = understudy::config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let options = Options {
+        admin_token: token.map(str::to_string),
+        ..Options::default()
+    };
+    understudy::app::start_with(config, options).await.unwrap()
+}
+
+async fn ask_gold(running: &Running, i: usize) {
+    let req = Request::get(format!("http://{}/s?q={i}", running.addr))
+        .header("x-tier", "gold")
+        .header("x-session", "secret-session-7")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    assert_eq!(send(req).await.0, 200);
+}
+
+/// GET on the admin listener with extra headers: status and JSON.
+async fn admin_get(running: &Running, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut req = Request::get(format!("http://{}{path}", running.admin_addr));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let (status, _, body) = send(req.body(Full::default()).unwrap()).await;
+    (
+        status.as_u16(),
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_are_read_only_with_the_token_paged_and_with_bodies_only_one_at_a_time() {
+    let incumbent = upstream().json(INCUMBENT).spawn().await;
+    let candidate = upstream().json(CANDIDATE).spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let running = approving(
+        dir.path(),
+        "",
+        Some("tok"),
+        &incumbent.url(),
+        &candidate.url(),
+    )
+    .await;
+    for i in 0..3 {
+        ask_gold(&running, i).await;
+    }
+    running.proxy.store.flush().await;
+    let bearer = [("authorization", "Bearer tok")];
+    for refused in [
+        vec![],
+        vec![("authorization", "Bearer tok!")],
+        vec![("authorization", "tok")],
+    ] {
+        let (status, v) = admin_get(&running, "/api/v1/approvals", &refused).await;
+        assert_eq!(status, 401, "{refused:?}: {v}");
+        assert!(v.get("approvals").is_none(), "{v}");
+        let (status, v) = admin_get(&running, "/api/v1/approvals/1", &refused).await;
+        assert_eq!(status, 401, "{refused:?}: {v}");
+    }
+    // A page: no request or answer content, and a cursor to the next page.
+    let (status, page) = admin_get(&running, "/api/v1/approvals?limit=2", &bearer).await;
+    assert_eq!(status, 200, "{page}");
+    let list = page["approvals"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{page}");
+    let text = page.to_string();
+    for secret in ["secret-session-7", "a@b.example", "warm", "q=0"] {
+        assert!(!text.contains(secret), "{secret} listed: {text}");
+    }
+    assert_eq!(list[0]["status"], "pending");
+    let cursor = page["next_cursor"]
+        .as_str()
+        .expect("a next cursor")
+        .to_string();
+    let (_, rest) = admin_get(
+        &running,
+        &format!("/api/v1/approvals?limit=2&cursor={cursor}"),
+        &bearer,
+    )
+    .await;
+    let rest = rest["approvals"].as_array().unwrap().clone();
+    assert_eq!(rest.len(), 1);
+    assert!(rest[0]["id"].as_i64() > list[1]["id"].as_i64());
+    let (status, _) = admin_get(&running, "/api/v1/approvals?limit=x", &bearer).await;
+    assert_eq!(status, 400);
+    // One approval: the request and both answers.
+    let one = format!("/api/v1/approvals/{}", list[0]["id"]);
+    let (status, v) = admin_get(&running, &one, &bearer).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["approval"]["candidate"]["body"]["model"], "v2");
+    assert_eq!(v["approval"]["incumbent"]["body"]["label"], "warm");
+    assert_eq!(
+        v["approval"]["request"]["headers"]["x-session"],
+        "secret-session-7"
+    );
+    let (status, _) = admin_get(&running, "/api/v1/approvals/999", &bearer).await;
+    assert_eq!(status, 404);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_approvals_are_not_read_through_a_rebinding_host() {
+    let incumbent = upstream().json(INCUMBENT).spawn().await;
+    let candidate = upstream().json(CANDIDATE).spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let running = approving(dir.path(), "", None, &incumbent.url(), &candidate.url()).await;
+    ask_gold(&running, 1).await;
+    running.proxy.store.flush().await;
+    for path in ["/api/v1/approvals", "/api/v1/approvals/1"] {
+        let (status, v) = admin_get(&running, path, &[("host", "evil.example:9090")]).await;
+        assert_eq!(status, 403, "{path}: {v}");
+    }
+    let (status, v) = admin_get(&running, "/api/v1/approvals", &[]).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["approvals"].as_array().unwrap().len(), 1);
+    running.stop().await;
+}
+
+/// Old rows written straight into the file: (ts, status, decided_ts).
+fn insert_approvals(db: &std::path::Path, rows: &[(i64, &str)]) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    for (i, (ts, status)) in rows.iter().enumerate() {
+        conn.execute(
+            "INSERT INTO approvals (exchange_id, ts, route, segment, status, decided_ts,
+                 method, path, request_body, candidate_body)
+             VALUES (?1, ?2, 'r', 'gold', ?3, ?2, 'GET', '/s', 'q', 'a')",
+            rusqlite::params![format!("old-{i}"), ts, status],
+        )
+        .unwrap();
+    }
+}
+
+fn approval_statuses(db: &std::path::Path) -> Vec<(String, String)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT exchange_id, status FROM approvals ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decided_approvals_follow_retention_and_pending_ones_wait_for_their_decision() {
+    let incumbent = upstream().json(INCUMBENT).spawn().await;
+    let candidate = upstream().json(CANDIDATE).spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let running = approving(
+        dir.path(),
+        "retention = \"1h\"\n",
+        None,
+        &incumbent.url(),
+        &candidate.url(),
+    )
+    .await;
+    let db = running.proxy.store.path().to_path_buf();
+    running.stop().await;
+    // Older than retention (1h), younger than approval_ttl (24h).
+    let hour = 3_600_000;
+    let now = understudy::store::now_ms();
+    insert_approvals(
+        &db,
+        &[
+            (now - 3 * hour, "approved"),
+            (now - 2 * hour, "rejected"),
+            (now - 2 * hour, "expired"),
+            (now - 2 * hour, "pending"),
+            (now - 1000, "approved"),
+        ],
+    );
+    // Retention runs at start.
+    let running = approving(
+        dir.path(),
+        "retention = \"1h\"\n",
+        None,
+        &incumbent.url(),
+        &candidate.url(),
+    )
+    .await;
+    let kept = |db: &std::path::Path| {
+        approval_statuses(db)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + PATIENCE;
+    while kept(&db).len() > 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let statuses = approval_statuses(&db);
+    assert_eq!(
+        statuses,
+        vec![
+            ("old-3".to_string(), "pending".to_string()),
+            ("old-4".to_string(), "approved".to_string()),
+        ],
+        "decided and expired approvals older than retention are deleted"
+    );
+    running.stop().await;
+}
+
+/// The database file and its WAL, in bytes.
+fn on_disk(db: &std::path::Path) -> u64 {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let len = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    len(db) + len(std::path::Path::new(&wal))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_bytes_bounds_the_file_on_disk_through_a_burst() {
+    const MIB: u64 = 1024 * 1024;
+    // 50 KB answers, each side: some 40 MB offered to a 2 MiB store.
+    let big = format!(r#"{{"text":"{}"}}"#, "x".repeat(50_000));
+    let incumbent = upstream().json(&big).spawn().await;
+    let candidate = upstream().json(&big.replace('x', "y")).spawn().await;
+    let routes = route("r", "/", &incumbent.url(), &candidate.url(), "");
+    let p = proxy_with("max_bytes = \"2 MiB\"\n", &routes).await;
+    let db = p.db.clone();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let watcher = {
+        let (db, peak) = (db.clone(), peak.clone());
+        std::thread::spawn(move || {
+            for _ in 0..2000 {
+                peak.fetch_max(on_disk(&db), std::sync::atomic::Ordering::Relaxed);
+                if std::sync::Arc::strong_count(&peak) == 1 {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    for i in 0..400 {
+        assert_eq!(get(&p.url(&format!("/a/{i}"))).await.0, 200);
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while on_disk(&db) > 3 * MIB && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let settled = on_disk(&db);
+    let peak_seen = peak.load(std::sync::atomic::Ordering::Relaxed);
+    drop(peak);
+    watcher.join().unwrap();
+    assert!(
+        settled <= 3 * MIB,
+        "{settled} bytes on disk for a 2 MiB budget"
+    );
+    assert!(
+        peak_seen < 10 * 2 * MIB,
+        "{peak_seen} bytes on disk during the burst"
+    );
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM exchanges", [], |r| r.get(0))
+        .unwrap();
+    assert!(rows > 0, "the newest rows stay");
+    eprintln!("2 MiB budget: peak {peak_seen} B, settled {settled} B, {rows} rows kept");
+}
