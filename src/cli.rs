@@ -105,8 +105,8 @@ pub enum Command {
         since: Option<std::time::Duration>,
         #[arg(long)]
         segment: Option<String>,
-        /// Requests per second.
-        #[arg(long, default_value_t = 50.0)]
+        /// Requests per second (above 0, at most 1e9).
+        #[arg(long, default_value_t = 50.0, value_parser = crate::replay::parse_rate)]
         rate: f64,
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
