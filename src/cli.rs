@@ -313,6 +313,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { config: path } => {
             let config = load(&path)?;
             println!("{}: ok ({} route(s))", path.display(), config.routes.len());
+            if let Some(fleet) = &config.fleet {
+                println!("fleet PostgreSQL: {}", fleet.tls.describe());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { db, requests } => {

@@ -7,6 +7,7 @@
 
 pub mod file;
 pub mod llm;
+pub mod pgtls;
 pub mod validate;
 
 use crate::pointer::Pointer;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 pub use crate::autonomy::Stage;
 pub use llm::{Band, Bands, Cost, Embedding, Focus, LlmCompare, Price, Protocol, TextStage};
+pub use pgtls::FleetTls;
 pub use validate::{Error, FLEET_URL_ENV, Issue};
 
 /// Loads and validates a config file.
@@ -71,6 +73,8 @@ pub struct Fleet {
     pub ship_rows: bool,
     /// Extra CA certificates (PEM) for TLS to PostgreSQL.
     pub ca: Option<PathBuf>,
+    /// The TLS the connections use (from the URL and its host).
+    pub tls: FleetTls,
 }
 
 #[derive(Debug, Clone)]

@@ -245,15 +245,18 @@ fn fleet(c: &mut Checker<'_>, f: &super::file::FleetFile) -> Option<super::Fleet
             }
         }
     };
-    if let Err(e) = url.get_ref().parse::<tokio_postgres::Config>() {
-        // The URL may hold a password: say what is wrong, not what it is.
-        c.issue(
-            url.span(),
-            "fleet.url",
-            format!("not a PostgreSQL URL: {e}"),
-        );
-        return None;
-    }
+    let tls = match url.get_ref().parse::<tokio_postgres::Config>() {
+        Ok(pg) => super::FleetTls::of(&pg),
+        Err(e) => {
+            // The URL may hold a password: say what is wrong, not what it is.
+            c.issue(
+                url.span(),
+                "fleet.url",
+                format!("not a PostgreSQL URL: {e}"),
+            );
+            return None;
+        }
+    };
     let replica = match &f.replica {
         Some(r) if r.get_ref().trim().is_empty() || r.get_ref().len() > 64 => {
             c.issue(r.span(), "fleet.replica", "must be 1 to 64 bytes");
@@ -267,6 +270,7 @@ fn fleet(c: &mut Checker<'_>, f: &super::file::FleetFile) -> Option<super::Fleet
         replica,
         ship_rows: f.ship_rows,
         ca: f.ca.clone(),
+        tls,
     })
 }
 

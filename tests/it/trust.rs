@@ -291,3 +291,111 @@ async fn max_bytes_bounds_the_file_on_disk_through_a_burst() {
     assert!(rows > 0, "the newest rows stay");
     eprintln!("2 MiB budget: peak {peak_seen} B, settled {settled} B, {rows} rows kept");
 }
+
+/// This machine's address toward the outside, when it has one that is not loopback.
+fn outward_ip() -> Option<std::net::IpAddr> {
+    ["192.0.2.1:9", "10.255.255.1:9", "198.51.100.1:9"]
+        .iter()
+        .find_map(|target| {
+            let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+            s.connect(target).ok()?;
+            let ip = s.local_addr().ok()?.ip();
+            (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+        })
+}
+
+/// A PostgreSQL that does not speak TLS (it answers `N` to an SSLRequest),
+/// on `ip`: what each connection sent.
+async fn plaintext_pg(
+    ip: std::net::IpAddr,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut head = [0u8; 8];
+                if s.read_exact(&mut head).await.is_err() {
+                    return;
+                }
+                if head[4..8] == [0x04, 0xd2, 0x16, 0x2f] {
+                    log.lock().unwrap().push("ssl request");
+                    if s.write_all(b"N").await.is_err() {
+                        return;
+                    }
+                    let mut next = [0u8; 8];
+                    match s.read(&mut next).await {
+                        Ok(n) if n > 0 => log.lock().unwrap().push("plaintext startup"),
+                        _ => log.lock().unwrap().push("closed"),
+                    }
+                } else {
+                    log.lock().unwrap().push("plaintext startup");
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_never_talks_to_a_remote_postgresql_in_clear_unless_the_url_says_so() {
+    let Some(ip) = outward_ip() else {
+        eprintln!("skipped: no address that is not loopback");
+        return;
+    };
+    let (addr, seen) = plaintext_pg(ip).await;
+    let audit = |url: String| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_understudy"))
+                .args(["audit", "-c", "/nonexistent.toml", "--fleet", "--fleet-url"])
+                .arg(url)
+                .output()
+                .unwrap()
+        })
+    };
+    // The default (`prefer`): TLS is required, so a server without it is refused.
+    let out = audit(format!("postgres://u@{addr}/db")).await.unwrap();
+    assert!(!out.status.success());
+    assert!(eventually(|| seen.lock().unwrap().contains(&"closed")).await);
+    assert!(
+        !seen.lock().unwrap().contains(&"plaintext startup"),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    // Said outright in the URL: in clear.
+    seen.lock().unwrap().clear();
+    let out = audit(format!("postgres://u@{addr}/db?sslmode=disable"))
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(eventually(|| seen.lock().unwrap().contains(&"plaintext startup")).await);
+
+    // `check` says which.
+    let dir = tempfile::tempdir().unwrap();
+    for (url, says) in [
+        (format!("postgres://u@{addr}/db"), "TLS required"),
+        (format!("postgres://u@{addr}/db?sslmode=disable"), "no TLS"),
+        (
+            "postgres://u@127.0.0.1:5/db".to_string(),
+            "TLS if the server offers it",
+        ),
+    ] {
+        let routes = route("r", "/", "http://127.0.0.1:9", "http://127.0.0.1:9", "");
+        let text = format!(
+            "{}\n[fleet]\nurl = \"{url}\"\nreplica = \"a\"\n",
+            config_text(dir.path(), "[store]\n", &routes)
+        );
+        let path = dir.path().join("proxy.toml");
+        std::fs::write(&path, text).unwrap();
+        let (ok, stdout, stderr) = cli(&["check", "-c", path.to_str().unwrap()]);
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains(says), "{url}: {stdout}");
+    }
+}
