@@ -93,6 +93,10 @@ const MIGRATIONS: &[&str] = &[
         replica TEXT PRIMARY KEY,
         local_rowid BIGINT NOT NULL        -- the last SQLite rowid shipped
     );",
+    // 2: evidence read per replica past a watermark (its own sequence
+    // numbers), not past a BIGSERIAL id that concurrent commits overtake.
+    "ALTER TABLE understudy.evidence ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;
+    CREATE INDEX evidence_replica_seq ON understudy.evidence (replica, seq);",
 ];
 
 /// Creates the schema if needed and applies pending migrations, all under

@@ -9,6 +9,7 @@ mod support;
 mod admin;
 mod admin_hardening;
 mod check;
+mod evidence;
 mod faults;
 mod fleet;
 mod gates;
