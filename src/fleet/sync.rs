@@ -89,6 +89,9 @@ async fn session(
             )
             .await?;
         schema::migrate(&client).await?;
+        if !schema::claim_replica(&client, fleet.replica()).await? {
+            return Err(super::Error::NameInUse(fleet.replica().to_string()));
+        }
         client.batch_execute("LISTEN understudy_rollout").await?;
         seed(fleet, proxy, &mut client).await?;
         // What this replica did alone goes first, then it follows the fleet.

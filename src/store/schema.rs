@@ -162,6 +162,16 @@ pub const MIGRATIONS: &[&str] = &[
         local_version INTEGER PRIMARY KEY,  -- rollout_events.version here
         fleet_version INTEGER NOT NULL       -- its version in PostgreSQL
     );",
+    // 8: this file's identity and the highest rowid `exchanges` ever had, so
+    // that a rowid is never given twice (SQLite reuses them once the newest
+    // rows are deleted): the fleet's ship cursor is (db_id, rowid).
+    "CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO meta (key, value) VALUES
+        ('db_id', lower(hex(randomblob(16)))),
+        ('rowid_high', COALESCE((SELECT max(rowid) FROM exchanges), 0));",
 ];
 
 /// Applies pragmas and every pending migration, each in its own transaction.

@@ -37,10 +37,16 @@ const INSERT: &str = "INSERT INTO exchanges (
     incumbent_ms, incumbent_body, incumbent_error, candidate_status,
     candidate_ms, candidate_body, candidate_error, fallback, safety,
     incumbent_ttft_ms, candidate_ttft_ms, incumbent_tokens_in, incumbent_tokens_out,
-    candidate_tokens_in, candidate_tokens_out, incumbent_cost, candidate_cost, decided_by
+    candidate_tokens_in, candidate_tokens_out, incumbent_cost, candidate_cost, decided_by, rowid
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
     ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,
-    ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)";
+    ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)";
+
+/// The rowid after every one `exchanges` ever had (rowids only grow: the
+/// fleet ships rows past a rowid), and its record.
+const NEXT_ROWID: &str = "SELECT max(COALESCE((SELECT max(rowid) FROM exchanges), 0),
+    COALESCE((SELECT value FROM meta WHERE key = 'rowid_high'), 0)) + 1";
+const ROWID_HIGH: &str = "UPDATE meta SET value = ?1 WHERE key = 'rowid_high'";
 
 const NOISE: &str = "INSERT INTO noise (route, pointer, first_ts, last_ts, hits)
     VALUES (?1, ?2, ?3, ?3, 1)
@@ -104,12 +110,15 @@ pub fn insert_batch<R: Borrow<Record>>(
     skips: &[SkipCount],
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
-    {
+    if !rows.is_empty() {
         // Looked up once per batch, not once per row.
+        let mut rowid: i64 = tx.prepare_cached(NEXT_ROWID)?.query_row([], |r| r.get(0))?;
         let mut stmt = tx.prepare_cached(INSERT)?;
         for rec in rows {
-            insert_with(&tx, &mut stmt, rec.borrow())?;
+            insert_with(&tx, &mut stmt, rec.borrow(), rowid)?;
+            rowid += 1;
         }
+        tx.prepare_cached(ROWID_HIGH)?.execute([rowid - 1])?;
     }
     add_skips(&tx, skips)?;
     tx.commit()
@@ -133,13 +142,18 @@ fn add_skips(conn: &Connection, skips: &[SkipCount]) -> rusqlite::Result<()> {
 }
 
 fn insert_one(conn: &Connection, r: &Record) -> rusqlite::Result<()> {
-    insert_with(conn, &mut conn.prepare_cached(INSERT)?, r)
+    let tx = conn.unchecked_transaction()?;
+    let rowid: i64 = tx.prepare_cached(NEXT_ROWID)?.query_row([], |r| r.get(0))?;
+    insert_with(&tx, &mut tx.prepare_cached(INSERT)?, r, rowid)?;
+    tx.prepare_cached(ROWID_HIGH)?.execute([rowid])?;
+    tx.commit()
 }
 
 fn insert_with(
     conn: &Connection,
     stmt: &mut rusqlite::CachedStatement<'_>,
     r: &Record,
+    rowid: i64,
 ) -> rusqlite::Result<()> {
     stmt.execute(params![
         r.id,
@@ -175,6 +189,7 @@ fn insert_with(
         r.incumbent_llm.cost,
         r.candidate_llm.cost,
         r.decided_by,
+        rowid,
     ])?;
     for pointer in &r.noise {
         let mut stmt = conn.prepare_cached(NOISE)?;
