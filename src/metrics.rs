@@ -172,6 +172,8 @@ pub enum Rejected {
     AdminBody,
     /// An admin request that did not complete within its timeout.
     AdminTimeout,
+    /// An admin connection refused at accept: `admin.max_connections` reached.
+    AdminConnections,
 }
 
 impl Label for Rejected {
@@ -184,6 +186,7 @@ impl Label for Rejected {
             Rejected::Idle => "idle",
             Rejected::AdminBody => "admin_body",
             Rejected::AdminTimeout => "admin_timeout",
+            Rejected::AdminConnections => "admin_connections",
         }
     }
 }

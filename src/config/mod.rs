@@ -119,6 +119,8 @@ pub struct Admin {
     pub header_read_timeout: Duration,
     /// Time for a whole request, head to answer (408 after it).
     pub request_timeout: Duration,
+    /// Open admin connections at most (closed at accept beyond).
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -329,6 +329,7 @@ fn admin(c: &mut Checker<'_>, f: &AdminFile) -> Admin {
         max_body_bytes: c.nonzero("admin.max_body_bytes", &f.max_body_bytes),
         header_read_timeout: c.timeout("admin.header_read_timeout", &f.header_read_timeout),
         request_timeout: c.timeout("admin.request_timeout", &f.request_timeout),
+        max_connections: c.nonzero("admin.max_connections", &f.max_connections),
     }
 }
 

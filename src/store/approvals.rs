@@ -24,6 +24,10 @@ pub const TTL: &str = "ttl";
 /// (`store.bodies`) may drop them from the exchange row.
 #[derive(Debug, Clone, Default)]
 pub struct NewApproval {
+    /// The segment's metric label: `approvals_total{event="created"}` is
+    /// counted by the writer once the row is committed, never for a row
+    /// that was dropped.
+    pub label: String,
     pub request_body: Option<Bytes>,
     pub incumbent_body: Option<Bytes>,
     pub candidate_body: Option<Bytes>,

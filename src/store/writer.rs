@@ -439,6 +439,9 @@ impl Writer {
             Ok(()) => {
                 self.metrics.store_rows_written.inc_by(n);
                 self.health.ok();
+                for rec in batch.iter() {
+                    self.approval_created(rec);
+                }
             }
             Err(error) => {
                 self.health.failed(&error);
@@ -581,12 +584,23 @@ impl Writer {
         Some(Size { file, wal, used })
     }
 
+    /// Counts the approval a committed row carried.
+    fn approval_created(&self, rec: &Record) {
+        if let Some(a) = &rec.approval {
+            self.metrics
+                .record_approval(&rec.route, &a.label, "created");
+        }
+    }
+
     /// Inserts each row on its own: (written, failed, last error).
     fn one_by_one(&self, batch: &[Record]) -> (u64, u64, Option<rusqlite::Error>) {
         let (mut written, mut failed, mut last) = (0, 0, None);
         for rec in batch {
             match insert_one(&self.conn, rec) {
-                Ok(()) => written += 1,
+                Ok(()) => {
+                    written += 1;
+                    self.approval_created(rec);
+                }
                 Err(e) => {
                     failed += 1;
                     last = Some(e);

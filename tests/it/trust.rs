@@ -399,3 +399,30 @@ async fn the_fleet_never_talks_to_a_remote_postgresql_in_clear_unless_the_url_sa
         assert!(stdout.contains(says), "{url}: {stdout}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_whose_row_was_dropped_is_not_counted_as_created() {
+    let incumbent = upstream().json(INCUMBENT).spawn().await;
+    let candidate = upstream().json(CANDIDATE).spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let running = approving(dir.path(), "", None, &incumbent.url(), &candidate.url()).await;
+    ask_gold(&running, 0).await;
+    running.proxy.store.flush().await;
+    // From now on the store refuses every approval row.
+    rusqlite::Connection::open(running.proxy.store.path())
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON approvals
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+        )
+        .unwrap();
+    for i in 1..3 {
+        ask_gold(&running, i).await;
+    }
+    let created = r#"understudy_approvals_total{event="created",route="r",segment="gold"}"#;
+    let m = &running.proxy.metrics;
+    assert!(eventually(|| metric(&m.encode(), "understudy_store_rows_dropped_total") == 2.0).await);
+    running.proxy.store.flush().await;
+    assert_eq!(metric(&m.encode(), created), 1.0, "only the committed one");
+    running.stop().await;
+}
