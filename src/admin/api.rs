@@ -81,7 +81,7 @@ pub async fn handle(
                 })
                 .await
             }
-            ["feedback"] => mutate(&caller, parts, body, |b| feedback(proxy, b)).await,
+            ["feedback"] => mutate(&caller, parts, body, |b| feedback(proxy, peer, b)).await,
             ["reload"] => mutate(&caller, parts, body, |_| reload(proxy)).await,
             _ => Err(not_found(parts)),
         }
@@ -355,11 +355,25 @@ async fn weights(proxy: &Proxy, parts: &Parts, route: &str, bytes: Bytes) -> Ans
     ok(StatusCode::OK, wire::Changed { change })
 }
 
-async fn feedback(proxy: &Proxy, bytes: Bytes) -> Answer {
-    let feedback: wire::Feedback = parse(
+/// `POST /api/v1/feedback`: one exchange counts once per rater; without a
+/// `rater` the caller is the rater (`client:<ip>`), so a retrying client
+/// counts once.
+async fn feedback(proxy: &Proxy, peer: SocketAddr, bytes: Bytes) -> Answer {
+    let mut feedback: wire::Feedback = parse(
         &bytes,
-        r#"{"exchange_id": "...", "rating": 1, "comment": "...", "reversed": false}"#,
+        r#"{"exchange_id": "...", "rating": 1, "comment": "...", "reversed": false, "rater": "..."}"#,
     )?;
+    let max = crate::store::events::MAX_RATER;
+    match &feedback.rater {
+        Some(r) if r.trim().is_empty() || r.len() > max => {
+            return Err(Failure(
+                StatusCode::BAD_REQUEST,
+                format!("rater must be 1 to {max} bytes"),
+            ));
+        }
+        Some(_) => {}
+        None => feedback.rater = Some(format!("client:{}", peer.ip().to_canonical())),
+    }
     use crate::autonomy::people::Error as E;
     match crate::autonomy::people::feedback(proxy, feedback).await {
         Ok(_) => ok(StatusCode::CREATED, Created { ok: true }),

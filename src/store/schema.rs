@@ -172,6 +172,13 @@ pub const MIGRATIONS: &[&str] = &[
     INSERT INTO meta (key, value) VALUES
         ('db_id', lower(hex(randomblob(16)))),
         ('rowid_high', COALESCE((SELECT max(rowid) FROM exchanges), 0));",
+    // 9: feedback counts once per rater: a later rating of the same exchange
+    // by the same rater replaces the earlier one (the newest of earlier
+    // duplicates is kept).
+    "ALTER TABLE feedback ADD COLUMN rater TEXT NOT NULL DEFAULT '';
+    DELETE FROM feedback WHERE rowid NOT IN
+        (SELECT max(rowid) FROM feedback GROUP BY exchange_id, rater);
+    CREATE UNIQUE INDEX feedback_exchange_rater ON feedback (exchange_id, rater);",
 ];
 
 /// Applies pragmas and every pending migration, each in its own transaction.

@@ -386,6 +386,7 @@ fn feedback_needs_a_known_exchange() {
             rating: Some(1),
             comment: "good".into(),
             reversed: false,
+            rater: None,
         },
     )
     .unwrap_err();
@@ -397,6 +398,7 @@ fn feedback_needs_a_known_exchange() {
             rating: Some(-1),
             comment: "wrong score".into(),
             reversed: false,
+            rater: None,
         },
     )
     .unwrap();

@@ -426,3 +426,45 @@ async fn an_approval_whose_row_was_dropped_is_not_counted_as_created() {
     assert_eq!(metric(&m.encode(), created), 1.0, "only the committed one");
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_counts_once_per_rater_and_the_latest_stands() {
+    let incumbent = upstream().json(INCUMBENT).spawn().await;
+    let candidate = upstream().json(CANDIDATE).spawn().await;
+    let p = proxy(&route("r", "/", &incumbent.url(), &candidate.url(), "")).await;
+    let (status, headers, _) = get(&p.url("/s")).await;
+    assert_eq!(status, 200);
+    let id = headers["x-understudy-exchange-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let feedback = format!("http://{}/api/v1/feedback", p.admin);
+    // A retrying client: five POSTs, one rating (the last).
+    for rating in [1, 1, 1, 1, -1] {
+        let body = format!(r#"{{"exchange_id":"{id}","rating":{rating}}}"#);
+        assert_eq!(post(&feedback, &body).await.0, 201);
+    }
+    for rater in ["ann", "bob", "bob"] {
+        let body = format!(r#"{{"exchange_id":"{id}","rating":1,"rater":"{rater}"}}"#);
+        assert_eq!(post(&feedback, &body).await.0, 201);
+    }
+    let long = "x".repeat(300);
+    let body = format!(r#"{{"exchange_id":"{id}","rating":1,"rater":"{long}"}}"#);
+    assert_eq!(post(&feedback, &body).await.0, 400);
+    let conn = rusqlite::Connection::open(&p.db).unwrap();
+    let rows: Vec<(String, i64)> = conn
+        .prepare("SELECT rater, rating FROM feedback WHERE exchange_id = ?1 ORDER BY rater")
+        .unwrap()
+        .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("ann".to_string(), 1),
+            ("bob".to_string(), 1),
+            ("client:127.0.0.1".to_string(), -1)
+        ]
+    );
+}
