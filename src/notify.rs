@@ -22,8 +22,11 @@ const QUEUE: usize = 256;
 const GIVE_UP: Duration = Duration::from_secs(300);
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
-/// One POST, connect included.
+/// One POST, connect and the whole answer included.
 const POST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Of an answer's body, at most this much is read (then the connection is
+/// dropped rather than reused).
+const ANSWER_CAP: usize = 64 * 1024;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -261,13 +264,16 @@ async fn post(client: &Client, uri: &http::Uri, body: Bytes) -> Result<(), Strin
         HeaderValue::from_static("application/json"),
     );
     let req = upstream::request(Method::POST, uri.clone(), headers, UpBody::full(body));
+    let deadline = tokio::time::Instant::now() + POST_TIMEOUT;
     let resp = client
         .send_within(req, POST_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     let status = resp.status();
-    // The body is not needed; reading it lets the connection be reused.
-    let _read = http_body_util::BodyExt::collect(resp.into_body()).await;
+    // The body is not needed; reading it (within the POST's time, up to a
+    // cap) lets the connection be reused. A slow or endless answer is cut.
+    let read = upstream::body::collect_capped(resp.into_body(), ANSWER_CAP);
+    let _read = tokio::time::timeout_at(deadline, read).await;
     if status.is_success() {
         Ok(())
     } else {
