@@ -444,6 +444,16 @@ async fn feedback_counts_once_per_rater_and_the_latest_stands() {
         let body = format!(r#"{{"exchange_id":"{id}","rating":{rating}}}"#);
         assert_eq!(post(&feedback, &body).await.0, 201);
     }
+    let conn = rusqlite::Connection::open(&p.db).unwrap();
+    let count = |id: &str| -> i64 {
+        conn.query_row(
+            "SELECT count(*) FROM feedback WHERE exchange_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(count(&id), 1, "five POSTs, one rating");
     for rater in ["ann", "bob", "bob"] {
         let body = format!(r#"{{"exchange_id":"{id}","rating":1,"rater":"{rater}"}}"#);
         assert_eq!(post(&feedback, &body).await.0, 201);
@@ -451,7 +461,6 @@ async fn feedback_counts_once_per_rater_and_the_latest_stands() {
     let long = "x".repeat(300);
     let body = format!(r#"{{"exchange_id":"{id}","rating":1,"rater":"{long}"}}"#);
     assert_eq!(post(&feedback, &body).await.0, 400);
-    let conn = rusqlite::Connection::open(&p.db).unwrap();
     let rows: Vec<(String, i64)> = conn
         .prepare("SELECT rater, rating FROM feedback WHERE exchange_id = ?1 ORDER BY rater")
         .unwrap()
