@@ -50,6 +50,23 @@ async fn ask_gold(running: &Running, i: usize) {
     assert_eq!(send(req).await.0, 200);
 }
 
+/// Waits until the store holds `n` approvals (each is written by the settle
+/// task after the client's answer).
+async fn approvals_written(running: &Running, n: i64) {
+    let db = running.proxy.store.path().to_path_buf();
+    let count = move || -> i64 {
+        rusqlite::Connection::open(&db)
+            .and_then(|c| c.query_row("SELECT count(*) FROM approvals", [], |r| r.get(0)))
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + PATIENCE;
+    while count() < n {
+        assert!(Instant::now() < deadline, "{} approvals, not {n}", count());
+        running.proxy.store.flush().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// GET on the admin listener with extra headers: status and JSON.
 async fn admin_get(running: &Running, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
     let mut req = Request::get(format!("http://{}{path}", running.admin_addr));
@@ -79,7 +96,7 @@ async fn approvals_are_read_only_with_the_token_paged_and_with_bodies_only_one_a
     for i in 0..3 {
         ask_gold(&running, i).await;
     }
-    running.proxy.store.flush().await;
+    approvals_written(&running, 3).await;
     let bearer = [("authorization", "Bearer tok")];
     for refused in [
         vec![],
@@ -139,7 +156,7 @@ async fn without_a_token_approvals_are_not_read_through_a_rebinding_host() {
     let dir = tempfile::tempdir().unwrap();
     let running = approving(dir.path(), "", None, &incumbent.url(), &candidate.url()).await;
     ask_gold(&running, 1).await;
-    running.proxy.store.flush().await;
+    approvals_written(&running, 1).await;
     for path in ["/api/v1/approvals", "/api/v1/approvals/1"] {
         let (status, v) = admin_get(&running, path, &[("host", "evil.example:9090")]).await;
         assert_eq!(status, 403, "{path}: {v}");
@@ -407,7 +424,7 @@ async fn an_approval_whose_row_was_dropped_is_not_counted_as_created() {
     let dir = tempfile::tempdir().unwrap();
     let running = approving(dir.path(), "", None, &incumbent.url(), &candidate.url()).await;
     ask_gold(&running, 0).await;
-    running.proxy.store.flush().await;
+    approvals_written(&running, 1).await;
     // From now on the store refuses every approval row.
     rusqlite::Connection::open(running.proxy.store.path())
         .unwrap()
