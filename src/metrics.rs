@@ -43,6 +43,8 @@ pub struct Metrics {
     pub store_bytes: IntGauge,
     /// Pending approvals deleted to meet `store.max_bytes` before anyone decided them.
     pub approvals_evicted: IntCounter,
+    /// Approved answers in the durable outbox, not yet delivered nor expired.
+    pub deliveries_pending: IntGauge,
     /// Staged autonomy (SPEC §14).
     pub autonomy_stage: GaugeVec,
     pub suggestions: IntCounterVec,
@@ -354,6 +356,14 @@ impl Metrics {
         registry
             .register(Box::new(store_bytes.clone()))
             .expect("unique metric");
+        let deliveries_pending = IntGauge::new(
+            "autonomy_deliveries_pending",
+            "Approved answers in the durable outbox, not yet delivered nor expired.",
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(deliveries_pending.clone()))
+            .expect("unique metric");
         let fleet = FleetMetrics::register(&registry);
         let autonomy_stage = gauge(
             "autonomy_stage",
@@ -408,6 +418,7 @@ impl Metrics {
             notify_dropped,
             store_bytes,
             approvals_evicted,
+            deliveries_pending,
             fleet,
         }
     }

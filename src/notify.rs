@@ -257,7 +257,8 @@ async fn deliver(
     }
 }
 
-async fn post(client: &Client, uri: &http::Uri, body: Bytes) -> Result<(), String> {
+/// One POST of `body` as JSON: accepted (2xx) or why not.
+pub(crate) async fn post(client: &Client, uri: &http::Uri, body: Bytes) -> Result<(), String> {
     let mut headers = HeaderMap::new();
     headers.insert(
         http::header::CONTENT_TYPE,

@@ -63,10 +63,18 @@ pub(super) async fn list(proxy: &Proxy, parts: &Parts) -> Answer {
 /// `GET /api/v1/approvals/{id}`: one approval with the request and both answers.
 pub(super) async fn one(proxy: &Proxy, id: &str) -> Answer {
     let id = parse_id(id)?;
-    let found = read(proxy, move |conn| approvals::get(conn, id)).await?;
+    let found = read(proxy, move |conn| {
+        Ok((approvals::get(conn, id)?, store::deliveries::get(conn, id)?))
+    })
+    .await?;
     match found {
-        Some(a) => ok(StatusCode::OK, json!({ "approval": a.to_json() })),
-        None => Err(Failure(
+        (Some(a), delivery) => {
+            let mut approval = a.to_json();
+            // An approved answer's way to deliver_url (none otherwise).
+            approval["delivery"] = delivery.map_or(serde_json::Value::Null, |d| d.to_json());
+            ok(StatusCode::OK, json!({ "approval": approval }))
+        }
+        (None, _) => Err(Failure(
             StatusCode::NOT_FOUND,
             store::Error::UnknownApproval { id }.to_string(),
         )),

@@ -179,6 +179,19 @@ pub const MIGRATIONS: &[&str] = &[
     DELETE FROM feedback WHERE rowid NOT IN
         (SELECT max(rowid) FROM feedback GROUP BY exchange_id, rater);
     CREATE UNIQUE INDEX feedback_exchange_rater ON feedback (exchange_id, rater);",
+    // 10: the durable outbox of approved answers (`store::deliveries`).
+    "CREATE TABLE deliveries (
+        approval_id INTEGER PRIMARY KEY,  -- approvals.id
+        route TEXT NOT NULL,
+        body BLOB NOT NULL,              -- the JSON POSTed to deliver_url
+        created_ts INTEGER NOT NULL,
+        expires_ts INTEGER NOT NULL,     -- given up after this (the approval's TTL)
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        delivered_ts INTEGER,            -- accepted (2xx)
+        next_ts INTEGER NOT NULL         -- the next try, not before
+    );
+    CREATE INDEX deliveries_due ON deliveries (next_ts) WHERE delivered_ts IS NULL;",
 ];
 
 /// Applies pragmas and every pending migration, each in its own transaction.

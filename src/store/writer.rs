@@ -62,6 +62,9 @@ const PURGE: &str = "DELETE FROM exchanges WHERE rowid IN
 const PURGE_SKIPS: &str = "DELETE FROM mirror_skips WHERE minute < ?1";
 const PURGE_FEEDBACK: &str = "DELETE FROM feedback WHERE ts < ?1";
 const PURGE_NOISE: &str = "DELETE FROM noise WHERE last_ts < ?1";
+/// Deliveries done (delivered or given up) before the cutoff.
+const PURGE_DELIVERIES: &str = "DELETE FROM deliveries
+    WHERE created_ts < ?1 AND (delivered_ts IS NOT NULL OR expires_ts < ?1)";
 
 /// Decided and expired approvals older than retention (by creation time; a
 /// pending one waits for its decision or its `approval_ttl`). Through
@@ -406,6 +409,10 @@ impl Writer {
                     self.commit(&mut batch);
                     reply.send(super::approvals::apply(&self.conn, &op)).ok();
                 }
+                Ok(Msg::Deliveries(op, reply)) => {
+                    self.commit(&mut batch);
+                    reply.send(super::deliveries::apply(&self.conn, &op)).ok();
+                }
                 Ok(Msg::Feedback(feedback, reply)) => {
                     self.commit(&mut batch);
                     reply
@@ -621,6 +628,7 @@ impl Writer {
             (PURGE_SKIPS, "skip counts"),
             (PURGE_FEEDBACK, "feedback"),
             (PURGE_NOISE, "noise pointers"),
+            (PURGE_DELIVERIES, "deliveries"),
         ] {
             if let Err(error) = self.conn.execute(sql, params![cutoff]) {
                 tracing::error!(path = %self.path.display(), %error, "Retention delete of {what} failed");

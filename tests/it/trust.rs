@@ -22,15 +22,29 @@ async fn approving(
     incumbent: &str,
     candidate: &str,
 ) -> Running {
+    approving_with(dir, store, token, incumbent, candidate, "").await
+}
+
+/// [`approving`] with extra `[routes.autonomy]` keys.
+async fn approving_with(
+    dir: &std::path::Path,
+    store: &str,
+    token: Option<&str>,
+    incumbent: &str,
+    candidate: &str,
+    autonomy: &str,
+) -> Running {
     let routes = route(
         "r",
         "/",
         incumbent,
         candidate,
-        "segment = { header = \"x-tier\", values = [\"gold\"] }\n\
-         compare = { mode = \"json\", ignore = [\"/model\", \"/email\"] }\n\
-         rollout = { segments = { gold = 100.0 } }\n\
-         [routes.autonomy]\nstages = { gold = \"approve\" }\n",
+        &format!(
+            "segment = {{ header = \"x-tier\", values = [\"gold\"] }}\n\
+         compare = {{ mode = \"json\", ignore = [\"/model\", \"/email\"] }}\n\
+         rollout = {{ segments = {{ gold = 100.0 }} }}\n\
+         [routes.autonomy]\nstages = {{ gold = \"approve\" }}\n{autonomy}\n"
+        ),
     );
     let text = config_text(dir, &format!("[store]\n{store}"), &routes);
     let config = understudy::config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -493,4 +507,62 @@ async fn feedback_counts_once_per_rater_and_the_latest_stands() {
             ("client:127.0.0.1".to_string(), -1)
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_answer_is_delivered_after_an_outage_and_a_restart() {
+    let incumbent = upstream().json(INCUMBENT).spawn().await;
+    let candidate = upstream().json(CANDIDATE).spawn().await;
+    let down = dead_addr().await;
+    let dir = tempfile::tempdir().unwrap();
+    let autonomy = format!("deliver_url = \"http://{down}/deliver\"");
+    let (inc, cand) = (incumbent.url(), candidate.url());
+    let start = || approving_with(dir.path(), "", None, &inc, &cand, &autonomy);
+    let running = start().await;
+    ask_gold(&running, 0).await;
+    approvals_written(&running, 1).await;
+    let (_, page) = admin_get(&running, "/api/v1/approvals", &[]).await;
+    let id = page["approvals"][0]["id"].as_i64().unwrap();
+    let decide = format!("http://{}/api/v1/approvals/{id}", running.admin_addr);
+    let (status, _, _) = post(&decide, r#"{"decision":"approve","reason":"fine"}"#).await;
+    assert_eq!(status, 200);
+    // The receiver is down: tried, recorded, pending.
+    let one = format!("/api/v1/approvals/{id}");
+    let deadline = Instant::now() + PATIENCE;
+    let delivery = loop {
+        let (_, v) = admin_get(&running, &one, &[]).await;
+        let d = v["approval"]["delivery"].clone();
+        if d["attempts"].as_i64().is_some_and(|n| n >= 1) {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(delivery["status"], "pending", "{delivery}");
+    assert!(delivery["last_error"].as_str().is_some(), "{delivery}");
+    let m = running.proxy.metrics.encode();
+    assert_eq!(
+        metric(&m, "understudy_autonomy_deliveries_pending"),
+        1.0,
+        "{m}"
+    );
+    running.stop().await;
+    // Back up, after a restart: delivered.
+    let receiver = upstream().status(204).spawn_at(down).await;
+    let running = start().await;
+    assert!(eventually(|| receiver.requests().len() == 1).await);
+    let got: serde_json::Value = serde_json::from_slice(&receiver.requests()[0].body).unwrap();
+    assert_eq!(got["approval_id"], id);
+    assert_eq!(got["answer"]["body"]["model"], "v2");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (_, v) = admin_get(&running, &one, &[]).await;
+        if v["approval"]["delivery"]["status"] == "delivered" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.stop().await;
+    assert_eq!(receiver.requests().len(), 1, "delivered once");
 }
