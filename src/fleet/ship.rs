@@ -4,9 +4,11 @@
 //! `report --fleet` covers every replica. The cursor (the SQLite file's
 //! identity and the last rowid shipped; rowids there only grow, see
 //! `store::writer`) is written in the same transaction, so a batch lands
-//! once; a fresh file under a reused replica name starts over. Rows wait in
-//! SQLite while PostgreSQL is unreachable, or while this replica is not in
-//! the fleet (another live replica holds its name). Bodies and headers stay
+//! once; a fresh file under a reused replica name starts over (rows already
+//! there are kept: exchange ids are unique), and so two processes under one
+//! name (refused by the fleet's session, see `schema::claim_replica`) skip
+//! none of each other's rows. Rows wait in SQLite while PostgreSQL is
+//! unreachable. Bodies and headers stay
 //! in the replica's file: the report does not need them. Each replica deletes
 //! its own shipped rows past its `store.retention`.
 
@@ -77,21 +79,11 @@ pub async fn run(fleet: Fleet, proxy: Arc<Proxy>, mut stop: watch::Receiver<bool
         .max(Duration::from_millis(100));
     let mut cursor: Option<i64> = None;
     let mut pruned: Option<std::time::Instant> = None;
-    // Rows ship only while this replica is in the fleet under its name (its
-    // session holds it); the last ship at stop goes out if it was.
-    let mut joined = false;
     loop {
         let stopping = tokio::select! {
             () = super::stopped(&mut stop) => true,
             () = tokio::time::sleep(every) => false,
         };
-        joined = fleet.connected() || (stopping && joined);
-        if !joined {
-            if stopping {
-                return;
-            }
-            continue;
-        }
         loop {
             let batch = tokio::time::timeout(BATCH_TIMEOUT, ship_once(&fleet, &proxy, &mut cursor));
             match batch.await.unwrap_or(Err(Error::Timeout(BATCH_TIMEOUT))) {
