@@ -105,8 +105,8 @@ pub enum Command {
         since: Option<std::time::Duration>,
         #[arg(long)]
         segment: Option<String>,
-        /// Requests per second.
-        #[arg(long, default_value_t = 50.0)]
+        /// Requests per second (above 0, at most 1e9).
+        #[arg(long, default_value_t = 50.0, value_parser = crate::replay::parse_rate)]
         rate: f64,
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
@@ -313,6 +313,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { config: path } => {
             let config = load(&path)?;
             println!("{}: ok ({} route(s))", path.display(), config.routes.len());
+            if let Some(fleet) = &config.fleet {
+                println!("fleet PostgreSQL: {}", fleet.tls.describe());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { db, requests } => {

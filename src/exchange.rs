@@ -5,7 +5,6 @@ use crate::segment::{self, JsonBody};
 use bytes::Bytes;
 use http::HeaderMap;
 use http::request::Parts;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Per-request context, built once at the start and then only read.
@@ -64,19 +63,18 @@ impl Exchange {
     }
 }
 
-/// A sortable, unique id: unix ms, a per-process random part and a counter
-/// (unique across replicas whose databases are merged by `report`).
+/// A time-sortable id that cannot be guessed: unix ms, then 64 bits from
+/// the thread's CSPRNG (`rand`'s ChaCha, seeded by the OS). Knowing one id
+/// says nothing about the next, so an id is a capability to rate its
+/// exchange (`POST /api/v1/feedback`); unique across replicas whose
+/// databases are merged by `report` (a clash needs 2^32 ids in one ms).
 pub fn new_id(ts_ms: i64) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static PROCESS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let process = *PROCESS.get_or_init(rand::random::<u32>);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed) as u32;
-    // `format!("{ts_ms:012x}{process:08x}{n:08x}")`, without the formatter
-    // (it is on every exchange's path).
+    let random: u64 = rand::random();
+    // `format!("{ts_ms:012x}{random:016x}")`, without the formatter (it is
+    // on every exchange's path).
     let mut id = String::with_capacity(28);
     push_hex(&mut id, ts_ms as u64, 12);
-    push_hex(&mut id, u64::from(process), 8);
-    push_hex(&mut id, u64::from(n), 8);
+    push_hex(&mut id, random, 16);
     id
 }
 
@@ -93,6 +91,17 @@ fn push_hex(out: &mut String, v: u64, digits: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_made_together_do_not_give_each_other_away() {
+        let ids: Vec<u64> = (0..1000)
+            .map(|_| u64::from_str_radix(&new_id(7)[12..], 16).unwrap())
+            .collect();
+        let steps = ids.windows(2).filter(|w| w[1].wrapping_sub(w[0]) < 1 << 16);
+        assert!(steps.count() < 5, "ids follow one another");
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+    }
 
     #[test]
     fn ids_are_unique_and_sortable() {

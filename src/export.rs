@@ -64,14 +64,14 @@ pub fn approvals(
         if !has {
             continue;
         }
-        for a in approvals::list(&conn, filter)? {
-            if a.status == approvals::PENDING {
-                continue;
+        approvals::each(&conn, filter, |a| -> Result<(), Error> {
+            if a.status != approvals::PENDING {
+                serde_json::to_writer(&mut *out, &a.to_json()).map_err(std::io::Error::from)?;
+                writeln!(out)?;
+                n += 1;
             }
-            serde_json::to_writer(&mut *out, &a.to_json()).map_err(std::io::Error::from)?;
-            writeln!(out)?;
-            n += 1;
-        }
+            Ok(())
+        })?;
     }
     Ok(n)
 }

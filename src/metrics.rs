@@ -41,6 +41,10 @@ pub struct Metrics {
     pub text_stages: IntCounterVec,
     pub notify_dropped: IntCounter,
     pub store_bytes: IntGauge,
+    /// Pending approvals deleted to meet `store.max_bytes` before anyone decided them.
+    pub approvals_evicted: IntCounter,
+    /// Approved answers in the durable outbox, not yet delivered nor expired.
+    pub deliveries_pending: IntGauge,
     /// Staged autonomy (SPEC §14).
     pub autonomy_stage: GaugeVec,
     pub suggestions: IntCounterVec,
@@ -177,6 +181,8 @@ pub enum Rejected {
     TransferCoding,
     /// An HTTP/2 field value that begins or ends with whitespace (400).
     FieldValue,
+    /// An admin connection refused at accept: `admin.max_connections` reached.
+    AdminConnections,
 }
 
 impl Label for Rejected {
@@ -192,6 +198,7 @@ impl Label for Rejected {
             Rejected::Host => "host",
             Rejected::TransferCoding => "transfer_coding",
             Rejected::FieldValue => "field_value",
+            Rejected::AdminConnections => "admin_connections",
         }
     }
 }
@@ -333,7 +340,17 @@ impl Metrics {
             "Notifications dropped: queue full, or not accepted within five minutes.",
         )
         .expect("valid");
-        for m in [&store_rows_written, &store_rows_dropped, &notify_dropped] {
+        let approvals_evicted = IntCounter::new(
+            "approvals_evicted_total",
+            "Pending approvals deleted to meet store.max_bytes before anyone decided them.",
+        )
+        .expect("valid");
+        for m in [
+            &store_rows_written,
+            &store_rows_dropped,
+            &notify_dropped,
+            &approvals_evicted,
+        ] {
             registry
                 .register(Box::new(m.clone()))
                 .expect("unique metric");
@@ -343,11 +360,19 @@ impl Metrics {
             .expect("unique metric");
         let store_bytes = IntGauge::new(
             "store_bytes",
-            "Size of the SQLite store: used pages of the main file plus the WAL.",
+            "Size of the SQLite store on disk: the database file plus its WAL.",
         )
         .expect("valid");
         registry
             .register(Box::new(store_bytes.clone()))
+            .expect("unique metric");
+        let deliveries_pending = IntGauge::new(
+            "autonomy_deliveries_pending",
+            "Approved answers in the durable outbox, not yet delivered nor expired.",
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(deliveries_pending.clone()))
             .expect("unique metric");
         let fleet = FleetMetrics::register(&registry);
         let autonomy_stage = gauge(
@@ -402,6 +427,8 @@ impl Metrics {
             text_stages,
             notify_dropped,
             store_bytes,
+            approvals_evicted,
+            deliveries_pending,
             fleet,
         }
     }

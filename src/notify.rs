@@ -23,8 +23,11 @@ const QUEUE: usize = 256;
 const GIVE_UP: Duration = Duration::from_secs(300);
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
-/// One POST, connect included.
+/// One POST, connect and the whole answer included.
 const POST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Of an answer's body, at most this much is read (then the connection is
+/// dropped rather than reused).
+const ANSWER_CAP: usize = 64 * 1024;
 
 /// One notification: the change and the numbers behind it.
 #[derive(Debug, Clone, Serialize)]
@@ -215,20 +218,24 @@ async fn deliver(
     }
 }
 
-async fn post(client: &Client, uri: &http::Uri, body: Bytes) -> Result<(), String> {
+/// One POST of `body` as JSON: accepted (2xx) or why not.
+pub(crate) async fn post(client: &Client, uri: &http::Uri, body: Bytes) -> Result<(), String> {
     let mut headers = HeaderMap::new();
     headers.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     let req = upstream::request(Method::POST, uri.clone(), headers, UpBody::full(body));
+    let deadline = tokio::time::Instant::now() + POST_TIMEOUT;
     let resp = client
         .send_within(req, POST_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     let status = resp.status();
-    // The body is not needed; reading it lets the connection be reused.
-    let _read = http_body_util::BodyExt::collect(resp.into_body()).await;
+    // The body is not needed; reading it (within the POST's time, up to a
+    // cap) lets the connection be reused. A slow or endless answer is cut.
+    let read = upstream::body::collect_capped(resp.into_body(), ANSWER_CAP);
+    let _read = tokio::time::timeout_at(deadline, read).await;
     if status.is_success() {
         Ok(())
     } else {

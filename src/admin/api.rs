@@ -3,7 +3,8 @@
 //! are `{"error": "..."}` with 400, 401, 403, 404 or 409.
 //!
 //! Every mutating call passes [`Auth::check`], then the JSON content-type
-//! check (415), before it reads its body (under the cap, 413).
+//! check (415), before it reads its body (under the cap, 413). So does every
+//! read that returns people's requests or answers (the approvals).
 
 use super::auth::{Auth, Refusal};
 use super::limits::{self, BodyError, Limits};
@@ -80,7 +81,7 @@ pub async fn handle(
                 })
                 .await
             }
-            ["feedback"] => mutate(&caller, parts, body, |b| feedback(proxy, b)).await,
+            ["feedback"] => mutate(&caller, parts, body, |b| feedback(proxy, peer, b)).await,
             ["reload"] => mutate(&caller, parts, body, |_| reload(proxy)).await,
             _ => Err(not_found(parts)),
         }
@@ -92,7 +93,15 @@ pub async fn handle(
         match (&parts.method, segments.as_slice()) {
             (&Method::GET, ["routes"]) => ok(StatusCode::OK, routes(proxy)),
             (&Method::GET, ["audit"]) => audit(proxy, parts).await,
-            (&Method::GET, ["approvals"]) => super::approvals::list(proxy, parts).await,
+            // People's requests and answers: behind the token, like a mutation.
+            (&Method::GET, ["approvals"]) => match authorize(auth, peer, parts) {
+                Ok(()) => super::approvals::list(proxy, parts).await,
+                Err(refused) => Err(refused),
+            },
+            (&Method::GET, ["approvals", id]) => match authorize(auth, peer, parts) {
+                Ok(()) => super::approvals::one(proxy, id).await,
+                Err(refused) => Err(refused),
+            },
             _ => Err(not_found(parts)),
         }
     };
@@ -122,6 +131,18 @@ fn not_found(parts: &Parts) -> Failure {
     )
 }
 
+/// The token and `Host` rules of [`Auth::check`] as a 401 or 403: every
+/// mutation, and every read that returns request or answer content.
+fn authorize(auth: &Auth, peer: SocketAddr, parts: &Parts) -> Result<(), Failure> {
+    auth.check(peer, parts).map_err(|refusal| {
+        let status = match refusal {
+            Refusal::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+        };
+        Failure(status, refusal.to_string())
+    })
+}
+
 /// Auth (401/403), then `Content-Type: application/json` (415): a browser's
 /// cross-site form or `text/plain` POST is refused before anything is read.
 /// Then the body, under the cap (413).
@@ -131,13 +152,7 @@ async fn mutate<F: Future<Output = Answer>>(
     body: Incoming,
     f: impl FnOnce(Bytes) -> F,
 ) -> Answer {
-    if let Err(refusal) = caller.auth.check(caller.peer, parts) {
-        let status = match refusal {
-            Refusal::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
-        };
-        return Err(Failure(status, refusal.to_string()));
-    }
+    authorize(caller.auth, caller.peer, parts)?;
     if !limits::is_json(&parts.headers) {
         return Err(Failure(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -342,11 +357,25 @@ async fn weights(proxy: &Proxy, parts: &Parts, route: &str, bytes: Bytes) -> Ans
     ok(StatusCode::OK, wire::Changed { change })
 }
 
-async fn feedback(proxy: &Proxy, bytes: Bytes) -> Answer {
-    let feedback: wire::Feedback = parse(
+/// `POST /api/v1/feedback`: one exchange counts once per rater; without a
+/// `rater` the caller is the rater (`client:<ip>`), so a retrying client
+/// counts once.
+async fn feedback(proxy: &Proxy, peer: SocketAddr, bytes: Bytes) -> Answer {
+    let mut feedback: wire::Feedback = parse(
         &bytes,
-        r#"{"exchange_id": "...", "rating": 1, "comment": "...", "reversed": false}"#,
+        r#"{"exchange_id": "...", "rating": 1, "comment": "...", "reversed": false, "rater": "..."}"#,
     )?;
+    let max = crate::store::events::MAX_RATER;
+    match &feedback.rater {
+        Some(r) if r.trim().is_empty() || r.len() > max => {
+            return Err(Failure(
+                StatusCode::BAD_REQUEST,
+                format!("rater must be 1 to {max} bytes"),
+            ));
+        }
+        Some(_) => {}
+        None => feedback.rater = Some(format!("client:{}", peer.ip().to_canonical())),
+    }
     use crate::admin::people::Error as E;
     match crate::admin::people::feedback(proxy, feedback).await {
         Ok(_) => ok(StatusCode::CREATED, Created { ok: true }),

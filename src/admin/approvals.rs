@@ -1,6 +1,8 @@
-//! The approvals API (SPEC §14): `GET /api/v1/approvals[?route&segment&status]`
-//! lists them; `POST /api/v1/approvals/{id}` with `{"decision", "reason"}`
-//! approves or rejects one (a mutation: token and JSON as the others).
+//! The approvals API (SPEC §14): `GET /api/v1/approvals[?route&segment&status
+//! &limit&cursor]` lists a page of them without content, `GET
+//! /api/v1/approvals/{id}` shows one with the request and both answers;
+//! `POST /api/v1/approvals/{id}` with `{"decision", "reason"}` approves or
+//! rejects one. Every call here needs the token (they hold people's data).
 
 use super::api::{ACTOR_HEADER, Answer, Failure, ok, parse};
 use super::wire;
@@ -13,28 +15,92 @@ use http::StatusCode;
 use http::request::Parts;
 use serde_json::json;
 
-/// Approvals listed at most per call, newest kept.
-const LIST_MAX: usize = 1000;
+/// Approvals a page holds without a `limit`...
+const PAGE_DEFAULT: usize = 100;
+/// ...and at most, whatever its `limit`.
+pub const PAGE_MAX: usize = 1000;
 
+/// `GET /api/v1/approvals[?route&segment&status&limit&cursor]`: a page of
+/// approvals, oldest first, without request or answer content, and the
+/// `next_cursor` to pass for the next page (absent on the last).
 pub(super) async fn list(proxy: &Proxy, parts: &Parts) -> Answer {
     let query = parts.uri.query().unwrap_or("");
+    let number = |name: &str| -> Result<Option<i64>, Failure> {
+        segment::query_param(query, name)
+            .map(|v| {
+                v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                    Failure(
+                        StatusCode::BAD_REQUEST,
+                        format!("{name} {v:?} is not a non-negative whole number"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let limit = number("limit")?
+        .map_or(PAGE_DEFAULT, |n| n as usize)
+        .clamp(1, PAGE_MAX);
+    let after = number("cursor")?.unwrap_or(0);
     let filter = approvals::Filter {
         route: segment::query_param(query, "route"),
         segment: segment::query_param(query, "segment"),
         status: segment::query_param(query, "status"),
         since_ms: None,
     };
-    let path = proxy.store.path().to_path_buf();
-    let found = tokio::task::spawn_blocking(move || {
-        let conn = store::read::open_ro(&path)?;
-        approvals::list(&conn, &filter)
+    // One more than the page: whether there is a next one.
+    let found = read(proxy, move |conn| {
+        approvals::page(conn, &filter, after, limit + 1)
     })
-    .await
-    .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let skip = found.len().saturating_sub(LIST_MAX);
-    let list: Vec<_> = found.iter().skip(skip).map(|a| a.to_json()).collect();
-    ok(StatusCode::OK, json!({ "approvals": list }))
+    .await?;
+    let next = (found.len() > limit).then(|| found[limit - 1].id.to_string());
+    let list: Vec<_> = found.iter().take(limit).map(|a| a.summary_json()).collect();
+    ok(
+        StatusCode::OK,
+        json!({ "approvals": list, "next_cursor": next }),
+    )
+}
+
+/// `GET /api/v1/approvals/{id}`: one approval with the request and both answers.
+pub(super) async fn one(proxy: &Proxy, id: &str) -> Answer {
+    let id = parse_id(id)?;
+    let found = read(proxy, move |conn| {
+        Ok((approvals::get(conn, id)?, store::deliveries::get(conn, id)?))
+    })
+    .await?;
+    match found {
+        (Some(a), delivery) => {
+            let mut approval = a.to_json();
+            // An approved answer's way to deliver_url (none otherwise).
+            approval["delivery"] = delivery.map_or(serde_json::Value::Null, |d| d.to_json());
+            ok(StatusCode::OK, json!({ "approval": approval }))
+        }
+        (None, _) => Err(Failure(
+            StatusCode::NOT_FOUND,
+            store::Error::UnknownApproval { id }.to_string(),
+        )),
+    }
+}
+
+/// Runs `f` on a read-only connection on a blocking thread (a WAL snapshot:
+/// it never waits on the writer).
+async fn read<T: Send + 'static>(
+    proxy: &Proxy,
+    f: impl FnOnce(&rusqlite::Connection) -> store::Result<T> + Send + 'static,
+) -> Result<T, Failure> {
+    let path = proxy.store.path().to_path_buf();
+    tokio::task::spawn_blocking(move || f(&store::read::open_ro(&path)?))
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+fn parse_id(id: &str) -> Result<i64, Failure> {
+    id.parse().map_err(|_| {
+        Failure(
+            StatusCode::NOT_FOUND,
+            format!("no approval {id:?} (ids are numbers)"),
+        )
+    })
 }
 
 pub(super) async fn decide(proxy: &Proxy, parts: &Parts, id: &str, bytes: Bytes) -> Answer {
@@ -42,12 +108,7 @@ pub(super) async fn decide(proxy: &Proxy, parts: &Parts, id: &str, bytes: Bytes)
         &bytes,
         r#"{"decision": "approve"|"reject", "reason": "..."}"#,
     )?;
-    let id: i64 = id.parse().map_err(|_| {
-        Failure(
-            StatusCode::NOT_FOUND,
-            format!("no approval {id:?} (ids are numbers)"),
-        )
-    })?;
+    let id = parse_id(id)?;
     let by = match parts.headers.get(ACTOR_HEADER).map(|v| v.as_bytes()) {
         Some(b"cli") => "cli",
         _ => "api",

@@ -1,5 +1,6 @@
 //! The admin listener's limits (SPEC §9): a cap on every request body, a time
-//! to a complete request head and a time for a whole request.
+//! to a complete request head, a time for a whole request and a cap on open
+//! connections.
 //!
 //! Nothing on the admin listener reads more than `admin.max_body_bytes` of a
 //! body or waits on a client without a bound, before or after auth.
@@ -20,6 +21,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Time for a whole request, head to answer: 408.
     pub request_timeout: Duration,
+    /// Open connections at most; a new one beyond is closed at accept.
+    pub max_connections: usize,
 }
 
 impl From<&crate::config::Admin> for Limits {
@@ -28,6 +31,7 @@ impl From<&crate::config::Admin> for Limits {
             max_body: c.max_body_bytes,
             header_read_timeout: c.header_read_timeout,
             request_timeout: c.request_timeout,
+            max_connections: c.max_connections,
         }
     }
 }
@@ -110,6 +114,7 @@ mod tests {
             max_body: 10,
             header_read_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
+            max_connections: 1,
         };
         assert!(limits.declared_too_large(&with(header::CONTENT_LENGTH, "11")));
         assert!(!limits.declared_too_large(&with(header::CONTENT_LENGTH, "10")));

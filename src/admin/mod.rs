@@ -3,7 +3,8 @@
 //!
 //! A small `(method, path)` match; it shares nothing with the proxy listener
 //! but the `Proxy` state. Every request is held to [`limits::Limits`] (body
-//! cap, head and request timeouts); mutating calls pass [`auth::Auth`] first.
+//! cap, head and request timeouts, at most `admin.max_connections` open);
+//! mutating calls, and reads of people's data, pass [`auth::Auth`] first.
 
 pub mod api;
 mod approvals;
@@ -41,6 +42,7 @@ pub async fn serve(
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
+    let open = Arc::new(crate::limit::Limit::new(limits.max_connections));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -52,13 +54,19 @@ pub async fn serve(
             },
             () = &mut stop => return,
         };
-        tokio::spawn(connection(
-            proxy.clone(),
-            auth.clone(),
-            limits,
-            stream,
-            peer,
-        ));
+        // Over the cap the connection is closed unread: nothing waits, nothing grows.
+        let Some(slot) = open.try_acquire_owned() else {
+            proxy
+                .metrics
+                .record_limit_rejection(Rejected::AdminConnections);
+            drop(stream);
+            continue;
+        };
+        let (proxy, auth) = (proxy.clone(), auth.clone());
+        tokio::spawn(async move {
+            connection(proxy, auth, limits, stream, peer).await;
+            drop(slot);
+        });
     }
 }
 

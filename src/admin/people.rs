@@ -3,7 +3,6 @@
 //! and the weight's guard. The admin API and the demo both come through here.
 
 use crate::autonomy::evidence::Event;
-use crate::autonomy::outbox;
 use crate::proxy::Proxy;
 use crate::segment;
 use crate::store::{self, approvals, events};
@@ -111,7 +110,7 @@ pub async fn decide(
         label,
         if approve { "approved" } else { "rejected" },
     );
-    if approve && let Some(endpoint) = &route.autonomy.deliver {
+    if approve && route.autonomy.deliver.is_some() {
         let body = json!({
             "approval_id": decided.id,
             "exchange_id": decided.exchange_id,
@@ -126,13 +125,11 @@ pub async fn decide(
             "reason": decided.reason,
         });
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        proxy.outbox.post(
-            &route.name,
-            outbox::Kind::Deliver,
-            endpoint,
-            bytes.into(),
-            m,
-        );
+        let ttl = route.autonomy.approval_ttl;
+        proxy
+            .outbox
+            .deliver(&route.name, decided.id, bytes.into(), ttl)
+            .await;
     }
     proxy
         .rollout

@@ -202,6 +202,9 @@ pub struct AdminFile {
     pub header_read_timeout: Spanned<String>,
     /// A whole request, head to answer, within this, or 408. Default `"30s"`.
     pub request_timeout: Spanned<String>,
+    /// Open admin connections at most; beyond it a new one is closed at
+    /// accept (counted: `limit="admin_connections"`). Default `64`.
+    pub max_connections: Spanned<usize>,
 }
 
 impl Default for AdminFile {
@@ -212,6 +215,7 @@ impl Default for AdminFile {
             max_body_bytes: Spanned::new(0..0, 65536),
             header_read_timeout: text("10s"),
             request_timeout: text("30s"),
+            max_connections: Spanned::new(0..0, 64),
         }
     }
 }

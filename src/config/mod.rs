@@ -8,6 +8,7 @@
 pub mod event;
 pub mod file;
 pub mod llm;
+pub mod pgtls;
 pub mod stage;
 pub mod validate;
 
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 pub use event::Kind;
 pub use llm::{Band, Bands, Cost, Embedding, Focus, LlmCompare, Price, Protocol, TextStage};
+pub use pgtls::FleetTls;
 pub use stage::Stage;
 pub use validate::{Error, FLEET_URL_ENV, Issue};
 
@@ -79,6 +81,8 @@ pub struct Fleet {
     pub ship_rows: bool,
     /// Extra CA certificates (PEM) for TLS to PostgreSQL.
     pub ca: Option<PathBuf>,
+    /// The TLS the connections use (from the URL and its host).
+    pub tls: FleetTls,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +129,8 @@ pub struct Admin {
     pub header_read_timeout: Duration,
     /// Time for a whole request, head to answer (408 after it).
     pub request_timeout: Duration,
+    /// Open admin connections at most (closed at accept beyond).
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]

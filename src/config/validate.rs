@@ -247,15 +247,18 @@ fn fleet(c: &mut Checker<'_>, f: &super::file::FleetFile) -> Option<super::Fleet
             }
         }
     };
-    if let Err(e) = url.get_ref().parse::<tokio_postgres::Config>() {
-        // The URL may hold a password: say what is wrong, not what it is.
-        c.issue(
-            url.span(),
-            "fleet.url",
-            format!("not a PostgreSQL URL: {e}"),
-        );
-        return None;
-    }
+    let tls = match url.get_ref().parse::<tokio_postgres::Config>() {
+        Ok(pg) => super::FleetTls::of(&pg),
+        Err(e) => {
+            // The URL may hold a password: say what is wrong, not what it is.
+            c.issue(
+                url.span(),
+                "fleet.url",
+                format!("not a PostgreSQL URL: {e}"),
+            );
+            return None;
+        }
+    };
     let replica = match &f.replica {
         Some(r) if r.get_ref().trim().is_empty() || r.get_ref().len() > 64 => {
             c.issue(r.span(), "fleet.replica", "must be 1 to 64 bytes");
@@ -269,6 +272,7 @@ fn fleet(c: &mut Checker<'_>, f: &super::file::FleetFile) -> Option<super::Fleet
         replica,
         ship_rows: f.ship_rows,
         ca: f.ca.clone(),
+        tls,
     })
 }
 
@@ -327,6 +331,7 @@ fn admin(c: &mut Checker<'_>, f: &AdminFile) -> Admin {
         max_body_bytes: c.nonzero("admin.max_body_bytes", &f.max_body_bytes),
         header_read_timeout: c.timeout("admin.header_read_timeout", &f.header_read_timeout),
         request_timeout: c.timeout("admin.request_timeout", &f.request_timeout),
+        max_connections: c.nonzero("admin.max_connections", &f.max_connections),
     }
 }
 

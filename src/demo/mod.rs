@@ -219,12 +219,14 @@ async fn reviewers(proxy: &crate::proxy::Proxy, after: i64, rate: bool) -> anyho
                 rating: Some(1),
                 comment: "good lead score".into(),
                 reversed: false,
+                rater: None,
             },
             "smb" if served_by == "candidate" && rowid % 5 < 2 => NewFeedback {
                 exchange_id: id,
                 rating: None,
                 comment: "rep overrode the score".into(),
                 reversed: true,
+                rater: None,
             },
             _ => continue,
         };

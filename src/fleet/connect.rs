@@ -23,12 +23,13 @@ pub fn config(
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(10))
         .application_name(format!("understudy {}", cfg.replica));
+    cfg.tls.apply(&mut pg);
     Ok((pg, tls(cfg.ca.as_deref())?))
 }
 
-/// rustls with the public roots and the certificates of `ca`, if given. A
-/// URL with `sslmode=disable` never uses it; `prefer` (the default) uses it
-/// when the server offers TLS; `require` insists.
+/// rustls with the public roots and the certificates of `ca`, if given.
+/// Whether it is used is [`crate::config::FleetTls`]: always to a host that
+/// is not loopback, unless the URL says `sslmode=disable`.
 pub fn tls(ca: Option<&std::path::Path>) -> Result<MakeRustlsConnect, Error> {
     let extra = match ca {
         Some(path) => vec![std::fs::read(path).map_err(|source| Error::Ca {
@@ -74,6 +75,7 @@ pub async fn connect_once(
         .map_err(|e: tokio_postgres::Error| Error::Build(e.to_string()))?;
     pg.connect_timeout(CONNECT_TIMEOUT)
         .application_name("understudy cli");
+    crate::config::FleetTls::of(&pg).apply(&mut pg);
     let (client, connection) = pg.connect(tls(ca)?).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {

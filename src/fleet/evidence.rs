@@ -16,6 +16,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub mod sql;
+
 /// Closed slices kept while PostgreSQL is unreachable; beyond it the oldest
 /// are dropped (and counted). An hour of a busy route with ten segments.
 pub const MAX_BACKLOG: usize = 180_000;
@@ -47,6 +49,9 @@ pub struct Row {
     pub second: i64,
     /// Which slice of the second (0 to 4).
     pub slice: i16,
+    /// This replica's sequence number of the row (set when the slice
+    /// closes; increasing across restarts): the evaluator's watermark.
+    pub seq: i64,
     pub matches: u64,
     pub mismatches: u64,
     pub candidate_errors: u64,
@@ -156,6 +161,22 @@ struct State {
     /// counts: nested, so counting a sample allocates nothing.
     open: HashMap<String, HashMap<String, (i64, Row)>>,
     closed: VecDeque<Row>,
+    /// The last sequence number given.
+    seq: i64,
+}
+
+impl State {
+    /// Closes `row`: numbered after every row closed before, and never
+    /// below the time in microseconds, so a restarted replica's numbers
+    /// keep growing.
+    fn close(&mut self, mut row: Row) {
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        self.seq = (self.seq + 1).max(now_us);
+        row.seq = self.seq;
+        self.closed.push_back(row);
+    }
 }
 
 impl Row {
@@ -178,10 +199,9 @@ impl Buffer {
         }
         let slice = unix_ms() / SLICE_MS;
         let mut state = super::lock(&self.inner);
-        let State { open, closed } = &mut *state;
-        let per_route = match open.get_mut(route) {
+        let per_route = match state.open.get_mut(route) {
             Some(r) => r,
-            None => open.entry(route.to_string()).or_default(),
+            None => state.open.entry(route.to_string()).or_default(),
         };
         let (at, row) = match per_route.get_mut(segment) {
             Some(e) => e,
@@ -189,37 +209,57 @@ impl Buffer {
                 .entry(segment.to_string())
                 .or_insert_with(|| (slice, Row::new(route, segment, slice))),
         };
+        let mut done = None;
         if *at != slice {
-            let done = std::mem::replace(row, Row::new(route, segment, slice));
+            done = Some(std::mem::replace(row, Row::new(route, segment, slice)));
             *at = slice;
-            if !done.is_empty() {
-                closed.push_back(done);
-            }
         }
         row.add(sample);
+        if let Some(done) = done.filter(|d| !d.is_empty()) {
+            state.close(done);
+        }
     }
 
-    /// Closes every slice before the current one and takes what waits to be
-    /// shipped; returns the rows and how many old ones the bound dropped.
-    pub fn take(&self) -> (Vec<Row>, u64) {
-        self.take_before(unix_ms() / SLICE_MS)
+    /// Closes every slice before the current one and lends what waits to be
+    /// shipped: the rows come back to the buffer unless the lease is
+    /// [`Lease::committed`] (a failed or timed-out insert, a cancelled
+    /// step). With how many old rows the bound dropped (to be counted).
+    pub fn lease(&self) -> (Lease<'_>, u64) {
+        let (rows, dropped) = self.take_before(unix_ms() / SLICE_MS);
+        (
+            Lease {
+                buffer: self,
+                rows,
+                committed: false,
+            },
+            dropped,
+        )
+    }
+
+    /// Rows still waiting (counted as dropped when a replica stops with them).
+    pub fn abandon(&self) -> u64 {
+        let (rows, dropped) = self.take_before(i64::MAX);
+        rows.len() as u64 + dropped
     }
 
     fn take_before(&self, now_slice: i64) -> (Vec<Row>, u64) {
         let mut state = super::lock(&self.inner);
-        let State { open, closed } = &mut *state;
-        for per_route in open.values_mut() {
+        let mut done = Vec::new();
+        for per_route in state.open.values_mut() {
             per_route.retain(|_, (at, row)| {
                 if *at >= now_slice {
                     return true;
                 }
                 if !row.is_empty() {
-                    closed.push_back(std::mem::take(row));
+                    done.push(std::mem::take(row));
                 }
                 false
             });
         }
-        open.retain(|_, per_route| !per_route.is_empty());
+        state.open.retain(|_, per_route| !per_route.is_empty());
+        for row in done {
+            state.close(row);
+        }
         let mut dropped = 0;
         while state.closed.len() > MAX_BACKLOG {
             state.closed.pop_front();
@@ -229,10 +269,37 @@ impl Buffer {
     }
 
     /// Puts rows that could not be shipped back at the front, in order.
-    pub fn put_back(&self, rows: Vec<Row>) {
+    fn put_back(&self, rows: Vec<Row>) {
         let mut state = super::lock(&self.inner);
         for row in rows.into_iter().rev() {
             state.closed.push_front(row);
+        }
+    }
+}
+
+/// Rows on their way to PostgreSQL; back in the buffer when dropped
+/// uncommitted.
+pub struct Lease<'a> {
+    buffer: &'a Buffer,
+    rows: Vec<Row>,
+    committed: bool,
+}
+
+impl Lease<'_> {
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    /// The rows are in PostgreSQL: they leave the buffer for good.
+    pub fn committed(mut self) {
+        self.committed = true;
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if !self.committed && !self.rows.is_empty() {
+            self.buffer.put_back(std::mem::take(&mut self.rows));
         }
     }
 }
@@ -361,6 +428,23 @@ mod tests {
             Vec::<Row>::new(),
             "shipped once"
         );
+    }
+
+    #[test]
+    fn sequence_numbers_grow_within_a_replica_and_across_its_restarts() {
+        let now = Instant::now();
+        let close = |buffer: &Buffer| {
+            buffer.add("r", "smb", &sample(now, Verdict::Match, false, 1));
+            buffer.add("r", "gold", &sample(now, Verdict::Match, false, 1));
+            buffer.take_before(i64::MAX).0
+        };
+        let first = close(&Buffer::default());
+        assert!(first[0].seq < first[1].seq, "{first:?}");
+        // A restarted replica (a process start takes longer than this): a
+        // new buffer, its numbers above the old ones.
+        std::thread::sleep(Duration::from_millis(2));
+        let again = close(&Buffer::default());
+        assert!(again[0].seq > first[1].seq, "{again:?}");
     }
 
     #[test]

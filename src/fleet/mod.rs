@@ -52,6 +52,8 @@ pub enum Error {
     Disconnected { since: String },
     #[error("PostgreSQL did not answer within {0:?}")]
     Timeout(std::time::Duration),
+    #[error("another live replica is named {0:?}: this one stays out of the fleet until it goes")]
+    NameInUse(String),
     #[error("cannot read the local store: {0}")]
     Store(#[from] crate::store::Error),
     #[error(transparent)]

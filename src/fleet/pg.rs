@@ -2,7 +2,6 @@
 //! lowerings, catching up), the replicas heartbeat and evidence.
 
 use super::Error;
-use super::evidence::Row as EvidenceRow;
 use crate::rollout::Change;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
@@ -234,107 +233,6 @@ pub async fn heartbeat(
         )
         .await?;
     Ok(())
-}
-
-/// Inserts seconds of evidence (idempotent: a second already there is kept).
-pub async fn insert_evidence(
-    client: &mut tokio_postgres::Client,
-    replica: &str,
-    rows: &[EvidenceRow],
-) -> Result<(), Error> {
-    let tx = client.transaction().await?;
-    let stmt = tx
-        .prepare(
-            "INSERT INTO understudy.evidence (replica, route, segment, second, slice, matches,
-                 mismatches, candidate_errors, safety_events, safety_only, latencies)
-             VALUES ($1, $2, $3, $4, $11, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (replica, route, segment, second, slice) DO NOTHING",
-        )
-        .await?;
-    for r in rows {
-        let latencies = serde_json::to_value(&r.latencies).unwrap_or(serde_json::Value::Null);
-        tx.execute(
-            &stmt,
-            &[
-                &replica,
-                &r.route,
-                &r.segment,
-                &r.second,
-                &(r.matches as i64),
-                &(r.mismatches as i64),
-                &(r.candidate_errors as i64),
-                &(r.safety_events as i64),
-                &(r.safety_only as i64),
-                &latencies,
-                &r.slice,
-            ],
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Evidence rows after `cursor` (arrival order), at most `limit`: `(id, row)`.
-/// At a takeover (`fresh`), the rows since each segment's latest event instead.
-pub async fn evidence_after(
-    client: &impl GenericClient,
-    cursor: i64,
-    fresh: Option<i64>,
-) -> Result<Vec<(i64, EvidenceRow)>, Error> {
-    let cols = "ev.id, ev.route, ev.segment, ev.second, ev.matches, ev.mismatches,
-        ev.candidate_errors, ev.safety_events, ev.safety_only, ev.latencies";
-    let rows = match fresh {
-        None => {
-            client
-                .query(
-                    &format!(
-                        "SELECT {cols} FROM understudy.evidence ev WHERE ev.id > $1
-                         ORDER BY ev.id LIMIT 100000"
-                    ),
-                    &[&cursor],
-                )
-                .await?
-        }
-        Some(oldest_second) => {
-            client
-                .query(
-                    &format!(
-                        "SELECT {cols} FROM understudy.evidence ev
-                         WHERE ev.second >= $1 AND ev.second * 1000 >= COALESCE(
-                             (SELECT MAX(r.ts) FROM understudy.rollout_events r
-                              WHERE r.route = ev.route AND r.segment IN (ev.segment, '*')), 0)
-                         ORDER BY ev.id"
-                    ),
-                    &[&oldest_second],
-                )
-                .await?
-        }
-    };
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let latencies: Option<serde_json::Value> = r.get(9);
-            let n = |i: usize| u64::try_from(r.get::<_, i64>(i)).unwrap_or(0);
-            (
-                r.get(0),
-                EvidenceRow {
-                    route: r.get(1),
-                    segment: r.get(2),
-                    second: r.get(3),
-                    slice: 0,
-                    matches: n(4),
-                    mismatches: n(5),
-                    candidate_errors: n(6),
-                    safety_events: n(7),
-                    safety_only: n(8),
-                    latencies: latencies
-                        .and_then(|v| serde_json::from_value(v).ok())
-                        .unwrap_or_default(),
-                },
-            )
-        })
-        .collect())
 }
 
 /// Drops evidence older than `before` (unix seconds).

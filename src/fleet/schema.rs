@@ -97,7 +97,34 @@ const MIGRATIONS: &[&str] = &[
     // "at most `to`": its `to_weight`/`to_stage` are the minimum of the
     // asked value and the fleet's at insert time, so it never raises.
     "ALTER TABLE understudy.rollout_events ADD COLUMN intent TEXT;",
+    // 3: evidence read per replica past a watermark (its own sequence
+    // numbers), not past a BIGSERIAL id that concurrent commits overtake.
+    "ALTER TABLE understudy.evidence ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;
+    CREATE INDEX evidence_replica_seq ON understudy.evidence (replica, seq);",
+    // 4: the ship cursor names the SQLite file it counts in (a fresh volume
+    // under a reused replica name starts over); each replica prunes its own
+    // shipped rows past its retention.
+    "ALTER TABLE understudy.ship_cursor ADD COLUMN db_id TEXT;
+    CREATE INDEX exchanges_replica_ts ON understudy.exchanges (replica, ts);",
 ];
+
+/// The advisory lock a replica's session holds on its name: a second live
+/// replica with the same name cannot take it and does not join the fleet.
+pub fn replica_lock(name: &str) -> i64 {
+    let digest = ring::digest::digest(&ring::digest::SHA256, name.as_bytes());
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&digest.as_ref()[..8]);
+    i64::from_be_bytes(key)
+}
+
+/// Takes this replica's name for the session; false when another live
+/// session holds it.
+pub async fn claim_replica(client: &Client, name: &str) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&replica_lock(name)])
+        .await?
+        .get(0))
+}
 
 /// Creates the schema if needed and applies pending migrations, all under
 /// one transaction-scoped advisory lock.

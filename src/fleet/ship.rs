@@ -1,10 +1,16 @@
 //! `fleet.ship_rows`: exchange rows copied from this replica's SQLite to
 //! PostgreSQL's `understudy.exchanges` in batches (binary `COPY` into a
 //! temporary table, then an insert that keeps rows already there), so
-//! `report --fleet` covers every replica. The cursor (the last SQLite rowid
-//! shipped) is written in the same transaction, so a batch lands once; rows
-//! wait in SQLite while PostgreSQL is unreachable. Bodies and headers stay
-//! in the replica's file: the report does not need them.
+//! `report --fleet` covers every replica. The cursor (the SQLite file's
+//! identity and the last rowid shipped; rowids there only grow, see
+//! `store::writer`) is written in the same transaction, so a batch lands
+//! once; a fresh file under a reused replica name starts over (rows already
+//! there are kept: exchange ids are unique), and so two processes under one
+//! name (refused by the fleet's session, see `schema::claim_replica`) skip
+//! none of each other's rows. Rows wait in SQLite while PostgreSQL is
+//! unreachable. Bodies and headers stay
+//! in the replica's file: the report does not need them. Each replica deletes
+//! its own shipped rows past its `store.retention`.
 
 use super::{Error, Fleet};
 use crate::proxy::Proxy;
@@ -72,6 +78,7 @@ pub async fn run(fleet: Fleet, proxy: Arc<Proxy>, mut stop: watch::Receiver<bool
         .flush_interval
         .max(Duration::from_millis(100));
     let mut cursor: Option<i64> = None;
+    let mut pruned: Option<std::time::Instant> = None;
     loop {
         let stopping = tokio::select! {
             () = super::stopped(&mut stop) => true,
@@ -89,27 +96,62 @@ pub async fn run(fleet: Fleet, proxy: Arc<Proxy>, mut stop: watch::Receiver<bool
                 }
             }
         }
+        if pruned.is_none_or(|t| t.elapsed() >= crate::store::writer::RETENTION_EVERY) {
+            match tokio::time::timeout(BATCH_TIMEOUT, prune(&fleet, &proxy)).await {
+                Ok(Ok(n)) => {
+                    pruned = Some(std::time::Instant::now());
+                    tracing::debug!(rows = n, "Pruned shipped rows past retention");
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "Pruning shipped rows failed"),
+                Err(_) => tracing::debug!("Pruning shipped rows timed out"),
+            }
+        }
         if stopping {
             return;
         }
     }
 }
 
+/// Deletes this replica's shipped rows older than its `store.retention`
+/// (none when it keeps rows forever).
+async fn prune(fleet: &Fleet, proxy: &Proxy) -> Result<u64, Error> {
+    let retention = proxy.runtime.load().config.store.retention;
+    if retention.is_zero() {
+        return Ok(0);
+    }
+    let keep = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let before = crate::store::now_ms().saturating_sub(keep);
+    let client = super::pg::timed(fleet.inner.pool.get()).await??;
+    Ok(client
+        .execute(
+            "DELETE FROM understudy.exchanges WHERE replica = $1 AND ts < $2",
+            &[&fleet.replica(), &before],
+        )
+        .await?)
+}
+
 /// Ships the next batch; returns how many rows it held.
 async fn ship_once(fleet: &Fleet, proxy: &Proxy, cursor: &mut Option<i64>) -> Result<usize, Error> {
     let mut pooled = super::pg::timed(fleet.inner.pool.get()).await??;
     let client: &mut tokio_postgres::Client = &mut pooled;
+    let path = proxy.store.path().to_path_buf();
+    let db_id = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || db_id(&path))
+            .await
+            .map_err(|e| Error::Build(e.to_string()))??
+    };
     let after = match *cursor {
         Some(c) => c,
         None => client
             .query_opt(
-                "SELECT local_rowid FROM understudy.ship_cursor WHERE replica = $1",
-                &[&fleet.replica()],
+                "SELECT local_rowid FROM understudy.ship_cursor
+                 WHERE replica = $1 AND db_id IS NOT DISTINCT FROM $2",
+                &[&fleet.replica(), &db_id],
             )
             .await?
             .map_or(0, |r| r.get(0)),
     };
-    let path = proxy.store.path().to_path_buf();
     let rows = tokio::task::spawn_blocking(move || read(&path, after))
         .await
         .map_err(|e| Error::Build(e.to_string()))??;
@@ -167,15 +209,26 @@ async fn ship_once(fleet: &Fleet, proxy: &Proxy, cursor: &mut Option<i64>) -> Re
     )
     .await?;
     tx.execute(
-        "INSERT INTO understudy.ship_cursor (replica, local_rowid) VALUES ($1, $2)
-         ON CONFLICT (replica) DO UPDATE SET local_rowid = $2",
-        &[&replica, &last],
+        "INSERT INTO understudy.ship_cursor (replica, local_rowid, db_id) VALUES ($1, $2, $3)
+         ON CONFLICT (replica) DO UPDATE SET local_rowid = $2, db_id = $3",
+        &[&replica, &last, &db_id],
     )
     .await?;
     tx.commit().await?;
     *cursor = Some(last);
     fleet.inner.metrics.rows_shipped.inc_by(rows.len() as u64);
     Ok(rows.len())
+}
+
+/// The SQLite file's identity (`meta.db_id`).
+fn db_id(path: &std::path::Path) -> Result<Option<String>, Error> {
+    use rusqlite::OptionalExtension;
+    let conn = crate::store::read::open_ro(path)?;
+    conn.query_row("SELECT value FROM meta WHERE key = 'db_id'", [], |r| {
+        r.get(0)
+    })
+    .optional()
+    .map_err(|e| Error::Build(format!("reading {}: {e}", path.display())))
 }
 
 fn read(path: &std::path::Path, after: i64) -> Result<Vec<Shipped>, Error> {

@@ -41,14 +41,15 @@ pub async fn run(fleet: Fleet, proxy: Arc<Proxy>, mut stop: watch::Receiver<bool
     loop {
         let ended = session(&fleet, &proxy, &mut stop, started_ms).await;
         fleet.set_connected(false);
+        let lost = || fleet.inner.evidence.abandon();
         match ended {
-            Ok(()) => return,
+            Ok(()) => return fleet.inner.metrics.evidence_dropped.inc_by(lost()),
             Err(e) => {
                 tracing::warn!(error = %e, since = %fleet.down_since(), "Fleet disconnected; serving with the last weights");
             }
         }
         tokio::select! {
-            () = super::stopped(&mut stop) => return,
+            () = super::stopped(&mut stop) => return fleet.inner.metrics.evidence_dropped.inc_by(lost()),
             () = tokio::time::sleep(RETRY) => {}
         }
     }
@@ -88,6 +89,9 @@ async fn session(
             )
             .await?;
         schema::migrate(&client).await?;
+        if !schema::claim_replica(&client, fleet.replica()).await? {
+            return Err(super::Error::NameInUse(fleet.replica().to_string()));
+        }
         client.batch_execute("LISTEN understudy_rollout").await?;
         seed(fleet, proxy, &mut client).await?;
         // What this replica did alone goes first, then it follows the fleet.
@@ -265,23 +269,21 @@ async fn push_evidence(
     fleet: &Fleet,
     client: &mut tokio_postgres::Client,
 ) -> Result<(), super::Error> {
-    let (rows, dropped) = fleet.inner.evidence.take();
+    let (lease, dropped) = fleet.inner.evidence.lease();
     fleet.inner.metrics.evidence_dropped.inc_by(dropped);
-    if rows.is_empty() {
-        return Ok(());
+    if !lease.rows().is_empty() {
+        // Dropped uncommitted (an error, or the step's timeout), the rows go back.
+        super::evidence::sql::insert(client, fleet.replica(), lease.rows()).await?;
     }
-    if let Err(e) = pg::insert_evidence(client, fleet.replica(), &rows).await {
-        fleet.inner.evidence.put_back(rows);
-        return Err(e);
-    }
+    lease.committed();
     Ok(())
 }
 
 /// The fleet's guards, on the replica that holds the evaluator lock.
 #[derive(Default)]
 struct Evaluator {
-    /// The last evidence row read (arrival order); `None` until the first read.
-    cursor: Option<i64>,
+    /// Per replica, the last evidence row read.
+    cursor: super::evidence::sql::Cursor,
     guards: HashMap<String, HashMap<String, SegmentGuard>>,
     /// Per route and segment, the second of the last change: older evidence
     /// (a partitioned replica's, arriving late) belongs to the old weight.
@@ -317,15 +319,9 @@ impl Evaluator {
         client: &tokio_postgres::Client,
     ) -> Result<(), super::Error> {
         let now = Instant::now();
-        let fresh = self
-            .cursor
-            .is_none()
-            .then(|| super::evidence::unix_seconds() - 600);
-        let rows = pg::evidence_after(client, self.cursor.unwrap_or(0), fresh).await?;
+        let rows = self.cursor.read(client, 600).await?;
         let mut batches: HashMap<(String, String), Vec<Sample>> = HashMap::new();
-        let mut last = self.cursor.unwrap_or(0);
-        for (id, row) in rows {
-            last = last.max(id);
+        for row in rows {
             let key = (row.route.clone(), row.segment.clone());
             if self.reset_at.get(&key).is_some_and(|s| row.second < *s) {
                 continue;
@@ -333,7 +329,6 @@ impl Evaluator {
             let at = super::evidence::instant_of(row.second, now);
             batches.entry(key).or_default().extend(row.samples(at));
         }
-        self.cursor = Some(last);
         let runtime = proxy.runtime.load();
         for ((route_name, segment), samples) in batches {
             let Some(route) = runtime.config.routes.iter().find(|r| r.name == route_name) else {

@@ -55,6 +55,7 @@ impl Proxy {
     pub fn new(config: Arc<Config>, store: Store, metrics: Metrics) -> Proxy {
         let rollout = Rollout::from_config(&config);
         let in_flight = Limit::new(config.listen.max_in_flight);
+        let outbox = crate::autonomy::outbox::Outbox::new(&store, &config, &metrics);
         Proxy {
             in_flight,
             runtime: Owner::new(config),
@@ -62,7 +63,7 @@ impl Proxy {
             metrics,
             rollout,
             tasks: Arc::default(),
-            outbox: Default::default(),
+            outbox,
         }
     }
 

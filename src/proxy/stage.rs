@@ -32,8 +32,7 @@ pub(super) fn serving(chosen: Side, canary: Option<Stage>) -> Side {
 /// What is left to do once the row is queued.
 #[derive(Debug, Default)]
 pub(super) struct Owed {
-    /// An approval was created for this segment label.
-    approval: Option<String>,
+    /// (An approval is counted by the store's writer once its row commits.)
     /// An answer was put up for review in this segment label.
     reviewed: Option<String>,
 }
@@ -55,14 +54,12 @@ pub(super) async fn after(
         Some(Stage::Approve) if served_by == Side::Incumbent && ok => {
             // Taken before the storage policy may drop the bodies from the row.
             rec.approval = Some(Box::new(NewApproval {
+                label: label(),
                 request_body: rec.request_body.clone(),
                 incumbent_body: rec.incumbent_body.clone(),
                 candidate_body: rec.candidate_body.clone(),
             }));
-            Owed {
-                approval: Some(label()),
-                reviewed: None,
-            }
+            Owed::default()
         }
         Some(Stage::Notify) if served_by == Side::Candidate && ok => {
             if let Some(endpoint) = &route.cfg.autonomy.review {
@@ -92,7 +89,6 @@ pub(super) async fn after(
                 );
             }
             Owed {
-                approval: None,
                 reviewed: Some(label()),
             }
         }
@@ -103,11 +99,6 @@ pub(super) async fn after(
 impl Owed {
     /// Counts what was done, once the row is queued.
     pub(super) async fn finish(self, proxy: &Proxy, route: &RouteRuntime) {
-        if let Some(label) = self.approval {
-            proxy
-                .metrics
-                .record_approval(&route.cfg.name, &label, "created");
-        }
         if let Some(label) = self.reviewed {
             proxy
                 .rollout

@@ -11,6 +11,7 @@ fn fb(id: &str, rating: i64, comment: &str) -> NewFeedback {
         rating: Some(rating),
         comment: comment.to_string(),
         reversed: false,
+        rater: None,
     }
 }
 use crate::store::{Record, writer};

@@ -24,6 +24,10 @@ pub const TTL: &str = "ttl";
 /// (`store.bodies`) may drop them from the exchange row.
 #[derive(Debug, Clone, Default)]
 pub struct NewApproval {
+    /// The segment's metric label: `approvals_total{event="created"}` is
+    /// counted by the writer once the row is committed, never for a row
+    /// that was dropped.
+    pub label: String,
     pub request_body: Option<Bytes>,
     pub incumbent_body: Option<Bytes>,
     pub candidate_body: Option<Bytes>,
@@ -49,7 +53,14 @@ pub enum Op {
 #[derive(Debug, Clone)]
 pub enum Done {
     Decided(Box<Approval>),
-    Expired(Vec<Approval>),
+    Expired(Vec<Expired>),
+}
+
+/// An approval an expiry sweep expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    pub id: i64,
+    pub segment: String,
 }
 
 /// One row of `approvals`.
@@ -155,33 +166,26 @@ pub(crate) fn apply(conn: &Connection, op: &Op) -> Result<Done> {
             Ok(Done::Decided(Box::new(decided)))
         }
         Op::Expire { route, before } => {
-            let tx = conn.unchecked_transaction().map_err(Error::on(conn))?;
-            let expiring = list(
-                &tx,
-                &Filter {
-                    route: Some(route.clone()),
-                    status: Some(PENDING.into()),
-                    ..Filter::default()
-                },
-            )?
-            .into_iter()
-            .filter(|a| a.ts < *before)
-            .collect::<Vec<_>>();
-            let now = now_ms();
-            for a in &expiring {
-                tx.execute(
-                    "UPDATE approvals SET status = ?2, decided_by = ?3,
-                        reason = 'pending longer than approval_ttl', decided_ts = ?4
-                     WHERE id = ?1 AND status = 'pending'",
-                    params![a.id, EXPIRED, TTL, now],
-                )
+            // One indexed statement (`approvals_status_ts`): no body is read.
+            let mut stmt = conn.prepare_cached(EXPIRE).map_err(Error::on(conn))?;
+            let expired = stmt
+                .query_map(params![route, before, now_ms()], |r| {
+                    Ok(Expired {
+                        id: r.get(0)?,
+                        segment: r.get(1)?,
+                    })
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .map_err(Error::on(conn))?;
-            }
-            tx.commit().map_err(Error::on(conn))?;
-            Ok(Done::Expired(expiring))
+            Ok(Done::Expired(expired))
         }
     }
 }
+
+const EXPIRE: &str = "UPDATE approvals SET status = 'expired', decided_by = 'ttl',
+        reason = 'pending longer than approval_ttl', decided_ts = ?3
+    WHERE status = 'pending' AND ts < ?2 AND route = ?1
+    RETURNING id, segment";
 
 /// One approval by id.
 pub fn get(conn: &Connection, id: i64) -> Result<Option<Approval>> {
@@ -191,23 +195,59 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<Approval>> {
         .map_err(Error::on(conn))
 }
 
-/// The approvals the filter selects, oldest first.
-pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Approval>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM approvals
-         WHERE (?1 IS NULL OR route = ?1) AND (?2 IS NULL OR segment = ?2)
-           AND (?3 IS NULL OR status = ?3) AND ts >= ?4
-         ORDER BY id"
-    );
+/// The columns of a listing: no headers, query or body (those come one
+/// approval at a time, from [`get`]); the row mapper sees them as NULL.
+const SUMMARY: &str = "id, exchange_id, ts, route, segment, status, decided_by, reason,
+    decided_ts, method, path, NULL, NULL, NULL, incumbent_status, NULL, candidate_status, NULL";
+
+const WHERE: &str = "WHERE (?1 IS NULL OR route = ?1) AND (?2 IS NULL OR segment = ?2)
+    AND (?3 IS NULL OR status = ?3) AND ts >= ?4 AND id > ?5";
+
+/// At most `limit` approvals the filter selects with an id above `after`,
+/// oldest first, without their request or answers: the API's page.
+pub fn page(conn: &Connection, f: &Filter, after: i64, limit: usize) -> Result<Vec<Approval>> {
+    let sql = format!("SELECT {SUMMARY} FROM approvals {WHERE} ORDER BY id LIMIT ?6");
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut stmt = conn.prepare_cached(&sql).map_err(Error::on(conn))?;
     let rows = stmt
         .query_map(
-            params![f.route, f.segment, f.status, f.since_ms.unwrap_or(i64::MIN)],
+            params![
+                f.route,
+                f.segment,
+                f.status,
+                f.since_ms.unwrap_or(i64::MIN),
+                after,
+                limit
+            ],
             approval,
         )
         .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
         .map_err(Error::on(conn))?;
     Ok(rows)
+}
+
+/// Calls `each` with every approval the filter selects, oldest first, with
+/// its request and answers, one row in memory at a time (`export`).
+pub fn each<E: From<Error>>(
+    conn: &Connection,
+    f: &Filter,
+    mut each: impl FnMut(Approval) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    let sql = format!("SELECT {COLUMNS} FROM approvals {WHERE} ORDER BY id");
+    let mut stmt = conn.prepare(&sql).map_err(Error::on(conn))?;
+    let mut rows = stmt
+        .query(params![
+            f.route,
+            f.segment,
+            f.status,
+            f.since_ms.unwrap_or(i64::MIN),
+            i64::MIN
+        ])
+        .map_err(Error::on(conn))?;
+    while let Some(row) = rows.next().map_err(Error::on(conn))? {
+        each(approval(row).map_err(Error::on(conn))?)?;
+    }
+    Ok(())
 }
 
 fn approval(r: &Row<'_>) -> rusqlite::Result<Approval> {
@@ -259,8 +299,28 @@ impl Approval {
         })
     }
 
-    /// The approval as the API lists it and `export --approvals` writes it:
-    /// the decision with the request and both answers.
+    /// The approval as a listing shows it: the decision, the route and the
+    /// answers' statuses, no request or answer content.
+    pub fn summary_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "exchange_id": self.exchange_id,
+            "ts": self.ts,
+            "route": self.route,
+            "segment": self.segment,
+            "status": self.status,
+            "decided_by": self.decided_by,
+            "reason": self.reason,
+            "decided_ts": self.decided_ts,
+            "method": self.method,
+            "path": self.path,
+            "incumbent_status": self.incumbent_status,
+            "candidate_status": self.candidate_status,
+        })
+    }
+
+    /// The approval as `GET /api/v1/approvals/{id}` shows it and `export
+    /// --approvals` writes it: the decision with the request and both answers.
     pub fn to_json(&self) -> Value {
         json!({
             "id": self.id,
@@ -291,5 +351,32 @@ pub fn body(b: Option<&[u8]>) -> Value {
         None => Value::Null,
         Some(b) => serde_json::from_slice(b)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_expiry_sweep_is_one_statement_on_an_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut conn).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {EXPIRE}"))
+            .unwrap()
+            .query_map(params!["r", 0, 0], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("USING INDEX approvals_")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN")),
+            "{plan:?}"
+        );
     }
 }

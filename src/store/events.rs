@@ -71,7 +71,15 @@ pub struct NewFeedback {
     /// A person reversed the answer the candidate gave (SPEC §14, `notify`).
     #[serde(default)]
     pub reversed: bool,
+    /// Who rates: one exchange counts once per rater (a later rating
+    /// replaces the earlier). The admin API defaults it to the caller
+    /// (`client:<ip>`); at most [`MAX_RATER`] bytes.
+    #[serde(default)]
+    pub rater: Option<String>,
 }
+
+/// The longest `rater`.
+pub const MAX_RATER: usize = 256;
 
 /// The exchange a rating was recorded for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +88,9 @@ pub struct Rated {
     /// The raw segment value.
     pub segment: String,
     pub served_by: String,
+    /// The earlier rating by the same rater this one replaced:
+    /// `(rating, reversed)`.
+    pub replaced: Option<(Option<i64>, bool)>,
 }
 
 /// Opens (creating and migrating) the database for writing: the writer
@@ -256,15 +267,19 @@ fn latest<T: rusqlite::types::FromSql>(
     Ok(rows)
 }
 
-/// Records a rating (or a reversal) for an exchange; an unknown exchange id
-/// is an error. Returns the exchange's route, segment and who served it.
+/// Records a rating (or a reversal) for an exchange, replacing the same
+/// rater's earlier one (`feedback` holds at most one row per exchange and
+/// rater: the latest); an unknown exchange id is an error. Returns the
+/// exchange's route, segment and who served it, and what was replaced.
 pub fn insert_feedback(conn: &Connection, feedback: &NewFeedback) -> Result<Rated> {
     let NewFeedback {
         exchange_id,
         rating,
         comment,
         reversed,
+        rater,
     } = feedback;
+    let rater = rater.as_deref().unwrap_or("");
     let known = conn
         .query_row(
             "SELECT route, segment, served_by FROM exchanges WHERE id = ?1",
@@ -274,22 +289,35 @@ pub fn insert_feedback(conn: &Connection, feedback: &NewFeedback) -> Result<Rate
                     route: r.get(0)?,
                     segment: r.get(1)?,
                     served_by: r.get(2)?,
+                    replaced: None,
                 })
             },
         )
         .optional()
         .map_err(Error::on(conn))?;
-    let Some(rated) = known else {
+    let Some(mut rated) = known else {
         return Err(Error::UnknownExchange {
             path: super::conn_path(conn),
             id: exchange_id.to_string(),
         });
     };
-    conn.execute(
-        "INSERT INTO feedback (exchange_id, ts, rating, comment, reversed)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![exchange_id, now_ms(), rating, comment, reversed],
+    let tx = conn.unchecked_transaction().map_err(Error::on(conn))?;
+    rated.replaced = tx
+        .query_row(
+            "SELECT rating, reversed FROM feedback WHERE exchange_id = ?1 AND rater = ?2",
+            params![exchange_id, rater],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(Error::on(conn))?;
+    tx.execute(
+        "INSERT INTO feedback (exchange_id, ts, rating, comment, reversed, rater)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (exchange_id, rater) DO UPDATE SET ts = excluded.ts,
+             rating = excluded.rating, comment = excluded.comment, reversed = excluded.reversed",
+        params![exchange_id, now_ms(), rating, comment, reversed, rater],
     )
     .map_err(Error::on(conn))?;
+    tx.commit().map_err(Error::on(conn))?;
     Ok(rated)
 }

@@ -12,6 +12,7 @@
 
 pub mod approvals;
 pub mod columns;
+pub mod deliveries;
 pub mod events;
 pub mod policy;
 pub mod read;
@@ -216,6 +217,8 @@ pub(crate) enum Msg {
     Pushed(i64, i64, oneshot::Sender<Result<()>>),
     /// Commit what is queued, then run one change of `approvals`.
     Approvals(approvals::Op, oneshot::Sender<Result<approvals::Done>>),
+    /// Commit what is queued, then run one change of `deliveries`.
+    Deliveries(deliveries::Op, oneshot::Sender<Result<()>>),
 }
 
 /// A cheap, cloneable handle on the exchange log.
@@ -370,6 +373,11 @@ impl Store {
         self.ask(|reply| Msg::Approvals(op, reply)).await
     }
 
+    /// Changes `deliveries` through the writer (a queued answer, a try).
+    pub async fn deliveries(&self, op: deliveries::Op) -> Result<()> {
+        self.ask(|reply| Msg::Deliveries(op, reply)).await
+    }
+
     /// The latest stage of every route and segment that has one recorded.
     pub fn latest_stages(&self) -> Result<Vec<(String, String, String)>> {
         events::latest_stages(&read::open_ro(self.path())?)
@@ -445,6 +453,11 @@ impl Store {
         {
             tracing::error!(path = %self.inner.path.display(), "Store close task failed");
         }
+    }
+
+    /// Whether [`Store::close`] has run.
+    pub fn is_closed(&self) -> bool {
+        self.sender().is_none()
     }
 
     fn sender(&self) -> Option<SyncSender<Msg>> {

@@ -30,6 +30,15 @@ impl Redactor {
         }
     }
 
+    /// The redaction `[store]` configures.
+    pub fn of(store: &crate::config::Store) -> Redactor {
+        Redactor::new(
+            &store.redact_headers,
+            &store.redact_json,
+            &store.redact_query,
+        )
+    }
+
     /// The request headers as a JSON object `{name: value}`; repeated headers
     /// are joined with `", "`, non-UTF-8 bytes are replaced lossily and the
     /// values of redacted headers are `"[redacted]"`.

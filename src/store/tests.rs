@@ -231,6 +231,34 @@ fn the_file_is_in_wal_mode_and_migrate_is_idempotent() {
 }
 
 #[test]
+fn new_files_reclaim_free_pages_and_old_ones_are_converted_once() {
+    let auto_vacuum = |path: &Path| -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    Store::open(&config(&path), Metrics::new()).unwrap().close();
+    assert_eq!(auto_vacuum(&path), 2, "a new file is INCREMENTAL");
+    // A file made before: no auto_vacuum, with rows in it.
+    let old = dir.path().join("old.db");
+    let conn = Connection::open(&old).unwrap();
+    conn.execute_batch("PRAGMA auto_vacuum = NONE; CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    drop(conn);
+    assert_eq!(auto_vacuum(&old), 0);
+    Store::open(&config(&old), Metrics::new()).unwrap().close();
+    assert_eq!(auto_vacuum(&old), 2, "an old file is converted");
+    let kept: i64 = Connection::open(&old)
+        .unwrap()
+        .query_row("SELECT x FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, 1);
+}
+
+#[test]
 fn a_missing_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nope").join("understudy.db");
@@ -358,6 +386,7 @@ fn feedback_needs_a_known_exchange() {
             rating: Some(1),
             comment: "good".into(),
             reversed: false,
+            rater: None,
         },
     )
     .unwrap_err();
@@ -369,6 +398,7 @@ fn feedback_needs_a_known_exchange() {
             rating: Some(-1),
             comment: "wrong score".into(),
             reversed: false,
+            rater: None,
         },
     )
     .unwrap();

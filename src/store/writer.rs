@@ -37,10 +37,16 @@ const INSERT: &str = "INSERT INTO exchanges (
     incumbent_ms, incumbent_body, incumbent_error, candidate_status,
     candidate_ms, candidate_body, candidate_error, fallback, safety,
     incumbent_ttft_ms, candidate_ttft_ms, incumbent_tokens_in, incumbent_tokens_out,
-    candidate_tokens_in, candidate_tokens_out, incumbent_cost, candidate_cost, decided_by
+    candidate_tokens_in, candidate_tokens_out, incumbent_cost, candidate_cost, decided_by, rowid
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
     ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,
-    ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)";
+    ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)";
+
+/// The rowid after every one `exchanges` ever had (rowids only grow: the
+/// fleet ships rows past a rowid), and its record.
+const NEXT_ROWID: &str = "SELECT max(COALESCE((SELECT max(rowid) FROM exchanges), 0),
+    COALESCE((SELECT value FROM meta WHERE key = 'rowid_high'), 0)) + 1";
+const ROWID_HIGH: &str = "UPDATE meta SET value = ?1 WHERE key = 'rowid_high'";
 
 const NOISE: &str = "INSERT INTO noise (route, pointer, first_ts, last_ts, hits)
     VALUES (?1, ?2, ?3, ?3, 1)
@@ -56,19 +62,47 @@ const PURGE: &str = "DELETE FROM exchanges WHERE rowid IN
 const PURGE_SKIPS: &str = "DELETE FROM mirror_skips WHERE minute < ?1";
 const PURGE_FEEDBACK: &str = "DELETE FROM feedback WHERE ts < ?1";
 const PURGE_NOISE: &str = "DELETE FROM noise WHERE last_ts < ?1";
+/// Deliveries done (delivered or given up) before the cutoff.
+const PURGE_DELIVERIES: &str = "DELETE FROM deliveries
+    WHERE created_ts < ?1 AND (delivered_ts IS NOT NULL OR expires_ts < ?1)";
+
+/// Decided and expired approvals older than retention (by creation time; a
+/// pending one waits for its decision or its `approval_ttl`). Through
+/// `approvals_status_ts`.
+const PURGE_APPROVALS: &str = "DELETE FROM approvals WHERE id IN
+    (SELECT id FROM approvals
+     WHERE status IN ('approved', 'rejected', 'expired') AND ts < ?1 LIMIT ?2)";
 
 /// Over `store.max_bytes`, the oldest exchanges go this many at a time, one
 /// short transaction each, between batches.
 const SHRINK_CHUNK: i64 = 500;
 const SHRINK: &str = "DELETE FROM exchanges WHERE rowid IN
     (SELECT rowid FROM exchanges ORDER BY ts LIMIT ?1)";
+/// Once no exchange is left, the oldest decided approvals go, this many at a
+/// time; then, as a last resort, the oldest pending ones (counted:
+/// `approvals_evicted_total`).
+const SHRINK_APPROVALS_CHUNK: i64 = 50;
+const SHRINK_DECIDED: &str = "DELETE FROM approvals WHERE id IN
+    (SELECT id FROM approvals WHERE status != 'pending' ORDER BY id LIMIT ?1)";
+const SHRINK_PENDING: &str = "DELETE FROM approvals WHERE id IN
+    (SELECT id FROM approvals WHERE status = 'pending' ORDER BY id LIMIT ?1)";
+/// Free pages handed back to the file system per `incremental_vacuum`, so
+/// one call never holds the write lock for long (64 MiB of 16 KiB pages).
+const VACUUM_PAGES: i64 = 4096;
 /// The WAL's bound under a size cap: a quarter of it, at most 64 MiB.
 pub fn wal_limit(max_bytes: u64) -> u64 {
     (max_bytes / 4).min(64 * 1024 * 1024)
 }
 
-/// How often the size is looked at (and the `store_bytes` gauge set).
+/// How often the size is looked at (and the `store_bytes` gauge set); under
+/// `store.max_bytes`, also each time this share of the cap has been written.
 const SIZE_EVERY: Duration = Duration::from_secs(1);
+/// Under `store.max_bytes`, a batch is committed (and the size looked at)
+/// once its bodies pass this share of the cap: one burst cannot write more
+/// than a fraction of the budget before the oldest rows make room.
+fn batch_bytes(max_bytes: u64) -> u64 {
+    (max_bytes / 8).max(64 * 1024)
+}
 
 /// Inserts `rows` and adds `skips` to `mirror_skips` in one transaction,
 /// through cached prepared statements. This is the writer's whole write path;
@@ -79,12 +113,15 @@ pub fn insert_batch<R: Borrow<Record>>(
     skips: &[SkipCount],
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
-    {
+    if !rows.is_empty() {
         // Looked up once per batch, not once per row.
+        let mut rowid: i64 = tx.prepare_cached(NEXT_ROWID)?.query_row([], |r| r.get(0))?;
         let mut stmt = tx.prepare_cached(INSERT)?;
         for rec in rows {
-            insert_with(&tx, &mut stmt, rec.borrow())?;
+            insert_with(&tx, &mut stmt, rec.borrow(), rowid)?;
+            rowid += 1;
         }
+        tx.prepare_cached(ROWID_HIGH)?.execute([rowid - 1])?;
     }
     add_skips(&tx, skips)?;
     tx.commit()
@@ -108,13 +145,18 @@ fn add_skips(conn: &Connection, skips: &[SkipCount]) -> rusqlite::Result<()> {
 }
 
 fn insert_one(conn: &Connection, r: &Record) -> rusqlite::Result<()> {
-    insert_with(conn, &mut conn.prepare_cached(INSERT)?, r)
+    let tx = conn.unchecked_transaction()?;
+    let rowid: i64 = tx.prepare_cached(NEXT_ROWID)?.query_row([], |r| r.get(0))?;
+    insert_with(&tx, &mut tx.prepare_cached(INSERT)?, r, rowid)?;
+    tx.prepare_cached(ROWID_HIGH)?.execute([rowid])?;
+    tx.commit()
 }
 
 fn insert_with(
     conn: &Connection,
     stmt: &mut rusqlite::CachedStatement<'_>,
     r: &Record,
+    rowid: i64,
 ) -> rusqlite::Result<()> {
     stmt.execute(params![
         r.id,
@@ -150,6 +192,7 @@ fn insert_with(
         r.incumbent_llm.cost,
         r.candidate_llm.cost,
         r.decided_by,
+        rowid,
     ])?;
     for pointer in &r.noise {
         let mut stmt = conn.prepare_cached(NOISE)?;
@@ -186,6 +229,32 @@ fn row_error(e: &rusqlite::Error) -> bool {
     }
 }
 
+/// What a row's bodies weigh (what a batch is bounded by under `store.max_bytes`).
+fn body_bytes(r: &Record) -> u64 {
+    let len = |b: &Option<Bytes>| b.as_ref().map_or(0, |b| b.len() as u64);
+    let approval = r.approval.as_ref().map_or(0, |a| {
+        len(&a.request_body) + len(&a.incumbent_body) + len(&a.candidate_body)
+    });
+    len(&r.request_body) + len(&r.incumbent_body) + len(&r.candidate_body) + approval
+}
+
+/// The database's size.
+#[derive(Debug, Clone, Copy)]
+struct Size {
+    /// The database file's length.
+    file: u64,
+    /// The WAL's length.
+    wal: u64,
+    /// Bytes of the pages in use (the file less its free pages).
+    used: u64,
+}
+
+impl Size {
+    fn on_disk(self) -> u64 {
+        self.file.saturating_add(self.wal)
+    }
+}
+
 /// The state of the writer thread.
 pub(crate) struct Writer {
     conn: Connection,
@@ -198,8 +267,10 @@ pub(crate) struct Writer {
     skips: Arc<Tally>,
     metrics: Metrics,
     health: Arc<super::Health>,
-    /// `store.max_bytes`: the main file's used pages plus the WAL.
+    /// `store.max_bytes`: the database file plus its WAL, as on disk.
     max_bytes: Option<u64>,
+    /// Body bytes committed since the size was last looked at.
+    written: u64,
 }
 
 impl Writer {
@@ -211,9 +282,19 @@ impl Writer {
         health: Arc<super::Health>,
     ) -> Writer {
         if let Some(max) = cfg.max_bytes {
-            // The WAL is cut back to this after each checkpoint.
+            // The WAL is cut back to this after each checkpoint, and
+            // checkpointed once it holds about as much.
             let limit = i64::try_from(wal_limit(max)).unwrap_or(i64::MAX);
-            if let Err(error) = conn.pragma_update(None, "journal_size_limit", limit) {
+            let page = conn
+                .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
+                .unwrap_or(4096)
+                .max(512);
+            let bounded = conn
+                .pragma_update(None, "journal_size_limit", limit)
+                .and_then(|()| {
+                    conn.pragma_update(None, "wal_autocheckpoint", (limit / page).max(8))
+                });
+            if let Err(error) = bounded {
                 tracing::warn!(%error, "Could not bound the WAL");
             }
         }
@@ -222,6 +303,7 @@ impl Writer {
             skips,
             health,
             max_bytes: cfg.max_bytes,
+            written: 0,
             path: cfg.path.clone(),
             batch_size: cfg.batch_size.max(1),
             flush_interval: cfg.flush_interval,
@@ -233,6 +315,8 @@ impl Writer {
     /// Runs until every sender is gone, then commits what is left and returns.
     pub(crate) fn run(mut self, rx: Receiver<Msg>) {
         let mut batch: Vec<Record> = Vec::with_capacity(self.batch_size);
+        // Under `store.max_bytes`, a batch is also bounded by its bodies.
+        let mut batch_body_bytes = 0u64;
         let mut batch_started = Instant::now();
         let mut next_purge = Instant::now();
         let mut purging = false;
@@ -246,7 +330,11 @@ impl Writer {
                     next_purge = Instant::now() + RETENTION_EVERY;
                 }
             }
-            if shrinking || now >= next_size {
+            let written_enough = self
+                .max_bytes
+                .is_some_and(|max| self.written >= batch_bytes(max));
+            if shrinking || now >= next_size || written_enough {
+                self.written = 0;
                 shrinking = self.shrink_chunk();
                 next_size = Instant::now() + SIZE_EVERY;
             }
@@ -285,12 +373,17 @@ impl Writer {
                     self.metrics.store_queue_depth.dec();
                     if batch.is_empty() {
                         batch_started = Instant::now();
+                        batch_body_bytes = 0;
                     }
+                    batch_body_bytes += body_bytes(&rec);
                     batch.push(*rec);
                     // The age check matters under a steady trickle, when the
                     // queue is never empty long enough for a timeout.
                     if batch.len() >= self.batch_size
                         || batch_started.elapsed() >= self.flush_interval
+                        || self
+                            .max_bytes
+                            .is_some_and(|max| batch_body_bytes >= batch_bytes(max))
                     {
                         self.commit(&mut batch);
                     }
@@ -315,6 +408,10 @@ impl Writer {
                 Ok(Msg::Approvals(op, reply)) => {
                     self.commit(&mut batch);
                     reply.send(super::approvals::apply(&self.conn, &op)).ok();
+                }
+                Ok(Msg::Deliveries(op, reply)) => {
+                    self.commit(&mut batch);
+                    reply.send(super::deliveries::apply(&self.conn, &op)).ok();
                 }
                 Ok(Msg::Feedback(feedback, reply)) => {
                     self.commit(&mut batch);
@@ -342,10 +439,16 @@ impl Writer {
             return;
         }
         let n = batch.len() as u64;
+        self.written = self
+            .written
+            .saturating_add(batch.iter().map(body_bytes).sum::<u64>());
         match insert_batch(&mut self.conn, batch, &skips) {
             Ok(()) => {
                 self.metrics.store_rows_written.inc_by(n);
                 self.health.ok();
+                for rec in batch.iter() {
+                    self.approval_created(rec);
+                }
             }
             Err(error) => {
                 self.health.failed(&error);
@@ -383,73 +486,117 @@ impl Writer {
         batch.clear();
     }
 
-    /// Measures the database (used pages of the main file plus the WAL), sets
-    /// the `store_bytes` gauge, and when the rows are over their share of
-    /// `store.max_bytes` deletes one chunk of the oldest exchanges; true when
-    /// they may still be over. The WAL's share is its bound,
+    /// Measures the database as it is on disk (the file plus its WAL), sets
+    /// the `store_bytes` gauge, and when that is over `store.max_bytes`
+    /// hands free pages back to the file system and, when the rows
+    /// themselves are over their share, deletes one chunk of the oldest;
+    /// true when it may still be over. The WAL's share is its bound,
     /// `journal_size_limit` (a quarter of the cap, at most 64 MiB): the WAL
     /// only shrinks at checkpoints, so rows are held to the rest.
     fn shrink_chunk(&mut self) -> bool {
-        let Some((used, wal)) = self.size() else {
+        let Some(size) = self.size() else {
             return false;
         };
-        let total = used.saturating_add(wal);
         self.metrics
             .store_bytes
-            .set(i64::try_from(total).unwrap_or(i64::MAX));
+            .set(i64::try_from(size.on_disk()).unwrap_or(i64::MAX));
         let Some(max) = self.max_bytes else {
             return false;
         };
-        let target = max.saturating_sub(wal_limit(max));
-        if used <= target {
+        if size.on_disk() <= max {
             return false;
         }
-        // As many of the oldest rows as the excess takes at the average row
-        // size (rowids grow with time, so their span counts the rows cheaply).
-        let span: Option<(i64, i64)> = self
-            .conn
-            .query_row("SELECT min(rowid), max(rowid) FROM exchanges", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .ok();
-        let rows = match span {
-            Some((lo, hi)) if hi >= lo => u64::try_from(hi - lo + 1).unwrap_or(1),
-            _ => return false,
-        };
-        let per_row = (used / rows).max(1);
-        let chunk = ((used - target).div_ceil(per_row) as i64).clamp(1, SHRINK_CHUNK);
-        match self
-            .conn
-            .prepare_cached(SHRINK)
-            .and_then(|mut stmt| stmt.execute(params![chunk]))
-        {
-            Ok(0) => false,
-            Ok(_) => {
-                // Free pages are reused by the next rows; the WAL is cut back
-                // to `journal_size_limit` once checkpointed.
-                let _checkpointed = self.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);");
-                true
-            }
+        let target = max.saturating_sub(wal_limit(max));
+        if size.used <= target {
+            // Over by free pages or by the WAL: give them back, nothing to delete.
+            self.reclaim();
+            return false;
+        }
+        let deleted = match self.delete_oldest(size, target) {
+            Ok(n) => n,
             Err(error) => {
                 tracing::error!(path = %self.path.display(), %error, "Deleting the oldest rows failed");
-                false
+                0
             }
+        };
+        self.reclaim();
+        deleted > 0
+    }
+
+    /// One chunk of the oldest exchanges (as many as the excess takes at the
+    /// average row size); with none left, the oldest decided approvals; with
+    /// none of those, the oldest pending ones. How many rows went.
+    fn delete_oldest(&self, size: Size, target: u64) -> rusqlite::Result<usize> {
+        // Rowids grow with time, so their span counts the rows cheaply.
+        let (lo, hi): (Option<i64>, Option<i64>) =
+            self.conn
+                .query_row("SELECT min(rowid), max(rowid) FROM exchanges", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+        if let (Some(lo), Some(hi)) = (lo, hi) {
+            let rows = u64::try_from(hi - lo + 1).unwrap_or(1).max(1);
+            let per_row = (size.used / rows).max(1);
+            let chunk = ((size.used - target).div_ceil(per_row) as i64).clamp(1, SHRINK_CHUNK);
+            return self.conn.prepare_cached(SHRINK)?.execute(params![chunk]);
+        }
+        let decided = self
+            .conn
+            .prepare_cached(SHRINK_DECIDED)?
+            .execute(params![SHRINK_APPROVALS_CHUNK])?;
+        if decided > 0 {
+            return Ok(decided);
+        }
+        let pending = self
+            .conn
+            .prepare_cached(SHRINK_PENDING)?
+            .execute(params![SHRINK_APPROVALS_CHUNK])?;
+        if pending > 0 {
+            self.metrics.approvals_evicted.inc_by(pending as u64);
+            tracing::warn!(
+                path = %self.path.display(),
+                approvals = pending,
+                "store.max_bytes: pending approvals deleted before anyone decided them"
+            );
+        }
+        Ok(pending)
+    }
+
+    /// Hands free pages back to the file system (`auto_vacuum =
+    /// INCREMENTAL`), at most [`VACUUM_PAGES`] a call, and checkpoints the WAL
+    /// so that the file is cut to its new size (a checkpoint never waits on a
+    /// reader; one that cannot finish is completed by a later one).
+    fn reclaim(&self) {
+        let vacuumed = self.conn.execute_batch(&format!(
+            "PRAGMA incremental_vacuum({VACUUM_PAGES}); PRAGMA wal_checkpoint(PASSIVE);"
+        ));
+        if let Err(error) = vacuumed {
+            tracing::warn!(path = %self.path.display(), %error, "Reclaiming free pages failed");
         }
     }
 
-    /// Used pages of the database and the WAL's size, in bytes.
-    fn size(&self) -> Option<(u64, u64)> {
+    /// The database file and its WAL as on disk, and the bytes its rows use.
+    fn size(&self) -> Option<Size> {
         let pragma = |name: &str| -> Option<u64> {
             self.conn
                 .query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
                 .ok()
                 .and_then(|v| u64::try_from(v).ok())
         };
-        let used = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
+        let page = pragma("page_size")?;
+        let used = pragma("page_count")?.saturating_sub(pragma("freelist_count")?) * page;
         let mut wal = self.path.clone().into_os_string();
         wal.push("-wal");
         let wal = std::fs::metadata(&wal).map_or(0, |m| m.len());
-        Some((used * pragma("page_size")?, wal))
+        let file = std::fs::metadata(&self.path).map_or(used, |m| m.len());
+        Some(Size { file, wal, used })
+    }
+
+    /// Counts the approval a committed row carried.
+    fn approval_created(&self, rec: &Record) {
+        if let Some(a) = &rec.approval {
+            self.metrics
+                .record_approval(&rec.route, &a.label, "created");
+        }
     }
 
     /// Inserts each row on its own: (written, failed, last error).
@@ -457,7 +604,10 @@ impl Writer {
         let (mut written, mut failed, mut last) = (0, 0, None);
         for rec in batch {
             match insert_one(&self.conn, rec) {
-                Ok(()) => written += 1,
+                Ok(()) => {
+                    written += 1;
+                    self.approval_created(rec);
+                }
                 Err(e) => {
                     failed += 1;
                     last = Some(e);
@@ -478,21 +628,26 @@ impl Writer {
             (PURGE_SKIPS, "skip counts"),
             (PURGE_FEEDBACK, "feedback"),
             (PURGE_NOISE, "noise pointers"),
+            (PURGE_DELIVERIES, "deliveries"),
         ] {
             if let Err(error) = self.conn.execute(sql, params![cutoff]) {
                 tracing::error!(path = %self.path.display(), %error, "Retention delete of {what} failed");
             }
         }
-        let deleted = self
-            .conn
-            .prepare_cached(PURGE)
-            .and_then(|mut stmt| stmt.execute(params![cutoff, PURGE_CHUNK]));
-        match deleted {
-            Ok(n) => n as i64 >= PURGE_CHUNK,
-            Err(error) => {
-                tracing::error!(path = %self.path.display(), %error, "Retention delete failed");
-                false
+        let mut more = false;
+        for (sql, what) in [(PURGE, "exchanges"), (PURGE_APPROVALS, "approvals")] {
+            let deleted = self
+                .conn
+                .prepare_cached(sql)
+                .and_then(|mut stmt| stmt.execute(params![cutoff, PURGE_CHUNK]));
+            match deleted {
+                Ok(n) => more |= n as i64 >= PURGE_CHUNK,
+                Err(error) => {
+                    tracing::error!(path = %self.path.display(), %error, "Retention delete of {what} failed");
+                }
             }
         }
+        self.reclaim();
+        more
     }
 }

@@ -280,3 +280,38 @@ async fn the_audit_reads_a_snapshot_while_the_ledger_is_locked_for_writing() {
     assert_eq!(send(change(3)).await.0, 200);
     running.stop().await;
 }
+
+#[tokio::test]
+async fn the_admin_listener_holds_at_most_64_connections_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path(), "", None).await;
+    let addr = running.admin_addr;
+    // 64 idle connections (each gets its 10 s for a head): the default cap.
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // The listener accepts in order: the 65th comes after these 64.
+    let mut over = TcpStream::connect(addr).await.unwrap();
+    let _sent = over
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await;
+    let answer = read_to_close(&mut over).await;
+    assert!(answer.is_empty(), "served over the cap: {answer}");
+    assert_eq!(rejections(&running, "admin_connections"), 1.0);
+    // One closes: a new one is served.
+    drop(held.pop());
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let _sent = s
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await;
+        if read_to_close(&mut s).await.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never served again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.stop().await;
+}

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use understudy::app::Running;
 use understudy::loopback;
 
+mod rows;
+
 /// A replica named `name` of route `r` (segment header `x-tier`, sticky on
 /// `x-user-id`) with `rollout` weights, in `dir`.
 /// What the replicas of a test share: PostgreSQL, a temp dir, the upstreams

@@ -129,3 +129,61 @@ async fn rollout_events_reach_webhooks_within_a_second_and_survive_a_failing_rec
     );
     running.stop().await;
 }
+
+/// Issue 23: a receiver that accepts and then never finishes its answer (an
+/// endless body) holds its queue for a bounded time only: the next event
+/// still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_answer_does_not_hold_the_queue() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (inc, cand) = (upstream().spawn().await, upstream().spawn().await);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let posts = Arc::new(AtomicUsize::new(0));
+    let seen = posts.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                // One POST per connection (the answer never ends).
+                match s.read(&mut buf).await {
+                    Ok(n) if n > 0 && buf[..n].starts_with(b"POST ") => {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                    }
+                    _ => return,
+                }
+                let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                // An endless body, a chunk of 64 KiB at a time.
+                let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+                while s.write_all(chunk.as_bytes()).await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let routes = format!(
+        "{}\n[[notify]]\nurl = \"http://{addr}/hook\"\n",
+        route("r", "/", &inc.url(), &cand.url(), ""),
+    );
+    let running = start_in(dir.path(), &routes, None).await;
+    let admin = running.admin_addr;
+    let up = r#"{"segment":"default","weight":50,"reason":"go","force":true}"#;
+    assert_eq!(change(admin, up).await, 200);
+    let back = r#"{"segment":"default","weight":0,"reason":"back"}"#;
+    assert_eq!(change(admin, back).await, 200);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while posts.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        posts.load(Ordering::SeqCst),
+        2,
+        "the second event never left"
+    );
+    running.stop().await;
+}

@@ -169,3 +169,166 @@ async fn replay_overhead() {
         used * 1e6 / N as f64
     );
 }
+
+/// Logged exchanges of route `r` (each with the incumbent's `answer`) in a
+/// fresh store: the config.
+async fn logged(
+    dir: &std::path::Path,
+    store_extra: &str,
+    n: usize,
+    answer: &'static [u8],
+) -> understudy::config::Config {
+    let routes = route("r", "/", "http://127.0.0.1:9", "http://127.0.0.1:9", "");
+    let text = config_text(dir, &format!("[store]\n{store_extra}"), &routes);
+    std::fs::write(dir.join("proxy.toml"), &text).unwrap();
+    let config = understudy::config::parse(&text).unwrap();
+    let store =
+        understudy::store::Store::open(&config.store, understudy::metrics::Metrics::new()).unwrap();
+    for i in 0..n {
+        store.record(understudy::store::Record {
+            id: format!("ex-{i:08}"),
+            ts_ms: 1_000_000 + i as i64,
+            route: "r".into(),
+            segment: "default".into(),
+            served_by: "incumbent",
+            method: "GET".into(),
+            path: format!("/score/{i}"),
+            request_headers: "{}".into(),
+            verdict: "match",
+            diff: "[]".into(),
+            incumbent_status: Some(200),
+            incumbent_body: Some(Bytes::from_static(answer)),
+            ..Default::default()
+        });
+    }
+    store.close_async().await;
+    config
+}
+
+fn options(config: &understudy::config::Config, candidate: &str) -> understudy::replay::Options {
+    understudy::replay::Options {
+        db: config.store.path.clone(),
+        route: "r".into(),
+        candidate: candidate.parse().unwrap(),
+        label: "v2".into(),
+        since: None,
+        segment: None,
+        rate: 1e6,
+        concurrency: 4,
+        timeout: Duration::from_secs(5),
+        progress: false,
+    }
+}
+
+fn replayed_bodies(db: &std::path::Path) -> Vec<Vec<u8>> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT CAST(candidate_body AS BLOB) FROM replays ORDER BY exchange_id")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_redacts_the_candidates_answer_like_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = logged(
+        dir.path(),
+        "redact_json = [\"/email\"]\n",
+        3,
+        br#"{"score":1,"email":"[redacted]"}"#,
+    )
+    .await;
+    let candidate = upstream()
+        .json(r#"{"score":1,"email":"ann@example.com"}"#)
+        .spawn()
+        .await;
+    let s = understudy::replay::run(&config, &options(&config, &candidate.url()))
+        .await
+        .unwrap();
+    assert_eq!(s.replayed, 3, "{s:?}");
+    let bodies = replayed_bodies(&config.store.path);
+    assert_eq!(bodies.len(), 3);
+    for b in &bodies {
+        let text = String::from_utf8_lossy(b);
+        assert!(!text.contains("ann@example.com"), "{text}");
+        assert!(text.contains("[redacted]"), "{text}");
+    }
+    // Redacted on both sides, the email is no difference.
+    let conn = rusqlite::Connection::open(&config.store.path).unwrap();
+    let matches: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM replays WHERE verdict = 'match'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(matches, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_bomb_from_the_candidate_is_decoded_only_to_the_cap() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let config = logged(dir.path(), "max_body_bytes = 65536\n", 1, br#"{"score":1}"#).await;
+    // 16 MiB of zeros in some 16 KiB of gzip.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..16 {
+        gz.write_all(&zeros).unwrap();
+    }
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 65536, "{}", bomb.len());
+    let candidate = understudy::loopback::serve(move |_req: Request<hyper::body::Incoming>| {
+        let bomb = Bytes::from(bomb.clone());
+        async move {
+            http::Response::builder()
+                .header("content-encoding", "gzip")
+                .header("content-type", "application/json")
+                .body(Full::new(bomb))
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let s = understudy::replay::run(
+        &config,
+        &options(&config, &format!("http://{}", candidate.addr)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.replayed, 1, "{s:?}");
+    let bodies = replayed_bodies(&config.store.path);
+    assert!(bodies[0].len() <= 65536, "{} bytes kept", bodies[0].len());
+}
+
+#[test]
+fn a_rate_that_is_not_a_positive_finite_number_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = route("r", "/", "http://127.0.0.1:9", "http://127.0.0.1:9", "");
+    let text = config_text(dir.path(), "[store]\n", &routes);
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(&config, text).unwrap();
+    for rate in ["1e12", "inf", "NaN", "0", "-1"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_understudy"))
+            .args(["replay", "-c"])
+            .arg(&config)
+            .args([
+                "--route",
+                "r",
+                "--candidate",
+                "http://127.0.0.1:9",
+                "--label",
+                "x",
+            ])
+            .arg(format!("--rate={rate}"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{rate}: {stderr}");
+        assert!(stderr.contains("--rate"), "{rate}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{rate}: {stderr}");
+    }
+}

@@ -364,6 +364,7 @@ async fn show_export_and_feedback_on_a_real_log() {
             rating: Some(5),
             comment: "spot on".into(),
             reversed: false,
+            rater: None,
         },
     )
     .unwrap();
@@ -374,6 +375,7 @@ async fn show_export_and_feedback_on_a_real_log() {
             rating: Some(1),
             comment: "wrong".into(),
             reversed: false,
+            rater: None,
         },
     )
     .unwrap();

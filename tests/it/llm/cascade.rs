@@ -203,6 +203,7 @@ cost = {{ candidate = {{ input_per_mtok = 1.0, output_per_mtok = 2.0 }} }}",
             rating: Some(rating),
             comment: String::new(),
             reversed: false,
+            rater: None,
         };
         understudy::store::events::insert_feedback(&rw, &feedback).unwrap();
     }
