@@ -4,7 +4,7 @@
 //!
 //! # The test
 //!
-//! For each tail level `p` (the p99 by default), keep the incumbent's
+//! For each tail level `p` (the p95 and the p99 by default), keep the incumbent's
 //! `p`-quantile `q` as estimated from the comparisons *before* this one (a
 //! predictable threshold). Each comparison then says one of: only the
 //! candidate exceeds `ratio·q` ("candidate-only"), only the incumbent
@@ -16,8 +16,8 @@
 //! P(I > q, C ≤ rq)`, so each one-sided exceedance is a candidate-only one
 //! with probability at most ½, given the past. The candidate-only share is
 //! tested against ½ with the one-sided beta-binomial mixture
-//! ([`super::onesided`]), level `α` (split equally over the levels when
-//! there are several), valid at every comparison, forever.
+//! ([`super::onesided`], tuned for about 100 exceedances), level `α` split
+//! equally over the levels (Bonferroni), valid at every comparison, forever.
 //!
 //! When both sides have the same latency distribution the null holds at
 //! every threshold for any `ratio ≥ 1`, so a false breach has probability at
@@ -61,6 +61,16 @@ const WARMUP: u64 = 20;
 /// The most tail levels one test judges.
 pub const MAX_LEVELS: usize = 4;
 
+/// The tail levels judged when none is given: the p95 and the p99 (the p95
+/// sees five times as many exceedances, so a uniform slowdown is caught
+/// about twice as fast as at the p99 alone).
+pub const DEFAULT_LEVELS: [f64; 2] = [0.95, 0.99];
+
+/// The mixture of each level's test is tuned for about this many one-sided
+/// exceedances (a slowdown shows within a few hundred; the default tuning
+/// of 1,000 spreads the mixture over too narrow alternatives).
+pub const TUNE_EXCEEDANCES: f64 = 100.0;
+
 /// One tail level's counts.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Level {
@@ -85,8 +95,8 @@ pub struct SlowdownTest {
 impl SlowdownTest {
     /// A test at level `alpha` (split equally over `levels`, each a tail
     /// level in `(0, 1)`; out-of-range or NaN levels are dropped, at most
-    /// [`MAX_LEVELS`] kept, none left means the p99) against `ratio` (at
-    /// least 1; NaN counts as 1).
+    /// [`MAX_LEVELS`] kept, none left means [`DEFAULT_LEVELS`]) against
+    /// `ratio` (at least 1; NaN counts as 1).
     pub fn new(ratio: f64, alpha: f64, levels: &[f64]) -> Self {
         let mut ps: Vec<f64> = levels
             .iter()
@@ -95,9 +105,9 @@ impl SlowdownTest {
             .take(MAX_LEVELS)
             .collect();
         if ps.is_empty() {
-            ps.push(0.99);
+            ps.extend(DEFAULT_LEVELS);
         }
-        let seq = Sequence::new(alpha / ps.len() as f64);
+        let seq = Sequence::tuned(alpha / ps.len() as f64, TUNE_EXCEEDANCES);
         SlowdownTest {
             ratio: if ratio.is_nan() { 1.0 } else { ratio.max(1.0) },
             levels: ps
@@ -252,7 +262,7 @@ mod tests {
         // Bad input is skipped, and bad levels fall back to the p99.
         let mut odd = SlowdownTest::new(f64::NAN, 0.05, &[f64::NAN, 2.0]);
         assert_eq!(odd.ratio(), 1.0);
-        assert_eq!(odd.levels().count(), 1);
+        assert_eq!(odd.levels().count(), 2);
         assert!(!odd.observe(f64::NAN, -1.0));
     }
 }

@@ -134,10 +134,19 @@ pub struct Sequence {
 impl Sequence {
     /// The sequence at level `alpha`, clamped by [`clamp_alpha`].
     pub fn new(alpha: f64) -> Self {
+        Sequence::tuned(alpha, TUNE_N)
+    }
+
+    /// The sequence at level `alpha` tightest around `tune_n` samples
+    /// instead of [`TUNE_N`] (`c = tune_n/k − 1`, at least 1; a NaN
+    /// `tune_n` is [`TUNE_N`]). A test that sees few samples (the
+    /// latency test's tail exceedances) gains from a smaller `tune_n`.
+    pub fn tuned(alpha: f64, tune_n: f64) -> Self {
         let alpha = clamp_alpha(alpha);
+        let tune_n = if tune_n.is_nan() { TUNE_N } else { tune_n };
         Sequence {
             alpha,
-            c: TUNE_N / tuning_ratio(alpha) - 1.0,
+            c: (tune_n / tuning_ratio(alpha) - 1.0).max(1.0),
             threshold: (1.0 / alpha).ln(),
         }
     }
