@@ -224,16 +224,18 @@ def sessions(runs, p=0.92, n=1_000_000, L=20, kappa=10.0, block=200):
         x = rng.random(n) < np.repeat(pu, L)
         raw += Cusum(arl=arl).run(x) is not None
         # Tempered by 1/D, D re-estimated every `block` outcomes over 1024 hashed buckets
-    # (the Rust code re-estimates it at every outcome).
+    # (the Rust code re-estimates it at every outcome; here at every one of the first 2,000).
         user = np.repeat(np.arange(users), L)
         bucket = (user * 2654435761) % 1024
         d, nb, sb, hit = Cusum(arl=arl), np.zeros(1024), np.zeros(1024), False
         dd = np.ones(n)
-        for pos in range(0, n, block):
-            dd[pos:pos + block] = design_effect(nb, sb)
-            if not hit and d.run(x[pos:pos + block], np.full(block, 1.0 / dd[pos])) is not None:
+        # D before every outcome for the first 2,000, then once per block.
+        starts = list(range(0, 2000)) + list(range(2000, n, block))
+        for pos, end in zip(starts, starts[1:] + [n]):
+            dd[pos:end] = design_effect(nb, sb)
+            if not hit and d.run(x[pos:end], np.full(end - pos, 1.0 / dd[pos])) is not None:
                 hit = True
-            np.add.at(nb, bucket[pos:pos + block], 1); np.add.at(sb, bucket[pos:pos + block], x[pos:pos + block])
+            np.add.at(nb, bucket[pos:end], 1); np.add.at(sb, bucket[pos:end], x[pos:end])
         tempered += hit
         # The one-sided agreement test on raw and on effective counts (s/D, n/D).
         k, sc = np.arange(1, n + 1), np.cumsum(x)
