@@ -156,7 +156,7 @@ def at_the_bar(run, n):
 GAMMA, MIN_MS, NB = 1.05, 0.001, 400
 
 
-def latency(tag, run, sigma, slow, ratio, n, levels=(0.95, 0.99)):
+def latency(tag, run, sigma, slow, ratio, n, levels=(0.9, 0.95, 0.99)):
     """First comparison at which any level's test says slower (Bonferroni over levels)."""
     firsts = [latency_level(tag, run, sigma, slow, ratio, n, p, ALPHA / len(levels)) for p in levels]
     firsts = [f for f in firsts if f != "none"]

@@ -351,11 +351,19 @@ mod tests {
         let cases = [
             (2.0, 3.0, 0.4, 0.5248),
             (0.5, 0.5, 0.3, 0.369_010_119_565_545_4),
-            (108.696_139_828_791_22, 12.077_348_869_865_691, 0.9, 0.467_684_775_215_784_9),
+            (
+                108.696_139_828_791_22,
+                12.077_348_869_865_691,
+                0.9,
+                0.467_684_775_215_784_9,
+            ),
         ];
         for (a, b, x, want) in cases {
             let got = beta_inc(a, b, x);
-            assert!((got - want).abs() < 1e-12, "I_{x}({a}, {b}) = {got}, want {want}");
+            assert!(
+                (got - want).abs() < 1e-12,
+                "I_{x}({a}, {b}) = {got}, want {want}"
+            );
         }
         assert_eq!(beta_inc(2.0, 3.0, 0.0), 0.0);
         assert_eq!(beta_inc(2.0, 3.0, 1.0), 1.0);
@@ -384,10 +392,16 @@ mod tests {
         // The interval bounds bracket p̂ and sit inside the two-sided interval.
         let (lo2, hi2) = s.interval(930, 1000);
         let (lo, hi) = (t.lower_bound(930, 1000), t.upper_bound(930, 1000));
-        assert!(lo2 < lo && lo < 0.93 && 0.93 < hi && hi < hi2, "{lo2} {lo} {hi} {hi2}");
+        assert!(
+            lo2 < lo && lo < 0.93 && 0.93 < hi && hi < hi2,
+            "{lo2} {lo} {hi} {hi2}"
+        );
         // The lower bound is where "above" starts to hold.
         assert_eq!(s.one_sided(lo * 0.999).position(930, 1000), Position::Above);
-        assert_eq!(s.one_sided(lo * 1.001).position(930, 1000), Position::Inside);
+        assert_eq!(
+            s.one_sided(lo * 1.001).position(930, 1000),
+            Position::Inside
+        );
         assert_eq!(s.one_sided(hi * 1.001).position(930, 1000), Position::Below);
     }
 

@@ -339,7 +339,10 @@ fn fast_no_false_alarm_at_092_and_latency_equal_holds() {
 fn fast_a_bad_candidate_is_stopped_with_few_wrong_answers() {
     for r in 0..20 {
         let (k, wrong) = detect(r, 0.6, 0.05, 1, arl());
-        assert!(k <= 500 && wrong <= 10, "run {r}: {k} comparisons, {wrong} wrong");
+        assert!(
+            k <= 500 && wrong <= 10,
+            "run {r}: {k} comparisons, {wrong} wrong"
+        );
     }
     let k = first_pass(0, 0.95, false);
     assert!(k < 400, "{k}");
@@ -411,14 +414,20 @@ fn full() {
         let hits = cs_false_breaches(p, 1_000_000, runs, len, inflate);
         println!(
             "| one-sided sequence, {p} vs 0.9, sessions of {len}, {}: runs of 10⁶ with a false breach | {hits}/{runs} |",
-            if inflate { "effective counts" } else { "raw counts" }
+            if inflate {
+                "effective counts"
+            } else {
+                "raw counts"
+            }
         );
     }
     // Latency.
     let hits = (0..runs)
         .filter(|r| latency(8, *r, 1.0, 1.0, 1.5, 100_000) != u64::MAX)
         .count();
-    println!("| latency identical (lognormal σ = 1), ratio 1.5, runs of 10⁵ that breach | {hits}/{runs} |");
+    println!(
+        "| latency identical (lognormal σ = 1), ratio 1.5, runs of 10⁵ that breach | {hits}/{runs} |"
+    );
     let mut v: Vec<u64> = (0..runs)
         .map(|r| latency(9, r, 1.0, 2.0, 1.5, 100_000))
         .collect();
@@ -444,7 +453,10 @@ fn full() {
     // First pass at 0.95.
     for (two, name) in [(true, "two-sided (today)"), (false, "one-sided")] {
         let mut v: Vec<u64> = (0..runs).map(|r| first_pass(r, 0.95, two)).collect();
-        println!("| first pass at 0.95 (no errors), {name} | {} |", summary(&mut v));
+        println!(
+            "| first pass at 0.95 (no errors), {name} | {} |",
+            summary(&mut v)
+        );
     }
     println!("(simulated in {:.0} s)", t0.elapsed().as_secs_f64());
 }
@@ -482,7 +494,10 @@ fn cost() {
         f.observe(i as u64 / 20, *x);
     }
     let per = t.elapsed().as_secs_f64() * 1e9 / xs.len() as f64;
-    println!("inflation observe: {per:.1} ns (D̂ {:.3})", f.design_effect());
+    println!(
+        "inflation observe: {per:.1} ns (D̂ {:.3})",
+        f.design_effect()
+    );
 }
 
 /// Per-run figures of the first `US_RUNS` runs (default 10), in the form
@@ -499,11 +514,19 @@ fn exact() {
     let a = arl();
     line(
         "drift day 0.60",
-        join((0..runs).map(|r| drift(1, r, 0.95, 8_640_000, 0.6, 100_000, a)).collect()),
+        join(
+            (0..runs)
+                .map(|r| drift(1, r, 0.95, 8_640_000, 0.6, 100_000, a))
+                .collect(),
+        ),
     );
     line(
         "drift day 0.85",
-        join((0..runs).map(|r| drift(11, r, 0.95, 8_640_000, 0.85, 100_000, a)).collect()),
+        join(
+            (0..runs)
+                .map(|r| drift(11, r, 0.95, 8_640_000, 0.85, 100_000, a))
+                .collect(),
+        ),
     );
     line(
         "drift 240k 0.60 A(0.005)",
@@ -515,11 +538,19 @@ fn exact() {
     );
     line(
         "false 0.92",
-        join((0..runs).map(|r| u64::from(false_alarm_iid(2, r, 0.92, 1_000_000, a))).collect()),
+        join(
+            (0..runs)
+                .map(|r| u64::from(false_alarm_iid(2, r, 0.92, 1_000_000, a)))
+                .collect(),
+        ),
     );
     line(
         "false 0.90",
-        join((0..runs).map(|r| u64::from(false_alarm_iid(13, r, 0.90, 1_000_000, a))).collect()),
+        join(
+            (0..runs)
+                .map(|r| u64::from(false_alarm_iid(13, r, 0.90, 1_000_000, a)))
+                .collect(),
+        ),
     );
     line(
         "at the bar",
@@ -532,11 +563,19 @@ fn exact() {
     );
     line(
         "latency equal",
-        join((0..runs).map(|r| latency(8, r, 1.0, 1.0, 1.5, 100_000)).collect()),
+        join(
+            (0..runs)
+                .map(|r| latency(8, r, 1.0, 1.0, 1.5, 100_000))
+                .collect(),
+        ),
     );
     line(
         "latency 2x",
-        join((0..runs).map(|r| latency(9, r, 1.0, 2.0, 1.5, 100_000)).collect()),
+        join(
+            (0..runs)
+                .map(|r| latency(9, r, 1.0, 2.0, 1.5, 100_000))
+                .collect(),
+        ),
     );
     line(
         "detect",
@@ -547,6 +586,12 @@ fn exact() {
             })
             .collect(),
     );
-    line("pass two", join((0..runs).map(|r| first_pass(r, 0.95, true)).collect()));
-    line("pass one", join((0..runs).map(|r| first_pass(r, 0.95, false)).collect()));
+    line(
+        "pass two",
+        join((0..runs).map(|r| first_pass(r, 0.95, true)).collect()),
+    );
+    line(
+        "pass one",
+        join((0..runs).map(|r| first_pass(r, 0.95, false)).collect()),
+    );
 }
