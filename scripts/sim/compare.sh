@@ -7,7 +7,7 @@ set -e
 cd "$(dirname "$0")/../.."
 runs=${1:-10}
 US_RUNS=$runs cargo test --release --lib stats::sim::exact -- --ignored --nocapture --test-threads 1 \
-  | grep '^exact ' > /tmp/understudy-sim-rust.txt
+  | sed -n 's/^.*\(exact [a-z0-9].*:.*\)$/\1/p' > /tmp/understudy-sim-rust.txt
 python3 scripts/sim/reference.py exact "$runs" > /tmp/understudy-sim-python.txt
 cat /tmp/understudy-sim-rust.txt
 diff /tmp/understudy-sim-rust.txt /tmp/understudy-sim-python.txt && echo "agree: Rust and Python, $runs runs each"

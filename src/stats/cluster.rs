@@ -142,7 +142,7 @@ impl Inflation {
         // (relative rounding about 1e-16 · n/(p(1−p)), harmless to 10⁹).
         let spread = self.s2 as f64 - 2.0 * p * self.sn as f64 + p * p * self.n2 as f64;
         let expected = p * (1.0 - p) * (n - self.n2 as f64 / n);
-        if !(expected > 0.0) {
+        if expected.is_nan() || expected <= 0.0 {
             return 1.0;
         }
         let margin = 1.0 + 2.0 * (2.0 / (self.m - 1) as f64).sqrt();

@@ -152,7 +152,7 @@ impl SlowdownTest {
         let i = index(incumbent_ms);
         self.counts[i] = self.counts[i].saturating_add(1);
         self.len += 1;
-        if self.len >= WARMUP && (self.len % REFRESH == 0 || self.len == WARMUP) {
+        if self.len >= WARMUP && (self.len.is_multiple_of(REFRESH) || self.len == WARMUP) {
             for j in 0..self.levels.len() {
                 self.levels[j].threshold = self.quantile(self.levels[j].p);
             }
@@ -211,7 +211,7 @@ impl SlowdownTest {
 }
 
 fn index(ms: f64) -> usize {
-    if !(ms > MIN_MS) {
+    if ms.is_nan() || ms <= MIN_MS {
         return 0;
     }
     let i = ((ms / MIN_MS).ln() / GAMMA.ln()).floor();

@@ -136,7 +136,7 @@ impl OneSided {
     /// after a variance inflation, [`super::cluster::Inflation::effective`]).
     pub fn position_f(&self, s: f64, n: f64) -> Position {
         let bar = self.bar;
-        if !(n > 0.0) || bar.is_nan() || !(s >= 0.0) {
+        if n.is_nan() || n <= 0.0 || bar.is_nan() || s.is_nan() || s < 0.0 {
             return Position::Inside;
         }
         let s = s.min(n);
