@@ -422,6 +422,10 @@ mod tests {
 
     #[test]
     fn a_zero_bar_breaches_at_the_first_event_and_can_pass() {
+        // The defect: the two-sided sequence puts a bar of 0 "below" any
+        // rate, so a guard that breaches a maximum on `Above` rolled back a
+        // candidate with no event at all.
+        assert_eq!(seq().position(0, 10_000, 0.0), Position::Above);
         let t = seq().one_sided(0.0);
         // No event: nothing says the rate is above 0, and a pass is possible.
         assert_eq!(t.position(0, 10_000), Position::Inside);
