@@ -134,10 +134,19 @@ pub struct Sequence {
 impl Sequence {
     /// The sequence at level `alpha`, clamped by [`clamp_alpha`].
     pub fn new(alpha: f64) -> Self {
+        Sequence::tuned(alpha, TUNE_N)
+    }
+
+    /// The sequence at level `alpha` tightest around `tune_n` samples
+    /// instead of [`TUNE_N`] (`c = tune_n/k − 1`, at least 1; a NaN
+    /// `tune_n` is [`TUNE_N`]). A test that sees few samples (the
+    /// latency test's tail exceedances) gains from a smaller `tune_n`.
+    pub fn tuned(alpha: f64, tune_n: f64) -> Self {
         let alpha = clamp_alpha(alpha);
+        let tune_n = if tune_n.is_nan() { TUNE_N } else { tune_n };
         Sequence {
             alpha,
-            c: TUNE_N / tuning_ratio(alpha) - 1.0,
+            c: (tune_n / tuning_ratio(alpha) - 1.0).max(1.0),
             threshold: (1.0 / alpha).ln(),
         }
     }
@@ -250,7 +259,6 @@ impl Sequence {
     /// take more than 10¹⁸ samples. Doubling then bisection over `N`: at most
     /// about 130 evaluations, for `report` and `status`, not per comparison.
     pub fn samples_to_decide(&self, p_hat: f64, bar: f64, n: u64) -> Option<u64> {
-        const LIMIT: u64 = 1_000_000_000_000_000_000;
         if p_hat.is_nan() || bar.is_nan() {
             return None;
         }
@@ -264,32 +272,38 @@ impl Sequence {
             // not it: decided at once, as `position` says.
             return Some(start);
         }
-        let decided = |m: u64| {
+        first_decided(start, |m: u64| {
             let m = m as f64;
             ln_m(p_hat * m, m, bar, self.c) >= self.threshold
-        };
-        if decided(start) {
-            return Some(start);
-        }
-        let (mut lo, mut hi) = (start, start);
-        while !decided(hi) {
-            if hi > LIMIT {
-                return None;
-            }
-            lo = hi;
-            hi = hi.saturating_mul(2);
-        }
-        // decided(hi) and not decided(lo): narrow down to the first decided.
-        while hi - lo > 1 {
-            let mid = lo + (hi - lo) / 2;
-            if decided(mid) {
-                hi = mid;
-            } else {
-                lo = mid;
-            }
-        }
-        Some(hi)
+        })
     }
+}
+
+/// The smallest `N ≥ start` with `decided(N)`, for a `decided` that stays
+/// true once true: doubling then bisection; `None` beyond 10¹⁸.
+pub(super) fn first_decided(start: u64, decided: impl Fn(u64) -> bool) -> Option<u64> {
+    const LIMIT: u64 = 1_000_000_000_000_000_000;
+    if decided(start) {
+        return Some(start);
+    }
+    let (mut lo, mut hi) = (start, start);
+    while !decided(hi) {
+        if hi > LIMIT {
+            return None;
+        }
+        lo = hi;
+        hi = hi.saturating_mul(2);
+    }
+    // decided(hi) and not decided(lo): narrow down to the first decided.
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if decided(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Some(hi)
 }
 
 /// [`Sequence::interval`] at level `alpha`.
@@ -318,7 +332,7 @@ pub fn samples_to_decide(p_hat: f64, bar: f64, n: u64, alpha: f64) -> Option<u64
 /// keep the signs of `g(a)` and `g(b)`. At most 200 evaluations (10 to 30 in
 /// practice), stopping once the bracket is within 2e-15 relative (or 1e-300
 /// absolute).
-fn bracketed_root(mut a: f64, mut b: f64, g: impl Fn(f64) -> f64) -> (f64, f64) {
+pub(super) fn bracketed_root(mut a: f64, mut b: f64, g: impl Fn(f64) -> f64) -> (f64, f64) {
     let (mut ga, mut gb) = (g(a), g(b));
     let mut last_side = 0i8;
     let mut width_two_ago = f64::INFINITY;
@@ -366,7 +380,7 @@ fn bracketed_root(mut a: f64, mut b: f64, g: impl Fn(f64) -> f64) -> (f64, f64) 
 /// ln M = S·ln(1 + d/(Np)) + F·ln(1 − d/(N(1−p))) + cp·ln(x/N) + c(1−p)·ln(y/N)
 ///        + ½ ln(N/(xy)) + ½ ln 2π + t(x) + t(y) − t(N) − ln B(cp, c(1−p))
 /// ```
-fn ln_m(s: f64, n: f64, p: f64, c: f64) -> f64 {
+pub(super) fn ln_m(s: f64, n: f64, p: f64, c: f64) -> f64 {
     if n <= 0.0 {
         return 0.0;
     }
