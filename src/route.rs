@@ -64,7 +64,7 @@ pub fn has_dot_segment(path: &str) -> bool {
 }
 
 /// The host the client asked for, without port: the request's one `Host`
-/// header, where [`crate::proxy::conform::one_host`] leaves the host it
+/// header, where the request path's conformance check (`proxy::conform`) leaves the host it
 /// decided on (the target's authority, or HTTP/2 `:authority`, when there is
 /// one). Used for matching only, never to pick a destination.
 pub fn request_host(parts: &Parts) -> Option<&str> {

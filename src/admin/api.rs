@@ -8,6 +8,7 @@
 
 use super::auth::{Auth, Refusal};
 use super::limits::{self, BodyError, Limits};
+use super::reply::{ACTOR_HEADER, Answer, Failure, ok, parse};
 use super::wire;
 use super::{body_refused, respond};
 use crate::metrics::Rejected;
@@ -20,27 +21,13 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::net::SocketAddr;
 
-/// Header a client sets to be audited as something other than `api` (the CLI sends `cli`).
-pub const ACTOR_HEADER: &str = "x-understudy-actor";
 /// Events `GET /api/v1/audit` returns without a `limit`.
 const AUDIT_DEFAULT: usize = 1000;
 /// The most events one `GET /api/v1/audit` returns, whatever its `limit`.
 pub const AUDIT_MAX: usize = 10_000;
-
-/// An API failure: its status and message.
-pub(super) struct Failure(pub(super) StatusCode, pub(super) String);
-
-/// A status and a body of the wire format ([`wire`]), as JSON text.
-pub(super) type Answer = Result<(StatusCode, String), Failure>;
-
-pub(super) fn ok(status: StatusCode, body: impl Serialize) -> Answer {
-    serde_json::to_string_pretty(&body)
-        .map(|text| (status, text))
-        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-}
 
 /// A mutating call's context: who calls, and the limits its body is read under.
 struct Caller<'a> {
@@ -171,15 +158,6 @@ async fn mutate<F: Future<Output = Answer>>(
         Err(e @ BodyError::Read(_)) => return Err(Failure(StatusCode::BAD_REQUEST, e.to_string())),
     };
     f(bytes).await
-}
-
-pub(super) fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8], shape: &str) -> Result<T, Failure> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        Failure(
-            StatusCode::BAD_REQUEST,
-            format!("invalid JSON body ({e}); expected {shape}"),
-        )
-    })
 }
 
 fn rollout_failure(e: &rollout::Error) -> Failure {

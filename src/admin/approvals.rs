@@ -4,7 +4,7 @@
 //! `POST /api/v1/approvals/{id}` with `{"decision", "reason"}` approves or
 //! rejects one. Every call here needs the token (they hold people's data).
 
-use super::api::{ACTOR_HEADER, Answer, Failure, ok, parse};
+use super::reply::{ACTOR_HEADER, Answer, Failure, ok, parse};
 use super::wire;
 use crate::admin::people::{self, Error as E};
 use crate::proxy::Proxy;

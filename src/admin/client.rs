@@ -5,7 +5,7 @@
 //! It never touches the database itself: the proxy records every change, so
 //! the audit trail has one writer. Calls are sent with `x-understudy-actor: cli`.
 
-use super::api::ACTOR_HEADER;
+use super::reply::ACTOR_HEADER;
 use super::wire;
 use crate::rollout::guard;
 use bytes::Bytes;

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod client;
 pub mod limits;
 pub mod people;
+mod reply;
 pub mod wire;
 
 use crate::metrics::Rejected;

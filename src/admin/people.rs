@@ -41,9 +41,18 @@ pub async fn feedback(proxy: &Proxy, fb: events::NewFeedback) -> Result<events::
     if reversed {
         m.record_feedback(&route.name, label, "reversal");
     }
+    // Each rater's verdict on an exchange counts once: the store keeps the
+    // latest, and the evidence counts only what this one adds (a first
+    // rating, a first reversal), so a retrying client or one person's
+    // repeated POSTs cannot move a stage or a weight.
+    let (had_rating, had_reversal) = rated
+        .replaced
+        .map_or((false, false), |(r, rev)| (r.is_some(), rev));
+    let new_rating = rating.filter(|_| !had_rating);
+    let new_reversal = reversed && !had_reversal;
     proxy
         .rollout
-        .feedback(route, label, rating, reversed, m)
+        .feedback(route, label, new_rating, new_reversal, m)
         .await;
     Ok(rated)
 }

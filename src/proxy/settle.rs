@@ -188,6 +188,10 @@ impl Settle {
                 .is_some_and(|(_, d, _)| d != guard::Decision::Hold);
             route.live.spend.set_decided(label, decided);
         }
+        let why_failed = outcome
+            .note
+            .clone()
+            .filter(|_| outcome.verdict == Verdict::CandidateError);
         let mut rec = Record {
             id: ex.id,
             ts_ms: ex.ts_ms,
@@ -202,7 +206,10 @@ impl Settle {
             verdict: outcome.verdict.as_str(),
             diff: serde_json::to_string(&outcome.diffs).unwrap_or_else(|_| "[]".into()),
             score: outcome.score,
-            skip_reason: outcome.note.filter(|_| outcome.verdict == Verdict::Skipped),
+            skip_reason: outcome
+                .note
+                .clone()
+                .filter(|_| outcome.verdict == Verdict::Skipped),
             fallback,
             safety,
             noise: learned,
@@ -221,7 +228,9 @@ impl Settle {
             rec.candidate_status = c.status;
             rec.candidate_ms = Some(c.latency.as_secs_f64() * 1000.0);
             rec.candidate_body = Some(c.body);
-            rec.candidate_error = c.error;
+            // A failure the comparison found (a provider's error inside a 200
+            // stream) says why as well as a transport error does.
+            rec.candidate_error = c.error.or(why_failed);
         }
         rt.redactor.apply(&mut rec);
         let people = super::stage::after(&proxy, &route, ex.canary, served_by, &mut rec).await;

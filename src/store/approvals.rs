@@ -6,7 +6,7 @@
 //! Inserted with the exchange row by the writer; decided and expired through
 //! writer messages ([`super::Store::approvals`]); read on read-only connections.
 
-use super::writer::Body;
+use super::blob::Body;
 use super::{Error, Record, Result, now_ms};
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Row, params};

@@ -11,6 +11,7 @@
 //! WAL lets run beside the writer.
 
 pub mod approvals;
+mod blob;
 pub mod columns;
 pub mod deliveries;
 pub mod events;

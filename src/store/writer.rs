@@ -9,12 +9,12 @@
 //! never panics. Retention runs at start and every ten minutes, in small
 //! chunks so the write lock is never held for long.
 
+use super::blob::Body;
 use super::now_ms;
 use super::skips::{SkipCount, Tally};
 use super::{Msg, Record};
 use crate::metrics::Metrics;
 use bytes::Bytes;
-use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, params};
 use std::borrow::Borrow;
 use std::path::PathBuf;
@@ -202,20 +202,6 @@ fn insert_with(
         super::approvals::insert(conn, r, a)?;
     }
     Ok(())
-}
-
-/// A body column: TEXT when it is valid UTF-8 (readable with the `sqlite3`
-/// shell and `json_extract`), BLOB otherwise. Borrowed, never copied.
-pub(crate) struct Body<'a>(pub(crate) Option<&'a Bytes>);
-
-impl ToSql for Body<'_> {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(match self.0 {
-            None => ValueRef::Null,
-            Some(b) if std::str::from_utf8(b).is_ok() => ValueRef::Text(b),
-            Some(b) => ValueRef::Blob(b),
-        }))
-    }
 }
 
 /// An error one row can cause (a constraint, a value SQLite refuses), as

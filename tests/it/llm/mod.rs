@@ -451,3 +451,41 @@ guard = { method = \"wilson\", min_samples = 5, min_agreement = 0.5 }";
     );
     assert_eq!(proxy.rows().len() as i64, 65 - sampled_out);
 }
+
+/// Issue 23: a provider's error inside a 200 stream (a recorded OpenAI
+/// Responses `insufficient_quota` stream) is a `candidate_error` whose row
+/// says why.
+#[tokio::test]
+async fn an_error_inside_a_200_stream_is_logged_with_its_reason() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/llm/");
+    let read = |f: &str| std::fs::read_to_string(format!("{dir}{f}")).expect("a recorded answer");
+    let framed: String = read("openai-responses-error-quota.chunks.txt")
+        .lines()
+        .map(|data| {
+            let kind: serde_json::Value = serde_json::from_str(data).unwrap();
+            format!(
+                "event: {}\ndata: {data}\n\n",
+                kind["type"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let incumbent = upstream()
+        .sse(&read("openai-responses-paris-text.sse"))
+        .spawn()
+        .await;
+    let candidate = upstream().sse(&framed).spawn().await;
+    let compare = "compare = { mode = \"llm\", protocol = \"openai-responses\" }";
+    let mut proxy = proxy(&llm_route("resp", "/v1", &incumbent, &candidate, compare)).await;
+    let (status, _, _) = post(&proxy.url("/v1/responses"), REQUEST).await;
+    assert_eq!(status, 200);
+    proxy.stop().await;
+    let rows = proxy.rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].verdict, "candidate_error");
+    let conn = rusqlite::Connection::open(&proxy.db).unwrap();
+    let why: Option<String> = conn
+        .query_row("SELECT candidate_error FROM exchanges", [], |r| r.get(0))
+        .unwrap();
+    let why = why.unwrap_or_default();
+    assert!(why.contains("quota") || why.contains("error"), "{why:?}");
+}

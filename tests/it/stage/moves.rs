@@ -251,3 +251,32 @@ async fn a_stage_changed_in_the_file_is_applied_on_reload_and_audited_as_config(
     );
     running.stop().await;
 }
+
+/// Issue 23: one rater's repeated feedback on one exchange counts once for
+/// the guard: forty POSTs of a bad rating from the same client do not roll
+/// the weight back (twenty distinct exchanges would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_raters_repeated_feedback_counts_once() {
+    let incumbent = upstream().json(INCUMBENT).spawn().await;
+    let candidate = upstream().json(CANDIDATE).spawn().await;
+    let extra = "rollout = { segments = { gold = 50.0 } }\n\
+                 guard = { min_samples = 20, min_satisfaction = 0.8, steps = [5, 50, 100] }\n";
+    let proxy = proxy(&routes(&incumbent.url(), &candidate.url(), extra)).await;
+    let (_, h, _, _) = ask(proxy.addr, "gold", 0).await;
+    let id = h["x-understudy-exchange-id"].to_str().unwrap().to_string();
+    proxy.running.as_ref().unwrap().proxy.store.flush().await;
+    for _ in 0..40 {
+        let body = json!({"exchange_id": id, "rating": -1});
+        let (status, v) = admin(proxy.admin, "POST", "/api/v1/feedback", body).await;
+        assert_eq!(status, 201, "{v}");
+    }
+    let (_, routes) = admin(proxy.admin, "GET", "/api/v1/routes", Value::Null).await;
+    let gold = routes["routes"][0]["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["segment"] == "gold")
+        .unwrap()
+        .clone();
+    assert_eq!(gold["weight"].as_f64(), Some(50.0), "{gold}");
+}
