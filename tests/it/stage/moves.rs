@@ -264,10 +264,25 @@ async fn one_raters_repeated_feedback_counts_once() {
     let proxy = proxy(&routes(&incumbent.url(), &candidate.url(), extra)).await;
     let (_, h, _, _) = ask(proxy.addr, "gold", 0).await;
     let id = h["x-understudy-exchange-id"].to_str().unwrap().to_string();
-    proxy.running.as_ref().unwrap().proxy.store.flush().await;
-    for _ in 0..40 {
-        let body = json!({"exchange_id": id, "rating": -1});
-        let (status, v) = admin(proxy.admin, "POST", "/api/v1/feedback", body).await;
+    // The row is written by the exchange's settle task: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rate = || {
+        admin(
+            proxy.admin,
+            "POST",
+            "/api/v1/feedback",
+            json!({"exchange_id": id, "rating": -1}),
+        )
+    };
+    while rate().await.0 != 201 {
+        assert!(
+            Instant::now() < deadline,
+            "the exchange's row never arrived"
+        );
+        proxy.running.as_ref().unwrap().proxy.store.flush().await;
+    }
+    for _ in 1..40 {
+        let (status, v) = rate().await;
         assert_eq!(status, 201, "{v}");
     }
     let (_, routes) = admin(proxy.admin, "GET", "/api/v1/routes", Value::Null).await;
