@@ -20,6 +20,7 @@ pub mod headers;
 pub mod mirror;
 pub mod server;
 pub mod settle;
+mod splice;
 mod stage;
 pub mod suggest;
 

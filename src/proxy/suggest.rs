@@ -275,14 +275,14 @@ fn suggest(
     }
     let mut c = c.clone();
     c.decode(cap);
-    if let Some(pointer) = &route.cfg.autonomy.suggest_pointer
-        && let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&body)
-    {
-        let value = serde_json::from_slice::<serde_json::Value>(&c.body)
-            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&c.body).into()));
-        if pointer.set(&mut doc, &value)
-            && let Ok(out) = serde_json::to_vec(&doc)
-        {
+    if let Some(pointer) = &route.cfg.autonomy.suggest_pointer {
+        // The candidate's answer as it sent it when it is JSON, else as a string.
+        let value = match serde_json::from_slice::<&serde_json::value::RawValue>(&c.body) {
+            Ok(raw) => raw.get().to_string(),
+            Err(_) => serde_json::to_string(&String::from_utf8_lossy(&c.body))
+                .unwrap_or_else(|_| "null".into()),
+        };
+        if let Some(out) = super::splice::insert(&body, pointer, &value) {
             head.headers.insert(
                 http::header::CONTENT_LENGTH,
                 HeaderValue::from(out.len() as u64),

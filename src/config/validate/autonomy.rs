@@ -5,6 +5,7 @@ use super::Checker;
 use crate::config::Stage;
 use crate::config::file::AutonomyFile;
 use crate::config::{Autonomy, Criteria, Endpoint, Segment, Upstream};
+use crate::pointer::Pointer;
 use std::time::Duration;
 use toml::Spanned;
 
@@ -75,8 +76,7 @@ pub(super) fn autonomy(
         configured,
         stage: route_stage,
         stages,
-        suggest_pointer: (f.suggest_pointer.as_ref())
-            .and_then(|p| c.pointer("autonomy.suggest_pointer", p)),
+        suggest_pointer: suggest_pointer(c, f.suggest_pointer.as_ref()),
         suggest_timeout: c.timeout("autonomy.suggest_timeout", &f.suggest_timeout),
         deliver: (f.deliver_url.as_ref()).and_then(|u| endpoint(c, "autonomy.deliver_url", u)),
         review: (f.review_url.as_ref()).and_then(|u| endpoint(c, "autonomy.review_url", u)),
@@ -104,6 +104,24 @@ fn endpoint(c: &mut Checker<'_>, field: &str, url: &Spanned<String>) -> Option<E
     let uri: http::Uri = url.get_ref().parse().ok()?;
     let (upstream, path) = Upstream::endpoint(&uri, POST_TIMEOUT);
     Some(Endpoint { upstream, path })
+}
+
+/// `autonomy.suggest_pointer`: a member to add to the incumbent's answer,
+/// never the whole answer (`""`) nor several places (`*`).
+fn suggest_pointer(c: &mut Checker<'_>, p: Option<&Spanned<String>>) -> Option<Pointer> {
+    let p = p?;
+    let pointer = c.pointer("autonomy.suggest_pointer", p)?;
+    if pointer.tokens().is_empty() || pointer.has_wildcard() {
+        c.issue(
+            p.span(),
+            "autonomy.suggest_pointer",
+            "must name a member to add to the answer (e.g. \"/suggestion\"): \"\" would replace \
+             the whole answer and \"*\" names no one place"
+                .to_string(),
+        );
+        return None;
+    }
+    Some(pointer)
 }
 
 #[cfg(test)]
@@ -174,6 +192,14 @@ mod tests {
             (
                 "[routes.autonomy]\nsuggest_pointer = \"suggestion\"\n",
                 "autonomy.suggest_pointer",
+            ),
+            (
+                "[routes.autonomy]\nsuggest_pointer = \"\"\n",
+                "would replace the whole answer",
+            ),
+            (
+                "[routes.autonomy]\nsuggest_pointer = \"/items/*/s\"\n",
+                "names no one place",
             ),
             (
                 "[routes.autonomy]\nsuggest_timeout = \"0s\"\n",

@@ -477,20 +477,33 @@ fn check_raise_with(
     }
 }
 
-#[tokio::test]
-async fn model_quick() {
-    for seed in REGRESSIONS.iter().copied().chain(0..QUICK) {
-        run(seed).await;
+/// Runs `seeds`, eight sequences at a time (a step mostly waits on the
+/// writer thread, so they overlap well).
+async fn run_all(seeds: impl Iterator<Item = u64>) {
+    let mut running = tokio::task::JoinSet::new();
+    for seed in seeds {
+        if running.len() == 8
+            && let Some(done) = running.join_next().await
+        {
+            done.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        }
+        running.spawn(run(seed));
+    }
+    while let Some(done) = running.join_next().await {
+        done.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_quick() {
+    run_all(REGRESSIONS.iter().copied().chain(0..QUICK)).await;
+}
+
 /// 10,000 sequences: `cargo test --release --lib model_long -- --ignored`.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn model_long() {
     let t = Instant::now();
-    for seed in 0..10_000 {
-        run(1_000_000 + seed).await;
-    }
+    run_all(1_000_000..1_010_000).await;
     eprintln!("10,000 sequences of {STEPS} steps in {:?}", t.elapsed());
 }
