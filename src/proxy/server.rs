@@ -112,14 +112,27 @@ pub async fn serve(
     }
     drop(listener);
     sentinel.stop();
-    let all = u32::try_from(listen.max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(listen.drain_timeout, connections.acquire_many(all))
-        .await
-        .is_err()
+    if tokio::time::timeout(
+        listen.drain_timeout,
+        drained(&connections, listen.max_connections),
+    )
+    .await
+    .is_err()
     {
         let drain = listen.drain_timeout;
         tracing::warn!(?drain, "Drain timed out; closing the remaining connections");
         sentinel.close_all();
+    }
+}
+
+/// Resolves once every connection's permit is back. It watches rather than
+/// queues for them: a queued `acquire_many` would take each permit as it
+/// comes back (the semaphore is fair), and another listener of a
+/// thread-per-core proxy, still taking in its backlog, would find none and
+/// close connections it had accepted, unanswered.
+async fn drained(connections: &Semaphore, all: usize) {
+    while connections.available_permits() < all {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -53,7 +53,14 @@ async fn one(addr: &str, i: usize) -> Option<bool> {
         // Reset with nothing read: the kernel completed the handshake in the
         // instant the listener closed, and the proxy never accepted it.
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && buf.is_empty() => None,
-        _ => Some(buf.starts_with(b"HTTP/1.1 200")),
+        other => {
+            let ok = buf.starts_with(b"HTTP/1.1 200");
+            if !ok {
+                let head = String::from_utf8_lossy(&buf[..buf.len().min(60)]).to_string();
+                eprintln!("not answered: {other:?} {head:?}");
+            }
+            Some(ok)
+        }
     }
 }
 
