@@ -54,6 +54,7 @@ pub mod runtime;
 pub mod segment;
 pub mod shard;
 pub mod shutdown;
+pub mod slices;
 pub mod spend;
 pub mod stats;
 pub mod store;

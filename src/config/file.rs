@@ -14,8 +14,10 @@ use toml::Spanned;
 mod autonomy;
 mod llm;
 mod policy;
+mod slices;
 
 pub use autonomy::{AutonomyFile, CriteriaFile};
+pub use slices::SlicesFile;
 
 pub use llm::{BandsFile, BudgetFile, CostFile, EmbeddingFile, FocusFile, PriceFile, TextFile};
 pub use policy::{
@@ -333,6 +335,9 @@ pub struct RouteFile {
     /// `autonomous`, and stages never move by themselves).
     #[serde(default)]
     pub autonomy: Option<AutonomyFile>,
+    /// `[routes.slices]`: slice discovery. Default: every key's default (on).
+    #[serde(default)]
+    pub slices: SlicesFile,
 }
 
 fn default_route_timeout() -> Spanned<String> {

@@ -7,6 +7,7 @@
 
 pub mod file;
 pub mod llm;
+pub mod slices;
 pub mod validate;
 
 use crate::pointer::Pointer;
@@ -167,6 +168,8 @@ pub struct Route {
     pub cost: Cost,
     /// `[routes.autonomy]` (SPEC §14).
     pub autonomy: Autonomy,
+    /// `[routes.slices]`: slice discovery.
+    pub slices: slices::Slices,
 }
 
 /// `[routes.autonomy]`: the stage of each segment and how stages are earned

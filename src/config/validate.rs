@@ -9,6 +9,7 @@ mod autonomy;
 mod llm;
 mod policy;
 mod route;
+mod slices;
 mod value;
 
 #[cfg(test)]
