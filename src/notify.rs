@@ -39,15 +39,19 @@ pub enum Kind {
     GateFailed,
     /// The mirror kill switch was turned off.
     MirrorOff,
+    /// Slice discovery found a slice significantly worse than the rest of
+    /// its route that was not significant at its previous run.
+    Slice,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Breach,
         Kind::Rollback,
         Kind::Promote,
         Kind::GateFailed,
         Kind::MirrorOff,
+        Kind::Slice,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +61,7 @@ impl Kind {
             Kind::Promote => "promote",
             Kind::GateFailed => "gate_failed",
             Kind::MirrorOff => "mirror_off",
+            Kind::Slice => "slice",
         }
     }
 
@@ -100,6 +105,16 @@ impl Event {
 
     /// One line for a chat channel.
     fn text(&self) -> String {
+        if self.event == Kind::Slice {
+            let mut t = format!(
+                "Understudy slice: route {}: {}: {}",
+                self.route, self.segment, self.reason
+            );
+            if let Some(f) = &self.figures {
+                t.push_str(&format!(" ({f})"));
+            }
+            return t;
+        }
         let w = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x}%"));
         let (from, to) = match (&self.from_stage, &self.to_stage) {
             (Some(f), Some(t)) => (format!("stage {f}"), format!("stage {t}")),
@@ -161,6 +176,11 @@ impl Notifier {
             sinks,
             metrics: Some(metrics.clone()),
         }
+    }
+
+    /// Whether some sink wants events of `kind`.
+    pub fn wants(&self, kind: Kind) -> bool {
+        self.sinks.iter().any(|s| s.events.contains(&kind))
     }
 
     /// Queues `event` for every sink that wants its kind; never waits.

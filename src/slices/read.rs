@@ -32,6 +32,8 @@ struct Pending {
 /// Reads the decided comparisons of `paths` (of one route, or all), at or
 /// after `since_ms`; `routes` gives each route's attributes (a route not in
 /// it gets the defaults; a route with `slices.enabled = false` is skipped).
+/// With `keep_origin` (to select a slice's exchanges) every exchange is
+/// read, whatever its verdict, with its file and rowid.
 pub fn tables(
     paths: &[PathBuf],
     routes: &[Route],
@@ -65,8 +67,9 @@ pub fn tables(
             "SELECT route, segment, verdict, method, path, query, request_headers, {body},
                     {}, {answer}, rowid
              FROM exchanges
-             WHERE ts >= ?1 AND (?2 IS NULL OR route = ?2) AND verdict IN ('match', 'mismatch')",
-            if ai { "incumbent_tokens_in" } else { "NULL" }
+             WHERE ts >= ?1 AND (?2 IS NULL OR route = ?2) {}",
+            if ai { "incumbent_tokens_in" } else { "NULL" },
+            if keep_origin { "" } else { "AND verdict IN ('match', 'mismatch')" }
         );
         let mut stmt = conn.prepare(&sql).map_err(Error::sqlite(path))?;
         let mut rows = stmt
