@@ -119,7 +119,7 @@ pub struct NotifyFile {
     #[serde(default)]
     pub format: NotifyFormatFile,
     /// Which events: `breach`, `rollback`, `promote`, `gate_failed`,
-    /// `mirror_off`. Default: all.
+    /// `mirror_off`, `slice`. Default: all.
     pub events: Option<Vec<Spanned<String>>>,
 }
 

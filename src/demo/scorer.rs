@@ -1,6 +1,7 @@
 //! The demo's two lead scorers: the incumbent's rules and a candidate "model"
 //! that agrees on `enterprise` and `smb` and is systematically off on
-//! `mid-market` (it over-scores two leads in five).
+//! `mid-market` (it over-scores two leads in five), and, in every tier, on
+//! leads from the `apac` region, which nobody declared as a segment.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -16,6 +17,10 @@ pub struct Lead {
     pub employees: u32,
     pub visits: u32,
     pub industry: String,
+    /// The sales region, sent as header `x-region` (not in the body, and
+    /// not a declared segment).
+    #[serde(skip)]
+    pub region: String,
 }
 
 /// The incumbent's rule: size, engagement and industry.
@@ -34,7 +39,9 @@ pub fn rules_score(lead: &Lead) -> f64 {
 pub fn model_score(lead: &Lead) -> f64 {
     let base = rules_score(lead);
     let jitter = (fnv(&lead.user_id) % 21) as f64 / 1000.0 - 0.01; // ±1 %
-    let blind_spot = lead.tier == "mid-market" && fnv(&lead.user_id) % 5 < 2;
+    // Nobody declared the region: only slice discovery sees this one.
+    let blind_spot = (lead.tier == "mid-market" || lead.region == "apac")
+        && fnv(&lead.user_id) % 5 < 2;
     let score = if blind_spot {
         base + 0.35
     } else {
@@ -63,16 +70,21 @@ pub async fn handle(
     model: &'static str,
     scorer: fn(&Lead) -> f64,
 ) -> Response<Full<Bytes>> {
+    let region = (req.headers().get("x-region"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return reply(StatusCode::BAD_REQUEST, "unreadable body"),
     };
-    let Ok(lead) = serde_json::from_slice::<Lead>(&body) else {
+    let Ok(mut lead) = serde_json::from_slice::<Lead>(&body) else {
         return reply(
             StatusCode::UNPROCESSABLE_ENTITY,
             r#"{"error":"expected a lead"}"#,
         );
     };
+    lead.region = region;
     let score = (scorer(&lead) * 1000.0).round() / 1000.0;
     let answer = serde_json::json!({
         "request_id": format!("{:016x}", rand::random::<u64>()),
