@@ -294,7 +294,7 @@ async fn audit(proxy: &Proxy, parts: &Parts) -> Answer {
 
 /// `GET /api/v1/routes/{route}/slices[?since=24h]`: the slice search over
 /// the route's newest comparisons (default: its `slices.window`), one at a
-/// time (a second caller meanwhile gets 503).
+/// time (503 after ten seconds waiting for another).
 async fn slices(proxy: &Proxy, parts: &Parts, route: &str) -> Answer {
     let rt = proxy.runtime.load();
     let found = state::find_route(&rt.config, route).map_err(|e| rollout_failure(&e))?;
@@ -313,7 +313,7 @@ async fn slices(proxy: &Proxy, parts: &Parts, route: &str) -> Answer {
         since_ms: Some(crate::slices::watch::since(since)),
         routes: rt.config.routes.clone(),
     };
-    let result = crate::slices::watch::search_once(opts)
+    let result = crate::slices::watch::search_for_api(opts)
         .await
         .map_err(|e| Failure(StatusCode::SERVICE_UNAVAILABLE, e))?;
     let routes = result.map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;

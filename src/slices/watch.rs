@@ -25,16 +25,35 @@ pub fn since(d: Duration) -> i64 {
     crate::store::now_ms().saturating_sub(ago)
 }
 
-/// Runs one search on a blocking thread; `Err` when another one is running.
-pub async fn search_once(opts: Options) -> Result<Result<Vec<RouteSlices>, Error>, String> {
-    let Ok(permit) = SEARCH.try_acquire() else {
-        return Err("a slice search is already running; try again shortly".to_string());
+/// How long a search asked for through the API waits for one running.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Runs one search on a blocking thread, after the one running (if any)
+/// ends: waits at most `wait` (the periodic search does not wait at all),
+/// else `Err`.
+pub async fn search_once(
+    opts: Options,
+    wait: Duration,
+) -> Result<Result<Vec<RouteSlices>, Error>, String> {
+    let busy = || "a slice search is already running; try again shortly".to_string();
+    let permit = match SEARCH.try_acquire() {
+        Ok(p) => p,
+        Err(_) if wait.is_zero() => return Err(busy()),
+        Err(_) => match tokio::time::timeout(wait, SEARCH.acquire()).await {
+            Ok(Ok(p)) => p,
+            _ => return Err(busy()),
+        },
     };
     let result = tokio::task::spawn_blocking(move || super::find(&opts))
         .await
         .map_err(|e| e.to_string());
     drop(permit);
     result
+}
+
+/// [`search_once`] for the admin API: waits for a running search.
+pub async fn search_for_api(opts: Options) -> Result<Result<Vec<RouteSlices>, Error>, String> {
+    search_once(opts, WAIT).await
 }
 
 /// The periodic search; ends when `stop` completes.
@@ -66,7 +85,7 @@ pub async fn run(proxy: Arc<Proxy>, notifier: Notifier, stop: impl Future<Output
                 since_ms: Some(since(r.slices.window)),
                 routes: config.routes.clone(),
             };
-            let found = match search_once(opts).await {
+            let found = match search_once(opts, Duration::ZERO).await {
                 Ok(Ok(found)) => found,
                 Ok(Err(e)) => {
                     tracing::warn!(route = %r.name, error = %e, "Slice search failed");

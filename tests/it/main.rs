@@ -26,5 +26,6 @@ mod replay;
 mod report;
 mod rollout;
 mod shutdown;
+mod slices;
 mod stage;
 mod store;
