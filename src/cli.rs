@@ -85,6 +85,10 @@ pub enum Command {
         /// after ':' when that is unambiguous), reported per segment as usual.
         #[arg(long, conflicts_with = "label")]
         slice: Option<String>,
+        /// Leave out the Slices section (slice discovery reads the stored
+        /// requests, a second and slower pass than the report's own).
+        #[arg(long)]
+        no_slices: bool,
         #[command(flatten)]
         fleet: FleetArgs,
     },
@@ -354,6 +358,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
             label,
             slice,
+            no_slices,
             fleet,
         } => {
             // Under --fleet the fleet's rows are copied into a temporary
@@ -389,6 +394,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 label,
                 slice,
                 routes: config.map(|c| c.routes).unwrap_or_default(),
+                find_slices: !no_slices,
             };
             write_to(output.as_deref(), |out| Ok(crate::report::run(&opts, out)?))?;
             Ok(ExitCode::SUCCESS)

@@ -174,6 +174,7 @@ pub async fn run(db: &Path, requests: usize, out: &mut dyn Write) -> anyhow::Res
     let opts = crate::report::ReportOptions {
         dbs: vec![db.to_path_buf()],
         routes: routes.clone(),
+        find_slices: true,
         ..Default::default()
     };
     crate::report::run(&opts, out)?;
@@ -201,7 +202,10 @@ fn slices(db: &Path, routes: Vec<crate::config::Route>, out: &mut dyn Write) -> 
     })?;
     let slices: Vec<&crate::slices::Slice> = found.iter().flat_map(|r| &r.slices).collect();
     if slices.is_empty() {
-        writeln!(out, "Slice discovery found no undeclared slice worse than the rest.")?;
+        writeln!(
+            out,
+            "Slice discovery found no undeclared slice worse than the rest."
+        )?;
     }
     for s in slices {
         writeln!(
@@ -213,7 +217,10 @@ fn slices(db: &Path, routes: Vec<crate::config::Route>, out: &mut dyn Write) -> 
             crate::slices::render::rate(&s.rest),
         )?;
         for d in &s.declare {
-            writeln!(out, "  declare it as a segment to give it its own weight and guard: {d}")?;
+            writeln!(
+                out,
+                "  declare it as a segment to give it its own weight and guard: {d}"
+            )?;
         }
     }
     Ok(())

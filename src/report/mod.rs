@@ -95,6 +95,9 @@ pub struct ReportOptions {
     pub slice: Option<String>,
     /// The config's routes (their `[routes.slices]` attributes).
     pub routes: Vec<crate::config::Route>,
+    /// Add the Slices section (a second pass, over the requests: the CLI's
+    /// default; `--no-slices` leaves it out).
+    pub find_slices: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,7 +181,11 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
     if let Some(text) = &opts.slice {
         filter.rows = Some(std::sync::Arc::new(crate::slices::rows_of(&slicing, text)?));
     }
-    let slices = if opts.by == By::Segment && opts.label.is_none() && opts.slice.is_none() {
+    let slices = if opts.find_slices
+        && opts.by == By::Segment
+        && opts.label.is_none()
+        && opts.slice.is_none()
+    {
         crate::slices::find(&slicing)?
     } else {
         Vec::new()

@@ -153,7 +153,8 @@ impl Extractor {
         {
             let wanted = &self.headers;
             each_entry(h.as_bytes(), &mut |k, v| {
-                if let (Some((_, attr)), Scalar::Str(s)) = (wanted.iter().find(|(n, _)| n == k), v) {
+                if let (Some((_, attr)), Scalar::Str(s)) = (wanted.iter().find(|(n, _)| n == k), v)
+                {
                     b.set(*attr, &s);
                 }
             });
@@ -174,7 +175,12 @@ impl Extractor {
             && let (Some(attr), Some(answer)) = (l.first_tool, row.answer)
             && let Ok(c) = understudy_llm::decode(l.protocol, None, answer)
         {
-            b.set(attr, c.tool_calls.first().map_or("(no tool)", |t| t.name.as_str()));
+            b.set(
+                attr,
+                c.tool_calls
+                    .first()
+                    .map_or("(no tool)", |t| t.name.as_str()),
+            );
         }
     }
 
@@ -199,11 +205,9 @@ impl Extractor {
                 b.set(attr, buf);
             }
         });
-        if let Some(l) = llm {
-            if let Some(a) = l.prompt {
-                let tokens = row.tokens_in.unwrap_or((body.len() / 4) as i64);
-                b.set(a, prompt_bucket(tokens));
-            }
+        if let Some(a) = llm.and_then(|l| l.prompt) {
+            let tokens = row.tokens_in.unwrap_or((body.len() / 4) as i64);
+            b.set(a, prompt_bucket(tokens));
         }
         if !self.pointers.is_empty()
             && let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
@@ -252,7 +256,11 @@ pub fn collapse(part: &str) -> &str {
     }
     if bytes.len() == 36
         && bytes.iter().enumerate().all(|(i, c)| {
-            if matches!(i, 8 | 13 | 18 | 23) { *c == b'-' } else { c.is_ascii_hexdigit() }
+            if matches!(i, 8 | 13 | 18 | 23) {
+                *c == b'-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
         })
     {
         return "{uuid}";
@@ -289,7 +297,8 @@ pub fn bucket(x: f64, buf: &mut String) {
     }
     let a = x.abs();
     if a < 10.0 && x.fract() == 0.0 {
-        let _ = write!(buf, "{}", x as i64);
+        // Writing to a String cannot fail.
+        let _written: fmt::Result = write!(buf, "{}", x as i64);
         return;
     }
     if x < 0.0 {
@@ -308,7 +317,7 @@ pub fn bucket(x: f64, buf: &mut String) {
     } else {
         (5.0, 10.0)
     };
-    let _ = write!(buf, "[{}, {})", lo * decade, hi * decade);
+    let _written: fmt::Result = write!(buf, "[{}, {})", lo * decade, hi * decade);
 }
 
 /// The prompt's size in tokens as a bucket.
@@ -460,7 +469,8 @@ mod tests {
         );
         let mut b = Builder::default();
         let mut x = Extractor::new(Some(&cfg.routes[0]), &mut b);
-        let body = br#"{"plan":"pro","seats":120,"trial":false,"customer":{"country":"BR"},"tags":[1]}"#;
+        let body =
+            br#"{"plan":"pro","seats":120,"trial":false,"customer":{"country":"BR"},"tags":[1]}"#;
         for region in ["eu", "us"] {
             x.extract(
                 &mut b,
@@ -512,7 +522,10 @@ mod tests {
         assert_eq!(value("json:/trial"), "false");
         assert_eq!(value("json:/customer/country"), "BR");
         assert!(t.column("json:/tags").is_none(), "arrays are not values");
-        assert!(t.column("json:/customer").is_none(), "objects are not values");
+        assert!(
+            t.column("json:/customer").is_none(),
+            "objects are not values"
+        );
     }
 
     #[test]

@@ -216,7 +216,10 @@ fn declare(c: &Condition) -> Option<String> {
         "llm" if key == "model" => "json = \"/model\"".to_string(),
         "path" if !key.is_empty() => {
             let n: usize = key.parse().ok()?;
-            format!("path = {}", quote(&format!("^{}/([^/?]+)", "/[^/]+".repeat(n - 1))))
+            format!(
+                "path = {}",
+                quote(&format!("^{}/([^/?]+)", "/[^/]+".repeat(n - 1)))
+            )
         }
         _ => return None,
     };
@@ -239,7 +242,9 @@ pub fn parse_slice(text: &str, t: &Table) -> Result<Vec<Cond>, String> {
         };
         let matching: Vec<usize> = match t.column(name) {
             Some(c) => vec![c],
-            None => (0..t.columns.len()).filter(|&i| short(&t.columns[i].name)).collect(),
+            None => (0..t.columns.len())
+                .filter(|&i| short(&t.columns[i].name))
+                .collect(),
         };
         let col = match matching[..] {
             [c] => c,
@@ -251,7 +256,10 @@ pub fn parse_slice(text: &str, t: &Table) -> Result<Vec<Cond>, String> {
                 ));
             }
             _ => {
-                let names: Vec<&str> = matching.iter().map(|&i| t.columns[i].name.as_str()).collect();
+                let names: Vec<&str> = matching
+                    .iter()
+                    .map(|&i| t.columns[i].name.as_str())
+                    .collect();
                 return Err(format!("{name:?} is ambiguous: {}", names.join(", ")));
             }
         };

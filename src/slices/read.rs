@@ -57,8 +57,16 @@ pub fn tables(
             .chain(unknown.then(|| f(&Extractor::new(None, &mut Builder::default()))))
             .any(|x| x)
     };
-    let body = if needs(Extractor::needs_body) { "request_body" } else { "NULL" };
-    let answer = if needs(Extractor::needs_answer) { "incumbent_body" } else { "NULL" };
+    let body = if needs(Extractor::needs_body) {
+        "request_body"
+    } else {
+        "NULL"
+    };
+    let answer = if needs(Extractor::needs_answer) {
+        "incumbent_body"
+    } else {
+        "NULL"
+    };
     for (file, path) in paths.iter().enumerate() {
         let conn = open_ro(path)?;
         let ai = crate::store::read::ai::has_column(&conn, "exchanges", "incumbent_tokens_in")
@@ -69,7 +77,11 @@ pub fn tables(
              FROM exchanges
              WHERE ts >= ?1 AND (?2 IS NULL OR route = ?2) {}",
             if ai { "incumbent_tokens_in" } else { "NULL" },
-            if keep_origin { "" } else { "AND verdict IN ('match', 'mismatch')" }
+            if keep_origin {
+                ""
+            } else {
+                "AND verdict IN ('match', 'mismatch')"
+            }
         );
         let mut stmt = conn.prepare(&sql).map_err(Error::sqlite(path))?;
         let mut rows = stmt
@@ -95,10 +107,14 @@ pub fn tables(
                     }
                 };
                 let Some(p) = state else { return Ok(()) };
-                let text = |i: usize| -> rusqlite::Result<Option<&str>> { Ok(r.get_ref(i)?.as_str_or_null()?) };
+                let text = |i: usize| -> rusqlite::Result<Option<&str>> {
+                    Ok(r.get_ref(i)?.as_str_or_null()?)
+                };
                 let bytes = |i: usize| -> rusqlite::Result<Option<&[u8]>> {
                     Ok(match r.get_ref(i)? {
-                        rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => Some(b),
+                        rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => {
+                            Some(b)
+                        }
                         _ => None,
                     })
                 };
@@ -108,9 +124,17 @@ pub fn tables(
                     path: text(4)?.unwrap_or_default(),
                     query: text(5)?,
                     headers: text(6)?,
-                    body: if p.extractor.needs_body() { bytes(7)? } else { None },
+                    body: if p.extractor.needs_body() {
+                        bytes(7)?
+                    } else {
+                        None
+                    },
                     tokens_in: r.get_ref(8)?.as_i64_or_null()?,
-                    answer: if p.extractor.needs_answer() { bytes(9)? } else { None },
+                    answer: if p.extractor.needs_answer() {
+                        bytes(9)?
+                    } else {
+                        None
+                    },
                 };
                 p.extractor.extract(&mut p.builder, &row);
                 p.builder.end_row(r.get_ref(2)?.as_bytes()? == b"mismatch");

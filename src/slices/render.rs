@@ -15,7 +15,11 @@ pub enum Format {
     Markdown,
 }
 
-pub fn write(routes: &[RouteSlices], format: Format, out: &mut dyn Write) -> Result<(), super::Error> {
+pub fn write(
+    routes: &[RouteSlices],
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), super::Error> {
     match format {
         Format::Table => table(routes, out)?,
         Format::Json => {
@@ -29,17 +33,31 @@ pub fn write(routes: &[RouteSlices], format: Format, out: &mut dyn Write) -> Res
 
 /// `60.1% [57.9–62.3]`.
 pub fn rate(r: &Rate) -> String {
-    format!("{:.1}% [{:.1}–{:.1}]", r.value * 100.0, r.lo * 100.0, r.hi * 100.0)
+    format!(
+        "{:.1}% [{:.1}–{:.1}]",
+        r.value * 100.0,
+        r.lo * 100.0,
+        r.hi * 100.0
+    )
 }
 
 /// `34.9 pts [32.6–37.2]`: percentage points.
 fn points(r: &Rate) -> String {
-    format!("{:.1} pts [{:.1}–{:.1}]", r.value * 100.0, r.lo * 100.0, r.hi * 100.0)
+    format!(
+        "{:.1} pts [{:.1}–{:.1}]",
+        r.value * 100.0,
+        r.lo * 100.0,
+        r.hi * 100.0
+    )
 }
 
 /// `1.2e-37`.
 fn p(x: f64) -> String {
-    if x == 0.0 { "<1e-300".to_string() } else { format!("{x:.1e}") }
+    if x == 0.0 {
+        "<1e-300".to_string()
+    } else {
+        format!("{x:.1e}")
+    }
 }
 
 /// A 20-character bar of an agreement.
@@ -90,7 +108,8 @@ pub fn table(routes: &[RouteSlices], out: &mut dyn Write) -> io::Result<()> {
                 ]
             })
             .collect();
-        let header = ["#", "SLICE", "N", "AGREEMENT [95% CI]", "REST", "LOWER BY"].map(String::from);
+        let header =
+            ["#", "SLICE", "N", "AGREEMENT [95% CI]", "REST", "LOWER BY"].map(String::from);
         let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
@@ -134,7 +153,10 @@ pub fn markdown(routes: &[RouteSlices], out: &mut dyn Write) -> io::Result<()> {
         if r.slices.is_empty() {
             continue;
         }
-        writeln!(out, "| # | slice | n | agreement [95% CI] | rest | lower by | p | declare it |")?;
+        writeln!(
+            out,
+            "| # | slice | n | agreement [95% CI] | rest | lower by | p | declare it |"
+        )?;
         writeln!(out, "|---|---|---:|---:|---:|---:|---:|---|")?;
         for (i, s) in r.slices.iter().enumerate() {
             let declare: Vec<String> = s.declare.iter().map(|d| format!("`{}`", md(d))).collect();
@@ -176,7 +198,11 @@ pub fn html(routes: &[RouteSlices], out: &mut dyn Write) -> io::Result<()> {
             "<table class=\"slices\"><tr><th>#</th><th>slice</th><th>comparisons</th><th>agreement, slice (orange) and rest of the route (green)</th><th>lower by</th><th>declare it</th></tr>"
         )?;
         for (i, s) in r.slices.iter().enumerate() {
-            let declare: Vec<String> = s.declare.iter().map(|d| format!("<code>{}</code>", esc(d))).collect();
+            let declare: Vec<String> = s
+                .declare
+                .iter()
+                .map(|d| format!("<code>{}</code>", esc(d)))
+                .collect();
             writeln!(
                 out,
                 "<tr class=\"slice\"><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}<br>{} · rest {}</td><td>{}</td><td>{}</td></tr>",

@@ -122,7 +122,9 @@ pub fn search(t: &Table, p: &Params, declared: impl Fn(&[Cond]) -> bool) -> Outc
     let widths: Vec<usize> = t.columns.iter().map(|c| c.values.len()).collect();
 
     // Level 1 and 2: every slice counted.
-    let mut levels: Vec<Cells> = (0..t.columns.len()).map(|a| count(t, &[a], &widths)).collect();
+    let mut levels: Vec<Cells> = (0..t.columns.len())
+        .map(|a| count(t, &[a], &widths))
+        .collect();
     let ncols = t.columns.len();
     let mut pair_at = vec![usize::MAX; ncols * ncols];
     if p.max_conditions >= 2 {
@@ -372,7 +374,8 @@ struct Lookup<'a> {
 impl Lookup<'_> {
     fn counts(&self, conds: &[Cond]) -> Option<(u64, u64)> {
         let cells = self.levels.iter().find(|c| {
-            c.cols.len() == conds.len() && c.cols.iter().zip(conds).all(|(&a, b)| a == b.col as usize)
+            c.cols.len() == conds.len()
+                && c.cols.iter().zip(conds).all(|(&a, b)| a == b.col as usize)
         })?;
         let mut i = 0usize;
         for c in conds {

@@ -158,7 +158,13 @@ impl Builder {
             let codes: Vec<u8> = raw
                 .codes
                 .iter()
-                .map(|&c| if c == OVERFLOW { other } else { remap[c as usize] })
+                .map(|&c| {
+                    if c == OVERFLOW {
+                        other
+                    } else {
+                        remap[c as usize]
+                    }
+                })
                 .collect();
             // An attribute with one value for every row splits nothing.
             let distinct = usize::from(counts[0] > 0) + kept + usize::from(has_other);

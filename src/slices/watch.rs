@@ -101,7 +101,10 @@ pub async fn run(proxy: Arc<Proxy>, notifier: Notifier, stop: impl Future<Output
             for s in slices.iter().filter(|s| !previous.contains(&s.label)) {
                 notifier.send(&event(&r.name, s));
             }
-            known.insert(r.name.clone(), slices.iter().map(|s| s.label.clone()).collect());
+            known.insert(
+                r.name.clone(),
+                slices.iter().map(|s| s.label.clone()).collect(),
+            );
         }
         tokio::select! {
             () = &mut stop => return,

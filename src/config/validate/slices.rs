@@ -20,7 +20,10 @@ pub(super) fn slices(c: &mut Checker<'_>, f: &SlicesFile) -> Slices {
         c.issue(f.alpha.span(), "slices.alpha", msg);
     }
     let fdr = Fdr::parse(f.fdr.get_ref()).unwrap_or_else(|| {
-        let msg = format!("unknown procedure {:?} (want \"by\" or \"bh\")", f.fdr.get_ref());
+        let msg = format!(
+            "unknown procedure {:?} (want \"by\" or \"bh\")",
+            f.fdr.get_ref()
+        );
         c.issue(f.fdr.span(), "slices.fdr", msg);
         Fdr::By
     });
