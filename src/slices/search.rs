@@ -22,7 +22,10 @@
 //!   than the rest of each parent (`country=BR & plan=pro` when all of BR is
 //!   bad), and, taking slices best first, one whose comparisons outside the
 //!   slices already kept are not worse than the rest (`region=eu` when only
-//!   `region=eu & plan=pro` is bad).
+//!   `region=eu & plan=pro` is bad). What is left goes through the step-up
+//!   procedure once more on those residual p-values: the many slices that
+//!   merely overlap a bad one are true discoveries too, and their number
+//!   raises the first threshold enough to let a chance slice through.
 
 use super::stats::{Rate, fisher_worse, gap, max_threshold, step_up};
 use super::table::Table;
@@ -267,6 +270,7 @@ pub fn search(t: &Table, p: &Params, declared: impl Fn(&[Cond]) -> bool) -> Outc
     let maps = Bitmaps::of(t, &cands);
     let words = maps.bad.len();
     let mut kept = vec![0u64; words];
+    let mut kept_slices: Vec<(f64, Found)> = Vec::new();
     for (k, cand) in cands.into_iter().enumerate() {
         let slice = &maps.slices[k];
         let (mut new_n, mut new_bad, mut union_n, mut union_bad) = (0u64, 0u64, 0u64, 0u64);
@@ -280,14 +284,25 @@ pub fn search(t: &Table, p: &Params, declared: impl Fn(&[Cond]) -> bool) -> Outc
         }
         let pool = new_n + (total - union_n);
         let pool_bad = new_bad + (bad_total - union_bad);
-        if fisher_worse(pool, pool_bad, new_n, new_bad, threshold) > threshold {
+        let residual = fisher_worse(pool, pool_bad, new_n, new_bad, threshold);
+        if residual > threshold {
             out.explained += 1;
             continue;
         }
         for w in 0..words {
             kept[w] |= slice[w];
         }
-        if !declared(&cand.conds) && out.found.len() < p.max_slices {
+        kept_slices.push((residual, cand));
+    }
+    // The step-up again, over what the slices kept add: the slices that only
+    // overlap a true one are all discoveries too, and their number raised
+    // the first threshold; a slice shown must pass as if they were not there.
+    let mut residuals: Vec<f64> = kept_slices.iter().map(|k| k.0).collect();
+    let shown = step_up(&mut residuals, looked_at, p.alpha, p.fdr);
+    for (residual, cand) in kept_slices {
+        if residual > shown {
+            out.explained += 1;
+        } else if !declared(&cand.conds) && out.found.len() < p.max_slices {
             out.found.push(cand);
         }
     }
