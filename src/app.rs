@@ -164,6 +164,11 @@ pub async fn start_with(config: Config, options: Options) -> Result<Running, Err
         proxy.clone(),
         stopped(stop_rx.clone()),
     ));
+    tokio::spawn(crate::slices::watch::run(
+        proxy.clone(),
+        crate::notify::Notifier::start(&config.notify, &proxy.metrics),
+        stopped(stop_rx.clone()),
+    ));
     let reload_task = config
         .source
         .clone()

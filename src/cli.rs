@@ -80,8 +80,36 @@ pub enum Command {
         /// Report a replay (`understudy replay --label L`) instead of live traffic.
         #[arg(long)]
         label: Option<String>,
+        /// Only the exchanges of this slice, e.g. 'header:x-region=apac' or
+        /// 'country=BR & plan=pro' (an attribute by the part of its name
+        /// after ':' when that is unambiguous), reported per segment as usual.
+        #[arg(long, conflicts_with = "label")]
+        slice: Option<String>,
+        /// Leave out the Slices section (slice discovery reads the stored
+        /// requests, a second and slower pass than the report's own).
+        #[arg(long)]
+        no_slices: bool,
         #[command(flatten)]
         fleet: FleetArgs,
+    },
+    /// Slices nobody declared: groups of comparisons sharing up to two (or
+    /// three) request attributes (header, path, query, JSON body values) whose
+    /// agreement is significantly lower than the rest of their route.
+    Slices {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Only this route.
+        #[arg(long)]
+        route: Option<String>,
+        /// Only comparisons newer than this (e.g. 24h, 7d).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: crate::slices::render::Format,
+        /// Write to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
     },
     /// Re-send logged requests of a route to a new candidate and compare its
     /// answers with the stored incumbent answers (table `replays`, `report --label`).
@@ -332,6 +360,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             output,
             label,
+            slice,
+            no_slices,
             fleet,
         } => {
             // Under --fleet the fleet's rows are copied into a temporary
@@ -365,8 +395,34 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 format,
                 guards,
                 label,
+                slice,
+                routes: config.map(|c| c.routes).unwrap_or_default(),
+                find_slices: !no_slices,
             };
             write_to(output.as_deref(), |out| Ok(crate::report::run(&opts, out)?))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Slices {
+            db,
+            route,
+            since,
+            format,
+            output,
+        } => {
+            let (dbs, config) = resolve_dbs(&db)?;
+            let opts = crate::slices::Options {
+                dbs,
+                route,
+                since_ms: since.map(|d| {
+                    let ago = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                    crate::store::now_ms().saturating_sub(ago)
+                }),
+                routes: config.map(|c| c.routes).unwrap_or_default(),
+            };
+            let found = crate::slices::find(&opts)?;
+            write_to(output.as_deref(), |out| {
+                Ok(crate::slices::render::write(&found, format, out)?)
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay {
@@ -467,6 +523,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }),
                 verdict,
                 label: None,
+                rows: None,
             };
             write_to(output.as_deref(), |out| {
                 crate::export::jsonl(&dbs, &filter, out)?;
@@ -678,6 +735,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<config::Error>()
             || e.is::<crate::report::Error>()
             || e.is::<crate::export::Error>()
+            || e.is::<crate::slices::Error>()
             || e.is::<crate::store::Error>()
     }) || err
         .downcast_ref::<crate::admin::client::Error>()

@@ -64,6 +64,16 @@ impl Event {
 
     /// One line for a chat channel.
     fn text(&self) -> String {
+        if self.event == Kind::Slice {
+            let mut t = format!(
+                "Understudy slice: route {}: {}: {}",
+                self.route, self.segment, self.reason
+            );
+            if let Some(f) = &self.figures {
+                t.push_str(&format!(" ({f})"));
+            }
+            return t;
+        }
         let w = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x}%"));
         let (from, to) = match (&self.from_stage, &self.to_stage) {
             (Some(f), Some(t)) => (format!("stage {f}"), format!("stage {t}")),
@@ -125,6 +135,11 @@ impl Notifier {
             sinks,
             metrics: Some(metrics.clone()),
         }
+    }
+
+    /// Whether some sink wants events of `kind`.
+    pub fn wants(&self, kind: Kind) -> bool {
+        self.sinks.iter().any(|s| s.events.contains(&kind))
     }
 
     /// Queues `event` for every sink that wants its kind; never waits.

@@ -89,6 +89,11 @@ pub async fn handle(
                 Ok(()) => super::approvals::one(proxy, id).await,
                 Err(refused) => Err(refused),
             },
+            // Values read from people's requests: behind the token too.
+            (&Method::GET, ["routes", route, "slices"]) => match authorize(auth, peer, parts) {
+                Ok(()) => slices(proxy, parts, route).await,
+                Err(refused) => Err(refused),
+            },
             _ => Err(not_found(parts)),
         }
     };
@@ -284,6 +289,40 @@ async fn audit(proxy: &Proxy, parts: &Parts) -> Answer {
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let events = events.into_iter().map(wire::EventView::from).collect();
     ok(StatusCode::OK, wire::Audit { events })
+}
+
+/// `GET /api/v1/routes/{route}/slices[?since=24h]`: the slice search over
+/// the route's newest comparisons (default: its `slices.window`), one at a
+/// time (503 after ten seconds waiting for another).
+async fn slices(proxy: &Proxy, parts: &Parts, route: &str) -> Answer {
+    let rt = proxy.runtime.load();
+    let found = state::find_route(&rt.config, route).map_err(|e| rollout_failure(&e))?;
+    let since = match segment::query_param(parts.uri.query().unwrap_or(""), "since") {
+        None => found.slices.window,
+        Some(s) => humantime::parse_duration(&s).map_err(|e| {
+            Failure(
+                StatusCode::BAD_REQUEST,
+                format!("since {s:?} is not a duration (e.g. 24h): {e}"),
+            )
+        })?,
+    };
+    let opts = crate::slices::Options {
+        dbs: vec![rt.config.store.path.clone()],
+        route: Some(found.name.clone()),
+        since_ms: Some(crate::slices::watch::since(since)),
+        routes: rt.config.routes.clone(),
+    };
+    let result = crate::slices::watch::search_for_api(opts)
+        .await
+        .map_err(|e| Failure(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    let routes = result.map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    match routes.into_iter().next() {
+        Some(r) => ok(StatusCode::OK, r),
+        None => ok(
+            StatusCode::OK,
+            serde_json::json!({ "route": found.name, "comparisons": 0, "slices": [] }),
+        ),
+    }
 }
 
 async fn weights(proxy: &Proxy, parts: &Parts, route: &str, bytes: Bytes) -> Answer {

@@ -17,15 +17,19 @@ pub enum Kind {
     GateFailed,
     /// The mirror kill switch was turned off.
     MirrorOff,
+    /// Slice discovery found a slice significantly worse than the rest of
+    /// its route that was not significant at its previous run.
+    Slice,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Breach,
         Kind::Rollback,
         Kind::Promote,
         Kind::GateFailed,
         Kind::MirrorOff,
+        Kind::Slice,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +39,7 @@ impl Kind {
             Kind::Promote => "promote",
             Kind::GateFailed => "gate_failed",
             Kind::MirrorOff => "mirror_off",
+            Kind::Slice => "slice",
         }
     }
 

@@ -14,8 +14,10 @@ use toml::Spanned;
 mod autonomy;
 mod llm;
 mod policy;
+mod slices;
 
 pub use autonomy::{AutonomyFile, CriteriaFile};
+pub use slices::SlicesFile;
 
 pub use llm::{BandsFile, BudgetFile, CostFile, EmbeddingFile, FocusFile, PriceFile, TextFile};
 pub use policy::{
@@ -117,7 +119,7 @@ pub struct NotifyFile {
     #[serde(default)]
     pub format: NotifyFormatFile,
     /// Which events: `breach`, `rollback`, `promote`, `gate_failed`,
-    /// `mirror_off`. Default: all.
+    /// `mirror_off`, `slice`. Default: all.
     pub events: Option<Vec<Spanned<String>>>,
 }
 
@@ -341,6 +343,9 @@ pub struct RouteFile {
     /// `autonomous`, and stages never move by themselves).
     #[serde(default)]
     pub autonomy: Option<AutonomyFile>,
+    /// `[routes.slices]`: slice discovery. Default: every key's default (on).
+    #[serde(default)]
+    pub slices: SlicesFile,
 }
 
 fn default_route_timeout() -> Spanned<String> {

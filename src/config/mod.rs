@@ -9,6 +9,7 @@ pub mod event;
 pub mod file;
 pub mod llm;
 pub mod pgtls;
+pub mod slices;
 pub mod stage;
 pub mod validate;
 
@@ -183,6 +184,8 @@ pub struct Route {
     pub cost: Cost,
     /// `[routes.autonomy]` (SPEC §14).
     pub autonomy: Autonomy,
+    /// `[routes.slices]`: slice discovery.
+    pub slices: slices::Slices,
 }
 
 /// `[routes.autonomy]`: the stage of each segment and how stages are earned

@@ -10,6 +10,7 @@ mod compare;
 mod llm;
 mod policy;
 mod route;
+mod slices;
 mod value;
 
 #[cfg(test)]

@@ -52,6 +52,9 @@ suggest_pointer = "/suggestion"
 auto_advance = true
 hold = "500ms"
 criteria = { min_agreement = 0.8, min_satisfaction = 0.7, max_reversal_rate = 0.1, min_samples = 40 }
+
+[routes.slices]
+headers = ["x-region"]
 "#;
 
 const ROUTE: &str = "lead-score";
@@ -81,6 +84,7 @@ pub async fn run(db: &Path, requests: usize, out: &mut dyn Write) -> anyhow::Res
         .replace("{incumbent}", &incumbent.url())
         .replace("{candidate}", &candidate.url());
     let config = crate::config::parse(&text).context("the demo's embedded config is invalid")?;
+    let routes = config.routes.clone();
     let running = crate::app::start_with(config, crate::app::Options::default()).await?;
     writeln!(out, "Understudy demo")?;
     writeln!(out, "  incumbent (rules-v3)  {}", incumbent.url())?;
@@ -169,15 +173,56 @@ pub async fn run(db: &Path, requests: usize, out: &mut dyn Write) -> anyhow::Res
     writeln!(out, "\nReport ({}):\n", db.display())?;
     let opts = crate::report::ReportOptions {
         dbs: vec![db.to_path_buf()],
+        routes: routes.clone(),
+        find_slices: true,
         ..Default::default()
     };
     crate::report::run(&opts, out)?;
     writeln!(
         out,
-        "\nmid-market disagrees far more often than enterprise and smb: it stays in shadow.\n\
-         Inspect rows with: sqlite3 {} \"select segment, served_by, verdict, count(*) from exchanges group by 1, 2, 3\"",
+        "\nmid-market disagrees far more often than enterprise and smb: it stays in shadow."
+    )?;
+    slices(db, routes, out)?;
+    writeln!(
+        out,
+        "Inspect rows with: sqlite3 {} \"select segment, served_by, verdict, count(*) from exchanges group by 1, 2, 3\"",
         db.display()
     )?;
+    Ok(())
+}
+
+/// What slice discovery found that nobody declared (the candidate's blind
+/// spot on the `apac` region, sent only as a header).
+fn slices(db: &Path, routes: Vec<crate::config::Route>, out: &mut dyn Write) -> anyhow::Result<()> {
+    let found = crate::slices::find(&crate::slices::Options {
+        dbs: vec![db.to_path_buf()],
+        route: Some(ROUTE.to_string()),
+        since_ms: None,
+        routes,
+    })?;
+    let slices: Vec<&crate::slices::Slice> = found.iter().flat_map(|r| &r.slices).collect();
+    if slices.is_empty() {
+        writeln!(
+            out,
+            "Slice discovery found no undeclared slice worse than the rest."
+        )?;
+    }
+    for s in slices {
+        writeln!(
+            out,
+            "Slice discovery found what nobody declared: {}: agreement {} over {} comparisons, against {} for the rest of the route.",
+            s.label,
+            crate::slices::render::rate(&s.agreement),
+            s.comparisons,
+            crate::slices::render::rate(&s.rest),
+        )?;
+        for d in &s.declare {
+            writeln!(
+                out,
+                "  declare it as a segment to give it its own weight and guard: {d}"
+            )?;
+        }
+    }
     Ok(())
 }
 

@@ -14,17 +14,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The tier mix of the demo's sales pipeline.
 pub const TIERS: [(&str, f64); 3] = [("enterprise", 0.4), ("mid-market", 0.35), ("smb", 0.25)];
+/// The region mix (header `x-region`).
+pub const REGIONS: [(&str, f64); 3] = [("amer", 0.55), ("emea", 0.35), ("apac", 0.1)];
 
-pub fn lead(rng: &mut impl Rng) -> Lead {
+/// One of `mix`, by its shares.
+fn pick<'a>(rng: &mut impl Rng, mix: &[(&'a str, f64)]) -> &'a str {
     let roll: f64 = rng.r#gen();
     let mut acc = 0.0;
-    let tier = TIERS
-        .iter()
+    mix.iter()
         .find(|(_, share)| {
             acc += share;
             roll < acc
         })
-        .map_or("smb", |(t, _)| t);
+        .map_or(mix[mix.len() - 1].0, |(t, _)| t)
+}
+
+pub fn lead(rng: &mut impl Rng) -> Lead {
+    let tier = pick(rng, &TIERS);
     let employees = match tier {
         "enterprise" => rng.gen_range(1_000..50_000),
         "mid-market" => rng.gen_range(100..1_000),
@@ -37,6 +43,7 @@ pub fn lead(rng: &mut impl Rng) -> Lead {
         visits: rng.gen_range(0..12),
         industry: ["software", "finance", "retail", "manufacturing"][rng.gen_range(0..4)]
             .to_string(),
+        region: pick(rng, &REGIONS).to_string(),
     }
 }
 
@@ -65,6 +72,7 @@ pub async fn send(proxy: SocketAddr, n: usize, seed: u64, bar: &ProgressBar) -> 
                         .header("content-type", "application/json")
                         .header("x-customer-tier", &lead.tier)
                         .header("x-user-id", &lead.user_id)
+                        .header("x-region", &lead.region)
                         .body(Full::new(Bytes::from(
                             serde_json::to_vec(&lead).unwrap_or_default(),
                         )))

@@ -53,6 +53,7 @@ pub fn page(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     charts(report, &lines, out)?;
     figures(report, out)?;
     differences(report, &lines, out)?;
+    crate::slices::render::html(&report.slices, out)?;
     super::ai::html(report, &lines, out)?;
     events(report, out)?;
     writeln!(

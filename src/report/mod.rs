@@ -91,6 +91,13 @@ pub struct ReportOptions {
     pub guards: BTreeMap<String, crate::config::Guard>,
     /// Report a replay (`understudy replay --label`) instead of live traffic.
     pub label: Option<String>,
+    /// Only the exchanges of this slice (`json:/country=BR & plan=pro`).
+    pub slice: Option<String>,
+    /// The config's routes (their `[routes.slices]` attributes).
+    pub routes: Vec<crate::config::Route>,
+    /// Add the Slices section (a second pass, over the requests: the CLI's
+    /// default; `--no-slices` leaves it out).
+    pub find_slices: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +110,8 @@ pub enum Error {
     Write(#[from] std::io::Error),
     #[error("encoding the report: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Slices(#[from] crate::slices::Error),
 }
 
 /// Everything a report shows, in every format.
@@ -128,6 +137,11 @@ pub struct Report {
     pub series: Vec<Series>,
     /// Per route: the judge's verdicts against people's ratings (SPEC §11).
     pub calibration: Vec<ai::JudgeCalibration>,
+    /// `--slice`: the report covers only this slice's exchanges.
+    pub slice: Option<String>,
+    /// Per route: slices nobody declared whose agreement is significantly
+    /// lower than the rest (not with `--by`, `--label` or `--slice`).
+    pub slices: Vec<crate::slices::RouteSlices>,
 }
 
 /// Agreement of one route and segment over time.
@@ -155,6 +169,26 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
         since_ms,
         verdict: None,
         label: opts.label.clone(),
+        rows: None,
+    };
+    let slicing = crate::slices::Options {
+        dbs: opts.dbs.clone(),
+        route: opts.route.clone(),
+        since_ms,
+        routes: opts.routes.clone(),
+    };
+    let mut filter = filter;
+    if let Some(text) = &opts.slice {
+        filter.rows = Some(std::sync::Arc::new(crate::slices::rows_of(&slicing, text)?));
+    }
+    let slices = if opts.find_slices
+        && opts.by == By::Segment
+        && opts.label.is_none()
+        && opts.slice.is_none()
+    {
+        crate::slices::find(&slicing)?
+    } else {
+        Vec::new()
     };
     let bucket = read::time_range(&opts.dbs, since_ms)?
         .map_or(read::HOUR_MS, |(a, b)| read::series_bucket(a, b));
@@ -218,6 +252,8 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
             .into_iter()
             .map(|(route, c)| ai::JudgeCalibration::of(route, c))
             .collect(),
+        slice: opts.slice.clone(),
+        slices,
     })
 }
 

@@ -101,11 +101,19 @@ pub fn table(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             *w = (*w).max(cell.chars().count());
         }
     }
+    if let Some(slice) = &report.slice {
+        writeln!(out, "Slice: {slice} (its exchanges only)")?;
+    }
     write_row(out, &header, &widths, left)?;
     for row in &rows {
         write_row(out, row, &widths, left)?;
     }
-    details(report, out)
+    details(report, out)?;
+    if !report.slices.is_empty() {
+        writeln!(out, "\nSlices")?;
+        crate::slices::render::table(&report.slices, out)?;
+    }
+    Ok(())
 }
 
 fn write_row(out: &mut dyn Write, row: &[String], widths: &[usize], left: usize) -> io::Result<()> {

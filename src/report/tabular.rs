@@ -209,6 +209,10 @@ pub fn markdown(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             writeln!(out, "- {} `{}` ({} hits)", md(&n.route), n.pointer, n.hits)?;
         }
     }
+    if !report.slices.is_empty() {
+        writeln!(out, "\n## Slices\n")?;
+        crate::slices::render::markdown(&report.slices, out)?;
+    }
     if !report.events.is_empty() {
         writeln!(out, "\n## Rollout events\n")?;
         for e in &report.events {

@@ -10,7 +10,7 @@
 pub mod ai;
 mod scan;
 
-pub use scan::{DAY_MS, Filter, HOUR_MS, Point, Scan, SegmentStats, scan, series_bucket};
+pub use scan::{DAY_MS, Filter, HOUR_MS, Point, RowSet, Scan, SegmentStats, scan, series_bucket};
 
 use super::events::RolloutEvent;
 use super::{Error, Result};

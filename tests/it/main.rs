@@ -30,6 +30,7 @@ mod replay;
 mod report;
 mod rollout;
 mod shutdown;
+mod slices;
 mod stage;
 mod store;
 mod trust;

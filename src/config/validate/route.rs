@@ -126,6 +126,7 @@ fn route(c: &mut Checker<'_>, f: &RouteFile) -> Route {
         safety: safety(c, &f.safety),
         cost: super::llm::cost(c, &f.cost),
         autonomy,
+        slices: super::slices::slices(c, &f.slices),
         candidate,
         segment,
         sticky,

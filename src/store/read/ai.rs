@@ -39,7 +39,7 @@ pub struct AiStats {
 
 const SCAN: &str = "SELECT route, segment, ts, incumbent_ttft_ms, candidate_ttft_ms,
         incumbent_tokens_in, incumbent_tokens_out, candidate_tokens_in, candidate_tokens_out,
-        incumbent_cost, candidate_cost, decided_by
+        incumbent_cost, candidate_cost, decided_by, rowid
     FROM exchanges
     WHERE ts >= ?1 AND (?2 IS NULL OR route = ?2) AND (?3 IS NULL OR segment = ?3)
       AND ";
@@ -56,7 +56,7 @@ pub fn scan(
     let mut out: BTreeMap<Key, AiStats> = BTreeMap::new();
     for path in paths {
         let conn = open_ro(path)?;
-        scan_one(&conn, filter, period_ms, &mut out).map_err(Error::sqlite(path))?;
+        scan_one(&conn, path, filter, period_ms, &mut out).map_err(Error::sqlite(path))?;
     }
     for s in out.values_mut() {
         s.incumbent.ttft_ms.sort_unstable_by(f64::total_cmp);
@@ -67,6 +67,7 @@ pub fn scan(
 
 fn scan_one(
     conn: &Connection,
+    path: &std::path::Path,
     filter: &Filter,
     period_ms: Option<i64>,
     out: &mut BTreeMap<Key, AiStats>,
@@ -80,7 +81,14 @@ fn scan_one(
         filter.route,
         filter.segment
     ])?;
+    let only = filter.rows.as_ref().map(|r| r.get(path));
     while let Some(r) = rows.next()? {
+        if let Some(only) = only {
+            let rowid: i64 = r.get(12)?;
+            if !only.is_some_and(|set| set.contains(&rowid)) {
+                continue;
+            }
+        }
         let ts: i64 = r.get(2)?;
         let key = (
             r.get(0)?,

@@ -10,8 +10,11 @@
 
 use super::{Error, Result, open_ro};
 use rusqlite::{Row, params};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
+
+/// Rowids per database file: the exchanges of a slice (`report --slice`).
+pub type RowSet = HashMap<PathBuf, HashSet<i64>>;
 
 /// Which exchanges a report (or an export) looks at.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +27,9 @@ pub struct Filter {
     pub verdict: Option<String>,
     /// A replay's results (`replays` under this label) instead of live traffic.
     pub label: Option<String>,
+    /// Only these exchanges (a slice, `report --slice`); skipped mirrors,
+    /// which have no row, are then left out.
+    pub rows: Option<std::sync::Arc<RowSet>>,
 }
 
 /// Counts, latencies, diffs and skips of one route and segment (and period,
@@ -121,7 +127,7 @@ pub fn series_bucket(first: i64, last: i64) -> i64 {
 // plus a lookup of every table row. `?n IS NULL OR ...` keeps one statement
 // for every combination of filters.
 const SCAN: &str = "SELECT route, segment, ts, verdict, incumbent_ms, candidate_ms,
-        skip_reason, safety, diff
+        skip_reason, safety, diff, rowid
     FROM exchanges
     WHERE ts >= ?1 AND (?2 IS NULL OR route = ?2) AND (?3 IS NULL OR segment = ?3)
     ORDER BY route, segment, ts";
@@ -129,7 +135,7 @@ const SCAN: &str = "SELECT route, segment, ts, verdict, incumbent_ms, candidate_
 /// A replay's rows in the same shape: its verdicts and candidate latencies
 /// beside the logged exchange's route, time and incumbent latency.
 const SCAN_REPLAY: &str = "SELECT e.route, r.segment, e.ts, r.verdict, e.incumbent_ms,
-        r.candidate_ms, NULL, NULL, r.diff
+        r.candidate_ms, NULL, NULL, r.diff, e.rowid
     FROM replays r JOIN exchanges e ON e.id = r.exchange_id
     WHERE r.label = ?4 AND e.ts >= ?1 AND (?2 IS NULL OR e.route = ?2)
         AND (?3 IS NULL OR r.segment = ?3)
@@ -167,14 +173,21 @@ pub fn scan(
             cur: None,
             hour: None,
         };
+        let only = filter.rows.as_ref().map(|r| r.get(path));
         while let Some(row) = rows.next().map_err(Error::sqlite(path))? {
+            if let Some(only) = only {
+                let rowid: i64 = row.get(9).map_err(Error::sqlite(path))?;
+                if !only.is_some_and(|set| set.contains(&rowid)) {
+                    continue;
+                }
+            }
             state
                 .row(row, &mut merged, &mut out)
                 .map_err(Error::sqlite(path))?;
         }
         state.finish(&mut merged, &mut out);
-        if filter.label.is_some() {
-            continue; // a replay skips nothing
+        if filter.label.is_some() || filter.rows.is_some() {
+            continue; // a replay skips nothing; a skip has no attributes
         }
         add_skips(
             &conn,
