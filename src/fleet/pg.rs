@@ -72,6 +72,27 @@ pub async fn insert_rebased(
     replica: &str,
     ts_ms: i64,
 ) -> Result<i64, Error> {
+    // Pushed before (the session ended after PostgreSQL took it and before
+    // this replica noted it): the same event is that version, not a new one.
+    let before = client
+        .query_opt(
+            "SELECT version FROM understudy.rollout_events
+             WHERE route = $1 AND replica = $2 AND ts = $3 AND segment = $4 AND actor = $5
+               AND reason = $6 AND intent = 'lower'
+             ORDER BY version LIMIT 1",
+            &[
+                &change.route,
+                &replica,
+                &ts_ms,
+                &change.segment,
+                &change.actor,
+                &change.reason,
+            ],
+        )
+        .await?;
+    if let Some(row) = before {
+        return Ok(row.get(0));
+    }
     let latest = |column: &str, segment: &str| {
         format!(
             "(SELECT {column} FROM understudy.rollout_events

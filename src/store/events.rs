@@ -180,19 +180,35 @@ fn event(r: &Row<'_>) -> rusqlite::Result<RolloutEvent> {
 }
 
 /// Per route, the newest fleet version this file has applied or pushed.
+///
+/// Only the unbroken run from version 1 counts: a version this replica
+/// pushed can be newer than events of other replicas it has not applied
+/// yet (it pushed while partitioned), and catching up from past them would
+/// skip them for good.
 pub fn fleet_applied(conn: &Connection) -> Result<Vec<(String, i64)>> {
-    let sql = "SELECT route, MAX(v) FROM (
+    let sql = "SELECT DISTINCT route, v FROM (
             SELECT route, fleet_version AS v FROM rollout_events WHERE fleet_version IS NOT NULL
             UNION ALL
             SELECT e.route, p.fleet_version FROM fleet_pushed p
             JOIN rollout_events e ON e.version = p.local_version
-        ) GROUP BY route ORDER BY route";
+        ) ORDER BY route, v";
     let mut stmt = conn.prepare_cached(sql).map_err(Error::on(conn))?;
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+    let known = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
         .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
         .map_err(Error::on(conn))?;
-    Ok(rows)
+    let mut applied: Vec<(String, i64)> = Vec::new();
+    for (route, v) in known {
+        match applied.last_mut() {
+            Some((r, upto)) if *r == route => {
+                if v == *upto + 1 {
+                    *upto = v;
+                }
+            }
+            _ => applied.push((route, i64::from(v == 1))),
+        }
+    }
+    Ok(applied)
 }
 
 /// Whether fleet version `version` of `route` is already here (applied from

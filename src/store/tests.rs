@@ -632,3 +632,38 @@ async fn over_max_bytes_the_oldest_rows_go_first_and_the_gauge_says_so() {
     );
     store.close_async().await;
 }
+
+/// Issue 21 (found by the fleet model test): the fleet version a replica
+/// catches up from is the unbroken run it knows from version 1, not the
+/// newest it pushed; otherwise events of other replicas older than its own
+/// push are skipped for good.
+#[test]
+fn a_pushed_version_does_not_let_catch_up_skip_older_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = events::open(&db(&dir)).unwrap();
+    let ev = |fleet: Option<i64>| NewEvent {
+        ts_ms: now_ms(),
+        route: "r".into(),
+        segment: "smb".into(),
+        to_weight: Some(1.0),
+        actor: "guard".into(),
+        replica: Some("b".into()),
+        fleet_version: fleet,
+        ..NewEvent::default()
+    };
+    events::append(&conn, &ev(Some(1))).unwrap();
+    events::append(&conn, &ev(Some(2))).unwrap();
+    let local = events::append(&conn, &ev(None)).unwrap();
+    events::mark_pushed(&conn, local, 5).unwrap();
+    assert_eq!(
+        events::fleet_applied(&conn).unwrap(),
+        [("r".to_string(), 2)]
+    );
+    for v in [3, 4] {
+        events::append(&conn, &ev(Some(v))).unwrap();
+    }
+    assert_eq!(
+        events::fleet_applied(&conn).unwrap(),
+        [("r".to_string(), 5)]
+    );
+}
