@@ -107,6 +107,22 @@ pub fn judge_rate(
     side: Bar,
     min: u64,
 ) -> RateCheck {
+    // A bar of zero ("at most 0") or one ("at least 1"): any event on the
+    // wrong side is too many, and certain at once; none in at least `min`
+    // is good. (Bounds around a rate of exactly 0 or 1 would call the bar
+    // crossed before any event.)
+    let wrong = match side {
+        Bar::Max if bar <= 0.0 => Some(k),
+        Bar::Min if bar >= 1.0 => Some(n - k.min(n)),
+        _ => None,
+    };
+    if let Some(wrong) = wrong {
+        return match (wrong, n >= min.max(1)) {
+            (1.., _) => RateCheck::Bad,
+            (0, true) => RateCheck::Good,
+            (0, false) => RateCheck::Unknown,
+        };
+    }
     if n == 0 || n < min {
         return RateCheck::Unknown;
     }
@@ -140,6 +156,9 @@ pub fn judge_rate(
 /// rate's upper bound within its maximum, for the sequential method; the
 /// observed rate, for the older Wilson method).
 pub fn within(method: &GuardMethod, k: u64, n: u64, max: f64) -> bool {
+    if max <= 0.0 {
+        return k == 0;
+    }
     match method {
         GuardMethod::Sequential(seq) => seq.error_rate_within(k, n, max),
         GuardMethod::Wilson => n == 0 || k as f64 / n as f64 <= max,
@@ -205,5 +224,32 @@ impl Streak {
     /// How long the segment has passed, if it passes.
     pub fn passing_for(&self, now: Instant) -> Option<Duration> {
         self.passing_since.map(|s| now.saturating_duration_since(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::sequence::Sequence;
+
+    /// Issue 22: a bar of zero breaches at the first event and never
+    /// without one, and a clean record passes, under both methods (a
+    /// `max_candidate_error_rate = 0` used to roll back a candidate that
+    /// made no error).
+    #[test]
+    fn zero_bars_mean_any_event_is_too_many() {
+        for method in [
+            GuardMethod::Sequential(Sequence::new(0.05)),
+            GuardMethod::Wilson,
+        ] {
+            let max = |k, n| judge_rate(&method, k, n, 0.0, Bar::Max, 200);
+            assert_eq!(max(0, 10_000), RateCheck::Good, "{method:?}");
+            assert_eq!(max(0, 100), RateCheck::Unknown, "below min_samples");
+            assert_eq!(max(1, 5), RateCheck::Bad, "the first event");
+            assert!(within(&method, 0, 10_000, 0.0) && !within(&method, 1, 10_000, 0.0));
+            let min = |k, n| judge_rate(&method, k, n, 1.0, Bar::Min, 200);
+            assert_eq!(min(10_000, 10_000), RateCheck::Good);
+            assert_eq!(min(9_999, 10_000), RateCheck::Bad);
+        }
     }
 }
