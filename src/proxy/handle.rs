@@ -58,7 +58,7 @@ pub async fn handle(
     let exchange_id = HeaderValue::try_from(ex.id.as_str()).ok();
     // Borrowed from the route (not the exchange, which moves on below).
     let label = segment::label(route.cfg.segment.as_ref(), &ex.segment);
-    let (side, mut resp) = answer(&ctx, serving, ex, plan, parts, body).await;
+    let (side, mut resp) = answer(&ctx, label, serving, ex, plan, parts, body).await;
     let h = resp.headers_mut();
     if let Some(id) = exchange_id {
         h.insert(EXCHANGE_ID, id);
@@ -76,6 +76,7 @@ pub async fn handle(
 /// (or the fallback) on the side.
 async fn answer(
     ctx: &Ctx,
+    label: &str,
     serving: Side,
     ex: Exchange,
     plan: Result<Plan, SkipReason>,
@@ -86,7 +87,6 @@ async fn answer(
         let resp = super::suggest::serve(ctx, ex, plan, parts, body).await;
         return (Side::Incumbent, resp);
     }
-    let label = crate::segment::label(ctx.route.cfg.segment.as_ref(), &ex.segment).to_string();
     let (answer, reporter) = match serving {
         Side::Incumbent => {
             let reporter = Reporter::beside_incumbent(ctx, ex, plan, &parts);
@@ -97,7 +97,7 @@ async fn answer(
     if answer.fell_back {
         ctx.proxy
             .metrics
-            .record_fallback(&ctx.route.cfg.name, &label);
+            .record_fallback(&ctx.route.cfg.name, label);
     }
     (answer.side, reporter.respond(ctx, answer))
 }

@@ -188,10 +188,13 @@ impl Settle {
                 .is_some_and(|(_, d, _)| d != guard::Decision::Hold);
             route.live.spend.set_decided(label, decided);
         }
-        let why_failed = outcome
-            .note
-            .clone()
-            .filter(|_| outcome.verdict == Verdict::CandidateError);
+        // The note says why a pair was skipped, or why the candidate failed
+        // when the comparison found it (a provider's error inside a 200 stream).
+        let (skip_reason, why_failed) = match outcome.verdict {
+            Verdict::Skipped => (outcome.note.take(), None),
+            Verdict::CandidateError => (None, outcome.note.take()),
+            _ => (None, None),
+        };
         let mut rec = Record {
             id: ex.id,
             ts_ms: ex.ts_ms,
@@ -206,10 +209,7 @@ impl Settle {
             verdict: outcome.verdict.as_str(),
             diff: serde_json::to_string(&outcome.diffs).unwrap_or_else(|_| "[]".into()),
             score: outcome.score,
-            skip_reason: outcome
-                .note
-                .clone()
-                .filter(|_| outcome.verdict == Verdict::Skipped),
+            skip_reason,
             fallback,
             safety,
             noise: learned,
@@ -228,8 +228,6 @@ impl Settle {
             rec.candidate_status = c.status;
             rec.candidate_ms = Some(c.latency.as_secs_f64() * 1000.0);
             rec.candidate_body = Some(c.body);
-            // A failure the comparison found (a provider's error inside a 200
-            // stream) says why as well as a transport error does.
             rec.candidate_error = c.error.or(why_failed);
         }
         rt.redactor.apply(&mut rec);

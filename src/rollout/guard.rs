@@ -48,6 +48,19 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// A verdict at `at`, with no latencies and no safety hit.
+    pub fn verdict(at: Instant, verdict: Verdict) -> Sample {
+        Sample {
+            at,
+            verdict,
+            safety: false,
+            incumbent_ms: None,
+            candidate_ms: None,
+            incumbent_ttft_ms: None,
+            candidate_ttft_ms: None,
+        }
+    }
+
     /// Whether the sample counts at all: a comparison (match, mismatch,
     /// candidate error) or a safety hit. Incumbent errors and skips say
     /// nothing about the candidate.

@@ -662,8 +662,7 @@ impl Rollout {
     /// stage trackers; evidence gathered before `at` is never counted after.
     fn reset_evidence(&self, reset: &Reset, at: std::time::Instant) {
         for (route, per) in lock(&self.guards).iter_mut() {
-            for (seg, g) in per.iter_mut().filter(|(s, _)| reset.touches(route, s)) {
-                let _ = seg;
+            for (_, g) in per.iter_mut().filter(|(s, _)| reset.touches(route, s)) {
                 g.reset_at(at);
             }
         }
@@ -789,8 +788,9 @@ impl Rollout {
         let s = store.clone();
         let known = tokio::task::spawn_blocking(move || s.has_fleet_versions(&wanted))
             .await
-            .map_err(|e| store::Error::Closed {
-                path: std::path::PathBuf::from(e.to_string()),
+            // The read's task ended without an answer (shutting down).
+            .map_err(|_| store::Error::Closed {
+                path: store.path().to_path_buf(),
             })??;
         let new: Vec<Change> = events
             .iter()

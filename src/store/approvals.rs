@@ -299,49 +299,46 @@ impl Approval {
         })
     }
 
+    /// The decision's fields, which every view of an approval starts with.
+    fn decision(&self) -> serde_json::Map<String, Value> {
+        serde_json::Map::from_iter([
+            ("id".to_string(), json!(self.id)),
+            ("exchange_id".to_string(), json!(self.exchange_id)),
+            ("ts".to_string(), json!(self.ts)),
+            ("route".to_string(), json!(self.route)),
+            ("segment".to_string(), json!(self.segment)),
+            ("status".to_string(), json!(self.status)),
+            ("decided_by".to_string(), json!(self.decided_by)),
+            ("reason".to_string(), json!(self.reason)),
+            ("decided_ts".to_string(), json!(self.decided_ts)),
+        ])
+    }
+
     /// The approval as a listing shows it: the decision, the route and the
     /// answers' statuses, no request or answer content.
     pub fn summary_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "exchange_id": self.exchange_id,
-            "ts": self.ts,
-            "route": self.route,
-            "segment": self.segment,
-            "status": self.status,
-            "decided_by": self.decided_by,
-            "reason": self.reason,
-            "decided_ts": self.decided_ts,
-            "method": self.method,
-            "path": self.path,
-            "incumbent_status": self.incumbent_status,
-            "candidate_status": self.candidate_status,
-        })
+        let mut v = self.decision();
+        v.insert("method".into(), json!(self.method));
+        v.insert("path".into(), json!(self.path));
+        v.insert("incumbent_status".into(), json!(self.incumbent_status));
+        v.insert("candidate_status".into(), json!(self.candidate_status));
+        Value::Object(v)
     }
 
     /// The approval as `GET /api/v1/approvals/{id}` shows it and `export
     /// --approvals` writes it: the decision with the request and both answers.
     pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "exchange_id": self.exchange_id,
-            "ts": self.ts,
-            "route": self.route,
-            "segment": self.segment,
-            "status": self.status,
-            "decided_by": self.decided_by,
-            "reason": self.reason,
-            "decided_ts": self.decided_ts,
-            "request": self.request_json(),
-            "incumbent": {
-                "status": self.incumbent_status,
-                "body": body(self.incumbent_body.as_deref()),
-            },
-            "candidate": {
-                "status": self.candidate_status,
-                "body": body(self.candidate_body.as_deref()),
-            },
-        })
+        let mut v = self.decision();
+        v.insert("request".into(), self.request_json());
+        v.insert(
+            "incumbent".into(),
+            json!({"status": self.incumbent_status, "body": body(self.incumbent_body.as_deref())}),
+        );
+        v.insert(
+            "candidate".into(),
+            json!({"status": self.candidate_status, "body": body(self.candidate_body.as_deref())}),
+        );
+        Value::Object(v)
     }
 }
 

@@ -951,6 +951,23 @@ pub(super) async fn smb_until(r: &Running, what: &str, mut done: impl FnMut() ->
     }
 }
 
+/// Waits until the fleet has an event by `actor` from `replica` (a local
+/// change pushed after a partition).
+async fn pushed(pg: &Pg, actor: &str, replica: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !pg_events(pg)
+        .await
+        .iter()
+        .any(|e| e.4 == actor && e.5 == replica)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{replica}'s change never reached the fleet"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Replica `name` of `spec` through `relay` (so it alone can be cut off).
 pub(super) async fn replica_via(spec: &Spec<'_>, relay: &pg::Relay, name: &str) -> Running {
     let via = Spec {
@@ -1027,18 +1044,7 @@ async fn a_rejoining_replica_cannot_undo_a_persons_rollback() {
     relay.heal();
     all_connected(&[&a, &b]).await;
     // a's lowering reaches the fleet (recorded once), and the rollback stands.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !pg_events(&pg)
-        .await
-        .iter()
-        .any(|e| e.4 == "guard" && e.5 == "a")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "a's lowering never reached the fleet"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    pushed(&pg, "guard", "a").await;
     converge(&[&a, &b], "smb at 0", |r| weight(r, "smb") == 0.0).await;
     let events = pg_events(&pg).await;
     let pushed: Vec<_> = events
@@ -1094,18 +1100,7 @@ async fn a_rejoining_replica_cannot_undo_a_stage_rollback() {
     set_stage(&b, "shadow").await;
     relay.heal();
     all_connected(&[&a, &b]).await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !pg_events(&pg)
-        .await
-        .iter()
-        .any(|e| e.4 == "api" && e.5 == "a")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "a's lowering never reached the fleet"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    pushed(&pg, "api", "a").await;
     use understudy::autonomy::Stage;
     converge(&[&a, &b], "smb at shadow", |r| stage(r) == Stage::Shadow).await;
     assert_eq!(raises_without_gates(&pg).await, Vec::<String>::new());

@@ -189,15 +189,7 @@ impl World {
         };
         for _ in 0..n {
             let before = self.live(seg).0;
-            let s = Sample {
-                at: Instant::now(),
-                verdict,
-                safety: false,
-                incumbent_ms: None,
-                candidate_ms: None,
-                incumbent_ttft_ms: None,
-                candidate_ttft_ms: None,
-            };
+            let s = Sample::verdict(Instant::now(), verdict);
             let route = self.config.routes[0].clone();
             self.rollout.observe(&route, seg, s, &self.metrics).await;
             if let Some(s) = self.segs.get_mut(seg) {

@@ -152,15 +152,7 @@ async fn the_guard_rolls_a_bad_segment_back_and_records_why() {
         } else {
             crate::compare::Verdict::Mismatch
         };
-        let s = Sample {
-            at: t0 + Duration::from_millis(i),
-            verdict,
-            safety: false,
-            incumbent_ms: None,
-            candidate_ms: None,
-            incumbent_ttft_ms: None,
-            candidate_ttft_ms: None,
-        };
+        let s = Sample::verdict(t0 + Duration::from_millis(i), verdict);
         r.observe(&cfg.routes[0], "enterprise", s, &m).await;
     }
     assert_eq!(weight(&r, "enterprise"), 1.0);
@@ -275,15 +267,7 @@ async fn every_change_resets_the_evidence_it_touches_by_one_rule() {
         async move {
             for seg in ["enterprise", "smb"] {
                 for _ in 0..n {
-                    let s = Sample {
-                        at,
-                        verdict: crate::compare::Verdict::Match,
-                        safety: false,
-                        incumbent_ms: None,
-                        candidate_ms: None,
-                        incumbent_ttft_ms: None,
-                        candidate_ttft_ms: None,
-                    };
+                    let s = Sample::verdict(at, crate::compare::Verdict::Match);
                     r.observe(route, seg, s, m).await;
                 }
             }
@@ -336,15 +320,7 @@ async fn one_pass_lets_one_raise_through() {
     let (_dir, r, m, cfg) = attached(1.0).await;
     let route = &cfg.routes[0];
     for _ in 0..400 {
-        let s = Sample {
-            at: Instant::now(),
-            verdict: crate::compare::Verdict::Match,
-            safety: false,
-            incumbent_ms: None,
-            candidate_ms: None,
-            incumbent_ttft_ms: None,
-            candidate_ttft_ms: None,
-        };
+        let s = Sample::verdict(Instant::now(), crate::compare::Verdict::Match);
         r.observe(route, "enterprise", s, &m).await;
     }
     let pass = r
@@ -373,15 +349,7 @@ async fn a_refused_raise_names_the_criterion_that_holds_it() {
     let (_dir, r, m, cfg) = attached(1.0).await;
     let route = &cfg.routes[0];
     for _ in 0..203 {
-        let s = Sample {
-            at: Instant::now(),
-            verdict: crate::compare::Verdict::Match,
-            safety: false,
-            incumbent_ms: None,
-            candidate_ms: None,
-            incumbent_ttft_ms: None,
-            candidate_ttft_ms: None,
-        };
+        let s = Sample::verdict(Instant::now(), crate::compare::Verdict::Match);
         r.observe(route, "enterprise", s, &m).await;
     }
     let refused = r
