@@ -43,6 +43,16 @@ pub enum Event {
 }
 
 impl Evidence {
+    /// The evidence that does not depend on exposure: the comparisons (every
+    /// request is compared whatever the stage); people's verdicts start over.
+    fn comparisons(&self) -> Evidence {
+        Evidence {
+            matches: self.matches,
+            mismatches: self.mismatches,
+            ..Evidence::default()
+        }
+    }
+
     pub fn add(&mut self, e: Event) {
         let slot = match e {
             Event::Compared { agree: true } => &mut self.matches,
@@ -145,18 +155,21 @@ pub struct Move {
     pub reason: String,
 }
 
-/// The evidence of one route and segment since its stage last changed, and
-/// how long it has passed.
+/// The evidence of one route and segment (the comparisons since the last
+/// full reset, people's verdicts since its stage last changed), and how long
+/// it has passed.
 #[derive(Debug, Clone, Default)]
 pub struct Tracker {
-    /// The stage the evidence was gathered at: evidence never carries over
+    /// The stage people's verdicts were gathered at: they never carry over
     /// to another stage, even when a move and an observation race.
     stage: Option<Stage>,
     evidence: Evidence,
     streak: Streak,
     last: Option<Decision>,
-    /// The last reset: events from before it are never counted.
+    /// The last full reset: events from before it are never counted.
     floor: Option<Instant>,
+    /// The last change: people's verdicts from before it are never counted.
+    exposure_floor: Option<Instant>,
 }
 
 /// The settings a tracker judges by.
@@ -180,15 +193,14 @@ impl Tracker {
         canary: bool,
         now: Instant,
     ) -> Option<Move> {
-        if self.floor.is_some_and(|f| now < f) {
+        let compared = matches!(event, Event::Compared { .. });
+        if self.floor.is_some_and(|f| now < f)
+            || (!compared && self.exposure_floor.is_some_and(|f| now < f))
+        {
             return None;
         }
         if self.stage != Some(stage) {
-            *self = Tracker {
-                stage: Some(stage),
-                floor: self.floor,
-                ..Tracker::default()
-            };
+            self.start_over(Some(stage));
         }
         self.evidence.add(event);
         let decision = decide(judge.criteria, judge.method, stage, &self.evidence);
@@ -215,11 +227,35 @@ impl Tracker {
         }
     }
 
-    /// A change touched this segment (the rollout's one reset rule): its
-    /// evidence starts over, and events from before `at` are never counted.
-    pub fn reset_at(&mut self, at: Instant) {
+    /// A change touched this segment (the rollout's one reset rule,
+    /// [`crate::judge::Depth`]): the decision and people's verdicts start
+    /// over, and for a full reset the comparisons too; what was gathered
+    /// before `at` is never counted in what started over.
+    pub fn reset_at(&mut self, at: Instant, depth: crate::judge::Depth) {
+        let later = |f: Option<Instant>| Some(f.map_or(at, |f| f.max(at)));
+        match depth {
+            crate::judge::Depth::Decision => {
+                self.start_over(self.stage);
+                self.exposure_floor = later(self.exposure_floor);
+            }
+            crate::judge::Depth::Evidence => {
+                *self = Tracker {
+                    floor: later(self.floor),
+                    exposure_floor: later(self.exposure_floor),
+                    ..Tracker::default()
+                };
+            }
+        }
+    }
+
+    /// A new stage or a change: the decision, the streak and people's
+    /// verdicts start over; the comparisons stay.
+    fn start_over(&mut self, stage: Option<Stage>) {
         *self = Tracker {
-            floor: Some(self.floor.map_or(at, |f| f.max(at))),
+            stage,
+            evidence: self.evidence.comparisons(),
+            floor: self.floor,
+            exposure_floor: self.exposure_floor,
             ..Tracker::default()
         };
     }
@@ -240,7 +276,6 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::sequence::Sequence;
 
     fn criteria() -> Criteria {
         Criteria {
@@ -254,7 +289,7 @@ mod tests {
 
     #[test]
     fn advances_only_when_every_criterion_is_confidently_good() {
-        let method = GuardMethod::Sequential(Sequence::new(0.05));
+        let method = GuardMethod::sequential(0.05);
         let c = criteria();
         let mut e = Evidence::default();
         for _ in 0..200 {
@@ -272,7 +307,7 @@ mod tests {
 
     #[test]
     fn a_burst_of_reversals_breaches_at_notify_only() {
-        let method = GuardMethod::Sequential(Sequence::new(0.05));
+        let method = GuardMethod::sequential(0.05);
         let c = criteria();
         let mut e = Evidence::default();
         for i in 0..60 {

@@ -465,11 +465,21 @@ pub enum NotifyFormat {
 /// `guard.method`: the bounds a guard decides on.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum GuardMethod {
-    /// An anytime-valid confidence sequence at this level, over the samples
-    /// since the guard's last reset (breach, a person's change, a new guard config).
-    Sequential(crate::stats::sequence::Sequence),
+    /// Anytime-valid one-sided tests and change detectors, at the route's
+    /// `guard.alpha` for passes and its share of it for breaches
+    /// ([`crate::stats::alpha::Levels`]).
+    Sequential(crate::stats::alpha::Levels),
     /// Wilson 95 % bounds over the sliding window.
     Wilson,
+}
+
+impl GuardMethod {
+    /// The sequential method at `alpha` for a guard that tests agreement and
+    /// errors in one segment (routes split by what they test:
+    /// [`crate::stats::alpha::Levels`]).
+    pub fn sequential(alpha: f64) -> GuardMethod {
+        GuardMethod::Sequential(crate::stats::alpha::Levels::new(alpha, 2, 1))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -117,6 +117,7 @@ impl Row {
                 candidate_ms: None,
                 incumbent_ttft_ms: None,
                 candidate_ttft_ms: None,
+                user: None,
             })
             .collect();
         let spread =
@@ -332,6 +333,7 @@ mod tests {
             candidate_ms: Some(12.0 + f64::from(i % 91) * 1.7),
             incumbent_ttft_ms: None,
             candidate_ttft_ms: None,
+            user: None,
         }
     }
 

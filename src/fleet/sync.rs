@@ -10,7 +10,7 @@
 use super::{Fleet, pg, schema};
 use crate::proxy::Proxy;
 use crate::rollout::guard::{Sample, SegmentGuard};
-use crate::rollout::{Actor, Change, Evidence, Intent, Reset, Target};
+use crate::rollout::{Actor, Change, Depth, Evidence, Intent, Reset, Scope, Target};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -293,19 +293,31 @@ struct Evaluator {
 
 impl Evaluator {
     /// A change made by anyone: the evidence it touches starts over, by the
-    /// one rule ([`Reset::of`]) the local guards follow too; pooled rows of
-    /// the seconds before it belong to the old state and are passed over.
+    /// one rule ([`Reset::of`]) the local guards follow too. After a full
+    /// reset ([`Depth::Evidence`]) pooled rows of the seconds up to and
+    /// including it belong to the old state and are passed over: rows are
+    /// stamped in whole seconds of the replica's clock, so the second of the
+    /// reset itself is dropped too (some evidence after it is lost, none
+    /// from before it leaks; replicas' clocks must agree within a second).
     fn changed(&mut self, change: &Change) {
         let reset = Reset::of(change);
         let now = Instant::now();
-        let second = super::evidence::unix_seconds();
         for (route, per) in self.guards.iter_mut() {
-            for (seg, g) in per.iter_mut().filter(|(s, _)| reset.touches(route, s)) {
-                g.reset_at(now);
-                self.reset_at.insert((route.clone(), seg.clone()), second);
+            for (_, g) in per.iter_mut().filter(|(s, _)| reset.touches(route, s)) {
+                g.reset_at(now, reset.depth);
             }
         }
-        if let Reset::Segment(route, seg) = reset {
+        if reset.depth != Depth::Evidence {
+            return;
+        }
+        let second = super::evidence::unix_seconds();
+        let touched: Vec<(String, String)> = (self.guards.iter())
+            .flat_map(|(r, per)| per.keys().map(move |s| (r.clone(), s.clone())))
+            .filter(|(r, s)| reset.touches(r, s))
+            .collect();
+        self.reset_at
+            .extend(touched.into_iter().map(|k| (k, second)));
+        if let Scope::Segment(route, seg) = reset.scope {
             self.reset_at.insert((route, seg), second);
         }
     }
@@ -323,7 +335,7 @@ impl Evaluator {
         let mut batches: HashMap<(String, String), Vec<Sample>> = HashMap::new();
         for row in rows {
             let key = (row.route.clone(), row.segment.clone());
-            if self.reset_at.get(&key).is_some_and(|s| row.second < *s) {
+            if self.reset_at.get(&key).is_some_and(|s| row.second <= *s) {
                 continue;
             }
             let at = super::evidence::instant_of(row.second, now);

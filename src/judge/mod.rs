@@ -3,22 +3,25 @@
 //! and the fleet's evaluator, which all call it.
 //!
 //! - [`judge_rate`] puts any rate against its bar with the guard's method
-//!   (the anytime-valid confidence sequence, or Wilson), asymmetrically: a
-//!   rate is good or bad only when the evidence says so, else unknown. The
-//!   switch between the methods exists here only.
+//!   (anytime-valid one-sided tests, or Wilson), asymmetrically: a rate is
+//!   good or bad only when the evidence says so, else unknown. A pass is
+//!   judged at the route's `α`, a breach at its share of it
+//!   ([`crate::stats::alpha::Levels`]). The switch between the methods exists
+//!   here only.
 //! - [`Streak`] is the one pass/hold/breach hysteresis: a breach moves at
 //!   once, a pass moves only after it has held for `hold`.
 //!
 //! Pure: no IO, the clock is passed in.
 
 use crate::config::GuardMethod;
-use crate::stats::sequence::Position;
+use crate::stats::onesided::OneSided;
+use crate::stats::sequence::{Position, Sequence};
 use crate::stats::{Z95, wilson};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
 /// Why a guard breached; a `guard_trips_total` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     Agreement,
@@ -96,9 +99,11 @@ pub enum RateCheck {
 }
 
 /// Judges the rate `k / n` against `bar` with the guard's method, the same
-/// asymmetric rule [`decide`] applies to agreement and errors: `sequential`
-/// asks the confidence sequence, `wilson` the Wilson 95 % interval. Below
-/// `min_samples` nothing is decided.
+/// asymmetric rule the guard's `decide` applies to
+/// agreement and errors: `sequential` asks two one-sided anytime-valid tests
+/// (a pass: confidently on the right side at the route's `α`; a breach:
+/// confidently on the wrong side at one test's share of it), `wilson` the
+/// Wilson 95 % interval. Below `min_samples` nothing is decided.
 pub fn judge_rate(
     method: &GuardMethod,
     k: u64,
@@ -106,6 +111,22 @@ pub fn judge_rate(
     bar: f64,
     side: Bar,
     min: u64,
+) -> RateCheck {
+    judge_rate_clustered(method, k, n, bar, side, min, 1.0)
+}
+
+/// [`judge_rate`] for outcomes that come in clusters (a sticky key's user):
+/// the sequential tests read the effective counts `k/D`, `n/D` for the
+/// design effect `D ≥ 1` ([`crate::stats::cluster::Inflation`]). Wilson
+/// ignores `D`.
+pub fn judge_rate_clustered(
+    method: &GuardMethod,
+    k: u64,
+    n: u64,
+    bar: f64,
+    side: Bar,
+    min: u64,
+    design_effect: f64,
 ) -> RateCheck {
     // A bar of zero ("at most 0") or one ("at least 1"): any event on the
     // wrong side is too many, and certain at once; none in at least `min`
@@ -126,8 +147,26 @@ pub fn judge_rate(
     if n == 0 || n < min {
         return RateCheck::Unknown;
     }
-    let position = match method {
-        GuardMethod::Sequential(seq) => seq.position(k, n, bar),
+    let (good, bad) = match side {
+        Bar::Min => (Position::Above, Position::Below),
+        Bar::Max => (Position::Below, Position::Above),
+    };
+    match method {
+        GuardMethod::Sequential(levels) => {
+            let d = if design_effect > 1.0 {
+                design_effect
+            } else {
+                1.0
+            };
+            let (s, m) = (k.min(n) as f64 / d, n as f64 / d);
+            if one_sided(&levels.pass, bar).position_f(s, m) == good {
+                RateCheck::Good
+            } else if one_sided(&levels.breach, bar).position_f(s, m) == bad {
+                RateCheck::Bad
+            } else {
+                RateCheck::Unknown
+            }
+        }
         GuardMethod::Wilson => {
             let (lo, hi) = wilson(k.min(n), n, Z95);
             // Above an "at most" bar needs the lower bound strictly over it
@@ -136,33 +175,78 @@ pub fn judge_rate(
                 Bar::Min => lo >= bar,
                 Bar::Max => lo > bar,
             };
-            if hi < bar {
+            let position = if hi < bar {
                 Position::Below
             } else if above {
                 Position::Above
             } else {
                 Position::Inside
+            };
+            if position == good {
+                RateCheck::Good
+            } else if position == bad {
+                RateCheck::Bad
+            } else {
+                RateCheck::Unknown
             }
         }
-    };
-    match (side, position) {
-        (Bar::Min, Position::Above) | (Bar::Max, Position::Below) => RateCheck::Good,
-        (Bar::Min, Position::Below) | (Bar::Max, Position::Above) => RateCheck::Bad,
-        (_, Position::Inside) => RateCheck::Unknown,
     }
 }
 
 /// Whether errors are within a maximum for a pass (SPEC §12: the error
-/// rate's upper bound within its maximum, for the sequential method; the
-/// observed rate, for the older Wilson method).
+/// rate confidently at most `max`, for the sequential method; the observed
+/// rate, for the older Wilson method).
 pub fn within(method: &GuardMethod, k: u64, n: u64, max: f64) -> bool {
     if max <= 0.0 {
         return k == 0;
     }
     match method {
-        GuardMethod::Sequential(seq) => seq.error_rate_within(k, n, max),
+        GuardMethod::Sequential(levels) => max >= 1.0 || one_sided(&levels.pass, max).at_most(k, n),
         GuardMethod::Wilson => n == 0 || k as f64 / n as f64 <= max,
     }
+}
+
+/// The one-sided test of `seq` at `bar`, worked out once per thread and
+/// kept (its constant is an incomplete beta function, some µs; a route has a
+/// handful of bars, so the cache stays small).
+pub fn one_sided(seq: &Sequence, bar: f64) -> OneSided {
+    use std::cell::RefCell;
+    const KEEP: usize = 64;
+    thread_local! {
+        static CACHE: RefCell<Vec<(Sequence, u64, OneSided)>> = const { RefCell::new(Vec::new()) };
+    }
+    CACHE.with_borrow_mut(|cache| {
+        let key = bar.to_bits();
+        if let Some((_, _, t)) = cache.iter().find(|(s, b, _)| *b == key && s == seq) {
+            return *t;
+        }
+        let t = seq.one_sided(bar);
+        if cache.len() >= KEEP {
+            cache.remove(0);
+        }
+        cache.push((*seq, key, t));
+        t
+    })
+}
+
+/// How much of the evidence starts over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// The decision and what depends on exposure: the last decision, the
+    /// pass streak (no pass survives a change: a raise needs a comparison
+    /// judged after it, and `hold` passes from it), and people's verdicts
+    /// (ratings, reviews, approvals: who sees the candidate changed). The
+    /// comparisons since the last full reset stay: every request is compared
+    /// whatever the weight or stage, so their agreement, errors and latency
+    /// do not depend on it, and a test restarted at every change would spend
+    /// `α` again each time (a person lowering and raising the weight could
+    /// buy a fresh test until one passed).
+    Decision,
+    /// Everything: the comparisons too, and anything gathered before the
+    /// change is never counted after it. After a breach (the candidate is
+    /// judged afresh at the lower step) and the mirror switch (switching it
+    /// off and on is how a redeployed candidate is announced).
+    Evidence,
 }
 
 /// Where a decision leads once the hysteresis is applied.
@@ -230,7 +314,6 @@ impl Streak {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::sequence::Sequence;
 
     /// Issue 22: a bar of zero breaches at the first event and never
     /// without one, and a clean record passes, under both methods (a
@@ -238,10 +321,7 @@ mod tests {
     /// made no error).
     #[test]
     fn zero_bars_mean_any_event_is_too_many() {
-        for method in [
-            GuardMethod::Sequential(Sequence::new(0.05)),
-            GuardMethod::Wilson,
-        ] {
+        for method in [GuardMethod::sequential(0.05), GuardMethod::Wilson] {
             let max = |k, n| judge_rate(&method, k, n, 0.0, Bar::Max, 200);
             assert_eq!(max(0, 10_000), RateCheck::Good, "{method:?}");
             assert_eq!(max(0, 100), RateCheck::Unknown, "below min_samples");

@@ -171,6 +171,7 @@ impl Settle {
             candidate_ms: ms(&answers.candidate),
             incumbent_ttft_ms: figures.0.ttft_ms,
             candidate_ttft_ms: figures.1.ttft_ms,
+            user: ex.sticky.as_deref().map(crate::rollout::bucket::user),
         };
         proxy.rollout.observe(cfg, label, sample, metrics).await;
         if matches!(outcome.verdict, Verdict::Match | Verdict::Mismatch) {

@@ -351,9 +351,15 @@ mod tests {
             (300, 0, 30),
         ] {
             let mut live = SegmentGuard::default();
-            let verdicts = std::iter::repeat_n(Verdict::Match, matches)
+            // Spread evenly (a run of mismatches is a change the live
+            // guard's detectors catch, which counts cannot show).
+            let ordered: Vec<Verdict> = std::iter::repeat_n(Verdict::Match, matches)
                 .chain(std::iter::repeat_n(Verdict::Mismatch, mismatches))
-                .chain(std::iter::repeat_n(Verdict::CandidateError, errors));
+                .chain(std::iter::repeat_n(Verdict::CandidateError, errors))
+                .collect();
+            // A stride prime to every total here permutes them.
+            let total = ordered.len();
+            let verdicts = (0..total).map(|j| ordered[j * 7919 % total]);
             for (i, verdict) in verdicts.enumerate() {
                 let sample = Sample {
                     at: t0 + std::time::Duration::from_millis(i as u64),
@@ -363,6 +369,7 @@ mod tests {
                     candidate_ms: None,
                     incumbent_ttft_ms: None,
                     candidate_ttft_ms: None,
+                    user: None,
                 };
                 // Weight 0 (shadow): a breach is reported but the window is kept.
                 let _action = live.observe(&g, sample, 0.0);

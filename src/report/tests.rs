@@ -2,7 +2,6 @@
 //! merging replicas, grouping by period, weights, noise and feedback.
 
 use super::*;
-use crate::stats;
 use crate::store::events::{self, NewEvent, NewFeedback};
 
 fn fb(id: &str, rating: i64, comment: &str) -> NewFeedback {
@@ -71,6 +70,19 @@ fn fixture(path: &Path, id_prefix: &str, day_offset: i64) -> Vec<String> {
     rows.into_iter().map(|r| r.id).collect()
 }
 
+/// The bounds the default guard (the report's, without a config) decides on.
+fn one_sided_bounds(matches: u64, n: u64) -> (f64, f64) {
+    let guard = crate::config::Guard::default();
+    let crate::config::GuardMethod::Sequential(levels) = &guard.method else {
+        panic!("the default method is sequential");
+    };
+    let bar = guard.min_agreement;
+    (
+        crate::judge::one_sided(&levels.pass, bar).lower_bound(matches, n),
+        crate::judge::one_sided(&levels.breach, bar).upper_bound(matches, n),
+    )
+}
+
 fn opts(dbs: Vec<std::path::PathBuf>) -> ReportOptions {
     ReportOptions {
         dbs,
@@ -101,8 +113,9 @@ fn numbers_of_one_database() {
     assert_eq!(keys, ["enterprise", "mid-market", "smb"]);
     let ent = &r.lines[0];
     assert_eq!((ent.samples, ent.matches, ent.mismatches), (100, 97, 3));
-    // The interval of the guard's method: the confidence sequence by default.
-    let (lo, hi) = stats::sequence::interval(97, 100, 0.05);
+    // The interval of the guard's method: by default its one-sided bounds,
+    // the lower at the route's α (a pass), the upper at a breach's share.
+    let (lo, hi) = one_sided_bounds(97, 100);
     let a = ent.agreement.unwrap();
     assert_eq!((a.value, a.lo, a.hi), (0.97, lo, hi));
     // Incumbent latencies 1..=100: nearest-rank p50 50, p95 95, p99 99.
@@ -256,7 +269,7 @@ fn weights_noise_feedback_and_events_appear() {
         "{table}"
     );
     let ent_line = table.lines().nth(1).unwrap();
-    let (lo, hi) = stats::sequence::interval(97, 100, 0.05);
+    let (lo, hi) = one_sided_bounds(97, 100);
     let interval = format!("97.0% [{:.1}–{:.1}]", lo * 100.0, hi * 100.0);
     assert!(ent_line.contains(&interval), "{table}");
     assert!(

@@ -28,6 +28,12 @@ pub fn bucket(route: &str, salt: &str, key: &str) -> u64 {
     fnv1a(h, key.as_bytes()) % BUCKETS
 }
 
+/// The hash of a sticky key, naming its user in the guard's design effect
+/// ([`crate::stats::cluster`]).
+pub fn user(key: &str) -> u64 {
+    fnv1a(OFFSET, key.as_bytes())
+}
+
 /// Whether a bucket falls in the candidate's share at `weight` percent.
 pub fn is_candidate(bucket: u64, weight: f64) -> bool {
     (bucket as f64) < (weight * 1000.0).round()

@@ -257,11 +257,20 @@ pub fn apply(rs: &mut RouteState, c: &Change) -> bool {
     changed
 }
 
-/// Whose evidence a change starts over: the one rule, used by the local
-/// guard, the stage tracker and the fleet's evaluator alike.
+pub use crate::judge::Depth;
+
+/// Whose evidence a change starts over, and how much of it: the one rule,
+/// used by the local guard, the stage tracker and the fleet's evaluator alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reset {
-    /// Every segment of the route (the mirror switch).
+pub struct Reset {
+    pub scope: Scope,
+    pub depth: Depth,
+}
+
+/// Which segments a change touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every segment of the route (the mirror switch, `default`).
     Route(String),
     /// One segment of a route.
     Segment(String, String),
@@ -270,23 +279,29 @@ pub enum Reset {
 impl Reset {
     /// Any change that changed something (a weight, a stage, the mirror,
     /// whoever made it: a person, the file, a guard here or in the fleet)
-    /// starts the evidence of what it touched over: the candidate's exposure
-    /// or role changed, so evidence gathered before it says nothing of the
-    /// state after it. The mirror switch and a change to `default` (which
-    /// every segment without a value of its own follows) touch the route.
+    /// resets what it touched ([`Depth`]). The mirror switch and a change to
+    /// `default` (which every segment without a value of its own follows)
+    /// touch the route.
     pub fn of(change: &Change) -> Reset {
-        if change.segment == ALL_SEGMENTS || change.segment == crate::segment::DEFAULT {
-            Reset::Route(change.route.clone())
+        let scope = if change.segment == ALL_SEGMENTS || change.segment == crate::segment::DEFAULT {
+            Scope::Route(change.route.clone())
         } else {
-            Reset::Segment(change.route.clone(), change.segment.clone())
-        }
+            Scope::Segment(change.route.clone(), change.segment.clone())
+        };
+        let breach = change.actor == Actor::Guard.as_str() && change.intent == Intent::Lower;
+        let depth = if breach || change.mirror.is_some() {
+            Depth::Evidence
+        } else {
+            Depth::Decision
+        };
+        Reset { scope, depth }
     }
 
     /// Whether this reset touches `route`/`segment`.
     pub fn touches(&self, route: &str, segment: &str) -> bool {
-        match self {
-            Reset::Route(r) => r == route,
-            Reset::Segment(r, s) => r == route && s == segment,
+        match &self.scope {
+            Scope::Route(r) => r == route,
+            Scope::Segment(r, s) => r == route && s == segment,
         }
     }
 }

@@ -6,14 +6,26 @@
 //! `min_agreement` (or errors, latency or safety clearly bad), a pass needs
 //! the *lower* bound at or above it; everything between holds.
 //!
-//! Two methods (`guard.method`). `sequential` (the default) bounds agreement
-//! and the error rate with an anytime-valid confidence sequence
-//! ([`crate::stats::sequence`], Howard et al. 2021) over the samples since
-//! the guard's last reset (a breach, a person's change, a new guard config),
-//! so checking after every comparison, forever, keeps its error rate at
-//! `guard.alpha`. `wilson` uses Wilson 95 % bounds over the sliding window
-//! (each check valid alone; thousands in a row are not). The sliding window is
-//! kept either way, for the agreement gauge and the latency ratio.
+//! Two methods (`guard.method`). `sequential` (the default) judges each rate
+//! with anytime-valid one-sided tests ([`crate::stats::onesided`]) over the
+//! comparisons since the guard's last full reset (a breach, the mirror
+//! switch, a new guard config; a person's change resets only the decision:
+//! [`crate::rollout::Depth`]), so checking after every comparison, forever,
+//! keeps each test's error rate at its share of `guard.alpha`. Beside them
+//! it runs:
+//!
+//! - change detectors on agreement and the error rate
+//!   ([`crate::stats::detector`]): they forget good evidence, so a candidate
+//!   that degrades after a good day is caught within about a hundred
+//!   comparisons, not after the cumulative rate has been dragged under the bar;
+//! - sequential tests of the latency and time-to-first-token tails
+//!   ([`crate::stats::latency`]) instead of a plug-in p99 ratio;
+//! - with a sticky key, a design effect ([`crate::stats::cluster`]) that
+//!   shrinks the counts a user's correlated comparisons are worth.
+//!
+//! `wilson` uses Wilson 95 % bounds over the sliding window (each check
+//! valid alone; thousands in a row are not). The sliding window is kept
+//! either way, for the agreement gauge and the displayed p99 ratios.
 
 pub mod latency;
 mod people;
@@ -23,7 +35,10 @@ pub use people::Feedback;
 
 use crate::compare::Verdict;
 use crate::config::{Guard, GuardMethod, OnBreach, Window};
-use crate::judge::{Step, Streak, within};
+use crate::judge::{Depth, Step, Streak, judge_rate_clustered, one_sided, within};
+use crate::stats::cluster::Inflation;
+use crate::stats::detector::{Detector, Watch};
+use crate::stats::latency::SlowdownTest;
 use crate::stats::{Z95, wilson};
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -45,6 +60,9 @@ pub struct Sample {
     /// Time to first token of each side (llm mode), when known.
     pub incumbent_ttft_ms: Option<f64>,
     pub candidate_ttft_ms: Option<f64>,
+    /// The hash of the request's sticky key, when the route has one: a
+    /// user's comparisons are correlated ([`crate::stats::cluster`]).
+    pub user: Option<u64>,
 }
 
 impl Sample {
@@ -58,6 +76,7 @@ impl Sample {
             candidate_ms: None,
             incumbent_ttft_ms: None,
             candidate_ttft_ms: None,
+            user: None,
         }
     }
 
@@ -94,6 +113,20 @@ pub struct Figures {
     /// Candidate p99 / incumbent p99 time to first token, when both are known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttft_ratio: Option<f64>,
+    /// A change detector's alarm: the rate moved to the wrong side of its
+    /// bar recently, whatever the evidence from before says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<Reason>,
+    /// The sequential latency tests say the candidate's tail is slower than
+    /// `max_latency_ratio` (`max_ttft_ratio`) times the incumbent's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub slower: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub slower_ttft: bool,
+    /// The design effect the counts are divided by (a sticky key's users),
+    /// when above 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub design_effect: Option<f64>,
 }
 
 impl std::fmt::Display for Figures {
@@ -120,6 +153,12 @@ impl std::fmt::Display for Figures {
         }
         if self.safety_events > 0 {
             write!(f, ", {} safety event(s)", self.safety_events)?;
+        }
+        if let Some(d) = self.design_effect {
+            write!(f, ", design effect {d:.2}")?;
+        }
+        if let Some(r) = self.drift {
+            write!(f, ", change detected ({})", r.as_str())?;
         }
         Ok(())
     }
@@ -252,6 +291,10 @@ impl Figures {
             error_rate_lower: wilson(candidate_errors, samples, Z95).0,
             latency_ratio,
             ttft_ratio: None,
+            drift: None,
+            slower: false,
+            slower_ttft: false,
+            design_effect: None,
         }
     }
 }
@@ -264,6 +307,13 @@ pub fn evaluate(cfg: &Guard, samples: &VecDeque<Sample>) -> (Figures, Decision) 
 /// [`evaluate`] with the window's counts and latencies already known; the
 /// latencies are only read when `max_latency_ratio` (or `max_ttft_ratio`) is set.
 fn evaluate_counted(cfg: &Guard, counts: Counts, latencies: &mut Latencies) -> (Figures, Decision) {
+    let f = figures_of(cfg, counts, latencies);
+    let decision = decide(cfg, &f);
+    (f, decision)
+}
+
+/// The figures of a set of counts and the window's latencies.
+fn figures_of(cfg: &Guard, counts: Counts, latencies: &mut Latencies) -> Figures {
     let latency_ratio = cfg.max_latency_ratio.and_then(|_max| latencies.ratio());
     let mut f = Figures::of(
         counts.matches,
@@ -273,8 +323,7 @@ fn evaluate_counted(cfg: &Guard, counts: Counts, latencies: &mut Latencies) -> (
         latency_ratio,
     );
     f.ttft_ratio = cfg.max_ttft_ratio.and_then(|_max| latencies.ttft_ratio());
-    let decision = decide(cfg, &f);
-    (f, decision)
+    f
 }
 
 /// Candidate p99 over incumbent p99, when both are known.
@@ -289,14 +338,17 @@ pub fn ratio(candidate_p99: Option<f64>, incumbent_p99: Option<f64>) -> Option<f
 /// rule, used by the live guard and by `report`.
 ///
 /// A safety event breaches at once; everything else waits for `min_samples`.
-/// Then a breach needs the evidence to say the candidate is worse (agreement's
-/// upper bound below `min_agreement`, the error rate's lower bound above its
-/// maximum, or the latency ratio exceeded), a pass needs it to say the
-/// candidate is good (agreement's lower bound at or above `min_agreement`,
-/// errors within bounds: for `sequential`, the error rate's upper bound);
-/// everything between holds. `wilson` reads the figures' Wilson bounds;
-/// `sequential` asks its confidence sequence where the bars lie, from the
-/// counts, in O(1).
+/// Then a breach needs the evidence to say the candidate is worse (agreement
+/// confidently below `min_agreement`, the error rate confidently above its
+/// maximum, a change detector's alarm, or the latency tests), a pass needs
+/// it to say the candidate is good (agreement confidently at or above
+/// `min_agreement`, errors confidently within their maximum); everything
+/// between holds.
+///
+/// Candidate errors are left out of agreement in the way that favours the
+/// candidate least: a pass counts them as disagreements, a breach as
+/// agreements (they have their own bar), so a rising share of them can
+/// never make a candidate look better.
 pub fn decide(cfg: &Guard, f: &Figures) -> Decision {
     let decided = f.matches + f.mismatches;
     if f.safety_events > 0 {
@@ -305,38 +357,35 @@ pub fn decide(cfg: &Guard, f: &Figures) -> Decision {
     if f.samples < cfg.min_samples.max(1) {
         return Decision::Hold;
     }
-    let slow = matches!((f.latency_ratio, cfg.max_latency_ratio), (Some(r), Some(max)) if r > max);
-    let slow_start = matches!((f.ttft_ratio, cfg.max_ttft_ratio), (Some(r), Some(max)) if r > max);
     let m = &cfg.method;
-    let agreement = judge_rate(m, f.matches, decided, cfg.min_agreement, Bar::Min, 1);
-    let errors = judge_rate(
-        m,
-        f.candidate_errors,
-        f.samples,
-        cfg.max_candidate_error_rate,
-        Bar::Max,
-        1,
-    );
-    let (agreement_below, agreement_above, errors_above, errors_within) = (
-        agreement == RateCheck::Bad,
-        agreement == RateCheck::Good,
-        errors == RateCheck::Bad,
-        within(
-            m,
-            f.candidate_errors,
-            f.samples,
-            cfg.max_candidate_error_rate,
+    let (slow, slow_start) = match m {
+        GuardMethod::Sequential(_) => (f.slower, f.slower_ttft),
+        GuardMethod::Wilson => (
+            matches!((f.latency_ratio, cfg.max_latency_ratio), (Some(r), Some(max)) if r > max),
+            matches!((f.ttft_ratio, cfg.max_ttft_ratio), (Some(r), Some(max)) if r > max),
         ),
-    );
-    if decided > 0 && agreement_below {
+    };
+    let d = f.design_effect.unwrap_or(1.0);
+    let (bar, errors) = (cfg.min_agreement, f.candidate_errors);
+    let agreement_good = judge_rate_clustered(m, f.matches, f.samples, bar, Bar::Min, 1, d);
+    let agreement_bad = judge_rate_clustered(m, f.matches + errors, f.samples, bar, Bar::Min, 1, d);
+    let max = cfg.max_candidate_error_rate;
+    let errors_check = judge_rate_clustered(m, errors, f.samples, max, Bar::Max, 1, d);
+    let errors_within = match m {
+        GuardMethod::Sequential(_) => errors_check == RateCheck::Good,
+        GuardMethod::Wilson => within(m, errors, f.samples, max),
+    };
+    if decided > 0 && agreement_bad == RateCheck::Bad {
         Decision::Breach(Reason::Agreement)
-    } else if errors_above {
+    } else if errors_check == RateCheck::Bad {
         Decision::Breach(Reason::CandidateErrors)
+    } else if let Some(reason) = f.drift {
+        Decision::Breach(reason)
     } else if slow {
         Decision::Breach(Reason::Latency)
     } else if slow_start {
         Decision::Breach(Reason::Ttft)
-    } else if decided > 0 && agreement_above && errors_within {
+    } else if decided > 0 && agreement_good == RateCheck::Good && errors_within {
         Decision::Pass
     } else {
         Decision::Hold
@@ -345,17 +394,25 @@ pub fn decide(cfg: &Guard, f: &Figures) -> Decision {
 
 impl Figures {
     /// The figures with the bounds the guard's method uses: for `sequential`,
-    /// the confidence sequence's interval (some 5 µs each, so computed for
-    /// display and audit text, not per comparison).
+    /// the one-sided bounds its tests decide on (agreement's lower bound at
+    /// the pass level and upper bound at the breach level, candidate errors
+    /// counted against and for it as [`decide`] does; the error rate's lower
+    /// bound at the breach level). Root searches of some 20 µs each, so
+    /// computed for display and audit text, not per comparison.
     pub fn bounded(mut self, cfg: &Guard) -> Figures {
-        if let GuardMethod::Sequential(seq) = &cfg.method {
-            let decided = self.matches + self.mismatches;
-            if decided > 0 {
-                (self.agreement_lower, self.agreement_upper) = seq.interval(self.matches, decided);
-            }
-            if self.samples > 0 {
-                self.error_rate_lower = seq.interval(self.candidate_errors, self.samples).0;
-            }
+        if let GuardMethod::Sequential(levels) = &cfg.method
+            && self.samples > 0
+        {
+            let (bar, max, n) = (
+                cfg.min_agreement,
+                cfg.max_candidate_error_rate,
+                self.samples,
+            );
+            self.agreement_lower = one_sided(&levels.pass, bar).lower_bound(self.matches, n);
+            self.agreement_upper =
+                one_sided(&levels.breach, bar).upper_bound(self.matches + self.candidate_errors, n);
+            self.error_rate_lower =
+                one_sided(&levels.breach, max).lower_bound(self.candidate_errors, n);
         }
         self
     }
@@ -375,51 +432,86 @@ impl Figures {
             );
         }
         let m = &cfg.method;
-        let decided = self.matches + self.mismatches;
-        if judge_rate(m, self.matches, decided, cfg.min_agreement, Bar::Min, 1) != RateCheck::Good {
-            let more = self
-                .samples_to_decide(cfg)
-                .map_or("none can tell at this rate".to_string(), |n| {
-                    format!("about {n} more comparisons")
-                });
+        let d = self.design_effect.unwrap_or(1.0);
+        let bar = cfg.min_agreement;
+        let more = |n: Option<u64>| {
+            n.map_or("none can tell at this rate".to_string(), |n| {
+                format!("about {n} more comparisons")
+            })
+        };
+        if judge_rate_clustered(m, self.matches, self.samples, bar, Bar::Min, 1, d)
+            != RateCheck::Good
+        {
+            let clustered = match self.design_effect {
+                Some(d) => format!(", a design effect of {d:.2}"),
+                None => String::new(),
+            };
+            let errors = match self.candidate_errors {
+                0 => String::new(),
+                e => format!(", {e} candidate errors counted as disagreements"),
+            };
             return format!(
-                "held by min_agreement {}: agreement's lower bound {:.3} is below it ({more})",
-                cfg.min_agreement, self.agreement_lower
+                "held by min_agreement {bar}: agreement's lower bound {:.3} is below it ({}{errors}{clustered})",
+                self.agreement_lower,
+                more(self.samples_to_decide(cfg))
             );
         }
         let max = cfg.max_candidate_error_rate;
-        if !within(m, self.candidate_errors, self.samples, max) {
+        let errors_good = match m {
+            GuardMethod::Sequential(_) => {
+                judge_rate_clustered(m, self.candidate_errors, self.samples, max, Bar::Max, 1, d)
+                    == RateCheck::Good
+            }
+            GuardMethod::Wilson => within(m, self.candidate_errors, self.samples, max),
+        };
+        if !errors_good {
             let p = self.candidate_errors as f64 / self.samples.max(1) as f64;
-            let more = match m {
-                GuardMethod::Sequential(seq) => seq.samples_to_decide(p, max, self.samples),
+            let needed = match m {
+                GuardMethod::Sequential(levels) => {
+                    one_sided(&levels.pass, max).samples_to_decide(p, self.samples)
+                }
                 GuardMethod::Wilson => None,
             };
-            let more = more
-                .filter(|n| *n > self.samples)
-                .map_or("none can tell at this rate".to_string(), |n| {
-                    format!("about {} more comparisons", n - self.samples)
-                });
+            let needed = needed.map(|n| (n as f64 * d).ceil() as u64);
             return format!(
                 "held by max_candidate_error_rate {max}: the error rate's upper bound is above it \
-                 ({} errors in {} comparisons; {more})",
-                self.candidate_errors, self.samples
+                 ({} errors in {} comparisons; {})",
+                self.candidate_errors,
+                self.samples,
+                more(
+                    needed
+                        .filter(|n| *n > self.samples)
+                        .map(|n| n - self.samples)
+                )
             );
         }
         "held: no comparison has decided agreement yet".to_string()
     }
 
-    /// About how many more samples until agreement is decided (pass or
+    /// About how many more comparisons until agreement is decided (pass or
     /// breach), if it stays where it is; `None` when it sits on the bar or is
     /// decided already.
     pub fn samples_to_decide(&self, cfg: &Guard) -> Option<u64> {
-        let decided = self.matches + self.mismatches;
-        let p = self.agreement?;
+        self.agreement?;
+        let n = self.samples;
+        let p = self.matches as f64 / n.max(1) as f64;
+        let bar = cfg.min_agreement;
         let needed = match &cfg.method {
-            GuardMethod::Sequential(seq) => seq.samples_to_decide(p, cfg.min_agreement, decided)?,
-            GuardMethod::Wilson => wilson_samples_to_decide(p, cfg.min_agreement, decided)?,
+            GuardMethod::Sequential(levels) => {
+                let level = if p > bar {
+                    &levels.pass
+                } else {
+                    &levels.breach
+                };
+                let d = self.design_effect.unwrap_or(1.0);
+                let effective = (n as f64 / d) as u64;
+                let m = one_sided(level, bar).samples_to_decide(p, effective)?;
+                (m as f64 * d).ceil() as u64
+            }
+            GuardMethod::Wilson => wilson_samples_to_decide(p, bar, n)?,
         };
         let needed = needed.max(cfg.min_samples);
-        (needed > decided).then(|| needed - decided)
+        (needed > n).then(|| needed - n)
     }
 }
 
@@ -474,7 +566,85 @@ pub struct Action {
     pub reason: String,
 }
 
-/// The sliding window, the counts since the last reset and the pass streak
+/// The sequential method's evidence beside the counts, since the last full
+/// reset: the change detectors, the latency tests and the design effect.
+#[derive(Debug, Clone)]
+struct Tests {
+    agreement: Detector,
+    errors: Detector,
+    latency: Option<SlowdownTest>,
+    ttft: Option<SlowdownTest>,
+    /// Made at the first comparison with a sticky key.
+    users: Option<Inflation>,
+    /// The first detector alarm since the reset.
+    drift: Option<Reason>,
+}
+
+impl Tests {
+    /// Fresh tests for `cfg`, or none for the Wilson method.
+    fn of(cfg: &Guard) -> Option<Tests> {
+        let GuardMethod::Sequential(levels) = &cfg.method else {
+            return None;
+        };
+        let slowdown = |r: Option<f64>| r.map(|r| SlowdownTest::new(r, levels.share(), &[]));
+        Some(Tests {
+            agreement: Detector::new(Watch::Min, cfg.min_agreement, levels.arl),
+            errors: Detector::new(Watch::Max, cfg.max_candidate_error_rate, levels.arl),
+            latency: slowdown(cfg.max_latency_ratio),
+            ttft: slowdown(cfg.max_ttft_ratio),
+            users: None,
+            drift: None,
+        })
+    }
+
+    /// Feeds one counted sample. The detectors are tempered by the design
+    /// effect as it stood before the sample.
+    fn add(&mut self, s: &Sample) {
+        let compared = matches!(s.verdict, Verdict::Match | Verdict::Mismatch);
+        let lambda = self.design_effect().map_or(1.0, |d| 1.0 / d);
+        if compared
+            && self
+                .agreement
+                .observe_tempered(s.verdict == Verdict::Match, lambda)
+        {
+            self.drift.get_or_insert(Reason::Agreement);
+        }
+        let error = s.verdict == Verdict::CandidateError;
+        if (compared || error) && self.errors.observe_tempered(error, lambda) {
+            self.drift.get_or_insert(Reason::CandidateErrors);
+        }
+        if let (Some(t), Some(i), Some(c)) = (&mut self.latency, s.incumbent_ms, s.candidate_ms) {
+            t.observe(i, c);
+        }
+        if let (Some(t), Some(i), Some(c)) =
+            (&mut self.ttft, s.incumbent_ttft_ms, s.candidate_ttft_ms)
+        {
+            t.observe(i, c);
+        }
+        if let (true, Some(user)) = (compared, s.user) {
+            (self.users.get_or_insert_with(Inflation::default))
+                .observe(user, s.verdict == Verdict::Match);
+        }
+    }
+
+    /// The design effect of the users seen, when above 1.
+    fn design_effect(&self) -> Option<f64> {
+        self.users
+            .as_ref()
+            .map(Inflation::design_effect)
+            .filter(|d| *d > 1.0)
+    }
+
+    /// Writes what the tests say into the figures [`decide`] reads.
+    fn mark(&self, f: &mut Figures) {
+        f.drift = self.drift;
+        f.slower = self.latency.as_ref().is_some_and(SlowdownTest::slower);
+        f.slower_ttft = self.ttft.as_ref().is_some_and(SlowdownTest::slower);
+        f.design_effect = self.design_effect();
+    }
+}
+
+/// The sliding window, the evidence since the last reset and the pass streak
 /// of one route and segment.
 #[derive(Debug, Default)]
 pub struct SegmentGuard {
@@ -483,19 +653,21 @@ pub struct SegmentGuard {
     counts: Counts,
     /// The latencies `window` holds.
     latencies: Latencies,
-    /// Every sample since the last reset, counted (the sequential method's
-    /// evidence), and when that stretch began.
+    /// Every sample since the last full reset, counted (the sequential
+    /// method's evidence), and when that stretch began.
     since: Counts,
     since_start: Option<Instant>,
+    /// The detectors and tests since the last full reset (`sequential`).
+    tests: Option<Tests>,
     /// The config the counts were gathered under: a new one resets them.
     cfg: Option<Guard>,
     streak: Streak,
     last: Option<(Figures, Decision)>,
-    /// Ratings and reviews since the last reset.
+    /// Ratings and reviews since the last change.
     feedback: Feedback,
-    /// The last reset ([`crate::rollout::Reset`]): samples gathered before
-    /// it (an exchange that began before a change and settled after it)
-    /// are never counted.
+    /// The last full reset ([`crate::rollout::Reset`]): samples gathered
+    /// before it (an exchange that began before a breach and settled after
+    /// it) are never counted.
     floor: Option<Instant>,
 }
 
@@ -511,9 +683,9 @@ impl SegmentGuard {
         self.judge(cfg, now, weight)
     }
 
-    /// Adds many samples (pooled evidence, SPEC §10), then evaluates once at
-    /// `now`: the same counts and the same decision as adding them one by
-    /// one, checked after the last.
+    /// Adds many samples (pooled evidence, SPEC §10, or the store's rows at
+    /// start), then evaluates once at `now`: the same counts and the same
+    /// decision as adding them one by one, checked after the last.
     pub fn observe_all(
         &mut self,
         cfg: &Guard,
@@ -543,6 +715,9 @@ impl SegmentGuard {
         let now = sample.at;
         self.since_start.get_or_insert(now);
         self.since.add(&sample);
+        if let Some(t) = &mut self.tests {
+            t.add(&sample);
+        }
         self.counts.add(&sample);
         self.latencies.add(&sample);
         self.window.push_back(sample);
@@ -571,7 +746,11 @@ impl SegmentGuard {
             GuardMethod::Sequential(_) => self.since,
             GuardMethod::Wilson => self.counts,
         };
-        let (figures, decision) = evaluate_counted(cfg, counts, &mut self.latencies);
+        let mut figures = figures_of(cfg, counts, &mut self.latencies);
+        if let Some(t) = &self.tests {
+            t.mark(&mut figures);
+        }
+        let decision = decide(cfg, &figures);
         self.last = Some((figures.clone(), decision));
         match self
             .streak
@@ -582,9 +761,7 @@ impl SegmentGuard {
                     OnBreach::StepBack => step_back(&cfg.steps, weight),
                     OnBreach::Shadow => 0.0,
                 };
-                self.window.clear();
-                self.counts = Counts::default();
-                self.latencies.clear();
+                self.clear_window();
                 self.reset();
                 let figures = figures.bounded(cfg);
                 let text = format!("guard breach ({}): {figures}", reason.as_str());
@@ -615,24 +792,39 @@ impl SegmentGuard {
     }
 
     /// A change touched this segment ([`crate::rollout::Reset`], the one
-    /// rule): the window, the evidence since the last reset, the latencies,
-    /// people's verdicts, the pass streak and the last decision start over,
-    /// and samples gathered before `at` are never counted.
-    pub fn reset_at(&mut self, at: Instant) {
+    /// rule). The last decision, the pass streak and people's verdicts start
+    /// over whatever the change (no pass survives it); for a full reset
+    /// ([`Depth::Evidence`]) so do the window, the evidence since the last
+    /// reset, the detectors and the latency tests, and samples gathered
+    /// before `at` are never counted. The Wilson method's window has no
+    /// error control across checks anyway, so it starts over at every change.
+    pub fn reset_at(&mut self, at: Instant, depth: Depth) {
+        self.streak = Streak::default();
+        self.last = None;
+        self.feedback = Feedback::default();
+        let wilson = matches!(
+            self.cfg.as_ref().map(|c| &c.method),
+            Some(GuardMethod::Wilson)
+        );
+        if depth == Depth::Evidence || wilson {
+            self.clear_window();
+            self.reset();
+            self.floor = Some(self.floor.map_or(at, |f| f.max(at)));
+        }
+    }
+
+    fn clear_window(&mut self) {
         self.window.clear();
         self.counts = Counts::default();
         self.latencies.clear();
-        self.streak = Streak::default();
-        self.last = None;
-        self.reset();
-        self.floor = Some(self.floor.map_or(at, |f| f.max(at)));
     }
 
-    /// Starts the sequential evidence over.
+    /// Starts the evidence since the last reset over.
     fn reset(&mut self) {
         self.since = Counts::default();
         self.since_start = None;
         self.feedback = Feedback::default();
+        self.tests = self.cfg.as_ref().and_then(Tests::of);
     }
 
     /// Adds what a person said (a rating, a review, a reversal) and says

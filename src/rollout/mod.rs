@@ -24,7 +24,7 @@ use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-pub use change::{ALL_SEGMENTS, Actor, Change, Intent, Reset, apply};
+pub use change::{ALL_SEGMENTS, Actor, Change, Depth, Intent, Reset, Scope, apply};
 pub use link::{FleetError, FleetLink, Pending};
 pub use state::{Ask, Error, Evidence, Target};
 

@@ -663,12 +663,12 @@ impl Rollout {
     fn reset_evidence(&self, reset: &Reset, at: std::time::Instant) {
         for (route, per) in lock(&self.guards).iter_mut() {
             for (_, g) in per.iter_mut().filter(|(s, _)| reset.touches(route, s)) {
-                g.reset_at(at);
+                g.reset_at(at, reset.depth);
             }
         }
         for (route, per) in lock(&self.trackers).iter_mut() {
             for (_, t) in per.iter_mut().filter(|(s, _)| reset.touches(route, s)) {
-                t.reset_at(at);
+                t.reset_at(at, reset.depth);
             }
         }
     }

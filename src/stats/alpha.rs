@@ -79,6 +79,47 @@ pub fn per_test(alpha: f64, metrics: usize, segments: usize) -> f64 {
     Split::equal(alpha, 2 * metrics.max(1) * segments.max(1)).share(1.0)
 }
 
+/// The sequential method's two levels, worked out once when the config is
+/// loaded: a pass at the route's `α` (a pass needs every criterion, so no
+/// split is needed on that side), a breach at one test's share of it
+/// ([`per_test`]), and the change detectors' average run length for that
+/// share over [`HORIZON`] comparisons.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Levels {
+    pub pass: super::sequence::Sequence,
+    pub breach: super::sequence::Sequence,
+    /// The detectors' average run length ([`super::detector::arl_for`]).
+    pub arl: f64,
+}
+
+/// The stretch over which a detector's share of `α` holds: a false alarm
+/// within this many comparisons has probability at most the share (beyond
+/// it, the average run length bounds the rate of false alarms).
+pub const HORIZON: f64 = 1_000_000.0;
+
+impl Levels {
+    /// The levels of a route at `alpha` whose guard tests `metrics` rates in
+    /// `segments` segments.
+    pub fn new(alpha: f64, metrics: usize, segments: usize) -> Self {
+        let share = per_test(alpha, metrics, segments);
+        Levels {
+            pass: super::sequence::Sequence::new(alpha),
+            breach: super::sequence::Sequence::new(share),
+            arl: super::detector::arl_for(share, HORIZON),
+        }
+    }
+
+    /// The route's `α`.
+    pub fn alpha(&self) -> f64 {
+        self.pass.alpha()
+    }
+
+    /// One breach test's share of it.
+    pub fn share(&self) -> f64 {
+        self.breach.alpha()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,6 +88,7 @@ async fn evidence_whose_insert_times_out_goes_back_to_the_buffer() {
         candidate_ms: Some(1.0),
         incumbent_ttft_ms: None,
         candidate_ttft_ms: None,
+        user: None,
     };
     for _ in 0..25 {
         buffer.add("r", "smb", &sample);

@@ -9,6 +9,7 @@ use crate::config::{
     Guard, GuardMethod, JsonCompare, JudgeCompare, Noise, OnBreach, Rollout, Rule, Segment, Side,
     Upstream, Window,
 };
+use crate::stats::alpha::Levels;
 use std::time::Duration;
 use toml::Spanned;
 
@@ -289,7 +290,7 @@ pub(super) fn guard(c: &mut Checker<'_>, f: &GuardFile) -> Guard {
                     format!("{alpha} must be in (0, 0.5]"),
                 );
             }
-            GuardMethod::Sequential(crate::stats::sequence::Sequence::new(alpha))
+            GuardMethod::Sequential(Levels::new(alpha, 2, 1))
         }
     };
     let gates = f.gates.iter().filter_map(|g| gate(c, g)).collect();
@@ -317,6 +318,28 @@ pub(super) fn guard(c: &mut Checker<'_>, f: &GuardFile) -> Guard {
         max_reversal_rate: (f.max_reversal_rate.as_ref())
             .map(|x| c.fraction("guard.max_reversal_rate", x)),
     }
+}
+
+/// Splits the route's `guard.alpha` over the rates its guard and stage
+/// tracker test for breaches, in each of its `segments` (the declared values
+/// and `other`, or `default`): agreement and the candidate's error rate
+/// always; latency, time to first token, satisfaction, reversals and rejects
+/// when configured ([`Levels`]).
+pub(super) fn split_alpha(guard: &mut Guard, autonomy: &super::super::Autonomy, segments: usize) {
+    let GuardMethod::Sequential(levels) = &mut guard.method else {
+        return;
+    };
+    let criteria = autonomy.configured.then_some(&autonomy.criteria);
+    let optional = [
+        guard.max_latency_ratio.is_some(),
+        guard.max_ttft_ratio.is_some(),
+        guard.min_satisfaction.is_some() || criteria.is_some_and(|c| c.min_satisfaction.is_some()),
+        guard.max_reversal_rate.is_some()
+            || criteria.is_some_and(|c| c.max_reversal_rate.is_some()),
+        criteria.is_some_and(|c| c.max_reject_rate.is_some()),
+    ];
+    let metrics = 2 + optional.iter().filter(|on| **on).count();
+    *levels = Levels::new(levels.alpha(), metrics, segments);
 }
 
 /// Steps must climb strictly within `(0, 100]`.

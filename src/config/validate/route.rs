@@ -100,13 +100,15 @@ fn route(c: &mut Checker<'_>, f: &RouteFile) -> Route {
     let segment = f.segment.as_ref().and_then(|s| segment(c, s));
     let sticky =
         (f.sticky.as_ref()).and_then(|s| c.source("sticky", s.span(), s.get_ref().source_keys()));
-    let guard = policy::guard(c, &f.guard);
+    let mut guard = policy::guard(c, &f.guard);
     let autonomy = super::autonomy::autonomy(
         c,
         f.autonomy.as_ref(),
         segment.as_ref(),
         guard.min_agreement,
     );
+    let segments = segment.as_ref().map_or(1, |s| s.values.len() + 1);
+    policy::split_alpha(&mut guard, &autonomy, segments);
     Route {
         name: f.name.get_ref().clone(),
         path_prefix: f.path_prefix.get_ref().clone(),

@@ -23,7 +23,7 @@
 use super::*;
 use crate::compare::Verdict;
 use crate::rollout::guard::Sample;
-use crate::rollout::{Ask, Intent, Target};
+use crate::rollout::{Ask, Depth, Intent, Target};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap as Map;
@@ -68,6 +68,8 @@ struct Seg {
     cap: Option<f64>,
     /// Samples fed since the segment's evidence last started over.
     fresh: u64,
+    /// A comparison has been judged since the last change touched it.
+    judged: bool,
 }
 
 struct World {
@@ -109,6 +111,7 @@ impl World {
                     own_stage: (s == "default").then_some(Stage::Autonomous),
                     cap: None,
                     fresh: 0,
+                    judged: false,
                 };
                 (s, seg)
             })
@@ -147,16 +150,20 @@ impl World {
     }
 
     fn set_weight(&mut self, seg: &str, w: f64, cap: Option<f64>) {
+        self.set_weight_by(seg, w, cap, Depth::Decision);
+    }
+
+    fn set_weight_by(&mut self, seg: &str, w: f64, cap: Option<f64>, depth: Depth) {
         let s = self.segs.get_mut(seg).unwrap_or_else(|| panic!("{seg}"));
         s.own_weight = Some(w);
         s.cap = cap;
-        self.reset(Some(seg));
+        self.reset(Some(seg), depth);
     }
 
     fn set_stage(&mut self, seg: &str, st: Stage) {
         let s = self.segs.get_mut(seg).unwrap_or_else(|| panic!("{seg}"));
         s.own_stage = Some(st);
-        self.reset(Some(seg));
+        self.reset(Some(seg), Depth::Decision);
     }
 
     fn pass(&self, seg: &str, target: Target) -> bool {
@@ -170,13 +177,17 @@ impl World {
         decision == Some(Decision::Pass)
     }
 
-    /// Starts the evidence of `seg` (or every segment: the mirror, or
-    /// `default`, which the others follow) over, in the model.
-    fn reset(&mut self, seg: Option<&str>) {
+    /// Resets `seg` (or every segment: the mirror, or `default`, which the
+    /// others follow), in the model: a person's change the decision, a
+    /// breach, the mirror switch and a restart the comparisons too.
+    fn reset(&mut self, seg: Option<&str>, depth: Depth) {
         let seg = seg.filter(|s| *s != "default");
         for (name, s) in self.segs.iter_mut() {
             if seg.is_none_or(|x| x == *name) {
-                s.fresh = 0;
+                s.judged = false;
+                if depth == Depth::Evidence {
+                    s.fresh = 0;
+                }
             }
         }
     }
@@ -194,6 +205,7 @@ impl World {
             self.rollout.observe(&route, seg, s, &self.metrics).await;
             if let Some(s) = self.segs.get_mut(seg) {
                 s.fresh += 1;
+                s.judged = true;
             }
             let after = self.live(seg).0;
             if after != before {
@@ -203,7 +215,7 @@ impl World {
                 assert_eq!(after, crate::rollout::guard::step_back(&STEPS_UP, before));
                 self.rows += 1;
                 let cap = self.segs[seg].cap;
-                self.set_weight(seg, after, cap);
+                self.set_weight_by(seg, after, cap, Depth::Evidence);
             }
         }
     }
@@ -352,7 +364,7 @@ async fn run(seed: u64) {
                     .unwrap_or_else(|e| panic!("the mirror switch refused: {e} ({ctx})"));
                 w.rows += 1;
                 w.mirror = on;
-                w.reset(None);
+                w.reset(None, Depth::Evidence);
             }
             // A reload with the file's enterprise weight changed (a set).
             10 => {
@@ -386,7 +398,7 @@ async fn run(seed: u64) {
                     );
                 }
                 assert_eq!(after.mirror, before_state.mirror, "{ctx}");
-                w.reset(None);
+                w.reset(None, Depth::Evidence);
             }
         }
         // After every step: the model and the live state agree, and the invariants hold.
@@ -409,6 +421,13 @@ async fn run(seed: u64) {
                 "6: {s} counts {counted} > {} fresh ({ctx})",
                 model.fresh
             );
+            if !model.judged {
+                let decision = w.rollout.guard_status("r", s).map(|(_, d, _)| d);
+                assert_eq!(
+                    decision, None,
+                    "7: {s}: a decision survived a change ({ctx})"
+                );
+            }
         }
         assert_eq!(
             w.rollout.route("r").map(|r| r.mirror),

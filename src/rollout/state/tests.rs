@@ -254,9 +254,13 @@ async fn a_stale_promotion_is_refused() {
     assert!(matches!(gated, Err(Error::Gated { .. })), "{gated:?}");
 }
 
-/// Issue 21: one rule resets the evidence, whatever the change: a weight, a
-/// stage, the mirror switch (every segment), the guard's own promotion;
-/// and a sample gathered before a change is never counted after it.
+/// Issues 21 and 22: one rule resets the evidence, whatever the change. A
+/// weight or a stage (a person's, the file's, the guard's own promotion)
+/// resets its segment's decision, so no pass survives it, but not its
+/// comparisons, whose agreement does not depend on the weight (restarting
+/// the test at every change would spend α again each time); the mirror
+/// switch (every segment) and a breach start the comparisons over too, and
+/// a sample gathered before those is never counted after them.
 #[tokio::test]
 async fn every_change_resets_the_evidence_it_touches_by_one_rule() {
     let (_dir, r, m, cfg) = attached(5.0).await;
@@ -293,15 +297,23 @@ async fn every_change_resets_the_evidence_it_touches_by_one_rule() {
     .await
     .unwrap();
     assert_eq!((samples("enterprise"), samples("smb")), (None, Some(10)));
-    // A sample gathered before that change (settled after it) is not counted.
+    // A comparison gathered before that change still says what the
+    // candidate's agreement is, and the decision is made again on all.
     feed(1, before).await;
-    assert_eq!(samples("enterprise"), None);
+    assert_eq!(samples("enterprise"), Some(11));
     feed(3, Instant::now()).await;
-    assert_eq!((samples("enterprise"), samples("smb")), (Some(3), Some(14)));
-    // The mirror switch resets every segment of the route.
+    assert_eq!(
+        (samples("enterprise"), samples("smb")),
+        (Some(14), Some(14))
+    );
+    // The mirror switch starts every segment of the route over.
+    let switched = Instant::now();
     r.set_mirror(route, false, Actor::Api, "stop", &m)
         .await
         .unwrap();
+    assert_eq!((samples("enterprise"), samples("smb")), (None, None));
+    // A sample gathered before it (settled after it) is not counted.
+    feed(1, before.min(switched)).await;
     assert_eq!((samples("enterprise"), samples("smb")), (None, None));
     feed(2, Instant::now()).await;
     // A raise (here a person's forced one) resets its segment too.
@@ -312,9 +324,9 @@ async fn every_change_resets_the_evidence_it_touches_by_one_rule() {
 }
 
 /// Issue 22: the promotion gate cannot be clicked through. A pass lets one
-/// raise through; that raise starts the evidence over, so the next raise,
+/// raise through; that raise starts the decision over, so the next raise,
 /// with no comparison in between, finds no pass (it was 1 → 5 → 10 → 25 → 50
-/// on one old pass).
+/// on one old pass). The next comparison decides again, on all of them.
 #[tokio::test]
 async fn one_pass_lets_one_raise_through() {
     let (_dir, r, m, cfg) = attached(1.0).await;
@@ -338,6 +350,13 @@ async fn one_pass_lets_one_raise_through() {
     assert!(
         r.guard_status("lead-score", "enterprise").is_none(),
         "no stale pass shown"
+    );
+    let s = Sample::verdict(Instant::now(), crate::compare::Verdict::Match);
+    r.observe(route, "enterprise", s, &m).await;
+    let status = r.guard_status("lead-score", "enterprise");
+    assert_eq!(
+        status.map(|(f, d, _)| (f.samples, d)),
+        Some((401, crate::rollout::guard::Decision::Pass))
     );
 }
 
