@@ -894,4 +894,6 @@ fn round_ms(d: Duration) -> Duration {
 }
 
 #[cfg(test)]
+mod sim;
+#[cfg(test)]
 mod tests;

@@ -14,7 +14,7 @@ pub mod latency;
 pub mod onesided;
 pub mod sequence;
 #[cfg(test)]
-mod sim;
+pub(crate) mod sim;
 
 /// The z value of a two-sided 95 % interval.
 pub const Z95: f64 = 1.96;

@@ -39,16 +39,16 @@ impl Rng {
     }
 
     /// Uniform in `[0, 1)` with 53 bits.
-    fn uniform(&mut self) -> f64 {
+    pub(crate) fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
-    fn bernoulli(&mut self, p: f64) -> bool {
+    pub(crate) fn bernoulli(&mut self, p: f64) -> bool {
         self.uniform() < p
     }
 
     /// Standard normal (Box–Muller, one of the pair).
-    fn normal(&mut self) -> f64 {
+    pub(crate) fn normal(&mut self) -> f64 {
         let u1 = 1.0 - self.uniform();
         let u2 = self.uniform();
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
@@ -75,7 +75,7 @@ impl Rng {
         }
     }
 
-    fn beta(&mut self, a: f64, b: f64) -> f64 {
+    pub(crate) fn beta(&mut self, a: f64, b: f64) -> f64 {
         let x = self.gamma(a);
         let y = self.gamma(b);
         x / (x + y)
