@@ -118,11 +118,16 @@ impl Rollout {
         let Some(samples) = figures.samples_to_decide(&route.guard) else {
             return (None, None);
         };
-        let rate = lock(&self.guards)
-            .get(&route.name)
-            .and_then(|r| r.get(segment))
-            .and_then(|g| g.rate(Instant::now()));
+        let rate = self.guard_rate(&route.name, segment);
         (Some(samples), rate.map(|r| samples as f64 / r))
+    }
+
+    /// Comparisons a second a segment's guard has seen since its reset.
+    pub fn guard_rate(&self, route: &str, segment: &str) -> Option<f64> {
+        lock(&self.guards)
+            .get(route)
+            .and_then(|r| r.get(segment))
+            .and_then(|g| g.rate(Instant::now()))
     }
 
     /// Segments a guard has seen on a route.

@@ -419,15 +419,25 @@ impl Figures {
 
     /// What keeps `decision` from being a pass, in words: the first
     /// criterion that holds it, and about how many more samples it needs if
-    /// the rates stay where they are (for a breach, the criterion breached).
-    pub fn holding(&self, cfg: &Guard, decision: Decision) -> String {
+    /// the rates stay where they are, and how long that takes at `rate`
+    /// comparisons a second (for a breach, the criterion breached).
+    pub fn holding(&self, cfg: &Guard, decision: Decision, rate: Option<f64>) -> String {
         if let Decision::Breach(reason) = decision {
             return format!("breached: {}", reason.as_str());
         }
         if self.samples < cfg.min_samples.max(1) {
             let more = cfg.min_samples.max(1) - self.samples;
+            let time = match rate.filter(|r| *r > 0.0) {
+                Some(r) => format!(
+                    ", some {} at the current {r:.1}/s",
+                    humantime::format_duration(
+                        Duration::from_secs((more as f64 / r).ceil() as u64)
+                    )
+                ),
+                None => String::new(),
+            };
             return format!(
-                "held by min_samples: {} of {} comparisons, {more} more",
+                "held by min_samples: {} of {} comparisons, {more} more{time}",
                 self.samples, cfg.min_samples
             );
         }
@@ -436,7 +446,15 @@ impl Figures {
         let bar = cfg.min_agreement;
         let more = |n: Option<u64>| {
             n.map_or("none can tell at this rate".to_string(), |n| {
-                format!("about {n} more comparisons")
+                match rate.filter(|r| *r > 0.0) {
+                    Some(r) => format!(
+                        "about {n} more comparisons, some {} at the current {r:.1}/s",
+                        humantime::format_duration(Duration::from_secs(
+                            (n as f64 / r).ceil() as u64
+                        ))
+                    ),
+                    None => format!("about {n} more comparisons"),
+                }
             })
         };
         if judge_rate_clustered(m, self.matches, self.samples, bar, Bar::Min, 1, d)
@@ -694,15 +712,27 @@ impl SegmentGuard {
         weight: f64,
     ) -> Option<Action> {
         let mut any = false;
-        let floor = self.floor;
-        let fresh = |s: &Sample| s.counts() && floor.is_none_or(|f| s.at >= f);
-        for s in samples.into_iter().filter(fresh) {
-            self.push(cfg, s);
-            any = true;
+        for s in samples {
+            any |= self.replay(cfg, s);
         }
         if !any {
             return None;
         }
+        self.judge(cfg, now, weight)
+    }
+
+    /// Adds a sample without judging (the store's rows at start, pooled
+    /// evidence); whether it counted. [`SegmentGuard::judge_now`] judges.
+    pub fn replay(&mut self, cfg: &Guard, sample: Sample) -> bool {
+        if !sample.counts() || self.floor.is_some_and(|f| sample.at < f) {
+            return false;
+        }
+        self.push(cfg, sample);
+        true
+    }
+
+    /// Judges what [`SegmentGuard::replay`] added, at `now`.
+    pub fn judge_now(&mut self, cfg: &Guard, now: Instant, weight: f64) -> Option<Action> {
         self.judge(cfg, now, weight)
     }
 

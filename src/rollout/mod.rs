@@ -13,6 +13,7 @@ mod feed;
 pub mod gates;
 pub mod guard;
 mod link;
+mod rebuild;
 mod record;
 mod stage;
 pub mod state;

@@ -284,7 +284,9 @@ impl Rollout {
                 .set(super::record::Recorder::start(store.clone()));
         }
         let _first = self.ledger.set(store);
-        self.reconcile(config, metrics).await
+        let changes = self.reconcile(config, metrics).await?;
+        self.rebuild_guards(config, metrics).await;
+        Ok(changes)
     }
 
     /// Applies a (new) config: initial weights and kill switches that changed
@@ -581,7 +583,7 @@ impl Rollout {
                 (e.to_string(), d.unwrap_or(Decision::Hold), held.to_string())
             }),
             _ => self.guard_status(&route.name, segment).map(|(f, d, _)| {
-                let held = f.holding(&route.guard, d);
+                let held = f.holding(&route.guard, d, self.guard_rate(&route.name, segment));
                 (f.to_string(), d, held)
             }),
         };
@@ -591,9 +593,10 @@ impl Rollout {
                 let (figures, decision, holding) = match other {
                     Some((f, d, h)) => (f, d.as_str(), h),
                     None => (
-                        "no evidence since the last change".to_string(),
+                        "no decision since the last change".to_string(),
                         "hold",
-                        "held by min_samples: no comparison yet".to_string(),
+                        "held: no comparison judged since the last change (the next one decides)"
+                            .to_string(),
                     ),
                 };
                 Err(Error::Gated {

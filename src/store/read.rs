@@ -107,6 +107,62 @@ fn exchange_columns(conn: &Connection) -> rusqlite::Result<String> {
     ))
 }
 
+/// What a guard learns from one stored exchange ([`guard_rows`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuardRow {
+    pub ts_ms: i64,
+    /// The raw segment value.
+    pub segment: String,
+    pub verdict: crate::compare::Verdict,
+    pub safety: bool,
+    pub incumbent_ms: Option<f64>,
+    pub candidate_ms: Option<f64>,
+    pub incumbent_ttft_ms: Option<f64>,
+    pub candidate_ttft_ms: Option<f64>,
+}
+
+/// The last `limit` exchanges of `route` that started at or after
+/// `since_ms`, oldest first, as the guard reads them (the route's guards
+/// rebuild their evidence from these at start). Reads the covering index and
+/// the AI columns, never the bodies.
+pub fn guard_rows(
+    path: &Path,
+    route: &str,
+    since_ms: i64,
+    limit: usize,
+    mut each: impl FnMut(GuardRow),
+) -> Result<()> {
+    let conn = open_ro(path)?;
+    let sql = "SELECT ts, segment, verdict, safety IS NOT NULL, incumbent_ms, candidate_ms,
+                      incumbent_ttft_ms, candidate_ttft_ms
+               FROM (SELECT * FROM exchanges WHERE route = ?1 AND ts >= ?2
+                     ORDER BY ts DESC LIMIT ?3)
+               ORDER BY ts";
+    let mut stmt = conn.prepare(sql).map_err(Error::sqlite(path))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut rows = stmt
+        .query(rusqlite::params![route, since_ms, limit])
+        .map_err(Error::sqlite(path))?;
+    while let Some(row) = rows.next().map_err(Error::sqlite(path))? {
+        let verdict: String = row.get(2).map_err(Error::sqlite(path))?;
+        let Some(verdict) = crate::compare::Verdict::parse(&verdict) else {
+            continue;
+        };
+        let get = |i| row.get::<_, Option<f64>>(i).map_err(Error::sqlite(path));
+        each(GuardRow {
+            ts_ms: row.get(0).map_err(Error::sqlite(path))?,
+            segment: row.get(1).map_err(Error::sqlite(path))?,
+            verdict,
+            safety: row.get(3).map_err(Error::sqlite(path))?,
+            incumbent_ms: get(4)?,
+            candidate_ms: get(5)?,
+            incumbent_ttft_ms: get(6)?,
+            candidate_ttft_ms: get(7)?,
+        });
+    }
+    Ok(())
+}
+
 /// One exchange by id, from the first file that has it.
 pub fn exchange(paths: &[PathBuf], id: &str) -> Result<Option<ExchangeRow>> {
     for path in paths {

@@ -347,3 +347,58 @@ rollout = { segments = { smb = 5.0 } }
 fn weight_rolled_back(took: f64) -> bool {
     took < 20.0
 }
+
+/// Issue 22: after a restart the guard knows what the store knows. Before,
+/// it started empty: `report` said "Ready to promote" over the comparisons
+/// in the database while `promote` said "the guard says hold (no
+/// comparisons yet)".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guard_rebuilds_its_evidence_from_the_store_after_a_restart() {
+    let incumbent = upstream().json(r#"{"price":10}"#).spawn().await;
+    let candidate = upstream().json(r#"{"price":10}"#).spawn().await;
+    let routes = route(
+        "r",
+        "/",
+        &incumbent.url(),
+        &candidate.url(),
+        "rollout = { default = 1.0 }",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let running = start_in(dir.path(), &routes, None).await;
+    let status = |running: &Running| {
+        running
+            .proxy
+            .rollout
+            .guard_status("r", "default")
+            .map(|(f, d, _)| (f.samples, d.as_str()))
+    };
+    let n = 400;
+    for _ in 0..n {
+        served_by(running.addr, "/p", &[]).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(&running).map(|s| s.0) != Some(n) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status(&running), Some((n, "pass")));
+    running.stop().await;
+
+    let running = start_in(dir.path(), &routes, None).await;
+    assert_eq!(status(&running), Some((n, "pass")), "rebuilt at start");
+    let route = running.proxy.runtime.load().config.routes[0].clone();
+    let raised = running
+        .proxy
+        .rollout
+        .set_weight(
+            &route,
+            "default",
+            5.0,
+            understudy::rollout::Actor::Cli,
+            "next",
+            false,
+            &running.proxy.metrics,
+        )
+        .await;
+    running.stop().await;
+    assert!(raised.is_ok(), "the gate sees the rebuilt pass: {raised:?}");
+}

@@ -73,7 +73,9 @@ fn drift(run: u64, p0: f64, n0: u64, p1: f64, n1: u64) -> Drift {
     for k in 1..=n1 {
         let x = rng.bernoulli(p1);
         wrong += u64::from(!x);
-        if g.observe(&cfg, Sample::verdict(at(t0, n0 + k), verdict(x)), 100.0).is_some() {
+        if g.observe(&cfg, Sample::verdict(at(t0, n0 + k), verdict(x)), 100.0)
+            .is_some()
+        {
             return Drift {
                 false_breaches,
                 after: k,
@@ -101,7 +103,9 @@ fn fresh(run: u64, p: f64, weight: f64) -> (u64, u64) {
         let served = rng.bernoulli(weight);
         wrong += u64::from(served && !x);
         let v = if x { Verdict::Match } else { Verdict::Mismatch };
-        if g.observe(&cfg, Sample::verdict(at(t0, k), v), 100.0 * weight).is_some() {
+        if g.observe(&cfg, Sample::verdict(at(t0, k), v), 100.0 * weight)
+            .is_some()
+        {
             return (k, wrong);
         }
     }
@@ -219,7 +223,10 @@ fn drift_is_caught_where_the_detector_alarms() {
 fn promises_hold_in_a_few_runs() {
     for run in 0..20 {
         let (k, wrong) = fresh(run, 0.60, 0.05);
-        assert!(k <= 500 && wrong <= 10, "run {run}: {k} comparisons, {wrong} wrong");
+        assert!(
+            k <= 500 && wrong <= 10,
+            "run {run}: {k} comparisons, {wrong} wrong"
+        );
     }
     for run in 0..3 {
         assert!(!false_breach(run, 0.92, 100_000, 1), "i.i.d. run {run}");
@@ -237,12 +244,28 @@ fn promises_hold_in_a_few_runs() {
 fn table() {
     let runs = 100;
     let summary = |v: &mut Vec<u64>| {
-        let (m, p99, max) = (quantile(v, 0.5), quantile(v, 0.99), *v.iter().max().unwrap_or(&0));
+        let (m, p99, max) = (
+            quantile(v, 0.5),
+            quantile(v, 0.99),
+            *v.iter().max().unwrap_or(&0),
+        );
         format!("median {m}, p99 {p99}, max {max}")
     };
     for (label, p0, n0, p1, dn) in [
-        ("one day (8.64M) at 0.95, then 0.60", 0.95, 8_640_000, 0.60, 1_000_000),
-        ("one day (8.64M) at 0.95, then 0.85", 0.95, 8_640_000, 0.85, 1_000_000),
+        (
+            "one day (8.64M) at 0.95, then 0.60",
+            0.95,
+            8_640_000,
+            0.60,
+            1_000_000,
+        ),
+        (
+            "one day (8.64M) at 0.95, then 0.85",
+            0.95,
+            8_640_000,
+            0.85,
+            1_000_000,
+        ),
         ("240k at 0.95, then 0.60", 0.95, 240_000, 0.60, 1_000_000),
     ] {
         let runs = if n0 > 1_000_000 { 20 } else { runs };
@@ -275,8 +298,13 @@ fn table() {
         .filter(|r| latency(*r, 1.0, 1.0, 1.5, 100_000) != u64::MAX)
         .count();
     println!("identical lognormal latency (σ 1), ratio 1.5, 100k: {n}/{runs} false breaches");
-    let mut slow: Vec<u64> = (0..runs).map(|r| latency(r, 1.0, 2.0, 1.5, 100_000)).collect();
-    println!("candidate 2× slower, ratio 1.5: comparisons until breach {}", summary(&mut slow));
+    let mut slow: Vec<u64> = (0..runs)
+        .map(|r| latency(r, 1.0, 2.0, 1.5, 100_000))
+        .collect();
+    println!(
+        "candidate 2× slower, ratio 1.5: comparisons until breach {}",
+        summary(&mut slow)
+    );
     let mut passes: Vec<u64> = (0..runs).map(|r| first_pass(r, 0.95)).collect();
     println!("first pass at 0.95: comparisons {}", summary(&mut passes));
 }
