@@ -1,13 +1,8 @@
-//! The exchange path and its shared state.
-//!
-//! [`server`] accepts connections; [`conform`] refuses malformed heads and
-//! decides a request's one host; [`handle`] reads as SPEC §1 (route, body,
-//! who serves, the shadow copy planned by [`mirror`], the forward, the answer
-//! through the tee of [`body`]); [`settle`] finishes the exchange on its own
-//! task (the shadow call, the comparison, the guard, the row). The client's
-//! path never blocks on side work: mirroring, comparison and logging are
-//! bounded and counted. The one wait is [`suggest`]'s (`recommend` stage),
-//! bounded by `autonomy.suggest_timeout`.
+//! The exchange path and its shared state; the flow, step by step, is
+//! `docs/src/design/architecture.md`. The client's path never blocks on side
+//! work: mirroring, comparison and logging are bounded and counted. The one
+//! wait is [`suggest`]'s (`recommend` stage), bounded by
+//! `autonomy.suggest_timeout`.
 
 mod answer;
 pub mod body;
