@@ -5,11 +5,38 @@
 //! (who served, verdict, skip reason, guard trip reason), and segments come
 //! from the bounded mapping (`segment::label`).
 
+use prometheus::core::Collector;
 use prometheus::{
     CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, Opts, Registry, TextEncoder,
 };
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// The prefix of every metric name.
+const PREFIX: &str = "understudy";
+
+/// The registry while metrics are registered, noting each family's name
+/// (a family without a series yet is not in `gather`, but is in [`Metrics::names`]).
+struct Families {
+    registry: Registry,
+    names: Mutex<Vec<String>>,
+}
+
+impl Families {
+    fn register(&self, c: Box<dyn Collector>) -> prometheus::Result<()> {
+        let names: Vec<String> = c
+            .desc()
+            .iter()
+            .map(|d| format!("{PREFIX}_{}", d.fq_name))
+            .collect();
+        self.registry.register(c)?;
+        if let Ok(mut all) = self.names.lock() {
+            all.extend(names);
+        }
+        Ok(())
+    }
+}
 
 /// A closed set of label values (an enum), named by `as_label`.
 pub trait Label: Copy {
@@ -53,6 +80,8 @@ pub struct Metrics {
     pub feedback: IntCounterVec,
     /// `[fleet]` (SPEC §10).
     pub fleet: FleetMetrics,
+    /// Every family's full name, sorted.
+    names: Arc<[String]>,
 }
 
 /// The fleet's metrics (registered whether or not `[fleet]` is set, so a
@@ -73,7 +102,7 @@ pub struct FleetMetrics {
 }
 
 impl FleetMetrics {
-    fn register(registry: &Registry) -> FleetMetrics {
+    fn register(registry: &Families) -> FleetMetrics {
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric");
             registry
@@ -211,7 +240,10 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let registry = Registry::new_custom(Some("understudy".into()), None).expect("valid prefix");
+        let registry = Families {
+            registry: Registry::new_custom(Some(PREFIX.into()), None).expect("valid prefix"),
+            names: Mutex::default(),
+        };
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
             registry
@@ -400,13 +432,16 @@ impl Metrics {
             "Feedback by kind (rating, reversal).",
             &["route", "segment", "kind"],
         );
+        let mut names = registry.names.into_inner().unwrap_or_default();
+        names.sort();
         Metrics {
+            names: names.into(),
             autonomy_stage,
             suggestions,
             approvals,
             autonomy_posts,
             feedback,
-            registry,
+            registry: registry.registry,
             requests,
             upstream_duration,
             comparisons,
@@ -575,6 +610,12 @@ impl Metrics {
     pub fn record_reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.config_reloads.with_label_values(&[result]).inc();
+    }
+
+    /// The full name of every metric family, with or without a series yet
+    /// (the metrics reference in `docs/` is checked against it).
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The Prometheus text exposition of every metric.
