@@ -154,10 +154,10 @@ def main():
                 text = f.read()
         except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
             continue
-        if "SPEC §" not in text:
+        if not REF.search(text):
             continue
         if check:
-            left += [f"{path}:{i}" for i, l in enumerate(text.split("\n"), 1) if "SPEC §" in l]
+            left += [f"{path}:{i}" for i, l in enumerate(text.split("\n"), 1) if REF.search(l)]
             continue
         book = path.startswith(DOCS + "/") and path.endswith(".md")
         here = path[len(DOCS) + 1:]
@@ -171,7 +171,7 @@ def main():
                 new.append(line)
         out = "\n".join(new)
         if out != text:
-            changed[path] = sum(l.count("SPEC §") for l in lines)
+            changed[path] = sum(len(REF.findall(l)) for l in lines)
             with open(full, "w", encoding="utf-8") as f:
                 f.write(out)
     for path, n in sorted(changed.items()):
