@@ -489,3 +489,43 @@ fn the_readme_is_short_and_opens_with_the_two_commands() {
     let commands: Vec<&str> = block.take_while(|l| !l.starts_with("```")).collect();
     assert_eq!(commands, ["cargo run --release -- demo", "cargo test"]);
 }
+
+// ---------------------------------------------------------------------------
+// The book
+
+/// mdBook renders only the pages `SUMMARY.md` names: a page dropped into
+/// `docs/src/` and not listed there would silently be missing from the site.
+/// (`_incoming/` holds drafts waiting to be folded into other pages.)
+#[test]
+fn every_page_of_the_book_is_in_its_summary() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/src");
+    let summary = read("docs/src/SUMMARY.md");
+    let mut pages = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            if path.is_dir() {
+                if !rel.starts_with('_') {
+                    dirs.push(path);
+                }
+            } else if rel.ends_with(".md") && rel != "SUMMARY.md" {
+                pages.push(rel);
+            }
+        }
+    }
+    assert!(pages.len() > 20, "{pages:?}");
+    let missing: Vec<_> = pages
+        .iter()
+        .filter(|p| !summary.contains(&format!("]({p})")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in docs/src/SUMMARY.md: {missing:?}"
+    );
+}
