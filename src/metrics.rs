@@ -61,7 +61,7 @@ pub struct Metrics {
     pub store_rows_dropped: IntCounter,
     pub config_reloads: IntCounterVec,
     pub limit_rejections: IntCounterVec,
-    /// AI answers (SPEC §11): see [`Metrics::record_answer`].
+    /// AI answers (docs/src/guide/llm.md): see [`Metrics::record_answer`].
     pub tokens: IntCounterVec,
     pub cost_dollars: CounterVec,
     pub ttft: HistogramVec,
@@ -72,13 +72,13 @@ pub struct Metrics {
     pub approvals_evicted: IntCounter,
     /// Approved answers in the durable outbox, not yet delivered nor expired.
     pub deliveries_pending: IntGauge,
-    /// Staged autonomy (SPEC §14).
+    /// Staged autonomy (docs/src/concepts/stages.md).
     pub autonomy_stage: GaugeVec,
     pub suggestions: IntCounterVec,
     pub approvals: IntCounterVec,
     pub autonomy_posts: IntCounterVec,
     pub feedback: IntCounterVec,
-    /// `[fleet]` (SPEC §10).
+    /// `[fleet]` (docs/src/concepts/fleet.md).
     pub fleet: FleetMetrics,
     /// Every family's full name, sorted.
     names: Arc<[String]>,
@@ -184,7 +184,7 @@ impl Label for StageResult {
 }
 
 /// Which limit turned a client (or an admin caller) away: the `limit` label of
-/// `understudy_limit_rejections_total` (SPEC §9).
+/// `understudy_limit_rejections_total` (docs/src/reference/limits.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rejected {
     /// Request head over `listen.max_header_bytes` or with more than
@@ -295,7 +295,7 @@ impl Metrics {
         );
         let limit_rejections = counter(
             "limit_rejections_total",
-            "Connections and requests turned away by a limit (SPEC §9).",
+            "Connections and requests turned away by a limit (docs/src/reference/limits.md).",
             &["limit"],
         );
         let agreement_ratio = gauge(

@@ -43,7 +43,7 @@ pub struct Proxy {
     pub tasks: Arc<Tasks>,
     /// Client requests waiting for an upstream's answer; none left means 503.
     pub in_flight: Limit,
-    /// Deliveries of approved answers and reviews (SPEC §14).
+    /// Deliveries of approved answers and reviews (docs/src/concepts/stages.md).
     pub outbox: crate::autonomy::outbox::Outbox,
 }
 
