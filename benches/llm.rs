@@ -1,4 +1,4 @@
-//! Criterion benchmark of the llm mode's work per exchange (SPEC §11): two
+//! Criterion benchmark of the llm mode's work per exchange (docs/src/guide/llm.md): two
 //! streamed OpenAI chat answers of 2,000 tokens each (one token per event,
 //! as the API streams them; the candidate's chunk boundaries, ids and
 //! timestamps differ), each decoded frame by frame from its captured bytes

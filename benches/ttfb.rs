@@ -1,4 +1,4 @@
-//! Streamed answers through Understudy (SPEC §11), on loopback: the client's
+//! Streamed answers through Understudy (docs/src/guide/llm.md), on loopback: the client's
 //! time to first byte direct vs. through the proxy (`compare.mode = "exact"`
 //! and `"llm"`), and the process CPU per streamed exchange in each case.
 //!

@@ -171,7 +171,7 @@ pub enum Command {
         /// Output format (jsonl: one JSON object per line).
         #[arg(long, value_enum, default_value_t)]
         format: ExportFormat,
-        /// Export the decided approvals (SPEC §14: approved, rejected,
+        /// Export the decided approvals (docs/src/concepts/stages.md: approved, rejected,
         /// expired) with the request and both answers, instead of exchanges.
         #[arg(long, conflicts_with = "verdict")]
         approvals: bool,
@@ -209,7 +209,7 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Change a segment's stage of autonomy on a running proxy (SPEC §14):
+    /// Change a segment's stage of autonomy on a running proxy (docs/src/concepts/stages.md):
     /// shadow, recommend, approve, notify or autonomous. Raising needs the
     /// stage's criteria to pass (or --force); lowering is never refused.
     Stage {
@@ -258,7 +258,7 @@ pub enum Command {
     },
 }
 
-/// `--fleet`: read the whole fleet from PostgreSQL (SPEC §10).
+/// `--fleet`: read the whole fleet from PostgreSQL (docs/src/concepts/fleet.md).
 #[derive(Debug, clap::Args)]
 pub struct FleetArgs {
     /// Read the whole fleet from PostgreSQL instead of one replica. The URL

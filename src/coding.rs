@@ -1,4 +1,4 @@
-//! `Content-Encoding` for comparison and redaction (SPEC §9): a captured
+//! `Content-Encoding` for comparison and redaction (docs/src/design/threat-model.md): a captured
 //! body in `gzip`, `deflate` or `br` is decoded (to at most the store's cap)
 //! before it is compared, redacted and stored, so two identical JSON answers
 //! compressed differently compare equal and a compressed secret is redacted

@@ -24,7 +24,7 @@ pub struct Exchange {
     /// The request body when it was buffered (within the cap).
     pub body: Option<Bytes>,
     /// The segment's stage when the weight (or a rule) put this request in
-    /// the canary (SPEC §14); `None` outside the canary.
+    /// the canary (docs/src/concepts/stages.md); `None` outside the canary.
     pub canary: Option<crate::config::Stage>,
 }
 

@@ -123,7 +123,7 @@ pub fn object(r: &ExchangeRow) -> Value {
     })
 }
 
-/// One side's time to first token, tokens and cost (SPEC §11); null when unknown.
+/// One side's time to first token, tokens and cost (docs/src/guide/llm.md); null when unknown.
 fn figures(f: &crate::reading::Figures) -> Value {
     json!({
         "ttft_ms": f.ttft_ms,

@@ -5,11 +5,38 @@
 //! (who served, verdict, skip reason, guard trip reason), and segments come
 //! from the bounded mapping (`segment::label`).
 
+use prometheus::core::Collector;
 use prometheus::{
     CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, Opts, Registry, TextEncoder,
 };
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// The prefix of every metric name.
+const PREFIX: &str = "understudy";
+
+/// The registry while metrics are registered, noting each family's name
+/// (a family without a series yet is not in `gather`, but is in [`Metrics::names`]).
+struct Families {
+    registry: Registry,
+    names: Mutex<Vec<String>>,
+}
+
+impl Families {
+    fn register(&self, c: Box<dyn Collector>) -> prometheus::Result<()> {
+        let names: Vec<String> = c
+            .desc()
+            .iter()
+            .map(|d| format!("{PREFIX}_{}", d.fq_name))
+            .collect();
+        self.registry.register(c)?;
+        if let Ok(mut all) = self.names.lock() {
+            all.extend(names);
+        }
+        Ok(())
+    }
+}
 
 /// A closed set of label values (an enum), named by `as_label`.
 pub trait Label: Copy {
@@ -34,7 +61,7 @@ pub struct Metrics {
     pub store_rows_dropped: IntCounter,
     pub config_reloads: IntCounterVec,
     pub limit_rejections: IntCounterVec,
-    /// AI answers (SPEC §11): see [`Metrics::record_answer`].
+    /// AI answers (docs/src/guide/llm.md): see [`Metrics::record_answer`].
     pub tokens: IntCounterVec,
     pub cost_dollars: CounterVec,
     pub ttft: HistogramVec,
@@ -45,14 +72,16 @@ pub struct Metrics {
     pub approvals_evicted: IntCounter,
     /// Approved answers in the durable outbox, not yet delivered nor expired.
     pub deliveries_pending: IntGauge,
-    /// Staged autonomy (SPEC §14).
+    /// Staged autonomy (docs/src/concepts/stages.md).
     pub autonomy_stage: GaugeVec,
     pub suggestions: IntCounterVec,
     pub approvals: IntCounterVec,
     pub autonomy_posts: IntCounterVec,
     pub feedback: IntCounterVec,
-    /// `[fleet]` (SPEC §10).
+    /// `[fleet]` (docs/src/concepts/fleet.md).
     pub fleet: FleetMetrics,
+    /// Every family's full name, sorted.
+    names: Arc<[String]>,
 }
 
 /// The fleet's metrics (registered whether or not `[fleet]` is set, so a
@@ -73,7 +102,7 @@ pub struct FleetMetrics {
 }
 
 impl FleetMetrics {
-    fn register(registry: &Registry) -> FleetMetrics {
+    fn register(registry: &Families) -> FleetMetrics {
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric");
             registry
@@ -155,7 +184,7 @@ impl Label for StageResult {
 }
 
 /// Which limit turned a client (or an admin caller) away: the `limit` label of
-/// `understudy_limit_rejections_total` (SPEC §9).
+/// `understudy_limit_rejections_total` (docs/src/reference/limits.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rejected {
     /// Request head over `listen.max_header_bytes` or with more than
@@ -211,7 +240,10 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let registry = Registry::new_custom(Some("understudy".into()), None).expect("valid prefix");
+        let registry = Families {
+            registry: Registry::new_custom(Some(PREFIX.into()), None).expect("valid prefix"),
+            names: Mutex::default(),
+        };
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
             registry
@@ -263,7 +295,7 @@ impl Metrics {
         );
         let limit_rejections = counter(
             "limit_rejections_total",
-            "Connections and requests turned away by a limit (SPEC §9).",
+            "Connections and requests turned away by a limit (docs/src/reference/limits.md).",
             &["limit"],
         );
         let agreement_ratio = gauge(
@@ -400,13 +432,16 @@ impl Metrics {
             "Feedback by kind (rating, reversal).",
             &["route", "segment", "kind"],
         );
+        let mut names = registry.names.into_inner().unwrap_or_default();
+        names.sort();
         Metrics {
+            names: names.into(),
             autonomy_stage,
             suggestions,
             approvals,
             autonomy_posts,
             feedback,
-            registry,
+            registry: registry.registry,
             requests,
             upstream_duration,
             comparisons,
@@ -575,6 +610,12 @@ impl Metrics {
     pub fn record_reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.config_reloads.with_label_values(&[result]).inc();
+    }
+
+    /// The full name of every metric family, with or without a series yet
+    /// (the metrics reference in `docs/` is checked against it).
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The Prometheus text exposition of every metric.

@@ -1,4 +1,4 @@
-//! Notifications (SPEC §12): a webhook POST for each rollout event a sink
+//! Notifications (docs/src/reference/configuration.md): a webhook POST for each rollout event a sink
 //! asked for (`[[notify]]`), in `json` or `slack` format.
 //!
 //! Never on the request path: an event is queued (bounded, per sink) and a
@@ -37,7 +37,7 @@ pub struct Event {
     pub segment: String,
     pub from: Option<f64>,
     pub to: Option<f64>,
-    /// A stage change (SPEC §14): the stage before and after.
+    /// A stage change (docs/src/concepts/stages.md): the stage before and after.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from_stage: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

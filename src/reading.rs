@@ -1,4 +1,4 @@
-//! One AI answer read for SPEC §11: decoded into a completion, with its time
+//! One AI answer read for docs/src/guide/llm.md: decoded into a completion, with its time
 //! to first token, its tokens and its cost.
 //!
 //! Runs on the settle task, off the client's path: the tee (or the bounded

@@ -1,4 +1,4 @@
-//! `understudy replay` (SPEC §13): logged requests re-sent to a new
+//! `understudy replay` (docs/src/guide/replay.md): logged requests re-sent to a new
 //! candidate at a bounded rate and concurrency, each answer compared with the
 //! stored incumbent answer under the route's compare settings, and written to
 //! `replays` under a label. Resumable (exchanges already replayed under the

@@ -51,7 +51,7 @@ pub struct Live {
     pub judge: Option<Judge>,
     pub noise: Option<Noise>,
     pub embedder: Option<Embedder>,
-    /// Candidate spend on mirrors today, and the sample's focus (SPEC §11).
+    /// Candidate spend on mirrors today, and the sample's focus (docs/src/guide/llm.md).
     pub spend: Arc<crate::spend::Spend>,
 }
 

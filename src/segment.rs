@@ -53,7 +53,7 @@ pub fn of(segment: Option<&Segment>, parts: &Parts, body: &mut JsonBody<'_>) -> 
         .unwrap_or_else(|| DEFAULT.to_string())
 }
 
-/// Longest segment value kept (SPEC §9): a client cannot make rows or the
+/// Longest segment value kept (docs/src/reference/limits.md): a client cannot make rows or the
 /// rollout state grow by sending a huge tenant name.
 pub const MAX_SEGMENT_BYTES: usize = 128;
 

@@ -1,4 +1,4 @@
-//! Spending on shadow traffic (SPEC §11): which exchanges `mirror.sample`
+//! Spending on shadow traffic (docs/src/guide/llm.md): which exchanges `mirror.sample`
 //! keeps, the candidate's spend per UTC day against `mirror.budget`, and the
 //! segments `mirror.focus = "undecided"` samples less.
 //!

@@ -66,6 +66,6 @@ fuzz_target!(|data: &[u8]| {
     for name in ["connection", "transfer-encoding", "upgrade", "te", "keep-alive"] {
         assert!(!parts.headers.contains_key(name), "{name} was forwarded");
     }
-    // A client's own mirror marker never reaches an upstream (SPEC §9).
+    // A client's own mirror marker never reaches an upstream (docs/src/reference/limits.md).
     assert!(!parts.headers.contains_key(headers::MIRROR));
 });

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """How often does a guard that re-checks a Wilson interval after every comparison roll back a
 candidate that is truly above the bar (or promote one truly below)? Mirrors the product's
-default guard (SPEC §3, README): count window 1000, min_samples 200, breach when the Wilson
+default guard (docs/src/concepts/guards.md, README): count window 1000, min_samples 200, breach when the Wilson
 95 % upper bound < min_agreement, pass when the lower bound >= min_agreement; a breach clears
 the window. Usage: guard_false_alarms.py P BAR COMPARISONS RUNS [seed]
 
 sim_sequential.py: a copy of shared/sim/guard_false_alarms.py, extended with the sequential
-guard of SPEC §12 (the beta-binomial mixture confidence sequence of src/lib.rs, Howard et al.
+guard of docs/src/concepts/guards.md (the beta-binomial mixture confidence sequence of src/lib.rs, Howard et al.
 2021), so the two can be compared run for run on the same outcomes:
 
     sim_sequential.py P BAR COMPARISONS RUNS [SEED] [--method wilson|window|cumulative]

@@ -1,4 +1,4 @@
-//! The rollout API (SPEC §7): routes and their guards, weight and kill-switch
+//! The rollout API (docs/src/reference/admin-api.md): routes and their guards, weight and kill-switch
 //! changes, the audit trail, feedback and reload. JSON in, JSON out; errors
 //! are `{"error": "..."}` with 400, 401, 403, 404 or 409.
 //!
@@ -404,7 +404,7 @@ async fn feedback(proxy: &Proxy, peer: SocketAddr, bytes: Bytes) -> Answer {
     }
 }
 
-/// `POST /api/v1/routes/{route}/stage` (SPEC §14): raising gated like a
+/// `POST /api/v1/routes/{route}/stage` (docs/src/concepts/stages.md): raising gated like a
 /// weight (the stage's criteria must say pass, unless forced), lowering never.
 async fn stage(proxy: &Proxy, parts: &Parts, route: &str, bytes: Bytes) -> Answer {
     const SHAPE: &str =

@@ -1,4 +1,4 @@
-//! The approvals API (SPEC §14): `GET /api/v1/approvals[?route&segment&status
+//! The approvals API (docs/src/concepts/stages.md): `GET /api/v1/approvals[?route&segment&status
 //! &limit&cursor]` lists a page of them without content, `GET
 //! /api/v1/approvals/{id}` shows one with the request and both answers;
 //! `POST /api/v1/approvals/{id}` with `{"decision", "reason"}` approves or

@@ -1,6 +1,6 @@
 //! Who may change the rollout: a bearer token compared in constant time
 //! (`subtle`), and without a configured token only a caller on a loopback
-//! listener, from a loopback peer, naming a loopback `Host` (SPEC §7, §9).
+//! listener, from a loopback peer, naming a loopback `Host` (docs/src/reference/admin-api.md, docs/src/reference/limits.md).
 //!
 //! Reading calls (`GET`) need no token; every mutating call goes through
 //! [`Auth::check`]. The `Host` rule stops DNS rebinding: a web page whose

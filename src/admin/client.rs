@@ -1,5 +1,5 @@
 //! The admin client: `status`, `promote`, `rollback` and `audit` against a
-//! running proxy's admin API (SPEC §7), reading and writing the [`wire`]
+//! running proxy's admin API (docs/src/reference/admin-api.md), reading and writing the [`wire`]
 //! types the server uses. A change takes effect on the proxy's next request.
 //!
 //! It never touches the database itself: the proxy records every change, so
@@ -290,7 +290,7 @@ impl Admin {
         Ok(())
     }
 
-    /// `understudy stage`: one stage change, with its reason (SPEC §14).
+    /// `understudy stage`: one stage change, with its reason (docs/src/concepts/stages.md).
     pub async fn set_stage(
         &self,
         route: &str,

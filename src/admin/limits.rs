@@ -1,4 +1,4 @@
-//! The admin listener's limits (SPEC §9): a cap on every request body, a time
+//! The admin listener's limits (docs/src/reference/admin-api.md): a cap on every request body, a time
 //! to a complete request head, a time for a whole request and a cap on open
 //! connections.
 //!

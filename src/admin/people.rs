@@ -1,4 +1,4 @@
-//! What people say back (SPEC §14): feedback (ratings and reversals) and
+//! What people say back (docs/src/concepts/stages.md): feedback (ratings and reversals) and
 //! approval decisions, recorded, counted, and handed to the stage's criteria
 //! and the weight's guard. The admin API and the demo both come through here.
 

@@ -1,4 +1,4 @@
-//! The admin API's wire format (SPEC §7): the JSON types the server
+//! The admin API's wire format (docs/src/reference/admin-api.md): the JSON types the server
 //! ([`super::api`]) writes and the CLI's client ([`super::client`]) reads, so
 //! the two cannot drift apart.
 
@@ -43,7 +43,7 @@ pub struct GuardConfig {
 pub struct SegmentView {
     pub segment: String,
     pub weight: f64,
-    /// The stage of autonomy (SPEC §14).
+    /// The stage of autonomy (docs/src/concepts/stages.md).
     #[serde(default)]
     pub stage: crate::config::Stage,
     pub guard: Option<GuardView>,
@@ -97,7 +97,7 @@ pub struct WeightChange {
     pub force: bool,
 }
 
-/// `POST /api/v1/routes/{route}/stage` (SPEC §14).
+/// `POST /api/v1/routes/{route}/stage` (docs/src/concepts/stages.md).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageChange {

@@ -1,4 +1,4 @@
-//! The evidence of a segment's stage (SPEC §14) and the decision drawn from
+//! The evidence of a segment's stage (docs/src/concepts/stages.md) and the decision drawn from
 //! it: advance only when confidently good, regress when confidently bad.
 //!
 //! Pure: no IO, the clock is passed in. Every rate is judged by
@@ -95,7 +95,7 @@ impl std::fmt::Display for Evidence {
     }
 }
 
-/// The stage's decision on its evidence (SPEC §14), asymmetric like the
+/// The stage's decision on its evidence (docs/src/concepts/stages.md), asymmetric like the
 /// guard's: a breach needs one configured criterion confidently bad (with at
 /// least `min_samples`); a pass needs every criterion that applies to the
 /// stage confidently good. Agreement and satisfaction apply at every stage,

@@ -1,4 +1,4 @@
-//! Staged autonomy (SPEC §14): the weight decides *which* users are in a
+//! Staged autonomy (docs/src/concepts/stages.md): the weight decides *which* users are in a
 //! segment's canary, the stage *what the candidate may do* for them.
 //!
 //! The ordered stage itself is a value of the configuration

@@ -1,4 +1,4 @@
-//! llm mode (SPEC §11): two decoded completions held against each other.
+//! llm mode (docs/src/guide/llm.md): two decoded completions held against each other.
 //! The tool calls first (same names in order, arguments equal under the json
 //! mode's `ignore`/`only`/tolerance rules), then the text by the route's
 //! stages (`compare.text`), each deciding outside its band.

@@ -1,4 +1,4 @@
-//! The kinds of rollout event a `[[notify]]` sink can ask for (SPEC §12):
+//! The kinds of rollout event a `[[notify]]` sink can ask for (docs/src/reference/configuration.md):
 //! a value of the configuration, announced by `notify`.
 
 use serde::Serialize;

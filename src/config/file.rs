@@ -57,7 +57,7 @@ pub const SECRET_HEADERS: &[&str] = &[
     "x-csrf-token",
 ];
 
-/// Query parameters that carry credentials (SPEC §9).
+/// Query parameters that carry credentials (docs/src/design/threat-model.md).
 pub const SECRET_QUERY: &[&str] = &[
     "api_key",
     "key",
@@ -86,7 +86,7 @@ pub struct ConfigFile {
     /// `[[notify]]`: webhooks for rollout events. Default: none.
     #[serde(default)]
     pub notify: Vec<NotifyFile>,
-    /// `[fleet]`: several replicas sharing state through PostgreSQL (SPEC §10).
+    /// `[fleet]`: several replicas sharing state through PostgreSQL (docs/src/concepts/fleet.md).
     /// Default: none (one replica, SQLite only).
     pub fleet: Option<FleetFile>,
 }
@@ -339,7 +339,7 @@ pub struct RouteFile {
     /// `cost = { incumbent = {...}, candidate = {...} }`. Default: prices unknown.
     #[serde(default)]
     pub cost: CostFile,
-    /// `[routes.autonomy]` (SPEC §14). Default: none (every segment
+    /// `[routes.autonomy]` (docs/src/concepts/stages.md). Default: none (every segment
     /// `autonomous`, and stages never move by themselves).
     #[serde(default)]
     pub autonomy: Option<AutonomyFile>,

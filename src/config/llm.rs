@@ -1,4 +1,4 @@
-//! The typed AI-answer settings (SPEC §11): `compare.mode = "llm"` with its
+//! The typed AI-answer settings (docs/src/guide/llm.md): `compare.mode = "llm"` with its
 //! text stages, the embeddings endpoint, `[routes.cost]` prices and the spend
 //! controls of `mirror`.
 

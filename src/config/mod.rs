@@ -72,7 +72,7 @@ pub struct Config {
     pub source: Option<PathBuf>,
 }
 
-/// `[fleet]`, validated (SPEC §10).
+/// `[fleet]`, validated (docs/src/concepts/fleet.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fleet {
     /// The connection URL (from `url`, else the `url_env` variable).
@@ -180,16 +180,16 @@ pub struct Route {
     pub rollout: Rollout,
     pub guard: Guard,
     pub safety: Safety,
-    /// `[routes.cost]` prices (SPEC §11).
+    /// `[routes.cost]` prices (docs/src/guide/llm.md).
     pub cost: Cost,
-    /// `[routes.autonomy]` (SPEC §14).
+    /// `[routes.autonomy]` (docs/src/concepts/stages.md).
     pub autonomy: Autonomy,
     /// `[routes.slices]`: slice discovery.
     pub slices: slices::Slices,
 }
 
 /// `[routes.autonomy]`: the stage of each segment and how stages are earned
-/// and lost (SPEC §14).
+/// and lost (docs/src/concepts/stages.md).
 #[derive(Debug, Clone)]
 pub struct Autonomy {
     /// The route has an `[routes.autonomy]` table: only then do its stages
@@ -306,7 +306,7 @@ pub struct Mirror {
     pub strip_query: Vec<String>,
     pub set_headers: Vec<(HeaderName, HeaderValue)>,
     pub rewrite_json: Vec<(Pointer, serde_json::Value)>,
-    /// Share of exchanges mirrored, `0..=1` (SPEC §11; by the sticky key's own hash).
+    /// Share of exchanges mirrored, `0..=1` (docs/src/guide/llm.md; by the sticky key's own hash).
     pub sample: f64,
     /// Candidate dollars per UTC day spent on mirrors; beyond it they are skipped.
     pub budget: Option<f64>,
@@ -319,7 +319,7 @@ pub enum Compare {
     Json(JsonCompare),
     Text(TextCompare),
     Judge(JudgeCompare),
-    /// AI answers decoded and compared as completions (SPEC §11).
+    /// AI answers decoded and compared as completions (docs/src/guide/llm.md).
     Llm(Box<LlmCompare>),
 }
 
@@ -404,7 +404,7 @@ impl Side {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Guard {
-    /// How evidence is turned into bounds (SPEC §12).
+    /// How evidence is turned into bounds (docs/src/concepts/guards.md).
     pub method: GuardMethod,
     pub window: Window,
     pub min_samples: u64,
@@ -426,7 +426,7 @@ pub struct Guard {
     pub max_reversal_rate: Option<f64>,
 }
 
-/// An external gate (SPEC §12).
+/// An external gate (docs/src/concepts/canary.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gate {
     pub name: String,

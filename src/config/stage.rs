@@ -1,4 +1,4 @@
-//! The stage of autonomy (SPEC §14): what the candidate may do for the users
+//! The stage of autonomy (docs/src/concepts/stages.md): what the candidate may do for the users
 //! its weight puts in the canary. Pure: no IO. A value of the configuration
 //! (`[routes.autonomy]`), used by the autonomy, the rollout and the metrics.
 //!

@@ -3,7 +3,7 @@
 //! real proxy between them, synthetic traffic; the guard promotes enterprise
 //! step by step and rolls mid-market back; then the audit trail and the report.
 //!
-//! Then staged autonomy (SPEC §14): enterprise starts at `recommend` and,
+//! Then staged autonomy (docs/src/concepts/stages.md): enterprise starts at `recommend` and,
 //! once at 100 %, advances to `notify` on its reviewers' good ratings, while
 //! smb, served at `notify`, has reviewers who reverse two answers in five and
 //! drops to `approve` at once.

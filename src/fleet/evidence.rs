@@ -1,4 +1,4 @@
-//! Pooled evidence (SPEC §10): each replica counts its settled exchanges per
+//! Pooled evidence (docs/src/concepts/fleet.md): each replica counts its settled exchanges per
 //! second, route and segment, and ships closed seconds to PostgreSQL; the
 //! evaluator turns the fleet's rows back into guard samples.
 //!

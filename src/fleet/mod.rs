@@ -1,4 +1,4 @@
-//! The fleet (SPEC §10): several replicas sharing one rollout state, pooled
+//! The fleet (docs/src/concepts/fleet.md): several replicas sharing one rollout state, pooled
 //! evidence and, optionally, their rows through PostgreSQL.
 //!
 //! What is shared: `rollout_events` (append-only, one version sequence per

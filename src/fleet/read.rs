@@ -7,7 +7,7 @@ use super::{Error, pg};
 use std::io::Write;
 
 /// The URL `--fleet` uses: `[fleet]` of the config file when it loads and
-/// has one, else `--fleet-url`, else `UNDERSTUDY_FLEET_URL` (SPEC §10).
+/// has one, else `--fleet-url`, else `UNDERSTUDY_FLEET_URL` (docs/src/concepts/fleet.md).
 pub fn url(
     config: &std::path::Path,
     flag: Option<&str>,

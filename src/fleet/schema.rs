@@ -26,7 +26,7 @@ const MIGRATIONS: &[&str] = &[
         forced BOOLEAN NOT NULL DEFAULT false,
         gates TEXT,
         replica TEXT NOT NULL,            -- who wrote it
-        from_stage TEXT,                  -- a stage change (SPEC §14)
+        from_stage TEXT,                  -- a stage change (docs/src/concepts/stages.md)
         to_stage TEXT,
         PRIMARY KEY (route, version)      -- of two racing changes, one wins
     );

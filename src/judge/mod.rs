@@ -27,14 +27,14 @@ pub enum Reason {
     Agreement,
     CandidateErrors,
     Latency,
-    /// Time to first token (`max_ttft_ratio`, SPEC §11).
+    /// Time to first token (`max_ttft_ratio`, docs/src/guide/llm.md).
     Ttft,
     Safety,
-    /// Satisfaction (share of ratings > 0) below its minimum (SPEC §14).
+    /// Satisfaction (share of ratings > 0) below its minimum (docs/src/concepts/stages.md).
     Satisfaction,
-    /// Reversed answers above `max_reversal_rate` (SPEC §14).
+    /// Reversed answers above `max_reversal_rate` (docs/src/concepts/stages.md).
     Reversals,
-    /// Rejected approvals above `max_reject_rate` (SPEC §14).
+    /// Rejected approvals above `max_reject_rate` (docs/src/concepts/stages.md).
     Rejects,
 }
 
@@ -193,7 +193,7 @@ pub fn judge_rate_clustered(
     }
 }
 
-/// Whether errors are within a maximum for a pass (SPEC §12: the error
+/// Whether errors are within a maximum for a pass (docs/src/concepts/guards.md: the error
 /// rate confidently at most `max`, for the sequential method; the observed
 /// rate, for the older Wilson method).
 pub fn within(method: &GuardMethod, k: u64, n: u64, max: f64) -> bool {

@@ -151,7 +151,7 @@ pub(super) async fn incumbent(route: &RouteRuntime, parts: Parts, body: Prepared
 /// 5xx), the incumbent gets its shadow copy, and the client the candidate's
 /// stream. When it fails and the route falls back, the incumbent gets the
 /// request once, as the real request: that one answer serves the client and
-/// the comparison (SPEC §9 "Never twice"); the planned copy is not sent.
+/// the comparison (docs/src/concepts/canary.md "Never twice"); the planned copy is not sent.
 pub(super) async fn candidate(
     ctx: &Ctx,
     ex: Exchange,

@@ -1,4 +1,4 @@
-//! The llm mode in the settle step (SPEC §11): the two answers' completions
+//! The llm mode in the settle step (docs/src/guide/llm.md): the two answers' completions
 //! compared (tool calls, then text), and the text stages run in order, each
 //! deciding outside its band so only undecided pairs go on. The stages that
 //! call out (embedding, judge) go through the one bounded upstream call with

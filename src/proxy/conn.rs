@@ -1,5 +1,5 @@
 //! One client connection's clock: the limits hyper does not enforce by itself
-//! (SPEC §9). A [`Watched`] stream notes when bytes last moved; [`Activity`]
+//! (docs/src/reference/limits.md). A [`Watched`] stream notes when bytes last moved; [`Activity`]
 //! counts the requests in progress (a [`Tracked`] body ends one when it is
 //! dropped); the [`Sentinel`] looks at every connection of a listener on one
 //! coarse tick and flags (and wakes) a connection that has broken a limit:

@@ -1,8 +1,5 @@
-//! The request path, in the order SPEC §1 tells it: admitted (path, head,
-//! route, body under the cap) → exchange (segment, sticky key) → who serves
-//! and what the stage lets the candidate do ([`super::stage`]) → the shadow
-//! copy planned → the answer ([`super::answer`]: forward, fallback, the tee),
-//! and the exchange handed to its settle task or counted as a skip.
+//! The request path: admission, who serves, the shadow copy planned, the
+//! answer; step by step in `docs/src/design/architecture.md`.
 
 use super::Proxy;
 use super::answer::{Ctx, Reporter, candidate, incumbent};

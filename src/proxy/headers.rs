@@ -118,7 +118,7 @@ impl Forwarding {
 /// The request as the upstream should see it: hop-by-hop headers and a
 /// client's own `x-understudy-mirror` gone, `X-Forwarded-For` appended,
 /// `X-Forwarded-Proto`, `X-Forwarded-Host`, `Forwarded` and `Via` set by us
-/// whatever the client sent (SPEC §9). The host is the request's one `Host`
+/// whatever the client sent (docs/src/reference/limits.md). The host is the request's one `Host`
 /// header, as [`super::conform::one_host`] left it (also for HTTP/2's
 /// `:authority`); `Host` itself is dropped: the client sets it from the
 /// upstream URL.

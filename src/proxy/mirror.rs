@@ -41,9 +41,9 @@ pub enum SkipReason {
     /// The mirror target refused connections and is being backed off from
     /// (named for the usual target; a reverse-shadowed incumbent counts here too).
     CandidateDown,
-    /// Left out of `mirror.sample` (SPEC §11).
+    /// Left out of `mirror.sample` (docs/src/guide/llm.md).
     SampledOut,
-    /// `mirror.budget` is spent for this UTC day (SPEC §11).
+    /// `mirror.budget` is spent for this UTC day (docs/src/guide/llm.md).
     Budget,
 }
 

@@ -1,13 +1,8 @@
-//! The exchange path and its shared state.
-//!
-//! [`server`] accepts connections; [`conform`] refuses malformed heads and
-//! decides a request's one host; [`handle`] reads as SPEC §1 (route, body,
-//! who serves, the shadow copy planned by [`mirror`], the forward, the answer
-//! through the tee of [`body`]); [`settle`] finishes the exchange on its own
-//! task (the shadow call, the comparison, the guard, the row). The client's
-//! path never blocks on side work: mirroring, comparison and logging are
-//! bounded and counted. The one wait is [`suggest`]'s (`recommend` stage),
-//! bounded by `autonomy.suggest_timeout`.
+//! The exchange path and its shared state; the flow, step by step, is
+//! `docs/src/design/architecture.md`. The client's path never blocks on side
+//! work: mirroring, comparison and logging are bounded and counted. The one
+//! wait is [`suggest`]'s (`recommend` stage), bounded by
+//! `autonomy.suggest_timeout`.
 
 mod answer;
 pub mod body;
@@ -48,7 +43,7 @@ pub struct Proxy {
     pub tasks: Arc<Tasks>,
     /// Client requests waiting for an upstream's answer; none left means 503.
     pub in_flight: Limit,
-    /// Deliveries of approved answers and reviews (SPEC §14).
+    /// Deliveries of approved answers and reviews (docs/src/concepts/stages.md).
     pub outbox: crate::autonomy::outbox::Outbox,
 }
 

@@ -292,7 +292,7 @@ async fn learn_noise(
         timed: false,
     };
     let again = client.call(permit, req, bounds).await.observation;
-    // Only two 2xx answers of the same status teach anything (SPEC §9).
+    // Only two 2xx answers of the same status teach anything (docs/src/reference/configuration.md).
     let ok = |o: &Observation| o.status.is_some_and(|s| (200..300).contains(&s));
     if again.is_error() || !ok(first) || again.status != first.status {
         return Vec::new();

@@ -1,5 +1,5 @@
 //! Puts the `recommend` stage's suggestion into the incumbent's JSON answer
-//! without rewriting anything else of it (SPEC §14): along the pointer's
+//! without rewriting anything else of it (docs/src/concepts/stages.md): along the pointer's
 //! path each object keeps its members in their order, duplicates included,
 //! and every value keeps its text as sent (big integers, number spellings,
 //! escapes) through serde_json's `RawValue`; only the member the pointer

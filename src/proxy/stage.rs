@@ -1,4 +1,4 @@
-//! What the stage lets the candidate do for a canary user (SPEC §14), in one
+//! What the stage lets the candidate do for a canary user (docs/src/concepts/stages.md), in one
 //! place on the request path: who answers ([`serving`]: below `notify` the
 //! incumbent, the candidate beside it; at `recommend` with the candidate's
 //! suggestion, [`super::suggest`]), and what the settled exchange owes

@@ -1,4 +1,4 @@
-//! The `recommend` stage (SPEC §14): a canary user gets the incumbent's
+//! The `recommend` stage (docs/src/concepts/stages.md): a canary user gets the incumbent's
 //! answer with the candidate's as a suggestion, inserted at
 //! `autonomy.suggest_pointer` of a JSON answer (its `Content-Length`
 //! recomputed) or in the `x-understudy-suggestion` header (cut at 4 KiB).

@@ -1,4 +1,4 @@
-//! The report's AI figures (SPEC §11), per line: time to first token p50/p95
+//! The report's AI figures (docs/src/guide/llm.md), per line: time to first token p50/p95
 //! of both sides, tokens per request, cost per 1,000 requests of both sides
 //! and their difference, and how many pairs each text stage decided; per
 //! route, the judge's calibration against people's ratings (agreement and

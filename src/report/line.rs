@@ -43,7 +43,7 @@ impl From<guard::Decision> for Decision {
     }
 }
 
-/// What the guard would say on these numbers (SPEC §3, asymmetric).
+/// What the guard would say on these numbers (docs/src/concepts/guards.md, asymmetric).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
@@ -171,7 +171,7 @@ pub struct Line {
     /// Rough number of further decided comparisons before it would be, at the
     /// current agreement (normal approximation); `None` when decided or unknown.
     pub samples_needed: Option<u64>,
-    /// AI figures (SPEC §11), for lines with decoded AI answers.
+    /// AI figures (docs/src/guide/llm.md), for lines with decoded AI answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ai: Option<super::ai::AiLine>,
 }

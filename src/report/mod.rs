@@ -135,7 +135,7 @@ pub struct Report {
     pub series_ms: i64,
     /// Agreement per route and segment over time.
     pub series: Vec<Series>,
-    /// Per route: the judge's verdicts against people's ratings (SPEC §11).
+    /// Per route: the judge's verdicts against people's ratings (docs/src/guide/llm.md).
     pub calibration: Vec<ai::JudgeCalibration>,
     /// `--slice`: the report covers only this slice's exchanges.
     pub slice: Option<String>,

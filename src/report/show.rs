@@ -130,7 +130,7 @@ pub fn show(row: &ExchangeRow, color: bool, width: usize, out: &mut dyn Write) -
     Ok(())
 }
 
-/// SPEC §11: each side's time to first token, tokens and cost, and the text
+/// docs/src/guide/llm.md: each side's time to first token, tokens and cost, and the text
 /// stage that decided; nothing for an exchange without them.
 fn ai_lines(row: &ExchangeRow) -> Vec<String> {
     let (i, c) = (&row.incumbent_llm, &row.candidate_llm);

@@ -103,13 +103,13 @@ pub struct Change {
     /// The external gates' results behind a raise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gates: Option<String>,
-    /// The replica that made it, under `[fleet]` (SPEC §10).
+    /// The replica that made it, under `[fleet]` (docs/src/concepts/fleet.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<String>,
     /// Its version in the fleet's PostgreSQL, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet_version: Option<i64>,
-    /// A stage change (SPEC §14): the stage before and after.
+    /// A stage change (docs/src/concepts/stages.md): the stage before and after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_stage: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -167,7 +167,7 @@ impl Change {
         }
     }
 
-    /// Lowers exposure: applied before it is recorded (SPEC §9), never gated.
+    /// Lowers exposure: applied before it is recorded (docs/src/reference/limits.md), never gated.
     pub fn lowers(&self) -> bool {
         self.intent == Intent::Lower
     }
@@ -206,7 +206,7 @@ impl Change {
         }
     }
 
-    /// The notification a change calls for (SPEC §12): a guard's lowering is
+    /// The notification a change calls for (docs/src/reference/configuration.md): a guard's lowering is
     /// a `breach`, a person's a `rollback`, any raise a `promote`, the mirror
     /// switched off `mirror_off`; the config file's changes are not announced.
     pub fn notification(&self) -> Option<crate::notify::Kind> {

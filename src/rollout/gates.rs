@@ -1,4 +1,4 @@
-//! External gates (SPEC §12): checks outside Understudy that must pass before
+//! External gates (docs/src/concepts/canary.md): checks outside Understudy that must pass before
 //! a weight goes up, automatically or by hand. A Prometheus gate runs an
 //! instant PromQL query (`GET {prometheus}/api/v1/query`) and compares the
 //! first value with `max` or `min`; an HTTP gate passes on a 2xx answer.

@@ -1,4 +1,4 @@
-//! Guards (SPEC §3, §12): the comparisons of each route and segment, and the
+//! Guards (docs/src/concepts/guards.md): the comparisons of each route and segment, and the
 //! asymmetric decision breach / pass / hold drawn from them.
 //!
 //! Pure: no IO, no tokio, the clock is passed in. Noise must neither promote
@@ -211,7 +211,7 @@ impl Counts {
 struct Latencies {
     incumbent: latency::Histogram,
     candidate: latency::Histogram,
-    /// Times to first token (SPEC §11), for `max_ttft_ratio`.
+    /// Times to first token (docs/src/guide/llm.md), for `max_ttft_ratio`.
     incumbent_ttft: latency::Histogram,
     candidate_ttft: latency::Histogram,
 }
@@ -334,7 +334,7 @@ pub fn ratio(candidate_p99: Option<f64>, incumbent_p99: Option<f64>) -> Option<f
     }
 }
 
-/// The guard's decision on its figures (SPEC §3, §12), asymmetric: the one
+/// The guard's decision on its figures (docs/src/concepts/guards.md), asymmetric: the one
 /// rule, used by the live guard and by `report`.
 ///
 /// A safety event breaches at once; everything else waits for `min_samples`.
@@ -701,7 +701,7 @@ impl SegmentGuard {
         self.judge(cfg, now, weight)
     }
 
-    /// Adds many samples (pooled evidence, SPEC §10, or the store's rows at
+    /// Adds many samples (pooled evidence, docs/src/concepts/fleet.md, or the store's rows at
     /// start), then evaluates once at `now`: the same counts and the same
     /// decision as adding them one by one, checked after the last.
     pub fn observe_all(

@@ -1,4 +1,4 @@
-//! What the rollout needs of the fleet (SPEC §10), as a port the fleet
+//! What the rollout needs of the fleet (docs/src/concepts/fleet.md), as a port the fleet
 //! implements: the rollout never imports the fleet, the fleet (above it)
 //! implements [`FleetLink`] and joins with [`super::Rollout::join_fleet`].
 //!

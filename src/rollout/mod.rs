@@ -36,7 +36,7 @@ pub struct RouteState {
     pub default: f64,
     pub segments: HashMap<String, f64>,
     pub mirror: bool,
-    /// Stage of segments without one of their own (SPEC §14).
+    /// Stage of segments without one of their own (docs/src/concepts/stages.md).
     pub default_stage: Stage,
     pub stages: HashMap<String, Stage>,
     /// Bumped by every change applied to the route here ([`apply`]): a raise
@@ -116,13 +116,13 @@ pub struct Rollout {
     recorder: OnceLock<record::Recorder>,
     /// Where rollout events are announced (`[[notify]]`); unset sends nothing.
     notifier: OnceLock<crate::notify::Notifier>,
-    /// The fleet (SPEC §10), when `[fleet]` is set: raises go through it.
+    /// The fleet (docs/src/concepts/fleet.md), when `[fleet]` is set: raises go through it.
     fleet: OnceLock<Arc<dyn FleetLink>>,
     /// Route → the last result of each of its external gates.
     gate_results: Mutex<HashMap<String, Vec<gates::GateResult>>>,
     /// Route → segment label → guard (nested, so a lookup allocates nothing).
     guards: Mutex<HashMap<String, HashMap<String, guard::SegmentGuard>>>,
-    /// Route → segment label → the evidence of its stage (SPEC §14).
+    /// Route → segment label → the evidence of its stage (docs/src/concepts/stages.md).
     trackers: Mutex<HashMap<String, HashMap<String, crate::autonomy::evidence::Tracker>>>,
 }
 

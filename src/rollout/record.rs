@@ -1,4 +1,4 @@
-//! Rollbacks never wait on the disk (SPEC §9): a change that lowers exposure
+//! Rollbacks never wait on the disk (docs/src/reference/limits.md): a change that lowers exposure
 //! (a weight lowered, the mirror switched off) is applied first and recorded
 //! after, by one task that retries each ledger write until it lands, in the
 //! order the changes were made. Until it has landed, raises are refused, so

@@ -1,4 +1,4 @@
-//! Stage changes (SPEC §14): by hand (CLI, API), from the config, and by
+//! Stage changes (docs/src/concepts/stages.md): by hand (CLI, API), from the config, and by
 //! the evidence of each segment's stage, recorded in `rollout_events` with
 //! `from_stage`/`to_stage` like a weight change.
 //!

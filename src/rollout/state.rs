@@ -317,7 +317,7 @@ impl Rollout {
             };
             let mut pending = Vec::new();
             // Under [fleet] the file only seeds a route the fleet does not
-            // know; once it does, its weights are the fleet's (SPEC §10).
+            // know; once it does, its weights are the fleet's (docs/src/concepts/fleet.md).
             let fleet_managed = |route: &str| {
                 self.fleet.get().is_some()
                     && history
@@ -541,7 +541,7 @@ impl Rollout {
         (target.current(rs, segment), rs.map_or(0, |s| s.epoch))
     }
 
-    /// The gates every raise passes, whoever asks (SPEC §12): the evidence
+    /// The gates every raise passes, whoever asks (docs/src/concepts/canary.md): the evidence
     /// gate (this replica's guard or stage tracker says pass, or the fleet's
     /// evaluator's pooled evidence does), then the route's external gates.
     /// Only a person's `force` skips them (and the change says so:
@@ -610,7 +610,7 @@ impl Rollout {
         }
     }
 
-    /// Runs a route's external gates before a raise (SPEC §12): their summary
+    /// Runs a route's external gates before a raise (docs/src/concepts/canary.md): their summary
     /// when they all pass (`None` without gates), else the refusal, announced
     /// as `gate_failed` with the change `refusal` describes.
     async fn external_gates(

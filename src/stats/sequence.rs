@@ -1,5 +1,5 @@
 //! Anytime-valid confidence sequences for a Bernoulli proportion (agreement
-//! rate, candidate error rate), for the sequential guard (SPEC §12).
+//! rate, candidate error rate), for the sequential guard (docs/src/concepts/guards.md).
 //!
 //! A Wilson 95 % interval is valid at one sample size chosen in advance. The
 //! guard looks after every comparison, forever, and a test repeated that often

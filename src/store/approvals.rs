@@ -1,4 +1,4 @@
-//! `approvals` (SPEC §14, stage `approve`): the candidate's answers that wait
+//! `approvals` (docs/src/concepts/stages.md, stage `approve`): the candidate's answers that wait
 //! for a person. Each row is self-contained (the request and both answers,
 //! redacted like the exchange row), so a decision can be delivered and
 //! exported after the exchange itself is purged.

@@ -10,7 +10,7 @@ use rusqlite::Connection;
 
 /// `(table, column, declaration)`.
 pub const COLUMNS: &[(&str, &str, &str)] = &[
-    // SPEC §11: AI answers. NULL when unknown (not decoded, no usage, no price).
+    // docs/src/guide/llm.md: AI answers. NULL when unknown (not decoded, no usage, no price).
     ("exchanges", "incumbent_ttft_ms", "REAL"),
     ("exchanges", "candidate_ttft_ms", "REAL"),
     ("exchanges", "incumbent_tokens_in", "INTEGER"),

@@ -1,4 +1,4 @@
-//! `deliveries` (SPEC §14, stage `approve`): the durable outbox of approved
+//! `deliveries` (docs/src/concepts/stages.md, stage `approve`): the durable outbox of approved
 //! answers for `autonomy.deliver_url`. A row is written when an approval is
 //! approved and retried (1 s doubling to 30 s) until it is accepted or the
 //! approval's TTL has passed since the decision; each try is recorded

@@ -31,7 +31,7 @@ pub struct RolloutEvent {
     pub replica: Option<String>,
     /// Its version in the fleet's PostgreSQL, when it has one.
     pub fleet_version: Option<i64>,
-    /// A stage change (SPEC §14): the stage before and after.
+    /// A stage change (docs/src/concepts/stages.md): the stage before and after.
     pub from_stage: Option<String>,
     pub to_stage: Option<String>,
     /// What the change means: `lower`, `raise` or `set` (NULL before migration 8).
@@ -68,7 +68,7 @@ pub struct NewFeedback {
     pub rating: Option<i64>,
     #[serde(default)]
     pub comment: String,
-    /// A person reversed the answer the candidate gave (SPEC §14, `notify`).
+    /// A person reversed the answer the candidate gave (docs/src/concepts/stages.md, `notify`).
     #[serde(default)]
     pub reversed: bool,
     /// Who rates: one exchange counts once per rater (a later rating

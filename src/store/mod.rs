@@ -69,10 +69,10 @@ pub struct Record {
     pub noise: Vec<String>,
     /// llm mode: the text stage that decided (`decided_by`).
     pub decided_by: Option<&'static str>,
-    /// llm mode: time to first token, tokens and cost of each side (SPEC §11).
+    /// llm mode: time to first token, tokens and cost of each side (docs/src/guide/llm.md).
     pub incumbent_llm: crate::reading::Figures,
     pub candidate_llm: crate::reading::Figures,
-    /// `approve` stage (SPEC §14): a pending approval written with the row.
+    /// `approve` stage (docs/src/concepts/stages.md): a pending approval written with the row.
     pub approval: Option<Box<approvals::NewApproval>>,
 }
 

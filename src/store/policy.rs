@@ -1,4 +1,4 @@
-//! Storage policy (SPEC §13): which bodies a row keeps (`store.bodies`,
+//! Storage policy (docs/src/reference/configuration.md): which bodies a row keeps (`store.bodies`,
 //! `store.request_bodies`). Every row keeps its verdict, statuses, latencies
 //! and diff whatever the policy, so `report` is the same under each.
 

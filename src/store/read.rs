@@ -47,7 +47,7 @@ pub struct ExchangeRow {
     pub candidate_error: Option<String>,
     pub fallback: bool,
     pub safety: Option<String>,
-    /// SPEC §11: time to first token, tokens and cost of each side, and the
+    /// docs/src/guide/llm.md: time to first token, tokens and cost of each side, and the
     /// text stage that decided (unknown in files without those columns).
     pub incumbent_llm: crate::reading::Figures,
     pub candidate_llm: crate::reading::Figures,

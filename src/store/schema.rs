@@ -105,11 +105,11 @@ pub const MIGRATIONS: &[&str] = &[
         count INTEGER NOT NULL,
         PRIMARY KEY (route, segment, minute, reason)
     ) WITHOUT ROWID;",
-    // 4: a raise that overrode the promotion gate is marked (SPEC §12).
+    // 4: a raise that overrode the promotion gate is marked (docs/src/concepts/canary.md).
     "ALTER TABLE rollout_events ADD COLUMN forced INTEGER NOT NULL DEFAULT 0;",
-    // 5: the external gates' results behind a raise (SPEC §12).
+    // 5: the external gates' results behind a raise (docs/src/concepts/canary.md).
     "ALTER TABLE rollout_events ADD COLUMN gates TEXT;",
-    // 6: staged autonomy (SPEC §14): stage changes in the ledger, pending
+    // 6: staged autonomy (docs/src/concepts/stages.md): stage changes in the ledger, pending
     // approvals (self-contained: the request and both answers, redacted, so a
     // decision can be delivered and exported after the exchange row is
     // purged), and feedback that reverses an answer without a rating.
@@ -149,7 +149,7 @@ pub const MIGRATIONS: &[&str] = &[
     DROP TABLE feedback;
     ALTER TABLE feedback_v6 RENAME TO feedback;
     CREATE INDEX feedback_exchange ON feedback (exchange_id);",
-    // 7: the fleet (SPEC §10). `replica` is set on events made under
+    // 7: the fleet (docs/src/concepts/fleet.md). `replica` is set on events made under
     // `[fleet]`; `fleet_version` is the event's version in PostgreSQL (set
     // when it came from there, or went there first). A local lowering not yet
     // in PostgreSQL has a replica and no fleet version until `fleet_pushed`

@@ -553,7 +553,7 @@ fn segment_stats_count_skips_as_samples_not_compared() {
     assert!(later.is_empty(), "{later:?}");
 }
 
-/// Issue 10 (SPEC §9): the database holds bodies; it and its WAL files are
+/// Issue 10 (docs/src/design/threat-model.md): the database holds bodies; it and its WAL files are
 /// created owner-only, whatever the umask; an existing file keeps its mode.
 #[test]
 fn the_database_file_and_its_wal_are_created_0600() {

@@ -36,7 +36,7 @@ impl Once {
 pub enum UpBody {
     Full(Once),
     /// A client's body over the cap: what was read, then the rest as the
-    /// client sends it, which must end before `deadline` (SPEC §9).
+    /// client sends it, which must end before `deadline` (docs/src/reference/limits.md).
     Chained {
         prefix: VecDeque<Bytes>,
         rest: Incoming,

@@ -1,4 +1,4 @@
-//! Issue 10 (SPEC §9): the admin listener against misbehaving clients, over
+//! Issue 10 (docs/src/reference/admin-api.md): the admin listener against misbehaving clients, over
 //! raw TCP where the client must misbehave: endless and oversized bodies on
 //! every path, a silent connection and a slow head, a stalled body, the wrong
 //! content type, a rebinding `Host`, and an audit read while the database is

@@ -1,4 +1,4 @@
-//! SPEC §9 under store faults: a rollback never waits on the disk, a store
+//! docs/src/reference/limits.md under store faults: a rollback never waits on the disk, a store
 //! that fails costs clients nothing and says so on `/readyz`.
 
 use crate::rollout::start_in;

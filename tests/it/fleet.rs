@@ -1,4 +1,4 @@
-//! The fleet (SPEC §10) on a real PostgreSQL: replicas in this process, each
+//! The fleet (docs/src/concepts/fleet.md) on a real PostgreSQL: replicas in this process, each
 //! with its own SQLite file, sharing one server started by the harness.
 
 use crate::support::pg::{self, Pg};
@@ -777,7 +777,7 @@ async fn the_fleet_talks_tls_to_postgresql_when_the_url_asks() {
     b.stop().await;
 }
 
-/// Stages are fleet state like weights (SPEC §14 with §10): a stage set on
+/// Stages are fleet state like weights (docs/src/concepts/stages.md with §10): a stage set on
 /// one replica is served by the other, and recorded once in PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stage_set_on_one_replica_reaches_the_fleet() {
@@ -1143,7 +1143,7 @@ async fn gate(status: u16) -> Gate {
 }
 
 /// Issue 21: the fleet's evaluator promotes through the same gates as any
-/// raise (SPEC §12): a failing external gate holds its promotion; once the
+/// raise (docs/src/concepts/canary.md): a failing external gate holds its promotion; once the
 /// gate passes, the promotion lands with the gate's result in its row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_promotions_pass_the_external_gates() {

@@ -1,4 +1,4 @@
-//! SPEC §12 external gates against a real Prometheus (Debian's `prometheus`,
+//! docs/src/concepts/canary.md external gates against a real Prometheus (Debian's `prometheus`,
 //! installed by `.ci/run`) and an HTTP check on loopback: a raise passes only
 //! when they do, and their results are in the audit row and the API.
 

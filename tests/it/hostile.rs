@@ -1,4 +1,4 @@
-//! SPEC §9 against a client that sends what it should not: control headers,
+//! docs/src/reference/limits.md against a client that sends what it should not: control headers,
 //! credentials in the query and in headers, giant segment values.
 
 use crate::support::*;

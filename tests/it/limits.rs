@@ -1,4 +1,4 @@
-//! SPEC §9 limits against clients that misbehave on raw sockets: each limit
+//! docs/src/reference/limits.md limits against clients that misbehave on raw sockets: each limit
 //! answers (or closes) in time and is counted in
 //! `understudy_limit_rejections_total{limit}`.
 

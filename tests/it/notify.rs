@@ -1,4 +1,4 @@
-//! SPEC §12 notifications: webhooks on loopback receive rollout events within
+//! docs/src/reference/configuration.md notifications: webhooks on loopback receive rollout events within
 //! a second, in `json` and `slack` format; a receiver that fails is retried
 //! until it takes them.
 

@@ -68,7 +68,7 @@ async fn candidate_serves_posts(incumbent: &Upstream, candidate: &Upstream) -> T
     proxy(&route("r", "/", &incumbent.url(), &candidate.url(), extra)).await
 }
 
-/// SPEC §9 "Never twice": a failing serving candidate on a route that
+/// docs/src/concepts/canary.md "Never twice": a failing serving candidate on a route that
 /// mirrors POST sends the write to the incumbent exactly once, and that one
 /// answer serves both the client and the comparison.
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! Issue 10 (SPEC §9): which paths a route takes. A `path_prefix` matches
+//! Issue 10 (docs/src/reference/configuration.md): which paths a route takes. A `path_prefix` matches
 //! whole segments, and a path with a dot-segment is refused (400) before any
 //! route sees it, over raw TCP so that no client library resolves it first.
 

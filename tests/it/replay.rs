@@ -1,4 +1,4 @@
-//! SPEC §13 replay: yesterday's logged traffic re-sent to a new candidate,
+//! docs/src/guide/replay.md replay: yesterday's logged traffic re-sent to a new candidate,
 //! compared with the stored incumbent answers, resumable, reported per
 //! segment like live traffic.
 

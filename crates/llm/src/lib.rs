@@ -1,6 +1,6 @@
 //! Decodes AI answers (OpenAI chat, OpenAI Responses, Anthropic Messages; plain
 //! JSON or a server-sent-event stream) into one [`Completion`] and compares two
-//! completions' tool calls (SPEC §11).
+//! completions' tool calls (docs/src/guide/llm.md).
 //!
 //! Pure and standalone: no I/O, no clocks. The caller feeds body chunks to a
 //! [`StreamDecoder`] as they arrive (and times the first content from its

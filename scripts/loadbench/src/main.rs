@@ -424,7 +424,7 @@ fn understudy_config(
         format!("candidate = \"http://{}\"\n", ups.candidate(c).0)
     });
     // `LOAD_FLEET_URL` runs Understudy as a one-replica fleet on that
-    // PostgreSQL (SPEC §10): the [fleet] on/off A/B.
+    // PostgreSQL (docs/src/concepts/fleet.md): the [fleet] on/off A/B.
     let fleet = std::env::var("LOAD_FLEET_URL").map_or(String::new(), |url| {
         format!("[fleet]\nurl = \"{url}\"\nreplica = \"bench\"\n")
     });

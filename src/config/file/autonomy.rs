@@ -1,4 +1,4 @@
-//! The file shape of `[routes.autonomy]` (SPEC §14).
+//! The file shape of `[routes.autonomy]` (docs/src/concepts/stages.md).
 
 use super::text;
 use serde::Deserialize;

@@ -1,4 +1,4 @@
-//! The file shape of the AI-answer settings (SPEC §11): `compare.text`,
+//! The file shape of the AI-answer settings (docs/src/guide/llm.md): `compare.text`,
 //! `compare.bands`, `compare.embedding`, `[routes.cost]` and the spend
 //! controls of `mirror` (`budget`, `focus`).
 //!

@@ -1,4 +1,4 @@
-//! Checks `[routes.autonomy]` (SPEC §14): stage names, the suggestion
+//! Checks `[routes.autonomy]` (docs/src/concepts/stages.md): stage names, the suggestion
 //! pointer, the delivery and review URLs, the criteria.
 
 use super::Checker;

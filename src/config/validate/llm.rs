@@ -1,4 +1,4 @@
-//! Checks the AI-answer settings (SPEC §11): `compare.mode = "llm"` (protocol,
+//! Checks the AI-answer settings (docs/src/guide/llm.md): `compare.mode = "llm"` (protocol,
 //! text stages, bands, embedding, judge), `[routes.cost]` and the spend
 //! controls of `mirror`.
 

@@ -130,7 +130,7 @@ fn gate(c: &mut Checker<'_>, f: &crate::config::file::GateFile) -> Option<crate:
     })
 }
 
-/// `compare.noise.max_pointers` when the file does not say (SPEC §9).
+/// `compare.noise.max_pointers` when the file does not say (docs/src/reference/configuration.md).
 const NOISE_MAX_POINTERS: usize = 64;
 
 fn non_negative(c: &mut Checker<'_>, field: &str, x: Option<&Spanned<f64>>) -> f64 {

@@ -1,4 +1,4 @@
-//! People's verdicts and other rates judged by the guard's rule (SPEC §14):
+//! People's verdicts and other rates judged by the guard's rule (docs/src/concepts/stages.md):
 //! [`judge_rate`] puts any rate against its bar with the guard's method
 //! (the confidence sequence or Wilson), asymmetrically like [`super::decide`];
 //! [`Feedback`] holds the ratings and reviews that may roll a weight back
@@ -10,7 +10,7 @@ use crate::config::Guard;
 use crate::judge::{Bar, RateCheck, Reason, judge_rate};
 
 /// What people said about a segment's answers since the guard's last reset:
-/// ratings and reviews (SPEC §14, guard inputs `min_satisfaction` and
+/// ratings and reviews (docs/src/concepts/stages.md, guard inputs `min_satisfaction` and
 /// `max_reversal_rate`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Feedback {

@@ -144,7 +144,7 @@ fn errors_and_latency_breach() {
     // The ratio shown: percentiles from 2 % buckets, within 1 % each.
     assert!((action.figures.latency_ratio.unwrap() - 3.0).abs() < 0.1);
 
-    // SPEC §11: the time to first token has its own ratio.
+    // docs/src/guide/llm.md: the time to first token has its own ratio.
     cfg.max_latency_ratio = None;
     cfg.max_ttft_ratio = Some(1.5);
     let mut g = SegmentGuard::default();
@@ -335,7 +335,7 @@ fn samples_to_decide_shrinks_as_evidence_grows() {
     assert!(w < early, "wilson {w}, sequential {early}");
 }
 
-/// SPEC §12's measurement, through this module: 100 seeded runs of 1,000,000
+/// docs/src/concepts/guards.md's measurement, through this module: 100 seeded runs of 1,000,000
 /// comparisons each, checked after every comparison, for both methods.
 /// `cargo test --release --lib -- --ignored guard_long_life --nocapture`
 #[test]
@@ -461,7 +461,7 @@ fn a_latency_window_stays_bounded_and_its_ratio_right() {
     assert!((exact - r).abs() / exact < 0.02, "{exact} vs {r}");
 }
 
-/// SPEC §12's "samples to a decision": a candidate at 97 % and one at 60 %
+/// docs/src/concepts/guards.md's "samples to a decision": a candidate at 97 % and one at 60 %
 /// against 0.9, for both methods (printed with `--nocapture`).
 #[test]
 fn samples_to_a_decision_for_good_and_bad_candidates() {

@@ -1,4 +1,4 @@
-//! The report's AI figures (SPEC §11): time to first token, tokens and cost
+//! The report's AI figures (docs/src/guide/llm.md): time to first token, tokens and cost
 //! of both sides and the text stage that decided, per route and segment (and
 //! period); and the judge's verdicts paired with people's ratings.
 //!

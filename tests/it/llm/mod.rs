@@ -1,4 +1,4 @@
-//! SPEC §11: AI answers as evidence. Streams shaped like the providers'
+//! docs/src/guide/llm.md: AI answers as evidence. Streams shaped like the providers'
 //! (fixtures of `crates/llm`), decoded and compared as completions; time to
 //! first token, tokens and cost per row; spend control. The text cascade and
 //! the report are in [`cascade`], the official Python client in [`python`].
@@ -19,7 +19,7 @@ const ANTHROPIC: &str = include_str!("../../../crates/llm/tests/fixtures/anthrop
 
 pub const REQUEST: &str = r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Weather in Paris?"}]}"#;
 
-/// The SPEC §11 columns of a row.
+/// The docs/src/guide/llm.md columns of a row.
 #[derive(Debug, Clone)]
 pub struct LlmRow {
     pub verdict: String,

@@ -91,6 +91,6 @@ fn the_dockerfile_builds_the_workspace_and_agrees_with_the_config_it_ships() {
         health.contains(&format!("127.0.0.1:{}", config.admin.addr.port())),
         "{health}"
     );
-    // The README's docker run mounts over the same path.
-    assert!(root("README.md").contains(&format!(":{cfg_path}")));
+    // The getting-started page's docker run mounts over the same path.
+    assert!(root("docs/src/getting-started.md").contains(&format!(":{cfg_path}")));
 }

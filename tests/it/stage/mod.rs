@@ -1,4 +1,4 @@
-//! Issue 16: staged autonomy (SPEC §14) through the real server on loopback:
+//! Issue 16: staged autonomy (docs/src/concepts/stages.md) through the real server on loopback:
 //! the suggestion of `recommend` and its bound (fast, slow, dead candidate),
 //! approvals created, approved, delivered and expired, reviews posted,
 //! reversals counted, a burst of reversals moving a segment one stage down,
