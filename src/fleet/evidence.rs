@@ -118,6 +118,7 @@ impl Row {
                 incumbent_ttft_ms: None,
                 candidate_ttft_ms: None,
                 user: None,
+                excluded: false,
             })
             .collect();
         let spread =
@@ -334,6 +335,7 @@ mod tests {
             incumbent_ttft_ms: None,
             candidate_ttft_ms: None,
             user: None,
+            excluded: false,
         }
     }
 

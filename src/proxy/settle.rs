@@ -172,6 +172,8 @@ impl Settle {
             incumbent_ttft_ms: figures.0.ttft_ms,
             candidate_ttft_ms: figures.1.ttft_ms,
             user: ex.sticky.as_deref().map(crate::rollout::bucket::user),
+            excluded: outcome.verdict == Verdict::Skipped
+                && outcome.note.as_deref().is_some_and(guard::judge_failed),
         };
         proxy.rollout.observe(cfg, label, sample, metrics).await;
         if matches!(outcome.verdict, Verdict::Match | Verdict::Mismatch) {

@@ -370,6 +370,7 @@ mod tests {
                     incumbent_ttft_ms: None,
                     candidate_ttft_ms: None,
                     user: None,
+                    excluded: false,
                 };
                 // Weight 0 (shadow): a breach is reported but the window is kept.
                 let _action = live.observe(&g, sample, 0.0);

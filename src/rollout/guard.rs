@@ -63,6 +63,16 @@ pub struct Sample {
     /// The hash of the request's sticky key, when the route has one: a
     /// user's comparisons are correlated ([`crate::stats::cluster`]).
     pub user: Option<u64>,
+    /// A comparison the judge could not decide (`skipped`, "judge failed"):
+    /// counted against a pass, never for it ([`decide`]).
+    pub excluded: bool,
+}
+
+/// Whether a skipped comparison's note says the judge failed on it (the
+/// notes of `compare::judge::read_reply`): the hard cases a judge times out
+/// on must not leave the evidence.
+pub fn judge_failed(note: &str) -> bool {
+    note.starts_with("judge failed")
 }
 
 impl Sample {
@@ -77,6 +87,7 @@ impl Sample {
             incumbent_ttft_ms: None,
             candidate_ttft_ms: None,
             user: None,
+            excluded: false,
         }
     }
 
@@ -85,6 +96,7 @@ impl Sample {
     /// nothing about the candidate.
     pub fn counts(&self) -> bool {
         self.safety
+            || self.excluded
             || matches!(
                 self.verdict,
                 Verdict::Match | Verdict::Mismatch | Verdict::CandidateError
@@ -113,6 +125,9 @@ pub struct Figures {
     /// Candidate p99 / incumbent p99 time to first token, when both are known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttft_ratio: Option<f64>,
+    /// Comparisons the judge could not decide: counted against a pass.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub excluded: u64,
     /// A change detector's alarm: the rate moved to the wrong side of its
     /// bar recently, whatever the evidence from before says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,6 +169,9 @@ impl std::fmt::Display for Figures {
         if self.safety_events > 0 {
             write!(f, ", {} safety event(s)", self.safety_events)?;
         }
+        if self.excluded > 0 {
+            write!(f, ", {} undecided by the judge", self.excluded)?;
+        }
         if let Some(d) = self.design_effect {
             write!(f, ", design effect {d:.2}")?;
         }
@@ -168,6 +186,7 @@ impl std::fmt::Display for Figures {
 /// each comparison costs O(1) rather than a pass over the window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
+    excluded: u64,
     matches: u64,
     mismatches: u64,
     candidate_errors: u64,
@@ -201,6 +220,9 @@ impl Counts {
         }
         if s.safety {
             self.safety_events = self.safety_events.wrapping_add(by);
+        }
+        if s.excluded {
+            self.excluded = self.excluded.wrapping_add(by);
         }
     }
 }
@@ -291,6 +313,7 @@ impl Figures {
             error_rate_lower: wilson(candidate_errors, samples, Z95).0,
             latency_ratio,
             ttft_ratio: None,
+            excluded: 0,
             drift: None,
             slower: false,
             slower_ttft: false,
@@ -323,7 +346,12 @@ fn figures_of(cfg: &Guard, counts: Counts, latencies: &mut Latencies) -> Figures
         latency_ratio,
     );
     f.ttft_ratio = cfg.max_ttft_ratio.and_then(|_max| latencies.ttft_ratio());
+    f.excluded = counts.excluded;
     f
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Candidate p99 over incumbent p99, when both are known.
@@ -345,10 +373,10 @@ pub fn ratio(candidate_p99: Option<f64>, incumbent_p99: Option<f64>) -> Option<f
 /// `min_agreement`, errors confidently within their maximum); everything
 /// between holds.
 ///
-/// Candidate errors are left out of agreement in the way that favours the
-/// candidate least: a pass counts them as disagreements, a breach as
-/// agreements (they have their own bar), so a rising share of them can
-/// never make a candidate look better.
+/// Candidate errors and comparisons the judge could not decide are left out
+/// of agreement in the way that favours the candidate least: a pass counts
+/// them as disagreements, a breach as agreements (errors have their own
+/// bar), so a rising share of them can never make a candidate look better.
 pub fn decide(cfg: &Guard, f: &Figures) -> Decision {
     let decided = f.matches + f.mismatches;
     if f.safety_events > 0 {
@@ -367,8 +395,10 @@ pub fn decide(cfg: &Guard, f: &Figures) -> Decision {
     };
     let d = f.design_effect.unwrap_or(1.0);
     let (bar, errors) = (cfg.min_agreement, f.candidate_errors);
-    let agreement_good = judge_rate_clustered(m, f.matches, f.samples, bar, Bar::Min, 1, d);
-    let agreement_bad = judge_rate_clustered(m, f.matches + errors, f.samples, bar, Bar::Min, 1, d);
+    let left_out = errors + f.excluded;
+    let n = f.samples + f.excluded;
+    let agreement_good = judge_rate_clustered(m, f.matches, n, bar, Bar::Min, 1, d);
+    let agreement_bad = judge_rate_clustered(m, f.matches + left_out, n, bar, Bar::Min, 1, d);
     let max = cfg.max_candidate_error_rate;
     let errors_check = judge_rate_clustered(m, errors, f.samples, max, Bar::Max, 1, d);
     let errors_within = match m {
@@ -408,9 +438,11 @@ impl Figures {
                 cfg.max_candidate_error_rate,
                 self.samples,
             );
-            self.agreement_lower = one_sided(&levels.pass, bar).lower_bound(self.matches, n);
+            let all = n + self.excluded;
+            let left_out = self.candidate_errors + self.excluded;
+            self.agreement_lower = one_sided(&levels.pass, bar).lower_bound(self.matches, all);
             self.agreement_upper =
-                one_sided(&levels.breach, bar).upper_bound(self.matches + self.candidate_errors, n);
+                one_sided(&levels.breach, bar).upper_bound(self.matches + left_out, all);
             self.error_rate_lower =
                 one_sided(&levels.breach, max).lower_bound(self.candidate_errors, n);
         }
@@ -457,16 +489,17 @@ impl Figures {
                 }
             })
         };
-        if judge_rate_clustered(m, self.matches, self.samples, bar, Bar::Min, 1, d)
-            != RateCheck::Good
-        {
+        let all = self.samples + self.excluded;
+        if judge_rate_clustered(m, self.matches, all, bar, Bar::Min, 1, d) != RateCheck::Good {
             let clustered = match self.design_effect {
                 Some(d) => format!(", a design effect of {d:.2}"),
                 None => String::new(),
             };
-            let errors = match self.candidate_errors {
+            let errors = match self.candidate_errors + self.excluded {
                 0 => String::new(),
-                e => format!(", {e} candidate errors counted as disagreements"),
+                e => format!(
+                    ", {e} candidate errors and undecided comparisons counted as disagreements"
+                ),
             };
             return format!(
                 "held by min_agreement {bar}: agreement's lower bound {:.3} is below it ({}{errors}{clustered})",
@@ -511,7 +544,7 @@ impl Figures {
     /// decided already.
     pub fn samples_to_decide(&self, cfg: &Guard) -> Option<u64> {
         self.agreement?;
-        let n = self.samples;
+        let n = self.samples + self.excluded;
         let p = self.matches as f64 / n.max(1) as f64;
         let bar = cfg.min_agreement;
         let needed = match &cfg.method {

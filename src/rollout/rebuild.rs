@@ -85,6 +85,10 @@ impl Rollout {
                         incumbent_ttft_ms: row.incumbent_ttft_ms,
                         candidate_ttft_ms: row.candidate_ttft_ms,
                         user: None,
+                        excluded: row
+                            .skip_reason
+                            .as_deref()
+                            .is_some_and(super::guard::judge_failed),
                     };
                     let guard = per_route.entry(label.to_string()).or_default();
                     read += usize::from(guard.replay(&route.guard, sample));

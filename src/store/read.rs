@@ -119,6 +119,7 @@ pub struct GuardRow {
     pub candidate_ms: Option<f64>,
     pub incumbent_ttft_ms: Option<f64>,
     pub candidate_ttft_ms: Option<f64>,
+    pub skip_reason: Option<String>,
 }
 
 /// The last `limit` exchanges of `route` that started at or after
@@ -134,7 +135,7 @@ pub fn guard_rows(
 ) -> Result<()> {
     let conn = open_ro(path)?;
     let sql = "SELECT ts, segment, verdict, safety IS NOT NULL, incumbent_ms, candidate_ms,
-                      incumbent_ttft_ms, candidate_ttft_ms
+                      incumbent_ttft_ms, candidate_ttft_ms, skip_reason
                FROM (SELECT * FROM exchanges WHERE route = ?1 AND ts >= ?2
                      ORDER BY ts DESC LIMIT ?3)
                ORDER BY ts";
@@ -158,6 +159,7 @@ pub fn guard_rows(
             candidate_ms: get(5)?,
             incumbent_ttft_ms: get(6)?,
             candidate_ttft_ms: get(7)?,
+            skip_reason: row.get(8).map_err(Error::sqlite(path))?,
         });
     }
     Ok(())

@@ -89,6 +89,7 @@ async fn evidence_whose_insert_times_out_goes_back_to_the_buffer() {
         incumbent_ttft_ms: None,
         candidate_ttft_ms: None,
         user: None,
+        excluded: false,
     };
     for _ in 0..25 {
         buffer.add("r", "smb", &sample);

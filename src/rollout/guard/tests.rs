@@ -25,6 +25,7 @@ fn sample(at: Instant, verdict: Verdict) -> Sample {
         incumbent_ttft_ms: None,
         candidate_ttft_ms: None,
         user: None,
+        excluded: false,
     }
 }
 
@@ -437,6 +438,7 @@ fn a_latency_window_stays_bounded_and_its_ratio_right() {
             incumbent_ttft_ms: None,
             candidate_ttft_ms: None,
             user: None,
+            excluded: false,
         };
         assert!(g.observe(&cfg, s, 0.0).is_none());
     }
@@ -543,4 +545,40 @@ fn low_satisfaction_steps_the_weight_back_once_confident() {
     // At weight 0 there is nothing to roll back.
     let mut g = SegmentGuard::default();
     assert!((0..100).all(|_| g.observe_feedback(&cfg, unhappy, 0.0).is_none()));
+}
+
+/// Issue 22: comparisons the judge could not decide cannot make a candidate
+/// look better. At 1,000 matches and 50 mismatches (95 %) a pass is clear;
+/// when 300 more comparisons were skipped because the judge failed on them
+/// (the hard cases), they count against the pass: 1,000 of 1,350 is no pass.
+/// They cannot breach it either (they count for it on that side), and the
+/// figures say how many there were.
+#[test]
+fn comparisons_the_judge_failed_on_count_against_a_pass() {
+    let cfg = defaults();
+    let t0 = Instant::now();
+    let run = |hard: usize| {
+        let mut g = SegmentGuard::default();
+        for i in 0..1350 {
+            let at = t0 + Duration::from_millis(i as u64);
+            let mut s = match i % 27 {
+                0 => sample(at, Verdict::Mismatch),
+                1..=6 if hard > 0 => sample(at, Verdict::Skipped),
+                _ => sample(at, Verdict::Match),
+            };
+            s.excluded = s.verdict == Verdict::Skipped;
+            g.observe(&cfg, s, 0.0);
+        }
+        g.status(t0).unwrap()
+    };
+    let (clean, d, _) = run(0);
+    assert_eq!((clean.excluded, d), (0, Decision::Pass), "{clean:?}");
+    let (hard, d, _) = run(300);
+    assert_eq!(hard.excluded, 300, "{hard:?}");
+    assert_eq!(d, Decision::Hold, "{hard:?}");
+    assert!(
+        hard.to_string().contains("300 undecided by the judge"),
+        "{hard}"
+    );
+    assert!(judge_failed("judge failed: timed out") && !judge_failed("in_flight"));
 }
