@@ -938,6 +938,11 @@ impl SegmentGuard {
         Some((f, d, self.streak.passing_for(now)))
     }
 
+    /// The latest decision, without the figures' bounds (cheap).
+    pub fn decision(&self) -> Option<Decision> {
+        self.last.as_ref().map(|(_, d)| *d)
+    }
+
     /// Samples per second since the last reset (for time to decision).
     pub fn rate(&self, now: Instant) -> Option<f64> {
         let start = self.since_start?;
