@@ -14,7 +14,7 @@
 //! keeps each test's error rate at its share of `guard.alpha`. Beside them
 //! it runs:
 //!
-//! - change detectors on agreement and the error rate
+//! - change detectors on agreement, the error rate and people's verdicts
 //!   ([`crate::stats::detector`]): they forget good evidence, so a candidate
 //!   that degrades after a good day is caught within about a hundred
 //!   comparisons, not after the cumulative rate has been dragged under the bar;
@@ -716,6 +716,9 @@ pub struct SegmentGuard {
     last: Option<(Figures, Decision)>,
     /// Ratings and reviews since the last change.
     feedback: Feedback,
+    /// Change detectors on satisfaction and the reversal rate, since the
+    /// last change (`sequential`, when those bars are set).
+    feedback_watch: Option<[Option<Detector>; 2]>,
     /// The last full reset ([`crate::rollout::Reset`]): samples gathered
     /// before it (an exchange that began before a breach and settled after
     /// it) are never counted.
@@ -865,6 +868,7 @@ impl SegmentGuard {
         self.streak = Streak::default();
         self.last = None;
         self.feedback = Feedback::default();
+        self.feedback_watch = None;
         let wilson = matches!(
             self.cfg.as_ref().map(|c| &c.method),
             Some(GuardMethod::Wilson)
@@ -887,6 +891,7 @@ impl SegmentGuard {
         self.since = Counts::default();
         self.since_start = None;
         self.feedback = Feedback::default();
+        self.feedback_watch = None;
         self.tests = self.cfg.as_ref().and_then(Tests::of);
     }
 
@@ -903,7 +908,8 @@ impl SegmentGuard {
         self.feedback.satisfied += add.satisfied;
         self.feedback.reviewed += add.reviewed;
         self.feedback.reversed += add.reversed;
-        let reason = self.feedback.breach(cfg)?;
+        let drift = self.watch_feedback(cfg, add);
+        let reason = self.feedback.breach(cfg).or(drift)?;
         if weight <= 0.0 {
             return None;
         }
@@ -925,6 +931,36 @@ impl SegmentGuard {
             figures,
             reason: text,
         })
+    }
+
+    /// Feeds people's new verdicts to the feedback detectors (bad ones
+    /// first, so a batch never alarms earlier than one at a time would);
+    /// the first alarm's reason.
+    fn watch_feedback(&mut self, cfg: &Guard, add: Feedback) -> Option<Reason> {
+        let GuardMethod::Sequential(levels) = &cfg.method else {
+            return None;
+        };
+        let watch = self.feedback_watch.get_or_insert_with(|| {
+            [
+                (cfg.min_satisfaction).map(|b| Detector::new(Watch::Min, b, levels.arl)),
+                (cfg.max_reversal_rate).map(|b| Detector::new(Watch::Max, b, levels.arl)),
+            ]
+        });
+        let [satisfaction, reversals] = watch;
+        let mut alarm = None;
+        if let Some(d) = satisfaction {
+            let unhappy = add.rated.saturating_sub(add.satisfied);
+            if d.observe_many(false, unhappy) | d.observe_many(true, add.satisfied) {
+                alarm = alarm.or(Some(Reason::Satisfaction));
+            }
+        }
+        if let Some(d) = reversals {
+            let kept = add.reviewed.saturating_sub(add.reversed);
+            if d.observe_many(true, add.reversed) | d.observe_many(false, kept) {
+                alarm = alarm.or(Some(Reason::Reversals));
+            }
+        }
+        alarm
     }
 
     /// The latest figures (with the method's bounds) and decision, and how

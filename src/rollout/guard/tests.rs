@@ -582,3 +582,24 @@ fn comparisons_the_judge_failed_on_count_against_a_pass() {
     );
     assert!(judge_failed("judge failed: timed out") && !judge_failed("in_flight"));
 }
+
+/// Issue 22: the feedback rates have change detectors too. After 5,000
+/// ratings at 95 % satisfied (bar 0.8), unhappy users are noticed within a
+/// few dozen ratings; the cumulative test alone needed some 940.
+#[test]
+fn satisfaction_that_drops_after_a_good_stretch_is_caught_soon() {
+    let mut cfg = defaults();
+    cfg.min_satisfaction = Some(0.8);
+    let mut g = SegmentGuard::default();
+    let rate = |satisfied: bool| Feedback {
+        rated: 1,
+        satisfied: u64::from(satisfied),
+        ..Feedback::default()
+    };
+    for i in 0..5000 {
+        let action = g.observe_feedback(&cfg, rate((i * 37) % 100 >= 5), 10.0);
+        assert_eq!(action, None, "a false breach at rating {i}");
+    }
+    let caught = (1..=1000).find(|_| g.observe_feedback(&cfg, rate(false), 10.0).is_some());
+    assert!(caught.is_some_and(|k| k <= 60), "{caught:?}");
+}
