@@ -947,16 +947,20 @@ impl SegmentGuard {
             ]
         });
         let [satisfaction, reversals] = watch;
+        // As for comparisons, nothing is decided before `min_samples`.
+        let enough = |n: u64| n >= cfg.min_samples.max(1);
         let mut alarm = None;
         if let Some(d) = satisfaction {
             let unhappy = add.rated.saturating_sub(add.satisfied);
-            if d.observe_many(false, unhappy) | d.observe_many(true, add.satisfied) {
+            let alarmed = d.observe_many(false, unhappy) | d.observe_many(true, add.satisfied);
+            if alarmed && enough(self.feedback.rated) {
                 alarm = alarm.or(Some(Reason::Satisfaction));
             }
         }
         if let Some(d) = reversals {
             let kept = add.reviewed.saturating_sub(add.reversed);
-            if d.observe_many(true, add.reversed) | d.observe_many(false, kept) {
+            let alarmed = d.observe_many(true, add.reversed) | d.observe_many(false, kept);
+            if alarmed && enough(self.feedback.reviewed) {
                 alarm = alarm.or(Some(Reason::Reversals));
             }
         }

@@ -381,7 +381,7 @@ async fn a_refused_raise_names_the_criterion_that_holds_it() {
         "{refused}"
     );
     assert!(refused.contains("more comparisons"), "{refused}");
-    // And with nothing gathered since the last change: min_samples holds.
+    // And with nothing judged since the last change: that holds it.
     r.set_weight(route, "enterprise", 0.5, Actor::Cli, "down", false, &m)
         .await
         .unwrap();
@@ -390,5 +390,17 @@ async fn a_refused_raise_names_the_criterion_that_holds_it() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(refused.contains("held by min_samples"), "{refused}");
+    assert!(
+        refused.contains("no comparison judged since the last change"),
+        "{refused}"
+    );
+    // The next comparison decides on all 204 (a person's change keeps them).
+    let s = Sample::verdict(Instant::now(), crate::compare::Verdict::Match);
+    r.observe(route, "enterprise", s, &m).await;
+    let refused = r
+        .set_weight(route, "enterprise", 5.0, Actor::Cli, "next", false, &m)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("0 errors in 204 comparisons"), "{refused}");
 }
