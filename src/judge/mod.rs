@@ -243,9 +243,11 @@ pub enum Depth {
     /// buy a fresh test until one passed).
     Decision,
     /// Everything: the comparisons too, and anything gathered before the
-    /// change is never counted after it. After a breach (the candidate is
-    /// judged afresh at the lower step) and the mirror switch (switching it
-    /// off and on is how a redeployed candidate is announced).
+    /// change is never counted after it. After the mirror switch (switching
+    /// it off and on is how a redeployed candidate is announced). A breach
+    /// is a [`Depth::Decision`] reset: the candidate did not change because
+    /// its weight went down (the guard itself drops the comparisons from
+    /// before a change its detectors found).
     Evidence,
 }
 

@@ -288,8 +288,7 @@ impl Reset {
         } else {
             Scope::Segment(change.route.clone(), change.segment.clone())
         };
-        let breach = change.actor == Actor::Guard.as_str() && change.intent == Intent::Lower;
-        let depth = if breach || change.mirror.is_some() {
+        let depth = if change.mirror.is_some() {
             Depth::Evidence
         } else {
             Depth::Decision

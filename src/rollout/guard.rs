@@ -37,7 +37,7 @@ use crate::compare::Verdict;
 use crate::config::{Guard, GuardMethod, OnBreach, Window};
 use crate::judge::{Depth, Step, Streak, judge_rate_clustered, one_sided, within};
 use crate::stats::cluster::Inflation;
-use crate::stats::detector::{Detector, Watch};
+use crate::stats::detector::{ARMS, Detector, Watch};
 use crate::stats::latency::SlowdownTest;
 use crate::stats::{Z95, wilson};
 use serde::Serialize;
@@ -206,6 +206,19 @@ impl Counts {
 
     fn remove(&mut self, s: &Sample) {
         self.bump(s, u64::MAX); // wrapping −1
+    }
+
+    /// These counts less `earlier` ones (a suffix of the same stretch).
+    fn minus(&self, earlier: &Counts) -> Counts {
+        Counts {
+            excluded: self.excluded.saturating_sub(earlier.excluded),
+            matches: self.matches.saturating_sub(earlier.matches),
+            mismatches: self.mismatches.saturating_sub(earlier.mismatches),
+            candidate_errors: self
+                .candidate_errors
+                .saturating_sub(earlier.candidate_errors),
+            safety_events: self.safety_events.saturating_sub(earlier.safety_events),
+        }
     }
 
     fn bump(&mut self, s: &Sample, by: u64) {
@@ -629,6 +642,10 @@ struct Tests {
     users: Option<Inflation>,
     /// The first detector alarm since the reset.
     drift: Option<Reason>,
+    /// The counts since the reset as they stood when each arm of each
+    /// detector (agreement, then errors) was last at zero: where a change
+    /// it alarms on began, about.
+    marks: [[Counts; ARMS]; 2],
 }
 
 impl Tests {
@@ -645,7 +662,41 @@ impl Tests {
             ttft: slowdown(cfg.max_ttft_ratio),
             users: None,
             drift: None,
+            marks: [[Counts::default(); ARMS]; 2],
         })
+    }
+
+    /// Notes, after a sample, where each arm's CUSUM stands at zero.
+    fn note_zeros(&mut self, since: &Counts) {
+        for (marks, d) in self.marks.iter_mut().zip([&self.agreement, &self.errors]) {
+            for (m, c) in marks.iter_mut().zip(d.state()) {
+                if c <= 0.0 {
+                    *m = *since;
+                }
+            }
+        }
+    }
+
+    /// After a detector's alarm has been acted on: the detectors start
+    /// over, and the counts to keep are those since the change began (the
+    /// last zero of the arm that alarmed), so the evidence from before the
+    /// change, which no longer describes the candidate, is dropped without
+    /// starting a fresh test from nothing.
+    fn after_drift(&mut self, since: &Counts) -> Counts {
+        let (which, d) = match self.drift {
+            Some(Reason::CandidateErrors) => (1, &self.errors),
+            _ => (0, &self.agreement),
+        };
+        let state = d.state();
+        let arm = (0..ARMS)
+            .max_by(|a, b| state[*a].total_cmp(&state[*b]))
+            .unwrap_or(0);
+        let kept = since.minus(&self.marks[which][arm]);
+        self.agreement.reset();
+        self.errors.reset();
+        self.drift = None;
+        self.marks = [[*since; ARMS]; 2];
+        kept
     }
 
     /// Feeds one counted sample. The detectors are tempered by the design
@@ -783,6 +834,7 @@ impl SegmentGuard {
         self.since.add(&sample);
         if let Some(t) = &mut self.tests {
             t.add(&sample);
+            t.note_zeros(&self.since);
         }
         self.counts.add(&sample);
         self.latencies.add(&sample);
@@ -827,8 +879,7 @@ impl SegmentGuard {
                     OnBreach::StepBack => step_back(&cfg.steps, weight),
                     OnBreach::Shadow => 0.0,
                 };
-                self.clear_window();
-                self.reset();
+                self.after_breach();
                 let figures = figures.bounded(cfg);
                 let text = format!("guard breach ({}): {figures}", reason.as_str());
                 Some(Action {
@@ -877,6 +928,24 @@ impl SegmentGuard {
             self.clear_window();
             self.reset();
             self.floor = Some(self.floor.map_or(at, |f| f.max(at)));
+        }
+    }
+
+    /// What a breach starts over. The comparisons since the last full reset
+    /// still describe the candidate (it did not change because its weight
+    /// went down), so they stay: restarting them would buy a fresh test at
+    /// every breach, and a candidate that is confidently bad stays bad at
+    /// the lower step. A detector's alarm says the candidate *did* change:
+    /// the counts from before the change are dropped ([`Tests::after_drift`]).
+    /// The Wilson method's window starts over, as it always has.
+    fn after_breach(&mut self) {
+        match &mut self.tests {
+            Some(t) if t.drift.is_some() => self.since = t.after_drift(&self.since),
+            Some(_) => {}
+            None => {
+                self.clear_window();
+                self.reset();
+            }
         }
     }
 

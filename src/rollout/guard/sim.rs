@@ -358,6 +358,13 @@ fn table_latency() {
     clicks(runs);
 }
 
+/// The click-through row alone.
+#[test]
+#[ignore = "a long simulation; run in release (see the module docs)"]
+fn table_clicks() {
+    clicks(100);
+}
+
 fn clicks(runs: u64) {
     let n = (0..runs)
         .filter(|r| click_through(*r, 0.89, 1_000_000, 2_000))

@@ -215,7 +215,7 @@ impl World {
                 assert_eq!(after, crate::rollout::guard::step_back(&STEPS_UP, before));
                 self.rows += 1;
                 let cap = self.segs[seg].cap;
-                self.set_weight_by(seg, after, cap, Depth::Evidence);
+                self.set_weight_by(seg, after, cap, Depth::Decision);
             }
         }
     }

@@ -155,14 +155,22 @@ async fn the_guard_rolls_a_bad_segment_back_and_records_why() {
         let s = Sample::verdict(t0 + Duration::from_millis(i), verdict);
         r.observe(&cfg.routes[0], "enterprise", s, &m).await;
     }
-    assert_eq!(weight(&r, "enterprise"), 1.0);
+    // One step back at the breach (5 → 1), and another at the next
+    // comparison (1 → 0): the candidate did not change because its weight
+    // went down, so the evidence that it is bad still stands (issue 22: a
+    // breach no longer buys a fresh test).
+    assert_eq!(weight(&r, "enterprise"), 0.0);
+    let steps: Vec<_> = (r.history(None, 10).unwrap().into_iter())
+        .filter(|e| e.actor == "guard")
+        .map(|e| (e.from_weight, e.to_weight))
+        .collect();
+    assert_eq!(steps, [(Some(5.0), Some(1.0)), (Some(1.0), Some(0.0))]);
     let last = r.history(None, 1).unwrap().pop().unwrap();
-    assert_eq!((last.actor.as_str(), last.to_weight), ("guard", Some(1.0)));
     assert!(last.reason.contains("agreement 0.6"), "{}", last.reason);
     let text = m.encode();
     assert!(
         text.contains(
-            "guard_trips_total{reason=\"agreement\",route=\"lead-score\",segment=\"enterprise\"} 1"
+            "guard_trips_total{reason=\"agreement\",route=\"lead-score\",segment=\"enterprise\"} 2"
         ),
         "{text}"
     );
