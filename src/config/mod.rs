@@ -1,7 +1,7 @@
 //! The runtime configuration: typed, validated, immutable, shared as an `Arc`.
 //!
 //! `proxy.toml` → [`file`] (serde structs, `deny_unknown_fields`) → [`validate`]
-//! (collects every issue with its line and column) → [`Config`]. The hot path
+//! (collects every issue, unknown keys and wrong types included, with its line and column) → [`Config`]. The hot path
 //! never parses a string: durations, URIs, header names, pointers and regexes
 //! are all built here. Priority: route value > built-in default.
 
@@ -11,6 +11,7 @@ pub mod llm;
 pub mod pgtls;
 pub mod slices;
 pub mod stage;
+pub mod suggest;
 pub mod validate;
 
 use crate::pointer::Pointer;
