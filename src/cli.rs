@@ -476,15 +476,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { id, db, width } => {
-            let (dbs, _) = resolve_dbs(&db)?;
+            let (dbs, config) = resolve_dbs(&db)?;
             let Some(row) = crate::store::read::exchange(&dbs, &id)? else {
                 return Err(UserError(format!(
                     "no exchange with id {id:?} (an exchange whose mirror was skipped has no row: it is only counted, in mirror_skips)"
                 ))
                 .into());
             };
+            let marks = show_marks(config.as_ref(), &row);
             let color = crate::report::show::use_color();
-            crate::report::show::show(&row, color, width.max(10), &mut std::io::stdout().lock())?;
+            crate::report::show::show(
+                &row,
+                &marks,
+                color,
+                width.max(10),
+                &mut std::io::stdout().lock(),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Export {
@@ -655,6 +662,30 @@ fn fleet_report_db(
 pub fn load(path: &Path) -> anyhow::Result<config::Config> {
     config::load(path)
         .map_err(|e| UserError(e.located(&path.display().to_string()).to_string()).into())
+}
+
+/// The fields of `row` its route's JSON compare settings let through (none
+/// without the config, or for another mode).
+fn show_marks(
+    config: Option<&config::Config>,
+    row: &crate::store::read::ExchangeRow,
+) -> crate::report::marks::Marks {
+    let spec = config
+        .and_then(|c| c.routes.iter().find(|r| r.name == row.route))
+        .and_then(|r| match &r.compare {
+            config::Compare::Json(spec) => Some(spec),
+            _ => None,
+        });
+    let Some(spec) = spec else {
+        return crate::report::marks::Marks::default();
+    };
+    let diffs: Vec<String> = serde_json::from_str(&row.diff).unwrap_or_default();
+    crate::report::marks::Marks::of(
+        spec,
+        row.incumbent_body.as_deref(),
+        row.candidate_body.as_deref(),
+        &diffs,
+    )
 }
 
 /// The `--db` files (default: the config's `store.path`) and the config when

@@ -220,6 +220,23 @@ fn figures(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "</table>")
 }
 
+/// Each top difference with its count, and a command that shows an example.
+fn top_differences(l: &Line) -> String {
+    let items: Vec<String> = (l.top_diffs.iter())
+        .map(|(k, n)| {
+            let pointer = if k.is_empty() { "(whole body)" } else { k };
+            let example = l.diff_examples.get(k).map_or(String::new(), |id| {
+                format!(
+                    " <span class=\"muted\">e.g. <code>understudy show {}</code></span>",
+                    esc(id)
+                )
+            });
+            format!("<code>{}</code> ({n}){example}", esc(pointer))
+        })
+        .collect();
+    items.join("<br>")
+}
+
 fn differences(report: &Report, lines: &[&Line], out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
@@ -228,10 +245,10 @@ fn differences(report: &Report, lines: &[&Line], out: &mut dyn Write) -> io::Res
     for l in lines {
         writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td><td style=\"text-align:left\"><code>{}</code></td><td style=\"text-align:left\">{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td style=\"text-align:left\">{}</td><td style=\"text-align:left\">{}</td><td>{}</td><td>{}</td></tr>",
             esc(&l.route),
             esc(&l.segment),
-            esc(&counted(&l.top_diffs)),
+            top_differences(l),
             esc(&counted(&l.skip_reasons)),
             l.safety_hits,
             esc(&ratings(&l.ratings))

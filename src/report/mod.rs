@@ -25,12 +25,13 @@
 pub mod ai;
 pub mod html;
 pub mod line;
+pub mod marks;
 pub mod render;
 pub mod show;
 pub mod svg;
 pub mod tabular;
 
-use crate::store::read::{self, Filter, NoiseRow, Scan};
+use crate::store::read::{self, Filter, NoiseRow, Scan, SegmentStats};
 use crate::store::{self, events::RolloutEvent};
 use line::{Line, Ratings};
 use serde::Serialize;
@@ -203,7 +204,7 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
     let mut ratings = read::ratings(&opts.dbs, &filter)?;
     let mut ai_stats = read::ai::scan(&opts.dbs, &filter, opts.by.period_ms())?;
     let default_guard = crate::config::Guard::default();
-    let lines = groups
+    let lines: Vec<Line> = groups
         .iter()
         .map(|s| {
             let guard = opts.guards.get(&s.route).unwrap_or(&default_guard);
@@ -226,6 +227,8 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
             line
         })
         .collect();
+    let mut lines = lines;
+    add_examples(&opts.dbs, &groups, &mut lines)?;
     let series = series
         .into_iter()
         .map(|((route, segment), h)| Series {
@@ -255,6 +258,23 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
         slice: opts.slice.clone(),
         slices,
     })
+}
+
+/// Gives each line's top differences an exchange id to `show` (lines and
+/// groups are in the same order).
+fn add_examples(dbs: &[PathBuf], groups: &[SegmentStats], lines: &mut [Line]) -> Result<(), Error> {
+    for (line, s) in lines.iter_mut().zip(groups) {
+        let (pointers, rows): (Vec<&String>, Vec<read::RowRef>) = (line.top_diffs.iter())
+            .filter_map(|(p, _)| Some((p, *s.diff_examples.get(p)?)))
+            .unzip();
+        let ids = read::exchange_ids(dbs, &rows)?;
+        line.diff_examples = pointers
+            .into_iter()
+            .zip(ids)
+            .filter_map(|(p, id)| Some((p.clone(), id?)))
+            .collect();
+    }
+    Ok(())
 }
 
 /// Builds the report and writes it to `out` in `opts.format`.

@@ -142,6 +142,21 @@ pub fn counted(items: &[(String, u64)]) -> String {
         .join(", ")
 }
 
+/// A line's top differences with their counts and an exchange to `show`:
+/// `/discount (919, e.g. 0193…)`.
+pub fn differences(l: &super::Line) -> String {
+    (l.top_diffs.iter())
+        .map(|(k, n)| {
+            let pointer = if k.is_empty() { "(whole body)" } else { k };
+            match l.diff_examples.get(k) {
+                Some(id) => format!("{pointer} ({n}, e.g. {id})"),
+                None => format!("{pointer} ({n})"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Feedback as `3 ratings, mean 4.33 (1: 1, 5: 2)`, or `none`.
 pub fn ratings(r: &super::Ratings) -> String {
     match r.mean {
@@ -180,7 +195,7 @@ fn details(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             writeln!(out, "    {text}")?;
         }
         if !l.top_diffs.is_empty() {
-            writeln!(out, "    top differences: {}", counted(&l.top_diffs))?;
+            writeln!(out, "    top differences: {}", differences(l))?;
         }
         if !l.skip_reasons.is_empty() {
             writeln!(out, "    skipped: {}", counted(&l.skip_reasons))?;

@@ -10,7 +10,9 @@
 pub mod ai;
 mod scan;
 
-pub use scan::{DAY_MS, Filter, HOUR_MS, Point, RowSet, Scan, SegmentStats, scan, series_bucket};
+pub use scan::{
+    DAY_MS, Filter, HOUR_MS, Point, RowRef, RowSet, Scan, SegmentStats, scan, series_bucket,
+};
 
 use super::events::RolloutEvent;
 use super::{Error, Result};
@@ -105,6 +107,33 @@ fn exchange_columns(conn: &Connection) -> rusqlite::Result<String> {
         "{EXCHANGE_COLUMNS}{}",
         if ai { AI_COLUMNS } else { "" }
     ))
+}
+
+/// The exchange ids of rows the scan pointed at (examples of a difference),
+/// in order; `None` for a row that is gone (retention deleted it meanwhile).
+pub fn exchange_ids(paths: &[PathBuf], rows: &[RowRef]) -> Result<Vec<Option<String>>> {
+    let mut out = Vec::with_capacity(rows.len());
+    let mut open: Option<(usize, Connection)> = None;
+    for r in rows {
+        let Some(path) = paths.get(r.db) else {
+            out.push(None);
+            continue;
+        };
+        if open.as_ref().is_none_or(|(db, _)| *db != r.db) {
+            open = Some((r.db, open_ro(path)?));
+        }
+        let Some((_, conn)) = &open else { continue };
+        let id = conn
+            .query_row(
+                "SELECT id FROM exchanges WHERE rowid = ?1",
+                [r.rowid],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(Error::sqlite(path))?;
+        out.push(id);
+    }
+    Ok(out)
 }
 
 /// One exchange by id, from the first file that has it.
