@@ -1,6 +1,8 @@
 //! The `understudy` command line: clap types (doc comments are the `--help`)
 //! and the dispatch to the library. Exit codes: 0 ok, 1 user error, 2 runtime failure.
 
+mod people;
+
 use crate::config;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -186,6 +188,12 @@ pub enum Command {
         #[command(flatten)]
         fleet: FleetArgs,
     },
+    /// Approvals of segments at stage approve, on a running proxy: list,
+    /// show, approve, reject.
+    #[command(subcommand)]
+    Approvals(people::Approvals),
+    /// Rate an exchange's candidate answer, or record a reversal, on a running proxy.
+    Feedback(people::Feedback),
     /// Change a segment's weight on a running proxy (in effect for the next request).
     Promote {
         /// The route.
@@ -544,6 +552,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Status { admin, .. } => ops(&admin, async |a, out| a.status(out).await),
+        Command::Approvals(command) => people::approvals(command),
+        Command::Feedback(f) => people::feedback(f),
         Command::Promote {
             route,
             segment,

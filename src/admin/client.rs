@@ -1,9 +1,13 @@
-//! The admin client: `status`, `promote`, `rollback` and `audit` against a
-//! running proxy's admin API (SPEC §7), reading and writing the [`wire`]
+//! The admin client: `status`, `promote`, `rollback`, `audit`, `approvals`
+//! and `feedback` ([`people`]) against a running proxy's admin API (SPEC §7), reading and writing the [`wire`]
 //! types the server uses. A change takes effect on the proxy's next request.
 //!
 //! It never touches the database itself: the proxy records every change, so
 //! the audit trail has one writer. Calls are sent with `x-understudy-actor: cli`.
+
+mod people;
+
+pub use people::ListFilter;
 
 use super::reply::ACTOR_HEADER;
 use super::wire;

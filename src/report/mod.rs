@@ -23,6 +23,7 @@
 //! Reading never writes: the database files are opened read-only.
 
 pub mod ai;
+pub mod aligned;
 pub mod html;
 pub mod line;
 pub mod marks;

@@ -95,42 +95,16 @@ pub fn table(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     } else {
         LEFT_ALIGNED
     };
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
     if let Some(slice) = &report.slice {
         writeln!(out, "Slice: {slice} (its exchanges only)")?;
     }
-    write_row(out, &header, &widths, left)?;
-    for row in &rows {
-        write_row(out, row, &widths, left)?;
-    }
+    super::aligned::write(out, &header, &rows, left, "")?;
     details(report, out)?;
     if !report.slices.is_empty() {
         writeln!(out, "\nSlices")?;
         crate::slices::render::table(&report.slices, out)?;
     }
     Ok(())
-}
-
-fn write_row(out: &mut dyn Write, row: &[String], widths: &[usize], left: usize) -> io::Result<()> {
-    let mut line = String::new();
-    for (i, (cell, &w)) in row.iter().zip(widths).enumerate() {
-        if i > 0 {
-            line.push_str("  ");
-        }
-        // `{:>w$}` pads by chars, which is what a terminal shows for the
-        // en dash in the interval.
-        if i < left {
-            line.push_str(&format!("{cell:<w$}"));
-        } else {
-            line.push_str(&format!("{cell:>w$}"));
-        }
-    }
-    writeln!(out, "{}", line.trim_end())
 }
 
 /// `a (3), b (1)`.

@@ -133,3 +133,107 @@ async fn report_names_an_example_and_show_marks_tolerated_and_ignored_fields() {
     assert!(shown.contains("tolerated (±5%): /total"), "{shown}");
     assert!(shown.contains("ignored: /request_id"), "{shown}");
 }
+
+/// Runs the CLI off the runtime's threads (the proxy under test runs on them).
+async fn cli_async(args: &[&str]) -> (bool, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli(&args)
+    })
+    .await
+    .unwrap()
+}
+
+/// Issue 27: approvals and feedback needed curl. `understudy approvals` lists,
+/// shows, approves and rejects; `understudy feedback` rates or reverses an
+/// exchange; both through the admin API of a real proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_and_feedback_have_cli_commands() {
+    use crate::stage::{CANDIDATE, INCUMBENT, ask, routes, wait_for};
+    let incumbent = upstream().json(INCUMBENT).spawn().await;
+    let candidate = upstream().json(CANDIDATE).spawn().await;
+    let extra = "rollout = { segments = { gold = 100.0 } }\n\
+                 [routes.autonomy]\nstages = { gold = \"approve\" }\n";
+    let mut p = proxy(&routes(&incumbent.url(), &candidate.url(), extra)).await;
+    let mut exchanges = Vec::new();
+    for user in 0..2 {
+        let (_, h, _, _) = ask(p.addr, "gold", user).await;
+        exchanges.push(h["x-understudy-exchange-id"].to_str().unwrap().to_string());
+    }
+    wait_for(p.admin, "/api/v1/approvals?status=pending", |v| {
+        v["approvals"].as_array().is_some_and(|a| a.len() == 2)
+    })
+    .await;
+    let admin = p.admin.to_string();
+    let no_config = p.dir.path().join("absent.toml");
+    let base = ["--admin", &admin, "-c", no_config.to_str().unwrap()];
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(base);
+        let all: Vec<String> = all.iter().map(|a| a.to_string()).collect();
+        async move {
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            cli_async(&all).await
+        }
+    };
+
+    let (ok, list, err) = run(&["approvals", "list", "--status", "pending"]).await;
+    assert!(ok, "{err}");
+    let rows: Vec<&str> = list.lines().filter(|l| l.contains(" pending ")).collect();
+    assert_eq!(rows.len(), 2, "{list}");
+    assert!(list.lines().next().unwrap().starts_with("ID"), "{list}");
+    let first: String = rows[0].split_whitespace().next().unwrap().to_string();
+    let second: String = rows[1].split_whitespace().next().unwrap().to_string();
+
+    let (ok, shown, err) = run(&["approvals", "show", &first]).await;
+    assert!(ok, "{err}");
+    assert!(shown.contains("\"model\": \"v2\""), "{shown}");
+    assert!(shown.contains("status     pending"), "{shown}");
+
+    let (ok, out, err) = run(&["approvals", "approve", &first, "--reason", "looks right"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("approval {first} approved")), "{out}");
+    // A rejection needs a reason (clap refuses without one: exit 2 is clap's usage code).
+    let (ok, _, err) = run(&["approvals", "reject", &second]).await;
+    assert!(!ok && err.contains("--reason"), "{err}");
+    let (ok, out, err) = run(&["approvals", "reject", &second, "--reason", "wrong tier"]).await;
+    assert!(ok && out.contains("rejected"), "{out}{err}");
+    // Decided once only: the API's 409, as a user error.
+    let (ok, _, err) = run(&["approvals", "reject", &first, "--reason", "again"]).await;
+    assert!(!ok && err.contains("409"), "{err}");
+    let (ok, list, _) = run(&["approvals", "list", "--status", "approved"]).await;
+    assert!(
+        ok && list.contains(&format!("{first} ")) && list.contains("cli"),
+        "{list}"
+    );
+
+    let (ok, out, err) = run(&[
+        "feedback",
+        &exchanges[0],
+        "--rating",
+        "1",
+        "--comment",
+        "better than before",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("recorded"), "{out}");
+    let (ok, _, err) = run(&["feedback", &exchanges[1]]).await;
+    assert!(
+        !ok && err.contains("--rating") && err.contains("--reversed"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&["feedback", "no-such-exchange", "--rating", "1"]).await;
+    assert!(!ok && err.contains("404"), "{err}");
+    p.stop().await;
+    let conn = rusqlite::Connection::open(&p.db).unwrap();
+    let (rating, comment): (i64, String) = conn
+        .query_row(
+            "SELECT rating, comment FROM feedback WHERE exchange_id = ?1",
+            [&exchanges[0]],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((rating, comment.as_str()), (1, "better than before"));
+}
