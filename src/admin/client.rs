@@ -231,7 +231,7 @@ impl Admin {
                     "  {:<14} {:>7.3}%  {:<10} {:<7} {:>7}  {:<24} {:>7}  {decides}",
                     s.segment,
                     s.weight,
-                    s.stage.as_str(),
+                    s.stage.map_or("none", |s| s.as_str()),
                     decision,
                     f.map_or("-".into(), |f| f.samples.to_string()),
                     agreement,
@@ -243,7 +243,8 @@ impl Admin {
                         Some(reason) => format!("breach:{reason}"),
                         None => a.decision.clone(),
                     };
-                    writeln!(out, "    stage {}: {decision}: {}", s.stage, a.evidence)?;
+                    let stage = s.stage.map_or("none", |s| s.as_str());
+                    writeln!(out, "    stage {stage}: {decision}: {}", a.evidence)?;
                 }
             }
             for g in &r.gates {
@@ -366,35 +367,42 @@ impl Admin {
     }
 }
 
-/// Prints the audit one line per event.
+/// Prints the audit one aligned line per event.
 pub fn print_events(audit: &wire::Audit, out: &mut dyn Write) -> std::io::Result<()> {
+    use crate::report::render;
     if audit.events.is_empty() {
-        writeln!(out, "  (no rollout events)")?;
+        return writeln!(out, "  (no rollout events)");
     }
-    for event in &audit.events {
-        let e = &event.change;
-        let change = match (&e.mirror, &e.from_stage, &e.to_stage) {
-            (Some(m), _, _) => format!("mirror {m}"),
-            (None, Some(from), Some(to)) => format!("{from} → {to}"),
-            _ => format!("{} → {}", weight(e.from), weight(e.to)),
-        };
-        writeln!(
-            out,
-            "  #{:<4} {}  {}/{}  {:<16} {:<6}  {}",
-            e.version.unwrap_or_default(),
-            timestamp(event.ts),
-            e.route,
-            e.segment,
-            change,
-            e.actor,
-            e.reason,
-        )?;
-    }
-    Ok(())
-}
-
-fn weight(w: Option<f64>) -> String {
-    w.map_or("-".into(), |w| format!("{w}%"))
+    let header: Vec<String> = [
+        "VERSION",
+        "WHEN (UTC)",
+        "ROUTE/SEGMENT",
+        "CHANGE",
+        "BY",
+        "REASON",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows: Vec<Vec<String>> = (audit.events.iter())
+        .map(|event| {
+            let e = &event.change;
+            vec![
+                format!("#{}", e.version.unwrap_or_default()),
+                timestamp(event.ts),
+                format!("{}/{}", e.route, e.segment),
+                render::change(
+                    e.mirror.as_deref(),
+                    e.from,
+                    e.to,
+                    e.from_stage.as_deref(),
+                    e.to_stage.as_deref(),
+                ),
+                render::actor(&e.actor, e.forced),
+                crate::report::show::clean(&e.reason).into_owned(),
+            ]
+        })
+        .collect();
+    crate::report::aligned::write(out, &header, &rows, header.len(), "  ")
 }
 
 fn opt(w: Option<f64>) -> String {

@@ -234,6 +234,14 @@ impl Autonomy {
     pub fn stage_of(&self, segment: &str) -> Stage {
         self.stages.get(segment).copied().unwrap_or(self.stage)
     }
+
+    /// The stage to show for a segment at `stage`: `None` ("none") on a route
+    /// without `[routes.autonomy]` whose segment was never staged by hand,
+    /// since its candidate then serves as before stages, not as a stage
+    /// someone chose.
+    pub fn shown(&self, stage: Stage) -> Option<Stage> {
+        (self.configured || stage != Stage::Autonomous).then_some(stage)
+    }
 }
 
 /// An upstream base URL (`http://host:port/base`) with its timeouts.

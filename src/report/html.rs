@@ -280,19 +280,24 @@ fn events(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     }
     writeln!(
         out,
-        "<h2>Rollout history</h2><table><tr><th>when (UTC)</th><th>route</th><th>segment</th><th>from</th><th>to</th><th>by</th><th style=\"text-align:left\">why</th></tr>"
+        "<h2>Rollout history</h2><table><tr><th>when (UTC)</th><th>route</th><th>segment</th><th>change</th><th>by</th><th style=\"text-align:left\">why</th></tr>"
     )?;
     for e in &report.events {
-        let w = |v: Option<f64>| v.map_or_else(|| "–".into(), |v| format!("{v}%"));
+        let change = super::render::change(
+            e.mirror.as_deref(),
+            e.from_weight,
+            e.to_weight,
+            e.from_stage.as_deref(),
+            e.to_stage.as_deref(),
+        );
         writeln!(
             out,
-            "<tr><td style=\"text-align:left\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\">{}</td></tr>",
+            "<tr><td style=\"text-align:left\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\">{}</td></tr>",
             period(e.ts_ms, By::Hour),
             esc(&e.route),
             esc(&e.segment),
-            w(e.from_weight),
-            w(e.to_weight),
-            esc(&e.actor),
+            esc(&change),
+            esc(&super::render::actor(&e.actor, e.forced)),
             esc(&e.reason)
         )?;
     }

@@ -107,6 +107,32 @@ pub fn table(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
+/// What a rollout event changed, the same way in `audit` and the HTML
+/// history: `5% → 10%`, `shadow → recommend`, `mirror off`.
+pub fn change(
+    mirror: Option<&str>,
+    from: Option<f64>,
+    to: Option<f64>,
+    from_stage: Option<&str>,
+    to_stage: Option<&str>,
+) -> String {
+    let weight = |w: Option<f64>| w.map_or_else(|| "–".into(), |w| format!("{w}%"));
+    match (mirror, to_stage) {
+        (Some(m), _) => format!("mirror {m}"),
+        (None, Some(to)) => format!("{} → {to}", from_stage.unwrap_or("none")),
+        (None, None) => format!("{} → {}", weight(from), weight(to)),
+    }
+}
+
+/// Who made a change, and `forced` when it overrode the promotion gate.
+pub fn actor(actor: &str, forced: bool) -> String {
+    if forced {
+        format!("{actor} (forced)")
+    } else {
+        actor.to_string()
+    }
+}
+
 /// `a (3), b (1)`.
 pub fn counted(items: &[(String, u64)]) -> String {
     items

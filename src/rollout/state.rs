@@ -376,7 +376,10 @@ impl Rollout {
         for route in &config.routes {
             if let Some(rs) = next.get(&route.name) {
                 for seg in known_segments(route) {
-                    metrics.set_stage(&route.name, &seg, rs.stage(&seg));
+                    match route.autonomy.shown(rs.stage(&seg)) {
+                        Some(stage) => metrics.set_stage(&route.name, &seg, stage),
+                        None => metrics.set_no_stage(&route.name, &seg),
+                    }
                 }
             }
         }

@@ -370,9 +370,15 @@ pub fn events(
             } else {
                 "NULL, NULL"
             };
+            // ... and files from before the promotion gate no `forced`.
+            let forced = if ai::has_column(&conn, "rollout_events", "forced")? {
+                "forced"
+            } else {
+                "0"
+            };
             let mut stmt = conn.prepare(&format!(
                 "SELECT version, ts, route, segment, from_weight, to_weight, actor, reason, mirror,
-                        {stages}
+                        {stages}, {forced}
                  FROM rollout_events WHERE ts >= ?1 AND (?2 IS NULL OR route = ?2)
                  ORDER BY version"
             ))?;
@@ -384,7 +390,7 @@ pub fn events(
                     segment: r.get(3)?,
                     from_weight: r.get(4)?,
                     to_weight: r.get(5)?,
-                    forced: false,
+                    forced: r.get::<_, Option<bool>>(11)?.unwrap_or(false),
                     gates: None,
                     replica: None,
                     fleet_version: None,
@@ -406,6 +412,7 @@ pub fn events(
             && a.route == b.route
             && a.segment == b.segment
             && a.to_weight == b.to_weight
+            && a.to_stage == b.to_stage
             && a.actor == b.actor
     });
     Ok(all)

@@ -237,3 +237,115 @@ async fn approvals_and_feedback_have_cli_commands() {
         .unwrap();
     assert_eq!((rating, comment.as_str()), (1, "better than before"));
 }
+
+/// Runs the CLI against `p`'s admin API (no config file: `--admin` names it).
+async fn admin_cli(p: &TestProxy, args: &[&str]) -> (bool, String, String) {
+    let admin = p.admin.to_string();
+    let absent = p.dir.path().join("absent.toml");
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--admin", &admin, "-c", absent.to_str().unwrap()]);
+    cli_async(&all).await
+}
+
+/// Issue 27: `audit` did not say a change was forced (the API did); the HTML
+/// history showed stage changes as `– → –`; a route without
+/// `[routes.autonomy]` showed stage `autonomous` (metric 4) where none is meant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_says_forced_history_shows_stages_and_no_autonomy_is_none() {
+    let incumbent = pricing(6000.0, 100.0).await;
+    let candidate = pricing(6000.0, 100.0).await;
+    let staged = route(
+        "staged",
+        "/v2",
+        &incumbent.url(),
+        &candidate.url(),
+        "[routes.autonomy]\nstage = \"shadow\"\n",
+    );
+    let routes = pricing_route(&incumbent.url(), &candidate.url()) + &staged;
+    let mut p = proxy(&routes).await;
+    let (ok, _, err) = admin_cli(
+        &p,
+        &[
+            "promote",
+            "pricing",
+            "--segment",
+            "enterprise",
+            "--to",
+            "5",
+            "--reason",
+            "try it",
+            "--force",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = admin_cli(
+        &p,
+        &[
+            "stage",
+            "staged",
+            "--to",
+            "recommend",
+            "--reason",
+            "suggest first",
+            "--force",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+
+    let (ok, audit, err) = admin_cli(&p, &["audit"]).await;
+    assert!(ok, "{err}");
+    let forced = audit
+        .lines()
+        .find(|l| l.contains("pricing/enterprise"))
+        .unwrap_or_else(|| panic!("{audit}"));
+    assert!(forced.contains("forced"), "{audit}");
+    let stage = (audit.lines())
+        .find(|l| l.contains("staged/default") && l.contains("recommend"))
+        .unwrap();
+    assert!(
+        stage.contains("shadow → recommend") && stage.contains("forced"),
+        "{audit}"
+    );
+
+    let (ok, status, err) = admin_cli(&p, &["status"]).await;
+    assert!(ok, "{err}");
+    let enterprise = status
+        .lines()
+        .find(|l| l.trim_start().starts_with("enterprise"))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(
+        enterprise.contains(" none ") && !enterprise.contains("autonomous"),
+        "{status}"
+    );
+    let metrics = p.metrics().await;
+    assert!(
+        metrics.contains("understudy_autonomy_stage{route=\"pricing\",segment=\"enterprise\"} -1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("understudy_autonomy_stage{route=\"staged\",segment=\"default\"} 1"),
+        "{metrics}"
+    );
+    p.stop().await;
+
+    let html = p.dir.path().join("r.html");
+    let db = p.db.to_str().unwrap().to_string();
+    let (ok, _, err) = cli(&[
+        "report",
+        "--db",
+        &db,
+        "--format",
+        "html",
+        "-o",
+        html.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("shadow → recommend"),
+        "no stage change in the history"
+    );
+    assert!(page.contains("forced"), "no forced change in the history");
+}
