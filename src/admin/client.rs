@@ -187,11 +187,20 @@ impl Admin {
                 g.steps,
                 g.hold_s,
             )?;
-            writeln!(
-                out,
-                "  {:<14} {:>8}  {:<10} {:<7} {:>7}  {:<24} {:>7}  decides in",
-                "segment", "weight", "stage", "guard", "samples", "agreement [interval]", "errors"
-            )?;
+            let header: Vec<String> = [
+                "segment",
+                "weight",
+                "stage",
+                "guard",
+                "samples",
+                "agreement [interval]",
+                "errors",
+                "decides in",
+            ]
+            .map(String::from)
+            .to_vec();
+            let mut rows = Vec::new();
+            let mut stages = Vec::new();
             for s in &r.segments {
                 let f = s.guard.as_ref().map(|g| &g.figures);
                 let agreement = match f.and_then(|f| f.agreement.map(|a| (a, f))) {
@@ -226,26 +235,34 @@ impl Admin {
                     },
                     None => "-".into(),
                 };
-                writeln!(
-                    out,
-                    "  {:<14} {:>7.3}%  {:<10} {:<7} {:>7}  {:<24} {:>7}  {decides}",
-                    s.segment,
-                    s.weight,
-                    s.stage.map_or("none", |s| s.as_str()),
+                rows.push(vec![
+                    s.segment.clone(),
+                    crate::report::render::weight(s.weight),
+                    s.stage.map_or("none", |s| s.as_str()).to_string(),
                     decision,
                     f.map_or("-".into(), |f| f.samples.to_string()),
                     agreement,
                     f.and_then(|f| f.error_rate)
                         .map_or("-".into(), |e| format!("{:.1}%", e * 100.0)),
-                )?;
+                    decides,
+                ]);
                 if let Some(a) = &s.autonomy {
                     let decision = match &a.reason {
                         Some(reason) => format!("breach:{reason}"),
                         None => a.decision.clone(),
                     };
                     let stage = s.stage.map_or("none", |s| s.as_str());
-                    writeln!(out, "    stage {stage}: {decision}: {}", a.evidence)?;
+                    stages.push(format!(
+                        "  {}: stage {stage}: {decision}: {}",
+                        s.segment, a.evidence
+                    ));
                 }
+            }
+            // Weights and counts align right, the rest left.
+            let right = [false, true, false, false, true, false, true, false];
+            crate::report::aligned::write(out, &header, &rows, &right, "  ")?;
+            for line in &stages {
+                writeln!(out, "{line}")?;
             }
             for g in &r.gates {
                 let verdict = if g.passed { "pass" } else { "FAIL" };
@@ -346,7 +363,15 @@ impl Admin {
             .iter()
             .find(|s| s.segment == segment)
             .map(|s| s.weight)
-            .ok_or_else(|| Error::Usage(format!("route {route:?} has no segment {segment:?}")))?;
+            .ok_or_else(|| {
+                let known = r.segments.iter().map(|s| s.segment.as_str());
+                let hint = crate::segment::did_you_mean(segment, known.clone());
+                let known: Vec<&str> = known.collect();
+                Error::Usage(format!(
+                    "route {route:?} has no segment {segment:?} (segments: {}){hint}",
+                    known.join(", ")
+                ))
+            })?;
         let steps = &r.guard_config.steps;
         guard::next_step(steps, weight).ok_or_else(|| {
             Error::Usage(format!(
@@ -402,7 +427,7 @@ pub fn print_events(audit: &wire::Audit, out: &mut dyn Write) -> std::io::Result
             ]
         })
         .collect();
-    crate::report::aligned::write(out, &header, &rows, header.len(), "  ")
+    crate::report::aligned::write(out, &header, &rows, &[], "  ")
 }
 
 fn opt(w: Option<f64>) -> String {

@@ -5,13 +5,14 @@
 
 use std::io::{self, Write};
 
-/// Writes `header` and `rows`, two spaces between columns; the first `left`
-/// columns align left, the others (numbers) right. Trailing spaces are cut.
+/// Writes `header` and `rows`, two spaces between columns; the columns whose
+/// `right` flag is set (numbers) align right, the others left. Trailing
+/// spaces are cut.
 pub fn write(
     out: &mut dyn Write,
     header: &[String],
     rows: &[Vec<String>],
-    left: usize,
+    right: &[bool],
     indent: &str,
 ) -> io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -30,10 +31,10 @@ pub fn write(
             if i > 0 {
                 line.push_str("  ");
             }
-            if i < left {
-                line.push_str(&format!("{cell:<w$}"));
-            } else {
+            if right.get(i).copied().unwrap_or(false) {
                 line.push_str(&format!("{cell:>w$}"));
+            } else {
+                line.push_str(&format!("{cell:<w$}"));
             }
         }
         writeln!(out, "{}", line.trim_end())?;
@@ -52,7 +53,7 @@ mod tests {
             row(&["a-much-longer-route-name", "–", "1234"]),
         ];
         let mut out = Vec::new();
-        super::write(&mut out, &header, &rows, 2, "  ").unwrap();
+        super::write(&mut out, &header, &rows, &[false, false, true], "  ").unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         let col = |l: &str, s: &str| l.find(s).map(|b| l[..b].chars().count());

@@ -210,10 +210,17 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
         .map(|s| {
             let guard = opts.guards.get(&s.route).unwrap_or(&default_guard);
             let mut line = Line::new(s, guard);
+            // Without an event the weight is the file's (a non-zero one is
+            // recorded as a `config` event on start), else 0: what `status` shows.
+            let file = opts.routes.iter().find(|r| r.name == s.route).map(|r| {
+                (r.rollout.segments.get(&s.segment).copied()).unwrap_or(r.rollout.default)
+            });
             line.weight = weights
                 .get(&(s.route.clone(), s.segment.clone()))
                 .or_else(|| weights.get(&(s.route.clone(), crate::segment::DEFAULT.into())))
-                .copied();
+                .copied()
+                .or(file)
+                .or(Some(0.0));
             line.stage = stages
                 .get(&(s.route.clone(), s.segment.clone()))
                 .or_else(|| stages.get(&(s.route.clone(), crate::segment::DEFAULT.into())))

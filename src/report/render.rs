@@ -46,9 +46,17 @@ pub fn cells(l: &Line, by: By) -> [String; 13] {
     ]
 }
 
+/// A weight as `report` and `status` both show it: `0%`, `5%`, `0.125%`
+/// (the canary's 0.001 % resolution, trailing zeros cut).
+pub fn weight(w: f64) -> String {
+    let text = format!("{w:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}%")
+}
+
 /// The weight, and the stage of autonomy when one is recorded (`5% recommend`).
 pub fn weight_and_stage(l: &Line) -> String {
-    let w = l.weight.map_or_else(|| "–".into(), |w| format!("{w}%"));
+    let w = l.weight.map_or_else(|| "–".into(), weight);
     match &l.stage {
         Some(s) => format!("{w} {s}"),
         None => w,
@@ -98,7 +106,8 @@ pub fn table(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     if let Some(slice) = &report.slice {
         writeln!(out, "Slice: {slice} (its exchanges only)")?;
     }
-    super::aligned::write(out, &header, &rows, left, "")?;
+    let right: Vec<bool> = (0..header.len()).map(|i| i >= left).collect();
+    super::aligned::write(out, &header, &rows, &right, "")?;
     details(report, out)?;
     if !report.slices.is_empty() {
         writeln!(out, "\nSlices")?;

@@ -25,11 +25,13 @@ use std::collections::HashMap;
 pub enum Error {
     #[error("no route named {route:?} (routes: {known})")]
     UnknownRoute { route: String, known: String },
-    #[error("route {route:?} has no segment {segment:?} (segments: {known})")]
+    #[error("route {route:?} has no segment {segment:?} (segments: {known}){hint}")]
     UnknownSegment {
         route: String,
         segment: String,
         known: String,
+        /// `; did you mean "enterprise"?` for a near miss, else empty.
+        hint: String,
     },
     #[error("weight {0} is outside 0..=100")]
     BadWeight(f64),
@@ -137,6 +139,7 @@ pub fn check_segment(route: &Route, segment: &str) -> Result<(), Error> {
         route: route.name.clone(),
         segment: segment.to_string(),
         known: known.join(", "),
+        hint: crate::segment::did_you_mean(segment, known.iter().map(String::as_str)),
     })
 }
 

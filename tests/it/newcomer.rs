@@ -349,3 +349,79 @@ async fn audit_says_forced_history_shows_stages_and_no_autonomy_is_none() {
     );
     assert!(page.contains("forced"), "no forced change in the history");
 }
+
+/// Issue 27: the report showed weight `–` where `status` showed `0.000%`;
+/// `status` columns slid apart on a long segment name; an unknown segment
+/// (`Enterprise`) was refused without the known ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_agree_columns_align_and_an_unknown_segment_lists_the_known() {
+    let incumbent = pricing(6000.0, 100.0).await;
+    let candidate = pricing(6000.0, 100.0).await;
+    let routes = pricing_route(&incumbent.url(), &candidate.url()).replace(
+        "values = [\"enterprise\", \"smb\"]",
+        "values = [\"enterprise\", \"smb\", \"public-sector-and-education\"]",
+    );
+    let mut p = proxy(&routes).await;
+    price(&p, "enterprise", 2).await;
+    price(&p, "public-sector-and-education", 2).await;
+
+    let (ok, status, err) = admin_cli(&p, &["status"]).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = admin_cli(
+        &p,
+        &[
+            "promote",
+            "pricing",
+            "--segment",
+            "Enterprise",
+            "--to",
+            "5",
+            "--reason",
+            "x",
+        ],
+    )
+    .await;
+    assert!(!ok, "an unknown segment is refused");
+    assert!(
+        err.contains("enterprise, ") && err.contains("did you mean \"enterprise\"?"),
+        "{err}"
+    );
+    let (ok, _, err) = admin_cli(
+        &p,
+        &[
+            "promote",
+            "pricing",
+            "--segment",
+            "Enterprise",
+            "--next",
+            "--reason",
+            "x",
+        ],
+    )
+    .await;
+    assert!(!ok && err.contains("did you mean \"enterprise\"?"), "{err}");
+    p.stop().await;
+
+    // Columns: each segment row starts its weight column where the header does.
+    let lines: Vec<&str> = status.lines().collect();
+    let header = lines
+        .iter()
+        .find(|l| l.contains("segment") && l.contains("weight"))
+        .unwrap();
+    let at = |l: &str, s: &str| l.find(s).map(|b| l[..b].chars().count());
+    let stage_col = at(header, "stage");
+    for seg in ["enterprise", "public-sector-and-education"] {
+        let row = lines
+            .iter()
+            .find(|l| l.trim_start().starts_with(seg))
+            .unwrap();
+        assert_eq!(at(row, "none"), stage_col, "{status}");
+        assert!(row.contains(" 0% "), "status weight: {status}");
+    }
+
+    let db = p.db.to_str().unwrap().to_string();
+    let (ok, report, err) = cli(&["report", "--db", &db]);
+    assert!(ok, "{err}");
+    let row = report.lines().find(|l| l.contains("enterprise")).unwrap();
+    assert!(row.contains("  0%  "), "report weight: {report}");
+}

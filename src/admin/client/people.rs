@@ -72,7 +72,7 @@ impl Admin {
                 ]
             })
             .collect();
-        crate::report::aligned::write(out, &header, &rows, header.len(), "")?;
+        crate::report::aligned::write(out, &header, &rows, &[], "")?;
         if let Some(next) = page["next_cursor"].as_str() {
             writeln!(out, "more: add --cursor {next}")?;
         }
