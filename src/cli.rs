@@ -11,14 +11,38 @@ use std::process::ExitCode;
 
 /// Understudy: a shadow-mode traffic-mirroring reverse proxy for rolling out AI features.
 #[derive(Debug, Parser)]
-#[command(name = "understudy", version, about, propagate_version = true)]
+#[command(
+    name = "understudy",
+    version,
+    about,
+    propagate_version = true,
+    after_long_help = LOG_FORMATS
+)]
 pub struct Cli {
-    /// How log lines on stderr are written: `plain` text, or `json` (one object per line).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Plain)]
+    /// Log lines on stderr: plain or json (see `understudy --help`).
+    // The formats are described once, in the top-level long help: a global
+    // flag's help is repeated in every command's.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        default_value_t = LogFormat::Plain,
+        hide_possible_values = true,
+        hide_default_value = true
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The `--log-format` choices, as the top-level `--help` lists them.
+const LOG_FORMATS: &str = "\
+Log formats (--log-format, on every command; logs go to stderr):
+  plain  Human-readable lines (the default); coloured only on a terminal without NO_COLOR.
+  json   One JSON object per line, with the span fields (an exchange's `exchange_id`).
+
+The log level comes from RUST_LOG (default: info for serve, warn otherwise).";
 
 /// The `--log-format` choices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -173,8 +197,8 @@ pub enum Command {
         /// Output format (jsonl: one JSON object per line).
         #[arg(long, value_enum, default_value_t)]
         format: ExportFormat,
-        /// Export the decided approvals (SPEC §14: approved, rejected,
-        /// expired) with the request and both answers, instead of exchanges.
+        /// Export the decided approvals (approved, rejected, expired) with
+        /// the request and both answers, instead of exchanges.
         #[arg(long, conflicts_with = "verdict")]
         approvals: bool,
         /// Write to this file instead of stdout.
@@ -217,7 +241,7 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Change a segment's stage of autonomy on a running proxy (SPEC §14):
+    /// Change a segment's stage of autonomy on a running proxy:
     /// shadow, recommend, approve, notify or autonomous. Raising needs the
     /// stage's criteria to pass (or --force); lowering is never refused.
     Stage {
@@ -266,7 +290,7 @@ pub enum Command {
     },
 }
 
-/// `--fleet`: read the whole fleet from PostgreSQL (SPEC §10).
+/// `--fleet`: read the whole fleet from PostgreSQL.
 #[derive(Debug, clap::Args)]
 pub struct FleetArgs {
     /// Read the whole fleet from PostgreSQL instead of one replica. The URL

@@ -19,11 +19,17 @@ const DIM: &str = "\x1b[2m";
 const RESET: &str = "\x1b[0m";
 
 /// Whether `show` should colour its output: stdout is a terminal and
-/// `NO_COLOR` is unset or empty (<https://no-color.org>).
+/// `NO_COLOR` is unset or empty.
 pub fn use_color() -> bool {
     use std::io::IsTerminal;
+    color_on(io::stdout().is_terminal())
+}
+
+/// The one colour rule, for `show` and for log lines: only on a terminal, and
+/// never when `NO_COLOR` is set and not empty (<https://no-color.org>).
+pub fn color_on(terminal: bool) -> bool {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    io::stdout().is_terminal() && !no_color
+    terminal && !no_color
 }
 
 /// Writes the exchange; `width` is the width of each side's column. `marks`

@@ -425,3 +425,57 @@ async fn weights_agree_columns_align_and_an_unknown_segment_lists_the_known() {
     let row = report.lines().find(|l| l.contains("enterprise")).unwrap();
     assert!(row.contains("  0%  "), "report weight: {report}");
 }
+
+/// Issue 27: logs written to a file carried ANSI colour codes.
+#[test]
+fn logs_to_a_file_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_understudy"))
+        .args(["demo", "--requests", "10", "--db", db.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains("INFO"), "the demo logged nothing: {logs}");
+    assert!(!logs.contains('\x1b'), "colour codes in piped logs: {logs}");
+}
+
+/// Issue 27: every `--help` repeated the same 8-line `--log-format` block and
+/// cited "SPEC §14", a document users do not have.
+#[test]
+fn help_says_the_log_format_once_and_cites_no_spec() {
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_understudy"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let top = help(&["--help"]);
+    assert!(top.contains("One JSON object per line"), "{top}");
+    for command in [
+        "status",
+        "stage",
+        "serve",
+        "report",
+        "approvals",
+        "feedback",
+    ] {
+        let text = help(&[command, "--help"]);
+        let log_lines = text
+            .lines()
+            .filter(|l| l.contains("Log lines on stderr"))
+            .count();
+        assert_eq!(log_lines, 1, "{command}:\n{text}");
+        assert!(
+            !text.contains("Human-readable lines") && !text.contains("One JSON object per line"),
+            "{command}: the log formats again:\n{text}"
+        );
+        assert!(!text.contains("SPEC"), "{command}:\n{text}");
+    }
+    assert!(!top.contains("SPEC"), "{top}");
+}
