@@ -122,7 +122,10 @@ pub fn exchange_ids(paths: &[PathBuf], rows: &[RowRef]) -> Result<Vec<Option<Str
         if open.as_ref().is_none_or(|(db, _)| *db != r.db) {
             open = Some((r.db, open_ro(path)?));
         }
-        let Some((_, conn)) = &open else { continue };
+        let Some((_, conn)) = &open else {
+            out.push(None); // unreachable: opened just above
+            continue;
+        };
         let id = conn
             .query_row(
                 "SELECT id FROM exchanges WHERE rowid = ?1",
