@@ -1,6 +1,8 @@
 //! The `understudy` command line: clap types (doc comments are the `--help`)
 //! and the dispatch to the library. Exit codes: 0 ok, 1 user error, 2 runtime failure.
 
+mod people;
+
 use crate::config;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -9,14 +11,38 @@ use std::process::ExitCode;
 
 /// Understudy: a shadow-mode traffic-mirroring reverse proxy for rolling out AI features.
 #[derive(Debug, Parser)]
-#[command(name = "understudy", version, about, propagate_version = true)]
+#[command(
+    name = "understudy",
+    version,
+    about,
+    propagate_version = true,
+    after_long_help = LOG_FORMATS
+)]
 pub struct Cli {
-    /// How log lines on stderr are written: `plain` text, or `json` (one object per line).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Plain)]
+    /// Log lines on stderr: plain or json (see `understudy --help`).
+    // The formats are described once, in the top-level long help: a global
+    // flag's help is repeated in every command's.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        default_value_t = LogFormat::Plain,
+        hide_possible_values = true,
+        hide_default_value = true
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The `--log-format` choices, as the top-level `--help` lists them.
+const LOG_FORMATS: &str = "\
+Log formats (--log-format, on every command; logs go to stderr):
+  plain  Human-readable lines (the default); coloured only on a terminal without NO_COLOR.
+  json   One JSON object per line, with the span fields (an exchange's `exchange_id`).
+
+The log level comes from RUST_LOG (default: info for serve, warn otherwise).";
 
 /// The `--log-format` choices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -171,8 +197,8 @@ pub enum Command {
         /// Output format (jsonl: one JSON object per line).
         #[arg(long, value_enum, default_value_t)]
         format: ExportFormat,
-        /// Export the decided approvals (docs/src/concepts/stages.md: approved, rejected,
-        /// expired) with the request and both answers, instead of exchanges.
+        /// Export the decided approvals (approved, rejected, expired) with
+        /// the request and both answers, instead of exchanges.
         #[arg(long, conflicts_with = "verdict")]
         approvals: bool,
         /// Write to this file instead of stdout.
@@ -186,6 +212,12 @@ pub enum Command {
         #[command(flatten)]
         fleet: FleetArgs,
     },
+    /// Approvals of segments at stage approve, on a running proxy: list,
+    /// show, approve, reject.
+    #[command(subcommand)]
+    Approvals(people::Approvals),
+    /// Rate an exchange's candidate answer, or record a reversal, on a running proxy.
+    Feedback(people::Feedback),
     /// Change a segment's weight on a running proxy (in effect for the next request).
     Promote {
         /// The route.
@@ -209,7 +241,7 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Change a segment's stage of autonomy on a running proxy (docs/src/concepts/stages.md):
+    /// Change a segment's stage of autonomy on a running proxy:
     /// shadow, recommend, approve, notify or autonomous. Raising needs the
     /// stage's criteria to pass (or --force); lowering is never refused.
     Stage {
@@ -258,7 +290,7 @@ pub enum Command {
     },
 }
 
-/// `--fleet`: read the whole fleet from PostgreSQL (docs/src/concepts/fleet.md).
+/// `--fleet`: read the whole fleet from PostgreSQL.
 #[derive(Debug, clap::Args)]
 pub struct FleetArgs {
     /// Read the whole fleet from PostgreSQL instead of one replica. The URL
@@ -476,15 +508,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { id, db, width } => {
-            let (dbs, _) = resolve_dbs(&db)?;
+            let (dbs, config) = resolve_dbs(&db)?;
             let Some(row) = crate::store::read::exchange(&dbs, &id)? else {
                 return Err(UserError(format!(
                     "no exchange with id {id:?} (an exchange whose mirror was skipped has no row: it is only counted, in mirror_skips)"
                 ))
                 .into());
             };
+            let marks = show_marks(config.as_ref(), &row);
             let color = crate::report::show::use_color();
-            crate::report::show::show(&row, color, width.max(10), &mut std::io::stdout().lock())?;
+            crate::report::show::show(
+                &row,
+                &marks,
+                color,
+                width.max(10),
+                &mut std::io::stdout().lock(),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Export {
@@ -537,6 +576,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Status { admin, .. } => ops(&admin, async |a, out| a.status(out).await),
+        Command::Approvals(command) => people::approvals(command),
+        Command::Feedback(f) => people::feedback(f),
         Command::Promote {
             route,
             segment,
@@ -655,6 +696,30 @@ fn fleet_report_db(
 pub fn load(path: &Path) -> anyhow::Result<config::Config> {
     config::load(path)
         .map_err(|e| UserError(e.located(&path.display().to_string()).to_string()).into())
+}
+
+/// The fields of `row` its route's JSON compare settings let through (none
+/// without the config, or for another mode).
+fn show_marks(
+    config: Option<&config::Config>,
+    row: &crate::store::read::ExchangeRow,
+) -> crate::report::marks::Marks {
+    let spec = config
+        .and_then(|c| c.routes.iter().find(|r| r.name == row.route))
+        .and_then(|r| match &r.compare {
+            config::Compare::Json(spec) => Some(spec),
+            _ => None,
+        });
+    let Some(spec) = spec else {
+        return crate::report::marks::Marks::default();
+    };
+    let diffs: Vec<String> = serde_json::from_str(&row.diff).unwrap_or_default();
+    crate::report::marks::Marks::of(
+        spec,
+        row.incumbent_body.as_deref(),
+        row.candidate_body.as_deref(),
+        &diffs,
+    )
 }
 
 /// The `--db` files (default: the config's `store.path`) and the config when

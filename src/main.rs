@@ -14,8 +14,12 @@ fn main() -> ExitCode {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // Colour only on a terminal: logs redirected to a file stay plain text.
+    let colour =
+        understudy::report::show::color_on(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match cli.log_format {
         understudy::cli::LogFormat::Plain => logs.init(),

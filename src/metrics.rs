@@ -38,6 +38,9 @@ impl Families {
     }
 }
 
+/// `autonomy_stage` of a segment without a stage (no `[routes.autonomy]`).
+pub const NO_STAGE: f64 = -1.0;
+
 /// A closed set of label values (an enum), named by `as_label`.
 pub trait Label: Copy {
     fn as_label(self) -> &'static str;
@@ -409,7 +412,7 @@ impl Metrics {
         let fleet = FleetMetrics::register(&registry);
         let autonomy_stage = gauge(
             "autonomy_stage",
-            "Stage of autonomy: 0 shadow, 1 recommend, 2 approve, 3 notify, 4 autonomous.",
+            "Stage of autonomy: 0 shadow, 1 recommend, 2 approve, 3 notify, 4 autonomous; -1 none (no [routes.autonomy]).",
             &["route", "segment"],
         );
         let suggestions = counter(
@@ -576,6 +579,13 @@ impl Metrics {
         self.autonomy_stage
             .with_label_values(&[route, segment])
             .set(f64::from(stage.as_index()));
+    }
+
+    /// A segment of a route without `[routes.autonomy]`: no stage (-1).
+    pub fn set_no_stage(&self, route: &str, segment: &str) {
+        self.autonomy_stage
+            .with_label_values(&[route, segment])
+            .set(NO_STAGE);
     }
 
     /// A `recommend` suggestion's outcome.

@@ -83,6 +83,14 @@ pub fn label<'a>(segment: Option<&'a Segment>, raw: &str) -> &'a str {
     }
 }
 
+/// `; did you mean "enterprise"?` when `segment` is a near miss of a known
+/// segment (another case, a typo), else empty: the tail of every refusal of
+/// an unknown segment.
+pub fn did_you_mean<'a>(segment: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    crate::config::suggest::nearest(segment, known)
+        .map_or(String::new(), |near| format!("; did you mean {near:?}?"))
+}
+
 /// The first value of `key` in a query string, percent-decoded.
 pub fn query_param(query: &str, key: &str) -> Option<String> {
     query.split('&').find_map(|pair| {

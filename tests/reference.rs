@@ -112,9 +112,15 @@ fn probe(path: &[Step]) -> Option<Vec<String>> {
         Ok(_) => return None,
         Err(e) => e.to_string(),
     };
-    let rest = err.split("unknown field `__probe__`, expected ").nth(1)?;
+    // `check`'s words: "unknown key `__probe__`; expected one of a, b, c".
+    let rest = err
+        .split("unknown key `__probe__`; expected one of ")
+        .nth(1)?;
     let list = rest.lines().next().unwrap_or_default();
-    let keys: Vec<String> = code_spans(list).iter().map(|s| s.to_string()).collect();
+    let keys: Vec<String> = (list.split(", "))
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .collect();
     (!keys.is_empty()).then_some(keys)
 }
 

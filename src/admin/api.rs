@@ -211,7 +211,7 @@ pub fn routes(proxy: &Proxy) -> wire::Routes {
                 .map(|name| wire::SegmentView {
                     segment: name.clone(),
                     weight: rs.weight(name),
-                    stage: rs.stage(name),
+                    stage: route.autonomy.shown(rs.stage(name)),
                     autonomy: proxy.rollout.autonomy_status(&route.name, name).map(
                         |(evidence, decision, passing)| wire::AutonomyView {
                             decision: decision.map_or("hold", |d| d.as_str()).to_string(),

@@ -1,9 +1,13 @@
-//! The admin client: `status`, `promote`, `rollback` and `audit` against a
-//! running proxy's admin API (docs/src/reference/admin-api.md), reading and writing the [`wire`]
+//! The admin client: `status`, `promote`, `rollback`, `audit`, `approvals`
+//! and `feedback` ([`people`]) against a running proxy's admin API (docs/src/reference/admin-api.md), reading and writing the [`wire`]
 //! types the server uses. A change takes effect on the proxy's next request.
 //!
 //! It never touches the database itself: the proxy records every change, so
 //! the audit trail has one writer. Calls are sent with `x-understudy-actor: cli`.
+
+mod people;
+
+pub use people::ListFilter;
 
 use super::reply::ACTOR_HEADER;
 use super::wire;
@@ -183,11 +187,20 @@ impl Admin {
                 g.steps,
                 g.hold_s,
             )?;
-            writeln!(
-                out,
-                "  {:<14} {:>8}  {:<10} {:<7} {:>7}  {:<24} {:>7}  decides in",
-                "segment", "weight", "stage", "guard", "samples", "agreement [interval]", "errors"
-            )?;
+            let header: Vec<String> = [
+                "segment",
+                "weight",
+                "stage",
+                "guard",
+                "samples",
+                "agreement [interval]",
+                "errors",
+                "decides in",
+            ]
+            .map(String::from)
+            .to_vec();
+            let mut rows = Vec::new();
+            let mut stages = Vec::new();
             for s in &r.segments {
                 let f = s.guard.as_ref().map(|g| &g.figures);
                 let agreement = match f.and_then(|f| f.agreement.map(|a| (a, f))) {
@@ -222,25 +235,34 @@ impl Admin {
                     },
                     None => "-".into(),
                 };
-                writeln!(
-                    out,
-                    "  {:<14} {:>7.3}%  {:<10} {:<7} {:>7}  {:<24} {:>7}  {decides}",
-                    s.segment,
-                    s.weight,
-                    s.stage.as_str(),
+                rows.push(vec![
+                    s.segment.clone(),
+                    crate::report::render::weight(s.weight),
+                    s.stage.map_or("none", |s| s.as_str()).to_string(),
                     decision,
                     f.map_or("-".into(), |f| f.samples.to_string()),
                     agreement,
                     f.and_then(|f| f.error_rate)
                         .map_or("-".into(), |e| format!("{:.1}%", e * 100.0)),
-                )?;
+                    decides,
+                ]);
                 if let Some(a) = &s.autonomy {
                     let decision = match &a.reason {
                         Some(reason) => format!("breach:{reason}"),
                         None => a.decision.clone(),
                     };
-                    writeln!(out, "    stage {}: {decision}: {}", s.stage, a.evidence)?;
+                    let stage = s.stage.map_or("none", |s| s.as_str());
+                    stages.push(format!(
+                        "  {}: stage {stage}: {decision}: {}",
+                        s.segment, a.evidence
+                    ));
                 }
+            }
+            // Weights and counts align right, the rest left.
+            let right = [false, true, false, false, true, false, true, false];
+            crate::report::aligned::write(out, &header, &rows, &right, "  ")?;
+            for line in &stages {
+                writeln!(out, "{line}")?;
             }
             for g in &r.gates {
                 let verdict = if g.passed { "pass" } else { "FAIL" };
@@ -341,7 +363,15 @@ impl Admin {
             .iter()
             .find(|s| s.segment == segment)
             .map(|s| s.weight)
-            .ok_or_else(|| Error::Usage(format!("route {route:?} has no segment {segment:?}")))?;
+            .ok_or_else(|| {
+                let known = r.segments.iter().map(|s| s.segment.as_str());
+                let hint = crate::segment::did_you_mean(segment, known.clone());
+                let known: Vec<&str> = known.collect();
+                Error::Usage(format!(
+                    "route {route:?} has no segment {segment:?} (segments: {}){hint}",
+                    known.join(", ")
+                ))
+            })?;
         let steps = &r.guard_config.steps;
         guard::next_step(steps, weight).ok_or_else(|| {
             Error::Usage(format!(
@@ -362,35 +392,42 @@ impl Admin {
     }
 }
 
-/// Prints the audit one line per event.
+/// Prints the audit one aligned line per event.
 pub fn print_events(audit: &wire::Audit, out: &mut dyn Write) -> std::io::Result<()> {
+    use crate::report::render;
     if audit.events.is_empty() {
-        writeln!(out, "  (no rollout events)")?;
+        return writeln!(out, "  (no rollout events)");
     }
-    for event in &audit.events {
-        let e = &event.change;
-        let change = match (&e.mirror, &e.from_stage, &e.to_stage) {
-            (Some(m), _, _) => format!("mirror {m}"),
-            (None, Some(from), Some(to)) => format!("{from} → {to}"),
-            _ => format!("{} → {}", weight(e.from), weight(e.to)),
-        };
-        writeln!(
-            out,
-            "  #{:<4} {}  {}/{}  {:<16} {:<6}  {}",
-            e.version.unwrap_or_default(),
-            timestamp(event.ts),
-            e.route,
-            e.segment,
-            change,
-            e.actor,
-            e.reason,
-        )?;
-    }
-    Ok(())
-}
-
-fn weight(w: Option<f64>) -> String {
-    w.map_or("-".into(), |w| format!("{w}%"))
+    let header: Vec<String> = [
+        "VERSION",
+        "WHEN (UTC)",
+        "ROUTE/SEGMENT",
+        "CHANGE",
+        "BY",
+        "REASON",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows: Vec<Vec<String>> = (audit.events.iter())
+        .map(|event| {
+            let e = &event.change;
+            vec![
+                format!("#{}", e.version.unwrap_or_default()),
+                timestamp(event.ts),
+                format!("{}/{}", e.route, e.segment),
+                render::change(
+                    e.mirror.as_deref(),
+                    e.from,
+                    e.to,
+                    e.from_stage.as_deref(),
+                    e.to_stage.as_deref(),
+                ),
+                render::actor(&e.actor, e.forced),
+                crate::report::show::clean(&e.reason).into_owned(),
+            ]
+        })
+        .collect();
+    crate::report::aligned::write(out, &header, &rows, &[], "  ")
 }
 
 fn opt(w: Option<f64>) -> String {

@@ -43,9 +43,10 @@ pub struct GuardConfig {
 pub struct SegmentView {
     pub segment: String,
     pub weight: f64,
-    /// The stage of autonomy (docs/src/concepts/stages.md).
+    /// The stage of autonomy; `null` on a route without `[routes.autonomy]`
+    /// (its candidate serves canary users as before stages).
     #[serde(default)]
-    pub stage: crate::config::Stage,
+    pub stage: Option<crate::config::Stage>,
     pub guard: Option<GuardView>,
     /// The stage's evidence since it last changed, once there is any.
     #[serde(default)]

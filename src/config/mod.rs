@@ -1,7 +1,7 @@
 //! The runtime configuration: typed, validated, immutable, shared as an `Arc`.
 //!
 //! `proxy.toml` → [`file`] (serde structs, `deny_unknown_fields`) → [`validate`]
-//! (collects every issue with its line and column) → [`Config`]. The hot path
+//! (collects every issue, unknown keys and wrong types included, with its line and column) → [`Config`]. The hot path
 //! never parses a string: durations, URIs, header names, pointers and regexes
 //! are all built here. Priority: route value > built-in default.
 
@@ -11,6 +11,7 @@ pub mod llm;
 pub mod pgtls;
 pub mod slices;
 pub mod stage;
+pub mod suggest;
 pub mod validate;
 
 use crate::pointer::Pointer;
@@ -232,6 +233,14 @@ impl Autonomy {
     /// The configured stage of a segment name (its own, else the route's).
     pub fn stage_of(&self, segment: &str) -> Stage {
         self.stages.get(segment).copied().unwrap_or(self.stage)
+    }
+
+    /// The stage to show for a segment at `stage`: `None` ("none") on a route
+    /// without `[routes.autonomy]` whose segment was never staged by hand,
+    /// since its candidate then serves as before stages, not as a stage
+    /// someone chose.
+    pub fn shown(&self, stage: Stage) -> Option<Stage> {
+        (self.configured || stage != Stage::Autonomous).then_some(stage)
     }
 }
 

@@ -1,14 +1,16 @@
 //! File → runtime: checks every field, collecting every issue with its line and column.
 //!
-//! A TOML syntax, type or unknown-key error stops at once ([`Error::Parse`]);
-//! semantic checks never stop early: they all run and the result is either a
-//! complete [`Config`] or every [`Issue`] found ([`Error::Invalid`]), sorted by
+//! Only a TOML syntax error stops at once ([`Error::Parse`]). Unknown keys and
+//! wrong types are recorded and skipped ([`recover`]), and the semantic checks
+//! never stop early: they all run and the result is either a complete
+//! [`Config`] or every [`Issue`] found ([`Error::Invalid`]), sorted by
 //! position. Byte offsets become `line:col` in exactly one place, [`line_col`].
 
 mod autonomy;
 mod compare;
 mod llm;
 mod policy;
+mod recover;
 mod route;
 mod slices;
 mod value;
@@ -16,7 +18,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
-use super::file::{AdminFile, ConfigFile, ListenFile, StoreFile};
+use super::file::{AdminFile, ListenFile, StoreFile};
 use super::{Admin, Config, Listen, Store, TlsFiles};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -44,7 +46,10 @@ impl fmt::Display for Issue {
         if let Some(route) = &self.route {
             write!(f, "routes[{route}].")?;
         }
-        write!(f, "{}: {}", self.field, self.message)
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.message)
     }
 }
 
@@ -52,7 +57,7 @@ impl fmt::Display for Issue {
 pub enum Error {
     #[error("cannot read {path}: {message}")]
     Read { path: PathBuf, message: String },
-    /// TOML syntax, a wrong type, a missing required key or an unknown key.
+    /// TOML syntax: nothing after it can be read.
     #[error("{line}:{col}: {message}")]
     Parse {
         line: usize,
@@ -117,8 +122,16 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// Parses and validates config text into the runtime [`Config`].
 pub fn validate(text: &str) -> Result<Config, Error> {
-    let file: ConfigFile = toml::from_str(text).map_err(|e| parse_error(text, &e))?;
+    let recovered = recover::deserialize(text)?;
     let mut checker = Checker::new(text);
+    for p in recovered.problems {
+        checker.route = p.route;
+        checker.issue(p.span, p.field, p.message);
+    }
+    checker.route = None;
+    let Some(file) = recovered.file else {
+        return Err(checker.error());
+    };
     let config = Config {
         listen: listen(&mut checker, &file.listen),
         admin: admin(&mut checker, &file.admin),
@@ -177,12 +190,17 @@ impl<'a> Checker<'a> {
         });
     }
 
-    fn finish(mut self, config: Config) -> Result<Config, Error> {
+    fn finish(self, config: Config) -> Result<Config, Error> {
         if self.issues.is_empty() {
             return Ok(config);
         }
+        Err(self.error())
+    }
+
+    /// Every issue recorded, by position.
+    fn error(mut self) -> Error {
         self.issues.sort_by_key(|i| (i.line, i.col));
-        Err(Error::Invalid(self.issues))
+        Error::Invalid(self.issues)
     }
 }
 

@@ -220,6 +220,23 @@ fn figures(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "</table>")
 }
 
+/// Each top difference with its count, and a command that shows an example.
+fn top_differences(l: &Line) -> String {
+    let items: Vec<String> = (l.top_diffs.iter())
+        .map(|(k, n)| {
+            let pointer = if k.is_empty() { "(whole body)" } else { k };
+            let example = l.diff_examples.get(k).map_or(String::new(), |id| {
+                format!(
+                    " <span class=\"muted\">e.g. <code>understudy show {}</code></span>",
+                    esc(id)
+                )
+            });
+            format!("<code>{}</code> ({n}){example}", esc(pointer))
+        })
+        .collect();
+    items.join("<br>")
+}
+
 fn differences(report: &Report, lines: &[&Line], out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
@@ -228,10 +245,10 @@ fn differences(report: &Report, lines: &[&Line], out: &mut dyn Write) -> io::Res
     for l in lines {
         writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td><td style=\"text-align:left\"><code>{}</code></td><td style=\"text-align:left\">{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td style=\"text-align:left\">{}</td><td style=\"text-align:left\">{}</td><td>{}</td><td>{}</td></tr>",
             esc(&l.route),
             esc(&l.segment),
-            esc(&counted(&l.top_diffs)),
+            top_differences(l),
             esc(&counted(&l.skip_reasons)),
             l.safety_hits,
             esc(&ratings(&l.ratings))
@@ -263,19 +280,24 @@ fn events(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     }
     writeln!(
         out,
-        "<h2>Rollout history</h2><table><tr><th>when (UTC)</th><th>route</th><th>segment</th><th>from</th><th>to</th><th>by</th><th style=\"text-align:left\">why</th></tr>"
+        "<h2>Rollout history</h2><table><tr><th>when (UTC)</th><th>route</th><th>segment</th><th>change</th><th>by</th><th style=\"text-align:left\">why</th></tr>"
     )?;
     for e in &report.events {
-        let w = |v: Option<f64>| v.map_or_else(|| "–".into(), |v| format!("{v}%"));
+        let change = super::render::change(
+            e.mirror.as_deref(),
+            e.from_weight,
+            e.to_weight,
+            e.from_stage.as_deref(),
+            e.to_stage.as_deref(),
+        );
         writeln!(
             out,
-            "<tr><td style=\"text-align:left\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\">{}</td></tr>",
+            "<tr><td style=\"text-align:left\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\">{}</td></tr>",
             period(e.ts_ms, By::Hour),
             esc(&e.route),
             esc(&e.segment),
-            w(e.from_weight),
-            w(e.to_weight),
-            esc(&e.actor),
+            esc(&change),
+            esc(&super::render::actor(&e.actor, e.forced)),
             esc(&e.reason)
         )?;
     }

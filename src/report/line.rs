@@ -158,6 +158,9 @@ pub struct Line {
     pub safety_patterns: Vec<(String, u64)>,
     /// The most frequent differing pointers, with counts.
     pub top_diffs: Vec<(String, u64)>,
+    /// An exchange id to `show` for each of `top_diffs` (the newest), when known.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub diff_examples: BTreeMap<String, String>,
     /// The current weight in percent (newest rollout event), when known.
     pub weight: Option<f64>,
     /// The current stage of autonomy (newest stage event), when one is recorded.
@@ -209,6 +212,7 @@ impl Line {
             safety_hits: s.safety_hits(),
             safety_patterns: top(s.safety.iter().map(|(k, n)| (k.clone(), *n)), usize::MAX),
             top_diffs: top(s.diffs.iter().map(|(k, n)| (k.clone(), *n)), TOP_DIFFS),
+            diff_examples: BTreeMap::new(),
             weight: None,
             stage: None,
             ratings: Ratings::default(),

@@ -23,14 +23,16 @@
 //! Reading never writes: the database files are opened read-only.
 
 pub mod ai;
+pub mod aligned;
 pub mod html;
 pub mod line;
+pub mod marks;
 pub mod render;
 pub mod show;
 pub mod svg;
 pub mod tabular;
 
-use crate::store::read::{self, Filter, NoiseRow, Scan};
+use crate::store::read::{self, Filter, NoiseRow, Scan, SegmentStats};
 use crate::store::{self, events::RolloutEvent};
 use line::{Line, Ratings};
 use serde::Serialize;
@@ -203,15 +205,22 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
     let mut ratings = read::ratings(&opts.dbs, &filter)?;
     let mut ai_stats = read::ai::scan(&opts.dbs, &filter, opts.by.period_ms())?;
     let default_guard = crate::config::Guard::default();
-    let lines = groups
+    let lines: Vec<Line> = groups
         .iter()
         .map(|s| {
             let guard = opts.guards.get(&s.route).unwrap_or(&default_guard);
             let mut line = Line::new(s, guard);
+            // Without an event the weight is the file's (a non-zero one is
+            // recorded as a `config` event on start), else 0: what `status` shows.
+            let file = opts.routes.iter().find(|r| r.name == s.route).map(|r| {
+                (r.rollout.segments.get(&s.segment).copied()).unwrap_or(r.rollout.default)
+            });
             line.weight = weights
                 .get(&(s.route.clone(), s.segment.clone()))
                 .or_else(|| weights.get(&(s.route.clone(), crate::segment::DEFAULT.into())))
-                .copied();
+                .copied()
+                .or(file)
+                .or(Some(0.0));
             line.stage = stages
                 .get(&(s.route.clone(), s.segment.clone()))
                 .or_else(|| stages.get(&(s.route.clone(), crate::segment::DEFAULT.into())))
@@ -226,6 +235,8 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
             line
         })
         .collect();
+    let mut lines = lines;
+    add_examples(&opts.dbs, &groups, &mut lines)?;
     let series = series
         .into_iter()
         .map(|((route, segment), h)| Series {
@@ -255,6 +266,23 @@ pub fn build(opts: &ReportOptions) -> Result<Report, Error> {
         slice: opts.slice.clone(),
         slices,
     })
+}
+
+/// Gives each line's top differences an exchange id to `show` (lines and
+/// groups are in the same order).
+fn add_examples(dbs: &[PathBuf], groups: &[SegmentStats], lines: &mut [Line]) -> Result<(), Error> {
+    for (line, s) in lines.iter_mut().zip(groups) {
+        let (pointers, rows): (Vec<&String>, Vec<read::RowRef>) = (line.top_diffs.iter())
+            .filter_map(|(p, _)| Some((p, *s.diff_examples.get(p)?)))
+            .unzip();
+        let ids = read::exchange_ids(dbs, &rows)?;
+        line.diff_examples = pointers
+            .into_iter()
+            .zip(ids)
+            .filter_map(|(p, id)| Some((p.clone(), id?)))
+            .collect();
+    }
+    Ok(())
 }
 
 /// Builds the report and writes it to `out` in `opts.format`.

@@ -46,9 +46,17 @@ pub fn cells(l: &Line, by: By) -> [String; 13] {
     ]
 }
 
+/// A weight as `report` and `status` both show it: `0%`, `5%`, `0.125%`
+/// (the canary's 0.001 % resolution, trailing zeros cut).
+pub fn weight(w: f64) -> String {
+    let text = format!("{w:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}%")
+}
+
 /// The weight, and the stage of autonomy when one is recorded (`5% recommend`).
 pub fn weight_and_stage(l: &Line) -> String {
-    let w = l.weight.map_or_else(|| "–".into(), |w| format!("{w}%"));
+    let w = l.weight.map_or_else(|| "–".into(), weight);
     match &l.stage {
         Some(s) => format!("{w} {s}"),
         None => w,
@@ -95,19 +103,11 @@ pub fn table(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     } else {
         LEFT_ALIGNED
     };
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
     if let Some(slice) = &report.slice {
         writeln!(out, "Slice: {slice} (its exchanges only)")?;
     }
-    write_row(out, &header, &widths, left)?;
-    for row in &rows {
-        write_row(out, row, &widths, left)?;
-    }
+    let right: Vec<bool> = (0..header.len()).map(|i| i >= left).collect();
+    super::aligned::write(out, &header, &rows, &right, "")?;
     details(report, out)?;
     if !report.slices.is_empty() {
         writeln!(out, "\nSlices")?;
@@ -116,21 +116,30 @@ pub fn table(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-fn write_row(out: &mut dyn Write, row: &[String], widths: &[usize], left: usize) -> io::Result<()> {
-    let mut line = String::new();
-    for (i, (cell, &w)) in row.iter().zip(widths).enumerate() {
-        if i > 0 {
-            line.push_str("  ");
-        }
-        // `{:>w$}` pads by chars, which is what a terminal shows for the
-        // en dash in the interval.
-        if i < left {
-            line.push_str(&format!("{cell:<w$}"));
-        } else {
-            line.push_str(&format!("{cell:>w$}"));
-        }
+/// What a rollout event changed, the same way in `audit` and the HTML
+/// history: `5% → 10%`, `shadow → recommend`, `mirror off`.
+pub fn change(
+    mirror: Option<&str>,
+    from: Option<f64>,
+    to: Option<f64>,
+    from_stage: Option<&str>,
+    to_stage: Option<&str>,
+) -> String {
+    let weight = |w: Option<f64>| w.map_or_else(|| "–".into(), |w| format!("{w}%"));
+    match (mirror, to_stage) {
+        (Some(m), _) => format!("mirror {m}"),
+        (None, Some(to)) => format!("{} → {to}", from_stage.unwrap_or("none")),
+        (None, None) => format!("{} → {}", weight(from), weight(to)),
     }
-    writeln!(out, "{}", line.trim_end())
+}
+
+/// Who made a change, and `forced` when it overrode the promotion gate.
+pub fn actor(actor: &str, forced: bool) -> String {
+    if forced {
+        format!("{actor} (forced)")
+    } else {
+        actor.to_string()
+    }
 }
 
 /// `a (3), b (1)`.
@@ -138,6 +147,21 @@ pub fn counted(items: &[(String, u64)]) -> String {
     items
         .iter()
         .map(|(k, n)| format!("{} ({n})", if k.is_empty() { "(whole body)" } else { k }))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A line's top differences with their counts and an exchange to `show`:
+/// `/discount (919, e.g. 0193…)`.
+pub fn differences(l: &super::Line) -> String {
+    (l.top_diffs.iter())
+        .map(|(k, n)| {
+            let pointer = if k.is_empty() { "(whole body)" } else { k };
+            match l.diff_examples.get(k) {
+                Some(id) => format!("{pointer} ({n}, e.g. {id})"),
+                None => format!("{pointer} ({n})"),
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -180,7 +204,7 @@ fn details(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             writeln!(out, "    {text}")?;
         }
         if !l.top_diffs.is_empty() {
-            writeln!(out, "    top differences: {}", counted(&l.top_diffs))?;
+            writeln!(out, "    top differences: {}", differences(l))?;
         }
         if !l.skip_reasons.is_empty() {
             writeln!(out, "    skipped: {}", counted(&l.skip_reasons))?;

@@ -6,6 +6,7 @@
 //! character of it reaches the terminal ([`clean`]); only `show`'s own colour
 //! codes do.
 
+use super::marks::Marks;
 use crate::store::read::ExchangeRow;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -18,15 +19,29 @@ const DIM: &str = "\x1b[2m";
 const RESET: &str = "\x1b[0m";
 
 /// Whether `show` should colour its output: stdout is a terminal and
-/// `NO_COLOR` is unset or empty (<https://no-color.org>).
+/// `NO_COLOR` is unset or empty.
 pub fn use_color() -> bool {
     use std::io::IsTerminal;
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    io::stdout().is_terminal() && !no_color
+    color_on(io::stdout().is_terminal())
 }
 
-/// Writes the exchange; `width` is the width of each side's column.
-pub fn show(row: &ExchangeRow, color: bool, width: usize, out: &mut dyn Write) -> io::Result<()> {
+/// The one colour rule, for `show` and for log lines: only on a terminal, and
+/// never when `NO_COLOR` is set and not empty (<https://no-color.org>).
+pub fn color_on(terminal: bool) -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    terminal && !no_color
+}
+
+/// Writes the exchange; `width` is the width of each side's column. `marks`
+/// (from the route's compare settings, when the config is at hand) label the
+/// fields that did not count: tolerated, ignored, outside `only`.
+pub fn show(
+    row: &ExchangeRow,
+    marks: &Marks,
+    color: bool,
+    width: usize,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let paint = |code: &str, s: &str| {
         if color {
             format!("{code}{s}{RESET}")
@@ -67,6 +82,9 @@ pub fn show(row: &ExchangeRow, color: bool, width: usize, out: &mut dyn Write) -
             .map(|d| if d.is_empty() { "(whole body)" } else { d })
             .collect();
         writeln!(out, "differs at: {}", clean(&shown.join(", ")))?;
+    }
+    for line in marks.summary() {
+        writeln!(out, "{}", paint(DIM, &clean(&line)))?;
     }
     if let Some(s) = &row.safety {
         writeln!(out, "{}", paint(RED, &clean(&format!("safety hit: {s}"))))?;
@@ -125,7 +143,10 @@ pub fn show(row: &ExchangeRow, color: bool, width: usize, out: &mut dyn Write) -
         let (hl, l) = cell(&left, RED);
         let (hr, r) = cell(&right, GREEN);
         let mark = if hl || hr { '>' } else { ' ' };
-        writeln!(out, "{mark} {l} | {}", r.trim_end())?;
+        let label = (left.get(i).or(right.get(i)))
+            .and_then(|(ptr, _)| marks.label(ptr))
+            .map_or(String::new(), |l| paint(DIM, &format!("  ← {}", clean(&l))));
+        writeln!(out, "{mark} {l} | {}{label}", r.trim_end())?;
     }
     Ok(())
 }
@@ -331,7 +352,7 @@ mod tests {
         };
         for color in [false, true] {
             let mut out = Vec::new();
-            show(&row, color, 40, &mut out).unwrap();
+            show(&row, &Marks::default(), color, 40, &mut out).unwrap();
             let text = String::from_utf8(out).unwrap();
             let mut rest = text.clone();
             // Only show's own colour codes may carry an ESC.

@@ -8,6 +8,15 @@ pub const PALETTE: [&str; 8] = [
 
 pub use crate::html::esc;
 
+/// Font size of the change labels on the chart over time.
+const EVENT_FONT: f64 = 10.0;
+
+/// About how wide a label is drawn at [`EVENT_FONT`] (a generous average
+/// glyph width: a box that holds the text, for placing labels apart).
+fn label_width(label: &str) -> f64 {
+    label.chars().count() as f64 * EVENT_FONT * 0.62
+}
+
 /// One bar: a label, a value in [0, 1] and its interval.
 pub struct Bar {
     pub label: String,
@@ -71,16 +80,68 @@ pub struct Curve {
     pub points: Vec<(i64, f64)>,
 }
 
-/// Agreement over time, one curve per segment, events as labelled vertical lines.
+/// Dash patterns of the curves over time, in order: with the colour and a
+/// width that shrinks curve by curve (each drawn on top of the ones before),
+/// two segments at the same level stay visible.
+const DASHES: [&str; 8] = [
+    "", "8,3", "2,3", "10,3,2,3", "5,5", "1,3", "14,4", "6,2,2,2",
+];
+
+/// The line style of the `i`th curve: its dash pattern and width.
+fn line_style(i: usize) -> String {
+    let width = (4.0 - 0.7 * i as f64).max(1.5);
+    match DASHES[i % DASHES.len()] {
+        "" => format!(r#"stroke-width="{width:.1}""#),
+        dash => format!(r#"stroke-width="{width:.1}" stroke-dasharray="{dash}""#),
+    }
+}
+
+/// Places change labels in lanes (rows) so that no two overlap: each goes
+/// into the first lane whose last label ends before it starts. Returns each
+/// label's left edge and lane, and the number of lanes.
+fn label_lanes(at: &[(f64, f64)], right_edge: f64) -> (Vec<(f64, usize)>, usize) {
+    let mut order: Vec<usize> = (0..at.len()).collect();
+    order.sort_by(|a, b| at[*a].0.total_cmp(&at[*b].0));
+    let mut ends: Vec<f64> = Vec::new();
+    let mut placed = vec![(0.0, 0); at.len()];
+    for i in order {
+        let (line_x, width) = at[i];
+        // Right of its line, or left of it when it would leave the chart.
+        let start = if line_x + 3.0 + width > right_edge {
+            line_x - 3.0 - width
+        } else {
+            line_x + 3.0
+        };
+        let lane = match ends.iter().position(|end| *end + 4.0 <= start) {
+            Some(lane) => lane,
+            None => {
+                ends.push(f64::NEG_INFINITY);
+                ends.len() - 1
+            }
+        };
+        ends[lane] = start + width;
+        placed[i] = (start, lane);
+    }
+    (placed, ends.len())
+}
+
+/// Agreement over time, one curve per segment, events as labelled vertical
+/// lines whose labels stack in lanes above the plot instead of overlapping.
 pub fn over_time(
     curves: &[Curve],
     events: &[(i64, String)],
     range: (i64, i64),
     ticks: &[(i64, String)],
 ) -> String {
-    let (left, top, w, h) = (50.0, 16.0, 660.0, 220.0);
+    let (left, w, h) = (50.0, 660.0, 220.0);
     let span = (range.1 - range.0).max(1) as f64;
     let x = |t: i64| left + (t - range.0) as f64 / span * w;
+    let lane_height = EVENT_FONT + 3.0;
+    let at: Vec<(f64, f64)> = (events.iter())
+        .map(|(t, label)| (x(*t), label_width(label)))
+        .collect();
+    let (placed, lanes) = label_lanes(&at, 755.0);
+    let top = 16.0 + lane_height * lanes as f64;
     let y = |v: f64| top + (1.0 - v.clamp(0.0, 1.0)) * h;
     let legend_rows = curves.len().div_ceil(4) as f64;
     let height = top + h + 40.0 + 18.0 * legend_rows;
@@ -105,23 +166,26 @@ pub fn over_time(
             esc(label)
         );
     }
-    for (t, label) in events {
+    for ((t, label), (label_x, lane)) in events.iter().zip(&placed) {
+        let label_y = 12.0 + lane_height * *lane as f64;
         s += &format!(
-            r##"<line x1="{0:.1}" x2="{0:.1}" y1="{top}" y2="{1}" stroke="#888" stroke-dasharray="3,3"/><text x="{2:.1}" y="{3}" font-size="10" fill="#555">{4}</text>"##,
+            r##"<line x1="{0:.1}" x2="{0:.1}" y1="{1:.1}" y2="{2}" stroke="#888" stroke-dasharray="3,3"/><text class="event" x="{3:.1}" y="{4:.1}" font-size="{EVENT_FONT}" fill="#555">{5}</text>"##,
             x(*t),
+            label_y - EVENT_FONT + 2.0,
             top + h,
-            x(*t) + 3.0,
-            top + 10.0,
+            label_x,
+            label_y,
             esc(label)
         );
     }
-    for c in curves {
+    for (i, c) in curves.iter().enumerate() {
         let pts: Vec<String> = (c.points.iter())
             .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v)))
             .collect();
         s += &format!(
-            r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>"#,
+            r#"<polyline fill="none" stroke="{}" {} points="{}"/>"#,
             c.color,
+            line_style(i),
             pts.join(" ")
         );
         for (t, v) in &c.points {
@@ -137,10 +201,12 @@ pub fn over_time(
         let lx = left + 170.0 * (i % 4) as f64;
         let ly = top + h + 32.0 + 18.0 * (i / 4) as f64;
         s += &format!(
-            r#"<rect x="{lx}" y="{0}" width="12" height="12" fill="{1}"/><text x="{2}" y="{3}" font-size="12">{4}</text>"#,
-            ly - 10.0,
+            r#"<line x1="{lx}" x2="{0}" y1="{1}" y2="{1}" stroke="{2}" {3}/><text x="{4}" y="{5}" font-size="12">{6}</text>"#,
+            lx + 22.0,
+            ly - 4.0,
             c.color,
-            lx + 16.0,
+            line_style(i),
+            lx + 26.0,
             ly,
             esc(&c.label)
         );
@@ -156,20 +222,50 @@ pub struct LatencyRow {
     pub candidate: [Option<f64>; 3],
 }
 
+/// A latency as a tick label: `0.1 ms`, `10 ms`, `1 s`.
+fn ms_label(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{} s", v / 1000.0)
+    } else {
+        format!("{v} ms")
+    }
+}
+
 /// Per segment two bars (incumbent grey, candidate blue) to p50, a whisker to
-/// p99 and a tick at p95.
+/// p99 and a tick at p95, on a log scale with a labelled tick per power of
+/// ten: a 3 ms bar stays visible beside a 700 ms one.
 pub fn latency(rows: &[LatencyRow]) -> String {
     let (left, width, row) = (190.0, 420.0, 44.0);
-    let max = rows
-        .iter()
+    let values: Vec<f64> = (rows.iter())
         .flat_map(|r| r.incumbent.iter().chain(&r.candidate))
         .filter_map(|v| *v)
-        .fold(1.0_f64, f64::max);
-    let x = |v: f64| left + v / max * width;
-    let height = 50.0 + row * rows.len() as f64;
+        .filter(|v| *v > 0.0)
+        .collect();
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(1.0_f64, f64::max);
+    // From the power of ten below the fastest (strictly, so it has a bar)
+    // to the one at or above the slowest; at least 0.1 ms.
+    let lo = if min.is_finite() {
+        (min.log10() - 1e-9).floor().max(-1.0)
+    } else {
+        0.0
+    };
+    let hi = max.log10().ceil().max(lo + 1.0);
+    let x = |v: f64| left + ((v.max(10f64.powf(lo)).log10() - lo) / (hi - lo)) * width;
+    let height = 66.0 + row * rows.len() as f64;
+    let axis = height - 46.0;
     let mut s = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 760 {height}" width="760" height="{height}" role="img">"#
     );
+    for e in (lo as i32)..=(hi as i32) {
+        let v = 10f64.powi(e);
+        s += &format!(
+            r##"<line x1="{0:.1}" x2="{0:.1}" y1="6" y2="{axis}" stroke="#e5e5e5"/><text x="{0:.1}" y="{1}" font-size="11" text-anchor="middle" fill="#666">{2}</text>"##,
+            x(v),
+            axis + 13.0,
+            ms_label(v)
+        );
+    }
     for (i, r) in rows.iter().enumerate() {
         let y0 = 10.0 + row * i as f64;
         s += &format!(
@@ -187,7 +283,7 @@ pub fn latency(rows: &[LatencyRow]) -> String {
                 continue;
             };
             s += &format!(
-                r##"<rect x="{left}" y="{y}" width="{0:.1}" height="13" fill="{color}"/><line x1="{1:.1}" x2="{2:.1}" y1="{3}" y2="{3}" stroke="{color}" stroke-width="2"/><line x1="{4:.1}" x2="{4:.1}" y1="{y}" y2="{5}" stroke="#222"/><text x="{6:.1}" y="{7}" font-size="11" fill="#222">{8:.0} / {9:.0} / {10:.0} ms</text>"##,
+                r##"<rect class="p50" x="{left}" y="{y}" width="{0:.1}" height="13" fill="{color}"/><line x1="{1:.1}" x2="{2:.1}" y1="{3}" y2="{3}" stroke="{color}" stroke-width="2"/><line x1="{4:.1}" x2="{4:.1}" y1="{y}" y2="{5}" stroke="#222"/><text x="{6:.1}" y="{7}" font-size="11" fill="#222">{8:.0} / {9:.0} / {10:.0} ms</text>"##,
                 x(p50) - left,
                 x(p50),
                 x(p99),
@@ -203,7 +299,7 @@ pub fn latency(rows: &[LatencyRow]) -> String {
         }
     }
     s += &format!(
-        r##"<rect x="{left}" y="{0}" width="12" height="12" fill="#999"/><text x="{1}" y="{2}" font-size="12">incumbent</text><rect x="{3}" y="{0}" width="12" height="12" fill="#0072B2"/><text x="{4}" y="{2}" font-size="12">candidate</text><text x="{5}" y="{2}" font-size="11" fill="#666">bar: p50 · tick: p95 · whisker end: p99</text></svg>"##,
+        r##"<rect x="{left}" y="{0}" width="12" height="12" fill="#999"/><text x="{1}" y="{2}" font-size="12">incumbent</text><rect x="{3}" y="{0}" width="12" height="12" fill="#0072B2"/><text x="{4}" y="{2}" font-size="12">candidate</text><text x="{5}" y="{2}" font-size="11" fill="#666">bar: p50 · tick: p95 · whisker end: p99 · log scale</text></svg>"##,
         height - 26.0,
         left + 16.0,
         height - 16.0,
@@ -213,3 +309,7 @@ pub fn latency(rows: &[LatencyRow]) -> String {
     );
     s
 }
+
+#[cfg(test)]
+#[path = "svg_tests.rs"]
+mod tests;

@@ -185,7 +185,11 @@ pub fn markdown(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             writeln!(out, "  - {}", md(&text))?;
         }
         if !l.top_diffs.is_empty() {
-            writeln!(out, "  - top differences: {}", md(&counted(&l.top_diffs)))?;
+            writeln!(
+                out,
+                "  - top differences: {}",
+                md(&super::render::differences(l))
+            )?;
         }
         if !l.skip_reasons.is_empty() {
             writeln!(out, "  - skipped: {}", md(&counted(&l.skip_reasons)))?;

@@ -257,10 +257,16 @@ fn weights_noise_feedback_and_events_appear() {
         table.contains("feedback: 2 rating(s), mean 4.50 (4: 1, 5: 1)"),
         "{table}"
     );
-    assert!(
-        table.contains("top differences: /score (40), /label (10)"),
-        "{table}"
-    );
+    // Issue 27: each top difference names an exchange to `show`.
+    let top = table
+        .lines()
+        .find(|l| l.contains("top differences: /score (40, e.g. "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(top.contains("), /label (10, e.g. "), "{top}");
+    let line = (r.lines.iter())
+        .find(|l| l.top_diffs.first() == Some(&("/score".to_string(), 40)))
+        .unwrap();
+    assert!(top.contains(&line.diff_examples["/score"]), "{top}");
     assert!(table.contains("skipped: in_flight (4)"), "{table}");
     assert!(table.contains("safety hits: ssn (1)"), "{table}");
     let header = table.lines().next().unwrap();

@@ -25,11 +25,13 @@ use std::collections::HashMap;
 pub enum Error {
     #[error("no route named {route:?} (routes: {known})")]
     UnknownRoute { route: String, known: String },
-    #[error("route {route:?} has no segment {segment:?} (segments: {known})")]
+    #[error("route {route:?} has no segment {segment:?} (segments: {known}){hint}")]
     UnknownSegment {
         route: String,
         segment: String,
         known: String,
+        /// `; did you mean "enterprise"?` for a near miss, else empty.
+        hint: String,
     },
     #[error("weight {0} is outside 0..=100")]
     BadWeight(f64),
@@ -137,6 +139,7 @@ pub fn check_segment(route: &Route, segment: &str) -> Result<(), Error> {
         route: route.name.clone(),
         segment: segment.to_string(),
         known: known.join(", "),
+        hint: crate::segment::did_you_mean(segment, known.iter().map(String::as_str)),
     })
 }
 
@@ -378,7 +381,10 @@ impl Rollout {
         for route in &config.routes {
             if let Some(rs) = next.get(&route.name) {
                 for seg in known_segments(route) {
-                    metrics.set_stage(&route.name, &seg, rs.stage(&seg));
+                    match route.autonomy.shown(rs.stage(&seg)) {
+                        Some(stage) => metrics.set_stage(&route.name, &seg, stage),
+                        None => metrics.set_no_stage(&route.name, &seg),
+                    }
                 }
             }
         }

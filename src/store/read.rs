@@ -10,7 +10,9 @@
 pub mod ai;
 mod scan;
 
-pub use scan::{DAY_MS, Filter, HOUR_MS, Point, RowSet, Scan, SegmentStats, scan, series_bucket};
+pub use scan::{
+    DAY_MS, Filter, HOUR_MS, Point, RowRef, RowSet, Scan, SegmentStats, scan, series_bucket,
+};
 
 use super::events::RolloutEvent;
 use super::{Error, Result};
@@ -163,6 +165,36 @@ pub fn guard_rows(
         });
     }
     Ok(())
+}
+
+/// The exchange ids of rows the scan pointed at (examples of a difference),
+/// in order; `None` for a row that is gone (retention deleted it meanwhile).
+pub fn exchange_ids(paths: &[PathBuf], rows: &[RowRef]) -> Result<Vec<Option<String>>> {
+    let mut out = Vec::with_capacity(rows.len());
+    let mut open: Option<(usize, Connection)> = None;
+    for r in rows {
+        let Some(path) = paths.get(r.db) else {
+            out.push(None);
+            continue;
+        };
+        if open.as_ref().is_none_or(|(db, _)| *db != r.db) {
+            open = Some((r.db, open_ro(path)?));
+        }
+        let Some((_, conn)) = &open else {
+            out.push(None); // unreachable: opened just above
+            continue;
+        };
+        let id = conn
+            .query_row(
+                "SELECT id FROM exchanges WHERE rowid = ?1",
+                [r.rowid],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(Error::sqlite(path))?;
+        out.push(id);
+    }
+    Ok(out)
 }
 
 /// One exchange by id, from the first file that has it.
@@ -399,9 +431,15 @@ pub fn events(
             } else {
                 "NULL, NULL"
             };
+            // ... and files from before the promotion gate no `forced`.
+            let forced = if ai::has_column(&conn, "rollout_events", "forced")? {
+                "forced"
+            } else {
+                "0"
+            };
             let mut stmt = conn.prepare(&format!(
                 "SELECT version, ts, route, segment, from_weight, to_weight, actor, reason, mirror,
-                        {stages}
+                        {stages}, {forced}
                  FROM rollout_events WHERE ts >= ?1 AND (?2 IS NULL OR route = ?2)
                  ORDER BY version"
             ))?;
@@ -413,7 +451,7 @@ pub fn events(
                     segment: r.get(3)?,
                     from_weight: r.get(4)?,
                     to_weight: r.get(5)?,
-                    forced: false,
+                    forced: r.get::<_, Option<bool>>(11)?.unwrap_or(false),
                     gates: None,
                     replica: None,
                     fleet_version: None,
@@ -435,6 +473,7 @@ pub fn events(
             && a.route == b.route
             && a.segment == b.segment
             && a.to_weight == b.to_weight
+            && a.to_stage == b.to_stage
             && a.actor == b.actor
     });
     Ok(all)

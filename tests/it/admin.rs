@@ -149,7 +149,7 @@ async fn a_weight_set_through_the_cli_is_in_effect_at_once_and_survives_a_restar
     let status = cli(running.admin_addr, &["status"], TOKEN);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(
-        text.contains("default") && text.contains("100.000%"),
+        text.contains("default") && text.contains(" 100% "),
         "{text}"
     );
     let audit = cli(running.admin_addr, &["audit", "--route", "r"], TOKEN);

@@ -54,3 +54,41 @@ fn a_missing_file_is_a_user_error() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("cannot read /nonexistent/proxy.toml"));
 }
+
+/// Issue 27: `check` stopped at the first parse error (a misspelt `tolerence`);
+/// the other problems appeared one fix later. Every problem comes in one run,
+/// each at its `file:line:col`, a misspelt key with the nearest known one.
+#[test]
+fn every_problem_is_reported_in_one_run_issue_27() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/configs");
+    let (code, _, stderr) = check(&format!("{dir}/bad-every-kind.toml"));
+    assert_eq!(code, Some(1), "{stderr}");
+    let expected = [
+        ("bad-every-kind.toml:9:1:", "unknown key `max_body_byte`"),
+        ("bad-every-kind.toml:9:1:", "did you mean `max_body_bytes`?"),
+        ("bad-every-kind.toml:15:13:", "scheme must be http or https"),
+        ("bad-every-kind.toml:17:28:", "unknown key `tolerence`"),
+        ("bad-every-kind.toml:17:28:", "did you mean `tolerance`?"),
+        (
+            "bad-every-kind.toml:18:54:",
+            "weight 150 is outside 0..=100",
+        ),
+        (
+            "bad-every-kind.toml:19:25:",
+            "invalid type: string \"lots\"",
+        ),
+    ];
+    for (location, fragment) in expected {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(&format!("/{location}")) && l.contains(fragment)),
+            "no line {location} ... {fragment} in:\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("routes[pricing].compare.tolerence"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+}

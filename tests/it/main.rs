@@ -20,6 +20,7 @@ mod layers;
 mod limits;
 mod llm;
 mod mirror;
+mod newcomer;
 mod notify;
 mod onepath;
 mod ops;

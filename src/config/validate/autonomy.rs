@@ -212,7 +212,7 @@ mod tests {
             ),
             (
                 "[routes.autonomy]\nstgae = \"notify\"\n",
-                "unknown field `stgae`",
+                "unknown key `stgae`; did you mean `stage`?",
             ),
             (
                 "guard = { min_satisfaction = -0.1 }\n",

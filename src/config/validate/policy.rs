@@ -391,7 +391,10 @@ mod tests {
             ("{ noise = {} }", "noise needs `secondary`"),
             ("{ noise = { sample = 2.0 } }", "2 is outside 0..=1"),
             ("{ noise = { secondary = \"ftp://x\" } }", "bad URL"),
-            ("{ noise = { smaple = 0.1 } }", "unknown field `smaple`"),
+            (
+                "{ noise = { smaple = 0.1 } }",
+                "unknown key `smaple`; did you mean `sample`?",
+            ),
             (
                 "{ mode = \"text\", noise = { sample = 0.1 } }",
                 "`noise` belongs to mode \"json\"",

@@ -23,11 +23,7 @@ pub(super) fn routes(c: &mut Checker<'_>, files: &[RouteFile]) -> Vec<Route> {
     let mut routes = Vec::with_capacity(files.len());
     for (index, f) in files.iter().enumerate() {
         let name = f.name.get_ref().as_str();
-        c.route = Some(if is_route_name(name) {
-            name.to_string()
-        } else {
-            format!("#{}", index + 1)
-        });
+        c.route = Some(label(name, index));
         if let Some(first) = seen.get(name) {
             let (line, col) = super::line_col(c.text, first.start);
             let msg = format!("duplicate route name {name:?} (first defined at {line}:{col})");
@@ -39,6 +35,15 @@ pub(super) fn routes(c: &mut Checker<'_>, files: &[RouteFile]) -> Vec<Route> {
         c.route = None;
     }
     routes
+}
+
+/// How issues name a route: its name, or `#n` (1-based) when the name is unusable.
+pub(super) fn label(name: &str, index: usize) -> String {
+    if is_route_name(name) {
+        name.to_string()
+    } else {
+        format!("#{}", index + 1)
+    }
 }
 
 /// Route names appear in metric labels and admin URLs, so they are kept plain.

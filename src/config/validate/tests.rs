@@ -9,12 +9,23 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/conf
 /// Each bad fixture: where the first issue is and what it says.
 const BAD: &[(&str, usize, usize, &str)] = &[
     ("bad-syntax.toml", 2, 23, "invalid basic string"),
-    ("bad-unknown-field.toml", 5, 32, "unknown field `tiemout`"),
+    (
+        "bad-unknown-field.toml",
+        5,
+        32,
+        "unknown key `tiemout`; did you mean `timeout`?",
+    ),
+    (
+        "bad-every-kind.toml",
+        9,
+        1,
+        "store.max_body_byte: unknown key `max_body_byte`; did you mean `max_body_bytes`?",
+    ),
     (
         "bad-missing-incumbent.toml",
         6,
         1,
-        "missing field `incumbent`",
+        "routes[other].incumbent: missing key `incumbent`",
     ),
     (
         "bad-duplicate-route.toml",
@@ -467,4 +478,48 @@ fn route_names_and_prefixes_are_checked() {
     let (line, col, message) = first_problem(&text);
     assert_eq!((line, col), (3, 8));
     assert!(message.starts_with("3:8: routes[#1].name: bad route name \"lead score\""));
+}
+
+/// Issue 27: unknown keys and wrong types no longer stop the check: each is
+/// reported where it stands and the rest of the file is still checked.
+#[test]
+fn unknown_keys_and_wrong_types_are_all_reported_issue_27() {
+    let head = "[listen]\naddr = \"127.0.0.1:0\"\n[store]\npath = \"x.db\"\n";
+    let text = format!(
+        "{head}[[routes]]\nname = \"a\"\npath_prefix = \"/\"\nincumbent = \"http://127.0.0.1:1\"\n\
+         compare = {{ mode = \"jsn\", tolerence = 0.1, ignore = [\"/x\"] }}\n\
+         guard.min_sampels = 5\n\
+         mirror = {{ methods = [\"POST\", 3], timeout = \"1s\" }}\n\
+         [routes.gaurd]\nmin_samples = 1\n\
+         [routes.rollout]\ndefault = 500.0\n"
+    );
+    let Err(Error::Invalid(issues)) = validate(&text) else {
+        panic!("expected issues");
+    };
+    let got: Vec<String> = issues.iter().map(Issue::to_string).collect();
+    let expected = [
+        "9:20: routes[a].compare.mode: unknown value `jsn`; did you mean `json`?",
+        "9:27: routes[a].compare.tolerence: unknown key `tolerence`; did you mean `tolerance`?",
+        "10:7: routes[a].guard.min_sampels: unknown key `min_sampels`; did you mean `min_samples`?",
+        "11:31: routes[a].mirror.methods: invalid type: integer `3`, expected a string",
+        "12:9: routes[a].gaurd: unknown key `gaurd`; did you mean `guard`?",
+        "15:11: routes[a].rollout.default: weight 500 is outside 0..=100",
+    ];
+    for want in expected {
+        assert!(got.iter().any(|g| g == want), "{want:?} not in {got:#?}");
+    }
+    // A key blanked out for being wrong is not also reported missing.
+    let text = format!(
+        "{head}[[routes]]\nname = \"a\"\npath_prefix = 7\nincumbent = \"http://127.0.0.1:1\"\n"
+    );
+    let Err(Error::Invalid(issues)) = validate(&text) else {
+        panic!("expected issues");
+    };
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    assert_eq!(issues[0].field, "path_prefix");
+    // A syntax error still stops at once: nothing after it can be read.
+    assert!(matches!(
+        validate("[listen]\naddr = \"x\ntolerence = 1\n"),
+        Err(Error::Parse { line: 2, .. })
+    ));
 }

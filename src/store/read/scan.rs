@@ -57,6 +57,15 @@ pub struct SegmentStats {
     pub safety: BTreeMap<String, u64>,
     /// How often each JSON pointer differed.
     pub diffs: HashMap<String, u64>,
+    /// The newest row where each pointer differed: an example to `show`.
+    pub diff_examples: HashMap<String, RowRef>,
+}
+
+/// A row of one of the scanned files: the file's index and its rowid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowRef {
+    pub db: usize,
+    pub rowid: i64,
 }
 
 impl SegmentStats {
@@ -86,6 +95,9 @@ impl SegmentStats {
         }
         for (k, n) in s.diffs {
             *self.diffs.entry(k).or_default() += n;
+        }
+        for (k, r) in s.diff_examples {
+            self.diff_examples.entry(k).or_insert(r);
         }
     }
 }
@@ -154,7 +166,7 @@ pub fn scan(
 ) -> Result<Scan> {
     let mut merged: BTreeMap<Key, SegmentStats> = BTreeMap::new();
     let mut out = Scan::default();
-    for path in paths {
+    for (db, path) in paths.iter().enumerate() {
         let conn = open_ro(path)?;
         let (sql, label) = match &filter.label {
             Some(l) => (SCAN_REPLAY, l.as_str()),
@@ -168,6 +180,7 @@ pub fn scan(
         }
         .map_err(Error::sqlite(path))?;
         let mut state = State {
+            db,
             period_ms,
             series_ms: series_ms.max(1),
             cur: None,
@@ -209,6 +222,8 @@ pub fn scan(
 
 /// The group and the series bucket being filled.
 struct State {
+    /// Index of the file being read.
+    db: usize,
     period_ms: Option<i64>,
     series_ms: i64,
     cur: Option<SegmentStats>,
@@ -284,11 +299,22 @@ impl State {
         if diff != b"[]"
             && let Ok(pointers) = serde_json::from_slice::<Vec<&str>>(diff)
         {
+            let example = RowRef {
+                db: self.db,
+                rowid: row.get(9)?,
+            };
             for p in pointers {
                 match s.diffs.get_mut(p) {
                     Some(n) => *n += 1,
                     None => {
                         s.diffs.insert(p.to_string(), 1);
+                    }
+                }
+                // Rows come in time order: the newest example wins.
+                match s.diff_examples.get_mut(p) {
+                    Some(r) => *r = example,
+                    None => {
+                        s.diff_examples.insert(p.to_string(), example);
                     }
                 }
             }

@@ -164,7 +164,14 @@ cost = { incumbent = { input_per_mtok = 2.5, output_per_mtok = 10.0 }, candidate
     assert_eq!(exported["llm"]["candidate"]["tokens_out"], 27);
     assert_eq!(exported["decided_by"], "similarity");
     let mut shown = Vec::new();
-    understudy::report::show::show(&row, false, 60, &mut shown).unwrap();
+    understudy::report::show::show(
+        &row,
+        &understudy::report::marks::Marks::default(),
+        false,
+        60,
+        &mut shown,
+    )
+    .unwrap();
     let shown = String::from_utf8(shown).unwrap();
     assert!(shown.contains("candidate: first token"), "{shown}");
     assert!(shown.contains("31/27 tokens") && shown.contains("text decided by: similarity"));
