@@ -22,6 +22,7 @@ mod llm;
 mod mirror;
 mod notify;
 mod onepath;
+mod openapi;
 mod ops;
 mod paths;
 mod percore;
