@@ -9,7 +9,7 @@
 use super::auth::{Auth, Refusal};
 use super::endpoint::Endpoint;
 use super::limits::{self, BodyError, Limits};
-use super::reply::{ACTOR_HEADER, Answer, Failure, ok, parse};
+use super::reply::{ACTOR_HEADER, Answer, Failure, count_param, ok, parse};
 use super::wire;
 use super::{body_refused, respond};
 use crate::metrics::Rejected;
@@ -275,16 +275,9 @@ pub fn routes(proxy: &Proxy) -> wire::Routes {
 async fn audit(proxy: &Proxy, parts: &Parts) -> Answer {
     let query = parts.uri.query().unwrap_or("");
     let route = segment::query_param(query, "route");
-    let limit = match segment::query_param(query, "limit") {
-        None => AUDIT_DEFAULT,
-        Some(l) => l.parse::<usize>().map_err(|_| {
-            Failure(
-                StatusCode::BAD_REQUEST,
-                format!("limit {l:?} is not a count"),
-            )
-        })?,
-    }
-    .min(AUDIT_MAX);
+    let limit = count_param(query, "limit")?
+        .map_or(AUDIT_DEFAULT, |n| usize::try_from(n).unwrap_or(usize::MAX))
+        .min(AUDIT_MAX);
     let store = proxy.store.clone();
     let events = tokio::task::spawn_blocking(move || store.history(route.as_deref(), limit))
         .await

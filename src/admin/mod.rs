@@ -138,12 +138,19 @@ async fn route(
     }
     let (endpoint, params) = match endpoint::find(&parts.method, parts.uri.path()) {
         Found::Endpoint(endpoint, params) => (endpoint, params),
-        Found::WrongMethod(allowed) => return wrong_method(&parts, &allowed),
-        Found::Nothing => {
-            return refuse(
-                StatusCode::NOT_FOUND,
-                format!("no admin endpoint {} {}", parts.method, parts.uri.path()),
-            );
+        found => {
+            // A body is read (under the cap) and dropped first, so that
+            // every path answers an oversized body alike.
+            if let Err(e) = limits.read(&parts.headers, body).await {
+                return body_refused(proxy, limits, &e);
+            }
+            return match found {
+                Found::WrongMethod(allowed) => wrong_method(&parts, &allowed),
+                _ => error(
+                    StatusCode::NOT_FOUND,
+                    format!("no admin endpoint {} {}", parts.method, parts.uri.path()),
+                ),
+            };
         }
     };
     let text = |content: String| respond(StatusCode::OK, "text/plain", content);
@@ -172,7 +179,7 @@ async fn route(
 /// 405 for a known path asked with another method, with the methods it takes in `Allow`.
 fn wrong_method(parts: &http::request::Parts, allowed: &[Method]) -> Response<ProxyBody> {
     let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
-    let mut resp = refuse(
+    let mut resp = error(
         StatusCode::METHOD_NOT_ALLOWED,
         format!(
             "{} takes {}, not {}",
@@ -203,11 +210,16 @@ fn too_large(proxy: &Proxy, limits: &Limits) -> Response<ProxyBody> {
     refuse(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
 }
 
+/// A short JSON error (`wire::Refusal`).
+fn error(status: StatusCode, error: String) -> Response<ProxyBody> {
+    let text = serde_json::to_string(&wire::Refusal { error }).unwrap_or_else(|_| "{}".into());
+    respond(status, "application/json", format!("{text}\n"))
+}
+
 /// A refusal whose request may still be sending: a short JSON error, and the
 /// connection closed after it so the rest is never read.
-fn refuse(status: StatusCode, error: String) -> Response<ProxyBody> {
-    let text = serde_json::to_string(&wire::Refusal { error }).unwrap_or_else(|_| "{}".into());
-    let mut resp = respond(status, "application/json", format!("{text}\n"));
+fn refuse(status: StatusCode, text: String) -> Response<ProxyBody> {
+    let mut resp = error(status, text);
     resp.headers_mut().insert(
         header::CONNECTION,
         header::HeaderValue::from_static("close"),

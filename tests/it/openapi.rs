@@ -122,6 +122,7 @@ fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
 struct Answer {
     method: String,
     path: String,
+    request: String,
     status: u16,
     content_type: String,
     body: Bytes,
@@ -166,6 +167,19 @@ fn conforms(doc: &Value, answer: &Answer) -> (String, String) {
             .collect();
         assert!(errors.is_empty(), "{what}\nbreaks its schema: {errors:#?}");
     }
+    // What the server accepted is what the document describes.
+    let request = &op["requestBody"]["content"]["application/json"]["schema"];
+    if answer.status < 300 && !request.is_null() && !answer.request.is_empty() {
+        let value: Value = serde_json::from_str(&answer.request).expect("a JSON request");
+        let errors: Vec<String> = validator(doc, request)
+            .iter_errors(&value)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{what}\naccepted a request outside its schema: {errors:#?}"
+        );
+    }
     (answer.method.clone(), template.to_string())
 }
 
@@ -182,6 +196,7 @@ async fn call(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
+    let request = body.to_string();
     let (status, h, body) = send(
         req.body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
             .unwrap(),
@@ -190,6 +205,7 @@ async fn call(
     Answer {
         method: method.into(),
         path: path.into(),
+        request,
         status: status.as_u16(),
         content_type: h
             .get("content-type")
@@ -325,7 +341,10 @@ async fn real_answers_of_every_endpoint_validate_against_the_document() {
             json!({"segment": "silver", "weight": 0.0, "reason": "again"}),
         ),
         (weights, json!({"mirror": "off", "reason": "pause"})),
-        (weights, json!({"mirror": "on", "reason": "resume"})),
+        (
+            weights,
+            json!({"mirror": "on", "reason": "resume", "weight": null, "segment": null}),
+        ),
         (
             weights,
             json!({"segment": "silver", "weight": 500.0, "reason": "x"}),
@@ -350,6 +369,10 @@ async fn real_answers_of_every_endpoint_validate_against_the_document() {
         ),
         (
             "/api/v1/routes/r/stage",
+            json!({"segment": null, "stage": "shadow", "reason": "all the rest"}),
+        ),
+        (
+            "/api/v1/routes/r/stage",
             json!({"segment": "silver", "stage": "sideways", "reason": "x"}),
         ),
         (
@@ -361,6 +384,16 @@ async fn real_answers_of_every_endpoint_validate_against_the_document() {
             json!({"exchange_id": "no-such-exchange", "rating": 1}),
         ),
         ("/api/v1/feedback", json!({"rating": 1})),
+        (
+            "/api/v1/feedback",
+            json!({"exchange_id": exchange, "rating": null, "reversed": true, "rater": null}),
+        ),
+        // A whole number written as a float (Python's json.dumps(1.0)) is
+        // an integer to JSON Schema: found by Schemathesis.
+        (
+            "/api/v1/feedback",
+            json!({"exchange_id": exchange, "rating": 1.0, "rater": "py"}),
+        ),
         (
             &approval,
             json!({"decision": "approve", "reason": "looks right"}),
@@ -412,6 +445,16 @@ async fn real_answers_of_every_endpoint_validate_against_the_document() {
     );
     answers.push(call(admin, "GET", "/healthz", &[], &big).await);
 
+    let float_rating = answers
+        .iter()
+        .find(|a| a.request.contains("\"py\""))
+        .unwrap();
+    assert_eq!(
+        float_rating.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&float_rating.body)
+    );
     let mut succeeded = BTreeSet::new();
     let mut statuses = BTreeSet::new();
     for answer in &answers {
@@ -470,5 +513,64 @@ async fn every_documented_path_is_served_and_a_wrong_method_gets_405_with_allow(
     assert_eq!(answer.status, 404);
     let error: Value = serde_json::from_slice(&answer.body).unwrap();
     assert!(error["error"].as_str().unwrap().contains("/api/v1/nothing"));
+    running.stop().await;
+}
+
+/// Found by Schemathesis: filters and counts a client gets wrong are
+/// refused, or clamped, rather than silently answered with nothing or refused
+/// for being large.
+#[tokio::test]
+async fn a_misspelt_approval_status_is_refused_and_a_huge_count_is_clamped() {
+    let incumbent = upstream().spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = format!(
+        "[[routes]]\nname = \"a\"\npath_prefix = \"/\"\nincumbent = \"{}\"\n",
+        incumbent.url()
+    );
+    let running = start_in(dir.path(), &routes, Some(TOKEN)).await;
+    let admin = running.admin_addr;
+    let doc = document();
+    let answer = json_call(
+        admin,
+        "GET",
+        "/api/v1/approvals?status=pendnig",
+        Value::Null,
+    )
+    .await;
+    conforms(&doc, &answer);
+    let text = String::from_utf8_lossy(&answer.body);
+    assert_eq!(answer.status, 400, "{text}");
+    assert!(
+        text.contains("pending") && text.contains("expired"),
+        "{text}"
+    );
+    let huge = "131868150417018006368812201368616960";
+    for path in [
+        format!("/api/v1/audit?limit={huge}"),
+        format!("/api/v1/approvals?limit={huge}"),
+        format!("/api/v1/approvals?cursor={huge}"),
+    ] {
+        let answer = json_call(admin, "GET", &path, Value::Null).await;
+        conforms(&doc, &answer);
+        assert_eq!(
+            answer.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+    let answer = json_call(
+        admin,
+        "POST",
+        "/api/v1/feedback",
+        json!({"exchange_id": "x", "rating": 1.5}),
+    )
+    .await;
+    assert_eq!(answer.status, 400, "a rating is a whole number");
+    assert!(String::from_utf8_lossy(&answer.body).contains("whole number"));
+    for path in ["/api/v1/audit?limit=-1", "/api/v1/approvals?cursor=1e3"] {
+        let answer = json_call(admin, "GET", path, Value::Null).await;
+        assert_eq!(answer.status, 400, "{path}");
+    }
     running.stop().await;
 }
