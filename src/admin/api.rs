@@ -7,8 +7,9 @@
 //! read that returns people's requests or answers (the approvals).
 
 use super::auth::{Auth, Refusal};
+use super::endpoint::Endpoint;
 use super::limits::{self, BodyError, Limits};
-use super::reply::{ACTOR_HEADER, Answer, Failure, ok, parse};
+use super::reply::{ACTOR_HEADER, Answer, Failure, count_param, ok, parse};
 use super::wire;
 use super::{body_refused, respond};
 use crate::metrics::Rejected;
@@ -37,7 +38,8 @@ struct Caller<'a> {
     proxy: &'a Proxy,
 }
 
-/// Handles a request under `/api/v1/`.
+/// Answers an API endpoint ([`Endpoint`]) with its path parameters.
+#[allow(clippy::too_many_arguments)]
 pub async fn handle(
     proxy: &Proxy,
     auth: &Auth,
@@ -45,9 +47,10 @@ pub async fn handle(
     peer: SocketAddr,
     parts: &Parts,
     body: Incoming,
+    endpoint: Endpoint,
+    params: &[String],
 ) -> Response<ProxyBody> {
-    let path = parts.uri.path().strip_prefix("/api/v1/").unwrap_or("");
-    let segments: Vec<&str> = path.split('/').collect();
+    let param = params.first().map_or("", String::as_str);
     let answer = if parts.method == Method::POST {
         let caller = Caller {
             auth,
@@ -55,21 +58,21 @@ pub async fn handle(
             peer,
             proxy,
         };
-        match segments.as_slice() {
-            ["routes", route, "weights"] => {
-                mutate(&caller, parts, body, |b| weights(proxy, parts, route, b)).await
+        match endpoint {
+            Endpoint::Weights => {
+                mutate(&caller, parts, body, |b| weights(proxy, parts, param, b)).await
             }
-            ["routes", route, "stage"] => {
-                mutate(&caller, parts, body, |b| stage(proxy, parts, route, b)).await
+            Endpoint::Stage => {
+                mutate(&caller, parts, body, |b| stage(proxy, parts, param, b)).await
             }
-            ["approvals", id] => {
+            Endpoint::Decide => {
                 mutate(&caller, parts, body, |b| {
-                    super::approvals::decide(proxy, parts, id, b)
+                    super::approvals::decide(proxy, parts, param, b)
                 })
                 .await
             }
-            ["feedback"] => mutate(&caller, parts, body, |b| feedback(proxy, peer, b)).await,
-            ["reload"] => mutate(&caller, parts, body, |_| reload(proxy)).await,
+            Endpoint::Feedback => mutate(&caller, parts, body, |b| feedback(proxy, peer, b)).await,
+            Endpoint::Reload => mutate(&caller, parts, body, |_| reload(proxy)).await,
             _ => Err(not_found(parts)),
         }
     } else {
@@ -77,21 +80,21 @@ pub async fn handle(
         if let Err(e) = limits.read(&parts.headers, body).await {
             return body_refused(proxy, limits, &e);
         }
-        match (&parts.method, segments.as_slice()) {
-            (&Method::GET, ["routes"]) => ok(StatusCode::OK, routes(proxy)),
-            (&Method::GET, ["audit"]) => audit(proxy, parts).await,
+        match endpoint {
+            Endpoint::Routes => ok(StatusCode::OK, routes(proxy)),
+            Endpoint::Audit => audit(proxy, parts).await,
             // People's requests and answers: behind the token, like a mutation.
-            (&Method::GET, ["approvals"]) => match authorize(auth, peer, parts) {
+            Endpoint::Approvals => match authorize(auth, peer, parts) {
                 Ok(()) => super::approvals::list(proxy, parts).await,
                 Err(refused) => Err(refused),
             },
-            (&Method::GET, ["approvals", id]) => match authorize(auth, peer, parts) {
-                Ok(()) => super::approvals::one(proxy, id).await,
+            Endpoint::Approval => match authorize(auth, peer, parts) {
+                Ok(()) => super::approvals::one(proxy, param).await,
                 Err(refused) => Err(refused),
             },
             // Values read from people's requests: behind the token too.
-            (&Method::GET, ["routes", route, "slices"]) => match authorize(auth, peer, parts) {
-                Ok(()) => slices(proxy, parts, route).await,
+            Endpoint::Slices => match authorize(auth, peer, parts) {
+                Ok(()) => slices(proxy, parts, param).await,
                 Err(refused) => Err(refused),
             },
             _ => Err(not_found(parts)),
@@ -272,16 +275,9 @@ pub fn routes(proxy: &Proxy) -> wire::Routes {
 async fn audit(proxy: &Proxy, parts: &Parts) -> Answer {
     let query = parts.uri.query().unwrap_or("");
     let route = segment::query_param(query, "route");
-    let limit = match segment::query_param(query, "limit") {
-        None => AUDIT_DEFAULT,
-        Some(l) => l.parse::<usize>().map_err(|_| {
-            Failure(
-                StatusCode::BAD_REQUEST,
-                format!("limit {l:?} is not a count"),
-            )
-        })?,
-    }
-    .min(AUDIT_MAX);
+    let limit = count_param(query, "limit")?
+        .map_or(AUDIT_DEFAULT, |n| usize::try_from(n).unwrap_or(usize::MAX))
+        .min(AUDIT_MAX);
     let store = proxy.store.clone();
     let events = tokio::task::spawn_blocking(move || store.history(route.as_deref(), limit))
         .await

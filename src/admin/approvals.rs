@@ -4,7 +4,7 @@
 //! `POST /api/v1/approvals/{id}` with `{"decision", "reason"}` approves or
 //! rejects one. Every call here needs the token (they hold people's data).
 
-use super::reply::{ACTOR_HEADER, Answer, Failure, ok, parse};
+use super::reply::{ACTOR_HEADER, Answer, Failure, count_param, ok, parse};
 use super::wire;
 use crate::admin::people::{self, Error as E};
 use crate::proxy::Proxy;
@@ -19,32 +19,37 @@ use serde_json::json;
 const PAGE_DEFAULT: usize = 100;
 /// ...and at most, whatever its `limit`.
 pub const PAGE_MAX: usize = 1000;
+/// The statuses a listing filters by.
+const STATUSES: [&str; 4] = [
+    approvals::PENDING,
+    approvals::APPROVED,
+    approvals::REJECTED,
+    approvals::EXPIRED,
+];
 
 /// `GET /api/v1/approvals[?route&segment&status&limit&cursor]`: a page of
 /// approvals, oldest first, without request or answer content, and the
 /// `next_cursor` to pass for the next page (absent on the last).
 pub(super) async fn list(proxy: &Proxy, parts: &Parts) -> Answer {
     let query = parts.uri.query().unwrap_or("");
-    let number = |name: &str| -> Result<Option<i64>, Failure> {
-        segment::query_param(query, name)
-            .map(|v| {
-                v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                    Failure(
-                        StatusCode::BAD_REQUEST,
-                        format!("{name} {v:?} is not a non-negative whole number"),
-                    )
-                })
-            })
-            .transpose()
-    };
-    let limit = number("limit")?
-        .map_or(PAGE_DEFAULT, |n| n as usize)
+    let limit = count_param(query, "limit")?
+        .map_or(PAGE_DEFAULT, |n| usize::try_from(n).unwrap_or(usize::MAX))
         .clamp(1, PAGE_MAX);
-    let after = number("cursor")?.unwrap_or(0);
+    let after = count_param(query, "cursor")?.map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX));
+    let status = segment::query_param(query, "status");
+    if let Some(s) = status.as_deref().filter(|s| !STATUSES.contains(s)) {
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "no approval status {s:?} (statuses: {})",
+                STATUSES.join(", ")
+            ),
+        ));
+    }
     let filter = approvals::Filter {
         route: segment::query_param(query, "route"),
         segment: segment::query_param(query, "segment"),
-        status: segment::query_param(query, "status"),
+        status,
         since_ms: None,
     };
     // One more than the page: whether there is a next one.

@@ -1,8 +1,10 @@
 //! The admin listener: metrics, health and the rollout API ([`api`]), and
 //! the CLI's client of that API ([`client`]); both speak [`wire`].
 //!
-//! A small `(method, path)` match; it shares nothing with the proxy listener
-//! but the `Proxy` state. Every request is held to [`limits::Limits`] (body
+//! Requests are matched against one table ([`endpoint::TABLE`]; a known path
+//! with another method gets 405 and `Allow`), which the OpenAPI document
+//! ([`openapi`], `GET /api/v1/openapi.json`) is tested against. It shares
+//! nothing with the proxy listener but the `Proxy` state. Every request is held to [`limits::Limits`] (body
 //! cap, head and request timeouts, at most `admin.max_connections` open);
 //! mutating calls, and reads of people's data, pass [`auth::Auth`] first.
 
@@ -10,7 +12,9 @@ pub mod api;
 mod approvals;
 pub mod auth;
 pub mod client;
+pub mod endpoint;
 pub mod limits;
+pub mod openapi;
 pub mod people;
 mod reply;
 pub mod wire;
@@ -19,6 +23,7 @@ use crate::metrics::Rejected;
 use crate::proxy::Proxy;
 use crate::proxy::body::ProxyBody;
 use bytes::Bytes;
+use endpoint::{Endpoint, Found};
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -131,28 +136,62 @@ async fn route(
     if limits.declared_too_large(&parts.headers) {
         return too_large(proxy, limits);
     }
-    if parts.uri.path().starts_with("/api/v1/") {
-        return api::handle(proxy, auth, limits, peer, &parts, body).await;
+    let (endpoint, params) = match endpoint::find(&parts.method, parts.uri.path()) {
+        Found::Endpoint(endpoint, params) => (endpoint, params),
+        found => {
+            // A body is read (under the cap) and dropped first, so that
+            // every path answers an oversized body alike.
+            if let Err(e) = limits.read(&parts.headers, body).await {
+                return body_refused(proxy, limits, &e);
+            }
+            return match found {
+                Found::WrongMethod(allowed) => wrong_method(&parts, &allowed),
+                _ => error(
+                    StatusCode::NOT_FOUND,
+                    format!("no admin endpoint {} {}", parts.method, parts.uri.path()),
+                ),
+            };
+        }
+    };
+    let text = |content: String| respond(StatusCode::OK, "text/plain", content);
+    match endpoint {
+        Endpoint::Metrics | Endpoint::Healthz | Endpoint::Readyz | Endpoint::OpenApi => {
+            // None of these takes a body; one is read (under the cap) and
+            // dropped, so that every path answers an oversized body alike.
+            if let Err(e) = limits.read(&parts.headers, body).await {
+                return body_refused(proxy, limits, &e);
+            }
+            match endpoint {
+                Endpoint::Metrics => respond(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    proxy.metrics.encode(),
+                ),
+                Endpoint::Healthz => text("ok\n".into()),
+                Endpoint::Readyz => text(readiness(proxy)),
+                _ => respond(StatusCode::OK, "application/json", openapi::DOCUMENT),
+            }
+        }
+        _ => api::handle(proxy, auth, limits, peer, &parts, body, endpoint, &params).await,
     }
-    // No endpoint here takes a body; one is read (under the cap) and dropped,
-    // so that every path answers an oversized body alike.
-    if let Err(e) = limits.read(&parts.headers, body).await {
-        return body_refused(proxy, limits, &e);
-    }
-    match (&parts.method, parts.uri.path()) {
-        (&Method::GET, "/metrics") => respond(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            proxy.metrics.encode(),
+}
+
+/// 405 for a known path asked with another method, with the methods it takes in `Allow`.
+fn wrong_method(parts: &http::request::Parts, allowed: &[Method]) -> Response<ProxyBody> {
+    let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} takes {}, not {}",
+            parts.uri.path(),
+            list.join(", "),
+            parts.method
         ),
-        (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n"),
-        (&Method::GET, "/readyz") => respond(StatusCode::OK, "text/plain", readiness(proxy)),
-        _ => respond(
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            format!("no admin endpoint {}\n", parts.uri.path()),
-        ),
+    );
+    if let Ok(value) = header::HeaderValue::from_str(&list.join(", ")) {
+        resp.headers_mut().insert(header::ALLOW, value);
     }
+    resp
 }
 
 /// The answer to a body that was not read: 413 (counted) or 400.
@@ -171,11 +210,16 @@ fn too_large(proxy: &Proxy, limits: &Limits) -> Response<ProxyBody> {
     refuse(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
 }
 
+/// A short JSON error (`wire::Refusal`).
+fn error(status: StatusCode, error: String) -> Response<ProxyBody> {
+    let text = serde_json::to_string(&wire::Refusal { error }).unwrap_or_else(|_| "{}".into());
+    respond(status, "application/json", format!("{text}\n"))
+}
+
 /// A refusal whose request may still be sending: a short JSON error, and the
 /// connection closed after it so the rest is never read.
-fn refuse(status: StatusCode, error: String) -> Response<ProxyBody> {
-    let text = serde_json::to_string(&wire::Refusal { error }).unwrap_or_else(|_| "{}".into());
-    let mut resp = respond(status, "application/json", format!("{text}\n"));
+fn refuse(status: StatusCode, text: String) -> Response<ProxyBody> {
+    let mut resp = error(status, text);
     resp.headers_mut().insert(
         header::CONNECTION,
         header::HeaderValue::from_static("close"),

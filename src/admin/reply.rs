@@ -19,6 +19,22 @@ pub(super) fn ok(status: StatusCode, body: impl Serialize) -> Answer {
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
+/// A count from the query string: `None` when absent, digits past the
+/// largest number saturate (a client asking for more than any limit gets the
+/// limit), anything else is a 400.
+pub(super) fn count_param(query: &str, name: &str) -> Result<Option<u64>, Failure> {
+    let Some(v) = crate::segment::query_param(query, name) else {
+        return Ok(None);
+    };
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            format!("{name} {v:?} is not a non-negative whole number"),
+        ));
+    }
+    Ok(Some(v.parse().unwrap_or(u64::MAX)))
+}
+
 pub(super) fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8], shape: &str) -> Result<T, Failure> {
     serde_json::from_slice(bytes).map_err(|e| {
         Failure(

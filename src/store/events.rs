@@ -64,7 +64,7 @@ pub struct NewEvent {
 pub struct NewFeedback {
     pub exchange_id: String,
     /// Optional when `reversed` is true.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub rating: Option<i64>,
     #[serde(default)]
     pub comment: String,
@@ -76,6 +76,31 @@ pub struct NewFeedback {
     /// (`client:<ip>`); at most [`MAX_RATER`] bytes.
     #[serde(default)]
     pub rater: Option<String>,
+}
+
+/// A whole number, also when written as one with a zero fraction (`1.0`:
+/// Python's `json.dumps(1.0)`, an integer to JSON Schema); `1.5` is refused.
+fn whole_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<i64>, D::Error> {
+    use serde::Deserialize;
+    use serde::de::Error as _;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(i) = n.as_i64() {
+        return Ok(Some(i));
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 => {
+            Ok(Some(f as i64))
+        }
+        _ => Err(D::Error::custom(format!(
+            "rating {n} is not a whole number between {} and {}",
+            i64::MIN,
+            i64::MAX
+        ))),
+    }
 }
 
 /// The longest `rater`.

@@ -23,6 +23,7 @@ mod mirror;
 mod newcomer;
 mod notify;
 mod onepath;
+mod openapi;
 mod ops;
 mod paths;
 mod percore;
