@@ -215,6 +215,9 @@ pub enum ProxyBody {
         head: Option<Bytes>,
         inner: Incoming,
     },
+    /// `recommend` on an event stream: the incumbent's stream, then the
+    /// suggestion event ([`super::sse`]).
+    Suggesting(Box<super::sse::Suggesting>),
 }
 
 impl ProxyBody {
@@ -238,6 +241,7 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Full(once) => once.poll(),
             ProxyBody::Pass { inner, .. } => Pin::new(inner).poll_frame(cx),
+            ProxyBody::Suggesting(s) => Pin::new(s.as_mut()).poll_frame(cx),
             ProxyBody::Resumed { head, inner } => match head.take() {
                 Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
                 None => Pin::new(inner).poll_frame(cx),
@@ -271,6 +275,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(once) => once.is_end(),
             ProxyBody::Tee { inner, .. } | ProxyBody::Pass { inner, .. } => inner.is_end_stream(),
             ProxyBody::Resumed { head, inner } => head.is_none() && inner.is_end_stream(),
+            ProxyBody::Suggesting(s) => s.is_end_stream(),
         }
     }
 
@@ -279,7 +284,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(once) => once.hint(),
             ProxyBody::Tee { inner, .. } | ProxyBody::Pass { inner, .. } => inner.size_hint(),
             ProxyBody::Resumed { head: None, inner } => inner.size_hint(),
-            ProxyBody::Resumed { .. } => SizeHint::default(),
+            ProxyBody::Resumed { .. } | ProxyBody::Suggesting(_) => SizeHint::default(),
         }
     }
 }

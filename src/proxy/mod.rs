@@ -21,6 +21,7 @@ pub mod mirror;
 pub mod server;
 pub mod settle;
 mod splice;
+pub mod sse;
 mod stage;
 pub mod suggest;
 
