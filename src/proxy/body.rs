@@ -4,6 +4,7 @@
 //! The tee never holds data back: each frame is passed on as it arrives. Its
 //! capture goes to the settle task when the body ends, fails or is dropped.
 
+use super::budget::Charge;
 use crate::coding::Coding;
 use crate::observation::{Arrival, Observation, note_arrival};
 use crate::upstream::body::{Once, UpBody};
@@ -72,6 +73,8 @@ pub struct Capture {
     /// When the kept bytes arrived; `None` when the route does not time the
     /// first token (one clock read per frame when it does).
     arrivals: Option<Vec<Arrival>>,
+    /// The kept bytes against `store.capture_budget`.
+    charge: Charge,
     tx: Option<oneshot::Sender<Observation>>,
 }
 
@@ -90,8 +93,15 @@ impl Capture {
             kept: Kept::Nothing,
             truncated: false,
             arrivals: None,
+            charge: Charge::default(),
             tx: Some(tx),
         }
+    }
+
+    /// Charges the kept bytes to the capture budget's gauge.
+    pub fn charged(mut self, gauge: &prometheus::IntGauge) -> Capture {
+        self.charge = Charge::on(gauge);
+        self
     }
 
     /// Notes when each frame's bytes arrive (for the time to first token).
@@ -114,6 +124,7 @@ impl Capture {
             self.truncated = true;
         }
         let data = data.slice(..data.len().min(room));
+        self.charge.add(data.len());
         self.kept = match std::mem::take(&mut self.kept) {
             // Most bodies arrive in one frame: share it rather than copy it.
             Kept::Nothing => Kept::One(data),
@@ -143,6 +154,7 @@ impl Capture {
                 latency: self.started.elapsed(),
                 arrivals: self.arrivals.take().unwrap_or_default(),
                 coding: self.coding,
+                charge: std::mem::take(&mut self.charge),
             };
             // The settle task may be gone (shutdown); nothing to do then.
             let _ignored = tx.send(obs);

@@ -11,6 +11,7 @@
 
 mod answer;
 pub mod body;
+pub mod budget;
 pub mod cascade;
 pub mod conform;
 pub mod conn;
