@@ -62,6 +62,9 @@ pub async fn prepare(
     }))
 }
 
+/// The first buffer of a capture that arrives in several frames.
+const STREAM_START: usize = 4096;
+
 /// Keeps the first `cap` bytes of a body and reports them once.
 pub struct Capture {
     status: u16,
@@ -123,22 +126,25 @@ impl Capture {
         if data.len() > room {
             self.truncated = true;
         }
-        let data = data.slice(..data.len().min(room));
-        self.charge.add(data.len());
-        self.kept = match std::mem::take(&mut self.kept) {
+        let n = data.len().min(room);
+        if n == 0 {
+            // Past the cap (or an empty frame): nothing kept, no clock read.
+            return;
+        }
+        self.charge.add(n);
+        match &mut self.kept {
             // Most bodies arrive in one frame: share it rather than copy it.
-            Kept::Nothing => Kept::One(data),
+            Kept::Nothing => self.kept = Kept::One(data.slice(..n)),
             Kept::One(first) => {
-                let mut buf = BytesMut::with_capacity(first.len() + data.len());
-                buf.extend_from_slice(&first);
-                buf.extend_from_slice(&data);
-                Kept::Many(buf)
+                // A stream: room for a few more frames before the first regrowth.
+                let want = (first.len() + n).max(STREAM_START).min(self.cap);
+                let mut buf = BytesMut::with_capacity(want);
+                buf.extend_from_slice(first);
+                buf.extend_from_slice(&data[..n]);
+                self.kept = Kept::Many(buf);
             }
-            Kept::Many(mut buf) => {
-                buf.extend_from_slice(&data);
-                Kept::Many(buf)
-            }
-        };
+            Kept::Many(buf) => buf.extend_from_slice(&data[..n]),
+        }
         if let Some(arrivals) = &mut self.arrivals {
             note_arrival(arrivals, self.kept.len(), self.started.elapsed());
         }
