@@ -23,7 +23,7 @@ pub struct Observation {
     /// The body's `Content-Encoding`, until [`Observation::decode`] undoes it.
     pub coding: Option<Coding>,
     /// The body's bytes against `store.capture_budget`, released with it.
-    pub charge: crate::proxy::budget::Charge,
+    pub charge: crate::budget::Charge,
 }
 
 /// The first `end` bytes of a body had arrived `at` after its request was sent.

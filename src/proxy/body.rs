@@ -4,7 +4,7 @@
 //! The tee never holds data back: each frame is passed on as it arrives. Its
 //! capture goes to the settle task when the body ends, fails or is dropped.
 
-use super::budget::Charge;
+use crate::budget::Charge;
 use crate::coding::Coding;
 use crate::observation::{Arrival, Observation, note_arrival};
 use crate::upstream::body::{Once, UpBody};

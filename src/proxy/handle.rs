@@ -44,7 +44,7 @@ pub async fn handle(
     ex.canary = (chosen == Side::Candidate).then_some(stage);
     let serving = super::stage::serving(chosen, ex.canary);
     let mut plan = mirror::plan(route, mirror_on, &ex, serving.other(), cap);
-    if plan.is_ok() && super::budget::spent(&proxy.metrics.capture_bytes, ctx.budget) {
+    if plan.is_ok() && crate::budget::spent(&proxy.metrics.capture_bytes, ctx.budget) {
         // Its permit goes back with the plan.
         plan = Err(SkipReason::CaptureBudget);
     }

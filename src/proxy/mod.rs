@@ -11,7 +11,6 @@
 
 mod answer;
 pub mod body;
-pub mod budget;
 pub mod cascade;
 pub mod conform;
 pub mod conn;

@@ -117,7 +117,7 @@ impl Settle {
         let mut other = other;
         if let Some(o) = &mut other {
             // Read by the upstream client: charged once in hand.
-            o.charge = super::budget::Charge::on(&proxy.metrics.capture_bytes);
+            o.charge = crate::budget::Charge::on(&proxy.metrics.capture_bytes);
             o.charge.add(o.body.len());
         }
         let served = served
