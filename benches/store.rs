@@ -83,6 +83,7 @@ fn bench(c: &mut Criterion) {
         bodies: understudy::config::Bodies::All,
         request_bodies: true,
         max_bytes: None,
+        capture_budget: 256 << 20,
     };
     let metrics = Metrics::new();
     let store = Store::open(&cfg, metrics.clone()).expect("open store");

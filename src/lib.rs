@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod app;
 pub mod autonomy;
+pub mod budget;
 pub mod cli;
 pub mod coding;
 pub mod compare;

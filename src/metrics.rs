@@ -71,6 +71,8 @@ pub struct Metrics {
     pub text_stages: IntCounterVec,
     pub notify_dropped: IntCounter,
     pub store_bytes: IntGauge,
+    /// Answer bytes captured for comparison and not yet released (`store.capture_budget`).
+    pub capture_bytes: IntGauge,
     /// Pending approvals deleted to meet `store.max_bytes` before anyone decided them.
     pub approvals_evicted: IntCounter,
     /// Approved answers in the durable outbox, not yet delivered nor expired.
@@ -393,6 +395,14 @@ impl Metrics {
         registry
             .register(Box::new(store_queue_depth.clone()))
             .expect("unique metric");
+        let capture_bytes = IntGauge::new(
+            "capture_bytes",
+            "Answer bytes held for comparison (store.capture_budget).",
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(capture_bytes.clone()))
+            .expect("unique metric");
         let store_bytes = IntGauge::new(
             "store_bytes",
             "Size of the SQLite store on disk: the database file plus its WAL.",
@@ -465,6 +475,7 @@ impl Metrics {
             text_stages,
             notify_dropped,
             store_bytes,
+            capture_bytes,
             approvals_evicted,
             deliveries_pending,
             fleet,

@@ -22,6 +22,8 @@ pub struct Observation {
     pub arrivals: Vec<Arrival>,
     /// The body's `Content-Encoding`, until [`Observation::decode`] undoes it.
     pub coding: Option<Coding>,
+    /// The body's bytes against `store.capture_budget`, released with it.
+    pub charge: crate::budget::Charge,
 }
 
 /// The first `end` bytes of a body had arrived `at` after its request was sent.

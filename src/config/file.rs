@@ -253,6 +253,9 @@ pub struct StoreFile {
     /// Size cap of the database (main file and WAL), e.g. `"10 GiB"`; above
     /// it the oldest rows are deleted. Default: none.
     pub max_bytes: Option<Spanned<String>>,
+    /// Answer bytes held for comparison across all exchanges in flight;
+    /// when spent, new exchanges are not mirrored (`capture_budget`). Default `"256 MiB"`.
+    pub capture_budget: Spanned<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -279,6 +282,7 @@ impl Default for StoreFile {
             bodies: BodiesFile::All,
             request_bodies: true,
             max_bytes: None,
+            capture_budget: text("256 MiB"),
         }
     }
 }

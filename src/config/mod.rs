@@ -154,6 +154,8 @@ pub struct Store {
     pub request_bodies: bool,
     /// Cap of the main file plus the WAL, in bytes; `None` unbounded.
     pub max_bytes: Option<u64>,
+    /// Answer bytes held for comparison at once, in bytes.
+    pub capture_budget: usize,
 }
 
 /// `store.bodies`.

@@ -371,6 +371,27 @@ fn store(c: &mut Checker<'_>, f: &StoreFile) -> Store {
             super::file::BodiesFile::None => super::Bodies::None,
         },
         request_bodies: f.request_bodies,
+        capture_budget: match f
+            .capture_budget
+            .get_ref()
+            .trim()
+            .parse::<bytesize::ByteSize>()
+        {
+            Ok(size) if size.as_u64() >= f.max_body_bytes as u64 => size.as_u64() as usize,
+            Ok(_) => {
+                let msg = "must be at least store.max_body_bytes (one answer's capture)";
+                c.issue(f.capture_budget.span(), "store.capture_budget", msg);
+                0
+            }
+            Err(e) => {
+                let msg = format!(
+                    "{:?} is not a size such as \"256 MiB\": {e}",
+                    f.capture_budget.get_ref()
+                );
+                c.issue(f.capture_budget.span(), "store.capture_budget", msg);
+                0
+            }
+        },
         max_bytes: f.max_bytes.as_ref().and_then(|m| {
             match m.get_ref().trim().parse::<bytesize::ByteSize>() {
                 Ok(size) if size.as_u64() >= 1024 * 1024 => Some(size.as_u64()),

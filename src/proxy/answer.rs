@@ -30,6 +30,8 @@ pub(super) struct Ctx {
     pub(super) route: Arc<RouteRuntime>,
     /// `store.max_body_bytes`: what is buffered, captured and compared.
     pub(super) cap: usize,
+    /// `store.capture_budget`: answer bytes held for comparison at once.
+    pub(super) budget: usize,
 }
 
 /// Who answered the client, and their answer.
@@ -102,7 +104,8 @@ impl Reporter {
                         inner,
                         capture: Capture::new(head.status.as_u16(), started, cap, tx)
                             .timed(route.cfg.times_first_token())
-                            .coded(Coding::of(&head.headers)),
+                            .coded(Coding::of(&head.headers))
+                            .charged(&proxy.metrics.capture_bytes),
                     },
                     Reporter::Count => ProxyBody::Pass {
                         inner,

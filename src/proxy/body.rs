@@ -4,6 +4,7 @@
 //! The tee never holds data back: each frame is passed on as it arrives. Its
 //! capture goes to the settle task when the body ends, fails or is dropped.
 
+use crate::budget::Charge;
 use crate::coding::Coding;
 use crate::observation::{Arrival, Observation, note_arrival};
 use crate::upstream::body::{Once, UpBody};
@@ -61,6 +62,9 @@ pub async fn prepare(
     }))
 }
 
+/// The first buffer of a capture that arrives in several frames.
+const STREAM_START: usize = 4096;
+
 /// Keeps the first `cap` bytes of a body and reports them once.
 pub struct Capture {
     status: u16,
@@ -72,6 +76,8 @@ pub struct Capture {
     /// When the kept bytes arrived; `None` when the route does not time the
     /// first token (one clock read per frame when it does).
     arrivals: Option<Vec<Arrival>>,
+    /// The kept bytes against `store.capture_budget`.
+    charge: Charge,
     tx: Option<oneshot::Sender<Observation>>,
 }
 
@@ -90,8 +96,15 @@ impl Capture {
             kept: Kept::Nothing,
             truncated: false,
             arrivals: None,
+            charge: Charge::default(),
             tx: Some(tx),
         }
+    }
+
+    /// Charges the kept bytes to the capture budget's gauge.
+    pub fn charged(mut self, gauge: &prometheus::IntGauge) -> Capture {
+        self.charge = Charge::on(gauge);
+        self
     }
 
     /// Notes when each frame's bytes arrive (for the time to first token).
@@ -113,21 +126,25 @@ impl Capture {
         if data.len() > room {
             self.truncated = true;
         }
-        let data = data.slice(..data.len().min(room));
-        self.kept = match std::mem::take(&mut self.kept) {
+        let n = data.len().min(room);
+        if n == 0 {
+            // Past the cap (or an empty frame): nothing kept, no clock read.
+            return;
+        }
+        self.charge.add(n);
+        match &mut self.kept {
             // Most bodies arrive in one frame: share it rather than copy it.
-            Kept::Nothing => Kept::One(data),
+            Kept::Nothing => self.kept = Kept::One(data.slice(..n)),
             Kept::One(first) => {
-                let mut buf = BytesMut::with_capacity(first.len() + data.len());
-                buf.extend_from_slice(&first);
-                buf.extend_from_slice(&data);
-                Kept::Many(buf)
+                // A stream: room for a few more frames before the first regrowth.
+                let want = (first.len() + n).max(STREAM_START).min(self.cap);
+                let mut buf = BytesMut::with_capacity(want);
+                buf.extend_from_slice(first);
+                buf.extend_from_slice(&data[..n]);
+                self.kept = Kept::Many(buf);
             }
-            Kept::Many(mut buf) => {
-                buf.extend_from_slice(&data);
-                Kept::Many(buf)
-            }
-        };
+            Kept::Many(buf) => buf.extend_from_slice(&data[..n]),
+        }
         if let Some(arrivals) = &mut self.arrivals {
             note_arrival(arrivals, self.kept.len(), self.started.elapsed());
         }
@@ -143,6 +160,7 @@ impl Capture {
                 latency: self.started.elapsed(),
                 arrivals: self.arrivals.take().unwrap_or_default(),
                 coding: self.coding,
+                charge: std::mem::take(&mut self.charge),
             };
             // The settle task may be gone (shutdown); nothing to do then.
             let _ignored = tx.send(obs);
@@ -215,6 +233,9 @@ pub enum ProxyBody {
         head: Option<Bytes>,
         inner: Incoming,
     },
+    /// `recommend` on an event stream: the incumbent's stream, then the
+    /// suggestion event ([`super::sse`]).
+    Suggesting(Box<super::sse::Suggesting>),
 }
 
 impl ProxyBody {
@@ -238,6 +259,7 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Full(once) => once.poll(),
             ProxyBody::Pass { inner, .. } => Pin::new(inner).poll_frame(cx),
+            ProxyBody::Suggesting(s) => Pin::new(s.as_mut()).poll_frame(cx),
             ProxyBody::Resumed { head, inner } => match head.take() {
                 Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
                 None => Pin::new(inner).poll_frame(cx),
@@ -271,6 +293,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(once) => once.is_end(),
             ProxyBody::Tee { inner, .. } | ProxyBody::Pass { inner, .. } => inner.is_end_stream(),
             ProxyBody::Resumed { head, inner } => head.is_none() && inner.is_end_stream(),
+            ProxyBody::Suggesting(s) => s.is_end_stream(),
         }
     }
 
@@ -279,7 +302,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(once) => once.hint(),
             ProxyBody::Tee { inner, .. } | ProxyBody::Pass { inner, .. } => inner.size_hint(),
             ProxyBody::Resumed { head: None, inner } => inner.size_hint(),
-            ProxyBody::Resumed { .. } => SizeHint::default(),
+            ProxyBody::Resumed { .. } | ProxyBody::Suggesting(_) => SizeHint::default(),
         }
     }
 }

@@ -40,7 +40,11 @@ pub async fn handle(
     let (chosen, stage, mirror_on) = who_serves(proxy, route, &parts, &ex);
     ex.canary = (chosen == Side::Candidate).then_some(stage);
     let serving = super::stage::serving(chosen, ex.canary);
-    let plan = mirror::plan(route, mirror_on, &ex, serving.other(), cap);
+    let mut plan = mirror::plan(route, mirror_on, &ex, serving.other(), cap);
+    if plan.is_ok() && crate::budget::spent(&proxy.metrics.capture_bytes, ctx.budget) {
+        // Its permit goes back with the plan.
+        plan = Err(SkipReason::CaptureBudget);
+    }
     if let Err(reason) = &plan {
         proxy.metrics.record_mirror_skip(&route.cfg.name, *reason);
     }
@@ -112,7 +116,7 @@ async fn admit(
         let path = parts.uri.path().to_string();
         return Err(Error::DotSegment { path });
     }
-    let (route, cap, max_headers, body_read_timeout) = {
+    let (route, (cap, budget), max_headers, body_read_timeout) = {
         let rt = proxy.runtime.now();
         let (store, listen) = (&rt.config.store, &rt.config.listen);
         // One host for routing and forwarding; malformed heads refused (400/501).
@@ -122,7 +126,8 @@ async fn admit(
         }
         let route = rt.find(parts).cloned();
         let limits = (listen.max_headers, listen.body_read_timeout);
-        (route, store.max_body_bytes, limits.0, limits.1)
+        let caps = (store.max_body_bytes, store.capture_budget);
+        (route, caps, limits.0, limits.1)
     };
     // HTTP/1 heads are held to this by hyper; HTTP/2 ones are checked here.
     if parts.headers.len() > max_headers {
@@ -142,7 +147,15 @@ async fn admit(
             return Err(Error::BodyTimeout);
         }
     };
-    Ok((Ctx { proxy, route, cap }, body))
+    Ok((
+        Ctx {
+            proxy,
+            route,
+            cap,
+            budget,
+        },
+        body,
+    ))
 }
 
 /// Who serves (a targeting rule, else the segment's weight against the

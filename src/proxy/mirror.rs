@@ -45,6 +45,8 @@ pub enum SkipReason {
     SampledOut,
     /// `mirror.budget` is spent for this UTC day (docs/src/guide/llm.md).
     Budget,
+    /// `store.capture_budget` is spent: nothing new is captured.
+    CaptureBudget,
 }
 
 impl SkipReason {
@@ -58,6 +60,7 @@ impl SkipReason {
             SkipReason::CandidateDown => "candidate_down",
             SkipReason::SampledOut => "sampled_out",
             SkipReason::Budget => "budget",
+            SkipReason::CaptureBudget => "capture_budget",
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod mirror;
 pub mod server;
 pub mod settle;
 mod splice;
+pub mod sse;
 mod stage;
 pub mod suggest;
 

@@ -114,6 +114,12 @@ impl Settle {
                     None,
                 ),
             };
+        let mut other = other;
+        if let Some(o) = &mut other {
+            // Read by the upstream client: charged once in hand.
+            o.charge = crate::budget::Charge::on(&proxy.metrics.capture_bytes);
+            o.charge.add(o.body.len());
+        }
         let served = served
             .await
             .unwrap_or_else(|_| Observation::failed("answer lost", ex.started.elapsed()));

@@ -9,6 +9,11 @@
 //! not answered by then is left out (`late`); its answer still reaches the
 //! settle task for the comparison. Compressed answers (and answers over
 //! `store.max_body_bytes`) stream through without a suggestion (counted).
+//!
+//! Streams are never buffered: a server-sent-event answer streams through
+//! with the suggestion as one extra event at its end ([`super::sse`]); any
+//! other answer of unknown length (chunked) streams through without one
+//! (counted `streamed`).
 
 use super::Proxy;
 use super::answer::{Answer, Ctx, Reporter, incumbent};
@@ -16,6 +21,7 @@ use super::body::{Prepared, ProxyBody};
 use super::headers::strip_hop_by_hop;
 use super::mirror::{Plan, SkipReason};
 use super::settle::Other;
+use super::sse;
 use crate::coding::Coding;
 use crate::config::Side;
 use crate::exchange::Exchange;
@@ -50,6 +56,11 @@ pub enum Outcome {
     Compressed,
     /// The incumbent's answer is over `store.max_body_bytes`: streamed as it is.
     TooLarge,
+    /// Sent as an SSE event at the end of the incumbent's event stream.
+    Event,
+    /// The incumbent's answer is a stream of unknown length that is not
+    /// server-sent events: streamed as it is.
+    Streamed,
     /// No suggestion was due: the candidate was not asked (a mirror bound:
     /// in flight, budget, ...), or the incumbent's answer is not a 2xx or broke off.
     Skipped,
@@ -64,6 +75,8 @@ impl crate::metrics::Label for Outcome {
             Outcome::Failed => "failed",
             Outcome::Compressed => "compressed",
             Outcome::TooLarge => "too_large",
+            Outcome::Event => "event",
+            Outcome::Streamed => "streamed",
             Outcome::Skipped => "skipped",
         }
     }
@@ -79,14 +92,19 @@ pub(super) async fn serve(
 ) -> Response<ProxyBody> {
     let (proxy, route, cap) = (&ctx.proxy, &ctx.route, ctx.cap);
     let deadline = tokio::time::Instant::from_std(ex.started) + route.cfg.autonomy.suggest_timeout;
+    // The candidate's answer goes to the settle task (the call's result)
+    // and, for an event stream's suggestion, to the client's body (a copy).
+    let (ended, ended_rx) = tokio::sync::oneshot::channel();
     let (call, skipped) = match plan {
         Ok(plan) => {
             let copy = plan.build(route, &parts);
             let name = route.cfg.name.clone();
-            (
-                Some(tokio::spawn(async move { copy.run(&name).await })),
-                None,
-            )
+            let call = tokio::spawn(async move {
+                let obs = copy.run(&name).await;
+                let _unwanted = ended.send(obs.clone());
+                obs
+            });
+            (Some(call), None)
         }
         Err(reason) => (None, Some(reason)),
     };
@@ -94,6 +112,37 @@ pub(super) async fn serve(
     let name = &route.cfg.name;
     let metrics = &proxy.metrics;
     let whole = match answer.result {
+        Ok(resp) if Coding::of(resp.headers()).is_none() && streamed(&resp) => {
+            // Never buffered: the incumbent's bytes go out as they come.
+            let event_stream = resp.status().is_success() && sse::is_event_stream(resp.headers());
+            let candidate = match (&call, skipped) {
+                (Some(_), _) => Ok(ended_rx),
+                (None, Some(SkipReason::CandidateDown)) => Err(Outcome::Failed),
+                (None, _) => Err(Outcome::Skipped),
+            };
+            let other = other(call, skipped);
+            let reporter = Reporter::settle(ctx, ex, Side::Incumbent, other);
+            let answer = Answer {
+                result: Ok(resp),
+                ..answer
+            };
+            let resp = reporter.respond(ctx, answer);
+            if !event_stream {
+                let outcome = if resp.status().is_success() {
+                    Outcome::Streamed
+                } else {
+                    Outcome::Skipped
+                };
+                metrics.record_suggestion(name, outcome);
+                return resp;
+            }
+            let (mut head, body) = resp.into_parts();
+            // The suggestion adds bytes: the length, if any, is no longer right.
+            head.headers.remove(http::header::CONTENT_LENGTH);
+            let body =
+                sse::Suggesting::new(body, candidate, deadline, proxy.clone(), route.clone(), cap);
+            return Response::from_parts(head, ProxyBody::Suggesting(Box::new(body)));
+        }
         Ok(resp) if Coding::of(resp.headers()).is_some() || over_cap(&resp, cap) => {
             let outcome = if Coding::of(resp.headers()).is_some() {
                 Outcome::Compressed
@@ -189,6 +238,15 @@ fn other(call: Option<JoinHandle<Observation>>, skipped: Option<SkipReason>) -> 
         (None, Some(reason)) => Other::Skipped(reason),
         (None, None) => Other::Skipped(SkipReason::NoCandidate),
     }
+}
+
+/// The answer is a stream: of unknown length (chunked, or until the
+/// connection closes), or a server-sent-event stream whatever its length.
+fn streamed(resp: &Response<Incoming>) -> bool {
+    use hyper::body::Body;
+    let body = resp.body();
+    !body.is_end_stream()
+        && (body.size_hint().exact().is_none() || sse::is_event_stream(resp.headers()))
 }
 
 fn over_cap(resp: &Response<Incoming>, cap: usize) -> bool {

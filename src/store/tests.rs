@@ -25,6 +25,7 @@ fn config(path: &Path) -> crate::config::Store {
         bodies: crate::config::Bodies::All,
         request_bodies: true,
         max_bytes: None,
+        capture_budget: 256 << 20,
     }
 }
 

@@ -69,6 +69,7 @@ impl Client {
                 latency: started.elapsed(),
                 arrivals,
                 coding,
+                ..Observation::default()
             },
             Ok(Err(e)) => Observation::failed(format!("body broke off: {e}"), started.elapsed()),
             Err(_) => {

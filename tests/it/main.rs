@@ -8,6 +8,7 @@ mod support;
 
 mod admin;
 mod admin_hardening;
+mod capture;
 mod check;
 mod conformance;
 mod evidence;

@@ -65,7 +65,9 @@ impl Framer {
                 rest = &rest[1..];
             }
         }
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+        // memchr's vectorised search: with the byte loop it replaces, decoding
+        // a chat chunk took 17 % more instructions (issue 25).
+        while let Some(pos) = memchr::memchr2(b'\n', b'\r', rest) {
             let (head, tail) = rest.split_at(pos);
             if self.line.is_empty() && !self.line_over {
                 self.line(head, head.len() > self.max, sink);
@@ -129,7 +131,7 @@ impl Framer {
         if line[0] == b':' {
             return; // a comment
         }
-        let (field, value) = match line.iter().position(|&b| b == b':') {
+        let (field, value) = match memchr::memchr(b':', line) {
             Some(at) => {
                 let value = &line[at + 1..];
                 (&line[..at], value.strip_prefix(b" ").unwrap_or(value))

@@ -547,17 +547,27 @@ fn run_proxy(
     })
 }
 
-fn nginx_config(dir: &Path, port: u16, ups: &Upstreams, c: Option<Cand>) -> String {
+/// nginx in front of `inc`, mirroring to `cand` when given; `streaming`
+/// turns response buffering off (the streams scenario).
+fn nginx_config(
+    dir: &Path,
+    port: u16,
+    inc: SocketAddr,
+    cand: Option<SocketAddr>,
+    streaming: bool,
+) -> String {
     let d = dir.display();
-    let (mirror, cand_upstream) = match c {
+    let (mirror, cand_upstream) = match cand {
         None => (String::new(), String::new()),
-        Some(c) => (
+        Some(cand) => (
             "mirror /__mirror;\n            mirror_request_body on;".to_string(),
-            format!(
-                "upstream candidate {{ server {}; keepalive 64; }}\n    ",
-                ups.candidate(c).0
-            ),
+            format!("upstream candidate {{ server {cand}; keepalive 64; }}\n    "),
         ),
+    };
+    let buffering = if streaming {
+        "proxy_buffering off;\n    proxy_read_timeout 600s;\n    "
+    } else {
+        ""
     };
     format!(
         r#"worker_processes 1;
@@ -572,7 +582,7 @@ http {{
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
-    upstream incumbent {{ server {inc}; keepalive 64; }}
+    {buffering}upstream incumbent {{ server {inc}; keepalive 64; }}
     {cand_upstream}server {{
         listen 127.0.0.1:{port};
         location / {{
@@ -590,7 +600,6 @@ http {{
     }}
 }}
 "#,
-        inc = ups.incumbent.addr,
     )
 }
 
@@ -604,20 +613,35 @@ fn is_root() -> bool {
 fn run_nginx(nginx: &Path, ups: &Upstreams, c: Option<Cand>, secs: u64) -> Option<Sample> {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let conf = dir.path().join("nginx.conf");
-    std::fs::write(&conf, nginx_config(dir.path(), port, ups, c)).expect("write nginx.conf");
+    let cand = c.map(|c| ups.candidate(c).0);
+    let config = nginx_config(dir.path(), port, ups.incumbent.addr, cand, false);
+    let (mut child, worker) = start_nginx(nginx, dir.path(), port, &config)?;
+    let sample = match worker {
+        Some(w) => drive(ups, port, secs, w, &[child.id(), w]),
+        None => drive(ups, port, secs, 0, &[]),
+    };
+    signal(child.id(), "-TERM");
+    wait_exit(&mut child, Duration::from_secs(10));
+    Some(sample)
+}
+
+/// Starts nginx in `dir` with `config`, listening on `port`: the master and
+/// its worker's pid.
+fn start_nginx(nginx: &Path, dir: &Path, port: u16, config: &str) -> Option<(Child, Option<u32>)> {
+    let conf = dir.join("nginx.conf");
+    std::fs::write(&conf, config).expect("write nginx.conf");
     let mut args: Vec<String> = vec![
         "-p".into(),
-        dir.path().display().to_string(),
+        dir.display().to_string(),
         "-e".into(),
-        dir.path().join("error.log").display().to_string(),
+        dir.join("error.log").display().to_string(),
         "-c".into(),
         conf.display().to_string(),
     ];
     // As root, run nginx as nobody: the benchmark never needs privileges.
     let mut cmd = if is_root() {
         let perms = std::os::unix::fs::PermissionsExt::from_mode(0o777);
-        std::fs::set_permissions(dir.path(), perms).expect("chmod tempdir");
+        std::fs::set_permissions(dir, perms).expect("chmod tempdir");
         let mut c = Command::new("setpriv");
         c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"]);
         c.arg(nginx);
@@ -634,20 +658,14 @@ fn run_nginx(nginx: &Path, ups: &Upstreams, c: Option<Cand>, secs: u64) -> Optio
         .stderr(Stdio::null())
         .spawn()
         .expect("nginx starts");
-    if !started(&mut child, port, "nginx", &dir.path().join("error.log")) {
+    if !started(&mut child, port, "nginx", &dir.join("error.log")) {
         return None;
     }
     // The worker is the master's child: its CPU, and master + worker memory.
     let worker = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok());
-    let sample = match worker {
-        Some(w) => drive(ups, port, secs, w, &[child.id(), w]),
-        None => drive(ups, port, secs, 0, &[]),
-    };
-    signal(child.id(), "-TERM");
-    wait_exit(&mut child, Duration::from_secs(10));
-    Some(sample)
+    Some((child, worker))
 }
 
 /// Waits until `child` listens on `port`; otherwise kills it and prints `log`.
@@ -1046,7 +1064,62 @@ fn run_streams(rt: &tokio::runtime::Runtime) -> String {
             )
         })
         .unwrap_or((0, 0));
-    streams::render(s, &direct, &proxied, idle_rss, peak, &counters, rows, &load)
+    let mut out = streams::render(s, &direct, &proxied, idle_rss, peak, &counters, rows, &load);
+    out += &streams_nginx(rt, inc, cand, s, &proxied);
+    out
+}
+
+/// nginx proxying the same streams (`proxy_buffering off`), without and
+/// with `mirror` to the candidate: its worker's CPU per client chunk, and
+/// Understudy's as a ratio of it.
+fn streams_nginx(
+    rt: &tokio::runtime::Runtime,
+    inc: SocketAddr,
+    cand: SocketAddr,
+    s: streams::Settings,
+    understudy: &streams::Run,
+) -> String {
+    let Some(nginx) = nginx_path() else {
+        return "- nginx is not available: no comparison\n".into();
+    };
+    let ours = understudy
+        .cpu
+        .map(|(us, _)| us / understudy.delays_us.len().max(1) as f64);
+    let mut out = String::new();
+    for (name, mirror) in [("nginx", None), ("nginx + mirror", Some(cand))] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let config = nginx_config(dir.path(), port, inc, mirror, true);
+        let Some((mut child, Some(worker))) = start_nginx(&nginx, dir.path(), port, &config) else {
+            let _w = writeln!(out, "- {name}: did not start");
+            continue;
+        };
+        let before = cpu_us(worker);
+        let run = rt.block_on(streams::drive(port, s, None));
+        let used = before.zip(cpu_us(worker)).map(|(b, a)| a - b);
+        signal(child.id(), "-TERM");
+        wait_exit(&mut child, Duration::from_secs(10));
+        let chunks = run.delays_us.len().max(1) as f64;
+        let per = used.map(|u| u / chunks);
+        eprintln!(
+            "streams {name}: ok {} p99 {:.2} ms, {per:?} µs per chunk",
+            run.ok,
+            run.percentile_ms(0.99)
+        );
+        let _w = writeln!(
+            out,
+            "- {name} (`proxy_buffering off`, one worker): streams ok {}, chunk delay p50 / p99 {:.2} / {:.2} ms, worker CPU {:.1} µs per client chunk; Understudy {}",
+            run.ok,
+            run.percentile_ms(0.5),
+            run.percentile_ms(0.99),
+            per.unwrap_or(f64::NAN),
+            match (ours, per) {
+                (Some(o), Some(p)) if p > 0.0 => format!("{:.2}×", o / p),
+                _ => "–".into(),
+            }
+        );
+    }
+    out
 }
 
 fn render(

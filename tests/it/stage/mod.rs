@@ -9,6 +9,7 @@ mod approve;
 mod moves;
 mod notify;
 mod recommend;
+mod streams;
 
 use crate::support::*;
 use bytes::Bytes;

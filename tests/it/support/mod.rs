@@ -44,6 +44,7 @@ pub struct UpstreamBuilder {
     delay: Duration,
     echo: bool,
     chunks: Option<Chunks>,
+    pace: Option<Duration>,
 }
 
 pub fn upstream() -> UpstreamBuilder {
@@ -54,6 +55,7 @@ pub fn upstream() -> UpstreamBuilder {
         delay: Duration::ZERO,
         echo: false,
         chunks: None,
+        pace: None,
     }
 }
 
@@ -110,6 +112,12 @@ impl UpstreamBuilder {
         self.echo = true;
         self
     }
+    /// Sends the body event by event (split after each blank line, chunked
+    /// encoding): the first at once, each next one `pace` later.
+    pub fn paced(mut self, pace: Duration) -> Self {
+        self.pace = Some(pace);
+        self
+    }
     /// Streams the chunks the test sends on the returned sender (chunked encoding).
     pub fn streaming(mut self) -> (Self, tokio::sync::mpsc::Sender<Bytes>) {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -161,6 +169,21 @@ impl UpstreamBuilder {
                             });
                             StreamBody::new(stream).boxed()
                         }
+                        None if this.pace.is_some() => {
+                            let pace = this.pace.unwrap_or_default();
+                            let events = split_events(&this.body);
+                            let stream = futures_util::stream::unfold(
+                                (events.into_iter(), true),
+                                move |(mut events, first)| async move {
+                                    let event = events.next()?;
+                                    if !first {
+                                        tokio::time::sleep(pace).await;
+                                    }
+                                    Some((Ok::<_, Infallible>(Frame::data(event)), (events, false)))
+                                },
+                            );
+                            StreamBody::new(stream).boxed()
+                        }
                         None if this.echo => Full::new(body).boxed(),
                         None => Full::new(this.body.clone()).boxed(),
                     };
@@ -178,6 +201,20 @@ impl UpstreamBuilder {
         .expect("serve a loopback upstream");
         Upstream { server, seen }
     }
+}
+
+/// A body cut after each blank line (`\n\n`): one piece per SSE event.
+pub fn split_events(body: &Bytes) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while let Some(i) = body[start..].windows(2).position(|w| w == b"\n\n") {
+        out.push(body.slice(start..start + i + 2));
+        start += i + 2;
+    }
+    if start < body.len() {
+        out.push(body.slice(start..));
+    }
+    out
 }
 
 /// An address where nothing listens.
