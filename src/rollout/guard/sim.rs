@@ -205,13 +205,16 @@ fn click_through(run: u64, p: f64, n: u64, every: u64) -> bool {
     let mut rng = Rng::new(seed(8, run));
     let mut g = SegmentGuard::default();
     let t0 = Instant::now();
+    let mut weight = 10.0;
     for k in 1..=n {
         let v = if rng.bernoulli(p) {
             Verdict::Match
         } else {
             Verdict::Mismatch
         };
-        g.observe(&cfg, Sample::verdict(at(t0, k), v), 10.0);
+        if let Some(a) = g.observe(&cfg, Sample::verdict(at(t0, k), v), weight) {
+            weight = a.to;
+        }
         if g.decision() == Some(Decision::Pass) {
             return true;
         }
@@ -220,6 +223,13 @@ fn click_through(run: u64, p: f64, n: u64, every: u64) -> bool {
         }
     }
     false
+}
+
+/// Median, p99 and maximum of a sample.
+fn summary(v: &mut [u64]) -> String {
+    let (m, p99) = (quantile(v, 0.5), quantile(v, 0.99));
+    let max = v.iter().max().copied().unwrap_or(0);
+    format!("median {m}, p99 {p99}, max {max}")
 }
 
 /// Nearest-rank quantile.
@@ -276,14 +286,6 @@ fn promises_hold_in_a_few_runs() {
 #[ignore = "a long simulation; run in release (see the module docs)"]
 fn table() {
     let runs = 100;
-    let summary = |v: &mut Vec<u64>| {
-        let (m, p99, max) = (
-            quantile(v, 0.5),
-            quantile(v, 0.99),
-            *v.iter().max().unwrap_or(&0),
-        );
-        format!("median {m}, p99 {p99}, max {max}")
-    };
     for (label, p0, n0, p1, dn) in [
         (
             "one day (8.64M) at 0.95, then 0.60",
@@ -334,14 +336,6 @@ fn table() {
 #[ignore = "a long simulation; run in release (see the module docs)"]
 fn table_latency() {
     let runs = 100;
-    let summary = |v: &mut Vec<u64>| {
-        let (m, p99, max) = (
-            quantile(v, 0.5),
-            quantile(v, 0.99),
-            *v.iter().max().unwrap_or(&0),
-        );
-        format!("median {m}, p99 {p99}, max {max}")
-    };
     let n = (0..runs)
         .filter(|r| latency(*r, 1.0, 1.0, 1.5, 100_000) != u64::MAX)
         .count();
