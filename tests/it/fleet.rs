@@ -1039,9 +1039,10 @@ async fn a_rejoining_replica_cannot_undo_a_persons_rollback() {
     let b = replica(&spec, "b", "").await;
     all_connected(&[&a, &b]).await;
     relay.cut();
-    // a's own guard sees a bad candidate and lowers smb 50 → 25, alone.
+    // a's own guard sees a bad candidate and lowers smb 50 → 25, alone (and
+    // on down while comparisons still settle: the evidence stays bad).
     smb_until(&a, "no local rollback", || weight(&a, "smb") < 50.0).await;
-    assert_eq!(weight(&a, "smb"), 25.0);
+    assert!(weight(&a, "smb") <= 25.0);
     assert!(readyz(&a).await.contains("fleet: disconnected"));
     // Meanwhile a person rolls smb back to 0 on b.
     let (status, body) = set_weight(&b, "smb", 0.0).await;
@@ -1056,11 +1057,18 @@ async fn a_rejoining_replica_cannot_undo_a_persons_rollback() {
         .iter()
         .filter(|e| e.4 == "guard" && e.5 == "a")
         .collect();
-    assert_eq!(pushed.len(), 1, "{events:?}");
+    // Each of a's lowerings is recorded once, rebased on the fleet's 0.
+    assert!(!pushed.is_empty(), "{events:?}");
+    for e in &pushed {
+        assert_eq!((e.2, e.3), (Some(0.0), Some(0.0)), "{events:?}");
+    }
+    let local = (a.proxy.rollout.history(Some("r"), 100).unwrap().into_iter())
+        .filter(|e| e.actor == "guard")
+        .count();
     assert_eq!(
-        (pushed[0].2, pushed[0].3),
-        (Some(0.0), Some(0.0)),
-        "{events:?}"
+        pushed.len(),
+        local,
+        "one fleet row per local lowering: {events:?}"
     );
     assert_eq!(raises_without_gates(&pg).await, Vec::<String>::new());
     // It stays so: a later tick applies nothing new.
