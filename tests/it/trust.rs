@@ -470,6 +470,12 @@ async fn feedback_counts_once_per_rater_and_the_latest_stands() {
         .unwrap()
         .to_string();
     let feedback = format!("http://{}/api/v1/feedback", p.admin);
+    // Rating needs the exchange's row, written once the comparison settles.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !p.rows().iter().any(|r| r.id == id) {
+        assert!(std::time::Instant::now() < deadline, "the row never came");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     // A retrying client: five POSTs, one rating (the last).
     for rating in [1, 1, 1, 1, -1] {
         let body = format!(r#"{{"exchange_id":"{id}","rating":{rating}}}"#);
