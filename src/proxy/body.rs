@@ -233,9 +233,10 @@ pub enum ProxyBody {
         head: Option<Bytes>,
         inner: Incoming,
     },
-    /// `recommend` on an event stream: the incumbent's stream, then the
-    /// suggestion event ([`super::sse`]).
-    Suggesting(Box<super::sse::Suggesting>),
+    /// A body a later stage wraps around one of these (`recommend` on an
+    /// event stream: the incumbent's stream, then the suggestion event,
+    /// `proxy::sse`).
+    Made(Pin<Box<dyn Body<Data = Bytes, Error = hyper::Error> + Send>>),
 }
 
 impl ProxyBody {
@@ -259,7 +260,7 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Full(once) => once.poll(),
             ProxyBody::Pass { inner, .. } => Pin::new(inner).poll_frame(cx),
-            ProxyBody::Suggesting(s) => Pin::new(s.as_mut()).poll_frame(cx),
+            ProxyBody::Made(b) => b.as_mut().poll_frame(cx),
             ProxyBody::Resumed { head, inner } => match head.take() {
                 Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
                 None => Pin::new(inner).poll_frame(cx),
@@ -293,7 +294,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(once) => once.is_end(),
             ProxyBody::Tee { inner, .. } | ProxyBody::Pass { inner, .. } => inner.is_end_stream(),
             ProxyBody::Resumed { head, inner } => head.is_none() && inner.is_end_stream(),
-            ProxyBody::Suggesting(s) => s.is_end_stream(),
+            ProxyBody::Made(b) => b.is_end_stream(),
         }
     }
 
@@ -302,7 +303,8 @@ impl Body for ProxyBody {
             ProxyBody::Full(once) => once.hint(),
             ProxyBody::Tee { inner, .. } | ProxyBody::Pass { inner, .. } => inner.size_hint(),
             ProxyBody::Resumed { head: None, inner } => inner.size_hint(),
-            ProxyBody::Resumed { .. } | ProxyBody::Suggesting(_) => SizeHint::default(),
+            ProxyBody::Made(b) => b.size_hint(),
+            ProxyBody::Resumed { .. } => SizeHint::default(),
         }
     }
 }

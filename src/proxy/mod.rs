@@ -13,6 +13,7 @@ pub mod error;
 pub mod handle;
 pub mod headers;
 pub mod mirror;
+mod outcome;
 pub mod server;
 pub mod settle;
 mod splice;

@@ -22,7 +22,7 @@
 
 use super::Proxy;
 use super::body::ProxyBody;
-use super::suggest::Outcome;
+use super::outcome::Outcome;
 use crate::config::Compare;
 use crate::observation::Observation;
 use crate::runtime::RouteRuntime;

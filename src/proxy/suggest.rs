@@ -41,46 +41,7 @@ pub const SUGGESTION: &str = "x-understudy-suggestion";
 /// The most bytes of the candidate's answer the header carries.
 pub const HEADER_MAX: usize = 4096;
 
-/// What became of a suggestion: the `outcome` label of `understudy_suggestions_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Inserted at `suggest_pointer` into the incumbent's JSON answer.
-    Inserted,
-    /// Sent in the `x-understudy-suggestion` header.
-    Header,
-    /// The candidate had not answered within `suggest_timeout`.
-    Late,
-    /// The candidate failed (transport error or a non-2xx status).
-    Failed,
-    /// The incumbent's answer is compressed: left as it is.
-    Compressed,
-    /// The incumbent's answer is over `store.max_body_bytes`: streamed as it is.
-    TooLarge,
-    /// Sent as an SSE event at the end of the incumbent's event stream.
-    Event,
-    /// The incumbent's answer is a stream of unknown length that is not
-    /// server-sent events: streamed as it is.
-    Streamed,
-    /// No suggestion was due: the candidate was not asked (a mirror bound:
-    /// in flight, budget, ...), or the incumbent's answer is not a 2xx or broke off.
-    Skipped,
-}
-
-impl crate::metrics::Label for Outcome {
-    fn as_label(self) -> &'static str {
-        match self {
-            Outcome::Inserted => "inserted",
-            Outcome::Header => "header",
-            Outcome::Late => "late",
-            Outcome::Failed => "failed",
-            Outcome::Compressed => "compressed",
-            Outcome::TooLarge => "too_large",
-            Outcome::Event => "event",
-            Outcome::Streamed => "streamed",
-            Outcome::Skipped => "skipped",
-        }
-    }
-}
+pub use super::outcome::Outcome;
 
 /// Serves a canary user of a `recommend` segment.
 pub(super) async fn serve(
@@ -141,7 +102,7 @@ pub(super) async fn serve(
             head.headers.remove(http::header::CONTENT_LENGTH);
             let body =
                 sse::Suggesting::new(body, candidate, deadline, proxy.clone(), route.clone(), cap);
-            return Response::from_parts(head, ProxyBody::Suggesting(Box::new(body)));
+            return Response::from_parts(head, ProxyBody::Made(Box::pin(body)));
         }
         Ok(resp) if Coding::of(resp.headers()).is_some() || over_cap(&resp, cap) => {
             let outcome = if Coding::of(resp.headers()).is_some() {
