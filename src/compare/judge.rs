@@ -43,24 +43,28 @@ pub fn question_of(request: Option<&Bytes>, incumbent: Value, candidate: Value) 
     Bytes::from(payload.to_string())
 }
 
+/// How the note of a comparison the judge could not decide begins (the
+/// guard counts those against a pass: `rollout::guard::judge_failed`).
+pub const FAILED: &str = "judge failed";
+
 /// The outcome of the judge's reply (its status and body, or how the call
 /// failed). Never fails: a transport error, a non-2xx or an unreadable answer
 /// each become `skipped` with a note.
 pub fn read_reply(reply: &Observation, timed_out: bool) -> Outcome {
     if timed_out {
-        return Outcome::noted(Verdict::Skipped, "judge failed: timed out");
+        return Outcome::noted(Verdict::Skipped, format!("{FAILED}: timed out"));
     }
     if let Some(error) = &reply.error {
-        return Outcome::noted(Verdict::Skipped, format!("judge failed: {error}"));
+        return Outcome::noted(Verdict::Skipped, format!("{FAILED}: {error}"));
     }
     match reply.status {
         Some(s) if (200..300).contains(&s) => {}
-        Some(s) => return Outcome::noted(Verdict::Skipped, format!("judge failed: status {s}")),
-        None => return Outcome::noted(Verdict::Skipped, "judge failed: no response"),
+        Some(s) => return Outcome::noted(Verdict::Skipped, format!("{FAILED}: status {s}")),
+        None => return Outcome::noted(Verdict::Skipped, format!("{FAILED}: no response")),
     }
     match serde_json::from_slice::<Answer>(&reply.body) {
         Ok(a) => verdict(a.agree, a.score),
-        Err(e) => Outcome::noted(Verdict::Skipped, format!("judge failed: bad answer: {e}")),
+        Err(e) => Outcome::noted(Verdict::Skipped, format!("{FAILED}: bad answer: {e}")),
     }
 }
 

@@ -68,11 +68,11 @@ pub struct Sample {
     pub excluded: bool,
 }
 
-/// Whether a skipped comparison's note says the judge failed on it (the
-/// notes of `compare::judge::read_reply`): the hard cases a judge times out
-/// on must not leave the evidence.
+/// Whether a skipped comparison's note says the judge failed on it
+/// ([`crate::compare::judge::FAILED`]): the hard cases a judge times out on
+/// must not leave the evidence.
 pub fn judge_failed(note: &str) -> bool {
-    note.starts_with("judge failed")
+    note.starts_with(crate::compare::judge::FAILED)
 }
 
 impl Sample {
@@ -470,20 +470,21 @@ impl Figures {
         if let Decision::Breach(reason) = decision {
             return format!("breached: {}", reason.as_str());
         }
+        // How long `n` more comparisons take at the current rate.
+        let time = |n: u64| match rate.filter(|r| *r > 0.0) {
+            Some(r) => format!(
+                ", some {} at the current {r:.1}/s",
+                humantime::format_duration(Duration::from_secs((n as f64 / r).ceil() as u64))
+            ),
+            None => String::new(),
+        };
         if self.samples < cfg.min_samples.max(1) {
             let more = cfg.min_samples.max(1) - self.samples;
-            let time = match rate.filter(|r| *r > 0.0) {
-                Some(r) => format!(
-                    ", some {} at the current {r:.1}/s",
-                    humantime::format_duration(
-                        Duration::from_secs((more as f64 / r).ceil() as u64)
-                    )
-                ),
-                None => String::new(),
-            };
             return format!(
-                "held by min_samples: {} of {} comparisons, {more} more{time}",
-                self.samples, cfg.min_samples
+                "held by min_samples: {} of {} comparisons, {more} more{}",
+                self.samples,
+                cfg.min_samples,
+                time(more)
             );
         }
         let m = &cfg.method;
@@ -491,15 +492,7 @@ impl Figures {
         let bar = cfg.min_agreement;
         let more = |n: Option<u64>| {
             n.map_or("none can tell at this rate".to_string(), |n| {
-                match rate.filter(|r| *r > 0.0) {
-                    Some(r) => format!(
-                        "about {n} more comparisons, some {} at the current {r:.1}/s",
-                        humantime::format_duration(Duration::from_secs(
-                            (n as f64 / r).ceil() as u64
-                        ))
-                    ),
-                    None => format!("about {n} more comparisons"),
-                }
+                format!("about {n} more comparisons{}", time(n))
             })
         };
         let all = self.samples + self.excluded;
