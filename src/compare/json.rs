@@ -92,8 +92,13 @@ pub fn differing_pointers<D: Doc>(a: &D, b: &D) -> Vec<String> {
 }
 
 /// Parses a body into the tree [`compare`] walks: `None` when it is not JSON.
+///
+/// The body is checked to be UTF-8 once, whole, so that the parser need not
+/// check each string again: the same bodies fail (a byte that is not UTF-8
+/// is an error inside a string and outside one alike), in fewer instructions.
 pub fn parse(body: &[u8]) -> Option<impl Doc + '_> {
-    serde_json::from_slice::<Parsed<'_>>(body).ok()
+    let text = std::str::from_utf8(body).ok()?;
+    serde_json::from_str::<Parsed<'_>>(text).ok()
 }
 
 /// The differing pointers of two values found at `prefix` (a concrete JSON
