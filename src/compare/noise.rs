@@ -186,6 +186,14 @@ mod tests {
     }
 
     #[test]
+    fn keys_are_learned_by_their_text_and_the_last_of_a_duplicate_counts() {
+        let l = learner(1.0);
+        let a = br#"{"gen\u0065rated": 1, "id": 1, "id": 2, "n": 1}"#;
+        let b = br#"{"generated": 2, "id": 2, "n": 1}"#;
+        assert_eq!(l.learn(a, b), ["/generated"]);
+    }
+
+    #[test]
     fn the_noise_set_is_capped() {
         let l = capped(1.0, 3);
         let a = br#"{"a":1,"b":1,"c":1,"d":1}"#;

@@ -55,7 +55,8 @@ impl Doc for serde_json_borrow::Value<'_> {
         match self {
             V::Null => View::Null,
             V::Bool(b) => View::Bool(*b),
-            // serde_json's own form (an integer ≥ 0 is always unsigned).
+            // serde_json's own form (an integer ≥ 0 is always unsigned). The
+            // conversion expects a finite float, which is all a parse yields.
             V::Number(n) => View::Number((*n).into()),
             V::Str(s) => View::Str(s),
             V::Array(items) => View::Array(items),
