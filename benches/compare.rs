@@ -108,10 +108,35 @@ fn bench_exact(c: &mut Criterion) {
     group.finish();
 }
 
+/// The load benchmark's answer (`scripts/loadbench`, ~190 bytes), with a
+/// request id that its route ignores.
+fn answer(request_id: &str) -> String {
+    format!(
+        r#"{{"request_id":"{request_id}","score":0.87,"label":"hot","model":"v1","reasons":["recent visit","enterprise domain","pricing page"],"items":[{{"id":1,"w":0.5}},{{"id":2,"w":0.25}},{{"id":3,"w":0.125}}]}}"#
+    )
+}
+
+/// One pair as the load benchmark's mirrored requests compare it:
+/// `compare = { mode = "json", ignore = ["/request_id"] }`, equal but for the id.
+fn bench_answer(c: &mut Criterion) {
+    let mode = Compare::Json(JsonCompare {
+        ignore: vec![Pointer::parse("/request_id").expect("valid pointer")],
+        ..JsonCompare::default()
+    });
+    let (a, b) = (ok(answer("r-1")), ok(answer("r-2")));
+    assert!(compare(&mode, &a, &b, &[]).is_match());
+    let mut group = c.benchmark_group("json");
+    group.throughput(Throughput::Bytes((a.body.len() + b.body.len()) as u64));
+    group.bench_function("loadbench_answer", |bench| {
+        bench.iter(|| compare(&mode, black_box(&a), black_box(&b), &[]));
+    });
+    group.finish();
+}
+
 fn bench_json(c: &mut Criterion) {
     let mode = json_mode();
     let mut group = c.benchmark_group("json");
-    for size in [200, 1024, 16 * 1024] {
+    for size in [200, 1024, 4 * 1024, 16 * 1024] {
         let cases = [
             (
                 "identical",
@@ -175,5 +200,5 @@ fn bench_text(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_exact, bench_json, bench_text);
+criterion_group!(benches, bench_exact, bench_answer, bench_json, bench_text);
 criterion_main!(benches);

@@ -2,10 +2,13 @@
 //! pointers where they differ, honouring `ignore`, `only`, number tolerances and
 //! unordered arrays.
 //!
-//! The walk keeps the current path as a stack of borrowed segments and only
-//! renders a pointer string when it records a difference, so an agreeing pair
-//! costs the two parses and one pass without further allocation. It stops after
-//! [`MAX_DIFFS`] differences.
+//! The bodies are parsed into borrowed trees (`serde_json_borrow`, through
+//! serde_json's own parser: the same numbers and the same errors): strings
+//! and keys point into the bodies, so an agreeing pair costs two parses that
+//! allocate one vector per object and array, and one pass ([`walk`]) without
+//! further allocation. The same walk reads `serde_json::Value`s
+//! ([`diffs_at`], [`differing_pointers`]): one rule, two kinds of tree
+//! ([`Doc`]). It stops after [`MAX_DIFFS`] differences.
 //!
 //! Unordered arrays are matched greedily, which is quadratic in their length
 //! (and multiplies with nesting), so the matching has a budget of
@@ -14,13 +17,15 @@
 //! in order is equal as a multiset, so a fallback can only turn a match into
 //! a mismatch, never the reverse.
 
+mod doc;
+mod walk;
+
+pub use doc::{Doc, View};
+
 use super::{Outcome, Verdict};
 use crate::config::JsonCompare;
-use crate::pointer::{self, Pointer, Token};
-use serde_json::{Number, Value};
-use std::cell::Cell;
-use std::fmt::Write as _;
-use std::ops::ControlFlow;
+use crate::pointer::Pointer;
+use walk::{Seg, Walk};
 
 /// At most this many differing pointers are kept per comparison.
 pub const MAX_DIFFS: usize = 64;
@@ -28,6 +33,9 @@ pub const MAX_DIFFS: usize = 64;
 /// Values visited while matching unordered arrays, per comparison: about
 /// what a shuffled array of 1,400 numbers needs, a few milliseconds.
 pub const MAX_UNORDERED_WORK: u64 = 1_000_000;
+
+/// A body parsed for comparison: strings and keys borrowed from it.
+type Parsed<'a> = serde_json_borrow::Value<'a>;
 
 /// Compares two bodies under `spec`; `noise` pointers are ignored like `spec.ignore`.
 ///
@@ -44,34 +52,25 @@ pub fn compare(
     if incumbent == candidate {
         return Outcome::new(Verdict::Match);
     }
-    let Ok(inc) = serde_json::from_slice::<Value>(incumbent) else {
+    let Some(inc) = parse(incumbent) else {
         return Outcome {
             note: Some("incumbent body is not JSON; compared as bytes".to_string()),
             ..Outcome::mismatch(vec![String::new()])
         };
     };
-    let Ok(cand) = serde_json::from_slice::<Value>(candidate) else {
+    let Some(cand) = parse(candidate) else {
         return Outcome {
             note: Some("candidate body is not JSON".to_string()),
             ..Outcome::mismatch(vec![String::new()])
         };
     };
-    let walk = Walk {
-        ignore: &spec.ignore,
-        noise,
-        only: &spec.only,
-        tolerance: spec.tolerance,
-        abs_tolerance: spec.abs_tolerance,
-        unordered_arrays: spec.unordered_arrays,
-        work: Cell::new(MAX_UNORDERED_WORK),
-        ordered_from: Cell::new(None),
-    };
-    let (diffs, capped) = walk.diffs(&inc, &cand);
+    let walk = Walk::new(spec, noise);
+    let (diffs, capped) = walk.diffs(&inc, &cand, Vec::with_capacity(16));
     if diffs.is_empty() {
         return Outcome::new(Verdict::Match);
     }
     let mut outcome = Outcome::mismatch(diffs);
-    if let Some(at) = walk.ordered_from.take() {
+    if let Some(at) = walk.ordered_from() {
         outcome.note = Some(format!(
             "unordered_arrays: matching took more than {MAX_UNORDERED_WORK} steps; \
              arrays from {at:?} on compared in order"
@@ -88,19 +87,18 @@ pub fn compare(
 /// ignore, no tolerance and ordered arrays (sorted, at most [`MAX_DIFFS`]).
 ///
 /// Used to learn noise from two answers of the incumbent to the same request.
-pub fn differing_pointers(a: &Value, b: &Value) -> Vec<String> {
-    Walk {
-        ignore: &[],
-        noise: &[],
-        only: &[],
-        tolerance: 0.0,
-        abs_tolerance: 0.0,
-        unordered_arrays: false,
-        work: Cell::new(0),
-        ordered_from: Cell::new(None),
-    }
-    .diffs(a, b)
-    .0
+pub fn differing_pointers<D: Doc>(a: &D, b: &D) -> Vec<String> {
+    Walk::plain().diffs(a, b, Vec::new()).0
+}
+
+/// Parses a body into the tree [`compare`] walks: `None` when it is not JSON.
+///
+/// The body is checked to be UTF-8 once, whole, so that the parser need not
+/// check each string again: the same bodies fail (a byte that is not UTF-8
+/// is an error inside a string and outside one alike), in fewer instructions.
+pub fn parse(body: &[u8]) -> Option<impl Doc + '_> {
+    let text = std::str::from_utf8(body).ok()?;
+    serde_json::from_str::<Parsed<'_>>(text).ok()
 }
 
 /// The differing pointers of two values found at `prefix` (a concrete JSON
@@ -108,356 +106,20 @@ pub fn differing_pointers(a: &Value, b: &Value) -> Vec<String> {
 /// `ignore`, `only`, tolerances and unordered arrays apply to the full
 /// pointers (`/tool_calls/*/arguments/request_id`), which the result names.
 /// For the llm mode's tool-call arguments.
-pub fn diffs_at(spec: &JsonCompare, prefix: &str, a: &Value, b: &Value) -> Vec<String> {
+pub fn diffs_at<D: Doc>(spec: &JsonCompare, prefix: &str, a: &D, b: &D) -> Vec<String> {
     let tokens: Vec<String> = prefix
         .split('/')
         .skip(1)
         .map(|t| t.replace("~1", "/").replace("~0", "~"))
         .collect();
-    let walk = Walk {
-        ignore: &spec.ignore,
-        noise: &[],
-        only: &spec.only,
-        tolerance: spec.tolerance,
-        abs_tolerance: spec.abs_tolerance,
-        unordered_arrays: spec.unordered_arrays,
-        work: Cell::new(MAX_UNORDERED_WORK),
-        ordered_from: Cell::new(None),
-    };
-    let mut path: Vec<Seg<'_>> = tokens.iter().map(|t| Seg::Key(t)).collect();
-    let mut sink = Sink {
-        probe: false,
-        diffs: Vec::new(),
-        capped: false,
-    };
-    // With `only`, the prefix itself may be outside every listed pointer.
-    let covered = spec.only.is_empty() || spec.only.iter().any(|p| covers(p, &path));
-    // Break only means "stop collecting"; what was collected stands.
-    let _stopped = walk.node(a, b, &mut path, covered, &mut sink);
-    let mut diffs = sink.diffs;
-    diffs.sort_unstable();
-    diffs.dedup();
-    diffs
-}
-
-/// One step of a concrete path: an object key (borrowed from a document) or an
-/// array index (kept as a number, so no string is built per element).
-#[derive(Debug, Clone, Copy)]
-enum Seg<'a> {
-    Key(&'a str),
-    Index(usize),
-}
-
-/// The comparison rules, borrowed from the config for one walk.
-struct Walk<'s> {
-    ignore: &'s [Pointer],
-    noise: &'s [Pointer],
-    only: &'s [Pointer],
-    tolerance: f64,
-    abs_tolerance: f64,
-    unordered_arrays: bool,
-    /// What is left of [`MAX_UNORDERED_WORK`]: one per value a probe visits.
-    work: Cell<u64>,
-    /// The first array compared in order because `work` ran out.
-    ordered_from: Cell<Option<String>>,
-}
-
-/// Where differences go: collected (up to [`MAX_DIFFS`]), or, for a probe,
-/// only noticed (unordered-array matching wants a yes or no).
-struct Sink {
-    probe: bool,
-    diffs: Vec<String>,
-    capped: bool,
-}
-
-impl Sink {
-    fn probe() -> Sink {
-        Sink {
-            probe: true,
-            diffs: Vec::new(),
-            capped: false,
-        }
-    }
-
-    /// Records a difference at `path`; `Break` when the walk should stop.
-    fn record(&mut self, path: &[Seg<'_>]) -> ControlFlow<()> {
-        if self.probe {
-            return ControlFlow::Break(());
-        }
-        if self.diffs.len() == MAX_DIFFS {
-            self.capped = true;
-            return ControlFlow::Break(());
-        }
-        self.diffs.push(render(path));
-        ControlFlow::Continue(())
-    }
-}
-
-// === impl Walk ===
-
-impl Walk<'_> {
-    /// The sorted, deduplicated differing pointers and whether the list was capped.
-    fn diffs(&self, a: &Value, b: &Value) -> (Vec<String>, bool) {
-        let mut sink = Sink {
-            probe: false,
-            diffs: Vec::new(),
-            capped: false,
-        };
-        let mut path = Vec::with_capacity(16);
-        // Break only means "stop collecting"; what was collected stands.
-        let _stopped = self.node(a, b, &mut path, self.only.is_empty(), &mut sink);
-        let Sink {
-            mut diffs, capped, ..
-        } = sink;
-        diffs.sort_unstable();
-        diffs.dedup();
-        (diffs, capped)
-    }
-
-    /// Whether `path` takes part in the comparison: `None` when it is ignored
-    /// (or noise) or outside every `only` pointer; otherwise whether an `only`
-    /// pointer covers it (then its whole subtree is in, and `only` need not be
-    /// checked again below it).
-    fn scope(&self, path: &[Seg<'_>], covered: bool) -> Option<bool> {
-        if self
-            .ignore
-            .iter()
-            .chain(self.noise)
-            .any(|p| covers(p, path))
-        {
-            return None;
-        }
-        if covered || self.only.iter().any(|p| covers(p, path)) {
-            return Some(true);
-        }
-        self.only.iter().any(|p| touches(p, path)).then_some(false)
-    }
-
-    fn node<'a>(
-        &self,
-        a: &'a Value,
-        b: &'a Value,
-        path: &mut Vec<Seg<'a>>,
-        covered: bool,
-        sink: &mut Sink,
-    ) -> ControlFlow<()> {
-        let Some(covered) = self.scope(path, covered) else {
-            return ControlFlow::Continue(());
-        };
-        if sink.probe {
-            self.work.set(self.work.get().saturating_sub(1));
-        }
-        match (a, b) {
-            (Value::Object(x), Value::Object(y)) => {
-                for (key, va) in x {
-                    path.push(Seg::Key(key));
-                    let flow = match y.get(key) {
-                        Some(vb) => self.node(va, vb, path, covered, sink),
-                        None => self.missing(path, covered, sink),
-                    };
-                    path.pop();
-                    flow?;
-                }
-                for key in y.keys().filter(|k| !x.contains_key(*k)) {
-                    path.push(Seg::Key(key));
-                    let flow = self.missing(path, covered, sink);
-                    path.pop();
-                    flow?;
-                }
-                ControlFlow::Continue(())
-            }
-            (Value::Array(x), Value::Array(y)) if self.unordered_arrays => {
-                match self.unordered(x, y, path, covered, sink) {
-                    Some(flow) => flow,
-                    None => self.ordered(x, y, path, covered, sink),
-                }
-            }
-            (Value::Array(x), Value::Array(y)) => self.ordered(x, y, path, covered, sink),
-            (Value::Number(x), Value::Number(y)) if self.numbers_equal(x, y) => {
-                ControlFlow::Continue(())
-            }
-            // Type differences and different scalars.
-            _ if a != b => sink.record(path),
-            _ => ControlFlow::Continue(()),
-        }
-    }
-
-    /// A value present on one side only, at `path`.
-    fn missing(&self, path: &[Seg<'_>], covered: bool, sink: &mut Sink) -> ControlFlow<()> {
-        match self.scope(path, covered) {
-            Some(_) => sink.record(path),
-            None => ControlFlow::Continue(()),
-        }
-    }
-
-    /// Arrays element by element.
-    fn ordered<'a>(
-        &self,
-        x: &'a [Value],
-        y: &'a [Value],
-        path: &mut Vec<Seg<'a>>,
-        covered: bool,
-        sink: &mut Sink,
-    ) -> ControlFlow<()> {
-        for i in 0..x.len().max(y.len()) {
-            path.push(Seg::Index(i));
-            let flow = match (x.get(i), y.get(i)) {
-                (Some(va), Some(vb)) => self.node(va, vb, path, covered, sink),
-                _ => self.missing(path, covered, sink),
-            };
-            path.pop();
-            flow?;
-        }
-        ControlFlow::Continue(())
-    }
-
-    /// Arrays as multisets: each incumbent element is matched to a distinct
-    /// candidate element equal under the same rules (greedily, trying the same
-    /// index first). Different lengths or any unmatched element is one
-    /// difference at the array's pointer. `None` when the work budget runs
-    /// out (before or during): the caller compares the array in order.
-    fn unordered<'a>(
-        &self,
-        x: &'a [Value],
-        y: &'a [Value],
-        path: &mut Vec<Seg<'a>>,
-        covered: bool,
-        sink: &mut Sink,
-    ) -> Option<ControlFlow<()>> {
-        if x.len() != y.len() {
-            return Some(sink.record(path));
-        }
-        let spent = |walk: &Self, path: &[Seg<'_>]| {
-            if walk.work.get() > 0 {
-                return false;
-            }
-            let first = walk.ordered_from.take();
-            walk.ordered_from
-                .set(Some(first.unwrap_or_else(|| render(path))));
-            true
-        };
-        if spent(self, path) {
-            return None;
-        }
-        let mut used = vec![false; y.len()];
-        for (i, va) in x.iter().enumerate() {
-            // Elements are judged at the incumbent's index, so `/items/*/ts` applies.
-            path.push(Seg::Index(i));
-            let mut equal = |j: usize| {
-                !used[j]
-                    && self
-                        .node(va, &y[j], path, covered, &mut Sink::probe())
-                        .is_continue()
-            };
-            let found = if equal(i) {
-                Some(i)
-            } else {
-                (0..y.len()).find(|&j| j != i && equal(j))
-            };
-            path.pop();
-            // An answer found on a spent budget may be wrong (a nested array
-            // fell back to order): start over, in order.
-            if spent(self, path) {
-                return None;
-            }
-            match found {
-                Some(j) => used[j] = true,
-                None => return Some(sink.record(path)),
-            }
-        }
-        Some(ControlFlow::Continue(()))
-    }
-
-    /// Equal when `|a-b| <= abs_tolerance` or `|a-b| <= tolerance * max(|a|,|b|)`.
-    /// `1` and `1.0` are equal.
-    fn numbers_equal(&self, x: &Number, y: &Number) -> bool {
-        if x == y {
-            return true;
-        }
-        // Two different integers stay different without a tolerance, even
-        // above 2^53 where their f64 images could coincide.
-        if self.tolerance == 0.0 && self.abs_tolerance == 0.0 && !x.is_f64() && !y.is_f64() {
-            return false;
-        }
-        let (Some(a), Some(b)) = (x.as_f64(), y.as_f64()) else {
-            return false;
-        };
-        let d = (a - b).abs();
-        d <= self.abs_tolerance || d <= self.tolerance * a.abs().max(b.abs())
-    }
-}
-
-// === path helpers ===
-
-/// The JSON pointer text of a concrete path.
-fn render(path: &[Seg<'_>]) -> String {
-    let mut out = String::with_capacity(path.len() * 8);
-    for seg in path {
-        out.push('/');
-        match seg {
-            Seg::Key(k) => out.push_str(&pointer::escape(k)),
-            Seg::Index(i) => {
-                // Writing to a String cannot fail.
-                let _infallible = write!(out, "{i}");
-            }
-        }
-    }
-    out
-}
-
-/// [`Pointer::covers`] over a path whose indices are numbers.
-fn covers(p: &Pointer, path: &[Seg<'_>]) -> bool {
-    p.tokens().len() <= path.len() && touches(p, path)
-}
-
-/// [`Pointer::touches`] over a path whose indices are numbers.
-fn touches(p: &Pointer, path: &[Seg<'_>]) -> bool {
-    p.tokens().iter().zip(path).all(|(t, s)| match (t, s) {
-        (Token::Any, _) => true,
-        (Token::Key(k), Seg::Key(s)) => k == s,
-        (Token::Key(k), Seg::Index(i)) => is_index(k, *i),
-    })
-}
-
-/// Whether the pointer token `k` is the array index `i` (RFC 6901: digits, no
-/// leading zero).
-fn is_index(k: &str, i: usize) -> bool {
-    !k.is_empty()
-        && k.bytes().all(|b| b.is_ascii_digit())
-        && (k.len() == 1 || !k.starts_with('0'))
-        && k.parse::<usize>() == Ok(i)
+    let path = tokens.iter().map(|t| Seg::Key(t)).collect();
+    Walk::new(spec, &[]).diffs(a, b, path).0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn render_escapes_keys_and_writes_indices() {
-        let path = [Seg::Key("a/b"), Seg::Index(12), Seg::Key("m~n")];
-        assert_eq!(render(&path), "/a~1b/12/m~0n");
-        assert_eq!(render(&[]), "");
-    }
-
-    #[test]
-    fn index_tokens_are_canonical() {
-        assert!(is_index("0", 0));
-        assert!(is_index("12", 12));
-        assert!(!is_index("012", 12));
-        assert!(!is_index("+1", 1));
-        assert!(!is_index("", 0));
-        let p = Pointer::parse("/items/1/ts").unwrap();
-        assert!(covers(
-            &p,
-            &[Seg::Key("items"), Seg::Index(1), Seg::Key("ts")]
-        ));
-        assert!(!covers(
-            &p,
-            &[Seg::Key("items"), Seg::Index(2), Seg::Key("ts")]
-        ));
-        assert!(touches(&p, &[Seg::Key("items")]));
-    }
 
     #[test]
     fn differing_pointers_is_a_plain_diff() {
@@ -476,5 +138,13 @@ mod tests {
         let b = json!({"n": 9_007_199_254_740_992_u64});
         assert_eq!(differing_pointers(&a, &b), ["/n"]);
         assert!(differing_pointers(&json!(1), &json!(1.0)).is_empty());
+        // The same through the borrowed trees a comparison parses.
+        let spec = JsonCompare::default();
+        let (a, b) = (br#"{"n": 9007199254740993}"#, br#"{"n": 9007199254740992}"#);
+        assert_eq!(compare(&spec, &[], a, b).diffs, ["/n"]);
+        assert!(compare(&spec, &[], b"[1]", b"[1.0]").is_match());
+        let big = br#"[18446744073709551615, -9223372036854775808]"#;
+        let near = br#"[18446744073709551614, -9223372036854775807]"#;
+        assert_eq!(compare(&spec, &[], big, near).diffs, ["/0", "/1"]);
     }
 }

@@ -8,9 +8,9 @@
 //! and within `mirror.timeout`; only methods listed in `mirror.methods` are
 //! asked twice (the route declared them safe to send twice).
 
+use super::json;
 use crate::config::Noise;
 use crate::pointer::Pointer;
-use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 
@@ -70,13 +70,10 @@ impl Learner {
         if first == second {
             return Vec::new();
         }
-        let (Ok(a), Ok(b)) = (
-            serde_json::from_slice::<Value>(first),
-            serde_json::from_slice::<Value>(second),
-        ) else {
+        let (Some(a), Some(b)) = (json::parse(first), json::parse(second)) else {
             return Vec::new();
         };
-        let found: BTreeSet<String> = super::json::differing_pointers(&a, &b)
+        let found: BTreeSet<String> = json::differing_pointers(&a, &b)
             .iter()
             .map(|p| generalize(p))
             // The root differing means "not comparable at all", not noise.
@@ -186,6 +183,14 @@ mod tests {
         assert!(l.learn(a, a).is_empty());
         assert!(l.learn(b"x", b"y").is_empty());
         assert_eq!(l.texts().len(), 3);
+    }
+
+    #[test]
+    fn keys_are_learned_by_their_text_and_the_last_of_a_duplicate_counts() {
+        let l = learner(1.0);
+        let a = br#"{"gen\u0065rated": 1, "id": 1, "id": 2, "n": 1}"#;
+        let b = br#"{"generated": 2, "id": 2, "n": 1}"#;
+        assert_eq!(l.learn(a, b), ["/generated"]);
     }
 
     #[test]

@@ -353,3 +353,316 @@ fn one_number_spelt_two_ways_matches() {
         assert!(out.is_match(), "{a} vs {b}: {out:?}");
     }
 }
+
+// === json: parsing details the comparison must keep ===
+
+/// A key given twice counts once, with its last value: what serde_json's
+/// `Value` (and most JSON readers) make of it.
+#[test]
+fn duplicate_keys_last_one_wins() {
+    let parsed: serde_json::Value = serde_json::from_str(r#"{"a": 1, "a": 2}"#).unwrap();
+    assert_eq!(parsed, serde_json::json!({"a": 2}), "serde_json's own rule");
+    let mode = json_default();
+    assert!(run(&mode, r#"{"a": 1, "a": 2}"#, r#"{"a": 2}"#).is_match());
+    assert_eq!(
+        run(&mode, r#"{"a": 2, "a": 1}"#, r#"{"a": 2}"#).diffs,
+        ["/a"]
+    );
+    // On the candidate's side, nested, and the earlier value differing in type.
+    assert!(
+        run(
+            &mode,
+            r#"{"x": {"k": [1], "b": 0}}"#,
+            r#"{"x": {"b": 0, "k": "junk", "k": {"z": 1}, "k": [1]}}"#
+        )
+        .is_match()
+    );
+    assert_eq!(
+        run(
+            &mode,
+            r#"{"x": {"k": 1, "k": 3}, "y": 1}"#,
+            r#"{"y": 1, "x": {"k": 3, "k": 1}}"#
+        )
+        .diffs,
+        ["/x/k"]
+    );
+    // A key duplicated on one side only is still one member.
+    assert_eq!(
+        run(&mode, r#"{"a": 1, "a": 1, "b": 1}"#, r#"{"a": 1}"#).diffs,
+        ["/b"]
+    );
+}
+
+/// Strings and keys compare by their text, not their spelling.
+#[test]
+fn escaped_strings_equal_their_plain_spelling() {
+    let mode = json_default();
+    assert!(run(&mode, r#"{"s": "a\u0041"}"#, r#"{"s": "aA"}"#).is_match());
+    assert!(run(&mode, r#"["\"q\"", "\u00e9"]"#, r#"["\u0022q\u0022", "é"]"#).is_match());
+    assert!(run(&mode, r#""\ud83d\ude00""#, r#""😀""#).is_match());
+    // Escaped keys too, and the pointer names the key's text.
+    assert!(
+        run(
+            &mode,
+            r#"{"\u0061": 1, "a\/b": 2}"#,
+            r#"{"a": 1, "a/b": 2}"#
+        )
+        .is_match()
+    );
+    assert_eq!(
+        run(&mode, r#"{"a\/b\u0041": 1}"#, r#"{"a/bA": 2}"#).diffs,
+        ["/a~1bA"]
+    );
+    assert_eq!(
+        run(&mode, r#"{"s": "a\u0041"}"#, r#"{"s": "a\u0042"}"#).diffs,
+        ["/s"]
+    );
+    // An escaped key matches `ignore` by its text.
+    let ignore = json(JsonCompare {
+        ignore: pointers(&["/request_id"]),
+        ..JsonCompare::default()
+    });
+    assert!(
+        run(
+            &ignore,
+            r#"{"request\u005fid": "r1"}"#,
+            r#"{"request_id": "r2"}"#
+        )
+        .is_match()
+    );
+}
+
+// === json: a model test against serde_json's `Value` ===
+
+/// Spellings of one JSON value: any of them parses to the same thing.
+const SCALARS: &[&[&str]] = &[
+    &["1", "1.0", "1e0", "10E-1"],
+    &["0", "0.0"],
+    &["-0"],
+    &["2.5", "25e-1"],
+    &["2.6"],
+    &["100"],
+    &["103"],
+    &["0.009"],
+    &["9007199254740993"],
+    &["9007199254740992"],
+    &["18446744073709551615"],
+    &["-9223372036854775808"],
+    &["1e300", "10e299"],
+    &["true"],
+    &["false"],
+    &["null"],
+    &[r#""aA""#, r#""a\u0041""#, r#""\u0061A""#],
+    &[r#""x""#],
+    &[r#""\"q\"""#, r#""\u0022q\u0022""#],
+    &[r#""é""#, r#""\u00e9""#],
+    &[r#""😀""#, r#""\ud83d\ude00""#],
+    &[r#""""#],
+];
+
+/// Spellings of the keys, written between quotes.
+const KEYS: &[&[&str]] = &[
+    &["a", r"\u0061"],
+    &["b"],
+    &["a/b", r"a\/b"],
+    &["m~n"],
+    &["0"],
+    &["10"],
+    &["ts"],
+    &["id"],
+    &["items"],
+];
+
+/// A document as the generator builds it: leaves and keys are indices
+/// into [`SCALARS`] and [`KEYS`], written out in a random spelling.
+#[derive(Clone, Debug)]
+enum Gen {
+    Leaf(usize),
+    Array(Vec<Gen>),
+    Object(Vec<(usize, Gen)>),
+}
+
+fn gen_doc(rng: &mut impl rand::Rng, depth: u32) -> Gen {
+    gen_value(rng, depth, 0..10)
+}
+
+/// A value of one of the kinds `kinds` draws (0–3 a leaf, 4–6 an array,
+/// 7–9 an object).
+fn gen_value(rng: &mut impl rand::Rng, depth: u32, kinds: std::ops::Range<u32>) -> Gen {
+    match rng.gen_range(if depth == 0 { 0..1 } else { kinds }) {
+        0..=3 => Gen::Leaf(rng.gen_range(0..SCALARS.len())),
+        4 if rng.gen_bool(0.2) => {
+            // Wide enough to pass MAX_DIFFS when every element changes.
+            Gen::Array(
+                (0..rng.gen_range(60..90))
+                    .map(|i| Gen::Leaf(i % 14))
+                    .collect(),
+            )
+        }
+        4..=6 => Gen::Array(
+            (0..rng.gen_range(0..5))
+                .map(|_| gen_doc(rng, depth - 1))
+                .collect(),
+        ),
+        _ => {
+            let mut keys: Vec<usize> = (0..KEYS.len()).collect();
+            rand::seq::SliceRandom::shuffle(keys.as_mut_slice(), rng);
+            keys.truncate(rng.gen_range(0..6));
+            Gen::Object(
+                keys.into_iter()
+                    .map(|k| (k, gen_value(rng, depth - 1, 0..10)))
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// A copy of `doc` with a few changes: leaves replaced, members dropped or
+/// added, arrays shuffled or cut, wide arrays shifted.
+fn mutate(rng: &mut impl rand::Rng, doc: &Gen) -> Gen {
+    if rng.gen_bool(0.7) {
+        return match doc {
+            Gen::Leaf(i) => Gen::Leaf(*i),
+            Gen::Array(items) => Gen::Array(items.iter().map(|d| mutate(rng, d)).collect()),
+            Gen::Object(members) => {
+                Gen::Object(members.iter().map(|(k, d)| (*k, mutate(rng, d))).collect())
+            }
+        };
+    }
+    match doc {
+        Gen::Leaf(i) => Gen::Leaf((i + rng.gen_range(1..4)) % SCALARS.len()),
+        Gen::Array(items) if items.len() > 40 => {
+            Gen::Array(items.iter().map(|d| mutate(rng, d)).rev().collect())
+        }
+        Gen::Array(items) => {
+            let mut items = items.clone();
+            match rng.gen_range(0..3) {
+                0 => rand::seq::SliceRandom::shuffle(items.as_mut_slice(), rng),
+                1 => items.truncate(items.len().saturating_sub(1)),
+                _ => items.push(gen_doc(rng, 1)),
+            }
+            Gen::Array(items)
+        }
+        Gen::Object(members) => {
+            let mut members = members.clone();
+            if rng.gen_bool(0.5) && !members.is_empty() {
+                members.remove(rng.gen_range(0..members.len()));
+            } else {
+                let k = rng.gen_range(0..KEYS.len());
+                members.retain(|(m, _)| *m != k);
+                members.push((k, gen_doc(rng, 1)));
+            }
+            Gen::Object(members)
+        }
+    }
+}
+
+/// `doc` as JSON text: members in a random order, some preceded by a
+/// duplicate that the later one overrides, every value in a random spelling.
+fn write_doc(rng: &mut impl rand::Rng, doc: &Gen, out: &mut String) {
+    let pick = |rng: &mut _, options: &[&'static str]| {
+        *rand::seq::SliceRandom::choose(options, rng).expect("never empty")
+    };
+    match doc {
+        Gen::Leaf(i) => out.push_str(pick(rng, SCALARS[*i])),
+        Gen::Array(items) => {
+            out.push('[');
+            for (n, d) in items.iter().enumerate() {
+                if n > 0 {
+                    out.push_str(if rng.gen_bool(0.5) { "," } else { ", " });
+                }
+                write_doc(rng, d, out);
+            }
+            out.push(']');
+        }
+        Gen::Object(members) => {
+            let mut order: Vec<&(usize, Gen)> = members.iter().collect();
+            rand::seq::SliceRandom::shuffle(order.as_mut_slice(), rng);
+            out.push('{');
+            let mut first = true;
+            for (k, d) in order {
+                let shadowed = rng
+                    .gen_bool(0.15)
+                    .then(|| Gen::Leaf(rng.gen_range(0..SCALARS.len())));
+                for value in shadowed.iter().chain([d]) {
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    out.push('"');
+                    out.push_str(pick(rng, KEYS[*k]));
+                    out.push_str("\": ");
+                    write_doc(rng, value, out);
+                }
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// The new path (bytes parsed into borrowed trees) gives exactly what the
+/// same bodies give once parsed into `serde_json::Value` and written back
+/// (one spelling, sorted keys, no duplicates), and what the walk gives over
+/// the `serde_json::Value`s themselves: verdict, pointers and note.
+#[test]
+fn borrowed_parse_agrees_with_serde_json_values() {
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(25);
+    let pool = [
+        "/a",
+        "/b/*",
+        "/*/id",
+        "/0",
+        "/a~1b",
+        "/items/*/ts",
+        "/*/*/a",
+    ];
+    let choose = |rng: &mut rand::rngs::StdRng, p: f64| -> Vec<Pointer> {
+        let picked: Vec<&str> = pool.iter().copied().filter(|_| rng.gen_bool(p)).collect();
+        pointers(&picked)
+    };
+    use rand::Rng as _;
+    let (mut matched, mut mismatched, mut capped) = (0, 0, 0);
+    for case in 0..3000 {
+        let doc = gen_value(&mut rng, 4, 4..10);
+        let other = mutate(&mut rng, &doc);
+        let (mut a, mut b) = (String::new(), String::new());
+        write_doc(&mut rng, &doc, &mut a);
+        write_doc(&mut rng, &other, &mut b);
+        let spec = JsonCompare {
+            ignore: choose(&mut rng, 0.15),
+            only: if rng.gen_bool(0.2) {
+                choose(&mut rng, 0.3)
+            } else {
+                Vec::new()
+            },
+            tolerance: if rng.gen_bool(0.3) { 0.05 } else { 0.0 },
+            abs_tolerance: if rng.gen_bool(0.3) { 0.01 } else { 0.0 },
+            unordered_arrays: rng.gen_bool(0.3),
+            ..JsonCompare::default()
+        };
+        let noise = choose(&mut rng, 0.1);
+        let (va, vb): (serde_json::Value, serde_json::Value) = (
+            serde_json::from_str(&a).unwrap_or_else(|e| panic!("{e}: {a}")),
+            serde_json::from_str(&b).unwrap_or_else(|e| panic!("{e}: {b}")),
+        );
+        let got = json::compare(&spec, &noise, a.as_bytes(), b.as_bytes());
+        let (ra, rb) = (va.to_string(), vb.to_string());
+        let want = json::compare(&spec, &noise, ra.as_bytes(), rb.as_bytes());
+        assert_eq!(got, want, "case {case}: {spec:?}\n{a}\n{b}");
+        if noise.is_empty() {
+            assert_eq!(
+                json::diffs_at(&spec, "", &va, &vb),
+                got.diffs,
+                "case {case}: {spec:?}\n{a}\n{b}"
+            );
+        }
+        matched += usize::from(a != b && got.is_match());
+        mismatched += usize::from(!got.is_match());
+        capped += usize::from(got.diffs.len() == json::MAX_DIFFS);
+    }
+    // The generator reaches the cases that matter.
+    assert!(
+        matched > 300 && mismatched > 1500 && capped > 20,
+        "{matched} matched (different bytes), {mismatched} mismatched, {capped} capped"
+    );
+}

@@ -1,0 +1,503 @@
+//! The structural walk over two JSON documents of either tree ([`Doc`]): the
+//! differing pointers under `ignore`, `only`, noise, number tolerances and
+//! unordered arrays.
+//!
+//! The walk keeps the current path as a stack of borrowed segments and only
+//! renders a pointer string when it records a difference. An object's
+//! members are sorted by key onto one stack shared by every level (the last
+//! of equal keys kept): members are visited in key order whatever the
+//! document order, as in `serde_json::Map`, so which [`MAX_DIFFS`] pointers
+//! are kept and how much of the unordered-array budget a probe spends never
+//! depend on how a body was spelt; and no object allocates.
+
+use super::doc::{Doc, View};
+use super::{MAX_DIFFS, MAX_UNORDERED_WORK};
+use crate::config::JsonCompare;
+use crate::pointer::{self, Pointer, Token};
+use serde_json::Number;
+use std::cell::Cell;
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+use std::ops::ControlFlow;
+
+/// One step of a concrete path: an object key (borrowed from a document) or an
+/// array index (kept as a number, so no string is built per element).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The comparison rules, borrowed from the config for one walk.
+pub(super) struct Walk<'s> {
+    ignore: &'s [Pointer],
+    noise: &'s [Pointer],
+    only: &'s [Pointer],
+    tolerance: f64,
+    abs_tolerance: f64,
+    unordered_arrays: bool,
+    /// What is left of [`MAX_UNORDERED_WORK`]: one per value a probe visits.
+    work: Cell<u64>,
+    /// The first array compared in order because `work` ran out.
+    ordered_from: Cell<Option<String>>,
+}
+
+/// Where differences go: collected (up to [`MAX_DIFFS`]), or, for a probe,
+/// only noticed (unordered-array matching wants a yes or no).
+struct Sink {
+    probe: bool,
+    diffs: Vec<String>,
+    capped: bool,
+}
+
+/// Where the walk is: the concrete path, and the sorted members of the
+/// objects being compared, the innermost last.
+struct Trail<'a, D> {
+    path: Vec<Seg<'a>>,
+    members: Vec<(&'a str, &'a D)>,
+}
+
+impl Sink {
+    fn collect() -> Sink {
+        Sink {
+            probe: false,
+            diffs: Vec::new(),
+            capped: false,
+        }
+    }
+
+    fn probe() -> Sink {
+        Sink {
+            probe: true,
+            ..Sink::collect()
+        }
+    }
+
+    /// Records a difference at `path`; `Break` when the walk should stop.
+    fn record(&mut self, path: &[Seg<'_>]) -> ControlFlow<()> {
+        if self.probe {
+            return ControlFlow::Break(());
+        }
+        if self.diffs.len() == MAX_DIFFS {
+            self.capped = true;
+            return ControlFlow::Break(());
+        }
+        self.diffs.push(render(path));
+        ControlFlow::Continue(())
+    }
+}
+
+impl<'a, D: Doc> Trail<'a, D> {
+    /// Pushes `doc`'s members sorted by key, one per key (the last given:
+    /// the sort is stable), and returns where they end.
+    fn push_members(&mut self, doc: &'a D) -> usize {
+        let start = self.members.len();
+        doc.members(&mut self.members);
+        self.members[start..].sort_by(|x, y| key_order(x.0, y.0));
+        let mut kept = start;
+        for i in start..self.members.len() {
+            let next = self.members.get(i + 1);
+            if next.is_some_and(|next| next.0 == self.members[i].0) {
+                continue;
+            }
+            self.members[kept] = self.members[i];
+            kept += 1;
+        }
+        self.members.truncate(kept);
+        kept
+    }
+}
+
+// === impl Walk ===
+
+impl<'s> Walk<'s> {
+    /// `spec`'s rules, with `noise` ignored like `spec.ignore`.
+    pub(super) fn new(spec: &'s JsonCompare, noise: &'s [Pointer]) -> Walk<'s> {
+        Walk {
+            ignore: &spec.ignore,
+            noise,
+            only: &spec.only,
+            tolerance: spec.tolerance,
+            abs_tolerance: spec.abs_tolerance,
+            unordered_arrays: spec.unordered_arrays,
+            work: Cell::new(MAX_UNORDERED_WORK),
+            ordered_from: Cell::new(None),
+        }
+    }
+
+    /// No ignore, no tolerance, ordered arrays.
+    pub(super) fn plain() -> Walk<'static> {
+        Walk {
+            ignore: &[],
+            noise: &[],
+            only: &[],
+            tolerance: 0.0,
+            abs_tolerance: 0.0,
+            unordered_arrays: false,
+            work: Cell::new(0),
+            ordered_from: Cell::new(None),
+        }
+    }
+
+    /// The first array compared in order because the unordered budget ran out.
+    pub(super) fn ordered_from(&self) -> Option<String> {
+        self.ordered_from.take()
+    }
+
+    /// The sorted, deduplicated pointers where `a` and `b` differ, both found
+    /// at `path`, and whether the list was capped.
+    pub(super) fn diffs<'a, D: Doc>(
+        &self,
+        a: &'a D,
+        b: &'a D,
+        path: Vec<Seg<'a>>,
+    ) -> (Vec<String>, bool) {
+        // With `only`, the start may be outside every listed pointer.
+        let covered = self.only.is_empty() || self.only.iter().any(|p| covers(p, &path));
+        let mut trail = Trail {
+            path,
+            members: Vec::with_capacity(32),
+        };
+        let mut sink = Sink::collect();
+        // Break only means "stop collecting"; what was collected stands.
+        let _stopped = self.node(a, b, &mut trail, covered, &mut sink);
+        let Sink {
+            mut diffs, capped, ..
+        } = sink;
+        diffs.sort_unstable();
+        diffs.dedup();
+        (diffs, capped)
+    }
+
+    /// Whether `path` takes part in the comparison: `None` when it is ignored
+    /// (or noise) or outside every `only` pointer; otherwise whether an `only`
+    /// pointer covers it (then its whole subtree is in, and `only` need not be
+    /// checked again below it).
+    fn scope(&self, path: &[Seg<'_>], covered: bool) -> Option<bool> {
+        if self
+            .ignore
+            .iter()
+            .chain(self.noise)
+            .any(|p| covers(p, path))
+        {
+            return None;
+        }
+        if covered || self.only.iter().any(|p| covers(p, path)) {
+            return Some(true);
+        }
+        self.only.iter().any(|p| touches(p, path)).then_some(false)
+    }
+
+    fn node<'a, D: Doc>(
+        &self,
+        a: &'a D,
+        b: &'a D,
+        trail: &mut Trail<'a, D>,
+        covered: bool,
+        sink: &mut Sink,
+    ) -> ControlFlow<()> {
+        let Some(covered) = self.scope(&trail.path, covered) else {
+            return ControlFlow::Continue(());
+        };
+        if sink.probe {
+            self.work.set(self.work.get().saturating_sub(1));
+        }
+        match (a.view(), b.view()) {
+            (View::Object, View::Object) => {
+                let start = trail.members.len();
+                let flow = self.object(a, b, trail, covered, sink);
+                trail.members.truncate(start);
+                flow
+            }
+            (View::Array(x), View::Array(y)) if self.unordered_arrays => {
+                match self.unordered(x, y, trail, covered, sink) {
+                    Some(flow) => flow,
+                    None => self.ordered(x, y, trail, covered, sink),
+                }
+            }
+            (View::Array(x), View::Array(y)) => self.ordered(x, y, trail, covered, sink),
+            (View::Number(x), View::Number(y)) if self.numbers_equal(&x, &y) => {
+                ControlFlow::Continue(())
+            }
+            (View::Null, View::Null) => ControlFlow::Continue(()),
+            (View::Bool(x), View::Bool(y)) if x == y => ControlFlow::Continue(()),
+            (View::Str(x), View::Str(y)) if x == y => ControlFlow::Continue(()),
+            // Type differences and different scalars.
+            _ => sink.record(&trail.path),
+        }
+    }
+
+    /// Two objects member by member: the incumbent's keys first (in key
+    /// order), then the keys only the candidate has. Leaves the members it
+    /// pushed on the trail (the caller truncates).
+    fn object<'a, D: Doc>(
+        &self,
+        a: &'a D,
+        b: &'a D,
+        trail: &mut Trail<'a, D>,
+        covered: bool,
+        sink: &mut Sink,
+    ) -> ControlFlow<()> {
+        let start = trail.members.len();
+        let mid = trail.push_members(a);
+        let end = trail.push_members(b);
+        // Both lists are sorted: one pass over each finds the common keys.
+        let mut j = mid;
+        for i in start..mid {
+            let (key, va) = trail.members[i];
+            let mut found = None;
+            while j < end {
+                match key_order(trail.members[j].0, key) {
+                    Ordering::Less => j += 1,
+                    Ordering::Equal => {
+                        found = Some(trail.members[j].1);
+                        break;
+                    }
+                    Ordering::Greater => break,
+                }
+            }
+            trail.path.push(Seg::Key(key));
+            let flow = match found {
+                Some(vb) => self.node(va, vb, trail, covered, sink),
+                None => self.missing(&trail.path, covered, sink),
+            };
+            trail.path.pop();
+            flow?;
+        }
+        let mut i = start;
+        for j in mid..end {
+            let key = trail.members[j].0;
+            let mut order = Ordering::Greater;
+            while i < mid {
+                order = key_order(trail.members[i].0, key);
+                if order != Ordering::Less {
+                    break;
+                }
+                i += 1;
+            }
+            if order == Ordering::Equal {
+                continue;
+            }
+            trail.path.push(Seg::Key(key));
+            let flow = self.missing(&trail.path, covered, sink);
+            trail.path.pop();
+            flow?;
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// A value present on one side only, at `path`.
+    fn missing(&self, path: &[Seg<'_>], covered: bool, sink: &mut Sink) -> ControlFlow<()> {
+        match self.scope(path, covered) {
+            Some(_) => sink.record(path),
+            None => ControlFlow::Continue(()),
+        }
+    }
+
+    /// Arrays element by element.
+    fn ordered<'a, D: Doc>(
+        &self,
+        x: &'a [D],
+        y: &'a [D],
+        trail: &mut Trail<'a, D>,
+        covered: bool,
+        sink: &mut Sink,
+    ) -> ControlFlow<()> {
+        for i in 0..x.len().max(y.len()) {
+            trail.path.push(Seg::Index(i));
+            let flow = match (x.get(i), y.get(i)) {
+                (Some(va), Some(vb)) => self.node(va, vb, trail, covered, sink),
+                _ => self.missing(&trail.path, covered, sink),
+            };
+            trail.path.pop();
+            flow?;
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Arrays as multisets: each incumbent element is matched to a distinct
+    /// candidate element equal under the same rules (greedily, trying the same
+    /// index first). Different lengths or any unmatched element is one
+    /// difference at the array's pointer. `None` when the work budget runs
+    /// out (before or during): the caller compares the array in order.
+    fn unordered<'a, D: Doc>(
+        &self,
+        x: &'a [D],
+        y: &'a [D],
+        trail: &mut Trail<'a, D>,
+        covered: bool,
+        sink: &mut Sink,
+    ) -> Option<ControlFlow<()>> {
+        if x.len() != y.len() {
+            return Some(sink.record(&trail.path));
+        }
+        let spent = |walk: &Self, path: &[Seg<'_>]| {
+            if walk.work.get() > 0 {
+                return false;
+            }
+            let first = walk.ordered_from.take();
+            walk.ordered_from
+                .set(Some(first.unwrap_or_else(|| render(path))));
+            true
+        };
+        if spent(self, &trail.path) {
+            return None;
+        }
+        let mut used = vec![false; y.len()];
+        for (i, va) in x.iter().enumerate() {
+            // Elements are judged at the incumbent's index, so `/items/*/ts` applies.
+            trail.path.push(Seg::Index(i));
+            let equal = |j: usize, trail: &mut Trail<'a, D>| {
+                !used[j]
+                    && self
+                        .node(va, &y[j], trail, covered, &mut Sink::probe())
+                        .is_continue()
+            };
+            let found = if equal(i, trail) {
+                Some(i)
+            } else {
+                (0..y.len()).find(|&j| j != i && equal(j, trail))
+            };
+            trail.path.pop();
+            // An answer found on a spent budget may be wrong (a nested array
+            // fell back to order): start over, in order.
+            if spent(self, &trail.path) {
+                return None;
+            }
+            match found {
+                Some(j) => used[j] = true,
+                None => return Some(sink.record(&trail.path)),
+            }
+        }
+        Some(ControlFlow::Continue(()))
+    }
+
+    /// Equal when `|a-b| <= abs_tolerance` or `|a-b| <= tolerance * max(|a|,|b|)`.
+    /// `1` and `1.0` are equal.
+    fn numbers_equal(&self, x: &Number, y: &Number) -> bool {
+        if x == y {
+            return true;
+        }
+        // Two different integers stay different without a tolerance, even
+        // above 2^53 where their f64 images could coincide.
+        if self.tolerance == 0.0 && self.abs_tolerance == 0.0 && !x.is_f64() && !y.is_f64() {
+            return false;
+        }
+        let (Some(a), Some(b)) = (x.as_f64(), y.as_f64()) else {
+            return false;
+        };
+        let d = (a - b).abs();
+        d <= self.abs_tolerance || d <= self.tolerance * a.abs().max(b.abs())
+    }
+}
+
+/// `str`'s order (that of `serde_json::Map`'s keys), deciding on the first
+/// byte where it can: most keys of an object differ there, and that spares
+/// a call to `memcmp`.
+fn key_order(a: &str, b: &str) -> Ordering {
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ => a.cmp(b),
+    }
+}
+
+// === path helpers ===
+
+/// The JSON pointer text of a concrete path.
+fn render(path: &[Seg<'_>]) -> String {
+    let mut out = String::with_capacity(path.len() * 8);
+    for seg in path {
+        out.push('/');
+        match seg {
+            Seg::Key(k) => out.push_str(&pointer::escape(k)),
+            Seg::Index(i) => {
+                // Writing to a String cannot fail.
+                let _infallible = write!(out, "{i}");
+            }
+        }
+    }
+    out
+}
+
+/// [`Pointer::covers`] over a path whose indices are numbers.
+fn covers(p: &Pointer, path: &[Seg<'_>]) -> bool {
+    p.tokens().len() <= path.len() && touches(p, path)
+}
+
+/// [`Pointer::touches`] over a path whose indices are numbers.
+fn touches(p: &Pointer, path: &[Seg<'_>]) -> bool {
+    p.tokens().iter().zip(path).all(|(t, s)| match (t, s) {
+        (Token::Any, _) => true,
+        (Token::Key(k), Seg::Key(s)) => k == s,
+        (Token::Key(k), Seg::Index(i)) => is_index(k, *i),
+    })
+}
+
+/// Whether the pointer token `k` is the array index `i` (RFC 6901: digits, no
+/// leading zero).
+fn is_index(k: &str, i: usize) -> bool {
+    !k.is_empty()
+        && k.bytes().all(|b| b.is_ascii_digit())
+        && (k.len() == 1 || !k.starts_with('0'))
+        && k.parse::<usize>() == Ok(i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_escapes_keys_and_writes_indices() {
+        let path = [Seg::Key("a/b"), Seg::Index(12), Seg::Key("m~n")];
+        assert_eq!(render(&path), "/a~1b/12/m~0n");
+        assert_eq!(render(&[]), "");
+    }
+
+    #[test]
+    fn index_tokens_are_canonical() {
+        assert!(is_index("0", 0));
+        assert!(is_index("12", 12));
+        assert!(!is_index("012", 12));
+        assert!(!is_index("+1", 1));
+        assert!(!is_index("", 0));
+        let p = Pointer::parse("/items/1/ts").unwrap();
+        assert!(covers(
+            &p,
+            &[Seg::Key("items"), Seg::Index(1), Seg::Key("ts")]
+        ));
+        assert!(!covers(
+            &p,
+            &[Seg::Key("items"), Seg::Index(2), Seg::Key("ts")]
+        ));
+        assert!(touches(&p, &[Seg::Key("items")]));
+    }
+
+    #[test]
+    fn key_order_is_str_order() {
+        let keys = ["", "a", "ab", "b", "B", "é", "a/b", "10", "9", "~"];
+        for a in keys {
+            for b in keys {
+                assert_eq!(key_order(a, b), a.cmp(b), "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn members_are_sorted_and_the_last_of_a_key_stays() {
+        let doc: serde_json_borrow::Value<'_> =
+            serde_json::from_str(r#"{"b": 1, "a": 2, "b": 3, "c": 4, "a": 5}"#).unwrap();
+        let mut trail = Trail {
+            path: Vec::new(),
+            members: Vec::new(),
+        };
+        let end = trail.push_members(&doc);
+        let got: Vec<(&str, String)> = (trail.members.iter())
+            .map(|(k, v)| (*k, format!("{v}")))
+            .collect();
+        assert_eq!(end, 3);
+        assert_eq!(
+            got,
+            [("a", "5".into()), ("b", "3".into()), ("c", "4".into())]
+        );
+    }
+}
