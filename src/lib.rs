@@ -33,6 +33,7 @@ pub mod runtime;
 pub mod segment;
 pub mod shard;
 pub mod shutdown;
+pub mod sidework;
 pub mod slices;
 pub mod spend;
 pub mod stats;
