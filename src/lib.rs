@@ -33,7 +33,6 @@ pub mod runtime;
 pub mod segment;
 pub mod shard;
 pub mod shutdown;
-pub mod sidework;
 pub mod slices;
 pub mod spend;
 pub mod stats;

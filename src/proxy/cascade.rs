@@ -101,19 +101,19 @@ pub async fn decide(
     Outcome::noted(Verdict::Skipped, "no text stage decided")
 }
 
-/// Texts longer than this (bytes, both together) are scored as side work
-/// ([`crate::sidework`]): the edit distance is quadratic (about 10 ms at
-/// 2,000 tokens each).
+/// Texts longer than this (bytes, both together) are scored on the blocking
+/// pool: the edit distance is quadratic (about 10 ms at 2,000 tokens each).
 const BLOCKING_SIMILARITY: usize = 8 * 1024;
 
-/// The similarity stage, off the serving threads for long texts.
+/// The similarity stage, off the runtime's workers for long texts.
 async fn similarity(spec: &LlmCompare, a: &str, b: &str, last: bool) -> (f64, Call) {
     if a.len() + b.len() <= BLOCKING_SIMILARITY {
         return rules::similarity(spec, a, b, last);
     }
     let (band, threshold) = (spec.bands.similarity, spec.threshold);
     let (a, b) = (a.to_string(), b.to_string());
-    let scored = crate::sidework::run(move || crate::compare::text::similarity(&a, &b)).await;
+    let scored =
+        tokio::task::spawn_blocking(move || crate::compare::text::similarity(&a, &b)).await;
     let score = scored.unwrap_or(0.0);
     (score, rules::by_score(score, band, threshold, last))
 }

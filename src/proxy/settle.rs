@@ -362,9 +362,9 @@ struct Readings {
 }
 
 impl Readings {
-    /// Decodes both answers as side work ([`crate::sidework`]): a long
-    /// stream costs milliseconds of CPU, which must neither hold up a
-    /// serving thread nor compete with it for a core.
+    /// Decodes both answers on the blocking pool: a long stream costs
+    /// milliseconds of CPU, which must not hold up a runtime worker that
+    /// other clients' streams are waiting on.
     async fn of(cfg: &crate::config::Route, answers: &Answers) -> Readings {
         let Some(spec) = cfg.llm() else {
             return Readings::default();
@@ -378,8 +378,8 @@ impl Readings {
                 candidate: read(c),
             }
         };
-        crate::sidework::run(read).await.unwrap_or_else(|| {
-            tracing::error!(route = %cfg.name, "Decoding AI answers failed");
+        tokio::task::spawn_blocking(read).await.unwrap_or_else(|e| {
+            tracing::error!(route = %cfg.name, error = %e, "Decoding AI answers failed");
             Readings::default()
         })
     }
