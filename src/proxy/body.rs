@@ -53,7 +53,10 @@ pub async fn prepare(
     }
     Ok(Prepared::Buffered(match chunks.len() {
         0 => Bytes::new(),
-        1 => chunks.pop_front().unwrap_or_default(),
+        1 => chunks
+            .pop_front()
+            .map(|c| own(&c, c.len()))
+            .unwrap_or_default(),
         _ => {
             let mut all = BytesMut::with_capacity(len);
             chunks.iter().for_each(|c| all.extend_from_slice(c));
@@ -64,6 +67,23 @@ pub async fn prepare(
 
 /// The first buffer of a capture that arrives in several frames.
 const STREAM_START: usize = 4096;
+
+/// Frames up to this size are copied when kept past their write.
+const SMALL: usize = 4096;
+
+/// The first `n` bytes of `data`, to keep while the exchange settles. A
+/// frame is a slice of its connection's read buffer (8 KiB): keeping the
+/// slice until the candidate answers pins that buffer, so hyper allocates a
+/// new one for the connection's next read, per exchange. A small frame is
+/// copied instead (one exact allocation; the read buffer is reused); a large
+/// one is shared, since a copy would cost as much as the buffer it frees.
+fn own(data: &Bytes, n: usize) -> Bytes {
+    if n <= SMALL {
+        Bytes::copy_from_slice(&data[..n])
+    } else {
+        data.slice(..n)
+    }
+}
 
 /// Keeps the first `cap` bytes of a body and reports them once.
 pub struct Capture {
@@ -133,8 +153,8 @@ impl Capture {
         }
         self.charge.add(n);
         match &mut self.kept {
-            // Most bodies arrive in one frame: share it rather than copy it.
-            Kept::Nothing => self.kept = Kept::One(data.slice(..n)),
+            // Most bodies arrive in one frame: keep it as it is (see `own`).
+            Kept::Nothing => self.kept = Kept::One(own(data, n)),
             Kept::One(first) => {
                 // A stream: room for a few more frames before the first regrowth.
                 let want = (first.len() + n).max(STREAM_START).min(self.cap);
@@ -306,5 +326,34 @@ impl Body for ProxyBody {
             ProxyBody::Made(b) => b.size_hint(),
             ProxyBody::Resumed { .. } => SizeHint::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What hyper does with a connection's read buffer: a frame is split off
+    /// it, and the next read reserves room again. A kept small frame must
+    /// not pin the buffer (else every exchange costs a new 8 KiB one).
+    #[test]
+    fn a_kept_small_frame_leaves_the_read_buffer_free_for_the_next_read() {
+        let mut read = BytesMut::with_capacity(8192);
+        let base = read.as_ptr();
+        read.extend_from_slice(&[b'x'; 190]);
+        let frame = read.split_to(190).freeze();
+        let kept = own(&frame, frame.len());
+        drop(frame);
+        read.reserve(8192);
+        assert_eq!(read.as_ptr(), base, "the read buffer was not reused");
+        assert_eq!(&kept[..], &[b'x'; 190][..]);
+    }
+
+    #[test]
+    fn a_large_frame_is_shared_not_copied() {
+        let frame = Bytes::from(vec![7u8; SMALL + 1]);
+        let kept = own(&frame, SMALL + 1);
+        assert_eq!(kept.as_ptr(), frame.as_ptr());
+        assert_eq!(own(&frame, 10).len(), 10);
     }
 }
