@@ -6,6 +6,7 @@
 
 use super::{CHAT_A, CHAT_B, llm_route, llm_rows};
 use crate::support::*;
+use std::time::Duration;
 
 /// The Python that has both official clients, or `None` (a skip, said).
 async fn python_with_clients() -> Option<String> {
@@ -27,6 +28,25 @@ async fn python_with_clients() -> Option<String> {
     );
     eprintln!("note: skipped: {why}");
     None
+}
+
+/// Runs `script` with `arg` as `sys.argv[1]` and reads the JSON it prints.
+async fn run(python: &str, script: &str, arg: &str, patience: Duration) -> serde_json::Value {
+    let out = tokio::time::timeout(
+        patience,
+        tokio::process::Command::new(python)
+            .args(["-c", script, arg])
+            .output(),
+    )
+    .await
+    .expect("the script finishes")
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// The official `openai` Python client, streaming through Understudy,
@@ -64,21 +84,7 @@ for chunk in client.chat.completions.create(**args):
         usage = [chunk.usage.prompt_tokens, chunk.usage.completion_tokens]
 print(json.dumps({"raw": body.decode(), "served_by": served_by, "text": text, "ids": sorted(ids), "usage": usage}))
 "#;
-    let out = tokio::time::timeout(
-        PATIENCE,
-        tokio::process::Command::new(&python)
-            .args(["-c", script, &proxy.url("/v1")])
-            .output(),
-    )
-    .await
-    .expect("the client finishes")
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = run(&python, script, &proxy.url("/v1"), PATIENCE).await;
     assert_eq!(got["raw"], CHAT_A, "the incumbent's stream, byte for byte");
     assert_eq!(got["served_by"], "incumbent");
     assert_eq!(
@@ -181,22 +187,8 @@ out["anthropic"] = {"types": types, "text": text, "helper": helper,
                     "raw": raw("/anthropic/v1/messages", {"model": "m", "messages": msgs, "stream": True})}
 print(json.dumps(out))
 "#;
-    let out = tokio::time::timeout(
-        // Importing both clients takes seconds on a loaded machine.
-        std::time::Duration::from_secs(60),
-        tokio::process::Command::new(&python)
-            .args(["-c", script, &proxy.url("")])
-            .output(),
-    )
-    .await
-    .expect("the clients finish")
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Importing both clients takes seconds on a loaded machine.
+    let got = run(&python, script, &proxy.url(""), Duration::from_secs(60)).await;
     // The raw stream: the recording, then the one event.
     for (name, rec) in [
         ("chat", CHAT_REC),
