@@ -57,6 +57,22 @@ async fn price(p: &TestProxy, plan: &str, n: usize) -> Vec<String> {
     ids
 }
 
+/// `understudy report --format html` on `p`'s database: the page.
+fn html_report(p: &TestProxy) -> String {
+    let html = p.dir.path().join("r.html");
+    let (ok, _, err) = cli(&[
+        "report",
+        "--db",
+        p.db.to_str().unwrap(),
+        "--format",
+        "html",
+        "-o",
+        html.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    std::fs::read_to_string(&html).unwrap()
+}
+
 pub(crate) fn cli(args: &[&str]) -> (bool, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_understudy"))
         .args(args)
@@ -99,18 +115,7 @@ async fn report_names_an_example_and_show_marks_tolerated_and_ignored_fields() {
         "{line}"
     );
     let example = example.unwrap().clone();
-    let html = p.dir.path().join("r.html");
-    let (ok, _, err) = cli(&[
-        "report",
-        "--db",
-        &db,
-        "--format",
-        "html",
-        "-o",
-        html.to_str().unwrap(),
-    ]);
-    assert!(ok, "{err}");
-    let page = std::fs::read_to_string(&html).unwrap();
+    let page = html_report(&p);
     assert!(
         page.contains(&format!("understudy show {example}")),
         "no example id in the HTML report"
@@ -330,19 +335,7 @@ async fn audit_says_forced_history_shows_stages_and_no_autonomy_is_none() {
     );
     p.stop().await;
 
-    let html = p.dir.path().join("r.html");
-    let db = p.db.to_str().unwrap().to_string();
-    let (ok, _, err) = cli(&[
-        "report",
-        "--db",
-        &db,
-        "--format",
-        "html",
-        "-o",
-        html.to_str().unwrap(),
-    ]);
-    assert!(ok, "{err}");
-    let page = std::fs::read_to_string(&html).unwrap();
+    let page = html_report(&p);
     assert!(
         page.contains("shadow → recommend"),
         "no stage change in the history"

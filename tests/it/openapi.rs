@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use understudy::admin::endpoint::{self, Found, TABLE};
 use understudy::admin::openapi::DOCUMENT;
+use understudy::app::Running;
 
 const TOKEN: &str = "openapi-t0ken";
 const METHODS: [&str; 8] = [
@@ -477,8 +478,9 @@ async fn real_answers_of_every_endpoint_validate_against_the_document() {
     running.stop().await;
 }
 
-#[tokio::test]
-async fn every_documented_path_is_served_and_a_wrong_method_gets_405_with_allow() {
+/// A proxy with one route `a` in front of a fresh incumbent and the admin
+/// token; the directory and the incumbent live as long as the caller keeps them.
+async fn with_route_a() -> (Running, tempfile::TempDir, Upstream) {
     let incumbent = upstream().spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let routes = format!(
@@ -486,6 +488,12 @@ async fn every_documented_path_is_served_and_a_wrong_method_gets_405_with_allow(
         incumbent.url()
     );
     let running = start_in(dir.path(), &routes, Some(TOKEN)).await;
+    (running, dir, incumbent)
+}
+
+#[tokio::test]
+async fn every_documented_path_is_served_and_a_wrong_method_gets_405_with_allow() {
+    let (running, _dir, _incumbent) = with_route_a().await;
     let admin = running.admin_addr;
     let doc = document();
     for (method, template) in documented(&doc) {
@@ -521,13 +529,7 @@ async fn every_documented_path_is_served_and_a_wrong_method_gets_405_with_allow(
 /// for being large.
 #[tokio::test]
 async fn a_misspelt_approval_status_is_refused_and_a_huge_count_is_clamped() {
-    let incumbent = upstream().spawn().await;
-    let dir = tempfile::tempdir().unwrap();
-    let routes = format!(
-        "[[routes]]\nname = \"a\"\npath_prefix = \"/\"\nincumbent = \"{}\"\n",
-        incumbent.url()
-    );
-    let running = start_in(dir.path(), &routes, Some(TOKEN)).await;
+    let (running, _dir, _incumbent) = with_route_a().await;
     let admin = running.admin_addr;
     let doc = document();
     let answer = json_call(
