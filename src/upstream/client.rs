@@ -5,6 +5,7 @@ use super::backoff::Backoff;
 use super::body::UpBody;
 use super::error::Error;
 use crate::config::Upstream;
+use http::header::{HOST, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -26,6 +27,9 @@ pub struct Client {
     /// Whether the upstream takes connections, shared by every clone (the
     /// mirror backs off from an upstream that refuses them).
     backoff: Arc<Backoff>,
+    /// The `Host` header of every request to a plain HTTP/1 upstream,
+    /// rendered once ([`host_value`]).
+    host: Option<HeaderValue>,
 }
 
 impl Client {
@@ -59,6 +63,7 @@ impl Client {
             upstream: upstream.clone(),
             target,
             backoff: Arc::default(),
+            host: host_value(upstream),
         }
     }
 
@@ -112,6 +117,14 @@ impl Client {
         timeout: Duration,
     ) -> Result<Response<Incoming>, Error> {
         let target = self.target;
+        let mut req = req;
+        if let Some(host) = &self.host
+            && req.uri().authority() == self.upstream.uri.authority()
+        {
+            req.headers_mut()
+                .entry(HOST)
+                .or_insert_with(|| host.clone());
+        }
         match tokio::time::timeout(timeout, self.pool().request(req)).await {
             Err(_elapsed) => Err(Error::Timeout {
                 target,
@@ -133,6 +146,26 @@ impl Client {
             }),
         }
     }
+}
+
+/// What hyper-util's client would set as `Host` on an HTTP/1 connection to
+/// `upstream` (its host, and its port unless the scheme's default), for a
+/// plain `http://` upstream spoken to in HTTP/1: hyper-util formats it for
+/// every request (about 2,300 instructions), this once per client. Over TLS
+/// the connection may turn out HTTP/2 (ALPN), where no `Host` is sent, so
+/// hyper-util still decides there.
+fn host_value(upstream: &Upstream) -> Option<HeaderValue> {
+    let uri = &upstream.uri;
+    if upstream.http2 || uri.scheme() != Some(&http::uri::Scheme::HTTP) {
+        return None;
+    }
+    let host = uri.host()?;
+    // The port as written, as hyper-util's `Port` displays it.
+    let value = match uri.port() {
+        Some(port) if port.as_u16() != 80 => format!("{host}:{}", port.as_str()),
+        _ => host.to_string(),
+    };
+    HeaderValue::try_from(value).ok()
 }
 
 fn sources<'a>(
@@ -204,5 +237,22 @@ mod tests {
             based.uri_for(Some(&pq("/v1/score?x=1"))).to_string(),
             "http://127.0.0.1:9001/base/v1/score?x=1"
         );
+    }
+
+    #[test]
+    fn the_host_rendered_once_is_what_hyper_util_would_send() {
+        let host = |url: &str| client(url).host.map(|h| h.to_str().unwrap().to_string());
+        assert_eq!(
+            host("http://127.0.0.1:9001").as_deref(),
+            Some("127.0.0.1:9001")
+        );
+        assert_eq!(host("http://api.internal").as_deref(), Some("api.internal"));
+        assert_eq!(
+            host("http://api.internal:80/base").as_deref(),
+            Some("api.internal")
+        );
+        assert_eq!(host("http://[::1]:9001").as_deref(), Some("[::1]:9001"));
+        // TLS may negotiate HTTP/2, which sends no `Host`: hyper-util decides.
+        assert_eq!(host("https://api.example.com"), None);
     }
 }
