@@ -668,3 +668,108 @@ fn a_pushed_version_does_not_let_catch_up_skip_older_events() {
         [("r".to_string(), 5)]
     );
 }
+
+/// A row with every column set, each value its own (so a value bound to
+/// the wrong column, or another row's, shows).
+fn full_rec(i: usize) -> Record {
+    let n = i as u64;
+    let figures = |k: u64| crate::reading::Figures {
+        ttft_ms: Some((n * 10 + k) as f64 + 0.5),
+        tokens_in: Some(n * 100 + k),
+        tokens_out: Some(n * 1000 + k),
+        cost: Some(n as f64 / 7.0 + k as f64),
+    };
+    Record {
+        id: format!("id-{i:04}"),
+        ts_ms: 1_700_000_000_000 + i as i64,
+        route: format!("route-{}", i % 3),
+        segment: format!("seg-{i}"),
+        served_by: if i % 2 == 0 { "incumbent" } else { "candidate" },
+        method: ["GET", "POST", "PUT"][i % 3].into(),
+        path: format!("/p/{i}"),
+        query: (i % 4 != 0).then(|| format!("q={i}")),
+        request_headers: format!(r#"{{"x-i":"{i}"}}"#),
+        request_body: (i % 5 != 0).then(|| Bytes::from(format!("req {i}"))),
+        verdict: ["match", "mismatch", "skipped"][i % 3],
+        diff: format!(r#"["/a{i}"]"#),
+        score: (i % 2 == 1).then_some(i as f64 / 100.0),
+        skip_reason: (i % 3 == 2).then(|| format!("why {i}")),
+        incumbent_status: Some(200 + i as u16),
+        incumbent_ms: Some(i as f64 + 0.25),
+        incumbent_body: Some(Bytes::from(vec![b'i', i as u8, 0xff])),
+        incumbent_error: (i % 6 == 1).then(|| format!("ierr {i}")),
+        candidate_status: (i % 7 != 0).then_some(300 + i as u16),
+        candidate_ms: Some(i as f64 + 0.75),
+        candidate_body: (i % 8 != 0).then(|| Bytes::from(format!("cand {i}"))),
+        candidate_error: (i % 5 == 3).then(|| format!("cerr {i}")),
+        fallback: i % 9 == 4,
+        safety: (i % 10 == 5).then(|| format!("deny {i}")),
+        noise: if i % 11 == 0 {
+            vec![format!("/n{}", i % 2)]
+        } else {
+            Vec::new()
+        },
+        decided_by: (i % 4 == 1).then_some("judge"),
+        incumbent_llm: figures(1),
+        candidate_llm: figures(2),
+        ..Record::default()
+    }
+}
+
+/// Every column of every row, and the learned noise, as text.
+fn dump(conn: &Connection) -> Vec<String> {
+    let mut stmt = conn
+        .prepare("SELECT rowid, * FROM exchanges ORDER BY rowid")
+        .unwrap();
+    let columns = stmt.column_count();
+    let mut rows: Vec<String> = stmt
+        .query_map([], |r| {
+            let values: Vec<String> = (0..columns)
+                .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                .collect();
+            Ok(values.join("|"))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut noise = conn
+        .prepare("SELECT route, pointer, hits FROM noise ORDER BY route, pointer")
+        .unwrap();
+    rows.extend(
+        noise
+            .query_map([], |r| {
+                Ok(format!(
+                    "noise {}|{}|{}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap),
+    );
+    rows
+}
+
+#[test]
+fn a_batch_writes_exactly_what_rows_written_one_at_a_time_would() {
+    // A batch goes in several rows per statement (and the rest one by one);
+    // each row must land as it would alone: same columns, same rowids.
+    let dir = tempfile::tempdir().unwrap();
+    for n in [1, 15, 16, 17, 37, 64] {
+        let rows: Vec<Record> = (0..n).map(full_rec).collect();
+        let mut batched = events::open(&dir.path().join(format!("batch-{n}.db"))).unwrap();
+        writer::insert_batch(&mut batched, &rows, &[]).unwrap();
+        let mut alone = events::open(&dir.path().join(format!("alone-{n}.db"))).unwrap();
+        for r in &rows {
+            writer::insert_batch(&mut alone, std::slice::from_ref(r), &[]).unwrap();
+        }
+        let (a, b) = (dump(&batched), dump(&alone));
+        assert_eq!(a.iter().filter(|r| !r.starts_with("noise")).count(), n);
+        assert!(
+            a.iter().any(|r| r.starts_with("noise")),
+            "row 0 learned noise"
+        );
+        assert_eq!(a, b, "batch of {n}");
+    }
+}

@@ -18,8 +18,8 @@ use bytes::Bytes;
 use rusqlite::{Connection, params};
 use std::borrow::Borrow;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 /// How often expired exchanges are deleted.
@@ -31,16 +31,31 @@ const POLL: Duration = Duration::from_millis(5);
 /// Rows deleted per retention statement; each is its own short transaction.
 const PURGE_CHUNK: i64 = 2000;
 
-const INSERT: &str = "INSERT INTO exchanges (
-    id, ts, route, segment, served_by, method, path, query, request_headers,
+/// The columns of a row, in the order [`bind_row`] binds them.
+const COLUMNS: &str = "id, ts, route, segment, served_by, method, path, query, request_headers,
     request_body, verdict, diff, score, skip_reason, incumbent_status,
     incumbent_ms, incumbent_body, incumbent_error, candidate_status,
     candidate_ms, candidate_body, candidate_error, fallback, safety,
     incumbent_ttft_ms, candidate_ttft_ms, incumbent_tokens_in, incumbent_tokens_out,
-    candidate_tokens_in, candidate_tokens_out, incumbent_cost, candidate_cost, decided_by, rowid
-) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-    ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,
-    ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)";
+    candidate_tokens_in, candidate_tokens_out, incumbent_cost, candidate_cost, decided_by, rowid";
+/// How many values a row binds.
+const ROW_VALUES: usize = 34;
+/// Rows per `INSERT` in a batch: one statement writes this many, so SQLite
+/// opens the table's and indexes' cursors once for them, and an append-only
+/// index (the id, the time) is extended from where the last row left its
+/// cursor instead of searched from its root.
+const ROWS_PER_INSERT: usize = 16;
+
+/// `INSERT INTO exchanges (...) VALUES (?, ...)` for `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    let one = format!("({})", vec!["?"; ROW_VALUES].join(", "));
+    format!(
+        "INSERT INTO exchanges ({COLUMNS}) VALUES {}",
+        vec![one; rows].join(", ")
+    )
+}
+static INSERT_ONE: LazyLock<String> = LazyLock::new(|| insert_sql(1));
+static INSERT_MANY: LazyLock<String> = LazyLock::new(|| insert_sql(ROWS_PER_INSERT));
 
 /// The rowid after every one `exchanges` ever had (rowids only grow: the
 /// fleet ships rows past a rowid), and its record.
@@ -116,9 +131,22 @@ pub fn insert_batch<R: Borrow<Record>>(
     if !rows.is_empty() {
         // Looked up once per batch, not once per row.
         let mut rowid: i64 = tx.prepare_cached(NEXT_ROWID)?.query_row([], |r| r.get(0))?;
-        let mut stmt = tx.prepare_cached(INSERT)?;
-        for rec in rows {
-            insert_with(&tx, &mut stmt, rec.borrow(), rowid)?;
+        let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+        if chunks.len() > 0 {
+            let mut stmt = tx.prepare_cached(&INSERT_MANY)?;
+            for chunk in &mut chunks {
+                for (i, rec) in chunk.iter().enumerate() {
+                    bind_row(&mut stmt, i * ROW_VALUES, rec.borrow(), rowid + i as i64)?;
+                }
+                stmt.raw_execute()?;
+                for rec in chunk {
+                    row_extras(&tx, rec.borrow())?;
+                }
+                rowid += ROWS_PER_INSERT as i64;
+            }
+        }
+        for rec in chunks.remainder() {
+            insert_with(&tx, rec.borrow(), rowid)?;
             rowid += 1;
         }
         tx.prepare_cached(ROWID_HIGH)?.execute([rowid - 1])?;
@@ -147,53 +175,71 @@ fn add_skips(conn: &Connection, skips: &[SkipCount]) -> rusqlite::Result<()> {
 fn insert_one(conn: &Connection, r: &Record) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
     let rowid: i64 = tx.prepare_cached(NEXT_ROWID)?.query_row([], |r| r.get(0))?;
-    insert_with(&tx, &mut tx.prepare_cached(INSERT)?, r, rowid)?;
+    insert_with(&tx, r, rowid)?;
     tx.prepare_cached(ROWID_HIGH)?.execute([rowid])?;
     tx.commit()
 }
 
-fn insert_with(
-    conn: &Connection,
-    stmt: &mut rusqlite::CachedStatement<'_>,
+/// Inserts one row (and what goes with it) through its own statement.
+fn insert_with(conn: &Connection, r: &Record, rowid: i64) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(&INSERT_ONE)?;
+    bind_row(&mut stmt, 0, r, rowid)?;
+    stmt.raw_execute()?;
+    row_extras(conn, r)
+}
+
+/// Binds `r`'s values (in [`COLUMNS`]' order) after the first `at` parameters.
+fn bind_row(
+    stmt: &mut rusqlite::Statement<'_>,
+    at: usize,
     r: &Record,
     rowid: i64,
 ) -> rusqlite::Result<()> {
-    stmt.execute(params![
-        r.id,
-        r.ts_ms,
-        r.route,
-        r.segment,
-        r.served_by,
-        r.method,
-        r.path,
-        r.query,
-        r.request_headers,
-        Body(r.request_body.as_ref()),
-        r.verdict,
-        r.diff,
-        r.score,
-        r.skip_reason,
-        r.incumbent_status,
-        r.incumbent_ms,
-        Body(r.incumbent_body.as_ref()),
-        r.incumbent_error,
-        r.candidate_status,
-        r.candidate_ms,
-        Body(r.candidate_body.as_ref()),
-        r.candidate_error,
-        r.fallback,
-        r.safety,
-        r.incumbent_llm.ttft_ms,
-        r.candidate_llm.ttft_ms,
-        r.incumbent_llm.tokens_in.map(|n| n as i64),
-        r.incumbent_llm.tokens_out.map(|n| n as i64),
-        r.candidate_llm.tokens_in.map(|n| n as i64),
-        r.candidate_llm.tokens_out.map(|n| n as i64),
-        r.incumbent_llm.cost,
-        r.candidate_llm.cost,
-        r.decided_by,
-        rowid,
-    ])?;
+    let tokens = |n: Option<u64>| n.map(|n| n as i64);
+    let values: [&dyn rusqlite::ToSql; ROW_VALUES] = [
+        &r.id,
+        &r.ts_ms,
+        &r.route,
+        &r.segment,
+        &r.served_by,
+        &r.method,
+        &r.path,
+        &r.query,
+        &r.request_headers,
+        &Body(r.request_body.as_ref()),
+        &r.verdict,
+        &r.diff,
+        &r.score,
+        &r.skip_reason,
+        &r.incumbent_status,
+        &r.incumbent_ms,
+        &Body(r.incumbent_body.as_ref()),
+        &r.incumbent_error,
+        &r.candidate_status,
+        &r.candidate_ms,
+        &Body(r.candidate_body.as_ref()),
+        &r.candidate_error,
+        &r.fallback,
+        &r.safety,
+        &r.incumbent_llm.ttft_ms,
+        &r.candidate_llm.ttft_ms,
+        &tokens(r.incumbent_llm.tokens_in),
+        &tokens(r.incumbent_llm.tokens_out),
+        &tokens(r.candidate_llm.tokens_in),
+        &tokens(r.candidate_llm.tokens_out),
+        &r.incumbent_llm.cost,
+        &r.candidate_llm.cost,
+        &r.decided_by,
+        &rowid,
+    ];
+    for (i, value) in values.into_iter().enumerate() {
+        stmt.raw_bind_parameter(at + i + 1, value)?;
+    }
+    Ok(())
+}
+
+/// What a row brings besides itself: its learned noise, its approval.
+fn row_extras(conn: &Connection, r: &Record) -> rusqlite::Result<()> {
     for pointer in &r.noise {
         let mut stmt = conn.prepare_cached(NOISE)?;
         stmt.execute(params![r.route, pointer, r.ts_ms])?;
