@@ -684,12 +684,16 @@ fn full_rec(i: usize) -> Record {
         ts_ms: 1_700_000_000_000 + i as i64,
         route: format!("route-{}", i % 3),
         segment: format!("seg-{i}"),
-        served_by: if i % 2 == 0 { "incumbent" } else { "candidate" },
+        served_by: if i.is_multiple_of(2) {
+            "incumbent"
+        } else {
+            "candidate"
+        },
         method: ["GET", "POST", "PUT"][i % 3].into(),
         path: format!("/p/{i}"),
-        query: (i % 4 != 0).then(|| format!("q={i}")),
+        query: (!i.is_multiple_of(4)).then(|| format!("q={i}")),
         request_headers: format!(r#"{{"x-i":"{i}"}}"#),
-        request_body: (i % 5 != 0).then(|| Bytes::from(format!("req {i}"))),
+        request_body: (!i.is_multiple_of(5)).then(|| Bytes::from(format!("req {i}"))),
         verdict: ["match", "mismatch", "skipped"][i % 3],
         diff: format!(r#"["/a{i}"]"#),
         score: (i % 2 == 1).then_some(i as f64 / 100.0),
@@ -698,13 +702,13 @@ fn full_rec(i: usize) -> Record {
         incumbent_ms: Some(i as f64 + 0.25),
         incumbent_body: Some(Bytes::from(vec![b'i', i as u8, 0xff])),
         incumbent_error: (i % 6 == 1).then(|| format!("ierr {i}")),
-        candidate_status: (i % 7 != 0).then_some(300 + i as u16),
+        candidate_status: (!i.is_multiple_of(7)).then_some(300 + i as u16),
         candidate_ms: Some(i as f64 + 0.75),
-        candidate_body: (i % 8 != 0).then(|| Bytes::from(format!("cand {i}"))),
+        candidate_body: (!i.is_multiple_of(8)).then(|| Bytes::from(format!("cand {i}"))),
         candidate_error: (i % 5 == 3).then(|| format!("cerr {i}")),
         fallback: i % 9 == 4,
         safety: (i % 10 == 5).then(|| format!("deny {i}")),
-        noise: if i % 11 == 0 {
+        noise: if i.is_multiple_of(11) {
             vec![format!("/n{}", i % 2)]
         } else {
             Vec::new()
