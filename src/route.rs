@@ -35,6 +35,11 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 /// decode or accept them), and a segment's `;parameters` dropped (`..;`).
 pub fn has_dot_segment(path: &str) -> bool {
     let bytes = path.as_bytes();
+    // Without a `.` or an escape there is no dot segment to find (most
+    // paths): no copy to decode.
+    if !bytes.iter().any(|&b| b == b'.' || b == b'%') {
+        return false;
+    }
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {

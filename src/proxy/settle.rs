@@ -210,7 +210,7 @@ impl Settle {
             route: cfg.name.clone(),
             segment: ex.segment,
             served_by: served_by.as_str(),
-            method: ex.method.to_string(),
+            method: ex.method.as_str().to_owned(),
             path: ex.path,
             query: ex.query,
             request_headers: rt.redactor.headers_json(&ex.headers),
