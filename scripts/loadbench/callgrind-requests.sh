@@ -6,13 +6,17 @@
 # `wrk -t1 -c8`; counters zeroed after a warm-up, then user-space
 # instructions of all threads over wrk's request count.
 # Usage: scripts/loadbench/callgrind-requests.sh [understudy-binary]
-# Environment: MIRROR (1; 0 = no candidate), SECS (8), METHOD (GET or POST).
+# Environment: MIRROR (1; 0 = no candidate), SECS (8), METHOD (GET or POST),
+# BARE (0; 1 = the load benchmark's bare hyper proxy instead, the floor:
+# target/release/loadbench, built by `cargo loadbench` or
+# `cargo build --release -p loadbench`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=$(realpath "${1:-target/release/understudy}")
 mirror=${MIRROR:-1}
 secs=${SECS:-8}
 method=${METHOD:-GET}
+bare=${BARE:-0}
 out=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 inc=$(free_port); cand=$(free_port); port=$(free_port); admin=$(free_port)
@@ -57,12 +61,18 @@ $candidate
 mirror = { methods = ["GET", "POST"] }
 compare = { mode = "json", ignore = ["/request_id"] }
 TOML
+ready="http://127.0.0.1:$admin/healthz"
+if [ "$bare" = 1 ]; then
+  bin=$(realpath target/release/loadbench)
+  export LOAD_BARE=1 LOAD_BARE_TPC=1
+  ready="http://127.0.0.1:$port/score"
+fi
 valgrind --tool=callgrind --callgrind-out-file="$out/cg.%p.out" "$bin" serve -c "$out/proxy.toml" \
   >"$out/proxy.log" 2>&1 &
 proxy_pid=$!
 trap 'kill $proxy_pid $nginx_pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do
-  curl -fs "http://127.0.0.1:$admin/healthz" >/dev/null 2>&1 && break
+  curl -fs "$ready" >/dev/null 2>&1 && break
   sleep 0.1
 done
 lua=""
@@ -82,6 +92,6 @@ for f in "$out"/cg.*.out.*; do
   total=$(( total + ${n:-0} ))
 done
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "requests: $requests (mirror=$mirror, $method)"
+echo "requests: $requests (mirror=$mirror, bare=$bare, $method)"
 echo "instructions: $total; per request: $(( total / requests ))"
 echo "profiles in $out"
