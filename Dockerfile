@@ -1,4 +1,5 @@
-# Build stage: compile the release binary (SQLite is bundled, rustls needs no OpenSSL).
+# Build stage: compile the binary to deploy (`--profile dist`: release with
+# whole-program LTO; SQLite is bundled, rustls needs no OpenSSL).
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
@@ -8,13 +9,13 @@ COPY examples ./examples
 # The workspace's other members (Cargo reads their manifests).
 COPY crates ./crates
 COPY scripts/loadbench ./scripts/loadbench
-RUN cargo build --release --locked --bin understudy
+RUN cargo build --profile dist --locked --bin understudy
 
 # Runtime stage: a small image with a non-root user.
 FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 --home-dir /var/lib/understudy --create-home understudy \
     && mkdir -p /etc/understudy
-COPY --from=build /src/target/release/understudy /usr/local/bin/understudy
+COPY --from=build /src/target/dist/understudy /usr/local/bin/understudy
 # Listeners on 0.0.0.0 (the repository's proxy.toml keeps them on loopback).
 COPY examples/container/proxy.toml /etc/understudy/proxy.toml
 USER 10001

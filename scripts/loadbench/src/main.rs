@@ -1,7 +1,7 @@
 //! Load benchmark: the real `understudy serve` binary and nginx `mirror` side by
 //! side under `wrk`, on 127.0.0.1 only, bounded in time (`cargo loadbench`,
-//! an alias of `cargo run --release -p loadbench`; it builds the release
-//! `understudy` first).
+//! an alias of `cargo run --profile dist -p loadbench`; it builds the
+//! `understudy` to deploy, `--profile dist`, first).
 //!
 //! The upstreams (a fast incumbent; fast, 200 ms, 2 s and dead candidates) run in
 //! this process on a runtime of their own, so the proxy process under test
@@ -808,13 +808,15 @@ fn ratio(a: f64, b: Option<f64>) -> String {
     }
 }
 
-/// Builds the release `understudy` (a no-op when it is current) and returns its path.
+/// Builds the `understudy` to deploy (`--profile dist`, a no-op when it is
+/// current) and returns its path.
 fn understudy_binary() -> String {
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{ROOT}/target"));
     let built = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([
             "build",
-            "--release",
+            "--profile",
+            "dist",
             "--quiet",
             "-p",
             "understudy",
@@ -824,10 +826,10 @@ fn understudy_binary() -> String {
         .current_dir(ROOT)
         .status();
     if !built.is_ok_and(|s| s.success()) {
-        eprintln!("cannot build the release understudy binary");
+        eprintln!("cannot build the understudy binary (--profile dist)");
         std::process::exit(1);
     }
-    format!("{target}/release/understudy")
+    format!("{target}/dist/understudy")
 }
 
 fn main() {
@@ -1167,7 +1169,7 @@ fn render(
          - upstreams: in the benchmark process (2 tokio workers), HTTP/1.1, a 190-byte JSON answer (the candidates' differs in the ignored `request_id`, \
          so every pair is parsed and compared); \
          POST sends a ~1 KiB JSON body\n\
-         - Understudy: release build, a thread per core (`serve`'s default) unless the row says \
+         - Understudy and the bare proxy: `--profile dist` builds (release with whole-program LTO, as the Dockerfile ships), a thread per core (`serve`'s default) unless the row says \
          shared runtime (`--shared-runtime`), mirror methods GET+POST, json compare, SQLite logging on, \
          default store and mirror settings (max_in_flight 256, timeout 2 s)\n\
          - nginx: {nginx_version}, one worker, keep-alive pools (64) to both upstreams, \

@@ -35,11 +35,21 @@ fn the_dockerfile_builds_the_workspace_and_agrees_with_the_config_it_ships() {
             "workspace member {m} is not copied: {build:?}"
         );
     }
+    // The binary to deploy: the `dist` profile, and that binary copied.
     assert!(
         build
             .iter()
-            .any(|l| l.contains("cargo build --release --locked"))
+            .any(|l| l.contains("cargo build --profile dist --locked"))
     );
+    assert!(
+        runtime
+            .iter()
+            .any(|l| l.starts_with("COPY --from=build /src/target/dist/understudy ")),
+        "{runtime:?}"
+    );
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
+    assert!(manifest.contains("[profile.dist]"));
 
     // Not root.
     let user = runtime
