@@ -7,16 +7,18 @@
 # instructions of all threads over wrk's request count.
 # Usage: scripts/loadbench/callgrind-requests.sh [understudy-binary]
 # Environment: MIRROR (1; 0 = no candidate), SECS (8), METHOD (GET or POST),
-# BARE (0; 1 = the load benchmark's bare hyper proxy instead, the floor:
-# target/release/loadbench, built by `cargo loadbench` or
-# `cargo build --release -p loadbench`).
+# BARE (0; 1 = the load benchmark's bare hyper proxy instead, the floor: the
+# binary argument is then a loadbench build, by default target/release/loadbench
+# from `cargo build --release -p loadbench`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-bin=$(realpath "${1:-target/release/understudy}")
+bare=${BARE:-0}
+default=target/release/understudy
+if [ "$bare" = 1 ]; then default=target/release/loadbench; fi
+bin=$(realpath "${1:-$default}")
 mirror=${MIRROR:-1}
 secs=${SECS:-8}
 method=${METHOD:-GET}
-bare=${BARE:-0}
 out=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 inc=$(free_port); cand=$(free_port); port=$(free_port); admin=$(free_port)
@@ -63,7 +65,6 @@ compare = { mode = "json", ignore = ["/request_id"] }
 TOML
 ready="http://127.0.0.1:$admin/healthz"
 if [ "$bare" = 1 ]; then
-  bin=$(realpath target/release/loadbench)
   export LOAD_BARE=1 LOAD_BARE_TPC=1
   ready="http://127.0.0.1:$port/score"
 fi
