@@ -248,7 +248,7 @@ fn count(id: &str, loops: u64) {
 criterion_group!(benches, bench_exact, bench_answer, bench_json, bench_text);
 
 fn main() {
-    if let Some(loops) = std::env::var("COMPARE_LOOPS").ok() {
+    if let Ok(loops) = std::env::var("COMPARE_LOOPS") {
         let Ok(loops) = loops.parse() else {
             eprintln!("COMPARE_LOOPS: not a number: {loops:?}");
             std::process::exit(2);

@@ -50,11 +50,13 @@ struct Sink {
     capped: bool,
 }
 
-/// Where the walk is: the concrete path, and the sorted members of the
-/// objects being compared, the innermost last.
-struct Trail<'a, D> {
+/// Where the walk is: the two documents, the concrete path, and the sorted
+/// members of the objects being compared, the innermost last.
+struct Trail<'a, D: Doc> {
+    /// The incumbent's document (`a`'s nodes) and the candidate's (`b`'s).
+    docs: (&'a D, &'a D),
     path: Vec<Seg<'a>>,
-    members: Vec<(&'a str, &'a D)>,
+    members: Vec<(&'a str, &'a D::Node)>,
 }
 
 impl Sink {
@@ -88,11 +90,11 @@ impl Sink {
 }
 
 impl<'a, D: Doc> Trail<'a, D> {
-    /// Pushes `doc`'s members sorted by key, one per key (the last given:
-    /// the sort is stable), and returns where they end.
-    fn push_members(&mut self, doc: &'a D) -> usize {
+    /// Pushes the members of `node` (of `doc`) sorted by key, one per key
+    /// (the last given: the sort is stable), and returns where they end.
+    fn push_members(&mut self, doc: &'a D, node: &'a D::Node) -> usize {
         let start = self.members.len();
-        doc.members(&mut self.members);
+        doc.members(node, &mut self.members);
         self.members[start..].sort_by(|x, y| key_order(x.0, y.0));
         let mut kept = start;
         for i in start..self.members.len() {
@@ -155,12 +157,13 @@ impl<'s> Walk<'s> {
         // With `only`, the start may be outside every listed pointer.
         let covered = self.only.is_empty() || self.only.iter().any(|p| covers(p, &path));
         let mut trail = Trail {
+            docs: (a, b),
             path,
             members: Vec::with_capacity(32),
         };
         let mut sink = Sink::collect();
         // Break only means "stop collecting"; what was collected stands.
-        let _stopped = self.node(a, b, &mut trail, covered, &mut sink);
+        let _stopped = self.node(a.root(), b.root(), &mut trail, covered, &mut sink);
         let Sink {
             mut diffs, capped, ..
         } = sink;
@@ -190,8 +193,8 @@ impl<'s> Walk<'s> {
 
     fn node<'a, D: Doc>(
         &self,
-        a: &'a D,
-        b: &'a D,
+        a: &'a D::Node,
+        b: &'a D::Node,
         trail: &mut Trail<'a, D>,
         covered: bool,
         sink: &mut Sink,
@@ -202,7 +205,8 @@ impl<'s> Walk<'s> {
         if sink.probe {
             self.work.set(self.work.get().saturating_sub(1));
         }
-        match (a.view(), b.view()) {
+        let (da, db) = trail.docs;
+        match (da.view(a), db.view(b)) {
             (View::Object, View::Object) => {
                 let start = trail.members.len();
                 let flow = self.object(a, b, trail, covered, sink);
@@ -232,15 +236,16 @@ impl<'s> Walk<'s> {
     /// pushed on the trail (the caller truncates).
     fn object<'a, D: Doc>(
         &self,
-        a: &'a D,
-        b: &'a D,
+        a: &'a D::Node,
+        b: &'a D::Node,
         trail: &mut Trail<'a, D>,
         covered: bool,
         sink: &mut Sink,
     ) -> ControlFlow<()> {
         let start = trail.members.len();
-        let mid = trail.push_members(a);
-        let end = trail.push_members(b);
+        let (da, db) = trail.docs;
+        let mid = trail.push_members(da, a);
+        let end = trail.push_members(db, b);
         // Both lists are sorted: one pass over each finds the common keys.
         let mut j = mid;
         for i in start..mid {
@@ -297,8 +302,8 @@ impl<'s> Walk<'s> {
     /// Arrays element by element.
     fn ordered<'a, D: Doc>(
         &self,
-        x: &'a [D],
-        y: &'a [D],
+        x: &'a [D::Node],
+        y: &'a [D::Node],
         trail: &mut Trail<'a, D>,
         covered: bool,
         sink: &mut Sink,
@@ -322,8 +327,8 @@ impl<'s> Walk<'s> {
     /// out (before or during): the caller compares the array in order.
     fn unordered<'a, D: Doc>(
         &self,
-        x: &'a [D],
-        y: &'a [D],
+        x: &'a [D::Node],
+        y: &'a [D::Node],
         trail: &mut Trail<'a, D>,
         covered: bool,
         sink: &mut Sink,
@@ -444,6 +449,7 @@ fn is_index(k: &str, i: usize) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Tape;
     use super::*;
 
     #[test]
@@ -484,15 +490,18 @@ mod tests {
 
     #[test]
     fn members_are_sorted_and_the_last_of_a_key_stays() {
-        let doc: serde_json_borrow::Value<'_> =
-            serde_json::from_str(r#"{"b": 1, "a": 2, "b": 3, "c": 4, "a": 5}"#).unwrap();
+        let doc = Tape::parse(r#"{"b": 1, "a": 2, "b": 3, "c": 4, "a": 5}"#).unwrap();
         let mut trail = Trail {
+            docs: (&doc, &doc),
             path: Vec::new(),
             members: Vec::new(),
         };
-        let end = trail.push_members(&doc);
+        let end = trail.push_members(&doc, doc.root());
         let got: Vec<(&str, String)> = (trail.members.iter())
-            .map(|(k, v)| (*k, format!("{v}")))
+            .map(|(k, v)| match doc.view(v) {
+                View::Number(n) => (*k, n.to_string()),
+                _ => (*k, "not a number".into()),
+            })
             .collect();
         assert_eq!(end, 3);
         assert_eq!(
