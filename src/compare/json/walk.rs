@@ -89,15 +89,30 @@ impl Sink {
     }
 }
 
+/// Objects of at most this many members with the same keys in the same
+/// order on both sides are sorted together (by insertion, so kept small).
+const SAME_KEYS_MAX: usize = 16;
+
 impl<'a, D: Doc> Trail<'a, D> {
     /// Pushes the members of `node` (of `doc`) sorted by key, one per key
     /// (the last given: the sort is stable), and returns where they end.
     fn push_members(&mut self, doc: &'a D, node: &'a D::Node) -> usize {
         let start = self.members.len();
         doc.members(node, &mut self.members);
+        self.sort_members(start)
+    }
+
+    /// Sorts the members from `start` on by key, keeps one per key (the
+    /// last given: the sort is stable), and returns where they end.
+    fn sort_members(&mut self, start: usize) -> usize {
         self.members[start..].sort_by(|x, y| key_order(x.0, y.0));
-        let mut kept = start;
-        for i in start..self.members.len() {
+        let Some(first) =
+            (start + 1..self.members.len()).find(|&i| self.members[i - 1].0 == self.members[i].0)
+        else {
+            return self.members.len();
+        };
+        let mut kept = first - 1;
+        for i in first - 1..self.members.len() {
             let next = self.members.get(i + 1);
             if next.is_some_and(|next| next.0 == self.members[i].0) {
                 continue;
@@ -107,6 +122,50 @@ impl<'a, D: Doc> Trail<'a, D> {
         }
         self.members.truncate(kept);
         kept
+    }
+
+    /// The members of `a` and `b` as [`push_members`](Self::push_members)
+    /// pushes them, one object after the other; returns where `a`'s end and
+    /// `b`'s end. When both have the same keys in the same order, none twice
+    /// (one serializer's output), they are sorted together, one sort for
+    /// both, and `true` says so: then each of `b`'s members sits as far from
+    /// the middle as its namesake of `a` from the start.
+    fn push_both(&mut self, a: &'a D::Node, b: &'a D::Node) -> (usize, usize, bool) {
+        let (da, db) = self.docs;
+        let start = self.members.len();
+        da.members(a, &mut self.members);
+        let mid = self.members.len();
+        let n = mid - start;
+        if n <= SAME_KEYS_MAX {
+            db.members(b, &mut self.members);
+            if self.sort_same_keys(start, n) {
+                return (mid, self.members.len(), true);
+            }
+            self.members.truncate(mid);
+        }
+        // `a`'s members are in document order, or already stably sorted.
+        let mid = self.sort_members(start);
+        let end = self.push_members(db, b);
+        (mid, end, false)
+    }
+
+    /// Whether the `n` members from `start` and the members after them have
+    /// the same keys in the same order, none twice; if so, sorts both lists
+    /// by key together (stably, by insertion: `n` is small).
+    fn sort_same_keys(&mut self, start: usize, n: usize) -> bool {
+        let (x, y) = self.members[start..].split_at_mut(n);
+        if x.len() != y.len() || x.iter().zip(y.iter()).any(|(p, q)| p.0 != q.0) {
+            return false;
+        }
+        for i in 1..n {
+            let mut j = i;
+            while j > 0 && key_order(x[j - 1].0, x[j].0) == Ordering::Greater {
+                x.swap(j - 1, j);
+                y.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        x.windows(2).all(|w| w[0].0 != w[1].0)
     }
 }
 
@@ -243,10 +302,21 @@ impl<'s> Walk<'s> {
         sink: &mut Sink,
     ) -> ControlFlow<()> {
         let start = trail.members.len();
-        let (da, db) = trail.docs;
-        let mid = trail.push_members(da, a);
-        let end = trail.push_members(db, b);
+        let (mid, end, same_keys) = trail.push_both(a, b);
+        if same_keys {
+            // The general case below would visit the same keys in the same
+            // order, each found on both sides.
+            for i in start..mid {
+                let ((key, va), vb) = (trail.members[i], trail.members[i - start + mid].1);
+                trail.path.push(Seg::Key(key));
+                let flow = self.node(va, vb, trail, covered, sink);
+                trail.path.pop();
+                flow?;
+            }
+            return ControlFlow::Continue(());
+        }
         // Both lists are sorted: one pass over each finds the common keys.
+        let mut common = 0;
         let mut j = mid;
         for i in start..mid {
             let (key, va) = trail.members[i];
@@ -263,11 +333,18 @@ impl<'s> Walk<'s> {
             }
             trail.path.push(Seg::Key(key));
             let flow = match found {
-                Some(vb) => self.node(va, vb, trail, covered, sink),
+                Some(vb) => {
+                    common += 1;
+                    self.node(va, vb, trail, covered, sink)
+                }
                 None => self.missing(&trail.path, covered, sink),
             };
             trail.path.pop();
             flow?;
+        }
+        if common == end - mid {
+            // Every key of `b`'s is also `a`'s.
+            return ControlFlow::Continue(());
         }
         let mut i = start;
         for j in mid..end {
@@ -485,6 +562,58 @@ mod tests {
             for b in keys {
                 assert_eq!(key_order(a, b), a.cmp(b), "{a:?} {b:?}");
             }
+        }
+    }
+
+    /// Members in one order on both sides are sorted together, each of the
+    /// candidate's beside its namesake; any other pair of objects is not.
+    #[test]
+    fn same_keys_in_the_same_order_are_sorted_together() {
+        let a = Tape::parse(r#"{"c": 1, "a": 2, "b": 3}"#).unwrap();
+        let b = Tape::parse(r#"{"c": 4, "a": 5, "b": 6}"#).unwrap();
+        let mut trail = Trail {
+            docs: (&a, &b),
+            path: Vec::new(),
+            members: Vec::new(),
+        };
+        assert_eq!(trail.push_both(a.root(), b.root()), (3, 6, true));
+        // `a`'s members, then `b`'s, each list sorted: the values show that
+        // they moved together.
+        let mut got = Vec::new();
+        for (k, v) in &trail.members {
+            let doc = if got.len() < 3 { &a } else { &b };
+            match doc.view(v) {
+                View::Number(n) => got.push(format!("{k}={n}")),
+                _ => got.push(format!("{k}=?")),
+            }
+        }
+        assert_eq!(got, ["a=2", "b=3", "c=1", "a=5", "b=6", "c=4"]);
+        for (x, y) in [
+            (r#"{"c": 1, "a": 2, "b": 3}"#, r#"{"a": 1, "c": 2, "b": 3}"#),
+            (r#"{"c": 1, "a": 2, "c": 3}"#, r#"{"c": 1, "a": 2, "c": 3}"#),
+            (r#"{"c": 1, "a": 2}"#, r#"{"c": 1, "a": 2, "b": 3}"#),
+        ] {
+            let (a, b) = (Tape::parse(x).unwrap(), Tape::parse(y).unwrap());
+            let mut trail = Trail {
+                docs: (&a, &b),
+                path: Vec::new(),
+                members: Vec::new(),
+            };
+            let (mid, end, same) = trail.push_both(a.root(), b.root());
+            assert!(!same, "{x} {y}");
+            // As two separate sorts leave them.
+            let mut apart = Trail {
+                docs: (&a, &b),
+                path: Vec::new(),
+                members: Vec::new(),
+            };
+            let want_mid = apart.push_members(&a, a.root());
+            let want_end = apart.push_members(&b, b.root());
+            assert_eq!((mid, end), (want_mid, want_end), "{x} {y}");
+            let names = |t: &Trail<'_, Tape<'_>>| -> Vec<String> {
+                t.members.iter().map(|(k, _)| k.to_string()).collect()
+            };
+            assert_eq!(names(&trail), names(&apart), "{x} {y}");
         }
     }
 
