@@ -28,6 +28,18 @@ pub(super) enum Seg<'a> {
     Index(usize),
 }
 
+/// What the rules make of the path the walk is at, carried down so that each
+/// step checks only what can still change.
+#[derive(Debug, Clone, Copy)]
+struct Reach {
+    /// An `only` pointer covers the path: its whole subtree is in.
+    covered: bool,
+    /// The ignored pointers (bit `i`: the `i`-th of `ignore` then `noise`)
+    /// that touch the path and are longer than it: only these can cover a
+    /// path below. Unused when there are more than 64 ([`Walk::tracked`]).
+    live: u64,
+}
+
 /// The comparison rules, borrowed from the config for one walk.
 pub(super) struct Walk<'s> {
     ignore: &'s [Pointer],
@@ -36,6 +48,9 @@ pub(super) struct Walk<'s> {
     tolerance: f64,
     abs_tolerance: f64,
     unordered_arrays: bool,
+    /// Whether [`Reach::live`] tracks the ignored pointers (at most 64);
+    /// otherwise each path is checked against all of them.
+    tracked: bool,
     /// What is left of [`MAX_UNORDERED_WORK`]: one per value a probe visits.
     work: Cell<u64>,
     /// The first array compared in order because `work` ran out.
@@ -181,6 +196,7 @@ impl<'s> Walk<'s> {
             tolerance: spec.tolerance,
             abs_tolerance: spec.abs_tolerance,
             unordered_arrays: spec.unordered_arrays,
+            tracked: spec.ignore.len() + noise.len() <= 64,
             work: Cell::new(MAX_UNORDERED_WORK),
             ordered_from: Cell::new(None),
         }
@@ -195,6 +211,7 @@ impl<'s> Walk<'s> {
             tolerance: 0.0,
             abs_tolerance: 0.0,
             unordered_arrays: false,
+            tracked: true,
             work: Cell::new(0),
             ordered_from: Cell::new(None),
         }
@@ -213,8 +230,7 @@ impl<'s> Walk<'s> {
         b: &'a D,
         path: Vec<Seg<'a>>,
     ) -> (Vec<String>, bool) {
-        // With `only`, the start may be outside every listed pointer.
-        let covered = self.only.is_empty() || self.only.iter().any(|p| covers(p, &path));
+        let reach = self.start(&path);
         let mut trail = Trail {
             docs: (a, b),
             path,
@@ -222,7 +238,9 @@ impl<'s> Walk<'s> {
         };
         let mut sink = Sink::collect();
         // Break only means "stop collecting"; what was collected stands.
-        let _stopped = self.node(a.root(), b.root(), &mut trail, covered, &mut sink);
+        if let Some(reach) = reach {
+            let _stopped = self.visit(a.root(), b.root(), &mut trail, reach, &mut sink);
+        }
         let Sink {
             mut diffs, capped, ..
         } = sink;
@@ -231,36 +249,115 @@ impl<'s> Walk<'s> {
         (diffs, capped)
     }
 
-    /// Whether `path` takes part in the comparison: `None` when it is ignored
-    /// (or noise) or outside every `only` pointer; otherwise whether an `only`
-    /// pointer covers it (then its whole subtree is in, and `only` need not be
-    /// checked again below it).
-    fn scope(&self, path: &[Seg<'_>], covered: bool) -> Option<bool> {
-        if self
-            .ignore
-            .iter()
-            .chain(self.noise)
-            .any(|p| covers(p, path))
-        {
-            return None;
-        }
-        if covered || self.only.iter().any(|p| covers(p, path)) {
-            return Some(true);
-        }
-        self.only.iter().any(|p| touches(p, path)).then_some(false)
+    /// The ignored pointers: `ignore`, then `noise`.
+    fn ignored(&self) -> impl Iterator<Item = &'s Pointer> {
+        self.ignore.iter().chain(self.noise)
     }
 
+    /// [`scope`](Self::scope) for the path a walk starts at, checked whole.
+    fn start(&self, path: &[Seg<'_>]) -> Option<Reach> {
+        if self.ignored().any(|p| covers(p, path)) {
+            return None;
+        }
+        let mut live = 0;
+        if self.tracked {
+            for (i, p) in self.ignored().enumerate() {
+                if p.tokens().len() > path.len() && touches(p, path) {
+                    live |= 1 << i;
+                }
+            }
+        }
+        // With `only`, the start may be outside every listed pointer.
+        let covered = self.only.is_empty();
+        self.only_scope(path, Reach { covered, live })
+    }
+
+    /// Whether `path` takes part in the comparison, given what its parent's
+    /// path did (`parent`): `None` when it is ignored (or noise) or outside
+    /// every `only` pointer; otherwise whether an `only` pointer covers it
+    /// (then its whole subtree is in, and `only` need not be checked again
+    /// below it), and which ignored pointers can still cover a path below.
+    fn scope(&self, path: &[Seg<'_>], parent: Reach) -> Option<Reach> {
+        let live = if self.tracked {
+            self.step(path, parent.live)?
+        } else if self.ignored().any(|p| covers(p, path)) {
+            return None;
+        } else {
+            0
+        };
+        self.only_scope(
+            path,
+            Reach {
+                covered: parent.covered,
+                live,
+            },
+        )
+    }
+
+    /// `only`'s part of [`scope`](Self::scope).
+    fn only_scope(&self, path: &[Seg<'_>], reach: Reach) -> Option<Reach> {
+        if reach.covered || self.only.iter().any(|p| covers(p, path)) {
+            return Some(Reach {
+                covered: true,
+                ..reach
+            });
+        }
+        self.only.iter().any(|p| touches(p, path)).then_some(Reach {
+            covered: false,
+            ..reach
+        })
+    }
+
+    /// The live ignored pointers at `path`, given `live`, those at its
+    /// parent's path: `None` when one of them covers `path`. (An ignored
+    /// pointer that covers `path` touches its parent's and is longer, or it
+    /// would have covered the parent, which the walk never enters.)
+    fn step(&self, path: &[Seg<'_>], live: u64) -> Option<u64> {
+        let Some((seg, parent)) = path.split_last() else {
+            return Some(live);
+        };
+        let depth = parent.len();
+        let (mut next, mut bits) = (live, live);
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let p = (self.ignore.get(i)).or_else(|| self.noise.get(i - self.ignore.len()));
+            let tokens = p.map_or(&[][..], Pointer::tokens);
+            if tokens.get(depth).is_some_and(|t| token_matches(t, seg)) {
+                if tokens.len() == depth + 1 {
+                    return None;
+                }
+            } else {
+                next &= !(1 << i);
+            }
+        }
+        Some(next)
+    }
+
+    /// The values at the trail's path, whose parent's path `parent` reaches.
     fn node<'a, D: Doc>(
         &self,
         a: &'a D::Node,
         b: &'a D::Node,
         trail: &mut Trail<'a, D>,
-        covered: bool,
+        parent: Reach,
         sink: &mut Sink,
     ) -> ControlFlow<()> {
-        let Some(covered) = self.scope(&trail.path, covered) else {
-            return ControlFlow::Continue(());
-        };
+        match self.scope(&trail.path, parent) {
+            Some(reach) => self.visit(a, b, trail, reach, sink),
+            None => ControlFlow::Continue(()),
+        }
+    }
+
+    /// The values at the trail's path, which takes part as `reach` says.
+    fn visit<'a, D: Doc>(
+        &self,
+        a: &'a D::Node,
+        b: &'a D::Node,
+        trail: &mut Trail<'a, D>,
+        reach: Reach,
+        sink: &mut Sink,
+    ) -> ControlFlow<()> {
         if sink.probe {
             self.work.set(self.work.get().saturating_sub(1));
         }
@@ -268,17 +365,17 @@ impl<'s> Walk<'s> {
         match (da.view(a), db.view(b)) {
             (View::Object, View::Object) => {
                 let start = trail.members.len();
-                let flow = self.object(a, b, trail, covered, sink);
+                let flow = self.object(a, b, trail, reach, sink);
                 trail.members.truncate(start);
                 flow
             }
             (View::Array(x), View::Array(y)) if self.unordered_arrays => {
-                match self.unordered(x, y, trail, covered, sink) {
+                match self.unordered(x, y, trail, reach, sink) {
                     Some(flow) => flow,
-                    None => self.ordered(x, y, trail, covered, sink),
+                    None => self.ordered(x, y, trail, reach, sink),
                 }
             }
-            (View::Array(x), View::Array(y)) => self.ordered(x, y, trail, covered, sink),
+            (View::Array(x), View::Array(y)) => self.ordered(x, y, trail, reach, sink),
             (View::Number(x), View::Number(y)) if self.numbers_equal(&x, &y) => {
                 ControlFlow::Continue(())
             }
@@ -298,7 +395,7 @@ impl<'s> Walk<'s> {
         a: &'a D::Node,
         b: &'a D::Node,
         trail: &mut Trail<'a, D>,
-        covered: bool,
+        reach: Reach,
         sink: &mut Sink,
     ) -> ControlFlow<()> {
         let start = trail.members.len();
@@ -309,7 +406,7 @@ impl<'s> Walk<'s> {
             for i in start..mid {
                 let ((key, va), vb) = (trail.members[i], trail.members[i - start + mid].1);
                 trail.path.push(Seg::Key(key));
-                let flow = self.node(va, vb, trail, covered, sink);
+                let flow = self.node(va, vb, trail, reach, sink);
                 trail.path.pop();
                 flow?;
             }
@@ -335,9 +432,9 @@ impl<'s> Walk<'s> {
             let flow = match found {
                 Some(vb) => {
                     common += 1;
-                    self.node(va, vb, trail, covered, sink)
+                    self.node(va, vb, trail, reach, sink)
                 }
-                None => self.missing(&trail.path, covered, sink),
+                None => self.missing(&trail.path, reach, sink),
             };
             trail.path.pop();
             flow?;
@@ -361,7 +458,7 @@ impl<'s> Walk<'s> {
                 continue;
             }
             trail.path.push(Seg::Key(key));
-            let flow = self.missing(&trail.path, covered, sink);
+            let flow = self.missing(&trail.path, reach, sink);
             trail.path.pop();
             flow?;
         }
@@ -369,8 +466,8 @@ impl<'s> Walk<'s> {
     }
 
     /// A value present on one side only, at `path`.
-    fn missing(&self, path: &[Seg<'_>], covered: bool, sink: &mut Sink) -> ControlFlow<()> {
-        match self.scope(path, covered) {
+    fn missing(&self, path: &[Seg<'_>], reach: Reach, sink: &mut Sink) -> ControlFlow<()> {
+        match self.scope(path, reach) {
             Some(_) => sink.record(path),
             None => ControlFlow::Continue(()),
         }
@@ -382,14 +479,14 @@ impl<'s> Walk<'s> {
         x: &'a [D::Node],
         y: &'a [D::Node],
         trail: &mut Trail<'a, D>,
-        covered: bool,
+        reach: Reach,
         sink: &mut Sink,
     ) -> ControlFlow<()> {
         for i in 0..x.len().max(y.len()) {
             trail.path.push(Seg::Index(i));
             let flow = match (x.get(i), y.get(i)) {
-                (Some(va), Some(vb)) => self.node(va, vb, trail, covered, sink),
-                _ => self.missing(&trail.path, covered, sink),
+                (Some(va), Some(vb)) => self.node(va, vb, trail, reach, sink),
+                _ => self.missing(&trail.path, reach, sink),
             };
             trail.path.pop();
             flow?;
@@ -407,7 +504,7 @@ impl<'s> Walk<'s> {
         x: &'a [D::Node],
         y: &'a [D::Node],
         trail: &mut Trail<'a, D>,
-        covered: bool,
+        reach: Reach,
         sink: &mut Sink,
     ) -> Option<ControlFlow<()>> {
         if x.len() != y.len() {
@@ -432,7 +529,7 @@ impl<'s> Walk<'s> {
             let equal = |j: usize, trail: &mut Trail<'a, D>| {
                 !used[j]
                     && self
-                        .node(va, &y[j], trail, covered, &mut Sink::probe())
+                        .node(va, &y[j], trail, reach, &mut Sink::probe())
                         .is_continue()
             };
             let found = if equal(i, trail) {
@@ -508,11 +605,19 @@ fn covers(p: &Pointer, path: &[Seg<'_>]) -> bool {
 
 /// [`Pointer::touches`] over a path whose indices are numbers.
 fn touches(p: &Pointer, path: &[Seg<'_>]) -> bool {
-    p.tokens().iter().zip(path).all(|(t, s)| match (t, s) {
+    p.tokens()
+        .iter()
+        .zip(path)
+        .all(|(t, s)| token_matches(t, s))
+}
+
+/// Whether a pointer's token names a step of a concrete path.
+fn token_matches(t: &Token, s: &Seg<'_>) -> bool {
+    match (t, s) {
         (Token::Any, _) => true,
         (Token::Key(k), Seg::Key(s)) => k == s,
         (Token::Key(k), Seg::Index(i)) => is_index(k, *i),
-    })
+    }
 }
 
 /// Whether the pointer token `k` is the array index `i` (RFC 6901: digits, no
@@ -528,6 +633,7 @@ fn is_index(k: &str, i: usize) -> bool {
 mod tests {
     use super::super::Tape;
     use super::*;
+    use crate::config::JsonCompare;
 
     #[test]
     fn render_escapes_keys_and_writes_indices() {
@@ -553,6 +659,94 @@ mod tests {
             &[Seg::Key("items"), Seg::Index(2), Seg::Key("ts")]
         ));
         assert!(touches(&p, &[Seg::Key("items")]));
+    }
+
+    /// Whether `path` is ignored, checked whole against every ignored
+    /// pointer (what each step of the walk once did).
+    fn ignored_whole(walk: &Walk<'_>, path: &[Seg<'_>]) -> bool {
+        walk.ignored().any(|p| covers(p, path))
+    }
+
+    /// The scope carried down a path step by step agrees with checking each
+    /// path whole, on random paths and pointers (wildcards, indices, keys
+    /// that look like indices), with the pointers tracked and with too many
+    /// of them to track.
+    #[test]
+    fn scope_step_by_step_agrees_with_the_whole_path() {
+        use rand::Rng as _;
+        use rand::seq::SliceRandom as _;
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
+        let tokens = ["a", "b", "*", "0", "1", "01", "items", "a/b"];
+        let segs = [
+            Seg::Key("a"),
+            Seg::Key("b"),
+            Seg::Key("0"),
+            Seg::Key("items"),
+            Seg::Key("a/b"),
+            Seg::Index(0),
+            Seg::Index(1),
+        ];
+        let pointer = |rng: &mut rand::rngs::StdRng| {
+            let text: String = (0..rng.gen_range(1..4))
+                .map(|_| format!("/{}", tokens.choose(rng).unwrap().replace('/', "~1")))
+                .collect();
+            Pointer::parse(&text).unwrap()
+        };
+        let (mut ignored, mut kept) = (0, 0);
+        for case in 0..10_000 {
+            let many = case % 10 == 0;
+            let ignore: Vec<Pointer> = (0..rng.gen_range(0..if many { 80 } else { 4 }))
+                .map(|_| pointer(&mut rng))
+                .collect();
+            let noise: Vec<Pointer> = (0..rng.gen_range(0..3))
+                .map(|_| pointer(&mut rng))
+                .collect();
+            let only: Vec<Pointer> = (0..u32::from(rng.gen_bool(0.2)))
+                .map(|_| pointer(&mut rng))
+                .collect();
+            let spec = JsonCompare {
+                ignore,
+                only,
+                ..JsonCompare::default()
+            };
+            let walk = Walk::new(&spec, &noise);
+            assert_eq!(walk.tracked, spec.ignore.len() + noise.len() <= 64);
+            let path: Vec<Seg<'_>> = (0..rng.gen_range(0..6))
+                .map(|_| *segs.choose(&mut rng).unwrap())
+                .collect();
+            // Start part-way down, as `diffs_at` does.
+            let from = rng.gen_range(0..=path.len());
+            let mut reach = walk.start(&path[..from]);
+            assert_eq!(
+                reach.is_none(),
+                ignored_whole(&walk, &path[..from]) || {
+                    let covered =
+                        walk.only.is_empty() || walk.only.iter().any(|p| covers(p, &path[..from]));
+                    !covered && !walk.only.iter().any(|p| touches(p, &path[..from]))
+                }
+            );
+            for end in from + 1..=path.len() {
+                let Some(parent) = reach else { break };
+                reach = walk.scope(&path[..end], parent);
+                let whole = ignored_whole(&walk, &path[..end]);
+                if whole {
+                    assert!(reach.is_none(), "case {case}: {path:?} {end}");
+                    ignored += 1;
+                } else {
+                    // Not ignored: in or out by `only` alone, as before.
+                    let covered =
+                        parent.covered || walk.only.iter().any(|p| covers(p, &path[..end]));
+                    let want = covered || walk.only.iter().any(|p| touches(p, &path[..end]));
+                    assert_eq!(reach.is_some(), want, "case {case}: {path:?} {end}");
+                    assert_eq!(reach.map(|r| r.covered), want.then_some(covered));
+                    kept += 1;
+                }
+            }
+        }
+        assert!(
+            ignored > 500 && kept > 5000,
+            "{ignored} ignored, {kept} kept"
+        );
     }
 
     #[test]
