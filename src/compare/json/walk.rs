@@ -285,10 +285,17 @@ impl<'s> Walk<'s> {
         } else {
             0
         };
+        if parent.covered {
+            // The usual case: no `only`, or inside an `only` pointer.
+            return Some(Reach {
+                covered: true,
+                live,
+            });
+        }
         self.only_scope(
             path,
             Reach {
-                covered: parent.covered,
+                covered: false,
                 live,
             },
         )
