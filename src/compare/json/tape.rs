@@ -173,6 +173,7 @@ struct Seed<'b, 'de>(&'b mut Builder<'de>);
 impl<'de> DeserializeSeed<'de> for Seed<'_, 'de> {
     type Value = ();
 
+    #[inline]
     fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_any(self)
     }
