@@ -5,8 +5,8 @@
 //! The bodies are parsed into tapes ([`Tape`], through serde_json's own
 //! parser: the same numbers and the same errors): strings and keys point into
 //! the bodies and every container is a range of one vector, so an agreeing
-//! pair costs two parses of about two allocations each, and one pass
-//! ([`walk`]) without further allocation. The same walk reads
+//! pair costs two parses of two allocations each, and one pass ([`walk`])
+//! that allocates only its two stacks. The same walk reads
 //! `serde_json::Value`s ([`diffs_at`], [`differing_pointers`]): one rule, two
 //! kinds of document ([`Doc`]). It stops after [`MAX_DIFFS`] differences.
 //!

@@ -1,4 +1,4 @@
-//! The structural walk over two JSON documents of either tree ([`Doc`]): the
+//! The structural walk over two JSON documents of either kind ([`Doc`]): the
 //! differing pointers under `ignore`, `only`, noise, number tolerances and
 //! unordered arrays.
 //!
@@ -8,7 +8,10 @@
 //! of equal keys kept): members are visited in key order whatever the
 //! document order, as in `serde_json::Map`, so which [`MAX_DIFFS`] pointers
 //! are kept and how much of the unordered-array budget a probe spends never
-//! depend on how a body was spelt; and no object allocates.
+//! depend on how a body was spelt; and no object allocates. Two small
+//! objects with the same keys in the same order (one serializer's output)
+//! are sorted together, once. Which ignored pointers can still apply is
+//! carried down the path ([`Reach`]), so a step checks one token of each.
 
 use super::doc::{Doc, View};
 use super::{MAX_DIFFS, MAX_UNORDERED_WORK};
