@@ -67,10 +67,8 @@ enum Kind<'de> {
 impl<'de> Tape<'de> {
     /// Parses `text` as one JSON document, as `serde_json::from_str` would.
     pub fn parse(text: &'de str) -> Result<Tape<'de>, serde_json::Error> {
-        // About one node per six bytes of typical JSON (keys, short values);
-        // denser bodies grow the tape a few times.
         let mut builder = Builder {
-            nodes: Vec::with_capacity(text.len() / 5 + 8),
+            nodes: Vec::with_capacity(reserve(text.len())),
             stack: Vec::with_capacity(32),
             unescaped: String::new(),
         };
@@ -133,6 +131,15 @@ impl<'de> Doc for Tape<'de> {
             out.extend(pairs.map(|kv| (self.text(&kv[0]), &kv[1])));
         }
     }
+}
+
+/// The tape's first capacity for a body of `len` bytes: about one node per
+/// six bytes of typical JSON (keys, short values), so that most bodies need
+/// no growth; denser bodies grow the tape a few times. At most 4,096 nodes
+/// (96 KiB), so that a large body that is mostly one string does not
+/// reserve five times its size.
+fn reserve(len: usize) -> usize {
+    (len / 5 + 8).min(4096)
 }
 
 /// The tape being built.
@@ -389,6 +396,19 @@ mod tests {
         );
     }
 
+    /// A large body reserves a bounded tape, and one denser than the guess
+    /// grows it: every node is kept.
+    #[test]
+    fn the_tape_is_reserved_within_bounds_and_grows() {
+        assert_eq!(reserve(190), 46);
+        let long = format!("[\"{}\"]", "x".repeat(1 << 20));
+        let tape = parse(long.as_bytes()).unwrap();
+        assert_eq!((tape.nodes.len(), tape.nodes.capacity()), (1, 4096));
+        let dense = format!("[{}0]", "0,".repeat(50_000));
+        agree(&[dense.as_bytes()]);
+        assert_eq!(parse(dense.as_bytes()).unwrap().nodes.len(), 50_001);
+    }
+
     #[test]
     fn containers_are_ranges_of_one_tape() {
         let body = br#"{"a": [1, [2, 3], {"b": []}], "c": {}}"#;
@@ -397,7 +417,7 @@ mod tests {
         // Every key and value but the root, each once, in the one
         // allocation sized from the body.
         assert_eq!(tape.nodes.len(), 2 * 2 + 3 + 2 + 2);
-        assert_eq!(tape.nodes.capacity(), body.len() / 5 + 8);
+        assert_eq!(tape.nodes.capacity(), reserve(body.len()));
         let mut members = Vec::new();
         tape.members(tape.root(), &mut members);
         let View::Array(a) = tape.view(members[0].1) else {
