@@ -1,8 +1,22 @@
 //! Criterion benchmarks for the comparison engine: exact, json and text modes
 //! over realistic bodies. Throughput counts the bytes of both bodies.
+//!
+//! Instruction counts (repeatable on a loaded machine, unlike times): with
+//! `COMPARE_LOOPS=n` the binary runs one json case `n` times and exits, so
+//! callgrind counting only inside `compare` gives the cost per pair as its
+//! total divided by `n`:
+//!
+//! ```text
+//! cargo bench --bench compare --no-run    # prints target/release/deps/compare-<hash>
+//! COMPARE_LOOPS=10000 valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out \
+//!     --toggle-collect='understudy::compare::compare' \
+//!     target/release/deps/compare-<hash> json/loadbench_answer
+//! ```
+//!
+//! (`json/equal/4096` and the other `json/<case>/<size>` names work too.)
 
 use bytes::Bytes;
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use std::fmt::Write as _;
 use std::hint::black_box;
 use understudy::compare::{Observation, compare};
@@ -116,14 +130,19 @@ fn answer(request_id: &str) -> String {
     )
 }
 
-/// One pair as the load benchmark's mirrored requests compare it:
-/// `compare = { mode = "json", ignore = ["/request_id"] }`, equal but for the id.
-fn bench_answer(c: &mut Criterion) {
+/// The load benchmark's pair and its route's rules.
+fn answer_pair() -> (Compare, Observation, Observation) {
     let mode = Compare::Json(JsonCompare {
         ignore: vec![Pointer::parse("/request_id").expect("valid pointer")],
         ..JsonCompare::default()
     });
-    let (a, b) = (ok(answer("r-1")), ok(answer("r-2")));
+    (mode, ok(answer("r-1")), ok(answer("r-2")))
+}
+
+/// One pair as the load benchmark's mirrored requests compare it:
+/// `compare = { mode = "json", ignore = ["/request_id"] }`, equal but for the id.
+fn bench_answer(c: &mut Criterion) {
+    let (mode, a, b) = answer_pair();
     assert!(compare(&mode, &a, &b, &[]).is_match());
     let mut group = c.benchmark_group("json");
     group.throughput(Throughput::Bytes((a.body.len() + b.body.len()) as u64));
@@ -133,25 +152,28 @@ fn bench_answer(c: &mut Criterion) {
     group.finish();
 }
 
+const JSON_SIZES: [usize; 4] = [200, 1024, 4 * 1024, 16 * 1024];
+const JSON_CASES: [&str; 3] = ["identical", "equal", "differing"];
+
+/// The bodies of the json group's case `name` (one of [`JSON_CASES`]).
+fn json_pair(name: &str, size: usize) -> (Observation, Observation) {
+    let (variant, differ) = match name {
+        "identical" => (1, false),
+        "equal" => (2, false),
+        _ => (2, true),
+    };
+    (
+        ok(document(size, 1, false)),
+        ok(document(size, variant, differ)),
+    )
+}
+
 fn bench_json(c: &mut Criterion) {
     let mode = json_mode();
     let mut group = c.benchmark_group("json");
-    for size in [200, 1024, 4 * 1024, 16 * 1024] {
-        let cases = [
-            (
-                "identical",
-                document(size, 1, false),
-                document(size, 1, false),
-            ),
-            ("equal", document(size, 1, false), document(size, 2, false)),
-            (
-                "differing",
-                document(size, 1, false),
-                document(size, 2, true),
-            ),
-        ];
-        for (name, a, b) in cases {
-            let (a, b) = (ok(a), ok(b));
+    for size in JSON_SIZES {
+        for name in JSON_CASES {
+            let (a, b) = json_pair(name, size);
             let expect_match = name != "differing";
             assert_eq!(
                 compare(&mode, &a, &b, &[]).is_match(),
@@ -200,5 +222,41 @@ fn bench_text(c: &mut Criterion) {
     group.finish();
 }
 
+/// Runs the json case named `id` (`json/loadbench_answer`,
+/// `json/<case>/<size>`) `loops` times, for an instruction count.
+fn count(id: &str, loops: u64) {
+    let (mode, a, b) = if id == "json/loadbench_answer" {
+        answer_pair()
+    } else {
+        let found = JSON_SIZES.iter().find_map(|&size| {
+            let name = JSON_CASES
+                .into_iter()
+                .find(|name| id == format!("json/{name}/{size}"))?;
+            Some(json_pair(name, size))
+        });
+        let Some((a, b)) = found else {
+            eprintln!("no json case {id:?}");
+            std::process::exit(2);
+        };
+        (json_mode(), a, b)
+    };
+    for _ in 0..loops {
+        black_box(compare(&mode, black_box(&a), black_box(&b), &[]));
+    }
+}
+
 criterion_group!(benches, bench_exact, bench_answer, bench_json, bench_text);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(loops) = std::env::var("COMPARE_LOOPS") {
+        let Ok(loops) = loops.parse() else {
+            eprintln!("COMPARE_LOOPS: not a number: {loops:?}");
+            std::process::exit(2);
+        };
+        let id = std::env::args().nth(1).unwrap_or_default();
+        count(&id, loops);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

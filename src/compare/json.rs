@@ -2,13 +2,13 @@
 //! pointers where they differ, honouring `ignore`, `only`, number tolerances and
 //! unordered arrays.
 //!
-//! The bodies are parsed into borrowed trees (`serde_json_borrow`, through
-//! serde_json's own parser: the same numbers and the same errors): strings
-//! and keys point into the bodies, so an agreeing pair costs two parses that
-//! allocate one vector per object and array, and one pass ([`walk`]) without
-//! further allocation. The same walk reads `serde_json::Value`s
-//! ([`diffs_at`], [`differing_pointers`]): one rule, two kinds of tree
-//! ([`Doc`]). It stops after [`MAX_DIFFS`] differences.
+//! The bodies are parsed into tapes ([`Tape`], through serde_json's own
+//! parser: the same numbers and the same errors): strings and keys point into
+//! the bodies and every container is a range of one vector, so an agreeing
+//! pair costs two parses of two allocations each, and one pass ([`walk`])
+//! that allocates only its two stacks. The same walk reads
+//! `serde_json::Value`s ([`diffs_at`], [`differing_pointers`]): one rule, two
+//! kinds of document ([`Doc`]). It stops after [`MAX_DIFFS`] differences.
 //!
 //! Unordered arrays are matched greedily, which is quadratic in their length
 //! (and multiplies with nesting), so the matching has a budget of
@@ -18,9 +18,11 @@
 //! a mismatch, never the reverse.
 
 mod doc;
+mod tape;
 mod walk;
 
 pub use doc::{Doc, View};
+pub use tape::{Node, Tape};
 
 use super::{Outcome, Verdict};
 use crate::config::JsonCompare;
@@ -33,9 +35,6 @@ pub const MAX_DIFFS: usize = 64;
 /// Values visited while matching unordered arrays, per comparison: about
 /// what a shuffled array of 1,400 numbers needs, a few milliseconds.
 pub const MAX_UNORDERED_WORK: u64 = 1_000_000;
-
-/// A body parsed for comparison: strings and keys borrowed from it.
-type Parsed<'a> = serde_json_borrow::Value<'a>;
 
 /// Compares two bodies under `spec`; `noise` pointers are ignored like `spec.ignore`.
 ///
@@ -96,9 +95,9 @@ pub fn differing_pointers<D: Doc>(a: &D, b: &D) -> Vec<String> {
 /// The body is checked to be UTF-8 once, whole, so that the parser need not
 /// check each string again: the same bodies fail (a byte that is not UTF-8
 /// is an error inside a string and outside one alike), in fewer instructions.
-pub fn parse(body: &[u8]) -> Option<impl Doc + '_> {
+pub fn parse(body: &[u8]) -> Option<Tape<'_>> {
     let text = std::str::from_utf8(body).ok()?;
-    serde_json::from_str::<Parsed<'_>>(text).ok()
+    Tape::parse(text).ok()
 }
 
 /// The differing pointers of two values found at `prefix` (a concrete JSON
@@ -114,6 +113,29 @@ pub fn diffs_at<D: Doc>(spec: &JsonCompare, prefix: &str, a: &D, b: &D) -> Vec<S
         .collect();
     let path = tokens.iter().map(|t| Seg::Key(t)).collect();
     Walk::new(spec, &[]).diffs(a, b, path).0
+}
+
+/// A document's node as a `serde_json::Value` (the last of equal keys kept).
+#[cfg(test)]
+pub(crate) fn to_value<D: Doc>(doc: &D, node: &D::Node) -> serde_json::Value {
+    use serde_json::Value as V;
+    match doc.view(node) {
+        View::Null => V::Null,
+        View::Bool(b) => V::Bool(b),
+        View::Number(n) => V::Number(n),
+        View::Str(s) => V::String(s.to_string()),
+        View::Array(items) => V::Array(items.iter().map(|n| to_value(doc, n)).collect()),
+        View::Object => {
+            let mut members = Vec::new();
+            doc.members(node, &mut members);
+            V::Object(
+                members
+                    .into_iter()
+                    .map(|(k, n)| (k.to_string(), to_value(doc, n)))
+                    .collect(),
+            )
+        }
+    }
 }
 
 #[cfg(test)]
@@ -138,7 +160,7 @@ mod tests {
         let b = json!({"n": 9_007_199_254_740_992_u64});
         assert_eq!(differing_pointers(&a, &b), ["/n"]);
         assert!(differing_pointers(&json!(1), &json!(1.0)).is_empty());
-        // The same through the borrowed trees a comparison parses.
+        // The same through the tapes a comparison parses.
         let spec = JsonCompare::default();
         let (a, b) = (br#"{"n": 9007199254740993}"#, br#"{"n": 9007199254740992}"#);
         assert_eq!(compare(&spec, &[], a, b).diffs, ["/n"]);

@@ -666,3 +666,22 @@ fn borrowed_parse_agrees_with_serde_json_values() {
         "{matched} matched (different bytes), {mismatched} mismatched, {capped} capped"
     );
 }
+
+/// The tape a comparison parses a body into reads as the `serde_json::Value`
+/// of the same body, on the model test's generated documents (escaped keys
+/// and strings, duplicate keys, every spelling of a number).
+#[test]
+fn tape_reads_as_serde_json_value() {
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(26);
+    for case in 0..2000 {
+        let doc = gen_value(&mut rng, 4, 0..10);
+        let mut text = String::new();
+        write_doc(&mut rng, &doc, &mut text);
+        let want: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        let tape = json::parse(text.as_bytes()).unwrap_or_else(|| panic!("case {case}: {text}"));
+        let got = json::to_value(&tape, json::Doc::root(&tape));
+        // Written out: `-0.0` and `0.0`, `1` and `1.0` stay apart.
+        assert_eq!(got.to_string(), want.to_string(), "case {case}: {text}");
+    }
+}
