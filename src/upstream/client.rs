@@ -113,11 +113,10 @@ impl Client {
 
     pub async fn send_within(
         &self,
-        req: Request<UpBody>,
+        mut req: Request<UpBody>,
         timeout: Duration,
     ) -> Result<Response<Incoming>, Error> {
         let target = self.target;
-        let mut req = req;
         if let Some(host) = &self.host
             && req.uri().authority() == self.upstream.uri.authority()
         {
